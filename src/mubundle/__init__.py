@@ -1,0 +1,24 @@
+"""mubundle: learned generator of cosmic-ray muon bundles deep underground / under ice.
+
+Given a primary cosmic ray (energy E0 [GeV], mass number A, zenith [rad], slant depth [km])
+mubundle samples the muon multiplicity N and the N muons (energy [GeV], x, y [m] in the
+plane perpendicular to the shower axis) as a correlated bundle.
+"""
+
+from mubundle.data.batch import RaggedBatch
+
+__version__ = "0.1.0"
+
+
+def load(path=None, device="cpu"):
+    """Load a trained muon-bundle model (the shipped default when ``path`` is None).
+
+    Returns a :class:`mubundle.model.bundle.MuonBundleModel` whose ``sample`` method takes
+    physical units (GeV, rad, mass number, km) and returns a :class:`RaggedBatch`.
+    """
+    from mubundle.generate.api import load_model
+
+    return load_model(path, device=device)
+
+
+__all__ = ["RaggedBatch", "load", "__version__"]

@@ -1,0 +1,170 @@
+"""The ``mubundle`` command: one subcommand per pipeline stage.
+
+Thin by design: each ``_add_<name>`` declares the arguments and each ``_run_<name>``
+converts them to a call of the package API. No logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from mubundle import __version__
+
+
+# --------------------------------------------------------------------------- data
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert legacy/native files to native Parquet shards")
+    p.add_argument("inputs", nargs="+", help="files, globs or directories (Parquet or HDF5, any layout)")
+    p.add_argument("--out", required=True, type=Path, help="output dataset directory")
+    p.add_argument("--events-per-shard", type=int, default=100_000)
+    p.set_defaults(run=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from mubundle.data.convert import convert, print_convert_summary
+
+    summary = convert(args.inputs, args.out, events_per_shard=args.events_per_shard)
+    print_convert_summary(summary)
+    return 0
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="summarise files: counts, multiplicities, ranges, rejections")
+    p.add_argument("paths", nargs="+", help="files, globs or directories")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.set_defaults(run=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from mubundle.data.inspect import inspect_paths, print_inspection
+
+    report = inspect_paths(args.paths)
+    print_inspection(report, as_json=args.json)
+    return 0
+
+
+# --------------------------------------------------------------------------- sim
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    from mubundle.sim.config import add_simulate_arguments
+
+    p = sub.add_parser("simulate", help="reference air-shower muon simulation (chromo + atmosphere + ice)")
+    add_simulate_arguments(p)
+    p.set_defaults(run=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from mubundle.sim.config import config_from_args
+    from mubundle.sim.run import simulate_dataset
+
+    simulate_dataset(config_from_args(args), args.out, workers=args.workers)
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train (or resume) the multiplicity model and WGAN-GP")
+    p.add_argument("--data", nargs="+", required=True, help="training data: files, globs, directories")
+    p.add_argument("--run", required=True, type=Path, help="run directory (resumed if it exists)")
+    p.add_argument("--config", type=Path, help="YAML TrainConfig (CLI flags override it)")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-muons-per-step", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the networks")
+    p.add_argument("--max-restarts", type=int, default=0,
+                   help="supervise: run training in a child process, restart on crash up to K times")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from mubundle.train.entry import train_from_args
+
+    return train_from_args(args)
+
+
+# --------------------------------------------------------------------------- generate
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from mubundle.generate.cli_args import add_generate_arguments
+
+    p = sub.add_parser("generate", help="generate muon bundles with a trained model")
+    add_generate_arguments(p)
+    p.set_defaults(run=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from mubundle.generate.cli_args import generate_from_args
+
+    return generate_from_args(args)
+
+
+# --------------------------------------------------------------------------- evaluate
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="compare a model with reference data: metrics, plots, report.html")
+    p.add_argument("--model", type=Path, help="model directory (default: the shipped model)")
+    p.add_argument("--reference", nargs="+", required=True, help="reference data: files, globs, directories")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-events", type=int, default=None, help="use at most this many reference events")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from mubundle.evaluate.report import evaluate_model
+
+    evaluate_model(args.model, args.reference, args.out, seed=args.seed, max_events=args.max_events)
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="end-to-end demo: generate, simulate a reference, evaluate, short training")
+    p.add_argument("--out", type=Path, default=Path("demo_output"))
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from mubundle.demo import run_demo
+
+    return run_demo(args.out, seed=args.seed)
+
+
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_convert,
+    _add_inspect,
+    _add_simulate,
+    _add_train,
+    _add_generate,
+    _add_evaluate,
+    _add_demo,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mubundle", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mubundle {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mubundle`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("mubundle: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError) as error:  # user errors: one clear line, no traceback
+        print(f"mubundle {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

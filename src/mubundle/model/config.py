@@ -1,0 +1,33 @@
+"""Model hyper-parameters (single source of truth; round-trips to YAML via mubundle.configio)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the multiplicity model, generator and critic.
+
+    Defaults are chosen so one training step on B = 8192 events runs fast on 2 CPU cores;
+    see docs/model.md for what each part does.
+    """
+
+    # multiplicity model P(N | conditions): mixture of negative binomials
+    multiplicity_hidden: int = 128
+    multiplicity_layers: int = 3
+    multiplicity_components: int = 8
+    # generator
+    global_noise_dim: int = 16
+    muon_noise_dim: int = 8
+    generator_context_dim: int = 64
+    generator_hidden: int = 64
+    generator_set_layers: int = 2  # EPiC-style per-muon <-> pooled global interaction layers
+    # critic
+    critic_hidden: int = 64
+    critic_pooled_dim: int = 64
+    critic_set_layers: int = 1
+    # smooth saturation of critic scores: s * tanh(x / s)
+    critic_score_scale: float = 100.0
+    # Xavier-normal gain of every Linear layer
+    init_gain: float = 0.5

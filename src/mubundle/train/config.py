@@ -1,0 +1,43 @@
+"""Training configuration (single source of truth; round-trips to YAML via mubundle.configio)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mubundle.model.config import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; stored resolved as ``RUN/config.yaml``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    batch_size: int = 1024  # events per step (B)
+    max_steps: int = 10_000  # generator steps
+    max_muons_per_step: int = 262_144  # micro-batch muon budget (gradient accumulation above it)
+    # WGAN-GP
+    critic_steps: int = 5
+    gp_lambda: float = 10.0
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    grad_clip_norm: float = 0.0  # 0 = off
+    # multiplicity model has its own Adam optimiser (see docs/training.md)
+    multiplicity_lr: float = 1e-3
+    # data
+    shuffle_buffer_events: int = 65_536
+    transform_fit_events: int = 200_000  # events used to fit feature transforms
+    # divergence guard
+    max_consecutive_bad_steps: int = 5
+    rollback_lr_factor: float = 0.5
+    saturation_warn_fraction: float = 0.9  # of a batch near +-s
+    # bookkeeping
+    log_every: int = 10
+    histogram_every: int = 200
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    # speed
+    compile: bool = False
+    tf32: bool = True
+    bf16: bool = False
