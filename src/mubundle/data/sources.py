@@ -1,0 +1,236 @@
+"""Input discovery and decoding of any supported layout, piece by piece.
+
+A *piece* is the unit read at once: one Parquet row group, or a chunk of
+``HDF5_CHUNK_EVENTS`` events of a legacy HDF5 file. Memory is bounded by one piece.
+
+Layouts (:func:`detect_layout`): ``native`` (mubundle Parquet shards), ``legacy-parquet``
+and ``legacy-hdf5`` (PHYSICS.md). Every problem with a file (missing, truncated, corrupt,
+unknown layout) raises :class:`DataFileError` whose message names the file; callers record
+it and go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mubundle.data import legacy, native, schema
+from mubundle.data.batch import RaggedBatch
+from mubundle.data.validate import DecodedRows, RejectedRows, add_counts, validate
+
+#: Suffixes picked up when a directory is expanded.
+DATA_SUFFIXES = (".parquet", ".pq", ".h5", ".hdf5", ".hdf")
+#: Events per piece of a legacy HDF5 file.
+HDF5_CHUNK_EVENTS = 65_536
+
+_PARQUET_MAGIC = b"PAR1"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+# Errors the readers raise on bad files; anything else is a bug and must surface.
+_FILE_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, pa.ArrowException)
+
+
+class DataFileError(Exception):
+    """A data file cannot be read; ``str(error)`` starts with the file path."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@contextlib.contextmanager
+def file_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn any reader error inside the block into a :class:`DataFileError` naming ``path``."""
+    try:
+        yield
+    except DataFileError:
+        raise
+    except _FILE_ERRORS as error:
+        message = str(error).replace(str(path) + ": ", "") or type(error).__name__
+        raise DataFileError(path, f"{type(error).__name__}: {message}") from None
+
+
+# --------------------------------------------------------------------------- discovery
+def _is_hidden(path: Path, root: Path) -> bool:
+    """Names starting with '_' or '.' are bookkeeping (quarantine, temporary files), not data."""
+    return any(part.startswith(("_", ".")) for part in path.relative_to(root).parts)
+
+
+def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Path]:
+    """Files, globs and directories -> a sorted, de-duplicated file list.
+
+    Directories are searched recursively (range folders included) for ``DATA_SUFFIXES``;
+    entries whose name starts with ``_`` or ``.`` are skipped. Each argument's matches are
+    sorted; arguments keep their order. A path or glob that matches nothing is returned
+    as given so that reading it reports a clear "not found" error instead of vanishing.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[Path] = []
+    for entry in paths:
+        text = os.fspath(entry)
+        path = Path(text)
+        if path.is_dir():
+            matches = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not _is_hidden(p, path)
+            )
+        elif glob.has_magic(text):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            matches = matches or [path]
+        else:
+            matches = [path]
+        found.extend(matches)
+    seen: set[Path] = set()
+    unique = []
+    for path in found:
+        if path not in seen:
+            seen.add(path)
+            unique.append(path)
+    return unique
+
+
+def detect_layout(path: str | os.PathLike) -> str:
+    """``native``, ``legacy-parquet`` or ``legacy-hdf5`` (raises DataFileError otherwise)."""
+    path = Path(path)
+    with file_errors(path):
+        if not path.exists():
+            raise DataFileError(path, "file not found")
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        if head[:4] == _PARQUET_MAGIC:
+            names = set(pq.read_schema(path).names)
+            if {*schema.CONDITION_FIELDS, schema.MUONS_COLUMN} <= names:
+                return "native"
+            if {legacy.PRIMARY_COLUMN, legacy.MUONS_COLUMN} <= names:
+                return "legacy-parquet"
+            raise DataFileError(path, f"Parquet file with unknown columns {sorted(names)}")
+        if head == _HDF5_MAGIC:
+            return "legacy-hdf5"
+        raise DataFileError(path, "neither Parquet nor HDF5 (unknown file signature)")
+
+
+# --------------------------------------------------------------------------- pieces
+@dataclass(frozen=True)
+class Piece:
+    """One unit of reading: ``index``-th row group (Parquet) or event chunk (HDF5) of ``path``."""
+
+    path: str
+    layout: str
+    index: int
+    first_row: int
+    n_rows: int
+    muon_first_row: int = 0  # legacy HDF5 only: first row of this chunk in the 'muons' dataset
+
+
+def list_pieces(path: str | os.PathLike) -> list[Piece]:
+    """Pieces of one file from its metadata only (no event data is read)."""
+    path = Path(path)
+    layout = detect_layout(path)
+    with file_errors(path):
+        if layout == "legacy-hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                n_events, _ = legacy.hdf5_shapes(handle)
+                muon_starts = legacy.hdf5_chunk_muon_starts(handle, HDF5_CHUNK_EVENTS)
+            bounds = range(0, n_events, HDF5_CHUNK_EVENTS)
+            return [
+                Piece(str(path), layout, i, lo, min(HDF5_CHUNK_EVENTS, n_events - lo), int(muon_starts[i]))
+                for i, lo in enumerate(bounds)
+            ]
+        metadata = pq.ParquetFile(path).metadata
+        pieces, first = [], 0
+        for i in range(metadata.num_row_groups):
+            n_rows = metadata.row_group(i).num_rows
+            pieces.append(Piece(str(path), layout, i, first, n_rows))
+            first += n_rows
+        return pieces
+
+
+def decode_piece(piece: Piece) -> DecodedRows:
+    """Read and decode one piece (values not yet validated)."""
+    with file_errors(piece.path):
+        if piece.layout == "legacy-hdf5":
+            import h5py
+
+            with h5py.File(piece.path, "r") as handle:
+                stop = piece.first_row + piece.n_rows
+                return legacy.decode_hdf5_chunk(handle, piece.first_row, stop, piece.muon_first_row, piece.path)
+        parquet = pq.ParquetFile(piece.path, page_checksum_verification=True)
+        table = parquet.read_row_group(piece.index, use_threads=False)
+        if piece.layout == "legacy-parquet":
+            return legacy.decode_parquet_table(table, piece.path, piece.first_row)
+        batch, null_rows = native.decode_table(table)
+        structural = np.where(null_rows, np.int8(1), np.int8(0)).astype(np.int8)  # code 1 = null_value
+        rows = piece.first_row + np.arange(len(batch), dtype=np.int64)
+        return DecodedRows(piece.path, batch, structural, rows)
+
+
+def read_piece(piece: Piece) -> tuple[RaggedBatch, RejectedRows]:
+    """Decode and validate one piece: (accepted events, rejected rows)."""
+    return validate(decode_piece(piece))
+
+
+# --------------------------------------------------------------------------- whole datasets
+@dataclass
+class LoadResult:
+    """Events loaded from many files; ``rejected`` counts rows by reason, ``failed_files``
+    lists ``{"path", "error"}`` of files that could not be read (their events are absent)."""
+
+    batch: RaggedBatch
+    rejected: dict[str, int] = field(default_factory=dict)
+    failed_files: list[dict[str, str]] = field(default_factory=list)
+    rejected_rows: RejectedRows = field(default_factory=RejectedRows.empty)
+    layouts: dict[str, str] = field(default_factory=dict)
+
+
+def iter_file_pieces(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike, failed_files: list[dict[str, str]]
+) -> Iterator[tuple[Piece, RaggedBatch, RejectedRows]]:
+    """Every readable piece of every file in order with its (accepted, rejected) rows.
+
+    A file that fails (at listing or at any piece) is appended to ``failed_files`` and the
+    rest of it is skipped; pieces of it already yielded stay yielded.
+    """
+    for path in expand_paths(paths):
+        try:
+            pieces = list_pieces(path)
+            for piece in pieces:
+                accepted, rejected = read_piece(piece)
+                yield piece, accepted, rejected
+        except DataFileError as error:
+            failed_files.append({"path": str(path), "error": error.reason})
+
+
+def read_events(paths: Sequence[str | os.PathLike] | str | os.PathLike, max_events: int | None = None) -> LoadResult:
+    """Load and validate all events of ``paths`` (any layout) into one batch.
+
+    ``max_events`` stops reading once that many accepted events were collected (the batch
+    is cut to exactly ``max_events``). Bad rows and files are counted, never raised.
+    """
+    failed: list[dict[str, str]] = []
+    accepted_parts: list[RaggedBatch] = []
+    rejected_parts: list[RejectedRows] = []
+    rejected_counts: dict[str, int] = {}
+    layouts: dict[str, str] = {}
+    n_accepted = 0
+    for piece, accepted, rejected in iter_file_pieces(paths, failed):
+        layouts[piece.path] = piece.layout
+        accepted_parts.append(accepted)
+        rejected_parts.append(rejected)
+        add_counts(rejected_counts, rejected.counts_by_reason())
+        n_accepted += len(accepted)
+        if max_events is not None and n_accepted >= max_events:
+            break
+    batch = RaggedBatch.concat(accepted_parts)
+    if max_events is not None and len(batch) > max_events:
+        batch = batch.slice(0, max_events)
+    return LoadResult(batch, rejected_counts, failed, RejectedRows.concat(rejected_parts), layouts)

@@ -1,0 +1,33 @@
+"""Small synthetic datasets for tests (importable by every test module)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mubundle.data.batch import RaggedBatch
+
+
+def make_synthetic_batch(n_events: int, seed: int = 0, with_weights: bool = False) -> RaggedBatch:
+    """A plausible ragged batch of ``n_events`` valid events.
+
+    About a third of the events have zero muons; multiplicities have a heavy tail
+    (geometric-like with occasional bundles of ~100). Conditions: energy 1e3..1e8 GeV
+    (log-uniform), zenith in [0, pi/2), mass from {1, 4, 14, 27, 56}, depth 1.4..2.8 km.
+    Muons: energy 1..1e4 GeV log-uniform, x/y normal with sigma 20 m.
+    """
+    rng = np.random.default_rng(seed)
+    energy = 10 ** rng.uniform(3, 8, n_events)
+    zenith = rng.uniform(0, np.pi / 2 * 0.999, n_events)
+    mass = rng.choice([1.0, 4.0, 14.0, 27.0, 56.0], n_events)
+    depth = rng.uniform(1.4, 2.8, n_events)
+    conditions = np.stack([energy, zenith, mass, depth], axis=1).astype(np.float32)
+    counts = rng.geometric(0.3, n_events) - 1
+    counts[rng.random(n_events) < 0.3] = 0
+    heavy = rng.random(n_events) < 0.02
+    counts[heavy] = rng.integers(50, 150, int(heavy.sum()))
+    n_muons = int(counts.sum())
+    flat_muons = np.stack(
+        [10 ** rng.uniform(0, 4, n_muons), rng.normal(0, 20, n_muons), rng.normal(0, 20, n_muons)], axis=1
+    ).astype(np.float32)
+    weights = rng.uniform(0, 1e-3, n_events) if with_weights else None
+    return RaggedBatch(conditions, counts.astype(np.int64), flat_muons, weights)

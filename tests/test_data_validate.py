@@ -1,0 +1,113 @@
+"""Validation: every rejection reason, first-reason-wins order, quarantine file contents."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import make_synthetic_batch
+
+from mubundle.data import native
+from mubundle.data.batch import RaggedBatch
+from mubundle.data.sources import read_events
+from mubundle.data.validate import REASONS, DecodedRows, validate, write_quarantine
+
+GOOD_PRIMARY = [1e6, 0.3, 4.0, 2.0]
+GOOD_MUON = [100.0, 1.0, -1.0]
+
+
+def _native_file(path, primary, muons, weight=None):
+    batch = RaggedBatch(np.array([GOOD_PRIMARY, primary], np.float32), [1, len(muons)],
+                        np.array([GOOD_MUON, *muons], np.float32).reshape(-1, 3),
+                        None if weight is None else np.array([1.0, weight]))
+    native.write_shard(batch, path)
+
+
+def _write_null_value(path):
+    table = native.batch_to_table(make_synthetic_batch(2, seed=0))
+    energy = pa.array([1e6, None], pa.float32())
+    pq.write_table(table.set_column(0, "energy", energy), path)
+
+
+def _write_bad_list_length(path):
+    pq.write_table(pa.table({
+        "primary": pa.array([GOOD_PRIMARY, GOOD_PRIMARY[:3]], pa.list_(pa.float32())),
+        "muons": pa.array([[GOOD_MUON], [GOOD_MUON]], pa.list_(pa.list_(pa.float32()))),
+    }), path)
+
+
+def _write_count_mismatch(path):
+    with h5py.File(path, "w") as handle:
+        handle["primaries"] = np.array([[1, 0, 1e6, 0.3, 4, 0, 2.0], [2, 0, 1e6, 0.3, 4, 0, 2.0]], np.float32)
+        handle["muons"] = np.array([[1, 0, 100, 1, 1, 0], [9, 9, 100, 1, 1, 0]], np.float32)
+        handle["counts"] = np.array([1, 1], np.int32)
+
+
+CASES = {
+    "null_value": _write_null_value,
+    "bad_list_length": _write_bad_list_length,
+    "count_mismatch": _write_count_mismatch,
+    "non_finite": lambda p: _native_file(p, [np.inf, 0.3, 4, 2.0], []),
+    "energy_non_positive": lambda p: _native_file(p, [0.0, 0.3, 4, 2.0], []),
+    "zenith_out_of_range": lambda p: _native_file(p, [1e6, 1.6, 4, 2.0], []),
+    "mass_below_one": lambda p: _native_file(p, [1e6, 0.3, 0.5, 2.0], []),
+    "depth_negative": lambda p: _native_file(p, [1e6, 0.3, 4, -0.1], []),
+    "muon_non_finite": lambda p: _native_file(p, GOOD_PRIMARY, [GOOD_MUON, [10.0, np.nan, 0.0]]),
+    "muon_energy_non_positive": lambda p: _native_file(p, GOOD_PRIMARY, [[-1.0, 0.0, 0.0]]),
+    "weight_invalid": lambda p: _native_file(p, GOOD_PRIMARY, [], weight=-1.0),
+}
+
+
+def test_every_documented_reason_has_a_test_case():
+    assert set(CASES) == set(REASONS)
+
+
+@pytest.mark.parametrize("reason", sorted(CASES))
+def test_bad_second_row_is_rejected_with_its_reason_and_the_good_row_is_kept(tmp_path, reason):
+    suffix = ".h5" if reason == "count_mismatch" else ".parquet"
+    path = tmp_path / f"{reason}{suffix}"
+    CASES[reason](path)
+    result = read_events(path)
+    assert result.rejected == {reason: 1}
+    assert len(result.batch) == 1 and not result.failed_files
+    assert list(result.rejected_rows.rows) == [1]
+    assert list(result.rejected_rows.files) == [str(path)]
+
+
+def test_zenith_of_exactly_pi_over_two_and_zero_are_accepted():
+    batch = RaggedBatch(np.array([[1e6, np.pi / 2, 1, 0], [1e6, 0, 1, 0]], np.float32), [0, 0], np.zeros((0, 3)))
+    accepted, rejected = validate(DecodedRows("mem", batch, np.zeros(2, np.int8), np.arange(2)))
+    assert len(accepted) == 2 and len(rejected) == 0
+
+
+def test_the_first_failing_check_names_the_reason():
+    conditions = np.array([[np.nan, 5.0, 0.1, -1.0], [-1.0, 5.0, 0.1, -1.0], [1.0, 5.0, 0.1, -1.0]], np.float32)
+    batch = RaggedBatch(conditions, [0, 0, 0], np.zeros((0, 3)))
+    _, rejected = validate(DecodedRows("mem", batch, np.zeros(3, np.int8), np.arange(3)))
+    assert list(rejected.reasons) == ["non_finite", "energy_non_positive", "zenith_out_of_range"]
+
+
+def test_all_valid_rows_come_back_without_a_copy():
+    batch = make_synthetic_batch(50, seed=1)
+    accepted, rejected = validate(DecodedRows("mem", batch, np.zeros(50, np.int8), np.arange(50)))
+    assert accepted is batch and len(rejected) == 0
+
+
+def test_quarantine_file_holds_file_row_reason_and_raw_values(tmp_path):
+    path = tmp_path / "bad.parquet"
+    _native_file(path, GOOD_PRIMARY, [[10.0, np.nan, 0.0]])
+    result = read_events(path)
+    written = write_quarantine(result.rejected_rows, tmp_path / "_q" / "rejected.parquet")
+    table = pq.read_table(written).to_pylist()
+    assert len(table) == 1
+    row = table[0]
+    assert row["file"] == str(path) and row["row"] == 1 and row["reason"] == "muon_non_finite"
+    assert row["energy"] == pytest.approx(1e6) and np.isnan(row["muons"][0][1])
+
+
+def test_nothing_to_quarantine_writes_no_file(tmp_path):
+    result = read_events(tmp_path / "missing.parquet")
+    assert write_quarantine(result.rejected_rows, tmp_path / "q.parquet") is None
+    assert not (tmp_path / "q.parquet").exists()
