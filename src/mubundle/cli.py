@@ -67,7 +67,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train (or resume) the multiplicity model and WGAN-GP")
     p.add_argument("--data", nargs="+", required=True, help="training data: files, globs, directories")
-    p.add_argument("--run", required=True, type=Path, help="run directory (resumed if it exists)")
+    # dest run_dir: "run" is the subcommand dispatch attribute set by set_defaults below;
+    # --run-dir: torchrun's own parser rejects "--run" as an ambiguous prefix of --run-path
+    p.add_argument("--run", "--run-dir", required=True, type=Path, dest="run_dir", metavar="DIR",
+                   help="run directory (resumed if it exists)")
     p.add_argument("--config", type=Path, help="YAML TrainConfig (CLI flags override it)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--batch-size", type=int)

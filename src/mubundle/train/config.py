@@ -32,11 +32,17 @@ class TrainConfig:
     max_consecutive_bad_steps: int = 5
     rollback_lr_factor: float = 0.5
     saturation_warn_fraction: float = 0.9  # of a batch near +-s
+    max_rollbacks: int = 5  # more rollbacks than this end the run (TrainingDiverged)
     # bookkeeping
     log_every: int = 10
     histogram_every: int = 200
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
+    best_smoothing: float = 0.9  # EMA factor of the best-checkpoint score (see docs/training.md)
+    progress_bar: bool = True
+    # supervisor (--max-restarts): wait restart_backoff_s * 2**(failures-1), at most restart_backoff_max_s
+    restart_backoff_s: float = 5.0
+    restart_backoff_max_s: float = 300.0
     # speed
     compile: bool = False
     tf32: bool = True

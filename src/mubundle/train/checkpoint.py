@@ -1,0 +1,167 @@
+"""Atomic training checkpoints in ``RUN/checkpoints/``: last N kept, plus ``best.pt``.
+
+A checkpoint is one ``torch.save`` file holding everything a resumed run needs to continue
+bit-for-bit: network weights, optimizer states, RNG states, the data cursor, the step,
+epoch, divergence-guard state and the best-metric bookkeeping (see docs/training.md).
+
+Writes are atomic: bytes go to a temporary file in the same directory, are fsynced, moved
+over the final name with ``os.replace`` and the directory is fsynced, so a crash at any
+moment leaves either the old or the new checkpoint, never a torn one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+BEST_NAME = "best.pt"
+_STEP_NAME = re.compile(r"^step-(\d{9})\.pt$")
+
+
+def checkpoint_name(step: int) -> str:
+    """File name of the checkpoint taken after ``step`` generator steps."""
+    return f"step-{step:09d}.pt"
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, rename, fsync dir)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the numbered checkpoints of a run, oldest first (``best.pt`` excluded)."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _STEP_NAME.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """Path of the newest numbered checkpoint, or None for a fresh run directory."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int, is_best: bool) -> Path:
+    """Write ``payload`` as ``checkpoints/step-<step>.pt`` (and ``best.pt`` when ``is_best``).
+
+    Older numbered checkpoints beyond the newest ``keep`` are deleted after the new one is
+    safely on disk. Returns the path of the numbered checkpoint.
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    path = directory / checkpoint_name(step)
+    atomic_write_bytes(path, data)
+    if is_best:
+        atomic_write_bytes(directory / BEST_NAME, data)
+    for _, old in list_checkpoints(run_dir)[: -max(int(keep), 1)]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU (tensors, numbers, strings and lists only: ``weights_only``)."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------------------- RNG states
+def capture_rng_states(step_generator: torch.Generator) -> dict[str, Any]:
+    """All random-number states a training step can touch, as checkpointable plain data.
+
+    ``step_generator`` is the generator the WGAN step draws noise/interpolation from; the
+    global torch, numpy and Python states are saved too so that any library code that uses
+    them also replays identically after a resume.
+    """
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "step_generator": step_generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "python": {"version": int(py_version), "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def restore_rng_states(states: dict[str, Any], step_generator: torch.Generator) -> None:
+    """Inverse of :func:`capture_rng_states`."""
+    step_generator.set_state(states["step_generator"])
+    torch.set_rng_state(states["torch"])
+    numpy_state = states["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
+
+
+# ---------------------------------------------------------------------------- model export
+def export_model(model: Any, run_dir: Path, name: str = "model") -> Path:
+    """``model.save`` into ``RUN/<name>/`` so the newest weights are usable for generation.
+
+    The model is saved into a temporary sibling directory which then replaces the old one;
+    a crash mid-export leaves the previous export intact (or a complete new one).
+    """
+    run_dir = Path(run_dir)
+    target = run_dir / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=run_dir))
+    model.save(staging)
+    previous = None
+    if target.exists():
+        previous = run_dir / f".{name}.previous"
+        if previous.exists():
+            shutil.rmtree(previous)
+        os.replace(target, previous)
+    os.replace(staging, target)
+    _fsync_directory(run_dir)
+    if previous is not None:
+        shutil.rmtree(previous)
+    return target

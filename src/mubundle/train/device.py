@@ -1,0 +1,71 @@
+"""Device selection and per-device speed settings (TF32, bf16 autocast, torch.compile).
+
+Everything here is a pure function of the requested device name and the ``TrainConfig``;
+the CPU path is the reference (bit-reproducible) path and none of the speed options
+changes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+
+from mubundle.train.config import TrainConfig
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for ``name`` (auto | cpu | cuda | mps).
+
+    ``auto`` picks CUDA, then MPS, then CPU. Under torchrun, CUDA uses ``cuda:<local_rank>``.
+    Asking for a device that is not available is a ``ValueError`` naming it (no silent
+    fallback: a run that was meant for a GPU must not quietly take a week on a CPU).
+    """
+    if name not in DEVICE_CHOICES:
+        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False")
+        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' requested but torch.backends.mps.is_available() is False")
+    return torch.device(name)
+
+
+def configure_backends(device: torch.device, config: TrainConfig) -> None:
+    """Process-wide matmul settings for ``device``: TF32 on CUDA when ``config.tf32``.
+
+    CPU and MPS keep full float32 precision (exact-resume and reproducibility tests run there).
+    """
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = bool(config.tf32)
+        torch.backends.cudnn.allow_tf32 = bool(config.tf32)
+
+
+def autocast_context(device: torch.device, config: TrainConfig) -> ContextManager:
+    """bf16 autocast around the training step on CUDA when ``config.bf16``; otherwise a no-op."""
+    if config.bf16 and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def compile_modules(modules: list[torch.nn.Module], config: TrainConfig) -> None:
+    """``torch.compile`` the given modules in place when ``config.compile``.
+
+    ``nn.Module.compile`` keeps parameter names unchanged, so checkpoints and ``model.save``
+    are identical with and without compilation.
+    """
+    if not config.compile:
+        return
+    for module in modules:
+        module.compile(dynamic=True)  # ragged batches: the muon count M changes every step

@@ -1,0 +1,122 @@
+"""``mubundle train``: resolve the run's configuration, then train or supervise.
+
+Configuration precedence (lowest to highest): TrainConfig defaults, ``--config FILE``
+(fresh runs only), ``RUN/config.yaml`` (an existing run: its own config wins over
+``--config``), command-line flags. The resolved config is written back to
+``RUN/config.yaml``; every change a command line makes to an existing run's config is
+appended to ``RUN/config_history.jsonl`` and logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mubundle.configio import from_yaml, to_yaml
+from mubundle.train.config import TrainConfig
+from mubundle.train.supervisor import EXIT_DIVERGED, supervise
+
+logger = logging.getLogger("mubundle.train")
+
+CONFIG_NAME = "config.yaml"
+CONFIG_HISTORY_NAME = "config_history.jsonl"
+#: command-line flag -> TrainConfig field
+CLI_OVERRIDES = {
+    "max_steps": "max_steps",
+    "batch_size": "batch_size",
+    "max_muons_per_step": "max_muons_per_step",
+    "device": "device",
+    "seed": "seed",
+    "compile": "compile",
+}
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig fields set explicitly on the command line."""
+    return {field: getattr(args, flag) for flag, field in CLI_OVERRIDES.items() if getattr(args, flag, None) is not None}
+
+
+def resolve_config(run_dir: Path, config_file: Path | None, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The run's TrainConfig and the changes ``overrides`` made to an existing run's config.
+
+    Returns ``(config, changes)`` with ``changes = {field: [old, new]}`` (empty for fresh runs).
+    """
+    run_config = Path(run_dir) / CONFIG_NAME
+    existing = run_config.exists()
+    if existing:
+        base = from_yaml(TrainConfig, run_config)
+        if config_file is not None:
+            logger.warning("%s exists: resuming with it; --config %s is ignored", run_config, config_file)
+    elif config_file is not None:
+        if not Path(config_file).exists():
+            raise FileNotFoundError(f"config file {config_file} does not exist")
+        base = from_yaml(TrainConfig, Path(config_file))
+    else:
+        base = TrainConfig()
+    config = dataclasses.replace(base, **overrides)
+    changes = {}
+    if existing:
+        changes = {k: [getattr(base, k), v] for k, v in overrides.items() if getattr(base, k) != v}
+    return config, changes
+
+
+def write_run_config(run_dir: Path, config: TrainConfig, changes: dict[str, Any]) -> None:
+    """Write ``RUN/config.yaml`` atomically and record command-line changes of a resumed run."""
+    from mubundle.train.checkpoint import atomic_write_bytes
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_dir / CONFIG_NAME, to_yaml(config).encode())
+    if changes:
+        for name, (old, new) in changes.items():
+            level = logging.INFO if name == "max_steps" else logging.WARNING
+            logger.log(level, "resumed run: %s changed from %r to %r on the command line", name, old, new)
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "changes": changes}
+        with (run_dir / CONFIG_HISTORY_NAME).open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+
+def child_arguments(args: argparse.Namespace) -> list[str]:
+    """The ``mubundle.cli`` arguments of one supervised attempt (everything but --max-restarts)."""
+    child = ["train", "--data", *[str(p) for p in args.data], "--run", str(args.run_dir)]
+    if args.config is not None:
+        child += ["--config", str(args.config)]
+    for flag in ("max_steps", "batch_size", "max_muons_per_step", "device", "seed"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            child += [f"--{flag.replace('_', '-')}", str(value)]
+    if getattr(args, "compile", None):
+        child.append("--compile")
+    return child
+
+
+def train_from_args(args: argparse.Namespace) -> int:
+    """Run ``mubundle train`` (see ``mubundle train --help``); returns the exit code."""
+    run_dir = Path(args.run_dir)
+    config, changes = resolve_config(run_dir, args.config, cli_overrides(args))
+    if getattr(args, "max_restarts", 0) and args.max_restarts > 0:
+        result = supervise(
+            child_arguments(args), run_dir, args.max_restarts, config.restart_backoff_s, config.restart_backoff_max_s
+        )
+        return result.exit_code
+    # torch is imported only here, below the supervisor branch: the supervising parent stays light
+    from mubundle.train.distributed import context_from_env
+    from mubundle.train.guard import TrainingDiverged
+    from mubundle.train.loop import train
+
+    is_main = context_from_env().is_main
+    if is_main:
+        write_run_config(run_dir, config, changes)
+    try:
+        summary = train(args.data, run_dir, config)
+    except TrainingDiverged as error:
+        print(f"mubundle train: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if is_main:
+        print(json.dumps({k: summary[k] for k in ("steps", "epoch", "events_seen", "skipped_steps", "rollbacks")}))
+    return 0

@@ -1,0 +1,477 @@
+"""The training loop: data stream -> WGAN step -> guard -> logs and checkpoints.
+
+``train(data_paths, run_dir, config)`` trains a fresh run or resumes the run in
+``run_dir`` from its newest checkpoint; both are the same code path (a fresh run is a
+run resumed from its step-0 checkpoint). Under torchrun the same loop runs on every rank
+with the few collective calls of :mod:`mubundle.train.distributed`.
+
+Step numbering: ``step`` counts generator steps attempted (a step the guard skipped still
+consumed its batch); the checkpoint ``step-k`` holds the state after k steps and the
+``metrics.jsonl`` record with ``"step": k`` describes the k-th step.
+
+Testing hook: ``MUBUNDLE_FAIL_AT_STEP=k`` makes the loop raise right before step k, but
+only in the first attempt of a supervised run (``MUBUNDLE_ATTEMPT`` unset or 1); the
+supervisor tests use it to simulate a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from mubundle.configio import to_dict
+from mubundle.data.batch import RaggedBatch
+from mubundle.data.reader import EventStream
+from mubundle.data.sources import read_events
+from mubundle.model.bundle import MuonBundleModel
+from mubundle.model.critic import BundleCritic
+from mubundle.model.transforms import FeatureTransform
+from mubundle.train import distributed
+from mubundle.train.checkpoint import (
+    capture_rng_states,
+    export_model,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_states,
+    save_checkpoint,
+)
+from mubundle.train.config import TrainConfig
+from mubundle.train.device import autocast_context, compile_modules, configure_backends, resolve_device
+from mubundle.train.guard import DivergenceGuard, GuardAction
+from mubundle.train.monitor import (
+    METRICS_NAME,
+    MetricsLog,
+    RateMeter,
+    TensorBoardLog,
+    bundle_features,
+    generated_histogram_features,
+    progress_bar,
+)
+from mubundle.train.step import WganStep
+
+logger = logging.getLogger("mubundle.train")
+
+CHECKPOINT_FORMAT = 1
+FAIL_AT_STEP_ENV = "MUBUNDLE_FAIL_AT_STEP"
+QUARANTINE_DIR = "quarantine"
+SUMMARY_NAME = "summary.json"
+TRAIN_LOG = "logs/train.log"
+
+
+@dataclass
+class Progress:
+    """Counters that advance with the steps (saved in every checkpoint)."""
+
+    step: int = 0
+    events_seen: int = 0
+    muons_seen: int = 0
+    score_ema: float | None = None  # EMA of m_loss + |c_loss| (the best-checkpoint criterion)
+    best_score: float | None = None
+    best_step: int | None = None
+    last_losses: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Components:
+    """Everything the loop drives (built once per process)."""
+
+    config: TrainConfig
+    device: torch.device
+    context: distributed.DistContext
+    model: MuonBundleModel
+    critic: BundleCritic
+    step_fn: WganStep
+    stream: EventStream
+    rng: torch.Generator
+    guard: DivergenceGuard
+
+
+# ---------------------------------------------------------------------------- setup
+def _seed_everything(seed: int) -> None:
+    """Global RNGs (network init, any library randomness); the step has its own generator."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def fit_transform(data_paths: Sequence[str | os.PathLike], n_events: int) -> FeatureTransform:
+    """Fit the feature transform on the first ``n_events`` accepted events (file order: deterministic)."""
+    loaded = read_events(data_paths, max_events=n_events)
+    for failed in loaded.failed_files:
+        logger.warning("transform fit: skipped unreadable file %s: %s", failed["path"], failed["error"])
+    if loaded.rejected:
+        logger.warning("transform fit: rejected rows by reason %s", loaded.rejected)
+    if len(loaded.batch) == 0:
+        raise ValueError(f"no valid events found in {', '.join(map(str, data_paths))} to fit the feature transform")
+    logger.info("fitted feature transform on %d events, %d muons", len(loaded.batch), loaded.batch.n_muons)
+    return FeatureTransform.fit(loaded.batch)
+
+
+def _build(
+    data_paths: Sequence[str | os.PathLike],
+    run_dir: Path,
+    config: TrainConfig,
+    transform: FeatureTransform,
+    device: torch.device,
+    context: distributed.DistContext,
+) -> Components:
+    _seed_everything(config.seed)
+    model = MuonBundleModel(config.model, transform).to(device)
+    critic = BundleCritic(config.model).to(device)
+    distributed.broadcast_parameters([model, critic], context)
+    step_fn = WganStep(model, critic, config, device)
+    # the critic stays eager: the gradient penalty differentiates through its backward
+    # (create_graph=True), which compiled (AOTAutograd) backward graphs do not support
+    compile_modules([model.multiplicity, model.generator], config)
+    stream = EventStream(
+        [str(p) for p in data_paths],
+        config.batch_size,
+        seed=config.seed,
+        shuffle=True,
+        shuffle_buffer_events=config.shuffle_buffer_events,
+        rank=context.rank,
+        world_size=context.world_size,
+        quarantine_dir=run_dir / QUARANTINE_DIR,
+    )
+    # each rank draws its own noise; rank 0 of a single-process run uses exactly config.seed
+    rng = torch.Generator(device=device).manual_seed(config.seed + 1_000_003 * context.rank)
+    guard = DivergenceGuard(
+        config.max_consecutive_bad_steps, config.rollback_lr_factor, config.saturation_warn_fraction, config.max_rollbacks
+    )
+    return Components(config, device, context, model, critic, step_fn, stream, rng, guard)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _checkpoint_payload(parts: Components, progress: Progress) -> dict[str, Any] | None:
+    """The checkpoint dict on rank 0 (None on other ranks, which only contribute their state)."""
+    per_rank = distributed.gather_to_main(
+        {"rng": capture_rng_states(parts.rng), "data": parts.stream.state_dict()}, parts.context
+    )
+    if not parts.context.is_main:
+        return None
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "step": progress.step,
+        "epoch": int(parts.stream.epoch),
+        "world_size": parts.context.world_size,
+        "transform": parts.model.transform.to_dict(),
+        "model": parts.model.state_dict(),
+        "critic": parts.critic.state_dict(),
+        "optimizers": parts.step_fn.state_dict(),
+        "per_rank": per_rank,
+        "guard": parts.guard.state_dict(),
+        "progress": {
+            "events_seen": progress.events_seen,
+            "muons_seen": progress.muons_seen,
+            "score_ema": progress.score_ema,
+            "best_score": progress.best_score,
+            "best_step": progress.best_step,
+        },
+        "config": to_dict(parts.config),
+    }
+
+
+def _write_checkpoint(parts: Components, progress: Progress, run_dir: Path, is_best: bool) -> None:
+    payload = _checkpoint_payload(parts, progress)
+    if payload is not None:
+        path = save_checkpoint(run_dir, progress.step, payload, parts.config.keep_checkpoints, is_best)
+        export_model(parts.model, run_dir)
+        logger.info("step %d: checkpoint %s%s", progress.step, path.name, " (best)" if is_best else "")
+    distributed.barrier(parts.context)  # other ranks may read it (rollback) only once it exists
+
+
+def _restore(parts: Components, checkpoint: dict[str, Any], progress: Progress, restore_guard: bool) -> None:
+    """Load a checkpoint into the components; ``restore_guard`` is False for rollbacks."""
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint format {checkpoint.get('format')!r} is not {CHECKPOINT_FORMAT}")
+    if checkpoint["world_size"] != parts.context.world_size:
+        raise ValueError(
+            f"checkpoint was written by {checkpoint['world_size']} process(es) but this run has "
+            f"{parts.context.world_size}: exact resume needs the same world size"
+        )
+    parts.model.load_state_dict(checkpoint["model"])
+    parts.critic.load_state_dict(checkpoint["critic"])
+    parts.step_fn.load_state_dict(checkpoint["optimizers"])
+    mine = checkpoint["per_rank"][parts.context.rank]
+    restore_rng_states(mine["rng"], parts.rng)
+    parts.stream.load_state_dict(mine["data"])
+    checkpoint_lr_scale = float(checkpoint["guard"]["lr_scale"])
+    if restore_guard:
+        parts.guard.load_state_dict(checkpoint["guard"])
+    elif parts.guard.state.lr_scale != checkpoint_lr_scale:
+        # optimizer states carry the checkpoint's learning rates; apply the rollback factor on top
+        parts.step_fn.scale_lr(parts.guard.state.lr_scale / checkpoint_lr_scale)
+    saved = checkpoint["progress"]
+    progress.step = int(checkpoint["step"])
+    progress.events_seen = int(saved["events_seen"])
+    progress.muons_seen = int(saved["muons_seen"])
+    progress.score_ema = saved["score_ema"]
+    progress.best_score = saved["best_score"]
+    progress.best_step = saved["best_step"]
+
+
+# ---------------------------------------------------------------------------- per-step helpers
+def _maybe_simulate_crash(step: int) -> None:
+    fail_at = os.environ.get(FAIL_AT_STEP_ENV)
+    if fail_at is not None and int(fail_at) == step and os.environ.get("MUBUNDLE_ATTEMPT", "1") == "1":
+        raise RuntimeError(f"{FAIL_AT_STEP_ENV}={fail_at}: simulated crash before step {step} (testing hook)")
+
+
+def _batches(stream: EventStream) -> Iterator[RaggedBatch]:
+    """Endless batches; each exhausted pass over the data is one epoch."""
+    while True:
+        produced = False
+        for batch in stream:
+            produced = True
+            yield batch
+        if not produced:
+            raise ValueError("the training data yielded no valid events in a whole epoch (see the quarantine and logs)")
+
+
+def _update_best(progress: Progress, losses: dict[str, float], smoothing: float) -> None:
+    """EMA of ``m_loss + |c_loss|`` (both approach their optimum as the model improves)."""
+    score = float(losses["m_loss"]) + abs(float(losses["c_loss"]))
+    if not math.isfinite(score):
+        return
+    progress.score_ema = score if progress.score_ema is None else smoothing * progress.score_ema + (1 - smoothing) * score
+
+
+def _current_lr(step_fn: WganStep) -> float:
+    return float(step_fn.optimizers["generator"].param_groups[0]["lr"])
+
+
+def _failed_files(stream: EventStream) -> list[dict[str, str]]:
+    report = stream.report
+    failed = report.get("failed_files", []) if isinstance(report, dict) else getattr(report, "failed_files", [])
+    return list(failed)
+
+
+def _rejected_rows(stream: EventStream) -> dict[str, int]:
+    report = stream.report
+    rejected = report.get("rejected", {}) if isinstance(report, dict) else getattr(report, "rejected", {})
+    return dict(rejected)
+
+
+def _metrics_record(
+    parts: Components,
+    progress: Progress,
+    losses: dict[str, float],
+    saturated_fraction: float,
+    applied: bool,
+    meter: RateMeter,
+) -> dict[str, Any]:
+    """One ``metrics.jsonl`` record for the step just taken (fields: docs/training.md)."""
+    events_per_s, muons_per_s = meter.rates()
+    return {
+        "step": progress.step,
+        "epoch": int(parts.stream.epoch),
+        **losses,
+        "events_per_s": events_per_s,
+        "muons_per_s": muons_per_s,
+        "lr": _current_lr(parts.step_fn),
+        "lr_scale": parts.guard.state.lr_scale,
+        "applied": bool(applied),
+        "skipped_steps": parts.guard.state.skipped_steps,
+        "rollbacks": parts.guard.state.rollbacks,
+        "saturated_fraction": float(saturated_fraction),
+        "events_seen": progress.events_seen,
+        "muons_seen": progress.muons_seen,
+        "failed_files": len(_failed_files(parts.stream)),
+        "rejected_rows": int(sum(_rejected_rows(parts.stream).values())),
+    }
+
+
+def _warn_new_failed_files(stream: EventStream, already_reported: int) -> int:
+    """Log the files that became unreadable since the last call; returns the new total."""
+    failed = _failed_files(stream)
+    for entry in failed[already_reported:]:
+        logger.warning("skipped unreadable file %s: %s", entry.get("path"), entry.get("error"))
+    return len(failed)
+
+
+def _setup_logging(run_dir: Path, is_main: bool) -> list[logging.Handler]:
+    """Rank 0 logs to ``RUN/logs/train.log`` and stderr (the supervisor's attempt log)."""
+    if not is_main:
+        return []
+    path = run_dir / TRAIN_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.FileHandler(path), logging.StreamHandler()]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    return handlers
+
+
+# ---------------------------------------------------------------------------- the loop
+def train(data_paths: Sequence[str | os.PathLike], run_dir: str | os.PathLike, config: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) the run in ``run_dir`` up to ``config.max_steps`` generator steps.
+
+    ``data_paths``: files, globs or directories in any supported layout. Returns the run
+    summary (also written to ``RUN/summary.json`` by rank 0): steps, epochs, events and
+    muons seen, skipped steps, rollbacks, rejected rows by reason, unreadable files, best
+    checkpoint, last losses.
+    """
+    run_dir = Path(run_dir)
+    context = distributed.context_from_env()
+    device = resolve_device(config.device, context.local_rank)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handlers = _setup_logging(run_dir, context.is_main)
+    previous_level = logger.level
+    if context.is_main and (previous_level == logging.NOTSET or previous_level > logging.INFO):
+        logger.setLevel(logging.INFO)
+    distributed.init_distributed(context, device)
+    try:
+        return _train(data_paths, run_dir, config, context, device)
+    finally:
+        distributed.shutdown_distributed(context)
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(previous_level)
+
+
+def _train(
+    data_paths: Sequence[str | os.PathLike],
+    run_dir: Path,
+    config: TrainConfig,
+    context: distributed.DistContext,
+    device: torch.device,
+) -> dict[str, Any]:
+    configure_backends(device, config)
+    resume_path = latest_checkpoint(run_dir)
+    checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
+    if checkpoint is not None:
+        transform = FeatureTransform.from_dict(checkpoint["transform"])
+    else:
+        transform = fit_transform(data_paths, config.transform_fit_events)
+    parts = _build(data_paths, run_dir, config, transform, device, context)
+    progress = Progress()
+    if checkpoint is not None:
+        _restore(parts, checkpoint, progress, restore_guard=True)
+        logger.info("resumed from %s at step %d (epoch %d)", resume_path, progress.step, parts.stream.epoch)
+        del checkpoint
+    else:
+        _write_checkpoint(parts, progress, run_dir, is_best=False)  # the rollback target of the first steps
+    resumed_from = progress.step
+
+    metrics = MetricsLog(run_dir / METRICS_NAME) if context.is_main else None
+    board = TensorBoardLog(run_dir, progress.step) if context.is_main else None
+    if metrics is not None:
+        dropped = metrics.truncate_after(progress.step)
+        if dropped:
+            logger.info("metrics.jsonl: dropped %d record(s) after step %d (recomputed now)", dropped, progress.step)
+    bar = progress_bar(config.max_steps, progress.step, context.is_main and config.progress_bar)
+    meter = RateMeter()
+    known_failed_files = 0
+    checkpoint_due = False
+    batches = _batches(parts.stream)
+    try:
+        while progress.step < config.max_steps:
+            batch = next(batches)
+            step = progress.step + 1
+            _maybe_simulate_crash(step)
+            with autocast_context(device, config):
+                result = parts.step_fn(batch, parts.rng)
+            progress.step = step
+            applied = distributed.all_ranks_true(result.applied, context, device)
+            counts = distributed.sum_over_ranks({"events": result.n_events, "muons": result.n_muons}, context, device)
+            progress.events_seen += counts["events"]
+            progress.muons_seen += counts["muons"]
+            meter.add(counts["events"], counts["muons"])
+            bar.update(1)
+            action = parts.guard.observe(step, applied, result.bad, result.saturated_fraction)
+            if action is GuardAction.ROLLBACK:
+                _rollback(parts, progress, run_dir, metrics, board)
+                board = TensorBoardLog(run_dir, progress.step) if context.is_main else None
+                bar.n = progress.step
+                bar.refresh()
+                batches = _batches(parts.stream)
+                checkpoint_due = False
+                continue
+            losses = distributed.mean_over_ranks(result.losses, context, device)
+            if applied:
+                _update_best(progress, losses, config.best_smoothing)
+                progress.last_losses = losses
+            if step % config.log_every == 0 or step == config.max_steps:
+                known_failed_files = _warn_new_failed_files(parts.stream, known_failed_files)
+                record = _metrics_record(parts, progress, losses, result.saturated_fraction, applied, meter)
+                if metrics is not None and board is not None:
+                    metrics.append(record)
+                    board.scalars(record)
+                bar.set_postfix(
+                    ev_s=f"{record['events_per_s']:.0f}", mu_s=f"{record['muons_per_s']:.0f}",
+                    c=f"{losses.get('c_loss', float('nan')):.3g}", m=f"{losses.get('m_loss', float('nan')):.3g}",
+                )
+            if board is not None and step % config.histogram_every == 0:
+                _log_histograms(parts, board, batch, step)
+            checkpoint_due = checkpoint_due or step % config.checkpoint_every == 0 or step == config.max_steps
+            if checkpoint_due and parts.guard.healthy:
+                is_best = progress.score_ema is not None and (
+                    progress.best_score is None or progress.score_ema < progress.best_score
+                )
+                if is_best:
+                    progress.best_score, progress.best_step = progress.score_ema, step
+                _write_checkpoint(parts, progress, run_dir, is_best)
+                checkpoint_due = False
+    finally:
+        bar.close()
+        if board is not None:
+            board.close()
+
+    summary = {
+        "run_dir": str(run_dir),
+        "steps": progress.step,
+        "resumed_from_step": resumed_from,
+        "epoch": int(parts.stream.epoch),
+        "events_seen": progress.events_seen,
+        "muons_seen": progress.muons_seen,
+        "skipped_steps": parts.guard.state.skipped_steps,
+        "rollbacks": parts.guard.state.rollbacks,
+        "lr_scale": parts.guard.state.lr_scale,
+        "saturation_warnings": parts.guard.state.saturated_warnings,
+        "rejected_rows": _rejected_rows(parts.stream),
+        "failed_files": _failed_files(parts.stream),
+        "best_step": progress.best_step,
+        "best_score": progress.best_score,
+        "last_losses": progress.last_losses,
+        "world_size": context.world_size,
+        "device": str(device),
+    }
+    if context.is_main:
+        (run_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _rollback(
+    parts: Components, progress: Progress, run_dir: Path, metrics: MetricsLog | None, board: TensorBoardLog | None
+) -> None:
+    """Restore the newest checkpoint (always a good one), lower the lr, persist the new state."""
+    distributed.barrier(parts.context)
+    path = latest_checkpoint(run_dir)
+    if path is None:  # cannot happen: step 0 is always checkpointed; fail loudly if it did
+        raise RuntimeError(f"rollback needed at step {progress.step} but {run_dir} has no checkpoint")
+    checkpoint = load_checkpoint(path)
+    parts.guard.begin_rollback(progress.step, int(checkpoint["step"]))
+    _restore(parts, checkpoint, progress, restore_guard=False)
+    if board is not None:
+        board.close()
+    if metrics is not None:
+        metrics.truncate_after(progress.step)
+    # rewrite the checkpoint so a crash-and-resume keeps the lowered lr and the rollback count
+    _write_checkpoint(parts, progress, run_dir, is_best=False)
+
+
+def _log_histograms(parts: Components, board: TensorBoardLog, batch: RaggedBatch, step: int) -> None:
+    """Real vs generated log10 E, radius and N for the conditions of the current batch."""
+    conditions = torch.from_numpy(batch.conditions).to(parts.device)
+    generated = generated_histogram_features(parts.model, conditions, seed=parts.config.seed + step)
+    board.feature_histograms(step, bundle_features(batch.counts, batch.flat_muons), generated)

@@ -1,0 +1,81 @@
+"""`mubundle train`: resolved config in the run dir, resume by re-running, supervised restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mubundle.cli import build_parser, main
+from mubundle.configio import from_yaml, to_yaml
+from mubundle.train.config import TrainConfig
+from mubundle.train.entry import child_arguments, resolve_config
+from test_train_loop import one_torch_thread, tiny_config, write_dataset  # noqa: F401 (fixture)
+
+
+def write_config(path: Path, **overrides) -> Path:
+    to_yaml(tiny_config(**overrides), path)
+    return path
+
+
+def test_cli_trains_then_resumes_the_same_run_with_a_larger_max_steps(tmp_path, capsys):
+    data = write_dataset(tmp_path / "data")
+    config_file = write_config(tmp_path / "tiny.yaml", max_steps=2)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--run", str(run), "--config", str(config_file), "--seed", "3"]) == 0
+    resolved = from_yaml(TrainConfig, run / "config.yaml")
+    assert resolved.seed == 3 and resolved.max_steps == 2 and resolved.model.critic_hidden == 16
+
+    assert main(["train", "--data", str(data), "--run", str(run), "--max-steps", "4"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 4
+    assert from_yaml(TrainConfig, run / "config.yaml").max_steps == 4
+    history = [json.loads(line) for line in (run / "config_history.jsonl").read_text().splitlines()]
+    assert history[-1]["changes"] == {"max_steps": [2, 4]}
+
+
+def test_run_directory_config_wins_over_a_config_file_on_resume(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    to_yaml(tiny_config(batch_size=16), run / "config.yaml")
+    other = write_config(tmp_path / "other.yaml", batch_size=64)
+    config, changes = resolve_config(run, other, {"max_steps": 9})
+    assert config.batch_size == 16 and config.max_steps == 9 and changes == {"max_steps": [6, 9]}
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        resolve_config(tmp_path / "run", tmp_path / "nope.yaml", {})
+
+
+def test_supervised_child_arguments_drop_max_restarts(tmp_path):
+    args = build_parser().parse_args(
+        ["train", "--data", "a", "b", "--run", "r", "--max-steps", "5", "--compile", "--max-restarts", "3"])
+    child = child_arguments(args)
+    assert child == ["train", "--data", "a", "b", "--run", "r", "--max-steps", "5", "--compile"]
+    assert build_parser().parse_args(child).max_restarts == 0
+
+
+def test_supervisor_restarts_a_crashed_training_which_then_walks_each_epoch_once(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    config_file = write_config(tmp_path / "tiny.yaml", max_steps=6, restart_backoff_s=0.01)
+    run = tmp_path / "run"
+    env = dict(os.environ, MUBUNDLE_FAIL_AT_STEP="5", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "mubundle.cli", "train", "--data", str(data), "--run", str(run),
+               "--config", str(config_file), "--max-restarts", "2"]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    logs = sorted((run / "logs").glob("attempt-*.log"))
+    assert [p.name for p in logs] == ["attempt-001.log", "attempt-002.log"]
+    assert "simulated crash before step 5" in logs[0].read_text()
+    assert "restarting in" in completed.stderr
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    # epoch 0 = the 100 events of both range folders, each exactly once, then epoch 1 starts
+    assert [r["epoch"] for r in records] == [0, 0, 0, 0, 1, 1]
+    assert records[3]["events_seen"] == 100 and records[-1]["events_seen"] == 164
