@@ -1,1 +1,3 @@
-
+"""Evaluation: observables (``features``), distances with statistical floors (``metrics``,
+``distances``), the classifier two-sample test (``classifier``), condition bins (``binning``),
+plots and ``report.html`` (``plots``, ``html``, ``report``). See docs/evaluation.md."""

@@ -1,0 +1,190 @@
+"""Generation throughput vs its compute bound and vs the reference simulator. Prints ONE JSON object.
+
+1. ``generation``: events/s and muons/s of ``MuonBundleModel.sample`` on ``--threads`` CPU
+   threads for ``--events`` primaries drawn like ``mubundle simulate`` defaults (E0 1e4-1e7
+   GeV flat in log E, A in {1, 4, 14, 27, 56}, cos(zenith) uniform in 0-70 deg, vertical
+   depths 1.5/2.0/2.5 km as slant depths). Model: the shipped pretrained one if installed,
+   else an untrained model with the default ModelConfig (speed does not depend on training,
+   but the multiplicities of an untrained model differ; ``muons_per_event`` is reported).
+2. ``gemm_bound``: every ``nn.Linear`` call of that sampling run is recorded (rows x in ->
+   out) with forward hooks and the same matmuls (``torch.addmm`` / ``torch.mm`` with the
+   same shapes) are timed alone: the time the generator would need if it did nothing but its
+   own dense layers. ``gemm_fraction = gemm_seconds / generation_seconds`` (target >= 0.5).
+3. ``simulator``: seconds per event of ``mubundle.sim.run.simulate_primaries`` (defaults of
+   SimConfig) on the first ``--sim-events`` of the same primaries (each depth is its own
+   shower there, so per event = per shower), capped at ``--sim-seconds``; ``speedup`` =
+   simulator seconds per event / generator seconds per event (target >= 10 000).
+
+Times are the best of ``--repeats`` runs (the machine is shared; a loaded machine can make
+single runs several times slower). Run: ``python benchmarks/generate_throughput.py``
+(< 3 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def benchmark_primaries(n_events: int, seed: int) -> np.ndarray:
+    """(n, 4) primaries [GeV, rad, A, slant km] distributed like the simulate defaults."""
+    from mubundle.sim.config import MIX_MASSES, SimConfig
+
+    config = SimConfig()
+    rng = np.random.default_rng(seed)
+    lo, hi = config.energy_range
+    energy = lo * (hi / lo) ** rng.random(n_events)
+    cos_lo, cos_hi = np.cos(np.radians(config.zenith_range_deg[1])), np.cos(np.radians(config.zenith_range_deg[0]))
+    zenith = np.arccos(rng.uniform(cos_lo, cos_hi, n_events))
+    mass = rng.choice(np.asarray(MIX_MASSES, dtype=np.float64), n_events)
+    depth = rng.choice(np.asarray(config.depths_km), n_events) / np.cos(zenith)
+    return np.stack([energy, zenith, mass, depth], axis=1)
+
+
+def load_benchmark_model():
+    """(model, description): the shipped model if installed, else an untrained default-size one."""
+    from mubundle.generate.api import has_default_model, load_model
+
+    if has_default_model():
+        return load_model(None), "pretrained default"
+    from mubundle.data.batch import RaggedBatch
+    from mubundle.model.bundle import MuonBundleModel
+    from mubundle.model.config import ModelConfig
+    from mubundle.model.transforms import FeatureTransform
+
+    # a transform fitted on plausible values (the benchmark must not depend on a dataset)
+    rng = np.random.default_rng(0)
+    conditions = benchmark_primaries(2000, seed=1)
+    counts = rng.poisson(5.0, len(conditions))
+    n_muons = int(counts.sum())
+    muons = np.stack([10 ** rng.uniform(1, 4, n_muons), rng.normal(0, 20, n_muons), rng.normal(0, 20, n_muons)], axis=1)
+    torch.manual_seed(0)
+    model = MuonBundleModel(ModelConfig(), FeatureTransform.fit(RaggedBatch(conditions, counts, muons)))
+    return model.eval(), "untrained, default ModelConfig"
+
+
+def sample(model, primaries: np.ndarray, seed: int):
+    return model.sample(primaries[:, 0], primaries[:, 1], primaries[:, 2], primaries[:, 3], seed=seed)
+
+
+def time_generation(model, primaries: np.ndarray, repeats: int) -> tuple[float, int]:
+    """Best wall time [s] of ``repeats`` sampling runs and the muons generated."""
+    sample(model, primaries[:256], seed=123)  # warm-up (allocator, lazy init)
+    best, n_muons = np.inf, 0
+    for repeat in range(repeats):
+        started = time.perf_counter()
+        batch = sample(model, primaries, seed=repeat)
+        best = min(best, time.perf_counter() - started)
+        n_muons = batch.n_muons
+    return best, n_muons
+
+
+def record_linear_shapes(model, primaries: np.ndarray) -> list[tuple[int, int, int, bool]]:
+    """(rows, in, out, has_bias) of every nn.Linear call while sampling ``primaries``."""
+    calls: list[tuple[int, int, int, bool]] = []
+
+    def hook(module, inputs, output):
+        x = inputs[0]
+        calls.append((int(x.numel() // x.shape[-1]), module.in_features, module.out_features, module.bias is not None))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        sample(model, primaries, seed=0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def time_gemms(calls: list[tuple[int, int, int, bool]], repeats: int) -> tuple[float, float]:
+    """Best total time [s] of the recorded matmuls alone, and their GFLOP count."""
+    operands = []
+    for rows, n_in, n_out, has_bias in calls:
+        x = torch.randn(rows, n_in)
+        weight = torch.randn(n_out, n_in).t()  # nn.Linear's layout: x @ W^T with W (out, in)
+        bias = torch.randn(n_out) if has_bias else None
+        operands.append((x, weight, bias))
+    flops = sum(2.0 * rows * n_in * n_out for rows, n_in, n_out, _ in calls)
+    best = np.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for x, weight, bias in operands:
+            if bias is None:
+                torch.mm(x, weight)
+            else:
+                torch.addmm(bias, x, weight)
+        best = min(best, time.perf_counter() - started)
+    return best, flops / 1e9
+
+
+def time_simulator(primaries: np.ndarray, max_events: int, max_seconds: float) -> dict:
+    """Seconds per event of the reference simulator on the first primaries (or null + reason)."""
+    try:
+        from mubundle.sim.run import simulate_primaries
+    except ImportError as error:
+        return {"seconds_per_event": None, "reason": f"simulator unavailable: {error}"}
+    simulate_primaries(np.array([1e3]), np.array([0.0]), np.array([1.0]), np.array([1.5]), seed=0)  # warm-up: model init
+    elapsed, n_done, muons = 0.0, 0, 0
+    for index in range(max_events):
+        row = primaries[index : index + 1]
+        started = time.perf_counter()
+        batch = simulate_primaries(row[:, 0], row[:, 1], row[:, 2], row[:, 3], seed=index)
+        elapsed += time.perf_counter() - started
+        n_done += 1
+        muons += batch.n_muons
+        if elapsed > max_seconds:
+            break
+    return {
+        "events": n_done, "seconds": round(elapsed, 3), "seconds_per_event": elapsed / n_done, "muons": muons,
+        "primary_energies_gev": [float(e) for e in primaries[:n_done, 0]],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sim-events", type=int, default=24)
+    parser.add_argument("--sim-seconds", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    primaries = benchmark_primaries(args.events, seed=0)
+    model, model_description = load_benchmark_model()
+
+    seconds, n_muons = time_generation(model, primaries, args.repeats)
+    calls = record_linear_shapes(model, primaries)
+    gemm_seconds, gflop = time_gemms(calls, args.repeats)
+    simulator = time_simulator(primaries, args.sim_events, args.sim_seconds)
+    per_event = seconds / args.events
+    speedup = None if simulator.get("seconds_per_event") is None else simulator["seconds_per_event"] / per_event
+    result = {
+        "benchmark": "generate_throughput",
+        "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
+                    "threads": torch.get_num_threads()},
+        "model": model_description,
+        "generation": {
+            "events": args.events, "muons": n_muons, "muons_per_event": n_muons / args.events,
+            "seconds": round(seconds, 4), "events_per_second": args.events / seconds, "muons_per_second": n_muons / seconds,
+            "seconds_per_event": per_event,
+        },
+        "gemm_bound": {
+            "linear_calls": len(calls), "gflop": round(gflop, 3), "seconds": round(gemm_seconds, 4),
+            "gflop_per_second": gflop / gemm_seconds, "gemm_fraction": gemm_seconds / seconds, "target": 0.5,
+        },
+        "simulator": simulator,
+        "speedup_vs_simulator": speedup,
+        "speedup_target": 10_000,
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

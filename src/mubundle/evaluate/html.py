@@ -1,0 +1,212 @@
+"""``report.html``: the evaluation written for a physicist who has not read the code.
+
+A single self-contained page (plots linked as PNG files next to it): what was compared, how
+to read "model", "floor" and "ratio", the overall table, the classifier test, the tables
+per bin of E0 / A / zenith / depth, and the plots.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+_STYLE = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; line-height: 1.4; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th { background: #f0f0f0; } td.name { text-align: left; }
+.ok { background: #e3f5e1; } .bad { background: #fbe0dc; } .na { background: #eee; color: #777; }
+.box { border: 1px solid #bbb; padding: 0.8em 1.2em; background: #fafafa; }
+figure { display: inline-block; margin: 0.5em; width: 46%; vertical-align: top; }
+figure img { width: 100%; } figcaption { font-size: 0.85em; }
+"""
+
+_EXPLANATION = """
+<p>The model generated one event for every primary of the reference sample (same energy,
+mass, zenith and depth). Every distance below is shown next to its <b>statistical floor</b>:
+the same distance computed between two disjoint random halves A and B of the reference.
+The floor is what two independent samples of the <i>same</i> physics differ by at this
+sample size. <b>model</b> is the distance between half A and the generated events of the
+primaries of half B, so model and floor compare samples of the same size and the same
+primaries. Both are averaged over several random splits. The halves contain whole showers:
+the events of one primary at several depths always fall in the same half, because their
+muons are correlated.</p>
+<p><b>ratio = model / floor</b>. A perfect generator has ratio &asymp; 1 (it fluctuates by
+some tens of percent, more for small samples); ratio 2 means the model is off by twice what statistics alone
+explain. Target: every ratio &le; {max_ratio} and classifier AUC &le; {max_auc}.
+<i>n/a</i> means the metric cannot be computed (the reason is given), e.g. too few
+events or muons in a bin.</p>
+<p>Distances: <b>W1 / &sigma;<sub>ref</sub></b> is the 1D Wasserstein-1 (earth mover's)
+distance divided by the standard deviation of the reference half, i.e. a shift of the
+distribution in units of its width (0.05 = a 5 % of sigma shift). Differences of
+probabilities, ratios of moments and of Spearman rank correlations are plain
+dimensionless numbers.</p>
+"""
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}g}"
+
+
+def _status(entry: dict[str, Any], max_ratio: float) -> tuple[str, str]:
+    ratio = entry.get("ratio")
+    if ratio is None:
+        return "na", html.escape(entry.get("reason", "n/a"))
+    return ("ok", "within target") if ratio <= max_ratio else ("bad", "above target")
+
+
+def _overall_table(metrics: dict[str, Any]) -> str:
+    definitions = metrics["definitions"]
+    max_ratio = metrics["summary"]["target_max_ratio"]
+    rows = []
+    for name, entry in metrics["overall"].items():
+        if name == "classifier.auc":
+            continue
+        definition = definitions.get(name, {})
+        css, status = _status(entry, max_ratio)
+        floor_std = entry.get("floor_std")
+        floor = _number(entry["floor"]) + (f" &plusmn; {_number(floor_std, 2)}" if floor_std is not None else "")
+        rows.append(
+            f"<tr class='{css}'><td class='name'>{html.escape(definition.get('title', name))}<br><small>{name}</small></td>"
+            f"<td class='name'>{html.escape(definition.get('observable', ''))}</td>"
+            f"<td class='name'>{html.escape(definition.get('distance', ''))}</td>"
+            f"<td>{_number(entry['model'])}</td><td>{floor}</td><td><b>{_number(entry['ratio'], 3)}</b></td>"
+            f"<td class='name'>{status}</td></tr>"
+        )
+    header = ("<tr><th>metric</th><th>observable (units)</th><th>distance</th><th>model</th>"
+              "<th>floor (&plusmn; spread over splits)</th><th>ratio</th><th>status</th></tr>")
+    return f"<table>{header}{''.join(rows)}</table>"
+
+
+def _classifier_section(metrics: dict[str, Any]) -> str:
+    entry = metrics["overall"].get("classifier.auc")
+    if entry is None:
+        return ""
+    target = metrics["summary"]["target_max_auc"]
+    model_auc = entry.get("model")
+    verdict = "n/a: " + html.escape(entry.get("reason", "")) if model_auc is None else (
+        "within target" if model_auc <= target else "above target")
+    return f"""
+<h2>Classifier two-sample test</h2>
+<p>Gradient-boosted decision trees (scikit-learn HistGradientBoostingClassifier) are trained
+to tell reference events from generated events using event-level features: the primary's
+log10 E0, cos(zenith), log10 A and depth, and the bundle's log10(N+1), log10 total muon
+energy, leading-muon fraction, log10 mean and maximum radius, mean and spread of log10 muon
+energy. The ROC AUC is estimated by 5-fold cross-validation (folds split whole showers). AUC 0.5: the classifier cannot
+tell them apart; 1.0: perfectly separable. The floor is the AUC of the same classifier
+separating the two reference halves.</p>
+<table><tr><th>AUC model</th><th>AUC floor</th><th>ratio</th><th>target</th><th>verdict</th></tr>
+<tr><td>{_number(model_auc)} &plusmn; {_number(entry.get('model_std'), 2)}</td>
+<td>{_number(entry.get('floor'))} &plusmn; {_number(entry.get('floor_std'), 2)}</td>
+<td>{_number(entry.get('ratio'), 3)}</td><td>&le; {target}</td><td>{verdict}</td></tr></table>
+"""
+
+
+def _bins_section(metrics: dict[str, Any]) -> str:
+    max_ratio = metrics["summary"]["target_max_ratio"]
+    parts = ["<h2>Ratios in bins of the primary's conditions</h2>",
+             "<p>Each cell is the ratio model / floor of one metric in one bin (n/a: see the "
+             "tooltip or metrics.json for the reason). The number of reference events of the bin is "
+             "given under its label.</p>"]
+    for variable, entries in metrics["bins"].items():
+        if not entries:
+            continue
+        names = list(entries[0]["metrics"])
+        header = "".join(
+            f"<th>{html.escape(entry['label'])}<br><small>{entry['n_reference']} events</small></th>" for entry in entries
+        )
+        rows = []
+        for name in names:
+            cells = []
+            for entry in entries:
+                metric = entry["metrics"][name]
+                css, status = _status(metric, max_ratio)
+                cells.append(f"<td class='{css}' title='{status}'>{_number(metric.get('ratio'), 3)}</td>")
+            rows.append(f"<tr><td class='name'>{name}</td>{''.join(cells)}</tr>")
+        parts.append(f"<h3>{html.escape(variable)}</h3><table><tr><th>metric</th>{header}</tr>{''.join(rows)}</table>")
+    return "".join(parts)
+
+
+def _figures_section(metrics: dict[str, Any]) -> str:
+    figures = metrics.get("figures", [])
+    if not figures:
+        return ""
+    items = "".join(
+        f"<figure><a href='{html.escape(f['file'])}'><img src='{html.escape(f['file'])}' alt='{html.escape(f['file'])}'></a>"
+        f"<figcaption>{html.escape(f['caption'])}</figcaption></figure>"
+        for f in figures
+    )
+    return ("<h2>Plots</h2><p>Distributions are normalised to unit area; the lower panels show "
+            "model / reference with Poisson errors.</p>" + items)
+
+
+def _info_section(metrics: dict[str, Any]) -> str:
+    info = metrics["info"]
+    rows = [
+        ("model", info.get("model", "(samples given directly)")),
+        ("reference", ", ".join(info.get("reference", [])) or "(samples given directly)"),
+        ("reference events / muons", f"{info['n_reference']} / {info['reference_muons']}"),
+        ("generated events / muons", f"{info['n_candidate']} / {info['candidate_muons']}"),
+        ("generated with the reference's primaries", "yes" if info.get("paired") else "no (unpaired sample)"),
+        ("seed", info.get("seed")),
+    ]
+    rejected = info.get("reference_rejected_rows")
+    if rejected:
+        rows.append(("reference rows rejected (reason: count)", ", ".join(f"{k}: {v}" for k, v in rejected.items())))
+    for failed in info.get("reference_failed_files", []):
+        rows.append(("unreadable reference file", f"{failed['path']}: {failed['error']}"))
+    body = "".join(f"<tr><td class='name'>{html.escape(str(k))}</td><td class='name'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _quantities_table(metrics: dict[str, Any]) -> str:
+    from mubundle.evaluate.features import SUMMARY_QUANTITIES
+
+    quantities = metrics.get("quantities")
+    if not quantities:
+        return ""
+    rows = "".join(
+        f"<tr><td class='name'>{html.escape(label)}</td><td>{_number(quantities['reference'].get(name))}</td>"
+        f"<td>{_number(quantities['model'].get(name))}</td></tr>"
+        for name, label in SUMMARY_QUANTITIES.items()
+    )
+    return ("<h2>Basic quantities</h2><p>Plain values of all events, for orientation (the "
+            "judgement is in the distances and their floors below).</p>"
+            f"<table><tr><th>quantity</th><th>reference</th><th>model</th></tr>{rows}</table>")
+
+
+def _summary_box(metrics: dict[str, Any]) -> str:
+    summary = metrics["summary"]
+    verdict = "met" if summary["targets_met"] else "NOT met"
+    above = ", ".join(summary["metrics_above_target"]) or "none"
+    return (
+        f"<div class='box'><b>Targets (every ratio &le; {summary['target_max_ratio']}, AUC &le; "
+        f"{summary['target_max_auc']}): {verdict}.</b><br>Worst ratio: {_number(summary['max_ratio'], 3)} "
+        f"({summary['max_ratio_metric']}); classifier AUC: {_number(summary['classifier_auc'], 3)}; "
+        f"metrics above target: {html.escape(above)}.</div>"
+    )
+
+
+def render_report(metrics: dict[str, Any]) -> str:
+    """The full HTML page of an evaluation (``metrics`` as written to metrics.json)."""
+    summary = metrics["summary"]
+    explanation = _EXPLANATION.format(max_ratio=summary["target_max_ratio"], max_auc=summary["target_max_auc"])
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>mubundle evaluation</title>"
+        f"<style>{_STYLE}</style></head><body>"
+        f"<h1>Muon-bundle model evaluation</h1>{_info_section(metrics)}{_summary_box(metrics)}"
+        f"{_quantities_table(metrics)}<h2>How to read this report</h2>{explanation}"
+        f"<h2>Overall comparison</h2>{_overall_table(metrics)}{_classifier_section(metrics)}"
+        f"{_bins_section(metrics)}{_figures_section(metrics)}"
+        f"<p><small>All numbers are in metrics.json.</small></p></body></html>"
+    )
+
+
+def write_report(metrics: dict[str, Any], path: str | Path) -> Path:
+    """Write :func:`render_report` to ``path``."""
+    path = Path(path)
+    path.write_text(render_report(metrics), encoding="utf-8")
+    return path

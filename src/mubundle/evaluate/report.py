@@ -1,0 +1,148 @@
+"""``mubundle evaluate``: generate with the reference's primaries, compare, write the report.
+
+Output directory: ``metrics.json`` (every metric ``{"model", "floor", "ratio"}``, overall
+and per condition bin), PNG plots, and ``report.html`` (see :mod:`mubundle.evaluate.html`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mubundle.data.batch import RaggedBatch
+from mubundle.evaluate.binning import VARIABLES, bins_for
+from mubundle.evaluate.features import summary_quantities
+from mubundle.evaluate.metrics import METRICS, compare, is_paired
+
+#: Quality targets of issue 5 (reported as pass/fail, never enforced).
+TARGET_MAX_RATIO = 1.5
+TARGET_MAX_AUC = 0.55
+
+
+def summarise(overall: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Worst ratio, metrics above target, AUC and whether the issue-5 targets are met."""
+    distance_ratios = {
+        name: entry["ratio"] for name, entry in overall.items() if name != "classifier.auc" and entry["ratio"] is not None
+    }
+    above = sorted(name for name, ratio in distance_ratios.items() if ratio > TARGET_MAX_RATIO)
+    unavailable = sorted(name for name, entry in overall.items() if entry["ratio"] is None)
+    auc = overall.get("classifier.auc", {}).get("model")
+    return {
+        "max_ratio": max(distance_ratios.values()) if distance_ratios else None,
+        "max_ratio_metric": max(distance_ratios, key=distance_ratios.get) if distance_ratios else None,
+        "metrics_above_target": above,
+        "metrics_unavailable": unavailable,
+        "classifier_auc": auc,
+        "target_max_ratio": TARGET_MAX_RATIO,
+        "target_max_auc": TARGET_MAX_AUC,
+        "targets_met": bool(distance_ratios) and not above and auc is not None and auc <= TARGET_MAX_AUC,
+    }
+
+
+def compare_in_bins(
+    reference: RaggedBatch, candidate: RaggedBatch, seed: int = 0, n_splits: int = 4
+) -> dict[str, list[dict[str, Any]]]:
+    """:func:`~mubundle.evaluate.metrics.compare` repeated in bins of E0, A, zenith and depth.
+
+    Bins come from the reference conditions; a paired candidate is cut with the same event
+    indices, an unpaired one by its own conditions. Bins too small for a metric report it
+    n/a with the reason.
+    """
+    paired = is_paired(reference, candidate)
+    result: dict[str, list[dict[str, Any]]] = {}
+    for variable in VARIABLES:
+        entries = []
+        for condition_bin in bins_for(variable, reference.conditions):
+            reference_index = np.flatnonzero(condition_bin.mask(reference.conditions))
+            candidate_index = reference_index if paired else np.flatnonzero(condition_bin.mask(candidate.conditions))
+            metrics = compare(reference.take(reference_index), candidate.take(candidate_index), seed=seed, n_splits=n_splits)
+            entries.append(
+                dict(condition_bin.to_dict(), n_reference=len(reference_index), n_candidate=len(candidate_index), metrics=metrics)
+            )
+        result[variable] = entries
+    return result
+
+
+def evaluate_samples(
+    reference: RaggedBatch, candidate: RaggedBatch, out_dir: str | os.PathLike, seed: int = 0,
+    info: dict[str, Any] | None = None, plots: bool = True,
+) -> dict[str, Any]:
+    """Compare two samples and write ``metrics.json``, the PNGs and ``report.html`` to ``out_dir``.
+
+    Usable without a model (e.g. simulation vs simulation). Returns the metrics dict.
+    """
+    from mubundle.evaluate.html import write_report
+    from mubundle.evaluate.plots import bin_ratio_plot, distribution_plots
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    overall = compare(reference, candidate, seed=seed, classifier=True)
+    binned = compare_in_bins(reference, candidate, seed=seed)
+    figures = []
+    if plots:
+        figures = distribution_plots(reference, candidate, out_dir)
+        for variable, entries in binned.items():
+            figure = bin_ratio_plot(variable, entries, out_dir)
+            if figure is not None:
+                figures.append(figure)
+    metrics = {
+        "info": dict(info or {}, n_reference=len(reference), n_candidate=len(candidate),
+                     reference_muons=reference.n_muons, candidate_muons=candidate.n_muons,
+                     paired=is_paired(reference, candidate), seed=seed,
+                     seconds=round(time.perf_counter() - started, 2)),
+        "summary": summarise(overall),
+        "quantities": {"reference": summary_quantities(reference), "model": summary_quantities(candidate)},
+        "overall": overall,
+        "bins": binned,
+        "definitions": {name: vars(info_) for name, info_ in METRICS.items()},
+        "figures": [vars(figure) for figure in figures],
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
+    write_report(metrics, out_dir / "report.html")
+    return metrics
+
+
+def evaluate_model(
+    model_path: str | os.PathLike | None,
+    reference_paths: Sequence[str | os.PathLike] | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    max_events: int | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Read the reference events (any layout), generate one event per reference primary with
+    the model at ``model_path`` (None = shipped default), compare and write the report.
+
+    Rejected reference rows and unreadable files are counted in ``metrics["info"]`` and the
+    report; raises ``ValueError`` when no reference event could be read.
+    """
+    from mubundle.data.sources import read_events
+    from mubundle.generate.api import load_model
+
+    loaded = read_events(reference_paths, max_events=max_events)
+    reference = loaded.batch
+    if len(reference) == 0:
+        failures = "; ".join(f"{f['path']}: {f['error']}" for f in loaded.failed_files) or "no events found"
+        raise ValueError(f"no reference events could be read from {reference_paths} ({failures})")
+    reference = RaggedBatch(reference.conditions, reference.counts, reference.flat_muons)  # weights are not compared
+    model = load_model(model_path, device=device)
+    started = time.perf_counter()
+    c = reference.conditions
+    candidate = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=seed)
+    generation_seconds = time.perf_counter() - started
+    info = {
+        "model": str(model_path) if model_path is not None else "pretrained default",
+        "reference": [str(p) for p in ([reference_paths] if isinstance(reference_paths, (str, os.PathLike)) else reference_paths)],
+        "reference_rejected_rows": loaded.rejected,
+        "reference_failed_files": loaded.failed_files,
+        "generation_seconds": round(generation_seconds, 2),
+    }
+    metrics = evaluate_samples(reference, candidate, out_dir, seed=seed, info=info)
+    print(f"evaluation report: {Path(out_dir) / 'report.html'} (metrics: {Path(out_dir) / 'metrics.json'})")
+    return metrics

@@ -1,0 +1,72 @@
+"""Loading a trained model: the ``mubundle.load`` entry point.
+
+``load_model()`` without a path returns the model shipped inside the package at
+``mubundle/pretrained/default/`` (``model.safetensors`` + ``model.json``).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mubundle.model.bundle import MuonBundleModel
+
+#: Package-relative location of the shipped default model.
+DEFAULT_MODEL_PACKAGE = "mubundle"
+DEFAULT_MODEL_PARTS = ("pretrained", "default")
+#: Files that make a model directory (written by ``MuonBundleModel.save``).
+MODEL_FILES = ("model.safetensors", "model.json")
+
+
+class NoPretrainedModelError(FileNotFoundError):
+    """No model path was given and no pretrained model is installed with the package."""
+
+
+def default_model_path() -> Path:
+    """Directory of the shipped default model (it may not exist: check with :func:`has_default_model`)."""
+    root = resources.files(DEFAULT_MODEL_PACKAGE)
+    return Path(str(root.joinpath(*DEFAULT_MODEL_PARTS)))
+
+
+def has_default_model() -> bool:
+    """True when the package ships a complete default model directory."""
+    path = default_model_path()
+    return all((path / name).is_file() for name in MODEL_FILES)
+
+
+def resolve_model_path(path: str | Path | None) -> Path:
+    """``path`` checked to be a model directory, or the shipped default when None.
+
+    Raises :class:`FileNotFoundError` naming the directory and the missing file.
+    """
+    if path is None:
+        if not has_default_model():
+            raise NoPretrainedModelError(
+                f"no pretrained model is installed (looked in {default_model_path()}); "
+                "pass --model DIR / load(path) with a trained model, or train one with "
+                "`mubundle train --data DATA --run RUN` and pass --model RUN/model "
+                "(see docs/training.md and docs/pretrained.md)"
+            )
+        return default_model_path()
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model directory {path} does not exist")
+    missing = [name for name in MODEL_FILES if not (path / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a model directory: missing {', '.join(missing)}")
+    return path
+
+
+def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBundleModel":
+    """Load a trained :class:`~mubundle.model.bundle.MuonBundleModel` in eval mode.
+
+    ``path``: a directory written by ``MuonBundleModel.save``; None = the shipped default.
+    ``device``: torch device string (``"cpu"``, ``"cuda"``, ...).
+    """
+    from mubundle.model.bundle import MuonBundleModel
+
+    model = MuonBundleModel.load(resolve_model_path(path), device=device)
+    model.eval()
+    return model

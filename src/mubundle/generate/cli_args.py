@@ -1,0 +1,96 @@
+"""Arguments of ``mubundle generate`` and their conversion into a generation call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mubundle.generate.flux import FLUX_MODELS
+from mubundle.generate.output import FORMATS
+from mubundle.generate.run import EVENTS_PER_CHUNK, FluxSettings, GenerationSummary
+
+_FLUX_DEFAULTS = FluxSettings()
+
+
+def _depth_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"depths must be comma-separated numbers in km, got {text!r}") from None
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``generate`` options on ``parser``."""
+    parser.add_argument("--model", type=Path, help="model directory (default: the shipped pretrained model)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--primaries", nargs="+", metavar="FILE",
+                        help="event files (any layout); one event is generated per primary, muons are ignored")
+    source.add_argument("--flux", choices=sorted(FLUX_MODELS), help="cosmic-ray flux model (crflux) for weighted primaries")
+    parser.add_argument("--out", required=True, type=Path, help="output file")
+    parser.add_argument("--format", choices=FORMATS, default="parquet", help="output layout (default: native parquet)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--events-per-chunk", type=int, default=EVENTS_PER_CHUNK,
+                        help="events sampled and written at once (bounds memory)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flux = parser.add_argument_group("flux mode")
+    flux.add_argument("--events", type=int, help="number of primaries to sample")
+    flux.add_argument("--energy-range", nargs=2, type=float, metavar=("LO", "HI"),
+                      default=_FLUX_DEFAULTS.energy_range, help="primary energy range [GeV]")
+    flux.add_argument("--zenith-range", nargs=2, type=float, metavar=("LO", "HI"),
+                      default=_FLUX_DEFAULTS.zenith_range, help="zenith range [rad], 0 = vertical")
+    flux.add_argument("--depths", type=_depth_list, default=_FLUX_DEFAULTS.depths_km, metavar="KM,...",
+                      help="observation depths [km]; one event per primary and depth")
+    flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=_FLUX_DEFAULTS.depth_kind,
+                      help="--depths are slant depths along the axis, or vertical depths (slant = vertical / cos zenith)")
+    flux.add_argument("--area", type=float, default=_FLUX_DEFAULTS.area_m2,
+                      help="area [m^2] of the disc perpendicular to the shower axis the weights refer to")
+    flux.add_argument("--generation-gamma", type=float, default=_FLUX_DEFAULTS.generation_gamma,
+                      help="generation spectrum E^-gamma (the weights correct for it)")
+
+
+def print_summary(summary: GenerationSummary, stream=None) -> None:
+    """Human-readable lines (to ``stream``, default stderr) about what was written, rejected and failed."""
+    stream = sys.stderr if stream is None else stream
+    print(f"wrote {summary.events} events ({summary.muons} muons) to {summary.out} "
+          f"[{summary.format}] in {summary.seconds:.1f} s", file=stream)
+    if summary.rejected:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in summary.rejected.items())
+        where = f"; rows quarantined in {summary.quarantine}" if summary.quarantine else ""
+        print(f"rejected {sum(summary.rejected.values())} primaries ({reasons}){where}", file=stream)
+    for failed in summary.failed_files:
+        print(f"could not read {failed['path']}: {failed['error']}", file=stream)
+    if summary.rate_hz is not None:
+        print(f"summed weight (rate per depth) {summary.rate_hz:.6g} Hz; "
+              f"direct integral of the flux {summary.reference_rate_hz:.6g} Hz", file=stream)
+
+
+def generate_from_args(args: argparse.Namespace) -> int:
+    """Run ``mubundle generate``; returns the exit code (1 if no event could be generated)."""
+    from mubundle.generate.api import load_model
+    from mubundle.generate.run import generate_from_flux, generate_from_primaries
+
+    if args.events_per_chunk <= 0:
+        raise ValueError(f"--events-per-chunk must be positive, got {args.events_per_chunk}")
+    if args.flux is not None and args.events is None:
+        raise ValueError("--flux needs --events N")
+    if args.primaries is not None and args.events is not None:
+        raise ValueError("--events is a flux-mode option; with --primaries one event is generated per primary")
+    model = load_model(args.model, device=args.device)
+    metadata = {"model": str(args.model) if args.model else "pretrained default", "seed": args.seed}
+    common = dict(format=args.format, seed=args.seed, events_per_chunk=args.events_per_chunk,
+                  metadata=metadata, progress=not args.no_progress)
+    if args.flux is not None:
+        settings = FluxSettings(
+            flux_model=args.flux, events=args.events, energy_range=tuple(args.energy_range),
+            zenith_range=tuple(args.zenith_range), depths_km=tuple(args.depths), depth_kind=args.depth_kind,
+            area_m2=args.area, generation_gamma=args.generation_gamma,
+        )
+        summary = generate_from_flux(model, settings, args.out, **common)
+    else:
+        summary = generate_from_primaries(model, args.primaries, args.out, **common)
+    print_summary(summary)
+    print(json.dumps(summary.to_dict()))
+    return 0 if summary.events > 0 else 1

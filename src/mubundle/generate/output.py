@@ -1,0 +1,151 @@
+"""Streaming output of generated events to ONE file in any supported format.
+
+:func:`mubundle.data.writers.write_batch` writes a whole batch at once; generation produces
+events chunk by chunk, so :class:`EventFileWriter` appends each chunk (a Parquet row group,
+or a resize of the HDF5 datasets) and never holds more than one chunk. The column layouts
+are the ones of :mod:`mubundle.data.writers` (built with its table/array helpers); only the
+event ids of the legacy layouts are shifted so they stay unique across chunks.
+The file appears atomically: everything goes to a temporary file renamed on :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mubundle.data import native, writers
+from mubundle.data.batch import RaggedBatch
+
+FORMATS = writers.FORMATS
+#: Same id convention as the legacy writers: major = event // 1e6, minor = event % 1e6.
+_ID_BASE = 1_000_000
+
+
+def _event_ids(first_event: int, n_events: int) -> tuple[np.ndarray, np.ndarray]:
+    index = first_event + np.arange(n_events, dtype=np.int64)
+    return index // _ID_BASE, index % _ID_BASE
+
+
+class EventFileWriter:
+    """Append :class:`RaggedBatch` chunks to ``path`` in ``format`` (``parquet``, ``hdf5``,
+    ``legacy-parquet``); ``metadata`` (JSON-able dict) is stored in the file.
+
+    Use as a context manager: a clean exit renames the temporary file to ``path``, an
+    exception removes it (no half-written output is ever left under ``path``).
+    """
+
+    def __init__(self, path: str | os.PathLike, format: str = "parquet", metadata: dict[str, Any] | None = None):
+        if format not in FORMATS:
+            raise ValueError(f"unknown output format {format!r}; choose one of {', '.join(FORMATS)}")
+        self.path = Path(path)
+        self.format = format
+        self.metadata = dict(metadata or {})
+        self.events_written = 0
+        self.muons_written = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._parquet: pq.ParquetWriter | None = None
+        self._hdf5 = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ formats
+    def _parquet_table(self, batch: RaggedBatch) -> pa.Table:
+        if self.format == "parquet":
+            return native.batch_to_table(batch, self.metadata)
+        table = writers.legacy_parquet_table(batch)
+        major, minor = _event_ids(self.events_written, len(batch))
+        table = table.set_column(table.schema.get_field_index("primary_major_id"), "primary_major_id", pa.array(major))
+        table = table.set_column(table.schema.get_field_index("primary_minor_id"), "primary_minor_id", pa.array(minor))
+        if batch.weights is not None:  # not part of the legacy layout; kept so flux weights survive
+            table = table.append_column("weight", pa.array(batch.weights, type=pa.float64()))
+        encoded = json.dumps(self.metadata, sort_keys=True).encode()
+        return table.replace_schema_metadata({b"mubundle": encoded})
+
+    def _write_parquet(self, batch: RaggedBatch) -> None:
+        table = self._parquet_table(batch)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+        self._parquet.write_table(table, row_group_size=native.ROW_GROUP_EVENTS)
+
+    def _write_hdf5(self, batch: RaggedBatch) -> None:
+        import h5py
+
+        primaries, muons, counts = writers._hdf5_arrays(batch)
+        major, minor = _event_ids(self.events_written, len(batch))
+        primaries[:, 0], primaries[:, 1] = major, minor
+        rows_per_event = counts.astype(np.int64)
+        real_rows = np.repeat(batch.counts > 0, rows_per_event)
+        row_event = np.repeat(np.arange(len(batch)), rows_per_event)
+        muons[real_rows, 0] = primaries[row_event[real_rows], 0]
+        muons[real_rows, 1] = primaries[row_event[real_rows], 1]
+        if self._hdf5 is None:
+            self._hdf5 = h5py.File(self._tmp, "w")
+            self._hdf5.create_dataset("primaries", shape=(0, 7), maxshape=(None, 7), dtype=np.float32, chunks=True)
+            self._hdf5.create_dataset("muons", shape=(0, 6), maxshape=(None, 6), dtype=np.float32, chunks=True)
+            self._hdf5.create_dataset("counts", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=True)
+            self._hdf5.attrs["mubundle"] = json.dumps(self.metadata, sort_keys=True)
+            if batch.weights is not None:
+                self._hdf5.create_dataset("weights", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=True)
+        for name, values in (("primaries", primaries), ("muons", muons), ("counts", counts)):
+            dataset = self._hdf5[name]
+            start = dataset.shape[0]
+            dataset.resize(start + values.shape[0], axis=0)
+            dataset[start:] = values
+        if batch.weights is not None and "weights" in self._hdf5:
+            dataset = self._hdf5["weights"]
+            start = dataset.shape[0]
+            dataset.resize(start + len(batch), axis=0)
+            dataset[start:] = batch.weights
+
+    # ------------------------------------------------------------------ public
+    def write(self, batch: RaggedBatch) -> None:
+        """Append the events of ``batch`` (in order)."""
+        if self._closed:
+            raise ValueError(f"writer for {self.path} is closed")
+        if self.format == "hdf5":
+            self._write_hdf5(batch)
+        else:
+            self._write_parquet(batch)
+        self.events_written += len(batch)
+        self.muons_written += batch.n_muons
+
+    def close(self) -> Path:
+        """Finish the file (an empty file with the right layout when nothing was written)."""
+        if self._closed:
+            return self.path
+        if self._parquet is None and self._hdf5 is None:
+            self.write(RaggedBatch.empty())
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._hdf5 is not None:
+            self._hdf5.close()
+        with open(self._tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self._tmp, self.path)
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial output (called on errors)."""
+        for handle in (self._parquet, self._hdf5):
+            if handle is not None:
+                handle.close()
+        self._parquet = self._hdf5 = None
+        self._closed = True
+        if self._tmp.exists():
+            self._tmp.unlink()
+
+    def __enter__(self) -> "EventFileWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,173 @@
+"""`mubundle generate` end to end with a small untrained model: every format readable back,
+one event per primary in order, reproducible by seed, bad primaries reported, flux weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import mubundle
+from helpers import make_synthetic_batch
+from mubundle.cli import main
+from mubundle.data.batch import RaggedBatch
+from mubundle.data.native import read_metadata, write_shard
+from mubundle.data.sources import read_events
+from mubundle.generate import api
+from mubundle.model.bundle import MuonBundleModel
+from mubundle.model.config import ModelConfig
+from mubundle.model.transforms import FeatureTransform
+
+SMALL = ModelConfig(
+    multiplicity_hidden=16, multiplicity_layers=2, multiplicity_components=2, global_noise_dim=4, muon_noise_dim=4,
+    generator_context_dim=16, generator_hidden=16, generator_set_layers=1, critic_hidden=8, critic_pooled_dim=8,
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("model")
+    MuonBundleModel(SMALL, FeatureTransform.fit(make_synthetic_batch(300, seed=1))).save(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def primaries_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("primaries") / "primaries.parquet"
+    batch = make_synthetic_batch(120, seed=2)
+    conditions = batch.conditions.copy()
+    conditions[:, 0] = np.clip(conditions[:, 0], 1e4, 1e6)  # keep the untrained model's multiplicities small
+    write_shard(RaggedBatch(conditions, batch.counts, batch.flat_muons), path, {"producer": "test"})
+    return path, conditions
+
+
+def generate(*args: str) -> int:
+    return main(["generate", "--no-progress", *map(str, args)])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "hdf5", "legacy-parquet"])
+def test_primaries_mode_writes_one_event_per_primary_in_order_in_every_format(model_dir, primaries_file, tmp_path, fmt):
+    path, conditions = primaries_file
+    out = tmp_path / f"generated.{fmt}"
+    assert generate("--model", model_dir, "--primaries", path, "--out", out, "--format", fmt, "--seed", 3,
+                    "--events-per-chunk", 50) == 0
+    loaded = read_events(out)
+    assert loaded.rejected == {} and loaded.failed_files == []
+    np.testing.assert_array_equal(loaded.batch.conditions, conditions)
+    assert loaded.batch.n_muons == int(loaded.batch.counts.sum())
+
+
+def test_same_seed_reproduces_the_output_and_another_seed_changes_it(model_dir, primaries_file, tmp_path):
+    path, _ = primaries_file
+    outputs = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        generate("--model", model_dir, "--primaries", path, "--out", tmp_path / f"{name}.parquet", "--seed", seed,
+                 "--events-per-chunk", 40)
+        outputs[name] = read_events(tmp_path / f"{name}.parquet").batch
+    assert outputs["a"].equals(outputs["b"])
+    assert not outputs["a"].equals(outputs["c"])
+
+
+def test_primaries_with_bad_muons_are_used_and_bad_primaries_are_reported_and_quarantined(model_dir, tmp_path, capsys):
+    batch = make_synthetic_batch(30, seed=4)
+    conditions, muons = batch.conditions.copy(), batch.flat_muons.copy()
+    conditions[[3, 7], 0] = np.nan  # non_finite primary energy
+    conditions[11, 1] = 2.5  # zenith out of range
+    muons[0, 0] = np.nan  # a bad muon does not make the primary unusable
+    source = tmp_path / "mixed.parquet"
+    write_shard(RaggedBatch(conditions, batch.counts, muons), source, {"producer": "test"})
+    out = tmp_path / "out.parquet"
+    assert generate("--model", model_dir, "--primaries", source, "--out", out) == 0
+    generated = read_events(out).batch
+    good = np.setdiff1d(np.arange(30), [3, 7, 11])
+    np.testing.assert_array_equal(generated.conditions, conditions[good])
+    captured = capsys.readouterr()
+    assert "rejected 3 primaries" in captured.err and "non_finite: 2" in captured.err
+    assert "zenith_out_of_range: 1" in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["rejected"] == {"non_finite": 2, "zenith_out_of_range": 1}
+    quarantine = pq.read_table(summary["quarantine"]).to_pydict()
+    assert quarantine["row"] == [3, 7, 11]
+    assert quarantine["reason"] == ["non_finite", "non_finite", "zenith_out_of_range"]
+
+
+def test_unreadable_primaries_files_are_reported_not_fatal(model_dir, primaries_file, tmp_path, capsys):
+    path, conditions = primaries_file
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 this is not parquet")
+    out = tmp_path / "out.parquet"
+    assert generate("--model", model_dir, "--primaries", path, broken, "--out", out) == 0
+    assert len(read_events(out).batch) == len(conditions)
+    err = capsys.readouterr().err
+    assert "could not read" in err and "broken.parquet" in err
+
+
+def test_flux_mode_writes_weights_in_hz_for_every_primary_and_depth(model_dir, tmp_path, capsys):
+    out = tmp_path / "flux.parquet"
+    code = generate("--model", model_dir, "--flux", "H3a", "--events", 200, "--energy-range", 1e4, 1e5,
+                    "--zenith-range", 0.0, 1.0, "--depths", "1.5,2.5", "--depth-kind", "slant", "--area", 2.0,
+                    "--out", out, "--seed", 1, "--events-per-chunk", 64)
+    assert code == 0
+    batch = read_events(out).batch
+    assert len(batch) == 400 and batch.weights is not None and np.all(batch.weights > 0)
+    np.testing.assert_array_equal(batch.conditions[:, 3], np.tile([1.5, 2.5], 200))
+    np.testing.assert_array_equal(batch.conditions[0::2, 0], batch.conditions[1::2, 0])  # same primary at both depths
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert batch.weights[batch.conditions[:, 3] == 1.5].sum() == pytest.approx(summary["rate_hz"])
+    assert summary["rate_hz"] == pytest.approx(summary["reference_rate_hz"], rel=0.3)  # 200 events: rough
+    assert read_metadata(out)["config"]["flux_model"] == "H3a"
+
+
+def test_vertical_depths_become_slant_depths_along_the_shower_axis(model_dir, tmp_path):
+    out = tmp_path / "vertical.parquet"
+    generate("--model", model_dir, "--flux", "GST", "--events", 50, "--depths", "2.0", "--depth-kind", "vertical",
+             "--energy-range", 1e4, 1e5, "--out", out)
+    conditions = read_events(out).batch.conditions.astype(np.float64)
+    np.testing.assert_allclose(conditions[:, 3], 2.0 / np.cos(conditions[:, 1]), rtol=1e-5)
+
+
+def test_flux_mode_without_events_is_a_clear_user_error(model_dir, tmp_path, capsys):
+    assert generate("--model", model_dir, "--flux", "H3a", "--out", tmp_path / "x.parquet") == 2
+    assert "--flux needs --events" in capsys.readouterr().err
+
+
+def test_missing_pretrained_model_gives_a_clear_error_saying_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(api, "default_model_path", lambda: tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="no pretrained model is installed.*mubundle train"):
+        mubundle.load()
+
+
+def test_a_directory_that_is_not_a_model_is_refused_naming_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        api.load_model(tmp_path)
+
+
+def test_python_api_samples_physical_units_and_converts_to_awkward(model_dir):
+    model = mubundle.load(model_dir)
+    bundles = model.sample(np.array([1e5, 3e5, 1e6]), 0.3, 56.0, 2.0, seed=1)
+    assert isinstance(bundles, RaggedBatch) and len(bundles) == 3
+    array = bundles.to_awkward()
+    assert array.fields[:4] == ["energy", "zenith", "mass", "depth"]
+    assert [len(muons) for muons in array.muons] == list(bundles.counts)
+
+
+def test_output_is_streamed_chunk_by_chunk_with_event_ids_unique_across_chunks(model_dir, primaries_file, tmp_path):
+    import h5py
+
+    path, conditions = primaries_file
+    generate("--model", model_dir, "--primaries", path, "--out", tmp_path / "o.parquet", "--events-per-chunk", 50)
+    assert pq.ParquetFile(tmp_path / "o.parquet").metadata.num_row_groups == 3  # 120 events / 50 per chunk
+    generate("--model", model_dir, "--primaries", path, "--out", tmp_path / "o.h5", "--format", "hdf5",
+             "--events-per-chunk", 50)
+    with h5py.File(tmp_path / "o.h5") as handle:
+        primaries = handle["primaries"][:]
+        muons, counts = handle["muons"][:], handle["counts"][:]
+    np.testing.assert_array_equal(primaries[:, 1], np.arange(len(conditions)))  # minor id = event number
+    rows_event = np.repeat(np.arange(len(conditions)), counts)
+    real = (muons[:, 2:] != 0).any(axis=1)
+    np.testing.assert_array_equal(muons[real, 1], rows_event[real])
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
