@@ -17,6 +17,8 @@ class ModelConfig:
     multiplicity_hidden: int = 128
     multiplicity_layers: int = 3
     multiplicity_components: int = 8
+    # sampled multiplicities above this are redrawn (bounded memory when generating)
+    max_multiplicity: int = 200_000
     # generator
     global_noise_dim: int = 16
     muon_noise_dim: int = 8
@@ -24,9 +26,13 @@ class ModelConfig:
     generator_hidden: int = 64
     generator_set_layers: int = 2  # EPiC-style per-muon <-> pooled global interaction layers
     # critic
-    critic_hidden: int = 64
+    # The critic dominates the cost of a step (2 x 5 forward/backward passes plus 5 gradient
+    # penalties with double backward over every muon): a 32-wide per-muon net and no set
+    # layers (per-muon net -> pooling -> decision net) halve the step time against 64 / 1
+    # (benchmarks/train_step.py, docs/model.md).
+    critic_hidden: int = 32
     critic_pooled_dim: int = 64
-    critic_set_layers: int = 1
+    critic_set_layers: int = 0
     # smooth saturation of critic scores: s * tanh(x / s)
     critic_score_scale: float = 100.0
     # Xavier-normal gain of every Linear layer

@@ -1,0 +1,182 @@
+"""MuonBundleModel: what users load — transform + multiplicity model + generator.
+
+The critic is a training-only network and lives in training checkpoints.
+On disk a model is a directory with ``model.safetensors`` (all weights and transform
+buffers) and ``model.json`` (format version, :class:`ModelConfig`, fitted transform).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mubundle import configio
+from mubundle.data.batch import RaggedBatch
+from mubundle.model.chunking import muon_budget_chunks
+from mubundle.model.config import ModelConfig
+from mubundle.model.generator import BundleGenerator
+from mubundle.model.multiplicity import MultiplicityModel
+from mubundle.model.transforms import FeatureTransform
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "model.json"
+# muons per generator call while sampling (bounded memory for events with N ~ 1e5)
+_MUONS_PER_GENERATOR_CALL = 1 << 20
+
+
+class MuonBundleModel(nn.Module):
+    """Conditional muon-bundle simulator: physical primaries in, physical muons out."""
+
+    def __init__(self, config: ModelConfig, transform: FeatureTransform) -> None:
+        super().__init__()
+        self.config = config
+        self.transform = transform
+        self.multiplicity = MultiplicityModel(config)
+        self.generator = BundleGenerator(config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        energy: "np.ndarray | float",
+        zenith: "np.ndarray | float",
+        mass: "np.ndarray | float",
+        depth: "np.ndarray | float",
+        seed: int | None = None,
+        events_per_chunk: int = 16384,
+    ) -> RaggedBatch:
+        """Sample one bundle per primary, in the given order.
+
+        energy (B,) GeV, zenith (B,) rad, mass (B,) mass number A, depth (B,) slant depth km;
+        scalars broadcast. ``seed`` makes the result reproducible (None: fresh entropy).
+        Works in chunks of ``events_per_chunk`` events and at most 2^20 muons per generator
+        call, so memory stays bounded for any number of primaries. The same seed and the same
+        ``events_per_chunk`` give the same result.
+        """
+        columns = np.broadcast_arrays(*(np.asarray(v, dtype=np.float32) for v in (energy, zenith, mass, depth)))
+        conditions = np.ascontiguousarray(np.stack([np.ravel(c) for c in columns], axis=1), dtype=np.float32)
+        generator = torch.Generator(device=self.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        parts: list[RaggedBatch] = []
+        for start in range(0, conditions.shape[0], max(1, int(events_per_chunk))):
+            chunk = torch.from_numpy(conditions[start : start + events_per_chunk]).to(self.device)
+            counts = self.multiplicity.sample(self.transform.condition_features(chunk), generator)
+            muons = self.sample_muons(chunk, counts, generator)
+            parts.append(RaggedBatch(chunk.cpu().numpy(), counts.cpu().numpy(), muons.cpu().numpy()))
+        if not parts:
+            return RaggedBatch.empty()
+        return RaggedBatch.concat(parts)
+
+    @torch.no_grad()
+    def sample_muons(self, conditions: Tensor, counts: Tensor, generator: torch.Generator) -> Tensor:
+        """Muons for given multiplicities: conditions (B, 4) physical, counts (B,) -> (M, 3) [GeV, m, m]."""
+        conditions = conditions.to(self.device, torch.float32)
+        counts = counts.to(self.device, torch.int64)
+        counts_host = counts.cpu().numpy()
+        offsets = np.concatenate(([0], np.cumsum(counts_host)))
+        pieces: list[Tensor] = []
+        for event_start, event_stop in muon_budget_chunks(counts_host, _MUONS_PER_GENERATOR_CALL):
+            part_counts = counts[event_start:event_stop]
+            n_muons = int(offsets[event_stop] - offsets[event_start])
+            part_conditions = conditions[event_start:event_stop]
+            event_index = torch.repeat_interleave(
+                torch.arange(part_counts.shape[0], device=self.device), part_counts, output_size=n_muons
+            )
+            features = self.generator(
+                self.transform.condition_features(part_conditions), part_counts, event_index, generator
+            )
+            pieces.append(self.transform.muons_from_features(features, part_conditions.index_select(0, event_index)))
+        if not pieces:
+            return torch.zeros(0, 3, device=self.device)
+        return torch.cat(pieces)
+
+    # ------------------------------------------------------------------ multiplicity in physical units
+    @torch.no_grad()
+    def count_cdf(self, conditions: Tensor, counts: Tensor) -> Tensor:
+        """P(N <= counts | conditions): conditions (B, 4) physical, counts (B,) -> (B,) float64 (PIT)."""
+        features = self.transform.condition_features(conditions.to(self.device, torch.float32))
+        return self.multiplicity.cdf(features, counts.to(self.device))
+
+    @torch.no_grad()
+    def count_log_prob(self, conditions: Tensor, counts: Tensor) -> Tensor:
+        """log P(N = counts | conditions): conditions (B, 4) physical, counts (B,) -> (B,)."""
+        features = self.transform.condition_features(conditions.to(self.device, torch.float32))
+        return self.multiplicity.log_prob(features, counts.to(self.device, torch.int64))
+
+    @torch.no_grad()
+    def count_mean_variance(self, conditions: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance of N: conditions (B, 4) physical -> (B,), (B,)."""
+        return self.multiplicity.mean_variance(self.transform.condition_features(conditions.to(self.device, torch.float32)))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: "str | Path") -> None:
+        """Write ``model.safetensors`` and ``model.json`` into ``directory`` (created if needed)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
+        _atomic_write(directory / WEIGHTS_FILE, lambda path: save_file(state, str(path)))
+        metadata = {
+            "format_version": FORMAT_VERSION,
+            "config": configio.to_dict(self.config),
+            "transform": self.transform.to_dict(),
+        }
+        _atomic_write(directory / METADATA_FILE, lambda path: path.write_text(json.dumps(metadata, indent=2)))
+
+    @classmethod
+    def load(cls, directory: "str | Path", device: "str | torch.device" = "cpu") -> "MuonBundleModel":
+        """Load a model saved by :meth:`save`; raises ``ValueError`` naming the file on problems."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        metadata_path = directory / METADATA_FILE
+        try:
+            metadata = json.loads(metadata_path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read model metadata {metadata_path}: {error}") from error
+        version = metadata.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{metadata_path}: unsupported model format_version {version!r} (expected {FORMAT_VERSION})")
+        config = configio.from_dict(ModelConfig, metadata["config"])
+        model = cls(config, FeatureTransform.from_dict(metadata["transform"]))
+        weights_path = directory / WEIGHTS_FILE
+        try:
+            state = load_file(str(weights_path))
+        except (OSError, safetensors_error()) as error:
+            raise ValueError(f"cannot read model weights {weights_path}: {error}") from error
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:  # missing/unexpected keys or shape mismatch
+            raise ValueError(f"{weights_path} does not match the config in {metadata_path}: {error}") from error
+        return model.to(device).eval()
+
+
+def safetensors_error() -> type[Exception]:
+    """The exception safetensors raises for a corrupt file (its Rust-side error type)."""
+    from safetensors import SafetensorError
+
+    return SafetensorError
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write via ``write(tmp_path)``, fsync, then rename over ``path``."""
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

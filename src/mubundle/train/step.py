@@ -1,0 +1,303 @@
+"""One training step of the conditional WGAN-GP plus the multiplicity model.
+
+One call = ``config.critic_steps`` critic updates (each with gradient penalty) + one
+generator update + one multiplicity-NLL update, on one batch of events:
+
+- The set networks see only events with N > 0 (selected on the host; no host sync on the
+  device). The generator is conditioned on each real event's TRUE N, so real and fake
+  events have the same counts.
+- Every critic update uses the same real batch with fresh generator noise and fresh
+  interpolation coefficients (documented choice, see docs/model.md).
+- Critic loss, per event e of the B' non-empty events:
+      L_C = mean_e [ D(fake_e) - D(real_e) + lambda * (||grad_{x_e} D(x_hat_e)|| - 1)^2 ]
+  with x_hat_e = alpha_e real_e + (1 - alpha_e) fake_e, one alpha_e per event broadcast
+  over its muons, and ||.|| the norm over all of the event's muon features (the only part
+  of the critic's input that comes from the sample: conditions and N are shared by real
+  and fake).
+- Generator loss L_G = -mean_e D(fake_e); multiplicity loss m_loss = mean NLL over ALL
+  events (N = 0 included), own Adam optimiser.
+- A batch above ``config.max_muons_per_step`` muons is split into micro-batches (whole
+  events) whose losses are weighted by (events in micro-batch) / B' and accumulated: the
+  same gradient as the unsplit batch. Noise and alpha are drawn once for the whole batch
+  and sliced, so the random numbers are identical too.
+- After each backward the losses and gradient norm are checked with one host sync; a
+  non-finite value skips that update (gradients zeroed, no optimiser step) and the rest
+  of the adversarial updates of this step.
+- ALL randomness comes from the ``rng`` argument: a resumed run reproduces exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from mubundle.data.batch import RaggedBatch
+from mubundle.model.bundle import MuonBundleModel
+from mubundle.model.critic import BundleCritic
+from mubundle.train.config import TrainConfig
+from mubundle.train.microbatch import MicroBatch, non_empty_events, non_finite_inputs, prepare_micro_batches
+
+# keeps d sqrt(x)/dx finite for an event whose gradient happens to vanish exactly
+_GRAD_NORM_EPS = 1e-12
+# |score| above this fraction of the score scale counts as saturated
+SATURATION_LEVEL = 0.9
+
+
+@dataclass
+class StepResult:
+    """Outcome of one :class:`WganStep` call.
+
+    ``losses``: c_loss, g_loss, m_loss, gp, w_distance (means over the step's updates);
+    ``applied``: False when a non-finite loss/gradient made the step skip an update;
+    ``bad``: names of the non-finite quantities ("input:conditions", "c_loss", "grad:critic", ...);
+    ``saturated_fraction``: fraction of critic scores with |score| > 0.9 s;
+    ``n_events``/``n_muons``: real events/muons in the batch (zero-muon events included).
+    """
+
+    losses: dict[str, float]
+    applied: bool
+    bad: list[str] = field(default_factory=list)
+    saturated_fraction: float = 0.0
+    n_events: int = 0
+    n_muons: int = 0
+
+
+class WganStep:
+    """The training step (see module docstring). Holds the three Adam optimisers."""
+
+    def __init__(
+        self, model: MuonBundleModel, critic: BundleCritic, config: TrainConfig, device: torch.device
+    ) -> None:
+        self.model = model
+        self.critic = critic
+        self.config = config
+        self.device = torch.device(device)
+        betas = tuple(config.betas)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {
+            "generator": torch.optim.Adam(model.generator.parameters(), lr=config.lr, betas=betas),
+            "critic": torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas),
+            # maximum likelihood, not adversarial: standard Adam betas
+            "multiplicity": torch.optim.Adam(model.multiplicity.parameters(), lr=config.multiplicity_lr),
+        }
+
+    # ------------------------------------------------------------------ public API
+    def __call__(self, batch: RaggedBatch, rng: torch.Generator) -> StepResult:
+        """One generator step on ``batch`` (physical units) with all randomness from ``rng``."""
+        result = StepResult(losses={}, applied=True, n_events=batch.n_events, n_muons=batch.n_muons)
+        bad_inputs = non_finite_inputs(batch)
+        if bad_inputs:
+            result.applied, result.bad = False, bad_inputs
+            result.losses = {name: float("nan") for name in ("c_loss", "g_loss", "m_loss", "gp", "w_distance")}
+            return result
+        self.model.train()
+        self.critic.train()
+        set_batch = non_empty_events(batch)
+        micro_batches = prepare_micro_batches(
+            set_batch, self.model.transform, self.config.max_muons_per_step, self.device
+        )
+        adversarial_ok = True
+        # under DDP a rank without muons still takes part in every update's all-reduce
+        if micro_batches or _distributed_world_size() > 1:
+            adversarial_ok = self._adversarial_updates(micro_batches, set_batch, rng, result)
+        else:
+            result.losses.update(c_loss=0.0, g_loss=0.0, gp=0.0, w_distance=0.0)
+        multiplicity_ok = self._multiplicity_update(batch, result)
+        result.applied = adversarial_ok and multiplicity_ok
+        return result
+
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the learning rate of every optimiser by ``factor`` (divergence-guard rollback)."""
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] *= factor
+
+    def state_dict(self) -> dict:
+        """Optimiser states (for checkpoints)."""
+        return {"optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore optimiser states written by :meth:`state_dict`."""
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+
+    # ------------------------------------------------------------------ adversarial part
+    def _adversarial_updates(
+        self, micro_batches: list[MicroBatch], set_batch: RaggedBatch, rng: torch.Generator, result: StepResult
+    ) -> bool:
+        n_events, n_muons = set_batch.n_events, set_batch.n_muons
+        critic_totals = torch.zeros(4, device=self.device)  # c_loss, gp, w_distance, saturated count
+        n_critic = 0
+        ok = True
+        for _ in range(self.config.critic_steps):
+            noise = self.model.generator.draw_noise(n_events, n_muons, rng, self.device)
+            alpha = torch.rand(n_events, generator=rng, device=rng.device).to(self.device)
+            totals = self._critic_update(micro_batches, noise, alpha, n_events)
+            finite = self._finish_update("critic", self.critic.parameters(), totals[:2], ("c_loss", "gp"), result)
+            critic_totals += totals
+            n_critic += 1
+            if not finite:
+                ok = False
+                break
+        losses = (critic_totals / max(n_critic, 1)).tolist()
+        result.losses.update(c_loss=losses[0], gp=losses[1], w_distance=losses[2])
+        result.saturated_fraction = critic_totals[3].item() / (2.0 * max(n_events, 1) * max(n_critic, 1))
+        if not ok:
+            result.losses["g_loss"] = float("nan")
+            return False
+        noise = self.model.generator.draw_noise(n_events, n_muons, rng, self.device)
+        g_loss = self._generator_update(micro_batches, noise, n_events)
+        ok = self._finish_update("generator", self.model.generator.parameters(), g_loss.unsqueeze(0), ("g_loss",), result)
+        result.losses["g_loss"] = g_loss.item()
+        return ok
+
+    def _critic_update(self, micro_batches: list[MicroBatch], noise, alpha: Tensor, n_events: int) -> Tensor:
+        """Accumulate critic gradients over the micro-batches; returns (4,) sums:
+        c_loss, gp, w_distance (event means) and the number of saturated scores."""
+        generator, critic, config = self.model.generator, self.critic, self.config
+        self.optimizers["critic"].zero_grad(set_to_none=True)
+        critic.requires_grad_(True)
+        totals = torch.zeros(4, device=self.device)
+        saturation_threshold = SATURATION_LEVEL * critic.score_scale
+        for mb in micro_batches:
+            mb_noise = noise.select(*mb.events, *mb.muons)
+            with torch.no_grad(), self._autocast():
+                fake = generator(mb.cond_features, mb.counts, mb.event_index, noise=mb_noise).float()
+            b = mb.n_events
+            # real and fake in one critic call: same function, half the kernel launches
+            with self._autocast():
+                scores = critic(
+                    torch.cat((mb.cond_features, mb.cond_features)),
+                    torch.cat((mb.counts, mb.counts)),
+                    torch.cat((mb.real_features, fake)),
+                    torch.cat((mb.event_index, mb.event_index + b)),
+                ).float()
+            real_scores, fake_scores = scores[:b], scores[b:]
+            weight = alpha[mb.events[0] : mb.events[1]].index_select(0, mb.event_index).unsqueeze(1)
+            interpolated = (weight * mb.real_features + (1.0 - weight) * fake).requires_grad_(True)
+            with self._autocast():
+                interpolated_scores = critic(mb.cond_features, mb.counts, interpolated, mb.event_index).float()
+            penalty = (per_event_gradient_norm(interpolated_scores, interpolated, mb.event_index) - 1.0).square()
+            wasserstein = real_scores.sum() - fake_scores.sum()
+            gp_sum = penalty.sum()
+            loss_sum = -wasserstein + config.gp_lambda * gp_sum
+            (loss_sum / n_events).backward()
+            with torch.no_grad():  # step summaries; n_events >= 1 here
+                saturated = (scores.abs() > saturation_threshold).sum()
+                totals += torch.stack((loss_sum, gp_sum, wasserstein, saturated.to(totals.dtype))) / torch.tensor(
+                    [n_events, n_events, n_events, 1.0], device=self.device
+                )
+        return totals
+
+    def _generator_update(self, micro_batches: list[MicroBatch], noise, n_events: int) -> Tensor:
+        """Accumulate generator gradients of L_G = -mean D(fake); returns the loss (0-d)."""
+        generator, critic = self.model.generator, self.critic
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        critic.requires_grad_(False)  # no critic weight gradients needed here
+        total = torch.zeros((), device=self.device)
+        try:
+            for mb in micro_batches:
+                with self._autocast():
+                    fake = generator(
+                        mb.cond_features, mb.counts, mb.event_index, noise=noise.select(*mb.events, *mb.muons)
+                    )
+                    loss_sum = -critic(mb.cond_features, mb.counts, fake, mb.event_index).float().sum()
+                (loss_sum / n_events).backward()
+                total += loss_sum.detach()
+        finally:
+            critic.requires_grad_(True)
+        return total / max(n_events, 1)
+
+    # ------------------------------------------------------------------ multiplicity part
+    def _multiplicity_update(self, batch: RaggedBatch, result: StepResult) -> bool:
+        model = self.model
+        self.optimizers["multiplicity"].zero_grad(set_to_none=True)
+        part = batch.to_torch(self.device)
+        loss = model.multiplicity.nll(model.transform.condition_features(part.conditions), part.counts)
+        loss.backward()
+        ok = self._finish_update("multiplicity", model.multiplicity.parameters(), loss.detach().unsqueeze(0), ("m_loss",), result)
+        result.losses["m_loss"] = loss.item()
+        return ok
+
+    # ------------------------------------------------------------------ shared
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast of the set networks on CUDA when ``config.bf16`` (a no-op elsewhere).
+
+        The multiplicity likelihood always runs in full precision.
+        """
+        enabled = bool(self.config.bf16) and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _finish_update(
+        self,
+        name: str,
+        parameters: Iterable[nn.Parameter],
+        losses: Tensor,
+        loss_names: tuple[str, ...],
+        result: StepResult,
+    ) -> bool:
+        """All-reduce (DDP), check finiteness with one host sync, clip if configured, step.
+
+        Returns False (and records the names in ``result.bad``) when something is non-finite;
+        then the gradients are dropped and the optimiser does not step.
+        """
+        optimizer = self.optimizers[name]
+        parameters = list(parameters)
+        if _distributed_world_size() > 1:  # every rank must all-reduce the same tensors
+            for p in parameters:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+        parameters = [p for p in parameters if p.grad is not None]
+        grads = [p.grad for p in parameters]
+        _all_reduce_mean(grads)
+        if self.config.grad_clip_norm > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip_norm)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        finite = torch.isfinite(torch.cat((losses.detach().to(self.device), grad_norm.reshape(1).to(self.device))))
+        finite_flags = finite.tolist()  # the one host sync of this update
+        if all(finite_flags):
+            optimizer.step()
+            return True
+        result.bad += [n for n, ok in zip(loss_names + (f"grad:{name}",), finite_flags) if not ok]
+        optimizer.zero_grad(set_to_none=True)
+        return False
+
+
+def per_event_gradient_norm(scores: Tensor, muon_inputs: Tensor, event_index: Tensor) -> Tensor:
+    """||d score_e / d x_e||_2 over all muon features of each event e (differentiable).
+
+    scores (B,) critic scores, muon_inputs (M, F) with requires_grad, event_index (M,) ->
+    (B,) norms. One backward of sum(scores) gives every event's gradient at once because an
+    event's score depends only on its own muons; squared gradients are summed per event with
+    ``index_add_``. ``create_graph`` keeps the result differentiable for the penalty.
+    """
+    (grad,) = torch.autograd.grad(scores.sum(), muon_inputs, create_graph=True)
+    squared_norm = grad.new_zeros(scores.shape[0]).index_add_(0, event_index, grad.square().sum(dim=1))
+    return torch.sqrt(squared_norm + _GRAD_NORM_EPS)
+
+
+def _all_reduce_mean(grads: list[Tensor]) -> None:
+    """Average gradients over DDP ranks (no-op in a single process).
+
+    A NaN on one rank becomes a NaN on every rank, so all ranks skip the same updates.
+    """
+    world_size = _distributed_world_size()
+    if not grads or world_size == 1:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _distributed_world_size() -> int:
+    """Number of DDP ranks (1 without an initialised process group)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1

@@ -1,0 +1,185 @@
+"""The WGAN-GP training step: finite, reproducible, micro-batch invariant, NaN-safe."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import make_synthetic_batch
+from mubundle.data.batch import RaggedBatch
+from mubundle.model.bundle import MuonBundleModel
+from mubundle.model.config import ModelConfig
+from mubundle.model.critic import BundleCritic
+from mubundle.model.transforms import FeatureTransform
+from mubundle.train.config import TrainConfig
+from mubundle.train.step import StepResult, WganStep
+
+SMALL = ModelConfig(
+    multiplicity_hidden=16, multiplicity_components=3, generator_context_dim=16, generator_hidden=16,
+    critic_hidden=16, critic_pooled_dim=16,
+)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Small tensors: one thread avoids oversubscribing the shared CPU cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def batch() -> RaggedBatch:
+    return make_synthetic_batch(48, seed=1)
+
+
+def _make_step(batch: RaggedBatch, seed: int = 0, **overrides) -> WganStep:
+    config = TrainConfig(model=SMALL, critic_steps=2, **overrides)
+    torch.manual_seed(seed)
+    model = MuonBundleModel(config.model, FeatureTransform.fit(batch))
+    critic = BundleCritic(config.model)
+    return WganStep(model, critic, config, torch.device("cpu"))
+
+
+def _parameters(step: WganStep) -> dict[str, torch.Tensor]:
+    named = {f"model.{k}": v for k, v in step.model.named_parameters()}
+    named.update({f"critic.{k}": v for k, v in step.critic.named_parameters()})
+    return {k: v.detach().clone() for k, v in named.items()}
+
+
+def _rng(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_a_step_returns_finite_losses_and_updates_every_network(batch):
+    step = _make_step(batch)
+    before = _parameters(step)
+    result = step(batch, _rng())
+    assert isinstance(result, StepResult) and result.applied and result.bad == []
+    assert {"c_loss", "g_loss", "m_loss", "gp"} <= set(result.losses)
+    assert all(np.isfinite(v) for v in result.losses.values())
+    assert result.n_events == len(batch) and result.n_muons == batch.n_muons
+    assert 0.0 <= result.saturated_fraction <= 1.0
+    after = _parameters(step)
+    for prefix in ("model.generator.", "model.multiplicity.", "critic."):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
+
+
+def test_the_same_rng_seed_gives_the_same_losses_and_parameters(batch):
+    first, second = _make_step(batch), _make_step(batch)
+    results = [[s(batch, rng) for _ in range(2)] for s, rng in ((first, _rng(4)), (second, _rng(4)))]
+    assert [r.losses for r in results[0]] == [r.losses for r in results[1]]
+    for name, value in _parameters(first).items():
+        assert torch.equal(value, _parameters(second)[name]), name
+
+
+def test_a_micro_batched_step_equals_the_unsplit_step(batch):
+    assert batch.counts.max() > 6  # some micro-batches hold a single event above the budget
+    whole = _make_step(batch, max_muons_per_step=1_000_000)
+    split = _make_step(batch, max_muons_per_step=6)
+    whole_result, split_result = whole(batch, _rng(2)), split(batch, _rng(2))
+    for name in ("c_loss", "g_loss", "m_loss", "gp"):
+        np.testing.assert_allclose(split_result.losses[name], whole_result.losses[name], rtol=1e-5, atol=1e-6)
+    split_parameters = _parameters(split)
+    for name, value in _parameters(whole).items():
+        torch.testing.assert_close(split_parameters[name], value, rtol=0, atol=1e-5, msg=name)
+
+
+def test_non_finite_input_skips_the_step_without_touching_parameters(batch):
+    step = _make_step(batch)
+    conditions = batch.conditions.copy()
+    conditions[3, 0] = np.nan
+    poisoned = RaggedBatch(conditions, batch.counts, batch.flat_muons)
+    before = _parameters(step)
+    result = step(poisoned, _rng())
+    assert not result.applied and "input:conditions" in result.bad
+    for name, value in _parameters(step).items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_a_nan_critic_weight_skips_the_adversarial_updates_without_raising(batch):
+    step = _make_step(batch)
+    with torch.no_grad():
+        step.critic.muon_hidden[0].weight[0, 0] = float("nan")
+    before = _parameters(step)
+    result = step(batch, _rng())
+    assert not result.applied
+    assert {"c_loss", "grad:critic"} & set(result.bad)
+    after = _parameters(step)
+    for name, value in before.items():
+        if name.startswith(("critic.", "model.generator.")):
+            torch.testing.assert_close(after[name], value, rtol=0, atol=0, equal_nan=True, msg=name)
+    # the multiplicity model does not depend on the critic and still learns
+    assert np.isfinite(result.losses["m_loss"]) and "m_loss" not in result.bad
+
+
+def test_a_batch_without_muons_trains_only_the_multiplicity_model(batch):
+    conditions = batch.conditions[:10]
+    empty = RaggedBatch(conditions, np.zeros(10, np.int64), np.zeros((0, 3), np.float32))
+    step = _make_step(batch)
+    before = _parameters(step)
+    result = step(empty, _rng())
+    assert result.applied and result.n_muons == 0 and np.isfinite(result.losses["m_loss"])
+    after = _parameters(step)
+    assert all(torch.equal(after[k], v) for k, v in before.items() if not k.startswith("model.multiplicity."))
+    assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("model.multiplicity."))
+
+
+def test_saturated_critic_scores_are_reported(batch):
+    step = _make_step(batch)
+    with torch.no_grad():
+        step.critic.decision[-1].bias.fill_(1e4)
+    assert step(batch, _rng()).saturated_fraction > 0.99
+
+
+def test_scale_lr_multiplies_every_learning_rate(batch):
+    step = _make_step(batch)
+    before = {name: opt.param_groups[0]["lr"] for name, opt in step.optimizers.items()}
+    step.scale_lr(0.5)
+    assert set(step.optimizers) == {"generator", "critic", "multiplicity"}
+    for name, opt in step.optimizers.items():
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * before[name])
+
+
+def test_restoring_weights_optimizers_and_rng_reproduces_the_next_step_exactly(batch):
+    reference = _make_step(batch)
+    rng = _rng(9)
+    reference(batch, rng)
+    saved = (
+        copy.deepcopy(reference.model.state_dict()),
+        copy.deepcopy(reference.critic.state_dict()),
+        copy.deepcopy(reference.state_dict()),
+        rng.get_state(),
+    )
+    expected = reference(batch, rng).losses
+
+    resumed = _make_step(batch, seed=123)  # different initial weights, overwritten below
+    resumed.model.load_state_dict(saved[0])
+    resumed.critic.load_state_dict(saved[1])
+    resumed.load_state_dict(saved[2])
+    resumed_rng = torch.Generator()
+    resumed_rng.set_state(saved[3])
+    assert resumed(batch, resumed_rng).losses == expected
+
+
+def test_the_gradient_penalty_norm_is_taken_per_event_over_all_its_muons():
+    from mubundle.train.step import per_event_gradient_norm
+
+    torch.manual_seed(0)
+    critic = BundleCritic(SMALL)
+    counts = torch.tensor([3, 1, 2])
+    event_index = torch.tensor([0, 0, 0, 1, 2, 2])
+    cond, features = torch.randn(3, 4), torch.randn(6, 3, requires_grad=True)
+    norms = per_event_gradient_norm(critic(cond, counts, features, event_index), features, event_index)
+    for event in range(3):
+        rows = (event_index == event).nonzero().squeeze(1)
+        own = features[rows].detach().requires_grad_(True)
+        score = critic(cond[event : event + 1], counts[event : event + 1], own, torch.zeros(len(rows), dtype=torch.long))
+        (grad,) = torch.autograd.grad(score.sum(), own)
+        torch.testing.assert_close(norms[event], grad.norm(), rtol=1e-5, atol=1e-6)
+    norms.sum().backward()  # differentiable: the penalty trains the critic
+    assert features.grad is not None and torch.isfinite(features.grad).all()
