@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from mubundle.model.config import ModelConfig
 from mubundle.model.multiplicity import MultiplicityModel, standard_gamma
 
 SMALL = ModelConfig(multiplicity_hidden=32, multiplicity_layers=2, multiplicity_components=3)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Small tensors: one thread avoids oversubscribing the shared CPU cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _model(seed: int = 0, config: ModelConfig = SMALL) -> MultiplicityModel:

@@ -23,15 +23,6 @@ SMALL = ModelConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Small tensors: one thread avoids oversubscribing the shared CPU cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def batch() -> RaggedBatch:
     return make_synthetic_batch(48, seed=1)

@@ -25,15 +25,6 @@ from mubundle.train.config import TrainConfig
 LOSSES = ("c_loss", "g_loss", "m_loss", "gp")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks on shared cores: thread hand-offs would cost more than the maths."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_config(**overrides) -> TrainConfig:
     """A TrainConfig whose step takes milliseconds (B = 32, 16-wide networks)."""
     model = ModelConfig(

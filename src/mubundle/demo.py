@@ -28,7 +28,7 @@ from mubundle.data.native import default_metadata, write_shard
 class DemoConfig:
     """Size of the demo (energies GeV, angles deg, depths km of ice, vertical)."""
 
-    primaries: int = 400
+    primaries: int = 1500
     energy_range: tuple[float, float] = (1e4, 1e6)
     zenith_range_deg: tuple[float, float] = (0.0, 60.0)
     depths_km: tuple[float, ...] = (1.5, 2.0, 2.5)

@@ -1,0 +1,27 @@
+"""`mubundle demo` runs the whole chain: generate, simulate, evaluate, train."""
+
+from __future__ import annotations
+
+import json
+
+from mubundle.demo import DemoConfig, run_demo
+from mubundle.generate.api import default_model_path, load_model
+
+
+def test_demo_writes_generated_reference_report_and_training_run(tmp_path):
+    config = DemoConfig(primaries=40, energy_range=(1e4, 1e5), train_steps=2, train_batch_size=16)
+    assert run_demo(tmp_path, seed=3, config=config) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert "multiplicity.p_zero" in metrics["overall"]
+    assert (tmp_path / "report" / "report.html").stat().st_size > 1000
+    assert (tmp_path / "generated.parquet").exists()
+    lines = (tmp_path / "train_run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 2
+
+
+def test_the_shipped_model_loads_samples_and_fits_in_10_mb():
+    files = list(default_model_path().iterdir())
+    assert sum(f.stat().st_size for f in files) <= 10 * 1024 * 1024
+    model = load_model(None)
+    bundles = model.sample([1e6, 1e6], [0.2, 0.2], [1, 56], [2.0, 2.0], seed=5)
+    assert len(bundles) == 2 and (bundles.flat_muons[:, 0] > 0).all()
