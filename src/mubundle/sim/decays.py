@@ -138,6 +138,8 @@ def rest_frame_three_body(n: int, m_parent: float, masses: tuple[float, float, f
     # angle between daughters 1 and 3 from m13^2 = m1^2 + m3^2 + 2 (E1 E3 - p1 p3 cos)
     with np.errstate(divide="ignore", invalid="ignore"):
         cos13 = (m1**2 + m3**2 + 2.0 * energy1 * energy3 - m13_sq) / (2.0 * mom1 * mom3)
+    # 0/0 only for a daughter at rest (on the Dalitz boundary, measure zero): any angle is
+    # then exact, so take 1; the clip removes float round-off just outside [-1, 1].
     cos13 = np.clip(np.where(np.isfinite(cos13), cos13, 1.0), -1.0, 1.0)
     axis1 = _isotropic(n, rng)
     # a unit vector perpendicular to axis1, rotated by a random azimuth
