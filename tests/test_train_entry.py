@@ -14,7 +14,7 @@ from mubundle.cli import build_parser, main
 from mubundle.configio import from_yaml, to_yaml
 from mubundle.train.config import TrainConfig
 from mubundle.train.entry import child_arguments, resolve_config
-from test_train_loop import one_torch_thread, tiny_config, write_dataset  # noqa: F401 (fixture)
+from test_train_loop import tiny_config, write_dataset
 
 
 def write_config(path: Path, **overrides) -> Path:

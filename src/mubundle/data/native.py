@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mubundle.data import schema
+from mubundle.data.atomic import atomic_output
 from mubundle.data.batch import RaggedBatch
 
 #: Events per Parquet row group: the unit the streaming reader loads at once.
@@ -87,23 +88,9 @@ def batch_to_table(batch: RaggedBatch, metadata: dict[str, Any] | None = None) -
     return table.replace_schema_metadata({schema.METADATA_KEY: encoded})
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some filesystems do not allow opening directories; rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_table_atomic(table: pa.Table, path: str | os.PathLike, row_group_size: int = ROW_GROUP_EVENTS) -> None:
     """Write a Parquet file atomically: temporary file, fsync, rename, fsync the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(path) as tmp:
         # measured (benchmarks/io_decode.py): float data gains <10% from zstd but decodes ~1.5x slower,
         # and dictionary encoding never pays off for continuous values -> snappy, no dictionary.
         # Page CRCs turn silent bit rot into a read error that names the file.
@@ -111,13 +98,6 @@ def write_table_atomic(table: pa.Table, path: str | os.PathLike, row_group_size:
             table, tmp, row_group_size=row_group_size, compression="snappy", use_dictionary=False,
             write_page_checksum=True,
         )
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
 
 
 def write_shard(batch: RaggedBatch, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:

@@ -14,12 +14,12 @@ All writers are atomic (temporary file, fsync, rename).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from mubundle.data.atomic import atomic_output
 from mubundle.data import legacy, native
 from mubundle.data.batch import RaggedBatch
 
@@ -78,23 +78,14 @@ def write_hdf5(batch: RaggedBatch, path: str | os.PathLike, metadata: dict[str, 
 
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     primaries, muons, counts = _hdf5_arrays(batch)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.create_dataset("primaries", data=primaries)
             handle.create_dataset("muons", data=muons)
             handle.create_dataset("counts", data=counts)
             if metadata:
                 handle.attrs["mubundle"] = json.dumps(metadata, sort_keys=True)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_batch(

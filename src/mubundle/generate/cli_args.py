@@ -10,15 +10,9 @@ from pathlib import Path
 from mubundle.generate.flux import FLUX_MODELS
 from mubundle.generate.output import FORMATS
 from mubundle.generate.run import EVENTS_PER_CHUNK, FluxSettings, GenerationSummary
+from mubundle.sim.config import parse_depths
 
 _FLUX_DEFAULTS = FluxSettings()
-
-
-def _depth_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"depths must be comma-separated numbers in km, got {text!r}") from None
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +35,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                       default=_FLUX_DEFAULTS.energy_range, help="primary energy range [GeV]")
     flux.add_argument("--zenith-range", nargs=2, type=float, metavar=("LO", "HI"),
                       default=_FLUX_DEFAULTS.zenith_range, help="zenith range [rad], 0 = vertical")
-    flux.add_argument("--depths", type=_depth_list, default=_FLUX_DEFAULTS.depths_km, metavar="KM,...",
+    flux.add_argument("--depths", type=parse_depths, default=_FLUX_DEFAULTS.depths_km, metavar="KM,...",
                       help="observation depths [km]; one event per primary and depth")
     flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=_FLUX_DEFAULTS.depth_kind,
                       help="--depths are slant depths along the axis, or vertical depths (slant = vertical / cos zenith)")

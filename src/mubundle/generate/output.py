@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mubundle.data import native, writers
+from mubundle.data.atomic import commit, temporary_path
 from mubundle.data.batch import RaggedBatch
 
 FORMATS = writers.FORMATS
@@ -49,7 +50,7 @@ class EventFileWriter:
         self.events_written = 0
         self.muons_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._tmp = temporary_path(self.path)
         self._parquet: pq.ParquetWriter | None = None
         self._hdf5 = None
         self._closed = False
@@ -125,9 +126,7 @@ class EventFileWriter:
             self._parquet.close()
         if self._hdf5 is not None:
             self._hdf5.close()
-        with open(self._tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self._tmp, self.path)
+        commit(self._tmp, self.path)
         self._closed = True
         return self.path
 

@@ -67,7 +67,8 @@ class SimConfig:
         return -(-self.showers // self.showers_per_chunk)
 
 
-def _depth_list(text: str) -> tuple[float, ...]:
+def parse_depths(text: str) -> tuple[float, ...]:
+    """argparse type for ``--depths 1.5,2.0,2.5`` (km)."""
     try:
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
@@ -91,7 +92,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     zenith.add_argument("--zenith", type=float, metavar="DEG", help="fixed zenith angle in degrees")
     zenith.add_argument("--zenith-range", type=float, nargs=2, metavar=("LO", "HI"),
                         help="zenith range in degrees, uniform in cos(zenith) (default 0 70)")
-    parser.add_argument("--depths", type=_depth_list, default=defaults.depths_km, metavar="KM,KM,...",
+    parser.add_argument("--depths", type=parse_depths, default=defaults.depths_km, metavar="KM,KM,...",
                         help="vertical ice depths in km (0 = surface); one event per depth")
     parser.add_argument("--min-energy", type=float, default=defaults.min_energy, metavar="GEV",
                         help="keep muons above this energy at each depth")

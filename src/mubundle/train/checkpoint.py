@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mubundle.data.atomic import atomic_write_bytes, fsync_directory
+
 CHECKPOINT_DIR = "checkpoints"
 BEST_NAME = "best.pt"
 _STEP_NAME = re.compile(r"^step-(\d{9})\.pt$")
@@ -31,31 +33,6 @@ _STEP_NAME = re.compile(r"^step-(\d{9})\.pt$")
 def checkpoint_name(step: int) -> str:
     """File name of the checkpoint taken after ``step`` generator steps."""
     return f"step-{step:09d}.pt"
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, rename, fsync dir)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -161,7 +138,7 @@ def export_model(model: Any, run_dir: Path, name: str = "model") -> Path:
             shutil.rmtree(previous)
         os.replace(target, previous)
     os.replace(staging, target)
-    _fsync_directory(run_dir)
+    fsync_directory(run_dir)
     if previous is not None:
         shutil.rmtree(previous)
     return target

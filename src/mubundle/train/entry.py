@@ -68,7 +68,7 @@ def resolve_config(run_dir: Path, config_file: Path | None, overrides: dict[str,
 
 def write_run_config(run_dir: Path, config: TrainConfig, changes: dict[str, Any]) -> None:
     """Write ``RUN/config.yaml`` atomically and record command-line changes of a resumed run."""
-    from mubundle.train.checkpoint import atomic_write_bytes
+    from mubundle.data.atomic import atomic_write_bytes
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_dir / CONFIG_NAME, to_yaml(config).encode())

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mubundle.train.checkpoint import atomic_write_bytes
+from mubundle.data.atomic import atomic_write_bytes
 
 METRICS_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"

@@ -1,0 +1,58 @@
+"""Atomic file output: a file appears complete under its name or not at all.
+
+Every writer of mubundle (shards, HDF5/legacy outputs, checkpoints, generated files) goes
+through here: write to a temporary file in the same folder, fsync it, ``os.replace`` it onto
+the final name, fsync the folder. A crash at any moment leaves either the old file or the
+new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def temporary_path(path: Path) -> Path:
+    """Hidden temporary name next to ``path`` (same filesystem, so the rename is atomic)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def fsync_directory(directory: Path) -> None:
+    """Persist a rename in ``directory`` (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening directories; rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """fsync the finished ``tmp``, rename it onto ``path`` and fsync the folder."""
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_directory(path.parent)
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it becomes ``path``, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
