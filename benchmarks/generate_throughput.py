@@ -24,12 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 
-import numpy as np
-import torch
+# Shared 2-core machine: with OpenMP's default spin-waiting, a thread descheduled by another
+# process stalls the other at every barrier (measured: a training step took 48-115 s at
+# 2 threads vs 8-9 s at 1 thread under load ~4). Passive waiting must be set before torch
+# loads OpenMP; an explicit OMP_WAIT_POLICY in the environment wins. Reported in the JSON.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 def benchmark_primaries(n_events: int, seed: int) -> np.ndarray:
@@ -167,7 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "generate_throughput",
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-                    "threads": torch.get_num_threads()},
+                    "threads": torch.get_num_threads(),
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load_average": os.getloadavg()},
         "model": model_description,
         "generation": {
             "events": args.events, "muons": n_muons, "muons_per_event": n_muons / args.events,

@@ -15,17 +15,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
-import numpy as np
-import torch
+# Shared 2-core machine: with OpenMP's default spin-waiting, a thread descheduled by another
+# process stalls the other at every barrier (measured: a training step took 48-115 s at
+# 2 threads vs 8-9 s at 1 thread under load ~4). Passive waiting must be set before torch
+# loads OpenMP; an explicit OMP_WAIT_POLICY in the environment wins. Reported in the JSON.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from mubundle.data.batch import RaggedBatch
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.critic import BundleCritic
 from mubundle.model.transforms import FeatureTransform
 from mubundle.train.config import TrainConfig
-from mubundle.train.step import WganStep
+from mubundle.train.step import CPU_CHUNK_MUONS, WganStep
 
 
 def realistic_batch(n_events: int, seed: int) -> RaggedBatch:
@@ -86,11 +93,14 @@ def main() -> None:
                 "benchmark": "train_step",
                 "device": "cpu",
                 "threads": args.threads,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                "load_average": os.getloadavg(),
                 "events_per_step": args.events,
                 "mean_muons_per_step": muons / len(durations),
                 "zero_muon_fraction": float(np.mean([np.mean(b.counts == 0) for b in batches[1:]])),
                 "critic_steps": config.critic_steps,
                 "max_muons_per_step": config.max_muons_per_step,
+                "cpu_chunk_muons": CPU_CHUNK_MUONS,
                 "seconds_per_step": total / len(durations),
                 "seconds_per_step_min": min(durations),
                 "events_per_s": events / total,

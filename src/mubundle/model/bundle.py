@@ -25,8 +25,10 @@ from mubundle.model.transforms import FeatureTransform
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
-# muons per generator call while sampling (bounded memory for events with N ~ 1e5)
-_MUONS_PER_GENERATOR_CALL = 1 << 20
+# muons per generator call while sampling: bounds memory for events with N ~ 1e5, and on CPU
+# 16k muons keep one call's (M, 64) activations in cache: 1.2-1.5x more events/s than 2^20
+# (benchmarks/generate_throughput.py, docs/model.md). Whole events; one above it gets a call alone.
+_MUONS_PER_GENERATOR_CALL = 1 << 14
 
 
 class MuonBundleModel(nn.Module):
@@ -58,7 +60,7 @@ class MuonBundleModel(nn.Module):
 
         energy (B,) GeV, zenith (B,) rad, mass (B,) mass number A, depth (B,) slant depth km;
         scalars broadcast. ``seed`` makes the result reproducible (None: fresh entropy).
-        Works in chunks of ``events_per_chunk`` events and at most 2^20 muons per generator
+        Works in chunks of ``events_per_chunk`` events and about 2^14 muons per generator
         call, so memory stays bounded for any number of primaries. The same seed and the same
         ``events_per_chunk`` give the same result.
         """

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from mubundle.model.config import ModelConfig
 from mubundle.model.layers import (
     LEAKY_SLOPE,
+    LeakyReLU,
     SetInteraction,
     count_feature,
     event_max,
@@ -26,6 +27,7 @@ from mubundle.model.layers import (
     hidden_block,
     init_linear_layers,
     inverse_counts,
+    split_linear,
 )
 from mubundle.model.transforms import CONDITION_DIM, MUON_DIM
 
@@ -39,7 +41,7 @@ class BundleCritic(nn.Module):
         self.score_scale = float(config.critic_score_scale)
         self.muon_from_features = nn.Linear(muon_dim, hidden)
         self.muon_from_conditions = nn.Linear(condition_dim, hidden, bias=False)
-        self.muon_activation = nn.Sequential(nn.LayerNorm(hidden), nn.LeakyReLU(LEAKY_SLOPE))
+        self.muon_activation = nn.Sequential(nn.LayerNorm(hidden), LeakyReLU(LEAKY_SLOPE))
         self.muon_hidden = hidden_block(hidden, hidden)
         self.event_context = hidden_block(condition_dim + 1, pooled_dim)
         self.set_layers = nn.ModuleList(
@@ -55,8 +57,7 @@ class BundleCritic(nn.Module):
         n_events = cond_features.shape[0]
         event_inputs = torch.cat((cond_features, count_feature(counts)), dim=1)
         muon_h = self.muon_activation(
-            self.muon_from_features(muon_features)
-            + self.muon_from_conditions(cond_features).index_select(0, event_index)
+            split_linear(muon_features, self.muon_from_features, cond_features, self.muon_from_conditions, event_index)
         )
         muon_h = self.muon_hidden(muon_h)
         event_h = self.event_context(event_inputs)

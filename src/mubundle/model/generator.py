@@ -19,11 +19,13 @@ from torch import Tensor, nn
 from mubundle.model.config import ModelConfig
 from mubundle.model.layers import (
     LEAKY_SLOPE,
+    LeakyReLU,
     SetInteraction,
     count_feature,
     hidden_block,
     init_linear_layers,
     inverse_counts,
+    split_linear,
 )
 from mubundle.model.transforms import CONDITION_DIM, MUON_DIM
 
@@ -60,7 +62,7 @@ class BundleGenerator(nn.Module):
         )
         self.muon_from_noise = nn.Linear(config.muon_noise_dim, hidden)
         self.muon_from_context = nn.Linear(context_dim, hidden, bias=False)
-        self.muon_activation = nn.Sequential(nn.LayerNorm(hidden), nn.LeakyReLU(LEAKY_SLOPE))
+        self.muon_activation = nn.Sequential(nn.LayerNorm(hidden), LeakyReLU(LEAKY_SLOPE))
         self.set_layers = nn.ModuleList(SetInteraction(hidden, context_dim) for _ in range(config.generator_set_layers))
         self.output = nn.Sequential(hidden_block(hidden, hidden), nn.Linear(hidden, muon_dim))
         init_linear_layers(self, config.init_gain)
@@ -91,7 +93,7 @@ class BundleGenerator(nn.Module):
             noise = self.draw_noise(cond_features.shape[0], event_index.shape[0], generator, cond_features.device)
         context = self.context(torch.cat((noise.global_noise, cond_features, count_feature(counts)), dim=1))
         muon_h = self.muon_activation(
-            self.muon_from_noise(noise.muon_noise) + self.muon_from_context(context).index_select(0, event_index)
+            split_linear(noise.muon_noise, self.muon_from_noise, context, self.muon_from_context, event_index)
         )
         inv_counts = inverse_counts(counts)
         for layer in self.set_layers:

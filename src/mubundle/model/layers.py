@@ -14,9 +14,18 @@ import torch
 LEAKY_SLOPE = 0.2
 
 
+class LeakyReLU(nn.LeakyReLU):
+    """LeakyReLU that works in place when autograd is off (sampling, the critic updates'
+    generator pass): no new (M, D) buffer. Only used right after a LayerNorm, whose fresh
+    output nobody else holds."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return nn.functional.leaky_relu(input, self.negative_slope, inplace=not torch.is_grad_enabled())
+
+
 def hidden_block(in_dim: int, out_dim: int) -> nn.Sequential:
     """Linear -> LayerNorm -> LeakyReLU (the post-mortem's fix: LayerNorm after every hidden Linear)."""
-    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.LeakyReLU(LEAKY_SLOPE))
+    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), LeakyReLU(LEAKY_SLOPE))
 
 
 def init_linear_layers(module: nn.Module, gain: float) -> None:
@@ -29,6 +38,21 @@ def init_linear_layers(module: nn.Module, gain: float) -> None:
             nn.init.xavier_normal_(layer.weight, gain=gain)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+
+
+def split_linear(
+    muon_input: Tensor, muon_layer: nn.Linear, event_input: Tensor, event_layer: nn.Linear, event_index: Tensor
+) -> Tensor:
+    """``muon_layer(muon_input) + event_layer(event_input)[event_index]`` in one GEMM pass.
+
+    muon_input (M, Dm), event_input (B, De), event_index (M,) -> (M, H). This is the first
+    Linear of ``cat(muon_input, event_input[event])`` split into a per-muon part and a
+    per-event part computed on B rows (``muon_layer`` holds the bias, ``event_layer`` has
+    none). The gathered per-event rows (bias folded in) are the ``addmm`` accumulator, so
+    there is no separate bias copy or add pass over the (M, H) result.
+    """
+    event_term = nn.functional.linear(event_input, event_layer.weight, muon_layer.bias)
+    return torch.addmm(event_term.index_select(0, event_index), muon_input, muon_layer.weight.t())
 
 
 def event_mean(values: Tensor, event_index: Tensor, inverse_counts: Tensor, n_events: int) -> Tensor:
@@ -55,6 +79,10 @@ def event_max(values: Tensor, event_index: Tensor, n_events: int) -> Tensor:
     with torch.no_grad():
         index = event_index.unsqueeze(1).expand(n_muons, width)
         maxima = values.new_zeros(n_events, width).scatter_reduce(0, index, values, reduce="amax", include_self=False)
+        if not (values.requires_grad and torch.is_grad_enabled()):
+            # nothing to differentiate (sampling, the critic updates' generator pass): the
+            # scatter result is the answer; empty events keep their 0 fill
+            return maxima
         # row numbers as floats (exact below 2^24 rows; float64 above): a float scatter amax
         # is several times faster than an int64 one on CPU
         row_dtype = torch.float32 if n_muons < 2**24 else torch.float64
@@ -90,7 +118,7 @@ class SetInteraction(nn.Module):
         super().__init__()
         self.residual = residual
         global_layers: list[nn.Module] = [hidden_block(global_dim + 2 * muon_dim, global_dim)]
-        local_layers: list[nn.Module] = [nn.LayerNorm(muon_dim), nn.LeakyReLU(LEAKY_SLOPE)]
+        local_layers: list[nn.Module] = [nn.LayerNorm(muon_dim), LeakyReLU(LEAKY_SLOPE)]
         if residual:
             global_layers.append(nn.Linear(global_dim, global_dim))
             local_layers.append(nn.Linear(muon_dim, muon_dim))
@@ -110,9 +138,14 @@ class SetInteraction(nn.Module):
         )
         global_update = self.global_update(pooled)
         global_h = global_h + global_update if self.residual else global_update
-        local = self.local_from_muon(muon_h) + self.local_from_event(global_h).index_select(0, event_index)
-        local_update = self.local_rest(local)
-        muon_h = muon_h + local_update if self.residual else local_update
+        local = split_linear(muon_h, self.local_from_muon, global_h, self.local_from_event, event_index)
+        if self.residual:
+            # h + Linear(a) with h as the addmm accumulator: one pass fewer over (M, H)
+            *activation, last = self.local_rest
+            hidden = activation[1](activation[0](local))
+            muon_h = torch.addmm(muon_h, hidden, last.weight.t()).add_(last.bias)
+        else:
+            muon_h = self.local_rest(local)
         return muon_h, global_h
 
 

@@ -19,7 +19,8 @@ generator update + one multiplicity-NLL update, on one batch of events:
 - A batch above ``config.max_muons_per_step`` muons is split into micro-batches (whole
   events) whose losses are weighted by (events in micro-batch) / B' and accumulated: the
   same gradient as the unsplit batch. Noise and alpha are drawn once for the whole batch
-  and sliced, so the random numbers are identical too.
+  and sliced, so the random numbers are identical too. On CPU the budget is additionally
+  capped at ``CPU_CHUNK_MUONS`` (cache-sized passes; same gradient up to float rounding).
 - After each backward the losses and gradient norm are checked with one host sync; a
   non-finite value skips that update (gradients zeroed, no optimiser step) and the rest
   of the adversarial updates of this step.
@@ -44,6 +45,11 @@ from mubundle.train.microbatch import MicroBatch, non_empty_events, non_finite_i
 _GRAD_NORM_EPS = 1e-12
 # |score| above this fraction of the score scale counts as saturated
 SATURATION_LEVEL = 0.9
+# On CPU the set networks are memory-bound: a micro-batch of ~16k muons keeps the
+# activations of one forward/backward in cache and measured 1.2-1.5x faster per muon than
+# one 170k-muon pass (benchmarks/train_step.py, docs/model.md). Splitting is the exact
+# gradient accumulation of the muon budget, so it changes no result beyond float rounding.
+CPU_CHUNK_MUONS = 16_384
 
 
 @dataclass
@@ -95,9 +101,10 @@ class WganStep:
         self.model.train()
         self.critic.train()
         set_batch = non_empty_events(batch)
-        micro_batches = prepare_micro_batches(
-            set_batch, self.model.transform, self.config.max_muons_per_step, self.device
-        )
+        muon_budget = self.config.max_muons_per_step
+        if self.device.type == "cpu":
+            muon_budget = min(muon_budget, CPU_CHUNK_MUONS)
+        micro_batches = prepare_micro_batches(set_batch, self.model.transform, muon_budget, self.device)
         adversarial_ok = True
         # under DDP a rank without muons still takes part in every update's all-reduce
         if micro_batches or _distributed_world_size() > 1:

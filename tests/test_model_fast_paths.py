@@ -1,0 +1,53 @@
+"""The speed shortcuts taken when autograd is off (sampling, the critic updates' generator
+pass) compute the same function as the differentiable path."""
+
+from __future__ import annotations
+
+import torch
+
+from mubundle.model.config import ModelConfig
+from mubundle.model.critic import BundleCritic
+from mubundle.model.generator import BundleGenerator
+from mubundle.model.layers import event_max
+
+SMALL = ModelConfig(generator_context_dim=16, generator_hidden=16, critic_hidden=16, critic_pooled_dim=16)
+
+
+def _ragged(counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    counts_t = torch.tensor(counts, dtype=torch.int64)
+    return counts_t, torch.repeat_interleave(torch.arange(len(counts)), counts_t)
+
+
+def test_generator_without_autograd_gives_the_same_muons_as_with_autograd():
+    torch.manual_seed(0)
+    generator = BundleGenerator(SMALL)
+    counts, event_index = _ragged([3, 0, 1, 7, 2])
+    conditions = torch.randn(5, 4)
+    noise = generator.draw_noise(5, int(counts.sum()), torch.Generator().manual_seed(1), "cpu")
+    with torch.no_grad():
+        fast = generator(conditions, counts, event_index, noise=noise)
+    differentiable = generator(conditions, counts, event_index, noise=noise)
+    assert differentiable.requires_grad
+    torch.testing.assert_close(fast, differentiable.detach(), rtol=0, atol=0)
+
+
+def test_critic_without_autograd_gives_the_same_scores_as_with_autograd():
+    torch.manual_seed(0)
+    critic = BundleCritic(SMALL)
+    counts, event_index = _ragged([4, 1, 6])
+    conditions, muons = torch.randn(3, 4), torch.randn(11, 3)
+    with torch.no_grad():
+        fast = critic(conditions, counts, muons, event_index)
+    differentiable = critic(conditions, counts, muons.requires_grad_(True), event_index)
+    torch.testing.assert_close(fast, differentiable.detach(), rtol=0, atol=0)
+
+
+def test_event_max_shortcut_matches_the_differentiable_max_and_fills_empty_events_with_zero():
+    values = torch.tensor([[1.0, -2.0], [3.0, -5.0], [-1.0, -0.5]])
+    event_index = torch.tensor([0, 0, 2])
+    with torch.no_grad():
+        fast = event_max(values, event_index, 3)
+    differentiable = event_max(values.clone().requires_grad_(True), event_index, 3)
+    expected = torch.tensor([[3.0, -2.0], [0.0, 0.0], [-1.0, -0.5]])
+    torch.testing.assert_close(fast, expected, rtol=0, atol=0)
+    torch.testing.assert_close(differentiable.detach(), expected, rtol=0, atol=0)
