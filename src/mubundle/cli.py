@@ -7,6 +7,7 @@ converts them to a call of the package API. No logic lives here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mubundle`` console script; returns the exit code."""
+    # Before torch is imported: OpenMP's default spin-waiting made 2-thread steps 5-10x slower
+    # than 1 thread on a shared 2-core machine (docs/model.md, Speed); passive waiting does not.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
