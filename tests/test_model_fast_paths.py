@@ -51,3 +51,24 @@ def test_event_max_shortcut_matches_the_differentiable_max_and_fills_empty_event
     expected = torch.tensor([[3.0, -2.0], [0.0, 0.0], [-1.0, -0.5]])
     torch.testing.assert_close(fast, expected, rtol=0, atol=0)
     torch.testing.assert_close(differentiable.detach(), expected, rtol=0, atol=0)
+
+
+def test_max_pooling_passes_the_gradient_to_the_maximal_muon_of_each_event():
+    values = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    event_index = torch.tensor([0, 0, 0, 1, 3, 3])
+    assert torch.autograd.gradcheck(lambda v: event_max(v, event_index, 4), (values,))
+
+
+def test_critic_and_generator_gradients_match_finite_differences():
+    """Analytic gradients of the networks (what the WGAN-GP optimises) are the true ones."""
+    torch.manual_seed(0)
+    counts, event_index = _ragged([3, 1, 0, 2])
+    conditions = torch.randn(4, 4, dtype=torch.float64)
+    critic = BundleCritic(SMALL).double()
+    muons = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda m: critic(conditions, counts, m, event_index), (muons,))
+    generator = BundleGenerator(SMALL).double()
+    noise = generator.draw_noise(4, 6, torch.Generator().manual_seed(2), "cpu")
+    noise = type(noise)(noise.global_noise.double(), noise.muon_noise.double())
+    conditions.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda c: generator(c, counts, event_index, noise=noise), (conditions,))

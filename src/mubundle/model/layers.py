@@ -76,10 +76,12 @@ def event_max(values: Tensor, event_index: Tensor, n_events: int) -> Tensor:
     n_muons, width = values.shape
     if n_muons == 0:
         return values.new_zeros(n_events, width)
+    # decided outside the no_grad block below, where is_grad_enabled() is always False
+    differentiable = values.requires_grad and torch.is_grad_enabled()
     with torch.no_grad():
         index = event_index.unsqueeze(1).expand(n_muons, width)
         maxima = values.new_zeros(n_events, width).scatter_reduce(0, index, values, reduce="amax", include_self=False)
-        if not (values.requires_grad and torch.is_grad_enabled()):
+        if not differentiable:
             # nothing to differentiate (sampling, the critic updates' generator pass): the
             # scatter result is the answer; empty events keep their 0 fill
             return maxima
