@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from helpers import make_synthetic_batch
 
 from mubundle.data.batch import RaggedBatch
@@ -76,8 +75,6 @@ def test_inspect_human_table_names_reasons_and_failed_files(tmp_path, capsys):
 
 
 def test_cli_inspect_json_exits_zero_with_bad_input_and_prints_one_object(tmp_path):
-    pytest.importorskip("mubundle.sim.config")  # the parser declares every subcommand
-    pytest.importorskip("mubundle.generate.cli_args")
     _messy_inputs(tmp_path)
     done = subprocess.run([sys.executable, "-m", "mubundle.cli", "inspect", str(tmp_path / "in"), "--json"],
                           capture_output=True, text=True, timeout=120)
@@ -87,8 +84,6 @@ def test_cli_inspect_json_exits_zero_with_bad_input_and_prints_one_object(tmp_pa
 
 
 def test_cli_convert_exits_zero_and_writes_shards(tmp_path):
-    pytest.importorskip("mubundle.sim.config")
-    pytest.importorskip("mubundle.generate.cli_args")
     _messy_inputs(tmp_path)
     done = subprocess.run([sys.executable, "-m", "mubundle.cli", "convert", str(tmp_path / "in"),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
