@@ -102,25 +102,26 @@ def all_ranks_true(flag: bool, context: DistContext, device: torch.device) -> bo
     return bool(value.item())
 
 
-def mean_over_ranks(values: dict[str, float], context: DistContext, device: torch.device) -> dict[str, float]:
-    """Average of each scalar over ranks (for logging); same keys on every rank."""
+def _summed_over_ranks(values: dict, dtype: torch.dtype, context: DistContext, device: torch.device) -> dict:
+    """All-reduce (sum) of each scalar of ``values`` over ranks; same keys on every rank."""
     if not context.enabled or not values:
         return dict(values)
     names = sorted(values)
-    tensor = torch.tensor([float(values[n]) for n in names], dtype=torch.float64, device=device)
+    tensor = torch.tensor([values[n] for n in names], dtype=dtype, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    tensor /= context.world_size
     return dict(zip(names, tensor.tolist()))
+
+
+def mean_over_ranks(values: dict[str, float], context: DistContext, device: torch.device) -> dict[str, float]:
+    """Average of each scalar over ranks (for logging); same keys on every rank."""
+    summed = _summed_over_ranks({n: float(v) for n, v in values.items()}, torch.float64, context, device)
+    return {n: v / context.world_size for n, v in summed.items()} if context.enabled else summed
 
 
 def sum_over_ranks(values: dict[str, int], context: DistContext, device: torch.device) -> dict[str, int]:
     """Sum of each integer over ranks (event and muon counts)."""
-    if not context.enabled or not values:
-        return dict(values)
-    names = sorted(values)
-    tensor = torch.tensor([int(values[n]) for n in names], dtype=torch.int64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return dict(zip(names, (int(v) for v in tensor.tolist())))
+    summed = _summed_over_ranks({n: int(v) for n, v in values.items()}, torch.int64, context, device)
+    return {n: int(v) for n, v in summed.items()}
 
 
 def gather_to_main(obj: Any, context: DistContext) -> list[Any] | None:
