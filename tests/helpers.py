@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mubundle.data.batch import RaggedBatch
+from mubundle.model.config import ModelConfig
 
 
 def make_synthetic_batch(n_events: int, seed: int = 0, with_weights: bool = False) -> RaggedBatch:
@@ -31,3 +32,10 @@ def make_synthetic_batch(n_events: int, seed: int = 0, with_weights: bool = Fals
     ).astype(np.float32)
     weights = rng.uniform(0, 1e-3, n_events) if with_weights else None
     return RaggedBatch(conditions, counts.astype(np.int64), flat_muons, weights)
+
+
+#: A model small enough for millisecond training steps in the model and step tests.
+SMALL_MODEL = ModelConfig(
+    multiplicity_hidden=16, multiplicity_components=3, generator_context_dim=16, generator_hidden=16,
+    critic_hidden=16, critic_pooled_dim=16,
+)

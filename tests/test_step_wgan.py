@@ -8,19 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import make_synthetic_batch
+from helpers import SMALL_MODEL as SMALL, make_synthetic_batch
 from mubundle.data.batch import RaggedBatch
 from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.config import ModelConfig
 from mubundle.model.critic import BundleCritic
 from mubundle.model.transforms import FeatureTransform
 from mubundle.train.config import TrainConfig
 from mubundle.train.step import StepResult, WganStep
 
-SMALL = ModelConfig(
-    multiplicity_hidden=16, multiplicity_components=3, generator_context_dim=16, generator_hidden=16,
-    critic_hidden=16, critic_pooled_dim=16,
-)
 
 
 @pytest.fixture
