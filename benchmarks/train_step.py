@@ -1,6 +1,7 @@
 """Throughput of one full training step (WganStep) on CPU; prints JSON.
 
-One step = config.critic_steps (5) critic updates with gradient penalty + 1 generator
+One step = config.critic_steps (5) critic updates with gradient penalty, each on its own
+disjoint fifth of the B events (docs/model.md), + 1 generator
 update + 1 multiplicity-NLL update, default ModelConfig, B = 8192 events.
 
 Multiplicity mix (synthetic, roughly what 1.5-3 km deep ice sees for a falling primary

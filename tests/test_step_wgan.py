@@ -24,7 +24,7 @@ def batch() -> RaggedBatch:
 
 
 def _make_step(batch: RaggedBatch, seed: int = 0, **overrides) -> WganStep:
-    config = TrainConfig(model=SMALL, critic_steps=2, **overrides)
+    config = TrainConfig(model=SMALL, **{"critic_steps": 2, **overrides})
     torch.manual_seed(seed)
     model = MuonBundleModel(config.model, FeatureTransform.fit(batch))
     critic = BundleCritic(config.model)
@@ -169,3 +169,53 @@ def test_the_gradient_penalty_norm_is_taken_per_event_over_all_its_muons():
         torch.testing.assert_close(norms[event], grad.norm(), rtol=1e-5, atol=1e-6)
     norms.sum().backward()  # differentiable: the penalty trains the critic
     assert features.grad is not None and torch.isfinite(features.grad).all()
+
+
+@pytest.mark.parametrize("n_events, n_parts", [(0, 5), (1, 5), (3, 5), (5, 5), (17, 5), (48, 1), (1000, 7)])
+def test_critic_batches_are_disjoint_consecutive_and_cover_every_event(n_events, n_parts):
+    from mubundle.train.step import split_into_critic_batches
+
+    batch = make_synthetic_batch(n_events, seed=3)
+    parts = split_into_critic_batches(batch, n_parts)
+    assert len(parts) == min(n_parts, n_events)
+    sizes = [p.n_events for p in parts]
+    assert sum(sizes) == n_events and (not sizes or max(sizes) - min(sizes) <= 1)
+    if parts:
+        np.testing.assert_array_equal(np.concatenate([p.counts for p in parts]), batch.counts)
+        np.testing.assert_array_equal(np.concatenate([p.flat_muons for p in parts]), batch.flat_muons)
+        np.testing.assert_array_equal(np.concatenate([p.conditions for p in parts]), batch.conditions)
+
+
+def test_the_critic_updates_of_a_step_see_every_real_muon_exactly_once(batch, monkeypatch):
+    from mubundle.train.microbatch import non_empty_events
+
+    step = _make_step(batch, critic_steps=3)
+    seen: list[torch.Tensor] = []
+    original = WganStep._critic_update
+
+    def recording(self, micro_batches, noise, alpha, n_events):
+        assert sum(mb.n_events for mb in micro_batches) == n_events
+        seen.append(torch.cat([mb.real_features for mb in micro_batches]))
+        return original(self, micro_batches, noise, alpha, n_events)
+
+    monkeypatch.setattr(WganStep, "_critic_update", recording)
+    assert step(batch, _rng()).applied
+    assert len(seen) == 3 and all(len(part) > 0 for part in seen)
+    set_batch = non_empty_events(batch)
+    expected = step.model.transform.muon_features(
+        torch.as_tensor(set_batch.flat_muons),
+        torch.as_tensor(set_batch.conditions).repeat_interleave(torch.as_tensor(set_batch.counts), dim=0),
+    )
+    torch.testing.assert_close(torch.cat(seen), expected.float())
+
+
+def test_a_step_with_fewer_non_empty_events_than_critic_updates_cycles_over_them(batch):
+    counts = np.array([3, 0, 0, 1] + [0] * 8, dtype=np.int64)  # two non-empty events
+    few = RaggedBatch(batch.conditions[:12], counts, batch.flat_muons[:4])
+    step = _make_step(batch, critic_steps=5)
+    seen = []
+    original = WganStep._critic_update
+    step._critic_update = lambda mbs, noise, alpha, n: seen.append(n) or original(step, mbs, noise, alpha, n)
+    result = step(few, _rng())
+    assert result.applied and all(np.isfinite(v) for v in result.losses.values())
+    assert seen == [1, 1, 1, 1, 1]

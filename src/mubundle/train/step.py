@@ -6,9 +6,13 @@ generator update + one multiplicity-NLL update, on one batch of events:
 - The set networks see only events with N > 0 (selected on the host; no host sync on the
   device). The generator is conditioned on each real event's TRUE N, so real and fake
   events have the same counts.
-- Every critic update uses the same real batch with fresh generator noise and fresh
-  interpolation coefficients (documented choice, see docs/model.md).
-- Critic loss, per event e of the B' non-empty events:
+- The B' non-empty events are split into ``critic_steps`` disjoint critic batches of
+  consecutive events (Gulrajani et al. 2017, Algorithm 1: every critic iteration draws a
+  fresh real batch), so each real event is seen by the critic once per step. Each critic
+  update uses its own batch with fresh generator noise and interpolation coefficients; the
+  generator update uses the conditions and true N of one of them, picked with ``rng``.
+  With fewer non-empty events than critic steps the updates cycle over one-event batches.
+- Critic loss, per event e of one critic batch:
       L_C = mean_e [ D(fake_e) - D(real_e) + lambda * (||grad_{x_e} D(x_hat_e)|| - 1)^2 ]
   with x_hat_e = alpha_e real_e + (1 - alpha_e) fake_e, one alpha_e per event broadcast
   over its muons, and ||.|| the norm over all of the event's muon features (the only part
@@ -16,10 +20,10 @@ generator update + one multiplicity-NLL update, on one batch of events:
   and fake).
 - Generator loss L_G = -mean_e D(fake_e); multiplicity loss m_loss = mean NLL over ALL
   events (N = 0 included), own Adam optimiser.
-- A batch above ``config.max_muons_per_step`` muons is split into micro-batches (whole
-  events) whose losses are weighted by (events in micro-batch) / B' and accumulated: the
-  same gradient as the unsplit batch. Noise and alpha are drawn once for the whole batch
-  and sliced, so the random numbers are identical too. On CPU the budget is additionally
+- A critic batch above ``config.max_muons_per_step`` muons is split into micro-batches
+  (whole events) whose losses are weighted by (events in micro-batch) / (events in the
+  critic batch) and accumulated: the same gradient as the unsplit batch. Noise and alpha
+  are drawn once per critic batch and sliced, so the random numbers are identical too. On CPU the budget is additionally
   capped at ``CPU_CHUNK_MUONS`` (cache-sized passes; same gradient up to float rounding).
 - After each backward the losses and gradient norm are checked with one host sync; a
   non-finite value skips that update (gradients zeroed, no optimiser step) and the rest
@@ -104,11 +108,14 @@ class WganStep:
         muon_budget = self.config.max_muons_per_step
         if self.device.type == "cpu":
             muon_budget = min(muon_budget, CPU_CHUNK_MUONS)
-        micro_batches = prepare_micro_batches(set_batch, self.model.transform, muon_budget, self.device)
+        critic_batches = [
+            CriticBatch(part, prepare_micro_batches(part, self.model.transform, muon_budget, self.device))
+            for part in split_into_critic_batches(set_batch, self.config.critic_steps)
+        ]
         adversarial_ok = True
         # under DDP a rank without muons still takes part in every update's all-reduce
-        if micro_batches or _distributed_world_size() > 1:
-            adversarial_ok = self._adversarial_updates(micro_batches, set_batch, rng, result)
+        if critic_batches or _distributed_world_size() > 1:
+            adversarial_ok = self._adversarial_updates(critic_batches, rng, result)
         else:
             result.losses.update(c_loss=0.0, g_loss=0.0, gp=0.0, w_distance=0.0)
         multiplicity_ok = self._multiplicity_update(batch, result)
@@ -131,31 +138,36 @@ class WganStep:
             optimizer.load_state_dict(state["optimizers"][name])
 
     # ------------------------------------------------------------------ adversarial part
-    def _adversarial_updates(
-        self, micro_batches: list[MicroBatch], set_batch: RaggedBatch, rng: torch.Generator, result: StepResult
-    ) -> bool:
-        n_events, n_muons = set_batch.n_events, set_batch.n_muons
+    def _adversarial_updates(self, critic_batches: list["CriticBatch"], rng: torch.Generator, result: StepResult) -> bool:
+        empty = CriticBatch(RaggedBatch.empty(), [])  # a DDP rank without muons
         critic_totals = torch.zeros(4, device=self.device)  # c_loss, gp, w_distance, saturated count
+        n_scores = 0  # real + fake scores seen by the saturation count
         n_critic = 0
         ok = True
-        for _ in range(self.config.critic_steps):
-            noise = self.model.generator.draw_noise(n_events, n_muons, rng, self.device)
+        for update in range(self.config.critic_steps):
+            part = critic_batches[update % len(critic_batches)] if critic_batches else empty
+            n_events = part.events.n_events
+            noise = self.model.generator.draw_noise(n_events, part.events.n_muons, rng, self.device)
             alpha = torch.rand(n_events, generator=rng, device=rng.device).to(self.device)
-            totals = self._critic_update(micro_batches, noise, alpha, n_events)
+            totals = self._critic_update(part.micro_batches, noise, alpha, n_events)
             finite = self._finish_update("critic", self.critic.parameters(), totals[:2], ("c_loss", "gp"), result)
             critic_totals += totals
+            n_scores += 2 * n_events
             n_critic += 1
             if not finite:
                 ok = False
                 break
-        losses = (critic_totals / max(n_critic, 1)).tolist()
+        losses = (critic_totals[:3] / max(n_critic, 1)).tolist()
         result.losses.update(c_loss=losses[0], gp=losses[1], w_distance=losses[2])
-        result.saturated_fraction = critic_totals[3].item() / (2.0 * max(n_events, 1) * max(n_critic, 1))
+        result.saturated_fraction = critic_totals[3].item() / max(n_scores, 1)
         if not ok:
             result.losses["g_loss"] = float("nan")
             return False
-        noise = self.model.generator.draw_noise(n_events, n_muons, rng, self.device)
-        g_loss = self._generator_update(micro_batches, noise, n_events)
+        # the generator batch: one of the critic batches (Algorithm 1 uses batches of equal size)
+        choice = int(torch.randint(max(len(critic_batches), 1), (1,), generator=rng, device=rng.device))
+        part = critic_batches[choice] if critic_batches else empty
+        noise = self.model.generator.draw_noise(part.events.n_events, part.events.n_muons, rng, self.device)
+        g_loss = self._generator_update(part.micro_batches, noise, part.events.n_events)
         ok = self._finish_update("generator", self.model.generator.parameters(), g_loss.unsqueeze(0), ("g_loss",), result)
         result.losses["g_loss"] = g_loss.item()
         return ok
@@ -271,6 +283,25 @@ class WganStep:
         result.bad += [n for n, ok in zip(loss_names + (f"grad:{name}",), finite_flags) if not ok]
         optimizer.zero_grad(set_to_none=True)
         return False
+
+
+@dataclass(frozen=True)
+class CriticBatch:
+    """The real events of one critic update (N > 0 only) and their device micro-batches."""
+
+    events: RaggedBatch
+    micro_batches: list[MicroBatch]
+
+
+def split_into_critic_batches(batch: RaggedBatch, n_batches: int) -> list[RaggedBatch]:
+    """Split ``batch`` into ``min(n_batches, B)`` consecutive, disjoint parts of (as near as
+    possible) equal event counts; every event is in exactly one part (views, no copy).
+
+    An empty batch gives an empty list.
+    """
+    n_parts = min(n_batches, batch.n_events)
+    bounds = [round(k * batch.n_events / n_parts) for k in range(n_parts + 1)] if n_parts else []
+    return [batch.slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
 def per_event_gradient_norm(scores: Tensor, muon_inputs: Tensor, event_index: Tensor) -> Tensor:
