@@ -52,7 +52,8 @@ def split_linear(
     there is no separate bias copy or add pass over the (M, H) result.
     """
     event_term = nn.functional.linear(event_input, event_layer.weight, muon_layer.bias)
-    return torch.addmm(event_term.index_select(0, event_index), muon_input, muon_layer.weight.t())
+    # in place on the fresh gathered rows (autograd never needs them): no (M, H) copy
+    return event_term.index_select(0, event_index).addmm_(muon_input, muon_layer.weight.t())
 
 
 def event_mean(values: Tensor, event_index: Tensor, inverse_counts: Tensor, n_events: int) -> Tensor:
@@ -142,10 +143,14 @@ class SetInteraction(nn.Module):
         global_h = global_h + global_update if self.residual else global_update
         local = split_linear(muon_h, self.local_from_muon, global_h, self.local_from_event, event_index)
         if self.residual:
-            # h + Linear(a) with h as the addmm accumulator: one pass fewer over (M, H)
+            # h + Linear(a) with h as the addmm accumulator: one pass fewer over (M, H); in
+            # place when autograd is off (h is not needed any more), saving another copy
             *activation, last = self.local_rest
             hidden = activation[1](activation[0](local))
-            muon_h = torch.addmm(muon_h, hidden, last.weight.t()).add_(last.bias)
+            if torch.is_grad_enabled():
+                muon_h = torch.addmm(muon_h, hidden, last.weight.t()).add_(last.bias)
+            else:
+                muon_h = muon_h.addmm_(hidden, last.weight.t()).add_(last.bias)
         else:
             muon_h = self.local_rest(local)
         return muon_h, global_h
