@@ -150,6 +150,11 @@ def test_restoring_weights_optimizers_and_rng_reproduces_the_next_step_exactly(b
     resumed_rng = torch.Generator()
     resumed_rng.set_state(saved[3])
     assert resumed(batch, resumed_rng).losses == expected
+    reference_average = reference.generator_ema.state_dict()
+    resumed_average = resumed.generator_ema.state_dict()
+    assert resumed_average["n_updates"] == reference_average["n_updates"] == 2
+    for mine, theirs in zip(resumed_average["parameters"], reference_average["parameters"]):
+        assert torch.equal(mine, theirs)
 
 
 def test_the_gradient_penalty_norm_is_taken_per_event_over_all_its_muons():
@@ -219,3 +224,35 @@ def test_a_step_with_fewer_non_empty_events_than_critic_updates_cycles_over_them
     result = step(few, _rng())
     assert result.applied and all(np.isfinite(v) for v in result.losses.values())
     assert seen == [1, 1, 1, 1, 1]
+
+
+def test_the_generator_average_follows_its_recursion_and_skips_failed_updates(batch):
+    step = _make_step(batch, generator_ema_decay=0.8)
+    expected = [p.detach().clone() for p in step.model.generator.parameters()]
+    rng = _rng(5)
+    for n in range(3):
+        assert step(batch, rng).applied
+        decay = min(0.8, (1 + n) / (10 + n))
+        expected = [decay * e + (1 - decay) * p.detach() for e, p in zip(expected, step.model.generator.parameters())]
+    for averaged, wanted in zip(step.generator_ema.parameters, expected):
+        torch.testing.assert_close(averaged, wanted, rtol=1e-6, atol=1e-7)
+    assert step.generator_ema.n_updates == 3
+    with torch.no_grad():
+        step.critic.muon_hidden[0].weight[0, 0] = float("nan")
+    before = [p.clone() for p in step.generator_ema.parameters]
+    assert not step(batch, rng).applied
+    assert step.generator_ema.n_updates == 3
+    assert all(torch.equal(a, b) for a, b in zip(step.generator_ema.parameters, before))
+
+
+def test_an_old_checkpoint_without_a_generator_average_starts_it_at_the_restored_weights(batch):
+    step = _make_step(batch)
+    step(batch, _rng())
+    state = step.state_dict()
+    del state["generator_ema"]
+    fresh = _make_step(batch, seed=7)
+    fresh.model.load_state_dict(step.model.state_dict())
+    fresh.load_state_dict(state)
+    assert fresh.generator_ema.n_updates == 0
+    for averaged, live in zip(fresh.generator_ema.parameters, step.model.generator.parameters()):
+        assert torch.equal(averaged, live.detach())

@@ -173,3 +173,23 @@ def test_divergence_that_survives_the_rollbacks_ends_the_run_with_a_clear_error(
     with pytest.raises(TrainingDiverged, match="after 1 rollbacks"):
         loop.train([write_dataset(tmp_path / "data")], tmp_path / "run", config)
     assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["guard"]["rollbacks"] == 1
+
+
+def test_the_exported_model_holds_the_averaged_generator_and_the_checkpoint_the_raw_one(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    loop.train([data], run, tiny_config(generator_ema_decay=0.5))
+    checkpoint = load_checkpoint(latest_checkpoint(run))
+    average = checkpoint["optimizers"]["generator_ema"]
+    assert average["n_updates"] == 6
+    exported = MuonBundleModel.load(run / "model")
+    names = [name for name, _ in exported.generator.named_parameters()]
+    assert len(names) == len(average["parameters"])
+    differs = False
+    for name, averaged in zip(names, average["parameters"]):
+        torch.testing.assert_close(exported.generator.state_dict()[name], averaged, rtol=0, atol=0, msg=name)
+        differs |= not torch.equal(checkpoint["model"][f"generator.{name}"], averaged)
+    assert differs, "the export should be the average, not the raw generator weights"
+    # the multiplicity model is exported as trained (it is not adversarial)
+    for name, value in exported.multiplicity.state_dict().items():
+        torch.testing.assert_close(value, checkpoint["model"][f"multiplicity.{name}"], rtol=0, atol=0, msg=name)

@@ -23,6 +23,9 @@ class TrainConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.0, 0.9)
     grad_clip_norm: float = 0.0  # 0 = off
+    # exponential moving average of the generator weights, the weights a run exports
+    # (docs/training.md); 0 = export the raw weights
+    generator_ema_decay: float = 0.999
     # multiplicity model has its own Adam optimiser (see docs/training.md)
     multiplicity_lr: float = 1e-3
     # data

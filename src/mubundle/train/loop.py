@@ -16,6 +16,7 @@ supervisor tests use it to simulate a crash.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -184,9 +185,16 @@ def _write_checkpoint(parts: Components, progress: Progress, run_dir: Path, is_b
     payload = _checkpoint_payload(parts, progress)
     if payload is not None:
         path = save_checkpoint(run_dir, progress.step, payload, parts.config.keep_checkpoints, is_best)
-        export_model(parts.model, run_dir)
+        export_model(_averaged_model(parts), run_dir)
         logger.info("step %d: checkpoint %s%s", progress.step, path.name, " (best)" if is_best else "")
     distributed.barrier(parts.context)  # other ranks may read it (rollback) only once it exists
+
+
+def _averaged_model(parts: Components) -> MuonBundleModel:
+    """A copy of the model whose generator holds the moving-average weights (what is exported)."""
+    exported = copy.deepcopy(parts.model)
+    exported.generator.load_state_dict(parts.step_fn.generator_ema.averaged_state_dict())
+    return exported
 
 
 def _restore(parts: Components, checkpoint: dict[str, Any], progress: Progress, restore_guard: bool) -> None:

@@ -28,11 +28,15 @@ generator update + one multiplicity-NLL update, on one batch of events:
 - After each backward the losses and gradient norm are checked with one host sync; a
   non-finite value skips that update (gradients zeroed, no optimiser step) and the rest
   of the adversarial updates of this step.
+- After every applied generator update an exponential moving average of the generator
+  weights is updated (decay ``min(config.generator_ema_decay, (1 + n) / (10 + n))`` after
+  n averaged updates); it is part of :meth:`WganStep.state_dict` and is what a run exports.
 - ALL randomness comes from the ``rng`` argument: a resumed run reproduces exactly.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -44,6 +48,8 @@ from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.critic import BundleCritic
 from mubundle.train.config import TrainConfig
 from mubundle.train.microbatch import MicroBatch, non_empty_events, non_finite_inputs, prepare_micro_batches
+
+logger = logging.getLogger(__name__)
 
 # keeps d sqrt(x)/dx finite for an event whose gradient happens to vanish exactly
 _GRAD_NORM_EPS = 1e-12
@@ -92,6 +98,7 @@ class WganStep:
             # maximum likelihood, not adversarial: standard Adam betas
             "multiplicity": torch.optim.Adam(model.multiplicity.parameters(), lr=config.multiplicity_lr),
         }
+        self.generator_ema = GeneratorAverage(model.generator, config.generator_ema_decay)
 
     # ------------------------------------------------------------------ public API
     def __call__(self, batch: RaggedBatch, rng: torch.Generator) -> StepResult:
@@ -129,13 +136,22 @@ class WganStep:
                 group["lr"] *= factor
 
     def state_dict(self) -> dict:
-        """Optimiser states (for checkpoints)."""
-        return {"optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()}}
+        """Optimiser states and the generator average (for checkpoints)."""
+        return {
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "generator_ema": self.generator_ema.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore optimiser states written by :meth:`state_dict`."""
+        """Restore what :meth:`state_dict` wrote. A checkpoint from before the generator
+        average existed starts the average at the restored generator weights (logged)."""
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
+        if "generator_ema" in state:
+            self.generator_ema.load_state_dict(state["generator_ema"])
+        else:
+            logger.warning("checkpoint has no generator average: starting it at the current generator weights")
+            self.generator_ema.restart()
 
     # ------------------------------------------------------------------ adversarial part
     def _adversarial_updates(self, critic_batches: list["CriticBatch"], rng: torch.Generator, result: StepResult) -> bool:
@@ -170,6 +186,8 @@ class WganStep:
         g_loss = self._generator_update(part.micro_batches, noise, part.events.n_events)
         ok = self._finish_update("generator", self.model.generator.parameters(), g_loss.unsqueeze(0), ("g_loss",), result)
         result.losses["g_loss"] = g_loss.item()
+        if ok:
+            self.generator_ema.update()
         return ok
 
     def _critic_update(self, micro_batches: list[MicroBatch], noise, alpha: Tensor, n_events: int) -> Tensor:
@@ -283,6 +301,54 @@ class WganStep:
         result.bad += [n for n, ok in zip(loss_names + (f"grad:{name}",), finite_flags) if not ok]
         optimizer.zero_grad(set_to_none=True)
         return False
+
+
+class GeneratorAverage:
+    """Exponential moving average of a generator's parameters (Polyak/EMA averaging,
+    Yazici et al. 2019): smooths the oscillation of adversarial training; the average,
+    not the raw weights, is what a run exports for sampling.
+
+    ``update()`` after each applied generator step: avg <- d avg + (1 - d) w with
+    d = min(decay, (1 + n) / (10 + n)) after n updates (the warm-up keeps early averages
+    from remembering the initial weights). decay = 0 makes the average the raw weights.
+    """
+
+    def __init__(self, generator: nn.Module, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"generator_ema_decay must be in [0, 1), got {decay}")
+        self.generator = generator
+        self.decay = float(decay)
+        self.parameters = [p.detach().clone() for p in generator.parameters()]
+        self.n_updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        decay = min(self.decay, (1.0 + self.n_updates) / (10.0 + self.n_updates))
+        torch._foreach_lerp_(self.parameters, [p.detach() for p in self.generator.parameters()], 1.0 - decay)
+        self.n_updates += 1
+
+    @torch.no_grad()
+    def restart(self) -> None:
+        """Start the average again at the generator's current weights."""
+        for average, live in zip(self.parameters, self.generator.parameters()):
+            average.copy_(live)
+        self.n_updates = 0
+
+    def averaged_state_dict(self) -> dict[str, Tensor]:
+        """The generator's state dict with the averaged parameters (clones)."""
+        state = {name: value.detach().clone() for name, value in self.generator.state_dict().items()}
+        for (name, _), average in zip(self.generator.named_parameters(), self.parameters):
+            state[name] = average.clone()
+        return state
+
+    def state_dict(self) -> dict:
+        return {"parameters": [p.clone() for p in self.parameters], "n_updates": self.n_updates}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        for average, saved in zip(self.parameters, state["parameters"], strict=True):
+            average.copy_(saved)
+        self.n_updates = int(state["n_updates"])
 
 
 @dataclass(frozen=True)
