@@ -66,6 +66,26 @@ def test_sampling_is_reproducible_by_seed_and_differs_between_seeds():
     assert (a >= 0).all() and (a <= SMALL.max_multiplicity).all()
 
 
+def test_draws_above_the_maximum_are_redrawn_not_clipped():
+    import dataclasses
+
+    model = _model()
+    cond = torch.randn(4000, 4)
+    unbounded = model.sample(cond, torch.Generator().manual_seed(3))
+    limit = int(torch.quantile(unbounded.double(), 0.9))  # ~10 % of first draws are above it
+    bounded_model = _model(config=dataclasses.replace(SMALL, max_multiplicity=limit))
+    bounded = bounded_model.sample(cond, torch.Generator().manual_seed(3))
+    assert (bounded <= limit).all()
+    # unchanged where the first draw was fine (same random stream up to the redraws)
+    fine = unbounded <= limit
+    assert torch.equal(bounded[fine], unbounded[fine])
+    # redrawn, not set to the limit: after up to 4 redraw rounds few rows remain at the cap
+    above = ~fine
+    assert above.sum() > 100
+    assert (bounded[above] == limit).double().mean() < 0.5
+    assert (bounded[above] < limit).any()
+
+
 # Toy: three condition bins, each a negative binomial; one with most mass at N = 0,
 # one with variance ~10x Poisson, one with N ~ 200.
 _TOY_MEANS = np.array([0.5, 8.0, 200.0])

@@ -142,11 +142,13 @@ class MultiplicityModel(nn.Module):
         component = torch.multinomial(log_weights.exp().to(generator.device), 1, generator=generator).to(device)
         log_mean = log_mean.gather(1, component).squeeze(1)
         dispersion = log_dispersion.gather(1, component).squeeze(1).exp()
-        counts = _gamma_poisson(log_mean.exp(), dispersion, generator)
+        mean = log_mean.exp()
+        counts = _gamma_poisson(mean, dispersion, generator)
         for _ in range(4):
-            too_large = counts > self.max_count
-            redraw = _gamma_poisson(log_mean.exp(), dispersion, generator)
-            counts = torch.where(too_large, redraw, counts)
+            too_large = (counts > self.max_count).nonzero().squeeze(1)  # one host sync per round
+            if too_large.numel() == 0:
+                break
+            counts[too_large] = _gamma_poisson(mean[too_large], dispersion[too_large], generator)
         return torch.minimum(counts, torch.full_like(counts, self.max_count))
 
 
