@@ -2,7 +2,8 @@
 
 A single self-contained page (plots linked as PNG files next to it): what was compared, how
 to read "model", "floor" and "ratio", the overall table, the classifier test, the tables
-per bin of E0 / A / zenith / depth, and the plots.
+per bin of E0 / A / zenith / depth, the multiplicity calibration (PIT) when a model was
+evaluated, and the plots.
 """
 
 from __future__ import annotations
@@ -130,8 +131,74 @@ def _bins_section(metrics: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+_CALIBRATION_EXPLANATION = """
+<p>This checks the multiplicity model alone, event by event. For every reference event with
+true multiplicity N, F(n) = P<sub>model</sub>(N &le; n | E0, A, zenith, depth) gives the
+randomised probability integral transform (PIT)
+<b>u = F(N&minus;1) + V&middot;(F(N) &minus; F(N&minus;1))</b>, V uniform in [0, 1]
+(the randomisation makes it exactly uniform for a discrete N; N = 0 gives u in [0, F(0)]).
+If the predicted P(N | conditions) is right, u is uniform on [0, 1].</p>
+<p><b>How to read the PIT histogram:</b> <i>flat</i> (inside the green &plusmn;1&sigma; band) =
+calibrated; <i>U-shape</i> (too many events at u near 0 and 1) = the predicted distribution is
+too narrow, true N falls in its tails too often; <i>hump</i> in the middle = predicted too
+wide; <i>slope</i> (more events at high u, mean u &gt; 0.5) = biased: the model predicts too
+few muons (mean u &lt; 0.5: too many). <b>KS</b> is the Kolmogorov-Smirnov distance of u from
+uniform; its <b>floor</b> is the mean KS distance of as many independent uniform values (what a
+calibrated model scores by chance). The depths of one shower are correlated, so the true floor
+is somewhat larger: <i>floor (correlated)</i> uses one uniform value per shower, the other
+extreme. <b>Coverage 50 % / 90 %</b>: fraction of events whose true N lies in the model's
+central 50 % / 90 % predicted interval (u in [0.25, 0.75] / [0.05, 0.95]); expected 0.50 /
+0.90, &plusmn; the binomial error given. The calibration is information, not one of the
+targets.</p>
+"""
+
+
+def _coverage_cell(entry: dict[str, Any]) -> str:
+    observed = entry.get("observed")
+    if observed is None:
+        return f"<td class='na' title='{html.escape(entry.get('reason', 'n/a'))}'>n/a</td>"
+    error = entry.get("standard_error") or 0.0
+    # three standard errors: a per-bin table shows tens of cells, one-sigma flags would be noise
+    css = "ok" if abs(observed - entry["expected"]) <= 3 * error else "bad"
+    return f"<td class='{css}'>{observed:.3f} &plusmn; {error:.3f}</td>"
+
+
+def _calibration_row(label: str, entry: dict[str, Any]) -> str:
+    ks = entry["ks"]
+    if ks["model"] is None:
+        ks_cells = f"<td class='na' colspan='4'>{html.escape(ks.get('reason', 'n/a'))}</td>"
+    else:
+        ks_cells = (f"<td>{_number(ks['model'], 3)}</td><td>{_number(ks['floor'], 3)}</td>"
+                    f"<td>{_number(ks.get('floor_correlated'), 3)}</td><td><b>{_number(ks['ratio'], 3)}</b></td>")
+    return (f"<tr><td class='name'>{html.escape(label)}</td><td>{entry['n_events']}</td>{ks_cells}"
+            f"{_coverage_cell(entry['coverage_50'])}{_coverage_cell(entry['coverage_90'])}"
+            f"{_coverage_cell(entry['mean_pit'])}</tr>")
+
+
+def _calibration_section(metrics: dict[str, Any]) -> str:
+    calibration = metrics.get("calibration")
+    if calibration is None:
+        return ""
+    header = ("<tr><th>events</th><th>n</th><th>KS model</th><th>KS floor</th><th>floor (correlated)</th>"
+              "<th>KS ratio</th><th>coverage 50 %</th><th>coverage 90 %</th><th>mean PIT</th></tr>")
+    rows = [_calibration_row("all events", calibration["overall"])]
+    for variable, entries in calibration["bins"].items():
+        rows.append(f"<tr><th colspan='9' style='text-align:left'>bins of {html.escape(variable)}</th></tr>")
+        rows.extend(_calibration_row(entry["label"], entry) for entry in entries)
+    warning = calibration.get("warning")
+    warning_html = f"<p class='bad'><b>Warning:</b> {html.escape(warning)}</p>" if warning else ""
+    figure = calibration.get("figure")
+    figure_html = (f"<p><a href='{html.escape(figure)}'><img src='{html.escape(figure)}' alt='{html.escape(figure)}' "
+                   f"style='width:100%'></a></p>" if figure else "")
+    return (f"<h2>Multiplicity calibration</h2>{_CALIBRATION_EXPLANATION}{warning_html}{figure_html}"
+            f"<table>{header}{''.join(rows)}</table>"
+            "<p><small>Coverage and mean-PIT cells: green within 3 standard errors of the expectation "
+            "(the errors assume independent events, so they are somewhat small).</small></p>")
+
+
 def _figures_section(metrics: dict[str, Any]) -> str:
-    figures = metrics.get("figures", [])
+    shown_elsewhere = {(metrics.get("calibration") or {}).get("figure")}
+    figures = [f for f in metrics.get("figures", []) if f["file"] not in shown_elsewhere]
     if not figures:
         return ""
     items = "".join(
@@ -186,7 +253,10 @@ def _summary_box(metrics: dict[str, Any]) -> str:
         f"<div class='box'><b>Targets (every ratio &le; {summary['target_max_ratio']}, AUC &le; "
         f"{summary['target_max_auc']}): {verdict}.</b><br>Worst ratio: {_number(summary['max_ratio'], 3)} "
         f"({summary['max_ratio_metric']}); classifier AUC: {_number(summary['classifier_auc'], 3)}; "
-        f"metrics above target: {html.escape(above)}.</div>"
+        f"metrics above target: {html.escape(above)}."
+        + (f"<br>Multiplicity calibration (information, not a target): PIT KS ratio "
+           f"{_number(summary['calibration_ks_ratio'], 3)}." if "calibration_ks_ratio" in summary else "")
+        + "</div>"
     )
 
 
@@ -200,7 +270,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         f"<h1>Muon-bundle model evaluation</h1>{_info_section(metrics)}{_summary_box(metrics)}"
         f"{_quantities_table(metrics)}<h2>How to read this report</h2>{explanation}"
         f"<h2>Overall comparison</h2>{_overall_table(metrics)}{_classifier_section(metrics)}"
-        f"{_bins_section(metrics)}{_figures_section(metrics)}"
+        f"{_bins_section(metrics)}{_calibration_section(metrics)}{_figures_section(metrics)}"
         f"<p><small>All numbers are in metrics.json.</small></p></body></html>"
     )
 

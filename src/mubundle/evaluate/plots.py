@@ -193,3 +193,84 @@ def bin_ratio_plot(variable: str, bins: list[dict], out_dir: Path) -> Figure | N
     figure.savefig(out_dir / file, dpi=80)
     plt.close(figure)
     return Figure(file, f"Ratio of every metric to its statistical floor in bins of {variable} (1 = as good as the data's own fluctuations).")
+
+
+def calibration_plot(calibration: dict, out_dir: Path) -> Figure | None:
+    """Multiplicity calibration (``calibration`` from
+    :func:`~mubundle.evaluate.calibration.multiplicity_calibration`): the PIT histogram with the
+    flat expectation and its +-1 sigma binomial band; the 50 % / 90 % central-interval
+    coverage per E0 bin; the mean PIT per bin of every condition variable. None if no PIT value."""
+    plt, mplhep = _pyplot()
+    overall = calibration["overall"]
+    histogram = overall["histogram"]
+    if overall["n_events"] == 0:
+        return None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    edges = np.asarray(histogram["edges"])
+    density = np.asarray(histogram["density"])
+    sigma = histogram["density_sigma"]
+    mean_pit_rows = [
+        (f"{variable}: {entry['label']}", entry["mean_pit"]["observed"], entry["mean_pit"]["standard_error"])
+        for variable, entries in calibration["bins"].items() for entry in entries
+        if entry["mean_pit"]["observed"] is not None
+    ]
+    height = max(6.0, 0.32 * len(mean_pit_rows) + 1.5)
+    with plt.style.context(mplhep.style.ROOT):
+        figure, (pit_axis, coverage_axis, mean_axis) = plt.subplots(
+            1, 3, figsize=(21, height), gridspec_kw={"width_ratios": [1.0, 1.0, 1.1]}
+        )
+        figure.subplots_adjust(left=0.05, right=0.98, top=0.92, bottom=0.2, wspace=0.55)
+
+        pit_axis.fill_between([0.0, 1.0], 1.0 - sigma, 1.0 + sigma, color="tab:green", alpha=0.3,
+                              label=r"calibrated $\pm 1\sigma$")
+        pit_axis.axhline(1.0, color="tab:green", lw=1.5)
+        mplhep.histplot(density, edges, ax=pit_axis, color="black", lw=2, label=f"model ({overall['n_events']} events)")
+        pit_axis.set_xlim(0.0, 1.0)
+        # headroom above the tallest bin keeps the legend off the histogram
+        pit_axis.set_ylim(0.0, max(1.8, 1.45 * float(density.max(initial=0.0))))
+        pit_axis.set_xlabel("randomised PIT  u = F(N)")
+        pit_axis.set_ylabel("density (1 = flat)")
+        ks = overall["ks"]
+        title = "PIT of the true N"
+        if ks["ratio"] is not None:
+            title += f": KS {ks['model']:.3g} = {ks['ratio']:.2g} x floor"
+        pit_axis.set_title(title, fontsize=14)
+        pit_axis.legend(fontsize=12, loc="upper center", ncol=2)
+
+        energy_bins = [entry for entry in calibration["bins"].get("energy", [])
+                       if entry["coverage_50"]["observed"] is not None]
+        positions = np.arange(len(energy_bins))
+        for name, colour, offset in (("coverage_50", "tab:blue", -0.1), ("coverage_90", "tab:red", 0.1)):
+            expected = overall[name]["expected"]
+            coverage_axis.axhline(expected, color=colour, ls="--", lw=1.5)
+            if energy_bins:
+                coverage_axis.errorbar(
+                    positions + offset, [entry[name]["observed"] for entry in energy_bins],
+                    yerr=[entry[name]["standard_error"] for entry in energy_bins], fmt="o", ms=7, color=colour,
+                    label=f"{expected:.0%} interval (expected {expected:.2f})",
+                )
+        coverage_axis.set_xticks(positions, [entry["label"] for entry in energy_bins], rotation=30, ha="right", fontsize=11)
+        coverage_axis.set_ylim(0.0, 1.05)
+        coverage_axis.set_ylabel("fraction of true N inside")
+        coverage_axis.set_title("central-interval coverage vs E0", fontsize=14)
+        coverage_axis.legend(fontsize=11, loc="lower right")
+
+        rows = np.arange(len(mean_pit_rows))
+        mean_axis.axvline(0.5, color="tab:green", lw=1.5)
+        if mean_pit_rows:
+            mean_axis.errorbar([row[1] for row in mean_pit_rows], rows, xerr=[row[2] for row in mean_pit_rows],
+                               fmt="o", ms=6, color="black")
+        mean_axis.set_yticks(rows, [row[0] for row in mean_pit_rows], fontsize=12)
+        mean_axis.invert_yaxis()
+        # symmetric about 0.5 and just wide enough for every point and its 2-sigma error: a good
+        # model's deviations of 0.01 must stay visible, a bad one's 0.3 must stay on the plot
+        half_width = max([0.05, *[1.2 * (abs(row[1] - 0.5) + 2 * row[2]) for row in mean_pit_rows]])
+        mean_axis.set_xlim(0.5 - half_width, 0.5 + half_width)
+        mean_axis.set_xlabel("mean PIT  (> 0.5: too few muons predicted)", fontsize=13)
+        mean_axis.set_title("mean PIT per condition bin", fontsize=14)
+        file = "multiplicity_calibration.png"
+        figure.savefig(out_dir / file, dpi=80)
+        plt.close(figure)
+    return Figure(file, "Multiplicity calibration: PIT histogram of the true N under the model's P(N | conditions) "
+                        "(flat = calibrated), central-interval coverage per E0 bin and mean PIT per condition bin.")

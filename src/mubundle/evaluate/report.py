@@ -1,13 +1,15 @@
 """``mubundle evaluate``: generate with the reference's primaries, compare, write the report.
 
 Output directory: ``metrics.json`` (every metric ``{"model", "floor", "ratio"}``, overall
-and per condition bin), PNG plots, and ``report.html`` (see :mod:`mubundle.evaluate.html`).
+and per condition bin; with a model also ``"calibration"``, the multiplicity PIT check),
+PNG plots, and ``report.html`` (see :mod:`mubundle.evaluate.html`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -70,14 +72,17 @@ def compare_in_bins(
 
 def evaluate_samples(
     reference: RaggedBatch, candidate: RaggedBatch, out_dir: str | os.PathLike, seed: int = 0,
-    info: dict[str, Any] | None = None, plots: bool = True,
+    info: dict[str, Any] | None = None, plots: bool = True, calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compare two samples and write ``metrics.json``, the PNGs and ``report.html`` to ``out_dir``.
 
-    Usable without a model (e.g. simulation vs simulation). Returns the metrics dict.
+    Usable without a model (e.g. simulation vs simulation). ``calibration``: the model's
+    multiplicity calibration (:func:`~mubundle.evaluate.calibration.multiplicity_calibration`),
+    stored under ``metrics["calibration"]`` with its plot; its KS ratio is reported in the
+    summary as information, not as a target. Returns the metrics dict.
     """
     from mubundle.evaluate.html import write_report
-    from mubundle.evaluate.plots import bin_ratio_plot, distribution_plots
+    from mubundle.evaluate.plots import bin_ratio_plot, calibration_plot, distribution_plots
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,18 +96,27 @@ def evaluate_samples(
             figure = bin_ratio_plot(variable, entries, out_dir)
             if figure is not None:
                 figures.append(figure)
+    summary = summarise(overall)
+    if calibration is not None:
+        summary["calibration_ks_ratio"] = calibration["overall"]["ks"]["ratio"]
+        figure = calibration_plot(calibration, out_dir) if plots else None
+        if figure is not None:
+            figures.append(figure)
+            calibration = dict(calibration, figure=figure.file)
     metrics = {
         "info": dict(info or {}, n_reference=len(reference), n_candidate=len(candidate),
                      reference_muons=reference.n_muons, candidate_muons=candidate.n_muons,
                      paired=is_paired(reference, candidate), seed=seed,
                      seconds=round(time.perf_counter() - started, 2)),
-        "summary": summarise(overall),
+        "summary": summary,
         "quantities": {"reference": summary_quantities(reference), "model": summary_quantities(candidate)},
         "overall": overall,
         "bins": binned,
         "definitions": {name: vars(info_) for name, info_ in METRICS.items()},
         "figures": [vars(figure) for figure in figures],
     }
+    if calibration is not None:
+        metrics["calibration"] = calibration
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
     write_report(metrics, out_dir / "report.html")
     return metrics
@@ -117,12 +131,15 @@ def evaluate_model(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Read the reference events (any layout), generate one event per reference primary with
-    the model at ``model_path`` (None = shipped default), compare and write the report.
+    the model at ``model_path`` (None = shipped default), compare, check the calibration of
+    the model's P(N | conditions) on the reference multiplicities (randomised PIT, see
+    :mod:`mubundle.evaluate.calibration`) and write the report.
 
     Rejected reference rows and unreadable files are counted in ``metrics["info"]`` and the
     report; raises ``ValueError`` when no reference event could be read.
     """
     from mubundle.data.sources import read_events
+    from mubundle.evaluate.calibration import multiplicity_calibration
     from mubundle.generate.api import load_model
 
     loaded = read_events(reference_paths, max_events=max_events)
@@ -143,6 +160,11 @@ def evaluate_model(
         "reference_failed_files": loaded.failed_files,
         "generation_seconds": round(generation_seconds, 2),
     }
-    metrics = evaluate_samples(reference, candidate, out_dir, seed=seed, info=info)
+    started = time.perf_counter()
+    calibration = multiplicity_calibration(model, reference, seed=seed)
+    info["calibration_seconds"] = round(time.perf_counter() - started, 2)
+    if calibration["n_nonfinite"]:
+        print(f"warning: {calibration['warning']}", file=sys.stderr)
+    metrics = evaluate_samples(reference, candidate, out_dir, seed=seed, info=info, calibration=calibration)
     print(f"evaluation report: {Path(out_dir) / 'report.html'} (metrics: {Path(out_dir) / 'metrics.json'})")
     return metrics
