@@ -335,10 +335,13 @@ class GeneratorAverage:
         self.n_updates = 0
 
     def averaged_state_dict(self) -> dict[str, Tensor]:
-        """The generator's state dict with the averaged parameters (clones)."""
-        state = {name: value.detach().clone() for name, value in self.generator.state_dict().items()}
+        """The generator's state dict with the averaged parameters in place of the live ones.
+
+        The tensors are the average's own (not copies): ``load_state_dict`` copies them.
+        """
+        state = self.generator.state_dict()
         for (name, _), average in zip(self.generator.named_parameters(), self.parameters):
-            state[name] = average.clone()
+            state[name] = average
         return state
 
     def state_dict(self) -> dict:
