@@ -6,10 +6,11 @@
    depths 1.5/2.0/2.5 km as slant depths). Model: the shipped pretrained one if installed,
    else an untrained model with the default ModelConfig (speed does not depend on training,
    but the multiplicities of an untrained model differ; ``muons_per_event`` is reported).
-2. ``gemm_bound``: every ``nn.Linear`` call of that sampling run is recorded (rows x in ->
-   out) with forward hooks and the same matmuls (``torch.addmm`` / ``torch.mm`` with the
-   same shapes) are timed alone: the time the generator would need if it did nothing but its
-   own dense layers. ``gemm_fraction = gemm_seconds / generation_seconds`` (target >= 0.5).
+2. ``gemm_bound``: every dense matmul of that sampling run (aten ``mm`` / ``addmm`` /
+   ``addmm_``, recorded at the dispatcher, so also those issued on a layer's weights outside
+   its forward) is recorded with its shapes, and the same matmuls (same op, shapes, weight
+   layout) are timed alone: the time the model would need if it did nothing but its own dense
+   layers. ``gemm_fraction = gemm_seconds / generation_seconds`` (target >= 0.5).
 3. ``simulator``: seconds per event of ``mubundle.sim.run.simulate_primaries`` (defaults of
    SimConfig) on the first ``--sim-events`` of the same primaries (each depth is its own
    shower there, so per event = per shower), capped at ``--sim-seconds``; ``speedup`` =
@@ -37,6 +38,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402  (what torch.utils.flop_counter builds on)
 
 
 def benchmark_primaries(n_events: int, seed: int) -> np.ndarray:
@@ -92,40 +94,55 @@ def time_generation(model, primaries: np.ndarray, repeats: int) -> tuple[float, 
     return best, n_muons
 
 
-def record_linear_shapes(model, primaries: np.ndarray) -> list[tuple[int, int, int, bool]]:
-    """(rows, in, out, has_bias) of every nn.Linear call while sampling ``primaries``."""
-    calls: list[tuple[int, int, int, bool]] = []
+class _MatmulRecorder(TorchDispatchMode):
+    """Records every dense matmul (aten mm / addmm / addmm_) that reaches the kernels.
 
-    def hook(module, inputs, output):
-        x = inputs[0]
-        calls.append((int(x.numel() // x.shape[-1]), module.in_features, module.out_features, module.bias is not None))
+    Dispatch level, below nn.Module: it also sees the matmuls the model issues directly on a
+    layer's weights (``split_linear``, the residual ``addmm_``), which module forward hooks miss.
+    """
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    try:
+    _OPS = {torch.ops.aten.mm.default: "mm", torch.ops.aten.addmm.default: "addmm", torch.ops.aten.addmm_.default: "addmm_"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int, int, int, bool, bool]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kind = self._OPS.get(func)
+        if kind is not None:
+            x, weight = (args[0], args[1]) if kind == "mm" else (args[1], args[2])
+            accumulator_full = kind != "mm" and args[0].dim() == 2  # addmm_ / addmm onto an (M, N) tensor
+            self.calls.append((kind, x.shape[0], x.shape[1], weight.shape[1], weight.is_contiguous(), accumulator_full))
+        return func(*args, **(kwargs or {}))
+
+
+def record_matmul_shapes(model, primaries: np.ndarray) -> list[tuple[str, int, int, int, bool, bool]]:
+    """(op, rows, in, out, weight_contiguous, full_accumulator) of every matmul while sampling ``primaries``."""
+    with _MatmulRecorder() as recorder:
         sample(model, primaries, seed=0)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return calls
+    return recorder.calls
 
 
-def time_gemms(calls: list[tuple[int, int, int, bool]], repeats: int) -> tuple[float, float]:
-    """Best total time [s] of the recorded matmuls alone, and their GFLOP count."""
+def time_gemms(calls: list[tuple[str, int, int, int, bool, bool]], repeats: int) -> tuple[float, float]:
+    """Best total time [s] of the recorded matmuls alone (same op, shapes and weight layout) and their GFLOP."""
     operands = []
-    for rows, n_in, n_out, has_bias in calls:
+    for kind, rows, n_in, n_out, weight_contiguous, accumulator_full in calls:
         x = torch.randn(rows, n_in)
-        weight = torch.randn(n_out, n_in).t()  # nn.Linear's layout: x @ W^T with W (out, in)
-        bias = torch.randn(n_out) if has_bias else None
-        operands.append((x, weight, bias))
-    flops = sum(2.0 * rows * n_in * n_out for rows, n_in, n_out, _ in calls)
+        # nn.Linear's layout is x @ W^T with W (out, in): a transposed, non-contiguous view
+        weight = torch.randn(n_in, n_out) if weight_contiguous else torch.randn(n_out, n_in).t()
+        accumulator = torch.randn(rows, n_out) if accumulator_full else torch.randn(n_out)
+        operands.append((kind, x, weight, accumulator))
+    flops = sum(2.0 * rows * n_in * n_out for _, rows, n_in, n_out, _, _ in calls)
     best = np.inf
     for _ in range(repeats):
         started = time.perf_counter()
-        for x, weight, bias in operands:
-            if bias is None:
+        for kind, x, weight, accumulator in operands:
+            if kind == "mm":
                 torch.mm(x, weight)
+            elif kind == "addmm_":
+                accumulator.addmm_(x, weight)
             else:
-                torch.addmm(bias, x, weight)
+                torch.addmm(accumulator, x, weight)
         best = min(best, time.perf_counter() - started)
     return best, flops / 1e9
 
@@ -166,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     model, model_description = load_benchmark_model()
 
     seconds, n_muons = time_generation(model, primaries, args.repeats)
-    calls = record_linear_shapes(model, primaries)
+    calls = record_matmul_shapes(model, primaries)
     gemm_seconds, gflop = time_gemms(calls, args.repeats)
     simulator = time_simulator(primaries, args.sim_events, args.sim_seconds)
     per_event = seconds / args.events
@@ -183,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
             "seconds_per_event": per_event,
         },
         "gemm_bound": {
-            "linear_calls": len(calls), "gflop": round(gflop, 3), "seconds": round(gemm_seconds, 4),
+            "matmul_calls": len(calls), "gflop": round(gflop, 3), "seconds": round(gemm_seconds, 4),
             "gflop_per_second": gflop / gemm_seconds, "gemm_fraction": gemm_seconds / seconds, "target": 0.5,
         },
         "simulator": simulator,

@@ -122,13 +122,28 @@ def test_saturated_critic_scores_are_reported(batch):
     assert step(batch, _rng()).saturated_fraction > 0.99
 
 
-def test_scale_lr_multiplies_every_learning_rate(batch):
+def test_learning_rates_follow_config_guard_scale_and_schedule(batch):
     step = _make_step(batch)
-    before = {name: opt.param_groups[0]["lr"] for name, opt in step.optimizers.items()}
-    step.scale_lr(0.5)
+    config = step.config
+    step.set_learning_rates(0.5, adversarial_factor=0.2)
     assert set(step.optimizers) == {"generator", "critic", "multiplicity"}
+    expected = {"generator": 0.1 * config.lr, "critic": 0.1 * config.lr, "multiplicity": 0.5 * config.multiplicity_lr}
     for name, opt in step.optimizers.items():
-        assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * before[name])
+        assert opt.param_groups[0]["lr"] == pytest.approx(expected[name])
+    step.set_learning_rates(1.0)  # absolute: nothing left over from the previous call
+    assert step.optimizers["critic"].param_groups[0]["lr"] == pytest.approx(config.lr)
+
+
+def test_adversarial_lr_schedule_is_constant_then_linear_to_the_final_fraction():
+    from mubundle.train.config import TrainConfig
+    from mubundle.train.step import adversarial_lr_factor
+
+    assert adversarial_lr_factor(7, TrainConfig(max_steps=10)) == 1.0  # no decay by default
+    config = TrainConfig(max_steps=100, lr_decay_steps=40, lr_decay_final=0.1)
+    factors = [adversarial_lr_factor(step, config) for step in range(1, 101)]
+    assert factors[:60] == [1.0] * 60
+    assert factors[-1] == pytest.approx(0.1) and factors[79] == pytest.approx(1.0 - 0.9 * 0.5)
+    assert all(a > b for a, b in zip(factors[60:], factors[61:]))
 
 
 def test_restoring_weights_optimizers_and_rng_reproduces_the_next_step_exactly(batch):

@@ -193,3 +193,20 @@ def test_the_exported_model_holds_the_averaged_generator_and_the_checkpoint_the_
     # the multiplicity model is exported as trained (it is not adversarial)
     for name, value in exported.multiplicity.state_dict().items():
         torch.testing.assert_close(value, checkpoint["model"][f"multiplicity.{name}"], rtol=0, atol=0, msg=name)
+
+
+def test_the_adversarial_learning_rate_decays_over_the_last_steps_and_survives_a_resume(tmp_path, monkeypatch):
+    from mubundle.train.step import adversarial_lr_factor
+
+    data = write_dataset(tmp_path / "data")
+    config = tiny_config(max_steps=8, lr_decay_steps=4, lr_decay_final=0.25)
+    monkeypatch.setenv(loop.FAIL_AT_STEP_ENV, "7")  # crash in the decay phase, resume from step 6
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        loop.train([data], tmp_path / "run", config)
+    monkeypatch.delenv(loop.FAIL_AT_STEP_ENV)
+    loop.train([data], tmp_path / "run", config)
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 9))
+    assert [r["lr"] for r in records] == pytest.approx([config.lr * adversarial_lr_factor(s, config) for s in range(1, 9)])
+    assert records[3]["lr"] == pytest.approx(config.lr) and records[-1]["lr"] == pytest.approx(0.25 * config.lr)

@@ -72,6 +72,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     # --run-dir: torchrun's own parser rejects "--run" as an ambiguous prefix of --run-path
     p.add_argument("--run", "--run-dir", required=True, type=Path, dest="run_dir", metavar="DIR",
                    help="run directory (resumed if it exists)")
+    p.add_argument("--validation", nargs="+", default=None,
+                   help="validation data: the multiplicity model's validation NLL, early stopping")
     p.add_argument("--config", type=Path, help="YAML TrainConfig (CLI flags override it)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--batch-size", type=int)
@@ -88,6 +90,32 @@ def _run_train(args: argparse.Namespace) -> int:
     from mubundle.train.entry import train_from_args
 
     return train_from_args(args)
+
+
+def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "refit-multiplicity",
+        help="refit a model's multiplicity part alone, with early stopping on validation events",
+    )
+    # defaults (None here) come from MultiplicityFitConfig: seed 0, lr 1e-3, 8192, 2000, 50
+    p.add_argument("--model", type=Path, help="model directory (default: the shipped model)")
+    p.add_argument("--data", nargs="+", required=True, help="training events: files, globs, directories")
+    p.add_argument("--validation", nargs="+", required=True, help="validation events (early stopping)")
+    p.add_argument("--out", required=True, type=Path, help="output model directory")
+    p.add_argument("--seed", type=int, help="initialisation and batch order (default 0)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=int, help="events per Adam step (default 8192)")
+    p.add_argument("--max-epochs", type=int, help="default 2000")
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation NLL (default 50)")
+    p.add_argument("--keep-weights", action="store_true",
+                   help="continue from the model's multiplicity weights instead of a fresh seeded start")
+    p.set_defaults(run=_run_refit_multiplicity)
+
+
+def _run_refit_multiplicity(args: argparse.Namespace) -> int:
+    from mubundle.train.multiplicity_fit import refit_from_args
+
+    return refit_from_args(args)
 
 
 # --------------------------------------------------------------------------- generate
@@ -142,6 +170,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_inspect,
     _add_simulate,
     _add_train,
+    _add_refit_multiplicity,
     _add_generate,
     _add_evaluate,
     _add_demo,

@@ -23,11 +23,21 @@ class TrainConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.0, 0.9)
     grad_clip_norm: float = 0.0  # 0 = off
+    # generator and critic lr decay linearly from lr to lr * lr_decay_final over the last
+    # lr_decay_steps steps before max_steps (0 = constant lr); docs/training.md
+    lr_decay_steps: int = 0
+    lr_decay_final: float = 0.1
     # exponential moving average of the generator weights, the weights a run exports
     # (docs/training.md); 0 = export the raw weights
     generator_ema_decay: float = 0.999
     # multiplicity model has its own Adam optimiser (see docs/training.md)
     multiplicity_lr: float = 1e-3
+    # with validation data (``mubundle train --validation``): the multiplicity model's mean
+    # validation NLL every ``validate_every`` steps; its best weights are what the run exports,
+    # and after ``multiplicity_patience`` evaluations without a better one the multiplicity
+    # model is frozen at them (early stopping; 0 = never freeze). docs/training.md
+    validate_every: int = 500
+    multiplicity_patience: int = 10
     # data
     shuffle_buffer_events: int = 65_536
     transform_fit_events: int = 200_000  # events used to fit feature transforms

@@ -84,6 +84,8 @@ def write_run_config(run_dir: Path, config: TrainConfig, changes: dict[str, Any]
 def child_arguments(args: argparse.Namespace) -> list[str]:
     """The ``mubundle.cli`` arguments of one supervised attempt (everything but --max-restarts)."""
     child = ["train", "--data", *[str(p) for p in args.data], "--run", str(args.run_dir)]
+    if getattr(args, "validation", None):
+        child += ["--validation", *[str(p) for p in args.validation]]
     if args.config is not None:
         child += ["--config", str(args.config)]
     for flag in ("max_steps", "batch_size", "max_muons_per_step", "device", "seed"):
@@ -113,7 +115,7 @@ def train_from_args(args: argparse.Namespace) -> int:
     if is_main:
         write_run_config(run_dir, config, changes)
     try:
-        summary = train(args.data, run_dir, config)
+        summary = train(args.data, run_dir, config, validation_paths=getattr(args, "validation", None))
     except TrainingDiverged as error:
         print(f"mubundle train: {error}", file=sys.stderr)
         return EXIT_DIVERGED

@@ -48,6 +48,12 @@ from mubundle.train.checkpoint import (
 from mubundle.train.config import TrainConfig
 from mubundle.train.device import autocast_context, compile_modules, configure_backends, resolve_device
 from mubundle.train.guard import DivergenceGuard, GuardAction
+from mubundle.train.multiplicity_fit import (
+    CountSample,
+    MultiplicityEarlyStopping,
+    load_count_sample,
+    multiplicity_nll,
+)
 from mubundle.train.monitor import (
     METRICS_NAME,
     MetricsLog,
@@ -57,7 +63,7 @@ from mubundle.train.monitor import (
     generated_histogram_features,
     progress_bar,
 )
-from mubundle.train.step import WganStep
+from mubundle.train.step import WganStep, adversarial_lr_factor
 
 logger = logging.getLogger("mubundle.train")
 
@@ -94,6 +100,7 @@ class Components:
     stream: EventStream
     rng: torch.Generator
     guard: DivergenceGuard
+    multiplicity_stopping: MultiplicityEarlyStopping
 
 
 # ---------------------------------------------------------------------------- setup
@@ -148,7 +155,8 @@ def _build(
     guard = DivergenceGuard(
         config.max_consecutive_bad_steps, config.rollback_lr_factor, config.saturation_warn_fraction, config.max_rollbacks
     )
-    return Components(config, device, context, model, critic, step_fn, stream, rng, guard)
+    stopping = MultiplicityEarlyStopping(patience=config.multiplicity_patience)
+    return Components(config, device, context, model, critic, step_fn, stream, rng, guard, stopping)
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -170,6 +178,7 @@ def _checkpoint_payload(parts: Components, progress: Progress) -> dict[str, Any]
         "optimizers": parts.step_fn.state_dict(),
         "per_rank": per_rank,
         "guard": parts.guard.state_dict(),
+        "multiplicity_validation": parts.multiplicity_stopping.state_dict(),
         "progress": {
             "events_seen": progress.events_seen,
             "muons_seen": progress.muons_seen,
@@ -191,9 +200,11 @@ def _write_checkpoint(parts: Components, progress: Progress, run_dir: Path, is_b
 
 
 def _averaged_model(parts: Components) -> MuonBundleModel:
-    """A copy of the model whose generator holds the moving-average weights (what is exported)."""
+    """A copy of the model with what a run exports: the moving-average generator weights and,
+    with validation data, the multiplicity weights of the best validation NLL so far."""
     exported = copy.deepcopy(parts.model)
     exported.generator.load_state_dict(parts.step_fn.generator_ema.averaged_state_dict())
+    parts.multiplicity_stopping.restore_best(exported.multiplicity)
     return exported
 
 
@@ -209,15 +220,16 @@ def _restore(parts: Components, checkpoint: dict[str, Any], progress: Progress, 
     parts.model.load_state_dict(checkpoint["model"])
     parts.critic.load_state_dict(checkpoint["critic"])
     parts.step_fn.load_state_dict(checkpoint["optimizers"])
+    if "multiplicity_validation" in checkpoint:  # absent in checkpoints of older versions: fresh start
+        parts.multiplicity_stopping.load_state_dict(checkpoint["multiplicity_validation"])
+    parts.step_fn.multiplicity_frozen = parts.multiplicity_stopping.frozen
     mine = checkpoint["per_rank"][parts.context.rank]
     restore_rng_states(mine["rng"], parts.rng)
     parts.stream.load_state_dict(mine["data"])
-    checkpoint_lr_scale = float(checkpoint["guard"]["lr_scale"])
     if restore_guard:
         parts.guard.load_state_dict(checkpoint["guard"])
-    elif parts.guard.state.lr_scale != checkpoint_lr_scale:
-        # optimizer states carry the checkpoint's learning rates; apply the rollback factor on top
-        parts.step_fn.scale_lr(parts.guard.state.lr_scale / checkpoint_lr_scale)
+    # (a rollback keeps the guard's own state: its lr_scale already holds the new factor; the
+    # learning rates themselves are set from config, guard and schedule before every step)
     saved = checkpoint["progress"]
     progress.step = int(checkpoint["step"])
     progress.events_seen = int(saved["events_seen"])
@@ -320,10 +332,17 @@ def _setup_logging(run_dir: Path, is_main: bool) -> list[logging.Handler]:
 
 
 # ---------------------------------------------------------------------------- the loop
-def train(data_paths: Sequence[str | os.PathLike], run_dir: str | os.PathLike, config: TrainConfig) -> dict[str, Any]:
+def train(
+    data_paths: Sequence[str | os.PathLike],
+    run_dir: str | os.PathLike,
+    config: TrainConfig,
+    validation_paths: Sequence[str | os.PathLike] | None = None,
+) -> dict[str, Any]:
     """Train (or resume) the run in ``run_dir`` up to ``config.max_steps`` generator steps.
 
-    ``data_paths``: files, globs or directories in any supported layout. Returns the run
+    ``data_paths``: files, globs or directories in any supported layout;
+    ``validation_paths``: optional held-out events for the multiplicity model's validation NLL
+    and early stopping (every ``config.validate_every`` steps). Returns the run
     summary (also written to ``RUN/summary.json`` by rank 0): steps, epochs, events and
     muons seen, skipped steps, rollbacks, rejected rows by reason, unreadable files, best
     checkpoint, last losses.
@@ -338,7 +357,7 @@ def train(data_paths: Sequence[str | os.PathLike], run_dir: str | os.PathLike, c
         logger.setLevel(logging.INFO)
     distributed.init_distributed(context, device)
     try:
-        return _train(data_paths, run_dir, config, context, device)
+        return _train(data_paths, run_dir, config, context, device, validation_paths)
     finally:
         distributed.shutdown_distributed(context)
         for handler in handlers:
@@ -353,8 +372,15 @@ def _train(
     config: TrainConfig,
     context: distributed.DistContext,
     device: torch.device,
+    validation_paths: Sequence[str | os.PathLike] | None,
 ) -> dict[str, Any]:
     configure_backends(device, config)
+    validation: CountSample | None = None
+    if validation_paths:
+        validation, _ = load_count_sample(
+            validation_paths, "validation", device, run_dir / QUARANTINE_DIR / "validation.parquet"
+        )
+        logger.info("validation: %d events for the multiplicity model's NLL", len(validation))
     resume_path = latest_checkpoint(run_dir)
     checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
     if checkpoint is not None:
@@ -387,6 +413,7 @@ def _train(
             batch = next(batches)
             step = progress.step + 1
             _maybe_simulate_crash(step)
+            parts.step_fn.set_learning_rates(parts.guard.state.lr_scale, adversarial_lr_factor(step, config))
             with autocast_context(device, config):
                 result = parts.step_fn(batch, parts.rng)
             progress.step = step
@@ -409,9 +436,15 @@ def _train(
             if applied:
                 _update_best(progress, losses, config.best_smoothing)
                 progress.last_losses = losses
-            if step % config.log_every == 0 or step == config.max_steps:
+            validation_record = {}
+            if validation is not None and not parts.multiplicity_stopping.frozen and (
+                step % config.validate_every == 0 or step == config.max_steps
+            ):
+                validation_record = _validate_multiplicity(parts, validation, step)
+            if step % config.log_every == 0 or step == config.max_steps or validation_record:
                 known_failed_files = _warn_new_failed_files(parts.stream, known_failed_files)
                 record = _metrics_record(parts, progress, losses, result.saturated_fraction, applied, meter)
+                record.update(validation_record)
                 if metrics is not None and board is not None:
                     metrics.append(record)
                     board.scalars(record)
@@ -450,6 +483,11 @@ def _train(
         "failed_files": _failed_files(parts.stream),
         "best_step": progress.best_step,
         "best_score": progress.best_score,
+        "multiplicity_validation": {
+            "best_step": parts.multiplicity_stopping.best_step,
+            "best_nll": parts.multiplicity_stopping.best_nll,
+            "frozen": parts.multiplicity_stopping.frozen,
+        },
         "last_losses": progress.last_losses,
         "world_size": context.world_size,
         "device": str(device),
@@ -476,6 +514,30 @@ def _rollback(
         metrics.truncate_after(progress.step)
     # rewrite the checkpoint so a crash-and-resume keeps the lowered lr and the rollback count
     _write_checkpoint(parts, progress, run_dir, is_best=False)
+
+
+def _validate_multiplicity(parts: Components, validation: CountSample, step: int) -> dict[str, Any]:
+    """Validation NLL of the multiplicity model; keep its best weights; freeze it after the patience.
+
+    Returns the fields for this step's metrics record (val_m_nll, val_m_nll_best, multiplicity_frozen).
+    """
+    nll = multiplicity_nll(parts.model, validation)
+    # identical on every rank (same data, same weights); averaged so the decisions agree bitwise
+    nll = distributed.mean_over_ranks({"val_m_nll": nll}, parts.context, parts.device)["val_m_nll"]
+    stopping = parts.multiplicity_stopping
+    improved = stopping.observe(step, nll, parts.model.multiplicity)
+    logger.info(
+        "step %d: validation multiplicity NLL %.5f nats/event%s (best %.5f at step %s)",
+        step, nll, " (best)" if improved else "", stopping.best_nll or float("nan"), stopping.best_step,
+    )
+    if stopping.frozen:
+        stopping.restore_best(parts.model.multiplicity)
+        parts.step_fn.multiplicity_frozen = True
+        logger.info(
+            "step %d: no better validation NLL in %d evaluations: multiplicity model frozen at its step-%d weights",
+            step, stopping.patience, stopping.best_step,
+        )
+    return {"val_m_nll": nll, "val_m_nll_best": stopping.best_nll, "multiplicity_frozen": stopping.frozen}
 
 
 def _log_histograms(parts: Components, board: TensorBoardLog, batch: RaggedBatch, step: int) -> None:

@@ -99,6 +99,9 @@ class WganStep:
             "multiplicity": torch.optim.Adam(model.multiplicity.parameters(), lr=config.multiplicity_lr),
         }
         self.generator_ema = GeneratorAverage(model.generator, config.generator_ema_decay)
+        # set by the loop's early stopping (train/multiplicity_fit.py): m_loss is still
+        # computed and reported, but the multiplicity model is no longer updated
+        self.multiplicity_frozen = False
 
     # ------------------------------------------------------------------ public API
     def __call__(self, batch: RaggedBatch, rng: torch.Generator) -> StepResult:
@@ -129,11 +132,18 @@ class WganStep:
         result.applied = adversarial_ok and multiplicity_ok
         return result
 
-    def scale_lr(self, factor: float) -> None:
-        """Multiply the learning rate of every optimiser by ``factor`` (divergence-guard rollback)."""
-        for optimizer in self.optimizers.values():
+    def set_learning_rates(self, lr_scale: float, adversarial_factor: float = 1.0) -> None:
+        """Set every optimiser's learning rate from the config: ``lr * lr_scale * adversarial_factor``
+        for the generator and critic, ``multiplicity_lr * lr_scale`` for the multiplicity model.
+
+        ``lr_scale``: the divergence guard's accumulated rollback factor; ``adversarial_factor``:
+        the learning-rate schedule (:func:`adversarial_lr_factor`). Absolute, not multiplicative,
+        so the rates are a function of (config, guard state, step) alone.
+        """
+        for name, optimizer in self.optimizers.items():
+            base = self.config.multiplicity_lr if name == "multiplicity" else self.config.lr * adversarial_factor
             for group in optimizer.param_groups:
-                group["lr"] *= factor
+                group["lr"] = base * lr_scale
 
     def state_dict(self) -> dict:
         """Optimiser states and the generator average (for checkpoints)."""
@@ -250,8 +260,13 @@ class WganStep:
     # ------------------------------------------------------------------ multiplicity part
     def _multiplicity_update(self, batch: RaggedBatch, result: StepResult) -> bool:
         model = self.model
-        self.optimizers["multiplicity"].zero_grad(set_to_none=True)
         part = batch.to_torch(self.device)
+        if self.multiplicity_frozen:
+            with torch.no_grad():
+                loss = model.multiplicity.nll(model.transform.condition_features(part.conditions), part.counts)
+            result.losses["m_loss"] = loss.item()
+            return True
+        self.optimizers["multiplicity"].zero_grad(set_to_none=True)
         loss = model.multiplicity.nll(model.transform.condition_features(part.conditions), part.counts)
         loss.backward()
         ok = self._finish_update("multiplicity", model.multiplicity.parameters(), loss.detach().unsqueeze(0), ("m_loss",), result)
@@ -301,6 +316,20 @@ class WganStep:
         result.bad += [n for n, ok in zip(loss_names + (f"grad:{name}",), finite_flags) if not ok]
         optimizer.zero_grad(set_to_none=True)
         return False
+
+
+def adversarial_lr_factor(step: int, config: TrainConfig) -> float:
+    """Learning-rate factor of the generator and critic for (1-based) ``step``.
+
+    1 up to ``max_steps - lr_decay_steps``, then linear to ``lr_decay_final`` at ``max_steps``
+    (``lr_decay_steps`` 0: always 1). A function of the step alone: a resumed run follows
+    the same schedule.
+    """
+    if config.lr_decay_steps <= 0:
+        return 1.0
+    start = config.max_steps - config.lr_decay_steps
+    fraction = min(max((step - start) / config.lr_decay_steps, 0.0), 1.0)
+    return 1.0 - (1.0 - config.lr_decay_final) * fraction
 
 
 class GeneratorAverage:

@@ -1,0 +1,221 @@
+"""Multiplicity model on held-out events: validation NLL, early stopping (in the training loop
+and in ``mubundle refit-multiplicity``), best weights exported, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mubundle.cli import main
+from mubundle.data.batch import RaggedBatch
+from mubundle.data.native import write_shard
+from mubundle.model.bundle import MuonBundleModel
+from mubundle.model.transforms import FeatureTransform
+from mubundle.train import loop
+from mubundle.train.checkpoint import latest_checkpoint, load_checkpoint
+from mubundle.train.multiplicity_fit import (
+    CountSample,
+    MultiplicityEarlyStopping,
+    MultiplicityFitConfig,
+    fit_multiplicity,
+    multiplicity_nll,
+)
+from test_train_loop import synthetic_events, tiny_config, write_dataset
+
+
+def energy_dependent_events(n_events: int, seed: int) -> RaggedBatch:
+    """N ~ Poisson(0.5 (E0 / 1e4 GeV)^0.6): something for the multiplicity model to learn."""
+    events = synthetic_events(n_events, seed)
+    rng = np.random.default_rng(seed + 100)
+    counts = rng.poisson(0.5 * (events.conditions[:, 0] / 1e4) ** 0.6)
+    n_muons = int(counts.sum())
+    muons = np.stack([10 ** rng.uniform(2, 4, n_muons), rng.normal(0, 10, n_muons), rng.normal(0, 10, n_muons)], 1)
+    return RaggedBatch(events.conditions, counts, muons)
+
+
+def tiny_model(batch: RaggedBatch) -> MuonBundleModel:
+    torch.manual_seed(0)
+    return MuonBundleModel(tiny_config().model, FeatureTransform.fit(batch))
+
+
+# ---------------------------------------------------------------------------- early stopping
+def test_early_stopping_keeps_the_best_weights_and_freezes_after_the_patience():
+    module = torch.nn.Linear(2, 1)
+    stopping = MultiplicityEarlyStopping(patience=2)
+    assert stopping.observe(1, 1.0, module) and stopping.observe(2, 0.9, module)
+    best_weight = module.weight.detach().clone()
+    with torch.no_grad():
+        module.weight.add_(1.0)
+    assert not stopping.observe(3, float("nan"), module)  # never a best, counts as no improvement
+    assert not stopping.frozen
+    assert not stopping.observe(4, 0.95, module)
+    assert stopping.frozen and stopping.best_step == 2 and stopping.best_nll == 0.9
+    stopping.restore_best(module)
+    torch.testing.assert_close(module.weight.detach(), best_weight, rtol=0, atol=0)
+
+    copy = MultiplicityEarlyStopping(patience=2)
+    copy.load_state_dict(stopping.state_dict())
+    assert copy.state_dict()["history"] == stopping.history and copy.frozen and copy.best_step == 2
+
+
+def test_patience_zero_never_freezes():
+    module = torch.nn.Linear(2, 1)
+    stopping = MultiplicityEarlyStopping(patience=0)
+    for step, nll in enumerate([1.0, 1.1, 1.2, 1.3, 1.4]):
+        stopping.observe(step, nll, module)
+    assert not stopping.frozen and stopping.best_step == 0
+
+
+def test_validation_nll_matches_the_models_log_probability():
+    batch = energy_dependent_events(300, seed=1)
+    model = tiny_model(batch)
+    sample = CountSample.from_batch(batch, "cpu")
+    expected = -model.count_log_prob(sample.conditions, sample.counts).double().mean().item()
+    assert multiplicity_nll(model, sample) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="no events"):
+        multiplicity_nll(model, CountSample.from_batch(batch.slice(0, 0), "cpu"))
+
+
+# ---------------------------------------------------------------------------- fit_multiplicity
+def test_fit_learns_stops_early_on_a_small_training_set_and_ends_at_the_best_weights():
+    train = CountSample.from_batch(energy_dependent_events(80, seed=2), "cpu")  # few events: it will over-fit
+    validation = CountSample.from_batch(energy_dependent_events(2000, seed=3), "cpu")
+    model = tiny_model(energy_dependent_events(500, seed=4))
+    before = multiplicity_nll(model, validation)
+    config = MultiplicityFitConfig(seed=5, lr=1e-2, batch_size=16, max_epochs=400, patience=15, lr_patience=5)
+    report = fit_multiplicity(model, train, validation, config)
+
+    assert report["best_validation_nll"] < before - 0.1, (before, report["best_validation_nll"])
+    assert report["stopped_early"] and report["epochs_run"] < config.max_epochs
+    assert report["best_epoch"] < report["epochs_run"] == report["best_epoch"] + config.patience
+    assert report["final_train_nll"] < report["best_validation_nll"]  # it did fit the training events
+    assert multiplicity_nll(model, validation) == pytest.approx(report["best_validation_nll"], rel=1e-9)
+    assert report["skipped_steps"] == 0 and len(report["history"]) == report["epochs_run"] + 1
+
+
+def test_fit_is_reproducible_by_seed_and_leaves_the_generator_alone():
+    batch = energy_dependent_events(400, seed=6)
+    train, validation = CountSample.from_batch(batch.slice(0, 300), "cpu"), CountSample.from_batch(batch.slice(300, 400), "cpu")
+    config = MultiplicityFitConfig(seed=7, lr=1e-2, batch_size=64, max_epochs=6, patience=50)
+    states = []
+    for _ in range(2):
+        model = tiny_model(batch)
+        generator_before = {k: v.clone() for k, v in model.generator.state_dict().items()}
+        fit_multiplicity(model, train, validation, config)
+        for name, value in model.generator.state_dict().items():
+            torch.testing.assert_close(value, generator_before[name], rtol=0, atol=0)
+        states.append(model.multiplicity.state_dict())
+    for name in states[0]:
+        torch.testing.assert_close(states[0][name], states[1][name], rtol=0, atol=0, msg=name)
+
+
+def test_a_non_finite_batch_is_skipped_and_counted(caplog):
+    batch = energy_dependent_events(200, seed=8)
+    model = tiny_model(batch)
+    train = CountSample.from_batch(batch, "cpu")
+    train.conditions[3, 0] = float("nan")  # one poisoned event (validated data never has this)
+    validation = CountSample.from_batch(energy_dependent_events(100, seed=9), "cpu")
+    config = MultiplicityFitConfig(seed=0, batch_size=200, max_epochs=3, patience=50)
+    with caplog.at_level("WARNING", logger="mubundle.train"):
+        report = fit_multiplicity(model, train, validation, config)
+    assert report["skipped_steps"] == 3 and "non-finite loss or gradient; step skipped" in caplog.text
+    assert all(torch.isfinite(p).all() for p in model.multiplicity.parameters())
+
+
+# ---------------------------------------------------------------------------- mubundle refit-multiplicity
+def test_refit_command_writes_the_model_and_report_and_quarantines_bad_rows(tmp_path, capsys):
+    source = tiny_model(energy_dependent_events(300, seed=10))
+    source.save(tmp_path / "model")
+    write_shard(energy_dependent_events(300, seed=11), tmp_path / "train" / "part-00000.parquet", {})
+    bad = energy_dependent_events(50, seed=12)
+    conditions = bad.conditions.copy()
+    conditions[:3, 0] = -1.0  # energy_non_positive
+    write_shard(RaggedBatch(conditions, bad.counts, bad.flat_muons), tmp_path / "val" / "part-00000.parquet", {})
+    (tmp_path / "val" / "part-00001.parquet").write_bytes(b"not parquet")
+
+    code = main(["refit-multiplicity", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+                 "--validation", str(tmp_path / "val"), "--out", str(tmp_path / "refit"), "--max-epochs", "4",
+                 "--batch-size", "64", "--lr", "0.01"])
+
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["epochs_run"] == 4 and printed["best_validation_nll"] < printed["before"]["validation_nll"]
+    report = json.loads((tmp_path / "refit" / "multiplicity_fit.json").read_text())
+    assert report["validation_data"]["events"] == 47
+    assert report["validation_data"]["rejected_rows"] == {"energy_non_positive": 3}
+    assert [f["path"].endswith("part-00001.parquet") for f in report["validation_data"]["failed_files"]] == [True]
+    assert (tmp_path / "refit" / "quarantine" / "validation.parquet").exists()
+    refit = MuonBundleModel.load(tmp_path / "refit")
+    for name, value in refit.generator.state_dict().items():
+        torch.testing.assert_close(value, source.generator.state_dict()[name], rtol=0, atol=0)
+    assert len(refit.sample(np.full(5, 1e5), 0.2, 1.0, 2.0, seed=0)) == 5
+
+
+def test_refit_without_valid_validation_events_is_a_clear_error(tmp_path, capsys):
+    tiny_model(energy_dependent_events(100, seed=13)).save(tmp_path / "model")
+    write_shard(energy_dependent_events(100, seed=14), tmp_path / "train" / "part-00000.parquet", {})
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "broken.parquet").write_bytes(b"not parquet")
+    code = main(["refit-multiplicity", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+                 "--validation", str(tmp_path / "val"), "--out", str(tmp_path / "refit")])
+    assert code != 0
+    assert f"no valid validation events in {tmp_path / 'val'}" in capsys.readouterr().err
+    assert not (tmp_path / "refit" / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------- the training loop
+def validation_records(run) -> list[dict]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records]
+    assert len(steps) == len(set(steps)), steps
+    return [r for r in records if "val_m_nll" in r]
+
+
+def test_training_with_validation_logs_freezes_and_exports_the_best_multiplicity(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    write_shard(synthetic_events(60, seed=20), tmp_path / "val" / "part-00000.parquet", {})
+    run = tmp_path / "run"
+    # lr 0.05 on ~100 events: the validation NLL soon stops improving
+    config = tiny_config(max_steps=14, validate_every=2, multiplicity_patience=2, multiplicity_lr=0.05, log_every=5)
+    summary = loop.train([data], run, config, validation_paths=[tmp_path / "val"])
+
+    records = validation_records(run)
+    assert [r["step"] for r in records][:2] == [2, 4] and all(np.isfinite(r["val_m_nll"]) for r in records)
+    info = summary["multiplicity_validation"]
+    assert info["frozen"], records
+    frozen_at = next(r["step"] for r in records if r["multiplicity_frozen"])
+    assert frozen_at == records[-1]["step"] < 14  # no validation after the freeze
+    assert min(r["val_m_nll"] for r in records) == pytest.approx(info["best_nll"])
+    checkpoint = load_checkpoint(latest_checkpoint(run))
+    best = checkpoint["multiplicity_validation"]["best_state"]
+    exported = MuonBundleModel.load(run / "model")
+    for name, value in exported.multiplicity.state_dict().items():
+        torch.testing.assert_close(value, best[name], rtol=0, atol=0, msg=name)
+        # frozen: the trained weights stayed at the best ones after the freeze
+        torch.testing.assert_close(checkpoint["model"][f"multiplicity.{name}"], best[name], rtol=0, atol=0, msg=name)
+
+
+def test_a_run_with_validation_resumes_exactly(tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "data")
+    write_shard(synthetic_events(60, seed=21), tmp_path / "val" / "part-00000.parquet", {})
+    config = tiny_config(max_steps=14, validate_every=2, multiplicity_patience=2, multiplicity_lr=0.05)
+    summary = loop.train([data], tmp_path / "straight", config, validation_paths=[tmp_path / "val"])
+    assert summary["multiplicity_validation"]["frozen"]  # the crash/resume below spans the freeze
+    monkeypatch.setenv(loop.FAIL_AT_STEP_ENV, "11")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        loop.train([data], tmp_path / "resumed", config, validation_paths=[tmp_path / "val"])
+    monkeypatch.delenv(loop.FAIL_AT_STEP_ENV)
+    loop.train([data], tmp_path / "resumed", config, validation_paths=[tmp_path / "val"])
+
+    straight, resumed = (json.loads((tmp_path / r / "metrics.jsonl").read_text().splitlines()[-1]) for r in ("straight", "resumed"))
+    fields = ("step", "val_m_nll", "val_m_nll_best", "multiplicity_frozen")
+    assert [tuple(r[f] for f in fields) for r in validation_records(tmp_path / "resumed")] == [
+        tuple(r[f] for f in fields) for r in validation_records(tmp_path / "straight")
+    ]
+    assert resumed["m_loss"] == straight["m_loss"] and resumed["c_loss"] == straight["c_loss"]
+    a, b = (MuonBundleModel.load(tmp_path / r / "model").multiplicity.state_dict() for r in ("straight", "resumed"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
