@@ -83,8 +83,10 @@ def sample(model, primaries: np.ndarray, seed: int):
 
 
 def time_generation(model, primaries: np.ndarray, repeats: int) -> tuple[float, int]:
-    """Best wall time [s] of ``repeats`` sampling runs and the muons generated."""
+    """Best wall time [s] of ``repeats`` sampling runs and the muons generated (the result is
+    copied to host numpy arrays, so CUDA timings include the synchronisation and transfer)."""
     sample(model, primaries[:256], seed=123)  # warm-up (allocator, lazy init)
+    sample(model, primaries, seed=124)
     best, n_muons = np.inf, 0
     for repeat in range(repeats):
         started = time.perf_counter()
@@ -123,18 +125,22 @@ def record_matmul_shapes(model, primaries: np.ndarray) -> list[tuple[str, int, i
     return recorder.calls
 
 
-def time_gemms(calls: list[tuple[str, int, int, int, bool, bool]], repeats: int) -> tuple[float, float]:
+def time_gemms(
+    calls: list[tuple[str, int, int, int, bool, bool]], repeats: int, device: torch.device
+) -> tuple[float, float]:
     """Best total time [s] of the recorded matmuls alone (same op, shapes and weight layout) and their GFLOP."""
     operands = []
     for kind, rows, n_in, n_out, weight_contiguous, accumulator_full in calls:
-        x = torch.randn(rows, n_in)
+        x = torch.randn(rows, n_in, device=device)
         # nn.Linear's layout is x @ W^T with W (out, in): a transposed, non-contiguous view
-        weight = torch.randn(n_in, n_out) if weight_contiguous else torch.randn(n_out, n_in).t()
-        accumulator = torch.randn(rows, n_out) if accumulator_full else torch.randn(n_out)
+        weight = torch.randn(n_in, n_out, device=device) if weight_contiguous else torch.randn(n_out, n_in, device=device).t()
+        accumulator = torch.randn(rows, n_out, device=device) if accumulator_full else torch.randn(n_out, device=device)
         operands.append((kind, x, weight, accumulator))
     flops = sum(2.0 * rows * n_in * n_out for _, rows, n_in, n_out, _, _ in calls)
     best = np.inf
-    for _ in range(repeats):
+    for _ in range(repeats + 1):  # the first pass warms up (CUDA: handles, kernels)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         started = time.perf_counter()
         for kind, x, weight, accumulator in operands:
             if kind == "mm":
@@ -143,6 +149,8 @@ def time_gemms(calls: list[tuple[str, int, int, int, bool, bool]], repeats: int)
                 accumulator.addmm_(x, weight)
             else:
                 torch.addmm(accumulator, x, weight)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - started)
     return best, flops / 1e9
 
@@ -153,6 +161,8 @@ def time_simulator(primaries: np.ndarray, max_events: int, max_seconds: float) -
         from mubundle.sim.run import simulate_primaries
     except ImportError as error:
         return {"seconds_per_event": None, "reason": f"simulator unavailable: {error}"}
+    if max_events <= 0:
+        return {"seconds_per_event": None, "reason": "--sim-events 0"}
     simulate_primaries(np.array([1e3]), np.array([0.0]), np.array([1.0]), np.array([1.5]), seed=0)  # warm-up: model init
     elapsed, n_done, muons = 0.0, 0, 0
     for index in range(max_events):
@@ -177,21 +187,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sim-events", type=int, default=24)
     parser.add_argument("--sim-seconds", type=float, default=60.0)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (the simulator always runs on the CPU)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     primaries = benchmark_primaries(args.events, seed=0)
     model, model_description = load_benchmark_model()
+    model = model.to(device)
 
     seconds, n_muons = time_generation(model, primaries, args.repeats)
     calls = record_matmul_shapes(model, primaries)
-    gemm_seconds, gflop = time_gemms(calls, args.repeats)
+    gemm_seconds, gflop = time_gemms(calls, args.repeats, device)
     simulator = time_simulator(primaries, args.sim_events, args.sim_seconds)
     per_event = seconds / args.events
     speedup = None if simulator.get("seconds_per_event") is None else simulator["seconds_per_event"] / per_event
     result = {
         "benchmark": "generate_throughput",
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-                    "threads": torch.get_num_threads(),
+                    "threads": torch.get_num_threads(), "device": str(device),
+                    "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load_average": os.getloadavg()},
         "model": model_description,
         "generation": {

@@ -15,6 +15,7 @@ Usage: python benchmarks/train_step.py [--events 8192] [--steps 3] [--threads 2]
 from __future__ import annotations
 
 import argparse
+import platform
 import json
 import os
 import time
@@ -62,27 +63,38 @@ def realistic_batch(n_events: int, seed: int) -> RaggedBatch:
     return RaggedBatch(conditions, counts, muons)
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=8192)
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up step)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-muons-per-step", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (CUDA: synchronised timings)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the set networks (CUDA only)")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = TrainConfig(batch_size=args.events)
+    config = TrainConfig(batch_size=args.events, bf16=args.bf16)
     if args.max_muons_per_step:
         config.max_muons_per_step = args.max_muons_per_step
     batches = [realistic_batch(args.events, seed) for seed in range(args.steps + 1)]
     model = MuonBundleModel(config.model, FeatureTransform.fit(batches[0]))
-    step = WganStep(model, BundleCritic(config.model), config, torch.device("cpu"))
-    rng = torch.Generator().manual_seed(0)
+    model, critic = model.to(device), BundleCritic(config.model).to(device)
+    step = WganStep(model, critic, config, device)
+    rng = torch.Generator(device=device).manual_seed(0)
     step(batches[0], rng)  # warm-up
     durations, events, muons, applied = [], 0, 0, True
     for batch in batches[1:]:
+        _synchronize(device)
         start = time.perf_counter()
         result = step(batch, rng)
+        _synchronize(device)
         durations.append(time.perf_counter() - start)
         events += result.n_events
         muons += result.n_muons
@@ -92,7 +104,10 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "train_step",
-                "device": "cpu",
+                "device": str(device),
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                "torch": torch.__version__,
+                "bf16": config.bf16,
                 "threads": args.threads,
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                 "load_average": os.getloadavg(),

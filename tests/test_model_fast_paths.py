@@ -72,3 +72,22 @@ def test_critic_and_generator_gradients_match_finite_differences():
     noise = type(noise)(noise.global_noise.double(), noise.muon_noise.double())
     conditions.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda c: generator(c, counts, event_index, noise=noise), (conditions,))
+
+
+def test_generator_runs_under_bf16_autocast_with_and_without_autograd():
+    # the in-place GEMM accumulators must fall back to out-of-place ops when autocast mixes
+    # dtypes (bf16 training on CUDA; CPU autocast exercises the same code here)
+    torch.manual_seed(0)
+    generator = BundleGenerator(SMALL)
+    counts, event_index = _ragged([3, 0, 1, 7, 2])
+    conditions = torch.randn(5, 4)
+    noise = generator.draw_noise(5, int(counts.sum()), torch.Generator().manual_seed(1), "cpu")
+    reference = generator(conditions, counts, event_index, noise=noise).detach()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            fast = generator(conditions, counts, event_index, noise=noise)
+        differentiable = generator(conditions, counts, event_index, noise=noise)
+    differentiable.float().square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in generator.parameters() if p.requires_grad)
+    for output in (fast, differentiable.detach()):
+        torch.testing.assert_close(output.float(), reference, rtol=0.1, atol=0.1)

@@ -25,10 +25,13 @@ from mubundle.model.transforms import FeatureTransform
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
-# muons per generator call while sampling: bounds memory for events with N ~ 1e5, and on CPU
-# 16k muons keep one call's (M, 64) activations in cache: 1.2-1.5x more events/s than 2^20
-# (benchmarks/generate_throughput.py, docs/model.md). Whole events; one above it gets a call alone.
-_MUONS_PER_GENERATOR_CALL = 1 << 14
+# muons per generator call while sampling: bounds memory for events with N ~ 1e5. On CPU 16k
+# muons keep one call's (M, 64) activations in cache: 1.2-1.5x more events/s than 2^20
+# (benchmarks/generate_throughput.py, docs/model.md); on a GPU fewer, larger calls amortise
+# the ~100 kernel launches of one call (2^20 muons x 64 x 4 B = 256 MiB per activation).
+# Whole events; one above the budget gets a call alone.
+_MUONS_PER_GENERATOR_CALL_CPU = 1 << 14
+_MUONS_PER_GENERATOR_CALL_ACCELERATOR = 1 << 20
 
 
 class MuonBundleModel(nn.Module):
@@ -89,7 +92,9 @@ class MuonBundleModel(nn.Module):
         counts_host = counts.cpu().numpy()
         offsets = np.concatenate(([0], np.cumsum(counts_host)))
         pieces: list[Tensor] = []
-        for event_start, event_stop in muon_budget_chunks(counts_host, _MUONS_PER_GENERATOR_CALL):
+        cpu = self.device.type == "cpu"
+        budget = _MUONS_PER_GENERATOR_CALL_CPU if cpu else _MUONS_PER_GENERATOR_CALL_ACCELERATOR
+        for event_start, event_stop in muon_budget_chunks(counts_host, budget):
             part_counts = counts[event_start:event_stop]
             n_muons = int(offsets[event_stop] - offsets[event_start])
             part_conditions = conditions[event_start:event_stop]

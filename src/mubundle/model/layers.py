@@ -52,8 +52,17 @@ def split_linear(
     there is no separate bias copy or add pass over the (M, H) result.
     """
     event_term = nn.functional.linear(event_input, event_layer.weight, muon_layer.bias)
+    gathered = event_term.index_select(0, event_index)
+    if not _same_dtype(gathered, muon_input, muon_layer.weight):
+        # bf16 autocast (CUDA): the in-place op would mix dtypes; the out-of-place addmm is autocast
+        return torch.addmm(gathered, muon_input, muon_layer.weight.t())
     # in place on the fresh gathered rows (autograd never needs them): no (M, H) copy
-    return event_term.index_select(0, event_index).addmm_(muon_input, muon_layer.weight.t())
+    return gathered.addmm_(muon_input, muon_layer.weight.t())
+
+
+def _same_dtype(*tensors: Tensor) -> bool:
+    """Whether an in-place ``addmm_`` on these operands is possible (no autocast dtype mix)."""
+    return len({t.dtype for t in tensors}) == 1
 
 
 def event_mean(values: Tensor, event_index: Tensor, inverse_counts: Tensor, n_events: int) -> Tensor:
@@ -147,7 +156,7 @@ class SetInteraction(nn.Module):
             # place when autograd is off (h is not needed any more), saving another copy
             *activation, last = self.local_rest
             hidden = activation[1](activation[0](local))
-            if torch.is_grad_enabled():
+            if torch.is_grad_enabled() or not _same_dtype(muon_h, hidden, last.weight):
                 muon_h = torch.addmm(muon_h, hidden, last.weight.t()).add_(last.bias)
             else:
                 muon_h = muon_h.addmm_(hidden, last.weight.t()).add_(last.bias)
