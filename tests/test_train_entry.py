@@ -58,6 +58,21 @@ def test_supervised_child_arguments_drop_max_restarts(tmp_path):
     child = child_arguments(args)
     assert child == ["train", "--data", "a", "b", "--run", "r", "--max-steps", "5", "--compile"]
     assert build_parser().parse_args(child).max_restarts == 0
+    with_validation = build_parser().parse_args(["train", "--data", "a", "--validation", "v1", "v2", "--run", "r",
+                                                  "--max-restarts", "1"])
+    assert child_arguments(with_validation) == ["train", "--data", "a", "--run", "r", "--validation", "v1", "v2"]
+
+
+def test_cli_passes_validation_data_to_the_loop(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    validation = write_dataset(tmp_path / "validation", events_per_folder=20)
+    config_file = write_config(tmp_path / "tiny.yaml", max_steps=4, validate_every=2)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--validation", str(validation), "--run", str(run),
+                 "--config", str(config_file)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["multiplicity_validation"]["best_step"] in (2, 4)
+    assert "validation: 40 events" in (run / "logs" / "train.log").read_text()
 
 
 def test_supervisor_restarts_a_crashed_training_which_then_walks_each_epoch_once(tmp_path):
