@@ -186,6 +186,7 @@ def test_training_with_validation_logs_freezes_and_exports_the_best_multiplicity
     assert [r["step"] for r in records][:2] == [2, 4] and all(np.isfinite(r["val_m_nll"]) for r in records)
     info = summary["multiplicity_validation"]
     assert info["frozen"], records
+    assert info["data"] == {"events": 60, "rejected_rows": {}, "failed_files": [], "quarantine": None}
     frozen_at = next(r["step"] for r in records if r["multiplicity_frozen"])
     assert frozen_at == records[-1]["step"] < 14  # no validation after the freeze
     assert min(r["val_m_nll"] for r in records) == pytest.approx(info["best_nll"])

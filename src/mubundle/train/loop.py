@@ -376,10 +376,11 @@ def _train(
 ) -> dict[str, Any]:
     configure_backends(device, config)
     validation: CountSample | None = None
+    validation_report: dict[str, Any] | None = None
     if validation_paths:
-        validation, _ = load_count_sample(
-            validation_paths, "validation", device, run_dir / QUARANTINE_DIR / "validation.parquet"
-        )
+        # every rank loads the same events; only rank 0 writes the quarantine file
+        quarantine = run_dir / QUARANTINE_DIR / "validation.parquet" if context.is_main else None
+        validation, validation_report = load_count_sample(validation_paths, "validation", device, quarantine)
         logger.info("validation: %d events for the multiplicity model's NLL", len(validation))
     resume_path = latest_checkpoint(run_dir)
     checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
@@ -484,6 +485,7 @@ def _train(
         "best_step": progress.best_step,
         "best_score": progress.best_score,
         "multiplicity_validation": {
+            "data": validation_report,
             "best_step": parts.multiplicity_stopping.best_step,
             "best_nll": parts.multiplicity_stopping.best_nll,
             "frozen": parts.multiplicity_stopping.frozen,
