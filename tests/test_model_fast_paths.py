@@ -18,12 +18,18 @@ def _ragged(counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     return counts_t, torch.repeat_interleave(torch.arange(len(counts)), counts_t)
 
 
-def test_generator_without_autograd_gives_the_same_muons_as_with_autograd():
+def _generator_and_inputs():
+    """A seeded small generator, conditions (5, 4), counts, event_index and fixed noise."""
     torch.manual_seed(0)
     generator = BundleGenerator(SMALL)
     counts, event_index = _ragged([3, 0, 1, 7, 2])
     conditions = torch.randn(5, 4)
     noise = generator.draw_noise(5, int(counts.sum()), torch.Generator().manual_seed(1), "cpu")
+    return generator, conditions, counts, event_index, noise
+
+
+def test_generator_without_autograd_gives_the_same_muons_as_with_autograd():
+    generator, conditions, counts, event_index, noise = _generator_and_inputs()
     with torch.no_grad():
         fast = generator(conditions, counts, event_index, noise=noise)
     differentiable = generator(conditions, counts, event_index, noise=noise)
@@ -77,11 +83,7 @@ def test_critic_and_generator_gradients_match_finite_differences():
 def test_generator_runs_under_bf16_autocast_with_and_without_autograd():
     # the in-place GEMM accumulators must fall back to out-of-place ops when autocast mixes
     # dtypes (bf16 training on CUDA; CPU autocast exercises the same code here)
-    torch.manual_seed(0)
-    generator = BundleGenerator(SMALL)
-    counts, event_index = _ragged([3, 0, 1, 7, 2])
-    conditions = torch.randn(5, 4)
-    noise = generator.draw_noise(5, int(counts.sum()), torch.Generator().manual_seed(1), "cpu")
+    generator, conditions, counts, event_index, noise = _generator_and_inputs()
     reference = generator(conditions, counts, event_index, noise=noise).detach()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         with torch.no_grad():

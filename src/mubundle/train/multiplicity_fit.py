@@ -105,8 +105,7 @@ def multiplicity_nll(model: MuonBundleModel, sample: CountSample) -> float:
         total = torch.zeros((), dtype=torch.float64, device=sample.counts.device)
         for start in range(0, len(sample), _VALIDATION_EVENTS_PER_PASS):
             stop = start + _VALIDATION_EVENTS_PER_PASS
-            features = model.transform.condition_features(sample.conditions[start:stop])
-            total -= model.multiplicity.log_prob(features, sample.counts[start:stop]).double().sum()
+            total -= model.count_log_prob(sample.conditions[start:stop], sample.counts[start:stop]).double().sum()
     finally:
         model.multiplicity.train(was_training)
     return float(total) / len(sample)

@@ -261,13 +261,12 @@ class WganStep:
     def _multiplicity_update(self, batch: RaggedBatch, result: StepResult) -> bool:
         model = self.model
         part = batch.to_torch(self.device)
-        if self.multiplicity_frozen:
-            with torch.no_grad():
-                loss = model.multiplicity.nll(model.transform.condition_features(part.conditions), part.counts)
+        self.optimizers["multiplicity"].zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(not self.multiplicity_frozen):
+            loss = model.multiplicity.nll(model.transform.condition_features(part.conditions), part.counts)
+        if self.multiplicity_frozen:  # early-stopped: reported, not trained
             result.losses["m_loss"] = loss.item()
             return True
-        self.optimizers["multiplicity"].zero_grad(set_to_none=True)
-        loss = model.multiplicity.nll(model.transform.condition_features(part.conditions), part.counts)
         loss.backward()
         ok = self._finish_update("multiplicity", model.multiplicity.parameters(), loss.detach().unsqueeze(0), ("m_loss",), result)
         result.losses["m_loss"] = loss.item()
