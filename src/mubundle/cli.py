@@ -80,6 +80,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-muons-per-step", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="fine-tune: start a fresh run from this model directory's transform, multiplicity "
+                        "model and generator, with a fresh critic")
+    p.add_argument("--critic-warmup-steps", type=int, metavar="K",
+                   help="the first K steps train the critic only (use with --init-from)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the networks")
     p.add_argument("--max-restarts", type=int, default=0,
                    help="supervise: run training in a child process, restart on crash up to K times")

@@ -17,14 +17,13 @@ from torch import Tensor, nn
 from mubundle import configio
 from mubundle.data.batch import RaggedBatch
 from mubundle.model.chunking import muon_budget_chunks
-from mubundle.model.config import ModelConfig
+from mubundle.model.config import METADATA_FILE, ModelConfig
 from mubundle.model.generator import BundleGenerator
 from mubundle.model.multiplicity import MultiplicityModel
 from mubundle.model.transforms import FeatureTransform
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
-METADATA_FILE = "model.json"
 # muons per generator call while sampling: bounds memory for events with N ~ 1e5. On CPU 16k
 # muons keep one call's (M, 64) activations in cache: 1.2-1.5x more events/s than 2^20
 # (benchmarks/generate_throughput.py, docs/model.md); on a GPU fewer, larger calls amortise

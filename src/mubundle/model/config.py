@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
+
+from mubundle import configio
+
+#: the file of a model directory holding its format version, ModelConfig and transform
+METADATA_FILE = "model.json"
 
 
 @dataclass
@@ -37,3 +45,29 @@ class ModelConfig:
     critic_score_scale: float = 100.0
     # Xavier-normal gain of every Linear layer
     init_gain: float = 0.5
+
+
+#: fields that shape only the critic, a training-only network a model directory does not hold
+CRITIC_FIELDS = ("critic_hidden", "critic_pooled_dim", "critic_set_layers", "critic_score_scale", "init_gain")
+
+
+def read_model_config(model_dir: "str | Path") -> ModelConfig:
+    """The :class:`ModelConfig` stored in ``model_dir/model.json`` (no torch import).
+
+    Raises ``ValueError`` naming the file when it cannot be read.
+    """
+    path = Path(model_dir) / METADATA_FILE
+    try:
+        return configio.from_dict(ModelConfig, json.loads(path.read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"cannot read the model config in {path}: {error}") from error
+
+
+def differing_model_fields(config: ModelConfig, exported: ModelConfig) -> dict[str, tuple[object, object]]:
+    """Fields of the exported parts (multiplicity model, generator) where ``config`` differs
+    from ``exported``: ``{field: (config value, exported value)}``."""
+    return {
+        f.name: (getattr(config, f.name), getattr(exported, f.name))
+        for f in dataclasses.fields(ModelConfig)
+        if f.name not in CRITIC_FIELDS and getattr(config, f.name) != getattr(exported, f.name)
+    }

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from mubundle.model.config import ModelConfig
+from mubundle.model.config import ModelConfig, differing_model_fields, read_model_config
 
 
 @dataclass
@@ -30,8 +31,16 @@ class TrainConfig:
     # exponential moving average of the generator weights, the weights a run exports
     # (docs/training.md); 0 = export the raw weights
     generator_ema_decay: float = 0.999
-    # multiplicity model has its own Adam optimiser (see docs/training.md)
+    # multiplicity model has its own Adam optimiser (see docs/training.md); 0 keeps it as it
+    # starts (e.g. the refitted multiplicity model of an ``init_from`` export)
     multiplicity_lr: float = 1e-3
+    # fine-tuning (docs/training.md): a fresh run starts from this model directory's feature
+    # transform, multiplicity model and generator (their sizes are taken from it) with a
+    # fresh critic; ignored when the run resumes from a checkpoint
+    init_from: str | None = None
+    # the first critic_warmup_steps steps update the critic only (generator and its average
+    # unchanged): lets a fresh critic learn before it steers an already trained generator
+    critic_warmup_steps: int = 0
     # with validation data (``mubundle train --validation``): the multiplicity model's mean
     # validation NLL every ``validate_every`` steps; its best weights are what the run exports,
     # and after ``multiplicity_patience`` evaluations without a better one the multiplicity
@@ -60,3 +69,16 @@ class TrainConfig:
     compile: bool = False
     tf32: bool = True
     bf16: bool = False
+
+
+def with_init_model_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, tuple[object, object]]]:
+    """``config`` with the multiplicity/generator sizes of its ``init_from`` model directory.
+
+    Returns ``(config, changes)``, ``changes = {field: (old, new)}``; the critic fields stay
+    as configured. Without ``init_from`` the config is returned unchanged.
+    """
+    if not config.init_from:
+        return config, {}
+    changes = differing_model_fields(config.model, read_model_config(config.init_from))
+    model = dataclasses.replace(config.model, **{name: new for name, (_, new) in changes.items()})
+    return dataclasses.replace(config, model=model), changes

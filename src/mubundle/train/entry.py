@@ -2,7 +2,8 @@
 
 Configuration precedence (lowest to highest): TrainConfig defaults, ``--config FILE``
 (fresh runs only), ``RUN/config.yaml`` (an existing run: its own config wins over
-``--config``), command-line flags. The resolved config is written back to
+``--config``), command-line flags; a fresh run with ``--init-from MODEL`` then takes the
+multiplicity/generator sizes of MODEL. The resolved config is written back to
 ``RUN/config.yaml``; every change a command line makes to an existing run's config is
 appended to ``RUN/config_history.jsonl`` and logged.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mubundle.configio import from_yaml, to_yaml
-from mubundle.train.config import TrainConfig
+from mubundle.train.config import TrainConfig, with_init_model_config
 from mubundle.train.supervisor import EXIT_DIVERGED, supervise
 
 logger = logging.getLogger("mubundle.train")
@@ -33,6 +34,8 @@ CLI_OVERRIDES = {
     "max_muons_per_step": "max_muons_per_step",
     "device": "device",
     "seed": "seed",
+    "init_from": "init_from",
+    "critic_warmup_steps": "critic_warmup_steps",
     "compile": "compile",
 }
 
@@ -63,6 +66,10 @@ def resolve_config(run_dir: Path, config_file: Path | None, overrides: dict[str,
     changes = {}
     if existing:
         changes = {k: [getattr(base, k), v] for k, v in overrides.items() if getattr(base, k) != v}
+    else:
+        config, adopted = with_init_model_config(config)
+        for name, (old, new) in adopted.items():
+            logger.info("--init-from %s: model.%s = %r (was %r)", config.init_from, name, new, old)
     return config, changes
 
 
@@ -88,12 +95,12 @@ def child_arguments(args: argparse.Namespace) -> list[str]:
         child += ["--validation", *[str(p) for p in args.validation]]
     if args.config is not None:
         child += ["--config", str(args.config)]
-    for flag in ("max_steps", "batch_size", "max_muons_per_step", "device", "seed"):
+    for flag in CLI_OVERRIDES:
         value = getattr(args, flag, None)
-        if value is not None:
+        if flag == "compile":
+            child += ["--compile"] if value else []
+        elif value is not None:
             child += [f"--{flag.replace('_', '-')}", str(value)]
-    if getattr(args, "compile", None):
-        child.append("--compile")
     return child
 
 

@@ -34,6 +34,7 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.data.reader import EventStream
 from mubundle.data.sources import read_events
 from mubundle.model.bundle import MuonBundleModel
+from mubundle.model.config import differing_model_fields
 from mubundle.model.critic import BundleCritic
 from mubundle.model.transforms import FeatureTransform
 from mubundle.train import distributed
@@ -122,6 +123,21 @@ def fit_transform(data_paths: Sequence[str | os.PathLike], n_events: int) -> Fea
         raise ValueError(f"no valid events found in {', '.join(map(str, data_paths))} to fit the feature transform")
     logger.info("fitted feature transform on %d events, %d muons", len(loaded.batch), loaded.batch.n_muons)
     return FeatureTransform.fit(loaded.batch)
+
+
+def load_initial_model(config: TrainConfig) -> MuonBundleModel:
+    """The model directory ``config.init_from`` a fine-tuning run starts from.
+
+    Raises ``ValueError`` when its multiplicity/generator sizes differ from ``config.model``
+    (``mubundle train --init-from`` takes them from the model; API callers use
+    :func:`mubundle.train.config.with_init_model_config`).
+    """
+    initial = MuonBundleModel.load(config.init_from)
+    differing = differing_model_fields(config.model, initial.config)
+    if differing:
+        listed = ", ".join(f"{name} {ours!r} (model: {theirs!r})" for name, (ours, theirs) in differing.items())
+        raise ValueError(f"init_from {config.init_from}: the model config differs in {listed}")
+    return initial
 
 
 def _build(
@@ -384,8 +400,12 @@ def _train(
         logger.info("validation: %d events for the multiplicity model's NLL", len(validation))
     resume_path = latest_checkpoint(run_dir)
     checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
+    initial: MuonBundleModel | None = None
     if checkpoint is not None:
         transform = FeatureTransform.from_dict(checkpoint["transform"])
+    elif config.init_from:
+        initial = load_initial_model(config)
+        transform = copy.deepcopy(initial.transform)
     else:
         transform = fit_transform(data_paths, config.transform_fit_events)
     parts = _build(data_paths, run_dir, config, transform, device, context)
@@ -395,6 +415,11 @@ def _train(
         logger.info("resumed from %s at step %d (epoch %d)", resume_path, progress.step, parts.stream.epoch)
         del checkpoint
     else:
+        if initial is not None:
+            parts.model.load_state_dict(initial.state_dict())
+            parts.step_fn.generator_ema.restart()  # the average starts at the loaded generator
+            logger.info("fine-tuning %s: transform, multiplicity model and generator loaded, fresh critic", config.init_from)
+            del initial
         _write_checkpoint(parts, progress, run_dir, is_best=False)  # the rollback target of the first steps
     resumed_from = progress.step
 
@@ -415,6 +440,7 @@ def _train(
             step = progress.step + 1
             _maybe_simulate_crash(step)
             parts.step_fn.set_learning_rates(parts.guard.state.lr_scale, adversarial_lr_factor(step, config))
+            parts.step_fn.update_generator = step > config.critic_warmup_steps
             with autocast_context(device, config):
                 result = parts.step_fn(batch, parts.rng)
             progress.step = step

@@ -18,7 +18,8 @@ generator update + one multiplicity-NLL update, on one batch of events:
   over its muons, and ||.|| the norm over all of the event's muon features (the only part
   of the critic's input that comes from the sample: conditions and N are shared by real
   and fake).
-- Generator loss L_G = -mean_e D(fake_e); multiplicity loss m_loss = mean NLL over ALL
+- Generator loss L_G = -mean_e D(fake_e) (during a critic warm-up, ``update_generator``
+  False, computed and reported but not applied); multiplicity loss m_loss = mean NLL over ALL
   events (N = 0 included), own Adam optimiser.
 - A critic batch above ``config.max_muons_per_step`` muons is split into micro-batches
   (whole events) whose losses are weighted by (events in micro-batch) / (events in the
@@ -102,6 +103,9 @@ class WganStep:
         # set by the loop's early stopping (train/multiplicity_fit.py): m_loss is still
         # computed and reported, but the multiplicity model is no longer updated
         self.multiplicity_frozen = False
+        # set by the loop: False during the critic warm-up (config.critic_warmup_steps), when
+        # g_loss is computed and reported but the generator and its average stay unchanged
+        self.update_generator = True
 
     # ------------------------------------------------------------------ public API
     def __call__(self, batch: RaggedBatch, rng: torch.Generator) -> StepResult:
@@ -193,6 +197,10 @@ class WganStep:
         choice = int(torch.randint(max(len(critic_batches), 1), (1,), generator=rng, device=rng.device))
         part = critic_batches[choice] if critic_batches else empty
         noise = self.model.generator.draw_noise(part.events.n_events, part.events.n_muons, rng, self.device)
+        if not self.update_generator:  # critic warm-up
+            with torch.no_grad():
+                result.losses["g_loss"] = self._generator_update(part.micro_batches, noise, part.events.n_events).item()
+            return True
         g_loss = self._generator_update(part.micro_batches, noise, part.events.n_events)
         ok = self._finish_update("generator", self.model.generator.parameters(), g_loss.unsqueeze(0), ("g_loss",), result)
         result.losses["g_loss"] = g_loss.item()
@@ -239,7 +247,8 @@ class WganStep:
         return totals
 
     def _generator_update(self, micro_batches: list[MicroBatch], noise, n_events: int) -> Tensor:
-        """Accumulate generator gradients of L_G = -mean D(fake); returns the loss (0-d)."""
+        """Accumulate generator gradients of L_G = -mean D(fake); returns the loss (0-d).
+        Under ``torch.no_grad()`` only the loss is computed."""
         generator, critic = self.model.generator, self.critic
         self.optimizers["generator"].zero_grad(set_to_none=True)
         critic.requires_grad_(False)  # no critic weight gradients needed here
@@ -251,7 +260,8 @@ class WganStep:
                         mb.cond_features, mb.counts, mb.event_index, noise=noise.select(*mb.events, *mb.muons)
                     )
                     loss_sum = -critic(mb.cond_features, mb.counts, fake, mb.event_index).float().sum()
-                (loss_sum / n_events).backward()
+                if loss_sum.requires_grad:
+                    (loss_sum / n_events).backward()
                 total += loss_sum.detach()
         finally:
             critic.requires_grad_(True)
