@@ -30,12 +30,16 @@ def test_cli_trains_then_resumes_the_same_run_with_a_larger_max_steps(tmp_path, 
     resolved = from_yaml(TrainConfig, run / "config.yaml")
     assert resolved.seed == 3 and resolved.max_steps == 2 and resolved.model.critic_hidden == 16
 
-    assert main(["train", "--data", str(data), "--run", str(run), "--max-steps", "4"]) == 0
+    assert main(["train", "--data", str(data), "--run", str(run), "--max-steps", "4", "--lr-decay-steps", "2",
+                 "--lr-decay-final", "0.5"]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 4
-    assert from_yaml(TrainConfig, run / "config.yaml").max_steps == 4
+    resumed = from_yaml(TrainConfig, run / "config.yaml")
+    assert (resumed.max_steps, resumed.lr_decay_steps, resumed.lr_decay_final) == (4, 2, 0.5)
     history = [json.loads(line) for line in (run / "config_history.jsonl").read_text().splitlines()]
-    assert history[-1]["changes"] == {"max_steps": [2, 4]}
+    assert history[-1]["changes"] == {"max_steps": [2, 4], "lr_decay_steps": [0, 2], "lr_decay_final": [0.1, 0.5]}
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[-1] == pytest.approx(0.5 * resolved.lr)
 
 
 def test_run_directory_config_wins_over_a_config_file_on_resume(tmp_path):

@@ -80,6 +80,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-muons-per-step", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--lr-decay-steps", type=int, metavar="K",
+                   help="generator/critic lr decays linearly over the last K steps (docs/training.md)")
+    p.add_argument("--lr-decay-final", type=float, metavar="F", help="lr factor reached at max-steps (default 0.1)")
     p.add_argument("--init-from", metavar="MODEL",
                    help="fine-tune: start a fresh run from this model directory's transform, multiplicity "
                         "model and generator, with a fresh critic")

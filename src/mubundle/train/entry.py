@@ -34,6 +34,8 @@ CLI_OVERRIDES = {
     "max_muons_per_step": "max_muons_per_step",
     "device": "device",
     "seed": "seed",
+    "lr_decay_steps": "lr_decay_steps",
+    "lr_decay_final": "lr_decay_final",
     "init_from": "init_from",
     "critic_warmup_steps": "critic_warmup_steps",
     "compile": "compile",
