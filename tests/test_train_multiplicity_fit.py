@@ -154,6 +154,35 @@ def test_refit_command_writes_the_model_and_report_and_quarantines_bad_rows(tmp_
     assert len(refit.sample(np.full(5, 1e5), 0.2, 1.0, 2.0, seed=0)) == 5
 
 
+def test_refit_with_other_sizes_builds_a_new_multiplicity_network_and_keeps_the_generator(tmp_path, capsys):
+    source = tiny_model(energy_dependent_events(300, seed=20))
+    source.save(tmp_path / "model")
+    write_shard(energy_dependent_events(300, seed=21), tmp_path / "train" / "part-00000.parquet", {})
+    write_shard(energy_dependent_events(100, seed=22), tmp_path / "val" / "part-00000.parquet", {})
+    common = ["--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"), "--validation",
+              str(tmp_path / "val"), "--max-epochs", "3", "--batch-size", "64"]
+    hidden = source.config.multiplicity_hidden + 8
+    assert main(["refit-multiplicity", *common, "--out", str(tmp_path / "wide"), "--multiplicity-hidden", str(hidden),
+                 "--multiplicity-layers", "1"]) == 0
+
+    refit = MuonBundleModel.load(tmp_path / "wide")
+    assert (refit.config.multiplicity_hidden, refit.config.multiplicity_layers) == (hidden, 1)
+    assert refit.multiplicity.head.weight.shape[1] == hidden
+    for name, value in refit.generator.state_dict().items():
+        torch.testing.assert_close(value, source.generator.state_dict()[name], rtol=0, atol=0)
+    assert refit.transform.to_dict() == source.transform.to_dict()
+    report = json.loads((tmp_path / "wide" / "multiplicity_fit.json").read_text())
+    assert report["multiplicity_sizes"]["multiplicity_hidden"] == hidden
+    # "before" is the source model's NLL: the same as a refit of unchanged sizes reports
+    assert main(["refit-multiplicity", *common, "--out", str(tmp_path / "same")]) == 0
+    same = json.loads((tmp_path / "same" / "multiplicity_fit.json").read_text())
+    assert report["before"] == same["before"]
+    capsys.readouterr()
+    assert main(["refit-multiplicity", *common, "--out", str(tmp_path / "x"), "--multiplicity-layers", "1",
+                 "--keep-weights"]) == 2
+    assert "drop --keep-weights" in capsys.readouterr().err
+
+
 def test_refit_without_valid_validation_events_is_a_clear_error(tmp_path, capsys):
     tiny_model(energy_dependent_events(100, seed=13)).save(tmp_path / "model")
     write_shard(energy_dependent_events(100, seed=14), tmp_path / "train" / "part-00000.parquet", {})

@@ -117,6 +117,9 @@ def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation NLL (default 50)")
     p.add_argument("--keep-weights", action="store_true",
                    help="continue from the model's multiplicity weights instead of a fresh seeded start")
+    for field, what in (("hidden", "hidden width"), ("layers", "hidden layers"), ("components", "mixture components")):
+        p.add_argument(f"--multiplicity-{field}", type=int, dest=f"multiplicity_{field}",
+                       help=f"refit a multiplicity network with this many {what} (default: the model's)")
     p.set_defaults(run=_run_refit_multiplicity)
 
 

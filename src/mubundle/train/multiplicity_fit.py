@@ -19,6 +19,8 @@ NLL values are mean negative log-likelihoods in nats per event.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import math
 import os
@@ -255,16 +257,37 @@ def fit_multiplicity(
 REPORT_NAME = "multiplicity_fit.json"
 
 
+#: ModelConfig fields of the multiplicity network that ``refit-multiplicity`` can change
+MULTIPLICITY_SIZE_FIELDS = ("multiplicity_hidden", "multiplicity_layers", "multiplicity_components")
+
+
+def with_multiplicity_sizes(model: MuonBundleModel, sizes: dict[str, int]) -> MuonBundleModel:
+    """``model`` itself when ``sizes`` changes nothing, else a new model with those
+    multiplicity sizes (untrained multiplicity network) and ``model``'s transform and generator."""
+    unknown = set(sizes) - set(MULTIPLICITY_SIZE_FIELDS)
+    if unknown:
+        raise ValueError(f"not multiplicity size fields: {sorted(unknown)}")
+    config = dataclasses.replace(model.config, **sizes)
+    if config == model.config:
+        return model
+    resized = MuonBundleModel(config, copy.deepcopy(model.transform))
+    resized.generator.load_state_dict(model.generator.state_dict())
+    return resized.to(model.device)
+
+
 def refit_multiplicity(
     model_dir: str | os.PathLike | None,
     train_paths: Sequence[str | os.PathLike],
     validation_paths: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     config: MultiplicityFitConfig,
+    sizes: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """``mubundle refit-multiplicity``: the model in ``model_dir`` (None: the shipped one) with
     its multiplicity part refitted (:func:`fit_multiplicity`), saved to ``out_dir`` with the
     report ``multiplicity_fit.json``; the generator and the feature transform are unchanged.
+    ``sizes``: new values of the ``ModelConfig`` fields in :data:`MULTIPLICITY_SIZE_FIELDS`
+    (a multiplicity network of another size, fitted from fresh weights).
     Rejected rows go to ``out_dir/quarantine/{training,validation}.parquet``. CPU.
     """
     import json
@@ -273,15 +296,19 @@ def refit_multiplicity(
     from mubundle.generate.api import load_model
 
     out_dir = Path(out_dir)
-    model = load_model(None if model_dir is None else str(model_dir), device="cpu")
+    source = load_model(None if model_dir is None else str(model_dir), device="cpu")
+    model = with_multiplicity_sizes(source, sizes or {})  # ``source`` itself when the sizes stay
+    if model is not source and not config.reinitialise:
+        raise ValueError("a multiplicity network of another size starts from fresh weights: drop --keep-weights")
     train, train_report = load_count_sample(train_paths, "training", "cpu", out_dir / "quarantine" / "training.parquet")
     validation, validation_report = load_count_sample(
         validation_paths, "validation", "cpu", out_dir / "quarantine" / "validation.parquet"
     )
-    before = {"train_nll": multiplicity_nll(model, train), "validation_nll": multiplicity_nll(model, validation)}
+    before = {"train_nll": multiplicity_nll(source, train), "validation_nll": multiplicity_nll(source, validation)}
     report = fit_multiplicity(model, train, validation, config)
     report.update(
         source_model=str(model_dir) if model_dir is not None else "shipped default",
+        multiplicity_sizes={name: getattr(model.config, name) for name in MULTIPLICITY_SIZE_FIELDS},
         before=before, training_data=train_report, validation_data=validation_report,
     )
     model.save(out_dir)
@@ -298,7 +325,8 @@ def refit_from_args(args: "argparse.Namespace") -> int:
         **{name: value for name, value in given.items() if value is not None}, reinitialise=not args.keep_weights
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    report = refit_multiplicity(args.model, args.data, args.validation, args.out, config)
+    sizes = {name: getattr(args, name) for name in MULTIPLICITY_SIZE_FIELDS if getattr(args, name, None) is not None}
+    report = refit_multiplicity(args.model, args.data, args.validation, args.out, config, sizes)
     keys = ("best_epoch", "best_validation_nll", "final_train_nll", "epochs_run", "stopped_early", "skipped_steps", "before")
     print(json.dumps({key: report[key] for key in keys} | {"out": str(args.out)}))
     return 0
