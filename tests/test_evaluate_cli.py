@@ -67,3 +67,33 @@ def test_evaluate_without_readable_reference_events_is_a_clear_error(model_dir, 
                  "--out", str(tmp_path / "out")])
     assert code == 2
     assert "no reference events" in capsys.readouterr().err
+
+
+def test_evaluate_with_several_seeds_reports_every_ratio_per_seed_and_the_mean(model_dir, tmp_path):
+    data = tmp_path / "data"
+    write_shard(reference_batch(400, seed=2), data / "a.parquet", {})
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(model_dir), "--reference", str(data), "--out", str(out),
+                 "--seed", "3", "--seeds", "3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    spread = metrics["seed_spread"]
+    assert spread["seeds"] == [3, 4, 5]
+    for name, entry in metrics["overall"].items():
+        assert spread["ratios"][name][0] == entry["ratio"], name  # seed 3 is the main table
+        if entry["ratio"] is not None:
+            assert spread["mean_ratio"][name] == pytest.approx(np.mean(spread["ratios"][name]))
+    # other seeds give other samples: some ratio differs
+    assert any(len(set(values)) > 1 for values in spread["ratios"].values())
+    worst = max((v, k) for k, v in spread["mean_ratio"].items() if k != "classifier.auc")
+    assert (metrics["summary"]["max_mean_ratio_over_seeds"], metrics["summary"]["max_mean_ratio_metric"]) == worst
+    assert "Spread over generation seeds" in (out / "report.html").read_text()
+
+    # one seed (the default): no spread section
+    assert main(["evaluate", "--model", str(model_dir), "--reference", str(data), "--out", str(tmp_path / "one")]) == 0
+    assert "seed_spread" not in json.loads((tmp_path / "one" / "metrics.json").read_text())
+
+
+def test_evaluate_rejects_zero_seeds(model_dir, tmp_path, capsys):
+    assert main(["evaluate", "--model", str(model_dir), "--reference", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--seeds", "0"]) == 2
+    assert "--seeds must be >= 1" in capsys.readouterr().err

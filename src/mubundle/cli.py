@@ -151,6 +151,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", nargs="+", required=True, help="reference data: files, globs, directories")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, metavar="K",
+                   help="also generate with seeds seed+1 .. seed+K-1: every ratio per seed and its mean")
     p.add_argument("--max-events", type=int, default=None, help="use at most this many reference events")
     p.set_defaults(run=_run_evaluate)
 
@@ -158,7 +160,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from mubundle.evaluate.report import evaluate_model
 
-    evaluate_model(args.model, args.reference, args.out, seed=args.seed, max_events=args.max_events)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    evaluate_model(args.model, args.reference, args.out, seed=args.seed, max_events=args.max_events, seeds=args.seeds)
     return 0
 
 

@@ -106,6 +106,29 @@ separating the two reference halves.</p>
 """
 
 
+def _seed_section(metrics: dict[str, Any]) -> str:
+    spread = metrics.get("seed_spread")
+    if spread is None:
+        return ""
+    max_ratio = metrics["summary"]["target_max_ratio"]
+    seeds = spread["seeds"]
+    rows = []
+    for name, values in spread["ratios"].items():
+        mean = spread["mean_ratio"].get(name)
+        css = "na" if mean is None else ("ok" if name == "classifier.auc" or mean <= max_ratio else "bad")
+        cells = "".join(f"<td>{_number(v, 3)}</td>" for v in values)
+        rows.append(f"<tr class='{css}'><td class='name'>{html.escape(name)}</td>{cells}"
+                    f"<td><b>{_number(mean, 3)}</b></td><td>{_number(spread['max_ratio'].get(name), 3)}</td></tr>")
+    header = "".join(f"<th>seed {s}</th>" for s in seeds)
+    return (
+        "<h2>Spread over generation seeds</h2><p>The same comparison for samples generated with "
+        f"{len(seeds)} seeds (the tables above are seed {seeds[0]}). Reference, half splits and floors "
+        "are the same for every seed, so the spread of a ratio is the generated sample's own "
+        "noise; compare models by the mean.</p>"
+        f"<table><tr><th>metric</th>{header}<th>mean</th><th>max</th></tr>{''.join(rows)}</table>"
+    )
+
+
 def _bins_section(metrics: dict[str, Any]) -> str:
     max_ratio = metrics["summary"]["target_max_ratio"]
     parts = ["<h2>Ratios in bins of the primary's conditions</h2>",
@@ -254,6 +277,9 @@ def _summary_box(metrics: dict[str, Any]) -> str:
         f"{summary['target_max_auc']}): {verdict}.</b><br>Worst ratio: {_number(summary['max_ratio'], 3)} "
         f"({summary['max_ratio_metric']}); classifier AUC: {_number(summary['classifier_auc'], 3)}; "
         f"metrics above target: {html.escape(above)}."
+        + (f"<br>Mean over {len(metrics['seed_spread']['seeds'])} generation seeds: worst mean ratio "
+           f"{_number(summary['max_mean_ratio_over_seeds'], 3)} ({summary['max_mean_ratio_metric']})."
+           if "seed_spread" in metrics else "")
         + (f"<br>Multiplicity calibration (information, not a target): PIT KS ratio "
            f"{_number(summary['calibration_ks_ratio'], 3)}." if "calibration_ks_ratio" in summary else "")
         + "</div>"
@@ -269,7 +295,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         f"<style>{_STYLE}</style></head><body>"
         f"<h1>Muon-bundle model evaluation</h1>{_info_section(metrics)}{_summary_box(metrics)}"
         f"{_quantities_table(metrics)}<h2>How to read this report</h2>{explanation}"
-        f"<h2>Overall comparison</h2>{_overall_table(metrics)}{_classifier_section(metrics)}"
+        f"<h2>Overall comparison</h2>{_overall_table(metrics)}{_classifier_section(metrics)}{_seed_section(metrics)}"
         f"{_bins_section(metrics)}{_calibration_section(metrics)}{_figures_section(metrics)}"
         f"<p><small>All numbers are in metrics.json.</small></p></body></html>"
     )

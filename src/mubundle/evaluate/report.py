@@ -46,6 +46,34 @@ def summarise(overall: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def seed_spread(overall_by_seed: dict[int, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Every metric's ratio for each generation seed, their mean and maximum.
+
+    ``overall_by_seed``: seed -> :func:`~mubundle.evaluate.metrics.compare` result of a sample
+    generated with that seed against the same reference (same half splits). The reference,
+    and so the floor, is the same for every seed; the spread is the generated sample's
+    noise. ``max_mean_ratio``: the largest of the per-metric mean ratios (distances only).
+    """
+    seeds = list(overall_by_seed)
+    names = list(overall_by_seed[seeds[0]])
+    ratios = {name: [overall_by_seed[s][name]["ratio"] for s in seeds] for name in names}
+    available = {name: values for name, values in ratios.items() if all(v is not None for v in values)}
+    mean_ratio = {name: float(np.mean(values)) for name, values in available.items()}
+    max_ratio = {name: float(np.max(values)) for name, values in available.items()}
+    distance_means = {name: value for name, value in mean_ratio.items() if name != "classifier.auc"}
+    auc = [overall_by_seed[s].get("classifier.auc", {}).get("model") for s in seeds]
+    worst = max(distance_means, key=distance_means.get) if distance_means else None
+    return {
+        "seeds": seeds,
+        "ratios": ratios,
+        "mean_ratio": mean_ratio,
+        "max_ratio": max_ratio,
+        "classifier_auc": auc,
+        "max_mean_ratio": distance_means[worst] if worst else None,
+        "max_mean_ratio_metric": worst,
+    }
+
+
 def compare_in_bins(
     reference: RaggedBatch, candidate: RaggedBatch, seed: int = 0, n_splits: int = 4
 ) -> dict[str, list[dict[str, Any]]]:
@@ -73,13 +101,16 @@ def compare_in_bins(
 def evaluate_samples(
     reference: RaggedBatch, candidate: RaggedBatch, out_dir: str | os.PathLike, seed: int = 0,
     info: dict[str, Any] | None = None, plots: bool = True, calibration: dict[str, Any] | None = None,
+    other_candidates: dict[int, RaggedBatch] | None = None,
 ) -> dict[str, Any]:
     """Compare two samples and write ``metrics.json``, the PNGs and ``report.html`` to ``out_dir``.
 
     Usable without a model (e.g. simulation vs simulation). ``calibration``: the model's
     multiplicity calibration (:func:`~mubundle.evaluate.calibration.multiplicity_calibration`),
     stored under ``metrics["calibration"]`` with its plot; its KS ratio is reported in the
-    summary as information, not as a target. Returns the metrics dict.
+    summary as information, not as a target. ``other_candidates``: generation seed -> sample
+    generated with that seed (``candidate`` being the one of ``seed``); their overall ratios
+    go to ``metrics["seed_spread"]`` (:func:`seed_spread`). Returns the metrics dict.
     """
     from mubundle.evaluate.html import write_report
     from mubundle.evaluate.plots import bin_ratio_plot, calibration_plot, distribution_plots
@@ -97,6 +128,13 @@ def evaluate_samples(
             if figure is not None:
                 figures.append(figure)
     summary = summarise(overall)
+    spread = None
+    if other_candidates:
+        by_seed = {seed: overall}
+        by_seed.update({s: compare(reference, c, seed=seed, classifier=True) for s, c in other_candidates.items()})
+        spread = seed_spread(by_seed)
+        summary["max_mean_ratio_over_seeds"] = spread["max_mean_ratio"]
+        summary["max_mean_ratio_metric"] = spread["max_mean_ratio_metric"]
     if calibration is not None:
         summary["calibration_ks_ratio"] = calibration["overall"]["ks"]["ratio"]
         figure = calibration_plot(calibration, out_dir) if plots else None
@@ -115,6 +153,8 @@ def evaluate_samples(
         "definitions": {name: vars(info_) for name, info_ in METRICS.items()},
         "figures": [vars(figure) for figure in figures],
     }
+    if spread is not None:
+        metrics["seed_spread"] = spread
     if calibration is not None:
         metrics["calibration"] = calibration
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False))
@@ -129,11 +169,16 @@ def evaluate_model(
     seed: int = 0,
     max_events: int | None = None,
     device: str = "cpu",
+    seeds: int = 1,
 ) -> dict[str, Any]:
     """Read the reference events (any layout), generate one event per reference primary with
     the model at ``model_path`` (None = shipped default), compare, check the calibration of
     the model's P(N | conditions) on the reference multiplicities (randomised PIT, see
     :mod:`mubundle.evaluate.calibration`) and write the report.
+
+    ``seeds`` > 1 also generates with seeds ``seed + 1 .. seed + seeds - 1`` and reports every
+    metric's ratio per seed and its mean (``metrics["seed_spread"]``): one generated sample
+    moves a ratio by tens of percent, so model choices should rest on the mean.
 
     Rejected reference rows and unreadable files are counted in ``metrics["info"]`` and the
     report; raises ``ValueError`` when no reference event could be read.
@@ -152,6 +197,7 @@ def evaluate_model(
     started = time.perf_counter()
     c = reference.conditions
     candidate = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=seed)
+    other_candidates = {s: model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=s) for s in range(seed + 1, seed + seeds)}
     generation_seconds = time.perf_counter() - started
     info = {
         "model": str(model_path) if model_path is not None else "pretrained default",
@@ -165,6 +211,8 @@ def evaluate_model(
     info["calibration_seconds"] = round(time.perf_counter() - started, 2)
     if calibration["n_nonfinite"]:
         print(f"warning: {calibration['warning']}", file=sys.stderr)
-    metrics = evaluate_samples(reference, candidate, out_dir, seed=seed, info=info, calibration=calibration)
+    metrics = evaluate_samples(
+        reference, candidate, out_dir, seed=seed, info=info, calibration=calibration, other_candidates=other_candidates
+    )
     print(f"evaluation report: {Path(out_dir) / 'report.html'} (metrics: {Path(out_dir) / 'metrics.json'})")
     return metrics
