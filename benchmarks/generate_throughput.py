@@ -56,6 +56,21 @@ def benchmark_primaries(n_events: int, seed: int) -> np.ndarray:
     return np.stack([energy, zenith, mass, depth], axis=1)
 
 
+def reference_events(data: "list[str] | None", sim_events: int):
+    """(RaggedBatch, rejected rows, failed files) of the reference for the accuracy benchmarks:
+    the events in ``data`` (files, globs, directories) or, without data, ``sim_events`` events
+    simulated with ``mubundle simulate`` physics at :func:`benchmark_primaries` (seed 7)."""
+    if data:
+        from mubundle.data.sources import read_events
+
+        loaded = read_events(data)
+        return loaded.batch, loaded.rejected, loaded.failed_files
+    from mubundle.sim.run import simulate_primaries
+
+    primaries = benchmark_primaries(sim_events, seed=7)
+    return simulate_primaries(*primaries.T, seed=7), {}, []
+
+
 def load_benchmark_model():
     """(model, description): the shipped model if installed, else an untrained default-size one."""
     from mubundle.generate.api import has_default_model, load_model

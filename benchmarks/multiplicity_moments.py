@@ -32,7 +32,6 @@ import time
 import numpy as np
 import torch
 
-from mubundle.data.sources import read_events
 from mubundle.evaluate.binning import VARIABLES, bins_for
 from mubundle.generate.api import load_model
 
@@ -81,17 +80,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
-    if args.data:
-        loaded = read_events(args.data)
-        reference, rejected, failed = loaded.batch, loaded.rejected, loaded.failed_files
-    else:
-        from generate_throughput import benchmark_primaries  # benchmarks/ is sys.path[0]
+    from generate_throughput import reference_events  # benchmarks/ is sys.path[0]
 
-        from mubundle.sim.run import simulate_primaries
-
-        primaries = benchmark_primaries(args.sim_events, seed=7)
-        reference = simulate_primaries(*primaries.T, seed=7)
-        rejected, failed = {}, []
+    reference, rejected, failed = reference_events(args.data, args.sim_events)
     model = load_model(args.model)
     with torch.no_grad():
         features = model.transform.condition_features(
