@@ -56,6 +56,15 @@ def benchmark_primaries(n_events: int, seed: int) -> np.ndarray:
     return np.stack([energy, zenith, mass, depth], axis=1)
 
 
+def add_reference_arguments(parser) -> None:
+    """The options of the accuracy benchmarks (generator_bias, multiplicity_moments) that
+    :func:`reference_events` and the model loading read: --data, --sim-events, --model, --threads."""
+    parser.add_argument("--data", nargs="+", default=None, help="reference events (files, globs, directories)")
+    parser.add_argument("--sim-events", type=int, default=400, help="without --data: simulate this many events")
+    parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    parser.add_argument("--threads", type=int, default=2)
+
+
 def reference_events(data: "list[str] | None", sim_events: int):
     """(RaggedBatch, rejected rows, failed files) of the reference for the accuracy benchmarks:
     the events in ``data`` (files, globs, directories) or, without data, ``sim_events`` events

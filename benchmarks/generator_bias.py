@@ -63,18 +63,14 @@ def bin_entry(label: str, mask: np.ndarray, reference: np.ndarray, generated: np
 
 
 def main() -> None:
+    from generate_throughput import add_reference_arguments, reference_events  # benchmarks/ is sys.path[0]
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=None, help="reference events (files, globs, directories)")
-    parser.add_argument("--sim-events", type=int, default=400, help="without --data: simulate this many events")
-    parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    add_reference_arguments(parser)
     parser.add_argument("--seeds", type=int, default=4, help="generation seeds per reference event")
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-
-    from generate_throughput import reference_events  # benchmarks/ is sys.path[0]
-
     reference, rejected, failed = reference_events(args.data, args.sim_events)
     model = load_model(args.model)
     conditions = torch.from_numpy(np.ascontiguousarray(reference.conditions, dtype=np.float32))

@@ -197,8 +197,8 @@ def evaluate_model(
     started = time.perf_counter()
     c = reference.conditions
     candidate = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=seed)
-    other_candidates = {s: model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=s) for s in range(seed + 1, seed + seeds)}
     generation_seconds = time.perf_counter() - started
+    other_candidates = {s: model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=s) for s in range(seed + 1, seed + seeds)}
     info = {
         "model": str(model_path) if model_path is not None else "pretrained default",
         "reference": [str(p) for p in ([reference_paths] if isinstance(reference_paths, (str, os.PathLike)) else reference_paths)],
