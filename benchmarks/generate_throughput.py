@@ -16,6 +16,8 @@
    shower there, so per event = per shower), capped at ``--sim-seconds``; ``speedup`` =
    simulator seconds per event / generator seconds per event (target >= 10 000).
 
+The process runs with the host-allocator tuning the ``mubundle`` command applies
+(:mod:`mubundle.host_allocator`); ``--default-allocator`` measures glibc's defaults instead.
 Times are the best of ``--repeats`` runs (the machine is shared; a loaded machine can make
 single runs several times slower). Run: ``python benchmarks/generate_throughput.py``
 (< 3 minutes on 2 cores).
@@ -212,7 +214,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sim-events", type=int, default=24)
     parser.add_argument("--sim-seconds", type=float, default=60.0)
     parser.add_argument("--device", default="cpu", help="cpu | cuda (the simulator always runs on the CPU)")
+    parser.add_argument("--default-allocator", action="store_true", help="skip the host-allocator tuning of the CLI")
     args = parser.parse_args(argv)
+    from mubundle.host_allocator import tune_host_allocator
+
+    allocator = "glibc defaults (--default-allocator)" if args.default_allocator else tune_host_allocator()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     primaries = benchmark_primaries(args.events, seed=0)
@@ -230,7 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
                     "threads": torch.get_num_threads(), "device": str(device),
                     "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load_average": os.getloadavg()},
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "host_allocator": allocator,
+                    "load_average": os.getloadavg()},
         "model": model_description,
         "generation": {
             "events": args.events, "muons": n_muons, "muons_per_event": n_muons / args.events,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from mubundle import __version__
+from mubundle.host_allocator import tune_host_allocator
 
 
 # --------------------------------------------------------------------------- data
@@ -207,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # than 1 thread on a shared 2-core machine (docs/model.md, Speed); passive waiting does not.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
+    # keep freed activation buffers for reuse: 20-30 % faster CPU sampling (host_allocator.py)
+    tune_host_allocator()
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from mubundle import configio
 from mubundle.data.batch import RaggedBatch
 from mubundle.model.chunking import muon_budget_chunks
 from mubundle.model.config import METADATA_FILE, ModelConfig
-from mubundle.model.generator import BundleGenerator
+from mubundle.model.generator import BundleGenerator, GeneratorNoise
 from mubundle.model.multiplicity import MultiplicityModel
 from mubundle.model.transforms import FeatureTransform
 
@@ -85,7 +85,14 @@ class MuonBundleModel(nn.Module):
 
     @torch.no_grad()
     def sample_muons(self, conditions: Tensor, counts: Tensor, generator: torch.Generator) -> Tensor:
-        """Muons for given multiplicities: conditions (B, 4) physical, counts (B,) -> (M, 3) [GeV, m, m]."""
+        """Muons for given multiplicities: conditions (B, 4) physical, counts (B,) -> (M, 3) [GeV, m, m].
+
+        Events without muons (~40 % at the ``mubundle simulate`` defaults) skip the generator:
+        each call's noise is drawn for all its events, as if they took part, and only the rows
+        of events with muons are used, so the result is that of running every event (no muon
+        depends on another event) with the same random numbers, up to float32 rounding (bitwise
+        for the shipped model on the development CPU), at ~10 % less time.
+        """
         conditions = conditions.to(self.device, torch.float32)
         counts = counts.to(self.device, torch.int64)
         counts_host = counts.cpu().numpy()
@@ -94,14 +101,19 @@ class MuonBundleModel(nn.Module):
         cpu = self.device.type == "cpu"
         budget = _MUONS_PER_GENERATOR_CALL_CPU if cpu else _MUONS_PER_GENERATOR_CALL_ACCELERATOR
         for event_start, event_stop in muon_budget_chunks(counts_host, budget):
-            part_counts = counts[event_start:event_stop]
             n_muons = int(offsets[event_stop] - offsets[event_start])
-            part_conditions = conditions[event_start:event_stop]
+            noise = self.generator.draw_noise(event_stop - event_start, n_muons, generator, self.device)
+            if n_muons == 0:
+                continue
+            with_muons = torch.from_numpy(np.flatnonzero(counts_host[event_start:event_stop])).to(self.device)
+            part_counts = counts[event_start:event_stop].index_select(0, with_muons)
+            part_conditions = conditions[event_start:event_stop].index_select(0, with_muons)
             event_index = torch.repeat_interleave(
                 torch.arange(part_counts.shape[0], device=self.device), part_counts, output_size=n_muons
             )
+            noise = GeneratorNoise(noise.global_noise.index_select(0, with_muons), noise.muon_noise)
             features = self.generator(
-                self.transform.condition_features(part_conditions), part_counts, event_index, generator
+                self.transform.condition_features(part_conditions), part_counts, event_index, noise=noise
             )
             pieces.append(self.transform.muons_from_features(features, part_conditions.index_select(0, event_index)))
         if not pieces:
