@@ -30,10 +30,9 @@ def model(batch: RaggedBatch) -> MuonBundleModel:
 def test_transform_maps_muons_to_features_and_back_to_the_same_physical_values(batch):
     transform = FeatureTransform.fit(batch)
     tb = batch.to_torch()
-    muon_conditions = tb.conditions[tb.event_index]
-    features = transform.muon_features(tb.flat_muons, muon_conditions)
+    features = transform.muon_features(tb.flat_muons)
     assert features.shape == (batch.n_muons, 3) and features.dtype == torch.float32
-    back = transform.muons_from_features(features, muon_conditions)
+    back = transform.muons_from_features(features)
     np.testing.assert_allclose(back.numpy(), batch.flat_muons, rtol=1e-4, atol=1e-4)
 
 
@@ -44,14 +43,14 @@ def test_transform_standardises_the_fitted_features(batch):
     assert cond.shape == (len(batch), 4)
     np.testing.assert_allclose(cond.mean(0).numpy(), 0.0, atol=1e-4)
     np.testing.assert_allclose(cond.std(0, unbiased=False).numpy(), 1.0, atol=1e-3)
-    muons = transform.muon_features(tb.flat_muons, tb.conditions[tb.event_index])
+    muons = transform.muon_features(tb.flat_muons)
     assert abs(float(muons[:, 0].mean())) < 1e-3 and abs(float(muons[:, 0].std(unbiased=False)) - 1) < 1e-3
     assert abs(float(muons[:, 1:].square().mean()) - 1.0) < 1e-3
 
 
 def test_generated_features_always_map_to_positive_energies(model):
     wild = torch.tensor([[-40.0, 3.0, -3.0], [5.0, -2.0, 0.0]])
-    muons = model.transform.muons_from_features(wild, torch.ones(2, 4))
+    muons = model.transform.muons_from_features(wild)
     assert (muons[:, 0] > 0).all()
 
 

@@ -222,10 +222,7 @@ def test_the_critic_updates_of_a_step_see_every_real_muon_exactly_once(batch, mo
     assert step(batch, _rng()).applied
     assert len(seen) == 3 and all(len(part) > 0 for part in seen)
     set_batch = non_empty_events(batch)
-    expected = step.model.transform.muon_features(
-        torch.as_tensor(set_batch.flat_muons),
-        torch.as_tensor(set_batch.conditions).repeat_interleave(torch.as_tensor(set_batch.counts), dim=0),
-    )
+    expected = step.model.transform.muon_features(torch.as_tensor(set_batch.flat_muons))
     torch.testing.assert_close(torch.cat(seen), expected.float())
 
 

@@ -115,7 +115,7 @@ class MuonBundleModel(nn.Module):
             features = self.generator(
                 self.transform.condition_features(part_conditions), part_counts, event_index, noise=noise
             )
-            pieces.append(self.transform.muons_from_features(features, part_conditions.index_select(0, event_index)))
+            pieces.append(self.transform.muons_from_features(features))
         if not pieces:
             return torch.zeros(0, 3, device=self.device)
         return torch.cat(pieces)

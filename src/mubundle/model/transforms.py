@@ -144,18 +144,14 @@ class FeatureTransform(nn.Module):
         )
         return (raw - self.condition_mean) / self.condition_std
 
-    def muon_features(self, flat_muons: Tensor, muon_conditions: Tensor) -> Tensor:
-        """(M, 3) physical [E GeV, x m, y m] (+ (M, 4) conditions of each muon's event) -> (M, 3).
-
-        ``muon_conditions`` is part of the signature so condition-dependent scalings can be
-        added without changing callers; the current transform does not use it.
-        """
+    def muon_features(self, flat_muons: Tensor) -> Tensor:
+        """(M, 3) physical [E GeV, x m, y m] -> (M, 3) standardised features."""
         flat_muons = flat_muons.to(torch.float32)
         log_energy = (torch.log10(flat_muons[:, :1]) - self.log_energy_mean) / self.log_energy_std
         position = torch.asinh(flat_muons[:, 1:3] / self.core_radius_m) / self.position_scale
         return torch.cat((log_energy, position), dim=1)
 
-    def muons_from_features(self, features: Tensor, muon_conditions: Tensor) -> Tensor:
+    def muons_from_features(self, features: Tensor) -> Tensor:
         """Inverse of :meth:`muon_features`: (M, 3) features -> (M, 3) physical [GeV, m, m]."""
         features = features.to(torch.float32)
         energy = torch.pow(10.0, features[:, :1] * self.log_energy_std + self.log_energy_mean)

@@ -58,13 +58,12 @@ def prepare_micro_batches(
     for start, stop in muon_budget_chunks(batch.counts, max_muons):
         muon_start, muon_stop = int(offsets[start]), int(offsets[stop])
         part = batch.slice(start, stop).to_torch(device)
-        event_index = part.event_index
         micro_batches.append(
             MicroBatch(
                 cond_features=transform.condition_features(part.conditions),
                 counts=part.counts,
-                event_index=event_index,
-                real_features=transform.muon_features(part.flat_muons, part.conditions.index_select(0, event_index)),
+                event_index=part.event_index,
+                real_features=transform.muon_features(part.flat_muons),
                 events=(start, stop),
                 muons=(muon_start, muon_stop),
             )
