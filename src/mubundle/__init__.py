@@ -6,6 +6,7 @@ plane perpendicular to the shower axis) as a correlated bundle.
 """
 
 from mubundle.data.batch import RaggedBatch
+from mubundle.host_allocator import tune_host_allocator
 
 __version__ = "0.1.0"
 
@@ -21,4 +22,4 @@ def load(path=None, device="cpu"):
     return load_model(path, device=device)
 
 
-__all__ = ["RaggedBatch", "load", "__version__"]
+__all__ = ["RaggedBatch", "load", "tune_host_allocator", "__version__"]
