@@ -1,7 +1,7 @@
 """benchmarks/multiplicity_moments.py: exact mixture moments against a reference's sample moments.
 
 A reference sampled from the model itself must agree within its statistics (small pulls);
-the same events with every N doubled must not.
+the same events with every N doubled must not. Errors come from whole showers, paired.
 """
 
 from __future__ import annotations
@@ -67,19 +67,42 @@ def test_doubled_multiplicities_are_far_outside_the_statistics(model_and_own_sam
     assert overall["mean_pull"] < -8 and overall["variance_pull"] < -8
 
 
-def test_the_model_variance_adds_the_spread_of_the_event_means():
-    """Law of total variance: Poisson events with means 1 and 100 in equal numbers have
-    variance <mu> + var(mu) = 50.5 + 2450.25 across events."""
+def load_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("multiplicity_moments", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_errors_come_from_whole_showers_and_from_the_paired_difference():
+    """Three depths of one shower with the same N are one piece of information, not three;
+    and the spread of which primaries are in the sample is not an error of the model."""
+    module = load_module()
+    rng = np.random.default_rng(1)
+    shower_mean = rng.choice([1.0, 30.0], 3000)  # two kinds of primaries, very different N
+    mean = np.repeat(shower_mean, 3)
+    counts = np.repeat(rng.poisson(shower_mean), 3).astype(np.float64)  # the depths share N
+    showers = np.repeat(np.arange(3000), 3)
+    args = dict(counts=counts, mean=mean, variance=mean, p_zero=np.exp(-mean))
+    by_shower = module.bin_entry("all", **args, resample_weights=module.shower_resample_weights(showers, 300, rng))
+    by_event = module.bin_entry("all", **args, resample_weights=module.shower_resample_weights(np.arange(9000), 300, rng))
+    assert by_shower["mean_rel_se"] == pytest.approx(np.sqrt(3) * by_event["mean_rel_se"], rel=0.2)
+    # paired: only the Poisson noise given the primaries, sqrt(<mu> / 3000) / <mu>
+    assert by_shower["mean_rel_se"] == pytest.approx(np.sqrt(15.5 / 3000) / 15.5, rel=0.2)
+    assert abs(by_shower["mean_pull"]) < 4
+
+
+def test_the_model_variance_adds_the_spread_of_the_event_means():
+    """Law of total variance: Poisson events with means 1 and 100 in equal numbers have
+    variance <mu> + var(mu) = 50.5 + 2450.25 across events."""
+    module = load_module()
     rng = np.random.default_rng(0)
     mean = np.repeat([1.0, 100.0], 20_000)
     counts = rng.poisson(mean).astype(np.float64)
-    entry = module.bin_entry("all", counts, mean, variance=mean, p_zero=np.exp(-mean),
-                             resamples=rng.integers(0, mean.size, size=(50, mean.size)))
+    weights = module.shower_resample_weights(np.arange(mean.size), 50, rng)  # every event its own shower
+    entry = module.bin_entry("all", counts, mean, variance=mean, p_zero=np.exp(-mean), resample_weights=weights)
     assert entry["variance_model"] == pytest.approx(50.5 + 2450.25)
     assert entry["p_zero_model"] == pytest.approx(np.exp(-1.0) / 2)
     assert abs(entry["variance_pull"]) < 4 and abs(entry["mean_pull"]) < 4 and abs(entry["p_zero_pull"]) < 4

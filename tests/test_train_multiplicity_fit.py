@@ -21,6 +21,7 @@ from mubundle.train.multiplicity_fit import (
     MultiplicityEarlyStopping,
     MultiplicityFitConfig,
     fit_multiplicity,
+    fit_multiplicity_restarts,
     multiplicity_nll,
 )
 from test_train_loop import synthetic_events, tiny_config, write_dataset
@@ -110,6 +111,24 @@ def test_fit_is_reproducible_by_seed_and_leaves_the_generator_alone():
         states.append(model.multiplicity.state_dict())
     for name in states[0]:
         torch.testing.assert_close(states[0][name], states[1][name], rtol=0, atol=0, msg=name)
+
+
+def test_restarts_keep_the_fit_with_the_lowest_validation_nll_and_equal_single_runs():
+    batch = energy_dependent_events(600, seed=13)
+    train, validation = CountSample.from_batch(batch.slice(0, 400), "cpu"), CountSample.from_batch(batch.slice(400, 600), "cpu")
+    config = MultiplicityFitConfig(seed=3, lr=1e-2, batch_size=64, max_epochs=5, patience=50, restarts=3)
+    model = tiny_model(batch)
+    report = fit_multiplicity_restarts(model, train, validation, config)
+
+    assert [r["seed"] for r in report["restarts"]] == [3, 4, 5]
+    nlls = [r["best_validation_nll"] for r in report["restarts"]]
+    assert len(set(nlls)) == 3  # different seeds, different fits
+    assert report["chosen_seed"] == 3 + int(np.argmin(nlls)) and report["best_validation_nll"] == min(nlls)
+    assert multiplicity_nll(model, validation) == pytest.approx(min(nlls), rel=1e-9)
+    single = tiny_model(batch)  # the chosen seed alone gives the same weights
+    fit_multiplicity(single, train, validation, MultiplicityFitConfig(**{**config.__dict__, "seed": report["chosen_seed"]}))
+    for name, value in single.multiplicity.state_dict().items():
+        torch.testing.assert_close(model.multiplicity.state_dict()[name], value, rtol=0, atol=0, msg=name)
 
 
 def test_a_non_finite_batch_is_skipped_and_counted(caplog):

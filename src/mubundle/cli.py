@@ -116,6 +116,8 @@ def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="events per Adam step (default 8192)")
     p.add_argument("--max-epochs", type=int, help="default 2000")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation NLL (default 50)")
+    p.add_argument("--restarts", type=int,
+                   help="fits from seeds SEED, SEED+1, ...; keep the lowest validation NLL (default 1)")
     p.add_argument("--keep-weights", action="store_true",
                    help="continue from the model's multiplicity weights instead of a fresh seeded start")
     for field, what in (("hidden", "hidden width"), ("layers", "hidden layers"), ("components", "mixture components")):

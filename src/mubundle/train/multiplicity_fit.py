@@ -13,6 +13,9 @@ model's run, docs/pretrained.md). Two tools here:
 - :func:`fit_multiplicity` (``mubundle refit-multiplicity``): fit a model's multiplicity part
   alone on training events with early stopping on validation events, leaving its generator
   untouched (in-memory: a multiplicity fit needs only conditions and N, 5 numbers per event).
+  :func:`fit_multiplicity_restarts` repeats it from several seeds and keeps the fit with the
+  lowest validation NLL: the fit is not convex, and single fits stop at different points
+  (docs/training.md).
 
 NLL values are mean negative log-likelihoods in nats per event.
 """
@@ -182,6 +185,8 @@ class MultiplicityFitConfig:
     lr_patience: int = 10
     lr_factor: float = 0.5
     reinitialise: bool = True  # start from fresh weights (seeded) rather than the model's
+    # fits from seeds seed, seed + 1, ...; the one with the lowest validation NLL is kept
+    restarts: int = 1
 
 
 def fit_multiplicity(
@@ -254,6 +259,43 @@ def fit_multiplicity(
     }
 
 
+def fit_multiplicity_restarts(
+    model: MuonBundleModel, train: CountSample, validation: CountSample, config: MultiplicityFitConfig
+) -> dict[str, Any]:
+    """:func:`fit_multiplicity` from seeds ``config.seed .. config.seed + config.restarts - 1``,
+    each from the same start (fresh weights of its seed, or the model's with
+    ``reinitialise=False``); ``model.multiplicity`` ends with the fit of the lowest best
+    validation NLL (the first on a tie). Each fit is the one a single run with its seed gives.
+
+    Returns that fit's report with ``chosen_seed`` and ``restarts``: per seed the best
+    validation NLL, best epoch, epochs run, final training NLL and skipped steps.
+    """
+    if config.restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {config.restarts}")
+    start = {name: t.detach().clone() for name, t in model.multiplicity.state_dict().items()}
+    best_report: dict[str, Any] | None = None
+    best_state: dict[str, Tensor] | None = None
+    summaries = []
+    for seed in range(config.seed, config.seed + config.restarts):
+        model.multiplicity.load_state_dict(start)
+        report = fit_multiplicity(model, train, validation, dataclasses.replace(config, seed=seed))
+        summaries.append({"seed": seed} | {key: report[key] for key in (
+            "best_validation_nll", "best_epoch", "epochs_run", "final_train_nll", "skipped_steps")})
+        logger.info("multiplicity fit seed %d: best validation NLL %.6f at epoch %s",
+                    seed, report["best_validation_nll"], report["best_epoch"])
+        if best_report is None or _nll_or_inf(report) < _nll_or_inf(best_report):
+            best_report = report | {"chosen_seed": seed}
+            best_state = {name: t.detach().clone() for name, t in model.multiplicity.state_dict().items()}
+    model.multiplicity.load_state_dict(best_state)
+    return best_report | {"restarts": summaries}
+
+
+def _nll_or_inf(report: dict[str, Any]) -> float:
+    """A fit's best validation NLL; +inf when it never had a finite one."""
+    nll = report["best_validation_nll"]
+    return math.inf if nll is None else float(nll)
+
+
 REPORT_NAME = "multiplicity_fit.json"
 
 
@@ -305,7 +347,7 @@ def refit_multiplicity(
         validation_paths, "validation", "cpu", out_dir / "quarantine" / "validation.parquet"
     )
     before = {"train_nll": multiplicity_nll(source, train), "validation_nll": multiplicity_nll(source, validation)}
-    report = fit_multiplicity(model, train, validation, config)
+    report = fit_multiplicity_restarts(model, train, validation, config)
     report.update(
         source_model=str(model_dir) if model_dir is not None else "shipped default",
         multiplicity_sizes={name: getattr(model.config, name) for name in MULTIPLICITY_SIZE_FIELDS},
@@ -320,13 +362,14 @@ def refit_from_args(args: "argparse.Namespace") -> int:
     """Run ``mubundle refit-multiplicity``; prints a JSON summary and returns the exit code."""
     import json
 
-    given = {name: getattr(args, name) for name in ("seed", "lr", "batch_size", "max_epochs", "patience")}
+    given = {name: getattr(args, name) for name in ("seed", "lr", "batch_size", "max_epochs", "patience", "restarts")}
     config = MultiplicityFitConfig(
         **{name: value for name, value in given.items() if value is not None}, reinitialise=not args.keep_weights
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     sizes = {name: getattr(args, name) for name in MULTIPLICITY_SIZE_FIELDS if getattr(args, name, None) is not None}
     report = refit_multiplicity(args.model, args.data, args.validation, args.out, config, sizes)
-    keys = ("best_epoch", "best_validation_nll", "final_train_nll", "epochs_run", "stopped_early", "skipped_steps", "before")
+    keys = ("chosen_seed", "best_epoch", "best_validation_nll", "final_train_nll", "epochs_run", "stopped_early",
+            "skipped_steps", "before")
     print(json.dumps({key: report[key] for key in keys} | {"out": str(args.out)}))
     return 0
