@@ -85,7 +85,7 @@ def test_errors_come_from_whole_showers_and_from_the_paired_difference():
     mean = np.repeat(shower_mean, 3)
     counts = np.repeat(rng.poisson(shower_mean), 3).astype(np.float64)  # the depths share N
     showers = np.repeat(np.arange(3000), 3)
-    args = dict(counts=counts, mean=mean, variance=mean, p_zero=np.exp(-mean))
+    args = {"counts": counts, "mean": mean, "variance": mean, "p_zero": np.exp(-mean)}
     by_shower = module.bin_entry("all", **args, resample_weights=module.shower_resample_weights(showers, 300, rng))
     by_event = module.bin_entry("all", **args, resample_weights=module.shower_resample_weights(np.arange(9000), 300, rng))
     assert by_shower["mean_rel_se"] == pytest.approx(np.sqrt(3) * by_event["mean_rel_se"], rel=0.2)

@@ -99,8 +99,8 @@ def test_sampling_skips_muonless_events_without_changing_any_muon(monkeypatch):
     """sample_muons runs the generator on events with muons only; the result must be that of
     running every event of each call with the same noise (nothing depends on other events)."""
     import numpy as np
-
     from helpers import SMALL_MODEL, make_synthetic_batch
+
     from mubundle.model import bundle
     from mubundle.model.bundle import MuonBundleModel
     from mubundle.model.chunking import muon_budget_chunks

@@ -7,8 +7,8 @@ activations are fresh pages that the kernel must fault in and zero one 4 KiB pag
 Measured on 2 cores (20 000 default primaries, ~148 000 muons, the shipped model): 41 000
 minor page faults and 0.16 s of system time per sample of 0.30-0.40 s. With the thresholds
 below freed blocks stay in the heap: ~700 faults, 0.005 s system time, 20-30 % more events/s
-(``benchmarks/generate_throughput.py``; ``--default-allocator`` measures without). Training steps are unchanged
-within noise (``benchmarks/train_step.py``).
+(``benchmarks/generate_throughput.py``; ``--default-allocator`` measures without). Training
+steps are unchanged within noise (``benchmarks/train_step.py``).
 
 The cost: the process keeps up to ``trim_threshold_bytes`` of freed memory instead of
 returning it to the system. The ``mubundle`` command applies this at start-up; Python API
