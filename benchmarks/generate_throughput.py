@@ -60,7 +60,7 @@ def benchmark_primaries(n_events: int, seed: int) -> np.ndarray:
 
 def add_reference_arguments(parser) -> None:
     """The options of the accuracy benchmarks (generator_bias, multiplicity_moments) that
-    :func:`reference_events` and the model loading read: --data, --sim-events, --model, --threads."""
+    :func:`reference_and_model` reads: --data, --sim-events, --model, --threads."""
     parser.add_argument("--data", nargs="+", default=None, help="reference events (files, globs, directories)")
     parser.add_argument("--sim-events", type=int, default=400, help="without --data: simulate this many events")
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
@@ -80,6 +80,16 @@ def reference_events(data: "list[str] | None", sim_events: int):
 
     primaries = benchmark_primaries(sim_events, seed=7)
     return simulate_primaries(*primaries.T, seed=7), {}, []
+
+
+def reference_and_model(args):
+    """(reference, rejected rows, failed files, model) of an accuracy benchmark from the options
+    of :func:`add_reference_arguments`, with torch set to ``args.threads`` threads first."""
+    from mubundle.generate.api import load_model
+
+    torch.set_num_threads(args.threads)
+    reference, rejected, failed = reference_events(args.data, args.sim_events)
+    return reference, rejected, failed, load_model(args.model)
 
 
 def load_benchmark_model():

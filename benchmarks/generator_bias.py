@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from mubundle.evaluate.binning import VARIABLES, bins_for
-from mubundle.generate.api import load_model
 
 #: reference-multiplicity bins [low, high)
 MULTIPLICITY_EDGES = (1, 2, 5, 20, 100, 1000, np.inf)
@@ -63,16 +62,14 @@ def bin_entry(label: str, mask: np.ndarray, reference: np.ndarray, generated: np
 
 
 def main() -> None:
-    from generate_throughput import add_reference_arguments, reference_events  # benchmarks/ is sys.path[0]
+    from generate_throughput import add_reference_arguments, reference_and_model  # benchmarks/ is sys.path[0]
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_reference_arguments(parser)
     parser.add_argument("--seeds", type=int, default=4, help="generation seeds per reference event")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    reference, rejected, failed = reference_events(args.data, args.sim_events)
-    model = load_model(args.model)
+    reference, rejected, failed, model = reference_and_model(args)
     conditions = torch.from_numpy(np.ascontiguousarray(reference.conditions, dtype=np.float32))
     counts = torch.from_numpy(reference.counts.astype(np.int64))
     ref_log_e = np.log10(reference.flat_muons[:, 0])

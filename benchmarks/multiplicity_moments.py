@@ -37,7 +37,6 @@ import torch
 
 from mubundle.evaluate.binning import VARIABLES, bins_for
 from mubundle.evaluate.metrics import shower_ids
-from mubundle.generate.api import load_model
 
 #: bins with fewer reference events report their count only
 MIN_EVENTS = 50
@@ -104,17 +103,15 @@ def shower_resample_weights(showers: np.ndarray, n_resamples: int, rng: np.rando
 
 
 def main() -> None:
-    from generate_throughput import add_reference_arguments, reference_events  # benchmarks/ is sys.path[0]
+    from generate_throughput import add_reference_arguments, reference_and_model  # benchmarks/ is sys.path[0]
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_reference_arguments(parser)
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamplings for the standard errors")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    reference, rejected, failed = reference_events(args.data, args.sim_events)
-    model = load_model(args.model)
+    reference, rejected, failed, model = reference_and_model(args)
     with torch.no_grad():
         features = model.transform.condition_features(
             torch.from_numpy(np.ascontiguousarray(reference.conditions, dtype=np.float32))
