@@ -1,7 +1,8 @@
 """Generation throughput vs its compute bound and vs the reference simulator. Prints ONE JSON object.
 
 1. ``generation``: events/s and muons/s of ``MuonBundleModel.sample`` on ``--threads`` CPU
-   threads for ``--events`` primaries drawn like ``mubundle simulate`` defaults (E0 1e4-1e7
+   threads (its generator calls on as many worker threads, :mod:`mubundle.model.workers`;
+   ``--workers 1`` measures plain intra-op threading instead) for ``--events`` primaries drawn like ``mubundle simulate`` defaults (E0 1e4-1e7
    GeV flat in log E, A in {1, 4, 14, 27, 56}, cos(zenith) uniform in 0-70 deg, vertical
    depths 1.5/2.0/2.5 km as slant depths). Model: the shipped pretrained one if installed,
    else an untrained model with the default ModelConfig (speed does not depend on training,
@@ -13,14 +14,16 @@
    layers. ``gemm_fraction = gemm_seconds / generation_seconds`` (target >= 0.5).
 3. ``simulator``: seconds per event of ``mubundle.sim.run.simulate_primaries`` (defaults of
    SimConfig) on the first ``--sim-events`` of the same primaries (each depth is its own
-   shower there, so per event = per shower), capped at ``--sim-seconds``; ``speedup`` =
-   simulator seconds per event / generator seconds per event (target >= 10 000).
+   shower there, so per event = per shower), capped at ``--sim-seconds``, with its standard
+   error (the cost grows steeply with E0, so a few events give a noisy mean); ``speedup`` =
+   simulator seconds per event / generator seconds per event (target >= 10 000), with the
+   standard error that the simulator's mean gives it.
 
 The process runs with the host-allocator tuning the ``mubundle`` command applies
 (:mod:`mubundle.host_allocator`); ``--default-allocator`` measures glibc's defaults instead.
 Times are the best of ``--repeats`` runs (the machine is shared; a loaded machine can make
 single runs several times slower). Run: ``python benchmarks/generate_throughput.py``
-(< 3 minutes on 2 cores).
+(~1.5 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -114,19 +117,19 @@ def load_benchmark_model():
     return model.eval(), "untrained, default ModelConfig"
 
 
-def sample(model, primaries: np.ndarray, seed: int):
-    return model.sample(primaries[:, 0], primaries[:, 1], primaries[:, 2], primaries[:, 3], seed=seed)
+def sample(model, primaries: np.ndarray, seed: int, workers: int | None = None):
+    return model.sample(primaries[:, 0], primaries[:, 1], primaries[:, 2], primaries[:, 3], seed=seed, workers=workers)
 
 
-def time_generation(model, primaries: np.ndarray, repeats: int) -> tuple[float, int]:
+def time_generation(model, primaries: np.ndarray, repeats: int, workers: int | None = None) -> tuple[float, int]:
     """Best wall time [s] of ``repeats`` sampling runs and the muons generated (the result is
     copied to host numpy arrays, so CUDA timings include the synchronisation and transfer)."""
-    sample(model, primaries[:256], seed=123)  # warm-up (allocator, lazy init)
-    sample(model, primaries, seed=124)
+    sample(model, primaries[:256], seed=123, workers=workers)  # warm-up (allocator, lazy init)
+    sample(model, primaries, seed=124, workers=workers)
     best, n_muons = np.inf, 0
     for repeat in range(repeats):
         started = time.perf_counter()
-        batch = sample(model, primaries, seed=repeat)
+        batch = sample(model, primaries, seed=repeat, workers=workers)
         best = min(best, time.perf_counter() - started)
         n_muons = batch.n_muons
     return best, n_muons
@@ -156,8 +159,8 @@ class _MatmulRecorder(TorchDispatchMode):
 
 def record_matmul_shapes(model, primaries: np.ndarray) -> list[tuple[str, int, int, int, bool, bool]]:
     """(op, rows, in, out, weight_contiguous, full_accumulator) of every matmul while sampling ``primaries``."""
-    with _MatmulRecorder() as recorder:
-        sample(model, primaries, seed=0)
+    with _MatmulRecorder() as recorder:  # a dispatch mode is thread-local: no worker threads
+        sample(model, primaries, seed=0, workers=1)
     return recorder.calls
 
 
@@ -192,7 +195,12 @@ def time_gemms(
 
 
 def time_simulator(primaries: np.ndarray, max_events: int, max_seconds: float) -> dict:
-    """Seconds per event of the reference simulator on the first primaries (or null + reason)."""
+    """Seconds per event of the reference simulator on the first primaries (or null + reason).
+
+    The time per event grows steeply with E0 (~7 ms at 1e4-1e5 GeV, ~0.2 s at 1e6-1e7 GeV), so
+    the mean over a few events is noisy: the standard error of the mean is reported, and the
+    mean time per decade of E0.
+    """
     try:
         from mubundle.sim.run import simulate_primaries
     except ImportError as error:
@@ -200,19 +208,26 @@ def time_simulator(primaries: np.ndarray, max_events: int, max_seconds: float) -
     if max_events <= 0:
         return {"seconds_per_event": None, "reason": "--sim-events 0"}
     simulate_primaries(np.array([1e3]), np.array([0.0]), np.array([1.0]), np.array([1.5]), seed=0)  # warm-up: model init
-    elapsed, n_done, muons = 0.0, 0, 0
+    times: list[float] = []
+    muons = 0
     for index in range(max_events):
         row = primaries[index : index + 1]
         started = time.perf_counter()
         batch = simulate_primaries(row[:, 0], row[:, 1], row[:, 2], row[:, 3], seed=index)
-        elapsed += time.perf_counter() - started
-        n_done += 1
+        times.append(time.perf_counter() - started)
         muons += batch.n_muons
-        if elapsed > max_seconds:
+        if sum(times) > max_seconds:
             break
+    seconds = np.asarray(times)
+    decades = np.floor(np.log10(primaries[: len(seconds), 0])).astype(int)
     return {
-        "events": n_done, "seconds": round(elapsed, 3), "seconds_per_event": elapsed / n_done, "muons": muons,
-        "primary_energies_gev": [float(e) for e in primaries[:n_done, 0]],
+        "events": len(seconds), "seconds": round(float(seconds.sum()), 3), "seconds_per_event": float(seconds.mean()),
+        "seconds_per_event_standard_error": float(seconds.std(ddof=1) / np.sqrt(len(seconds))) if len(seconds) > 1 else None,
+        "muons": muons,
+        "seconds_per_event_by_log10_energy": {
+            f"{decade}-{decade + 1}": {"events": int((decades == decade).sum()), "seconds_per_event": float(seconds[decades == decade].mean())}
+            for decade in np.unique(decades)
+        },
     }
 
 
@@ -221,7 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sim-events", type=int, default=24)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="sampling worker threads (default: --threads; 1: intra-op threads only)")
+    parser.add_argument("--sim-events", type=int, default=200)
     parser.add_argument("--sim-seconds", type=float, default=60.0)
     parser.add_argument("--device", default="cpu", help="cpu | cuda (the simulator always runs on the CPU)")
     parser.add_argument("--default-allocator", action="store_true", help="skip the host-allocator tuning of the CLI")
@@ -235,16 +252,21 @@ def main(argv: list[str] | None = None) -> dict:
     model, model_description = load_benchmark_model()
     model = model.to(device)
 
-    seconds, n_muons = time_generation(model, primaries, args.repeats)
+    seconds, n_muons = time_generation(model, primaries, args.repeats, args.workers)
     calls = record_matmul_shapes(model, primaries)
     gemm_seconds, gflop = time_gemms(calls, args.repeats, device)
     simulator = time_simulator(primaries, args.sim_events, args.sim_seconds)
     per_event = seconds / args.events
-    speedup = None if simulator.get("seconds_per_event") is None else simulator["seconds_per_event"] / per_event
+    speedup = speedup_error = None
+    if simulator.get("seconds_per_event") is not None:
+        speedup = simulator["seconds_per_event"] / per_event
+        if simulator.get("seconds_per_event_standard_error") is not None:
+            speedup_error = simulator["seconds_per_event_standard_error"] / per_event
     result = {
         "benchmark": "generate_throughput",
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-                    "threads": torch.get_num_threads(), "device": str(device),
+                    "threads": torch.get_num_threads(), "sampling_workers": args.workers or "default (= threads on CPU)",
+                    "device": str(device),
                     "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "host_allocator": allocator,
                     "load_average": os.getloadavg()},
@@ -260,6 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "simulator": simulator,
         "speedup_vs_simulator": speedup,
+        "speedup_standard_error": speedup_error,  # from the simulator's mean only
         "speedup_target": 10_000,
     }
     print(json.dumps(result))

@@ -8,6 +8,7 @@ buffers) and ``model.json`` (format version, :class:`ModelConfig`, fitted transf
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from mubundle.model.config import METADATA_FILE, ModelConfig
 from mubundle.model.generator import BundleGenerator, GeneratorNoise
 from mubundle.model.multiplicity import MultiplicityModel
 from mubundle.model.transforms import FeatureTransform
+from mubundle.model.workers import SamplingWorkers, default_worker_count
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -57,6 +59,7 @@ class MuonBundleModel(nn.Module):
         depth: "np.ndarray | float",
         seed: int | None = None,
         events_per_chunk: int = 16384,
+        workers: int | None = None,
     ) -> RaggedBatch:
         """Sample one bundle per primary, in the given order.
 
@@ -64,7 +67,9 @@ class MuonBundleModel(nn.Module):
         scalars broadcast. ``seed`` makes the result reproducible (None: fresh entropy).
         Works in chunks of ``events_per_chunk`` events and about 2^14 muons per generator
         call, so memory stays bounded for any number of primaries. The same seed and the same
-        ``events_per_chunk`` give the same result.
+        ``events_per_chunk`` give the same result. ``workers``: threads running generator
+        calls concurrently (default: ``torch.get_num_threads()`` on CPU, 1 on accelerators;
+        see :mod:`mubundle.model.workers`); the result does not depend on it.
         """
         columns = np.broadcast_arrays(*(np.asarray(v, dtype=np.float32) for v in (energy, zenith, mass, depth)))
         conditions = np.ascontiguousarray(np.stack([np.ravel(c) for c in columns], axis=1), dtype=np.float32)
@@ -73,19 +78,40 @@ class MuonBundleModel(nn.Module):
             generator.seed()
         else:
             generator.manual_seed(int(seed))
-        parts: list[RaggedBatch] = []
-        for start in range(0, conditions.shape[0], max(1, int(events_per_chunk))):
-            chunk = torch.from_numpy(conditions[start : start + events_per_chunk]).to(self.device)
-            counts = self.multiplicity.sample(self.transform.condition_features(chunk), generator)
-            muons = self.sample_muons(chunk, counts, generator)
-            parts.append(RaggedBatch(chunk.cpu().numpy(), counts.cpu().numpy(), muons.cpu().numpy()))
+        pending: list[tuple[Tensor, Tensor, list[Future]]] = []
+        with SamplingWorkers(self._worker_count(workers)) as pool:
+            for start in range(0, conditions.shape[0], max(1, int(events_per_chunk))):
+                # the next chunk's multiplicities are drawn while the workers run this one's calls
+                chunk = torch.from_numpy(conditions[start : start + events_per_chunk]).to(self.device)
+                counts = self.multiplicity.sample(self.transform.condition_features(chunk), generator)
+                pending.append((chunk, counts, self._submit_generator_calls(chunk, counts, generator, pool)))
+            parts = [
+                RaggedBatch(chunk.cpu().numpy(), counts.cpu().numpy(), self._collect(calls).cpu().numpy())
+                for chunk, counts, calls in pending
+            ]
         if not parts:
             return RaggedBatch.empty()
         return RaggedBatch.concat(parts)
 
     @torch.no_grad()
-    def sample_muons(self, conditions: Tensor, counts: Tensor, generator: torch.Generator) -> Tensor:
+    def sample_muons(
+        self, conditions: Tensor, counts: Tensor, generator: torch.Generator, workers: int | None = None
+    ) -> Tensor:
         """Muons for given multiplicities: conditions (B, 4) physical, counts (B,) -> (M, 3) [GeV, m, m].
+
+        ``workers`` as in :meth:`sample` (the result does not depend on it).
+        """
+        with SamplingWorkers(self._worker_count(workers)) as pool:
+            return self._collect(self._submit_generator_calls(conditions, counts, generator, pool))
+
+    def _worker_count(self, workers: int | None) -> int:
+        return default_worker_count(self.device) if workers is None else int(workers)
+
+    def _submit_generator_calls(
+        self, conditions: Tensor, counts: Tensor, generator: torch.Generator, pool: SamplingWorkers
+    ) -> list[Future]:
+        """Split events into generator calls of about 2^14 muons (CPU), draw each call's noise
+        here in call order, and submit the calls to ``pool``; futures of (M_call, 3) muons.
 
         Events without muons (~40 % at the ``mubundle simulate`` defaults) skip the generator:
         each call's noise is drawn for all its events, as if they took part, and only the rows
@@ -97,7 +123,7 @@ class MuonBundleModel(nn.Module):
         counts = counts.to(self.device, torch.int64)
         counts_host = counts.cpu().numpy()
         offsets = np.concatenate(([0], np.cumsum(counts_host)))
-        pieces: list[Tensor] = []
+        calls: list[Future] = []
         cpu = self.device.type == "cpu"
         budget = _MUONS_PER_GENERATOR_CALL_CPU if cpu else _MUONS_PER_GENERATOR_CALL_ACCELERATOR
         for event_start, event_stop in muon_budget_chunks(counts_host, budget):
@@ -106,19 +132,32 @@ class MuonBundleModel(nn.Module):
             if n_muons == 0:
                 continue
             with_muons = torch.from_numpy(np.flatnonzero(counts_host[event_start:event_stop])).to(self.device)
-            part_counts = counts[event_start:event_stop].index_select(0, with_muons)
-            part_conditions = conditions[event_start:event_stop].index_select(0, with_muons)
-            event_index = torch.repeat_interleave(
-                torch.arange(part_counts.shape[0], device=self.device), part_counts, output_size=n_muons
-            )
             noise = GeneratorNoise(noise.global_noise.index_select(0, with_muons), noise.muon_noise)
-            features = self.generator(
-                self.transform.condition_features(part_conditions), part_counts, event_index, noise=noise
+            calls.append(
+                pool.submit(
+                    self._generator_call, conditions[event_start:event_stop], counts[event_start:event_stop],
+                    with_muons, noise,
+                )
             )
-            pieces.append(self.transform.muons_from_features(features))
-        if not pieces:
+        return calls
+
+    def _generator_call(self, conditions: Tensor, counts: Tensor, with_muons: Tensor, noise: GeneratorNoise) -> Tensor:
+        """One generator call on the events ``with_muons`` of conditions (B, 4) / counts (B,) -> (M, 3) physical."""
+        part_counts = counts.index_select(0, with_muons)
+        event_index = torch.repeat_interleave(
+            torch.arange(part_counts.shape[0], device=self.device), part_counts, output_size=noise.muon_noise.shape[0]
+        )
+        features = self.generator(
+            self.transform.condition_features(conditions.index_select(0, with_muons)), part_counts, event_index,
+            noise=noise,
+        )
+        return self.transform.muons_from_features(features)
+
+    def _collect(self, calls: list[Future]) -> Tensor:
+        """Concatenate the muons of submitted generator calls, in order: (M, 3)."""
+        if not calls:
             return torch.zeros(0, 3, device=self.device)
-        return torch.cat(pieces)
+        return torch.cat([call.result() for call in calls])
 
     # ------------------------------------------------------------------ multiplicity in physical units
     @torch.no_grad()
