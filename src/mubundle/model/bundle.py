@@ -78,17 +78,23 @@ class MuonBundleModel(nn.Module):
             generator.seed()
         else:
             generator.manual_seed(int(seed))
-        pending: list[tuple[Tensor, Tensor, list[Future]]] = []
+        parts: list[RaggedBatch] = []
+        in_flight: list[tuple[Tensor, Tensor, list[Future]]] = []
+
+        def finish(chunk: Tensor, counts: Tensor, calls: list[Future]) -> None:
+            parts.append(RaggedBatch(chunk.cpu().numpy(), counts.cpu().numpy(), self._collect(calls).cpu().numpy()))
+
         with SamplingWorkers(self._worker_count(workers)) as pool:
             for start in range(0, conditions.shape[0], max(1, int(events_per_chunk))):
-                # the next chunk's multiplicities are drawn while the workers run this one's calls
+                # this chunk's multiplicities are drawn while the workers run the previous chunk's
+                # calls; at most two chunks in flight, so memory stays bounded by the chunk size
                 chunk = torch.from_numpy(conditions[start : start + events_per_chunk]).to(self.device)
                 counts = self.multiplicity.sample(self.transform.condition_features(chunk), generator)
-                pending.append((chunk, counts, self._submit_generator_calls(chunk, counts, generator, pool)))
-            parts = [
-                RaggedBatch(chunk.cpu().numpy(), counts.cpu().numpy(), self._collect(calls).cpu().numpy())
-                for chunk, counts, calls in pending
-            ]
+                in_flight.append((chunk, counts, self._submit_generator_calls(chunk, counts, generator, pool)))
+                while len(in_flight) > 1:
+                    finish(*in_flight.pop(0))
+            for pending in in_flight:
+                finish(*pending)
         if not parts:
             return RaggedBatch.empty()
         return RaggedBatch.concat(parts)
