@@ -30,7 +30,7 @@ The process runs with the host-allocator tuning the ``mubundle`` command applies
 (:mod:`mubundle.host_allocator`); ``--default-allocator`` measures glibc's defaults instead.
 Times are the best of ``--repeats`` runs (the machine is shared; a loaded machine can make
 single runs several times slower). Run: ``python benchmarks/generate_throughput.py``
-(~1.5 minutes on 2 cores).
+(about 1 minute on 2 cores).
 """
 
 from __future__ import annotations
