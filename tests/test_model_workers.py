@@ -45,12 +45,16 @@ def test_sample_muons_gives_the_same_muons_for_any_worker_count(small_model):
     assert torch.equal(alone, shared)
 
 
-def test_workers_run_single_threaded_ops_without_autograd_and_leave_the_caller_alone():
+def test_workers_share_out_the_threads_run_without_autograd_and_leave_the_caller_alone():
     torch.set_num_threads(2)  # the conftest fixture restores the previous setting
     with SamplingWorkers(2) as workers:
         seen = [workers.submit(lambda: (torch.get_num_threads(), torch.is_grad_enabled())).result() for _ in range(4)]
     assert seen == [(1, False)] * 4
     assert torch.get_num_threads() == 2 and torch.is_grad_enabled()
+    torch.set_num_threads(4)  # a larger machine: the threads are shared out among the workers
+    with SamplingWorkers(2) as workers:
+        assert workers.submit(torch.get_num_threads).result() == 2
+    assert torch.get_num_threads() == 4
     with SamplingWorkers(1) as inline:  # no threads: runs at once, still without autograd
         assert inline.submit(torch.is_grad_enabled).result() is False
 

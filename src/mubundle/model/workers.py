@@ -5,13 +5,19 @@ call is ~100 ops, most on (16k, 64) tensors of ~0.1-1 ms, so two intra-op thread
 of their time waiting for each other (one thread is only 1.3-1.5x slower than two), and on a
 shared machine a descheduled thread stalls the other at every barrier. The generator calls
 of a sampling run are independent (each has its own events and pre-drawn noise), so
-:class:`SamplingWorkers` runs whole calls concurrently on threads that each run their ops
-single-threaded: no barriers inside a call (measured on 2 cores: 15-25 % more events/s,
-benchmarks/generate_throughput.py, docs/model.md).
+:class:`SamplingWorkers` runs whole calls concurrently on worker threads, each with its own
+share of the intra-op threads (one each on a small machine): no barriers across workers
+(measured on 2 cores: 15-30 % more events/s, benchmarks/generate_throughput.py,
+docs/model.md). A 16k-event chunk has only ~8 generator calls at the ``mubundle simulate``
+defaults, so at most :data:`MAX_DEFAULT_WORKERS` workers are used by default and a larger
+machine's threads are split among them (not measured on more than 2 cores).
 
-Results do not depend on the number of workers: every call runs the same single-threaded
-kernels on the same shapes whichever thread runs it, and all random numbers are drawn by the
-caller's thread in a fixed order before the calls are submitted.
+All random numbers are drawn by the caller's thread in a fixed order before the calls are
+submitted, and each call computes the same function of its inputs whichever thread runs it.
+With one intra-op thread per worker (any machine of up to 4 threads with the default count)
+the result cannot depend on the worker count; otherwise only through float rounding that
+changes with a kernel's thread count (none seen on the development CPU: bit-identical for 1,
+2 and 3 workers at 1 and 2 threads).
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from typing import Callable, TypeVar
 import torch
 
 Result = TypeVar("Result")
+MAX_DEFAULT_WORKERS = 4
 
 
-def _single_threaded_ops() -> None:
+def _set_op_threads(threads: int) -> None:
     # thread-local for OpenMP (the worker's own team size) and MKL: the caller's setting stays
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
 
 
 def _without_autograd(function: Callable[..., Result], *args) -> Result:
@@ -36,14 +43,19 @@ def _without_autograd(function: Callable[..., Result], *args) -> Result:
 
 
 class SamplingWorkers:
-    """``count`` threads with single-threaded torch ops and autograd off; ``count <= 1``:
+    """``count`` threads with autograd off, each running its torch ops on
+    ``torch.get_num_threads() // count`` intra-op threads (at least 1); ``count <= 1``:
     functions run at once in the caller's thread. A context manager: leaving it waits for
     the running functions and cancels those not started (e.g. after an error)."""
 
     def __init__(self, count: int) -> None:
         self.count = max(1, int(count))
+        self.op_threads = max(1, torch.get_num_threads() // self.count)
         self._pool = (
-            ThreadPoolExecutor(self.count, thread_name_prefix="mubundle-sampling", initializer=_single_threaded_ops)
+            ThreadPoolExecutor(
+                self.count, thread_name_prefix="mubundle-sampling", initializer=_set_op_threads,
+                initargs=(self.op_threads,),
+            )
             if self.count > 1
             else None
         )
@@ -68,7 +80,7 @@ class SamplingWorkers:
 
 
 def default_worker_count(device: torch.device) -> int:
-    """Workers for sampling on ``device``: torch's intra-op thread count on CPU (what
-    ``torch.set_num_threads`` or ``OMP_NUM_THREADS`` asked for), 1 on accelerators (their
-    kernels are asynchronous already)."""
-    return torch.get_num_threads() if device.type == "cpu" else 1
+    """Workers for sampling on ``device``: on CPU torch's intra-op thread count (what
+    ``torch.set_num_threads`` or ``OMP_NUM_THREADS`` asked for), at most
+    :data:`MAX_DEFAULT_WORKERS`; 1 on accelerators (their kernels are asynchronous already)."""
+    return min(torch.get_num_threads(), MAX_DEFAULT_WORKERS) if device.type == "cpu" else 1
