@@ -1,10 +1,10 @@
 """Generation throughput vs its compute bound and vs the reference simulator. Prints ONE JSON object.
 
 1. ``generation``: events/s and muons/s of ``MuonBundleModel.sample`` on ``--threads`` CPU
-   threads (its generator calls on as many worker threads, :mod:`mubundle.model.workers`;
-   ``--workers 1`` measures plain intra-op threading instead) for ``--events`` primaries drawn like ``mubundle simulate`` defaults (E0 1e4-1e7
-   GeV flat in log E, A in {1, 4, 14, 27, 56}, cos(zenith) uniform in 0-70 deg, vertical
-   depths 1.5/2.0/2.5 km as slant depths). Model: the shipped pretrained one if installed,
+   threads (its generator calls on worker threads, :mod:`mubundle.model.workers`; ``--workers
+   1`` measures plain intra-op threading instead) for ``--events`` primaries drawn like
+   ``mubundle simulate`` defaults (E0 1e4-1e7 GeV flat in log E, A in {1, 4, 14, 27, 56},
+   cos(zenith) uniform in 0-70 deg, vertical depths 1.5/2.0/2.5 km as slant depths). Model: the shipped pretrained one if installed,
    else an untrained model with the default ModelConfig (speed does not depend on training,
    but the multiplicities of an untrained model differ; ``muons_per_event`` is reported).
 2. ``gemm_bound``: every dense matmul of that sampling run (aten ``mm`` / ``addmm`` /
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=None,
-                        help="sampling worker threads (default: --threads; 1: intra-op threads only)")
+                        help="sampling worker threads (default: --threads, at most 4; 1: intra-op threads only)")
     parser.add_argument("--sim-events", type=int, default=200,
                         help="showers (the same primaries) for each of the two simulator configurations")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (the simulator always runs on the CPU)")

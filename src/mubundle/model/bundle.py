@@ -68,8 +68,9 @@ class MuonBundleModel(nn.Module):
         Works in chunks of ``events_per_chunk`` events and about 2^14 muons per generator
         call, so memory stays bounded for any number of primaries. The same seed and the same
         ``events_per_chunk`` give the same result. ``workers``: threads running generator
-        calls concurrently (default: ``torch.get_num_threads()`` on CPU, 1 on accelerators;
-        see :mod:`mubundle.model.workers`); the result does not depend on it.
+        calls concurrently (default: :func:`~mubundle.model.workers.default_worker_count`,
+        ``torch.get_num_threads()`` up to 4 on CPU, 1 on accelerators); the result does not
+        depend on it.
         """
         columns = np.broadcast_arrays(*(np.asarray(v, dtype=np.float32) for v in (energy, zenith, mass, depth)))
         conditions = np.ascontiguousarray(np.stack([np.ravel(c) for c in columns], axis=1), dtype=np.float32)

@@ -49,14 +49,13 @@ class SamplingWorkers:
     the running functions and cancels those not started (e.g. after an error)."""
 
     def __init__(self, count: int) -> None:
-        self.count = max(1, int(count))
-        self.op_threads = max(1, torch.get_num_threads() // self.count)
+        count = max(1, int(count))
         self._pool = (
             ThreadPoolExecutor(
-                self.count, thread_name_prefix="mubundle-sampling", initializer=_set_op_threads,
-                initargs=(self.op_threads,),
+                count, thread_name_prefix="mubundle-sampling", initializer=_set_op_threads,
+                initargs=(max(1, torch.get_num_threads() // count),),
             )
-            if self.count > 1
+            if count > 1
             else None
         )
 
