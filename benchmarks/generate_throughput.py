@@ -102,10 +102,13 @@ def reference_and_model(args):
     return reference, rejected, failed, load_model(args.model)
 
 
-def load_benchmark_model():
-    """(model, description): the shipped model if installed, else an untrained default-size one."""
+def load_benchmark_model(path: str | None = None):
+    """(model, description): the model directory ``path``; without it the shipped model if
+    installed, else an untrained default-size one."""
     from mubundle.generate.api import has_default_model, load_model
 
+    if path is not None:
+        return load_model(path), f"model directory {path}"
     if has_default_model():
         return load_model(None), "pretrained default"
     from mubundle.data.batch import RaggedBatch
@@ -303,6 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="sampling worker threads (default: --threads, at most 4; 1: intra-op threads only)")
     parser.add_argument("--sim-events", type=int, default=200,
                         help="showers (the same primaries) for each of the two simulator configurations")
+    parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (the simulator always runs on the CPU)")
     parser.add_argument("--default-allocator", action="store_true", help="skip the host-allocator tuning of the CLI")
     args = parser.parse_args(argv)
@@ -312,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     primaries = benchmark_primaries(args.events, seed=0)
-    model, model_description = load_benchmark_model()
+    model, model_description = load_benchmark_model(args.model)
     model = model.to(device)
 
     seconds, n_muons = time_generation(model, primaries, args.repeats, args.workers)
@@ -324,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "generate_throughput",
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-                    "threads": torch.get_num_threads(), "sampling_workers": args.workers or "default (= threads on CPU)",
+                    "threads": torch.get_num_threads(), "sampling_workers": args.workers or "default (threads, at most 4, on CPU)",
                     "device": str(device),
                     "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "host_allocator": allocator,
