@@ -4,9 +4,10 @@
    threads (its generator calls on worker threads, :mod:`mubundle.model.workers`; ``--workers
    1`` measures plain intra-op threading instead) for ``--events`` primaries drawn like
    ``mubundle simulate`` defaults (E0 1e4-1e7 GeV flat in log E, A in {1, 4, 14, 27, 56},
-   cos(zenith) uniform in 0-70 deg, vertical depths 1.5/2.0/2.5 km as slant depths). Model: the shipped pretrained one if installed,
-   else an untrained model with the default ModelConfig (speed does not depend on training,
-   but the multiplicities of an untrained model differ; ``muons_per_event`` is reported).
+   cos(zenith) uniform in 0-70 deg, vertical depths 1.5/2.0/2.5 km as slant depths). Model:
+   ``--model PATH``, else the shipped pretrained one if installed, else an untrained model
+   with the default ModelConfig (speed does not depend on training, but the multiplicities
+   of an untrained model differ; ``muons_per_event`` is reported).
 2. ``gemm_bound``: every dense matmul of that sampling run (aten ``mm`` / ``addmm`` /
    ``addmm_``, recorded at the dispatcher, so also those issued on a layer's weights outside
    its forward) is recorded with its shapes, and the same matmuls (same op, shapes, weight
