@@ -1,7 +1,9 @@
 """Sampling on worker threads: same result for any worker count, single-threaded ops and no
-autograd inside the workers, errors reach the caller."""
+autograd inside the workers and the producer, errors reach the caller."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -59,6 +61,44 @@ def test_workers_share_out_the_threads_run_without_autograd_and_leave_the_caller
         assert inline.submit(torch.is_grad_enabled).result() is False
 
 
+def test_the_producer_runs_on_its_own_thread_with_a_share_of_the_threads():
+    def where() -> tuple[str, int, bool]:
+        return threading.current_thread().name, torch.get_num_threads(), torch.is_grad_enabled()
+
+    torch.set_num_threads(6)  # the conftest fixture restores the previous setting
+    with SamplingWorkers(2) as workers:
+        name, threads, grad = workers.produce(where)
+        # the producer can hand work to the workers and wait for it
+        assert workers.produce(lambda: workers.submit(torch.get_num_threads).result()) == 3
+    assert name.startswith("mubundle-producer") and threads == 2 and grad is False  # 6 // (2 + 1)
+    torch.set_num_threads(2)
+    with SamplingWorkers(2) as workers:
+        assert workers.produce(where)[1] == 1  # never fewer than one
+    assert torch.get_num_threads() == 2 and torch.is_grad_enabled()
+    with SamplingWorkers(1) as inline:  # no workers: the caller's thread, still without autograd
+        assert inline.produce(where) == (threading.current_thread().name, 2, False)
+
+
+def test_split_rows_gives_the_unsplit_result_one_block_per_worker(small_model):
+    model, batch = small_model
+    features = model.transform.condition_features(torch.from_numpy(batch.conditions))
+    with torch.no_grad():
+        whole = model.multiplicity.mixture_parameters(features)
+    blocks = []
+
+    def row_wise(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        blocks.append((threading.current_thread().name, rows.shape[0]))
+        return model.multiplicity.mixture_parameters(rows)
+
+    with SamplingWorkers(3) as workers:
+        split = workers.split_rows(row_wise, features)
+    assert len(split) == 3 and all(torch.equal(a, b) for a, b in zip(split, whole))
+    assert sorted(rows for _, rows in blocks) == [26, 27, 27]
+    assert all(name.startswith("mubundle-sampling") for name, _ in blocks)
+    with SamplingWorkers(1) as inline:
+        assert all(torch.equal(a, b) for a, b in zip(inline.split_rows(row_wise, features), whole))
+
+
 def test_an_error_in_a_worker_reaches_the_caller():
     def fail(value: int) -> None:
         raise ValueError(f"bad call {value}")
@@ -67,3 +107,5 @@ def test_an_error_in_a_worker_reaches_the_caller():
         future = workers.submit(fail, 7)
         with pytest.raises(ValueError, match="bad call 7"):
             future.result()
+        with pytest.raises(ValueError, match="bad call 8"):
+            workers.produce(fail, 8)

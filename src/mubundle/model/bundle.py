@@ -69,8 +69,8 @@ class MuonBundleModel(nn.Module):
         call, so memory stays bounded for any number of primaries. The same seed and the same
         ``events_per_chunk`` give the same result. ``workers``: threads running generator
         calls concurrently (default: :func:`~mubundle.model.workers.default_worker_count`,
-        ``torch.get_num_threads()`` up to 4 on CPU, 1 on accelerators); the result does not
-        depend on it.
+        ``torch.get_num_threads()`` up to 4 on CPU, 1 on accelerators; with more than one, a
+        producer thread draws the multiplicities and noise); the result does not depend on it.
         """
         columns = np.broadcast_arrays(*(np.asarray(v, dtype=np.float32) for v in (energy, zenith, mass, depth)))
         conditions = np.ascontiguousarray(np.stack([np.ravel(c) for c in columns], axis=1), dtype=np.float32)
@@ -79,26 +79,40 @@ class MuonBundleModel(nn.Module):
             generator.seed()
         else:
             generator.manual_seed(int(seed))
+        with SamplingWorkers(self._worker_count(workers)) as pool:
+            parts = pool.produce(self._sample_chunks, conditions, max(1, int(events_per_chunk)), generator, pool)
+        if not parts:
+            return RaggedBatch.empty()
+        return RaggedBatch.concat(parts)
+
+    def _sample_chunks(
+        self, conditions: np.ndarray, events_per_chunk: int, generator: torch.Generator, pool: SamplingWorkers
+    ) -> list[RaggedBatch]:
+        """The producer of :meth:`sample`: conditions (B, 4) physical -> one RaggedBatch per chunk.
+
+        Each chunk's multiplicities are drawn while the workers run the previous chunk's calls;
+        at most two chunks are in flight, so memory stays bounded by the chunk size.
+        """
         parts: list[RaggedBatch] = []
         in_flight: list[tuple[Tensor, Tensor, list[Future]]] = []
 
         def finish(chunk: Tensor, counts: Tensor, calls: list[Future]) -> None:
             parts.append(RaggedBatch(chunk.cpu().numpy(), counts.cpu().numpy(), self._collect(calls).cpu().numpy()))
 
-        with SamplingWorkers(self._worker_count(workers)) as pool:
-            for start in range(0, conditions.shape[0], max(1, int(events_per_chunk))):
-                # this chunk's multiplicities are drawn while the workers run the previous chunk's
-                # calls; at most two chunks in flight, so memory stays bounded by the chunk size
-                chunk = torch.from_numpy(conditions[start : start + events_per_chunk]).to(self.device)
-                counts = self.multiplicity.sample(self.transform.condition_features(chunk), generator)
-                in_flight.append((chunk, counts, self._submit_generator_calls(chunk, counts, generator, pool)))
-                while len(in_flight) > 1:
-                    finish(*in_flight.pop(0))
-            for pending in in_flight:
-                finish(*pending)
-        if not parts:
-            return RaggedBatch.empty()
-        return RaggedBatch.concat(parts)
+        for start in range(0, conditions.shape[0], events_per_chunk):
+            chunk = torch.from_numpy(conditions[start : start + events_per_chunk]).to(self.device)
+            features = self.transform.condition_features(chunk)
+            if in_flight:
+                parameters = self.multiplicity.mixture_parameters(features)
+            else:  # the workers are idle: they run the multiplicity network, one block of rows each
+                parameters = pool.split_rows(self.multiplicity.mixture_parameters, features)
+            counts = self.multiplicity.sample_from_parameters(parameters, generator)
+            in_flight.append((chunk, counts, self._submit_generator_calls(chunk, counts, generator, pool)))
+            while len(in_flight) > 1:
+                finish(*in_flight.pop(0))
+        for pending in in_flight:
+            finish(*pending)
+        return parts
 
     @torch.no_grad()
     def sample_muons(

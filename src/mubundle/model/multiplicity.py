@@ -135,10 +135,17 @@ class MultiplicityModel(nn.Module):
         Draws above ``config.max_multiplicity`` are redrawn (a few rounds; what is still above
         after them is set to the maximum): the sampler never allocates absurd bundles.
         """
-        device = cond_features.device
-        if cond_features.shape[0] == 0:
+        return self.sample_from_parameters(self.mixture_parameters(cond_features), generator)
+
+    @torch.no_grad()
+    def sample_from_parameters(self, parameters: tuple[Tensor, Tensor, Tensor], generator: torch.Generator) -> Tensor:
+        """:meth:`sample` given its :meth:`mixture_parameters` (each (B, K)): the part that draws
+        random numbers, split off so the deterministic network can run elsewhere (row blocks
+        on worker threads give the same parameters)."""
+        log_weights, log_mean, log_dispersion = parameters
+        device = log_mean.device
+        if log_mean.shape[0] == 0:
             return torch.zeros(0, dtype=torch.int64, device=device)
-        log_weights, log_mean, log_dispersion = self.mixture_parameters(cond_features)
         component = torch.multinomial(log_weights.exp().to(generator.device), 1, generator=generator).to(device)
         log_mean = log_mean.gather(1, component).squeeze(1)
         dispersion = log_dispersion.gather(1, component).squeeze(1).exp()
