@@ -4,6 +4,7 @@ autograd inside the workers and the producer, errors reach the caller."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -77,6 +78,24 @@ def test_the_producer_runs_on_its_own_thread_with_a_share_of_the_threads():
     assert torch.get_num_threads() == 2 and torch.is_grad_enabled()
     with SamplingWorkers(1) as inline:  # no workers: the caller's thread, still without autograd
         assert inline.produce(where) == (threading.current_thread().name, 2, False)
+
+
+def test_closing_the_pool_stops_a_running_producer():
+    workers = SamplingWorkers(2)
+    result = []
+
+    def producer() -> str:
+        while not workers.closing:
+            time.sleep(0.001)
+        return "stopped"
+
+    caller = threading.Thread(target=lambda: result.append(workers.produce(producer)))
+    caller.start()
+    time.sleep(0.05)
+    assert result == [] and not workers.closing
+    workers.close()  # what leaving the context does after an error or Ctrl-C in the caller
+    caller.join(timeout=10)
+    assert result == ["stopped"]
 
 
 def test_split_rows_gives_the_unsplit_result_one_block_per_worker(small_model):

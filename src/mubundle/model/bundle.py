@@ -100,6 +100,8 @@ class MuonBundleModel(nn.Module):
             parts.append(RaggedBatch(chunk.cpu().numpy(), counts.cpu().numpy(), self._collect(calls).cpu().numpy()))
 
         for start in range(0, conditions.shape[0], events_per_chunk):
+            if pool.closing:  # the caller has left (error, Ctrl-C): nobody waits for the rest
+                break
             chunk = torch.from_numpy(conditions[start : start + events_per_chunk]).to(self.device)
             features = self.transform.condition_features(chunk)
             if in_flight:

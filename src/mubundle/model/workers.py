@@ -32,6 +32,7 @@ bit-identical (docs/model.md).
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -58,12 +59,14 @@ class SamplingWorkers:
     ``torch.get_num_threads() // count`` intra-op threads (at least 1), plus one producer
     thread (:meth:`produce`); ``count <= 1``: functions run at once in the caller's thread.
     A context manager: leaving it waits for the running functions and cancels those not
-    started (e.g. after an error)."""
+    started (e.g. after an error or Ctrl-C; a producer stops at its next check of
+    :attr:`closing`)."""
 
     def __init__(self, count: int) -> None:
         count = max(1, int(count))
         threads = torch.get_num_threads()
         self._count = count
+        self._closing = threading.Event()
         self._pool, self._producer = None, None
         if count > 1:
             self._pool = ThreadPoolExecutor(
@@ -99,7 +102,13 @@ class SamplingWorkers:
         calls = [self.submit(function, block) for block in rows.tensor_split(self._count)]
         return tuple(torch.cat(parts) for parts in zip(*(call.result() for call in calls)))
 
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` has begun: a producer should stop submitting and return."""
+        return self._closing.is_set()
+
     def close(self) -> None:
+        self._closing.set()
         for executor in (self._producer, self._pool):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
