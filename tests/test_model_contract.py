@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,38 @@ def test_generator_muons_of_one_bundle_depend_on_each_other():
     changed = generator(cond, counts, event_index, noise=noise)
     assert not torch.allclose(base[1], changed[1])  # same bundle: affected
     assert torch.allclose(base[3:], changed[3:])  # other bundle: untouched
+
+
+def test_generator_without_set_layers_draws_muons_independently_given_the_event():
+    """generator_set_layers=0: a muon depends on its own noise and its event's context only."""
+    torch.manual_seed(0)
+    generator = BundleGenerator(dataclasses.replace(SMALL, generator_set_layers=0))
+    assert len(generator.set_layers) == 0
+    counts = torch.tensor([3, 2])
+    event_index = torch.tensor([0, 0, 0, 1, 1])
+    cond = torch.zeros(2, 4)
+    noise = generator.draw_noise(2, 5, torch.Generator().manual_seed(1), "cpu")
+    base = generator(cond, counts, event_index, noise=noise)
+    noise.muon_noise[0] += 1.0
+    changed = generator(cond, counts, event_index, noise=noise)
+    assert not torch.allclose(base[0], changed[0])
+    torch.testing.assert_close(base[1:], changed[1:], rtol=0, atol=0)
+    noise.global_noise[0] += 1.0  # the event noise still correlates a bundle's muons
+    moved = generator(cond, counts, event_index, noise=noise)
+    assert not torch.allclose(moved[1:3], changed[1:3])
+    torch.testing.assert_close(moved[3:], changed[3:], rtol=0, atol=0)
+
+
+def test_model_without_set_layers_samples_and_round_trips(batch, tmp_path):
+    torch.manual_seed(0)
+    model = MuonBundleModel(dataclasses.replace(SMALL, generator_set_layers=0), FeatureTransform.fit(batch))
+    args = (np.geomspace(1e5, 1e8, 30), 0.4, 4.0, 2.0)
+    sample = model.sample(*args, seed=2)
+    assert sample.counts.sum() > 0 and np.isfinite(sample.flat_muons).all()
+    model.save(tmp_path / "m")
+    loaded = MuonBundleModel.load(tmp_path / "m")
+    assert loaded.config.generator_set_layers == 0
+    assert loaded.sample(*args, seed=2).equals(sample)
 
 
 def test_critic_scores_one_value_per_event_and_handles_events_without_muons():
