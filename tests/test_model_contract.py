@@ -79,17 +79,22 @@ def test_generator_returns_one_feature_row_per_muon(model, batch):
     assert out.shape == (batch.n_muons, 3) and torch.isfinite(out).all()
 
 
-def test_generator_muons_of_one_bundle_depend_on_each_other():
-    """Set layers: changing one muon's noise changes its bundle-mates' features."""
-    torch.manual_seed(0)
-    generator = BundleGenerator(SMALL)
+def _two_bundles(generator: BundleGenerator):
+    """A run function over two bundles (3 and 2 muons) with fixed noise, and that noise."""
     counts = torch.tensor([3, 2])
     event_index = torch.tensor([0, 0, 0, 1, 1])
     cond = torch.zeros(2, 4)
     noise = generator.draw_noise(2, 5, torch.Generator().manual_seed(1), "cpu")
-    base = generator(cond, counts, event_index, noise=noise)
+    return (lambda: generator(cond, counts, event_index, noise=noise)), noise
+
+
+def test_generator_muons_of_one_bundle_depend_on_each_other():
+    """Set layers: changing one muon's noise changes its bundle-mates' features."""
+    torch.manual_seed(0)
+    run, noise = _two_bundles(BundleGenerator(SMALL))
+    base = run()
     noise.muon_noise[0] += 1.0
-    changed = generator(cond, counts, event_index, noise=noise)
+    changed = run()
     assert not torch.allclose(base[1], changed[1])  # same bundle: affected
     assert torch.allclose(base[3:], changed[3:])  # other bundle: untouched
 
@@ -99,17 +104,14 @@ def test_generator_without_set_layers_draws_muons_independently_given_the_event(
     torch.manual_seed(0)
     generator = BundleGenerator(dataclasses.replace(SMALL, generator_set_layers=0))
     assert len(generator.set_layers) == 0
-    counts = torch.tensor([3, 2])
-    event_index = torch.tensor([0, 0, 0, 1, 1])
-    cond = torch.zeros(2, 4)
-    noise = generator.draw_noise(2, 5, torch.Generator().manual_seed(1), "cpu")
-    base = generator(cond, counts, event_index, noise=noise)
+    run, noise = _two_bundles(generator)
+    base = run()
     noise.muon_noise[0] += 1.0
-    changed = generator(cond, counts, event_index, noise=noise)
+    changed = run()
     assert not torch.allclose(base[0], changed[0])
     torch.testing.assert_close(base[1:], changed[1:], rtol=0, atol=0)
     noise.global_noise[0] += 1.0  # the event noise still correlates a bundle's muons
-    moved = generator(cond, counts, event_index, noise=noise)
+    moved = run()
     assert not torch.allclose(moved[1:3], changed[1:3])
     torch.testing.assert_close(moved[3:], changed[3:], rtol=0, atol=0)
 
