@@ -133,6 +133,20 @@ def sample(model, primaries: np.ndarray, seed: int, workers: int | None = None):
     return model.sample(primaries[:, 0], primaries[:, 1], primaries[:, 2], primaries[:, 3], seed=seed, workers=workers)
 
 
+def time_generation(model, primaries: np.ndarray, repeats: int, workers: int | None = None) -> tuple[float, int]:
+    """Best wall time [s] of ``repeats`` sampling runs and the muons generated (the result is
+    copied to host numpy arrays, so CUDA timings include the synchronisation and transfer)."""
+    sample(model, primaries[:256], seed=123, workers=workers)  # warm-up (allocator, lazy init)
+    sample(model, primaries, seed=124, workers=workers)
+    best, n_muons = np.inf, 0
+    for repeat in range(repeats):
+        started = time.perf_counter()
+        batch = sample(model, primaries, seed=repeat, workers=workers)
+        best = min(best, time.perf_counter() - started)
+        n_muons = batch.n_muons
+    return best, n_muons
+
+
 class _MatmulRecorder(TorchDispatchMode):
     """Records every dense matmul (aten mm / addmm / addmm_) that reaches the kernels.
 
@@ -173,22 +187,23 @@ def gemm_operands(
     until session 15) streamed ~1 GB per pass from memory and made the bound slower than the
     GEMMs themselves (shipped model: 0.087-0.090 s against 0.071-0.077 s on hot operands).
     """
+    signatures = [(kind, n_in, n_out, weight_contiguous, accumulator_full)
+                  for kind, _, n_in, n_out, weight_contiguous, accumulator_full in calls]
     rows_needed: dict[tuple[str, int, int, bool, bool], int] = {}
-    for kind, rows, n_in, n_out, weight_contiguous, accumulator_full in calls:
-        key = (kind, n_in, n_out, weight_contiguous, accumulator_full)
-        rows_needed[key] = max(rows, rows_needed.get(key, 0))
+    for signature, (_, rows, *_) in zip(signatures, calls):
+        rows_needed[signature] = max(rows, rows_needed.get(signature, 0))
     shared = {}
-    for key, rows in rows_needed.items():
-        kind, n_in, n_out, weight_contiguous, accumulator_full = key
+    for signature, rows in rows_needed.items():
+        _, n_in, n_out, weight_contiguous, accumulator_full = signature
         x = torch.randn(rows, n_in, device=device)
         # nn.Linear's layout is x @ W^T with W (out, in): a transposed, non-contiguous view
         weight = torch.randn(n_in, n_out, device=device) if weight_contiguous else torch.randn(n_out, n_in, device=device).t()
         accumulator = torch.randn(rows, n_out, device=device) if accumulator_full else torch.randn(n_out, device=device)
-        shared[key] = (x, weight, accumulator)
+        shared[signature] = (x, weight, accumulator)
     operands = []
-    for kind, rows, n_in, n_out, weight_contiguous, accumulator_full in calls:
-        x, weight, accumulator = shared[(kind, n_in, n_out, weight_contiguous, accumulator_full)]
-        operands.append((kind, x[:rows], weight, accumulator[:rows] if accumulator_full else accumulator))
+    for signature, (kind, rows, *_) in zip(signatures, calls):
+        x, weight, accumulator = shared[signature]
+        operands.append((kind, x[:rows], weight, accumulator[:rows] if accumulator.dim() == 2 else accumulator))
     return operands
 
 
@@ -209,28 +224,18 @@ def replay_gemms(operands: list[tuple[str, torch.Tensor, torch.Tensor, torch.Ten
     return time.perf_counter() - started
 
 
-def time_generation_and_gemms(
-    model, primaries: np.ndarray, calls: list[tuple[str, int, int, int, bool, bool]], repeats: int,
-    workers: int | None, device: torch.device,
-) -> tuple[float, int, float, float]:
-    """Best wall times [s] of ``repeats`` sampling runs and of ``repeats`` passes over their
-    matmuls alone (after the sampling runs: a pass right after a sampling run was 10-25 %
-    slower, which would flatter the fraction); also the muons generated and the matmuls'
-    GFLOP. The sample is copied to host numpy arrays, so CUDA timings include the
-    synchronisation and transfer."""
+def time_gemms(
+    calls: list[tuple[str, int, int, int, bool, bool]], repeats: int, device: torch.device
+) -> tuple[float, float]:
+    """Best wall time [s] of ``repeats`` passes over the recorded matmuls alone, and their GFLOP.
+
+    Run after the sampling runs, not interleaved with them: a pass right after a sampling
+    run was 10-25 % slower, which would flatter the fraction.
+    """
     operands = gemm_operands(calls, device)
     flops = sum(2.0 * rows * n_in * n_out for _, rows, n_in, n_out, _, _ in calls)
-    sample(model, primaries[:256], seed=123, workers=workers)  # warm-up (allocator, lazy init, CUDA kernels)
-    sample(model, primaries, seed=124, workers=workers)
-    replay_gemms(operands, device)
-    generation, n_muons = np.inf, 0
-    for repeat in range(repeats):
-        started = time.perf_counter()
-        batch = sample(model, primaries, seed=repeat, workers=workers)
-        generation = min(generation, time.perf_counter() - started)
-        n_muons = batch.n_muons
-    gemms = min(replay_gemms(operands, device) for _ in range(repeats))
-    return generation, n_muons, gemms, flops / 1e9
+    replay_gemms(operands, device)  # warm-up (CUDA: handles, kernels)
+    return min(replay_gemms(operands, device) for _ in range(repeats)), flops / 1e9
 
 
 def _simulate_one_shower(task: tuple[int, np.ndarray, int]) -> tuple[float, int]:
@@ -348,10 +353,9 @@ def main(argv: list[str] | None = None) -> dict:
     model, model_description = load_benchmark_model(args.model)
     model = model.to(device)
 
+    seconds, n_muons = time_generation(model, primaries, args.repeats, args.workers)
     calls = record_matmul_shapes(model, primaries)
-    seconds, n_muons, gemm_seconds, gflop = time_generation_and_gemms(
-        model, primaries, calls, args.repeats, args.workers, device
-    )
+    gemm_seconds, gflop = time_gemms(calls, args.repeats, device)
     simulator = time_simulator(primaries, args.sim_events, processes=args.threads)
     per_event = seconds / args.events
     speedup = speedups(simulator, per_event, args.threads)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 
 from mubundle.data.batch import RaggedBatch
@@ -39,3 +43,14 @@ SMALL_MODEL = ModelConfig(
     multiplicity_hidden=16, multiplicity_components=3, generator_context_dim=16, generator_hidden=16,
     critic_hidden=16, critic_pooled_dim=16,
 )
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` as a module (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

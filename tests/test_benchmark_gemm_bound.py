@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from helpers import SMALL_MODEL, make_synthetic_batch
+from helpers import SMALL_MODEL, load_benchmark, make_synthetic_batch
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.transforms import FeatureTransform
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generate_throughput.py"
-
-
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("generate_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("generate_throughput", module)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_replay_operands_match_the_recorded_matmuls_and_share_storage_across_row_counts():
-    bench = _benchmark_module()
+    bench = load_benchmark("generate_throughput")
     torch.manual_seed(0)
     model = MuonBundleModel(SMALL_MODEL, FeatureTransform.fit(make_synthetic_batch(40, seed=3))).eval()
     calls = bench.record_matmul_shapes(model, bench.benchmark_primaries(300, seed=0))

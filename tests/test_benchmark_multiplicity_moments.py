@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import load_benchmark
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import write_shard
 from mubundle.model.bundle import MuonBundleModel
@@ -67,19 +68,10 @@ def test_doubled_multiplicities_are_far_outside_the_statistics(model_and_own_sam
     assert overall["mean_pull"] < -8 and overall["variance_pull"] < -8
 
 
-def load_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("multiplicity_moments", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_errors_come_from_whole_showers_and_from_the_paired_difference():
     """Three depths of one shower with the same N are one piece of information, not three;
     and the spread of which primaries are in the sample is not an error of the model."""
-    module = load_module()
+    module = load_benchmark("multiplicity_moments")
     rng = np.random.default_rng(1)
     shower_mean = rng.choice([1.0, 30.0], 3000)  # two kinds of primaries, very different N
     mean = np.repeat(shower_mean, 3)
@@ -97,7 +89,7 @@ def test_errors_come_from_whole_showers_and_from_the_paired_difference():
 def test_the_model_variance_adds_the_spread_of_the_event_means():
     """Law of total variance: Poisson events with means 1 and 100 in equal numbers have
     variance <mu> + var(mu) = 50.5 + 2450.25 across events."""
-    module = load_module()
+    module = load_benchmark("multiplicity_moments")
     rng = np.random.default_rng(0)
     mean = np.repeat([1.0, 100.0], 20_000)
     counts = rng.poisson(mean).astype(np.float64)
