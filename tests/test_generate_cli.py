@@ -141,6 +141,24 @@ def test_missing_pretrained_model_gives_a_clear_error_saying_how_to_get_one(tmp_
         mubundle.load()
 
 
+def test_shipped_models_are_loaded_by_name_unless_a_directory_has_that_name(model_dir, tmp_path, monkeypatch, primaries_file):
+    fast = mubundle.load("fast")
+    default = mubundle.load()
+    assert api.resolve_model_path("default") == api.default_model_path()
+    # the distilled student: smaller networks without LayerNorm, the default's feature transform
+    assert fast.config.generator_hidden < default.config.generator_hidden and not fast.config.layer_norm
+    assert fast.transform.to_dict() == default.transform.to_dict()
+    path, conditions = primaries_file
+    assert generate("--model", "fast", "--primaries", path, "--out", tmp_path / "fast.parquet") == 0
+    np.testing.assert_allclose(read_events([tmp_path / "fast.parquet"]).batch.conditions, conditions, rtol=1e-6)
+
+    monkeypatch.chdir(tmp_path)
+    MuonBundleModel.load(model_dir).save(tmp_path / "fast")  # a local directory named "fast" wins
+    assert api.load_model("fast").config == SMALL
+    with pytest.raises(FileNotFoundError, match="shipped models by name: default, fast"):
+        api.load_model("fastest")
+
+
 def test_a_directory_that_is_not_a_model_is_refused_naming_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         api.load_model(tmp_path)

@@ -128,6 +128,26 @@ def test_model_without_set_layers_samples_and_round_trips(batch, tmp_path):
     assert loaded.sample(*args, seed=2).equals(sample)
 
 
+def test_layer_norm_off_removes_it_from_the_sampled_networks_only(batch, tmp_path):
+    """layer_norm=False (distilled students): no LayerNorm in the multiplicity model and the
+    generator, the critic keeps it; such a model samples and round-trips; the default layout of
+    the state dict (the shipped model's) is unchanged."""
+    config = dataclasses.replace(SMALL, layer_norm=False)
+    torch.manual_seed(0)
+    model = MuonBundleModel(config, FeatureTransform.fit(batch))
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in BundleCritic(config).modules())
+    model.save(tmp_path / "m")
+    first = MuonBundleModel.load(tmp_path / "m").sample(np.full(30, 1e6), 0.3, 14.0, 2.0, seed=2)
+    second = model.sample(np.full(30, 1e6), 0.3, 14.0, 2.0, seed=2)
+    np.testing.assert_array_equal(first.flat_muons, second.flat_muons)
+    assert np.isfinite(first.flat_muons).all()
+    default_keys = set(MuonBundleModel(SMALL, FeatureTransform.fit(batch)).state_dict())
+    assert {"generator.muon_activation.0.weight", "generator.set_layers.0.local_rest.2.weight"} <= default_keys
+    assert len(default_keys) - len(model.state_dict()) == 2 * sum(isinstance(m, torch.nn.LayerNorm) for m in
+                                                                  MuonBundleModel(SMALL, FeatureTransform.fit(batch)).modules())
+
+
 def test_critic_scores_one_value_per_event_and_handles_events_without_muons():
     torch.manual_seed(0)
     critic = BundleCritic(SMALL)

@@ -107,7 +107,7 @@ def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
         help="refit a model's multiplicity part alone, with early stopping on validation events",
     )
     # defaults (None here) come from MultiplicityFitConfig: seed 0, lr 1e-3, 8192, 2000, 50
-    p.add_argument("--model", type=Path, help="model directory (default: the shipped model)")
+    p.add_argument("--model", type=Path, help="model directory, or a shipped model by name: default, fast (default: default)")
     p.add_argument("--data", nargs="+", required=True, help="training events: files, globs, directories")
     p.add_argument("--validation", nargs="+", required=True, help="validation events (early stopping)")
     p.add_argument("--out", required=True, type=Path, help="output model directory")
@@ -132,6 +132,26 @@ def _run_refit_multiplicity(args: argparse.Namespace) -> int:
     return refit_from_args(args)
 
 
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="train a smaller, faster student that reproduces a trained model")
+    p.add_argument("--teacher", type=Path, help="teacher model directory or shipped model name (default: default)")
+    p.add_argument("--out", required=True, type=Path, help="run directory (resumed if it holds a run); the student is OUT/model")
+    p.add_argument("--config", type=Path, help="YAML of DistillConfig fields (student sizes, steps, learning rates, ...)")
+    p.add_argument("--primaries", nargs="+",
+                   help="train on the primaries of these events (default: those of `mubundle simulate` defaults)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int, help="primaries per step")
+    p.add_argument("--device", help="auto, cpu, cuda, mps")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(run=_run_distill)
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    from mubundle.train.distill import distill_from_args
+
+    return distill_from_args(args)
+
+
 # --------------------------------------------------------------------------- generate
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     from mubundle.generate.cli_args import add_generate_arguments
@@ -150,7 +170,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- evaluate
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="compare a model with reference data: metrics, plots, report.html")
-    p.add_argument("--model", type=Path, help="model directory (default: the shipped model)")
+    p.add_argument("--model", type=Path, help="model directory, or a shipped model by name: default, fast (default: default)")
     p.add_argument("--reference", nargs="+", required=True, help="reference data: files, globs, directories")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--seed", type=int, default=0)
@@ -189,6 +209,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_simulate,
     _add_train,
     _add_refit_multiplicity,
+    _add_distill,
     _add_generate,
     _add_evaluate,
     _add_demo,

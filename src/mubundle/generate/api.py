@@ -1,7 +1,9 @@
 """Loading a trained model: the ``mubundle.load`` entry point.
 
 ``load_model()`` without a path returns the model shipped inside the package at
-``mubundle/pretrained/default/`` (``model.safetensors`` + ``model.json``).
+``mubundle/pretrained/default/`` (``model.safetensors`` + ``model.json``). The package ships
+a second model, ``fast`` (a distilled student of the default, ~2.3x faster to sample;
+docs/pretrained.md); ``load_model("fast")`` / ``--model fast`` name it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Package-relative location of the shipped default model.
 DEFAULT_MODEL_PACKAGE = "mubundle"
 DEFAULT_MODEL_PARTS = ("pretrained", "default")
+#: names of the shipped models (folders of ``mubundle/pretrained/``), usable as ``path``
+SHIPPED_MODELS = ("default", "fast")
 #: Files that make a model directory (written by ``MuonBundleModel.save``).
 MODEL_FILES = ("model.safetensors", "model.json")
 
@@ -26,8 +30,13 @@ class NoPretrainedModelError(FileNotFoundError):
 
 def default_model_path() -> Path:
     """Directory of the shipped default model (it may not exist: check with :func:`has_default_model`)."""
+    return shipped_model_path(DEFAULT_MODEL_PARTS[-1])
+
+
+def shipped_model_path(name: str) -> Path:
+    """Directory of the shipped model ``name`` (one of :data:`SHIPPED_MODELS`)."""
     root = resources.files(DEFAULT_MODEL_PACKAGE)
-    return Path(str(root.joinpath(*DEFAULT_MODEL_PARTS)))
+    return Path(str(root.joinpath(DEFAULT_MODEL_PARTS[0], name)))
 
 
 def has_default_model() -> bool:
@@ -39,6 +48,8 @@ def has_default_model() -> bool:
 def resolve_model_path(path: str | Path | None) -> Path:
     """``path`` checked to be a model directory, or the shipped default when None.
 
+    A ``path`` that does not exist and is the name of a shipped model (:data:`SHIPPED_MODELS`,
+    e.g. ``"fast"``) is that model; an existing directory of the same name wins.
     Raises :class:`FileNotFoundError` naming the directory and the missing file.
     """
     if path is None:
@@ -51,8 +62,12 @@ def resolve_model_path(path: str | Path | None) -> Path:
             )
         return default_model_path()
     path = Path(path)
+    if not path.exists() and str(path) in SHIPPED_MODELS:
+        path = shipped_model_path(str(path))
     if not path.is_dir():
-        raise FileNotFoundError(f"model directory {path} does not exist")
+        raise FileNotFoundError(
+            f"model directory {path} does not exist (shipped models by name: {', '.join(SHIPPED_MODELS)})"
+        )
     missing = [name for name in MODEL_FILES if not (path / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{path} is not a model directory: missing {', '.join(missing)}")
@@ -62,7 +77,8 @@ def resolve_model_path(path: str | Path | None) -> Path:
 def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBundleModel":
     """Load a trained :class:`~mubundle.model.bundle.MuonBundleModel` in eval mode.
 
-    ``path``: a directory written by ``MuonBundleModel.save``; None = the shipped default.
+    ``path``: a directory written by ``MuonBundleModel.save``, or a shipped model's name
+    (``"default"``, ``"fast"``); None = the shipped default.
     ``device``: torch device string (``"cpu"``, ``"cuda"``, ...).
     """
     from mubundle.model.bundle import MuonBundleModel

@@ -33,6 +33,11 @@ class ModelConfig:
     generator_context_dim: int = 64
     generator_hidden: int = 64
     generator_set_layers: int = 2  # EPiC-style per-muon <-> pooled global interaction layers
+    # LayerNorm after the hidden Linears of the multiplicity model and the generator (the
+    # critic always has it). WGAN-GP training needs it (../shared/seed post-mortem); False is
+    # for students trained by `mubundle distill` (regression on a teacher), where it costs
+    # ~25 % of the sampling time and buys nothing.
+    layer_norm: bool = True
     # critic
     # The critic dominates the cost of a step (2 x 5 forward/backward passes plus 5 gradient
     # penalties with double backward over every muon): a 32-wide per-muon net and no set

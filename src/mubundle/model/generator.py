@@ -18,9 +18,8 @@ from torch import Tensor, nn
 
 from mubundle.model.config import ModelConfig
 from mubundle.model.layers import (
-    LEAKY_SLOPE,
-    LeakyReLU,
     SetInteraction,
+    activation,
     count_feature,
     hidden_block,
     init_linear_layers,
@@ -55,16 +54,18 @@ class BundleGenerator(nn.Module):
         super().__init__()
         self.global_noise_dim = config.global_noise_dim
         self.muon_noise_dim = config.muon_noise_dim
-        context_dim, hidden = config.generator_context_dim, config.generator_hidden
+        context_dim, hidden, norm = config.generator_context_dim, config.generator_hidden, config.layer_norm
         self.context = nn.Sequential(
-            hidden_block(config.global_noise_dim + condition_dim + 1, context_dim),
-            hidden_block(context_dim, context_dim),
+            hidden_block(config.global_noise_dim + condition_dim + 1, context_dim, norm),
+            hidden_block(context_dim, context_dim, norm),
         )
         self.muon_from_noise = nn.Linear(config.muon_noise_dim, hidden)
         self.muon_from_context = nn.Linear(context_dim, hidden, bias=False)
-        self.muon_activation = nn.Sequential(nn.LayerNorm(hidden), LeakyReLU(LEAKY_SLOPE))
-        self.set_layers = nn.ModuleList(SetInteraction(hidden, context_dim) for _ in range(config.generator_set_layers))
-        self.output = nn.Sequential(hidden_block(hidden, hidden), nn.Linear(hidden, muon_dim))
+        self.muon_activation = nn.Sequential(*activation(hidden, norm))
+        self.set_layers = nn.ModuleList(
+            SetInteraction(hidden, context_dim, layer_norm=norm) for _ in range(config.generator_set_layers)
+        )
+        self.output = nn.Sequential(hidden_block(hidden, hidden, norm), nn.Linear(hidden, muon_dim))
         init_linear_layers(self, config.init_gain)
 
     def draw_noise(

@@ -16,16 +16,24 @@ LEAKY_SLOPE = 0.2
 
 class LeakyReLU(nn.LeakyReLU):
     """LeakyReLU that works in place when autograd is off (sampling, the critic updates'
-    generator pass): no new (M, D) buffer. Only used right after a LayerNorm, whose fresh
-    output nobody else holds."""
+    generator pass): no new (M, D) buffer. Only used right after a LayerNorm or a Linear,
+    whose fresh output nobody else holds."""
 
     def forward(self, input: Tensor) -> Tensor:
         return nn.functional.leaky_relu(input, self.negative_slope, inplace=not torch.is_grad_enabled())
 
 
-def hidden_block(in_dim: int, out_dim: int) -> nn.Sequential:
-    """Linear -> LayerNorm -> LeakyReLU (the post-mortem's fix: LayerNorm after every hidden Linear)."""
-    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), LeakyReLU(LEAKY_SLOPE))
+def hidden_block(in_dim: int, out_dim: int, layer_norm: bool = True) -> nn.Sequential:
+    """Linear -> LayerNorm -> LeakyReLU (the post-mortem's fix: LayerNorm after every hidden Linear).
+
+    ``layer_norm=False`` drops the LayerNorm (distilled students only, docs/model.md).
+    """
+    return nn.Sequential(nn.Linear(in_dim, out_dim), *activation(out_dim, layer_norm))
+
+
+def activation(dim: int, layer_norm: bool = True) -> list[nn.Module]:
+    """The modules after a hidden Linear: [LayerNorm(dim), LeakyReLU], or [LeakyReLU] alone."""
+    return [nn.LayerNorm(dim), LeakyReLU(LEAKY_SLOPE)] if layer_norm else [LeakyReLU(LEAKY_SLOPE)]
 
 
 def init_linear_layers(module: nn.Module, gain: float) -> None:
@@ -126,11 +134,11 @@ class SetInteraction(nn.Module):
     B rows and gathered: the same function, a fraction B/M of the cost.
     """
 
-    def __init__(self, muon_dim: int, global_dim: int, residual: bool = True) -> None:
+    def __init__(self, muon_dim: int, global_dim: int, residual: bool = True, layer_norm: bool = True) -> None:
         super().__init__()
         self.residual = residual
-        global_layers: list[nn.Module] = [hidden_block(global_dim + 2 * muon_dim, global_dim)]
-        local_layers: list[nn.Module] = [nn.LayerNorm(muon_dim), LeakyReLU(LEAKY_SLOPE)]
+        global_layers: list[nn.Module] = [hidden_block(global_dim + 2 * muon_dim, global_dim, layer_norm)]
+        local_layers: list[nn.Module] = activation(muon_dim, layer_norm)
         if residual:
             global_layers.append(nn.Linear(global_dim, global_dim))
             local_layers.append(nn.Linear(muon_dim, muon_dim))
@@ -154,8 +162,10 @@ class SetInteraction(nn.Module):
         if self.residual:
             # h + Linear(a) with h as the addmm accumulator: one pass fewer over (M, H); in
             # place when autograd is off (h is not needed any more), saving another copy
-            *activation, last = self.local_rest
-            hidden = activation[1](activation[0](local))
+            *local_activation, last = self.local_rest
+            hidden = local
+            for module in local_activation:
+                hidden = module(hidden)
             if torch.is_grad_enabled() or not _same_dtype(muon_h, hidden, last.weight):
                 muon_h = torch.addmm(muon_h, hidden, last.weight.t()).add_(last.bias)
             else:

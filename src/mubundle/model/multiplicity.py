@@ -47,8 +47,8 @@ class MultiplicityModel(nn.Module):
     def __init__(self, config: ModelConfig, condition_dim: int = CONDITION_DIM) -> None:
         super().__init__()
         hidden = config.multiplicity_hidden
-        layers: list[nn.Module] = [hidden_block(condition_dim, hidden)]
-        layers += [hidden_block(hidden, hidden) for _ in range(config.multiplicity_layers - 1)]
+        layers: list[nn.Module] = [hidden_block(condition_dim, hidden, config.layer_norm)]
+        layers += [hidden_block(hidden, hidden, config.layer_norm) for _ in range(config.multiplicity_layers - 1)]
         self.body = nn.Sequential(*layers)
         self.components = config.multiplicity_components
         # per component: logit, log-mean offset, log-dispersion; plus the shared log-location
