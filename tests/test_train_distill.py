@@ -104,6 +104,10 @@ def test_non_finite_step_is_reported_counted_and_not_applied(tmp_path, monkeypat
     summary = distill(tmp_path / "teacher", tmp_path / "run", small_config(steps=4), show_progress=False)
     assert summary["skipped_steps"] == 1
     assert "distill step 3: non-finite" in caplog.text
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # the window with the skipped step averages its applied step only: a finite number, not NaN
+    assert all(np.isfinite(r["g_loss"]) for r in logged if "g_loss" in r)
+    assert [r["skipped_steps"] for r in logged if "g_loss" in r] == [0, 1]
 
     def always_nan(*args, **kwargs):
         losses = real_losses(*args, **kwargs)

@@ -274,16 +274,17 @@ def distill(
                             step, float(losses["g_loss"].detach()), float(losses["m_loss"].detach()))
                 if consecutive >= config.max_consecutive_skips:
                     raise RuntimeError(f"distill: {consecutive} consecutive non-finite steps up to step {step}; stopping")
-            sums["steps"] += 1
-            sums["g_loss"] += float(losses["g_loss"].detach())
-            sums["m_kl"] += float(losses["m_loss"].detach() - losses["teacher_m_nll"])
+            if applied:  # the logged losses average the applied steps; skipped ones are counted
+                sums["steps"] += 1
+                sums["g_loss"] += float(losses["g_loss"].detach())
+                sums["m_kl"] += float(losses["m_loss"].detach() - losses["teacher_m_nll"])
             sums["events"] += config.batch_size
             sums["muons"] += int(losses["muons"])
             bar.update(1)
             if step % config.log_every == 0 or step == config.steps:
-                steps_in_window = sums["steps"]
+                applied_steps = max(sums["steps"], 1)
                 elapsed = max(time.perf_counter() - window, 1e-9)
-                entry = {"step": step, "g_loss": sums["g_loss"] / steps_in_window, "m_kl": sums["m_kl"] / steps_in_window,
+                entry = {"step": step, "g_loss": sums["g_loss"] / applied_steps, "m_kl": sums["m_kl"] / applied_steps,
                          "lr": learning_rate(config, step - 1), "events_per_s": sums["events"] / elapsed,
                          "muons_per_s": sums["muons"] / elapsed, "skipped_steps": skipped}
                 metrics.append(entry)
