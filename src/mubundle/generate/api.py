@@ -2,7 +2,7 @@
 
 ``load_model()`` without a path returns the model shipped inside the package at
 ``mubundle/pretrained/default/`` (``model.safetensors`` + ``model.json``). The package ships
-a second model, ``fast`` (a distilled student of the default, ~2.3x faster to sample;
+a second model, ``fast`` (a distilled student of the default, about 2x faster to sample;
 docs/pretrained.md); ``load_model("fast")`` / ``--model fast`` name it.
 """
 

@@ -35,8 +35,9 @@ class ModelConfig:
     generator_set_layers: int = 2  # EPiC-style per-muon <-> pooled global interaction layers
     # LayerNorm after the hidden Linears of the multiplicity model and the generator (the
     # critic always has it). WGAN-GP training needs it (../shared/seed post-mortem); False is
-    # for students trained by `mubundle distill` (regression on a teacher), where it costs
-    # ~25 % of the sampling time and buys nothing.
+    # for students trained by `mubundle distill` (regression on a teacher, which trains without
+    # it): it is ~20 % of a small student's sampling time (a student with it follows its teacher
+    # more closely, docs/pretrained.md).
     layer_norm: bool = True
     # critic
     # The critic dominates the cost of a step (2 x 5 forward/backward passes plus 5 gradient
