@@ -11,7 +11,7 @@ smaller (:class:`DistillConfig`). Each step, for a fresh batch of B primaries:
 
 Given its noise, the teacher's generator is a deterministic function, so the student's
 generator learns it by plain regression: no critic, no gradient penalty, fresh samples every
-step (nothing to overfit), and no critic passes or double backward as in WGAN-GP. With the same noise
+step (nothing to overfit). With the same noise
 the student's bundles follow the teacher's distribution up to the regression error, and its
 muons stay correlated as the teacher's are (set layers pool over the bundle).
 
