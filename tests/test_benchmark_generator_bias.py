@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import BENCHMARKS
 from mubundle.data.native import write_shard
 from mubundle.model.bundle import MuonBundleModel
 from test_evaluate_cli import SMALL, reference_batch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generator_bias.py"
+SCRIPT = BENCHMARKS / "generator_bias.py"
 
 
 def test_bins_partition_the_muons_and_the_shift_is_measured_against_the_reference(tmp_path):

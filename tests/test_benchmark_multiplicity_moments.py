@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import load_benchmark
+from helpers import BENCHMARKS, load_benchmark
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import write_shard
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.transforms import FeatureTransform
 from test_evaluate_cli import SMALL, reference_batch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "multiplicity_moments.py"
+SCRIPT = BENCHMARKS / "multiplicity_moments.py"
 
 
 @pytest.fixture(scope="module")

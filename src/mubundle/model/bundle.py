@@ -20,6 +20,7 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.model.chunking import muon_budget_chunks
 from mubundle.model.config import METADATA_FILE, ModelConfig
 from mubundle.model.generator import BundleGenerator, GeneratorNoise
+from mubundle.model.layers import event_index_of
 from mubundle.model.multiplicity import MultiplicityModel
 from mubundle.model.transforms import FeatureTransform
 from mubundle.model.workers import SamplingWorkers, default_worker_count
@@ -167,9 +168,7 @@ class MuonBundleModel(nn.Module):
     def _generator_call(self, conditions: Tensor, counts: Tensor, with_muons: Tensor, noise: GeneratorNoise) -> Tensor:
         """One generator call on the events ``with_muons`` of conditions (B, 4) / counts (B,) -> (M, 3) physical."""
         part_counts = counts.index_select(0, with_muons)
-        event_index = torch.repeat_interleave(
-            torch.arange(part_counts.shape[0], device=self.device), part_counts, output_size=noise.muon_noise.shape[0]
-        )
+        event_index = event_index_of(part_counts, noise.muon_noise.shape[0])
         features = self.generator(
             self.transform.condition_features(conditions.index_select(0, with_muons)), part_counts, event_index,
             noise=noise,

@@ -115,6 +115,12 @@ def event_max(values: Tensor, event_index: Tensor, n_events: int) -> Tensor:
     return torch.where(present, values.gather(0, argmax_rows), values.new_zeros(()))
 
 
+def event_index_of(counts: Tensor, n_muons: int) -> Tensor:
+    """(B,) int64 multiplicities summing to ``n_muons`` -> (M,) int64 event of each muon
+    (``output_size`` given, so no host synchronisation)."""
+    return torch.repeat_interleave(torch.arange(counts.shape[0], device=counts.device), counts, output_size=n_muons)
+
+
 def inverse_counts(counts: Tensor) -> Tensor:
     """(B,) int64 -> (B, 1) float32 1 / max(N, 1) (an empty event's mean is its zero fill)."""
     counts_f = counts.to(torch.float32)
