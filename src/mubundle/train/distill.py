@@ -38,6 +38,7 @@ from torch import Tensor
 from mubundle import configio
 from mubundle.model.bundle import WEIGHTS_FILE, MuonBundleModel
 from mubundle.model.generator import BundleGenerator
+from mubundle.model.layers import event_index_of
 from mubundle.train.checkpoint import export_model, latest_checkpoint, load_checkpoint, save_checkpoint
 from mubundle.train.device import resolve_device
 from mubundle.train.monitor import MetricsLog, TensorBoardLog, progress_bar
@@ -151,9 +152,7 @@ def distill_losses(
     with_muons = torch.nonzero(counts).squeeze(1)
     part_counts = counts.index_select(0, with_muons)
     n_muons = int(part_counts.sum())
-    event_index = torch.repeat_interleave(
-        torch.arange(part_counts.shape[0], device=counts.device), part_counts, output_size=n_muons
-    )
+    event_index = event_index_of(part_counts, n_muons)
     part_features = features.index_select(0, with_muons)
     teacher_generator: BundleGenerator = teacher.generator
     noise = teacher_generator.draw_noise(part_counts.shape[0], n_muons, generator, conditions.device)
@@ -217,8 +216,6 @@ def distill(
 
     torch.manual_seed(config.seed)  # the student's initial weights
     student = build_student(teacher, config).to(device).train()
-    if config.init_from is not None:
-        _load_initial_weights(student, Path(config.init_from))
     optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
     sampler = PrimarySampler(primaries)
     start_step, skipped = 0, 0
@@ -229,13 +226,18 @@ def distill(
         optimizer.load_state_dict(state["optimizer"])
         start_step, skipped = int(state["step"]), int(state["skipped_steps"])
         log.info("distill: resuming %s from step %d", run_dir, start_step)
+    elif config.init_from is not None:  # a resumed run has its weights from the checkpoint
+        _load_initial_weights(student, Path(config.init_from))
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     metrics.truncate_after(start_step)
     board = TensorBoardLog(run_dir, start_step)
     heldout = _heldout_batch(sampler, config, device)
 
+    last_heldout: dict[str, float] = {}
+
     def save(step: int) -> None:
         losses = heldout_losses(teacher, student, heldout, config.seed)
+        last_heldout.update(losses)
         entry = {"step": step, **{f"heldout_{k}": v for k, v in losses.items()}, "skipped_steps": skipped}
         metrics.append(entry)
         board.scalars(entry)
@@ -297,11 +299,12 @@ def distill(
     finally:
         bar.close()
         board.close()
-    final = heldout_losses(teacher, student, heldout, config.seed)
     if start_step >= config.steps:  # nothing left to train: make sure the export exists
         export_model(student, run_dir, "model")
+        last_heldout.update(heldout_losses(teacher, student, heldout, config.seed))
+    # else the last step was a checkpoint (save() runs at step == steps): its held-out losses
     return {"steps": config.steps, "resumed_from_step": start_step, "skipped_steps": skipped,
-            **{f"heldout_{k}": v for k, v in final.items()}, "seconds": time.perf_counter() - started,
+            **{f"heldout_{k}": v for k, v in last_heldout.items()}, "seconds": time.perf_counter() - started,
             "student_parameters": sum(p.numel() for p in student.parameters()), "model": str(run_dir / "model")}
 
 
