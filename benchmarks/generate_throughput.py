@@ -185,7 +185,7 @@ def gemm_operands(
     it), so the replay runs on hot (cache-resident) operands as the model's matmuls do: their
     inputs were written by the op just before. Fresh operands for every call (this benchmark
     until session 15) streamed ~1 GB per pass from memory and made the bound slower than the
-    GEMMs themselves (shipped model: 0.087-0.090 s against 0.071-0.077 s on hot operands).
+    GEMMs themselves (the `full` model: 0.087-0.090 s against 0.071-0.077 s on hot operands).
     """
     signatures = [(kind, n_in, n_out, weight_contiguous, accumulator_full)
                   for kind, _, n_in, n_out, weight_contiguous, accumulator_full in calls]

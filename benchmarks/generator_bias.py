@@ -13,7 +13,7 @@ N (the reference multiplicity), E0, A, cos(zenith) and slant depth it prints:
 - ``radius_median_ratio``: median muon radius generated / reference.
 
 One JSON object on stdout. Run: ``python benchmarks/generator_bias.py --data VAL...``
-(default model: the shipped one; ~2 s for 11 000 events and 4 seeds on 2 cores). Without
+(default model: the shipped default, `fast`; ~2 s for 11 000 events and 4 seeds on 2 cores). Without
 ``--data`` (as in ``make bench``) it first simulates ``--sim-events`` reference events
 (``mubundle simulate`` physics at the primaries of ``generate_throughput.py``, ~0.07 s per
 event): enough to run, too few for the rare bins; the figures in docs/pretrained.md use the

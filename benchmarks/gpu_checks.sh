@@ -3,7 +3,7 @@
 # (the package's heavy simulation dependencies are not needed). Writes into ${OUT:-gpu_results}:
 #   cuda_tests.log            pytest tests/test_cuda.py (sampling, training loop + resume, bf16, generate)
 #   generate_cuda.jsonl       benchmarks/generate_throughput.py on the GPU, one JSON line each: 20k and 1M
-#                             primaries (default model), 1M primaries (the shipped `fast` model)
+#                             primaries (the default model, `fast`), 1M primaries (the shipped `full` model)
 #   train_step_cuda_*.json    benchmarks/train_step.py on the GPU (B = 8192, 65536; fp32 and bf16)
 #   ddp_nccl.log              torchrun (1 process, NCCL) training 40 steps on synthetic data, then
 #                             `mubundle distill` 200 steps on the GPU (its summary line)
@@ -20,7 +20,7 @@ $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/cuda_te
 $PY benchmarks/generate_throughput.py --device cuda --events 20000 --sim-events 0 > "$OUT/generate_cuda.jsonl"
 $PY benchmarks/generate_throughput.py --device cuda --events 1000000 --repeats 3 --sim-events 0 >> "$OUT/generate_cuda.jsonl"
 $PY benchmarks/generate_throughput.py --device cuda --events 1000000 --repeats 3 --sim-events 0 \
-    --model src/mubundle/pretrained/fast >> "$OUT/generate_cuda.jsonl"
+    --model src/mubundle/pretrained/full >> "$OUT/generate_cuda.jsonl"
 $PY benchmarks/train_step.py --device cuda --events 8192 --steps 10 > "$OUT/train_step_cuda_8k.json"
 $PY benchmarks/train_step.py --device cuda --events 65536 --steps 5 > "$OUT/train_step_cuda_64k.json"
 $PY benchmarks/train_step.py --device cuda --events 65536 --steps 5 --bf16 > "$OUT/train_step_cuda_64k_bf16.json"

@@ -20,7 +20,7 @@ each resampling recomputes both sides over the same events (paired): the error o
 difference, without the part that comes from which primaries happen to be in the sample.
 
 One JSON object on stdout. Run: ``python benchmarks/multiplicity_moments.py --data TEST...``
-(default model: the shipped one; ~2 s for 22 000 events). Without ``--data`` (as in ``make
+(default model: the shipped default, `fast`; ~2 s for 22 000 events). Without ``--data`` (as in ``make
 bench``) it first simulates ``--sim-events`` reference events (``mubundle simulate`` physics at
 the primaries of ``generate_throughput.py``): enough to run, not to test the model; the
 figures in docs/pretrained.md use the test shards.

@@ -142,20 +142,20 @@ def test_missing_pretrained_model_gives_a_clear_error_saying_how_to_get_one(tmp_
 
 
 def test_shipped_models_are_loaded_by_name_unless_a_directory_has_that_name(model_dir, tmp_path, monkeypatch, primaries_file):
-    fast = mubundle.load("fast")
+    full = mubundle.load("full")
     default = mubundle.load()
-    assert api.resolve_model_path("default") == api.default_model_path()
-    # the distilled student: smaller networks without LayerNorm, the default's feature transform
-    assert fast.config.generator_hidden < default.config.generator_hidden and not fast.config.layer_norm
-    assert fast.transform.to_dict() == default.transform.to_dict()
+    assert api.resolve_model_path("fast") == api.default_model_path()
+    # the default is the distilled student: smaller networks without LayerNorm, the full model's transform
+    assert default.config.generator_hidden < full.config.generator_hidden and not default.config.layer_norm
+    assert default.transform.to_dict() == full.transform.to_dict()
     path, conditions = primaries_file
-    assert generate("--model", "fast", "--primaries", path, "--out", tmp_path / "fast.parquet") == 0
-    np.testing.assert_allclose(read_events([tmp_path / "fast.parquet"]).batch.conditions, conditions, rtol=1e-6)
+    assert generate("--model", "full", "--primaries", path, "--out", tmp_path / "full.parquet") == 0
+    np.testing.assert_allclose(read_events([tmp_path / "full.parquet"]).batch.conditions, conditions, rtol=1e-6)
 
     monkeypatch.chdir(tmp_path)
-    MuonBundleModel.load(model_dir).save(tmp_path / "fast")  # a local directory named "fast" wins
-    assert api.load_model("fast").config == SMALL
-    with pytest.raises(FileNotFoundError, match="shipped models by name: default, fast"):
+    MuonBundleModel.load(model_dir).save(tmp_path / "full")  # a local directory named "full" wins
+    assert api.load_model("full").config == SMALL
+    with pytest.raises(FileNotFoundError, match="shipped models by name: fast, full"):
         api.load_model("fastest")
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from mubundle.cli import main
+from mubundle.generate.api import DEFAULT_TEACHER, shipped_model_path
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.transforms import FeatureTransform
 from mubundle.train import distill as distill_module
@@ -170,6 +171,13 @@ def test_distill_command(tmp_path, capsys):
     assert summary["steps"] == 3 and summary["model"].endswith("model")
     assert MuonBundleModel.load(tmp_path / "run" / "model").config.generator_hidden == 8
     assert main(["distill", "--teacher", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_the_default_teacher_is_the_shipped_full_model(tmp_path, monkeypatch, capsys):
+    taught = []
+    monkeypatch.setattr(distill_module, "distill", lambda teacher, *rest: taught.append(teacher) or {})
+    assert main(["distill", "--out", str(tmp_path / "run")]) == 0
+    assert taught == [shipped_model_path(DEFAULT_TEACHER)] and DEFAULT_TEACHER == "full"  # not the (distilled) default
 
 
 def test_init_from_starts_the_student_at_that_model(tmp_path):

@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 
 def load(path=None, device="cpu"):
-    """Load a trained muon-bundle model (the shipped default when ``path`` is None; ``"fast"``
-    names the shipped distilled model, docs/pretrained.md).
+    """Load a trained muon-bundle model (the shipped default, ``fast``, when ``path`` is None;
+    ``"full"`` names the shipped model it was distilled from, docs/pretrained.md).
 
     Returns a :class:`mubundle.model.bundle.MuonBundleModel` whose ``sample`` method takes
     physical units (GeV, rad, mass number, km) and returns a :class:`RaggedBatch`.

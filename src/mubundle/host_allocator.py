@@ -4,7 +4,7 @@ Sampling on the CPU allocates and frees (M, 64) float32 activations of ~4 MiB (2
 per generator call) several hundred times per second. glibc's malloc serves blocks that large
 with ``mmap`` or trims them off the top of the heap when they are freed, so most new
 activations are fresh pages that the kernel must fault in and zero one 4 KiB page at a time.
-Measured on 2 cores (20 000 default primaries, ~148 000 muons, the shipped model): 41 000
+Measured on 2 cores (20 000 default primaries, ~148 000 muons, the shipped `full` model): 41 000
 minor page faults and 0.16 s of system time per sample of 0.30-0.40 s. With the thresholds
 below freed blocks stay in the heap: ~700 faults, 0.005 s system time, 20-30 % more events/s
 (``benchmarks/generate_throughput.py``; ``--default-allocator`` measures without). Training

@@ -1,9 +1,10 @@
 """Loading a trained model: the ``mubundle.load`` entry point.
 
-``load_model()`` without a path returns the model shipped inside the package at
-``mubundle/pretrained/default/`` (``model.safetensors`` + ``model.json``). The package ships
-a second model, ``fast`` (a distilled student of the default, about 2x faster to sample;
-docs/pretrained.md); ``load_model("fast")`` / ``--model fast`` name it.
+The package ships two models in ``mubundle/pretrained/<name>/`` (``model.safetensors`` +
+``model.json``; docs/pretrained.md): ``fast``, the default (``load_model()`` without a path),
+a distilled student about 2.5x faster to sample, and ``full``, the WGAN-GP-trained model it was
+distilled from (the default teacher of ``mubundle distill``). ``load_model("full")`` /
+``--model full`` name it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Package-relative location of the shipped default model.
 DEFAULT_MODEL_PACKAGE = "mubundle"
-DEFAULT_MODEL_PARTS = ("pretrained", "default")
+DEFAULT_MODEL_PARTS = ("pretrained", "fast")
 #: names of the shipped models (folders of ``mubundle/pretrained/``), usable as ``path``
-SHIPPED_MODELS = ("default", "fast")
+SHIPPED_MODELS = ("fast", "full")
+#: the shipped model ``mubundle distill`` learns from when no teacher is given
+DEFAULT_TEACHER = "full"
 #: Files that make a model directory (written by ``MuonBundleModel.save``).
 MODEL_FILES = ("model.safetensors", "model.json")
 
@@ -49,7 +52,7 @@ def resolve_model_path(path: str | Path | None) -> Path:
     """``path`` checked to be a model directory, or the shipped default when None.
 
     A ``path`` that does not exist and is the name of a shipped model (:data:`SHIPPED_MODELS`,
-    e.g. ``"fast"``) is that model; an existing directory of the same name wins.
+    e.g. ``"full"``) is that model; an existing directory of the same name wins.
     Raises :class:`FileNotFoundError` naming the directory and the missing file.
     """
     if path is None:
@@ -78,7 +81,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBund
     """Load a trained :class:`~mubundle.model.bundle.MuonBundleModel` in eval mode.
 
     ``path``: a directory written by ``MuonBundleModel.save``, or a shipped model's name
-    (``"default"``, ``"fast"``); None = the shipped default.
+    (``"fast"``, ``"full"``); None = the shipped default (``fast``).
     ``device``: torch device string (``"cpu"``, ``"cuda"``, ...).
     """
     from mubundle.model.bundle import MuonBundleModel

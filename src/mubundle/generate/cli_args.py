@@ -17,7 +17,7 @@ _FLUX_DEFAULTS = FluxSettings()
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``generate`` options on ``parser``."""
-    parser.add_argument("--model", type=Path, help="model directory, or a shipped model by name: default, fast (default: default)")
+    parser.add_argument("--model", type=Path, help="model directory, or a shipped model by name: fast, full (default: fast)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--primaries", nargs="+", metavar="FILE",
                         help="event files (any layout); one event is generated per primary, muons are ignored")

@@ -141,7 +141,7 @@ class MuonBundleModel(nn.Module):
         each call's noise is drawn for all its events, as if they took part, and only the rows
         of events with muons are used, so the result is that of running every event (no muon
         depends on another event) with the same random numbers, up to float32 rounding (bitwise
-        for the shipped model on the development CPU), at ~10 % less time.
+        for the shipped `full` model on the development CPU), at ~10 % less time.
         """
         conditions = conditions.to(self.device, torch.float32)
         counts = counts.to(self.device, torch.int64)

@@ -356,7 +356,7 @@ def distill_from_args(args: Any) -> int:
     import json
     import sys
 
-    from mubundle.generate.api import resolve_model_path
+    from mubundle.generate.api import DEFAULT_TEACHER, resolve_model_path
 
     config = configio.from_yaml(DistillConfig, args.config) if args.config else DistillConfig()
     overrides = {name: getattr(args, name) for name in ("steps", "batch_size", "device", "seed") if getattr(args, name) is not None}
@@ -374,6 +374,6 @@ def distill_from_args(args: Any) -> int:
             raise ValueError(f"no usable primaries in {args.primaries}")
         primaries = loaded.batch.conditions
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    summary = distill(resolve_model_path(args.teacher), args.out, config, primaries)
+    summary = distill(resolve_model_path(args.teacher or DEFAULT_TEACHER), args.out, config, primaries)
     print(json.dumps(summary))
     return 0
