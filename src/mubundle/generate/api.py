@@ -2,7 +2,7 @@
 
 The package ships two models in ``mubundle/pretrained/<name>/`` (``model.safetensors`` +
 ``model.json``; docs/pretrained.md): ``fast``, the default (``load_model()`` without a path),
-a distilled student about 2.5x faster to sample, and ``full``, the WGAN-GP-trained model it was
+a distilled student about 2x faster to sample, and ``full``, the WGAN-GP-trained model it was
 distilled from (the default teacher of ``mubundle distill``). ``load_model("full")`` /
 ``--model full`` name it.
 """
