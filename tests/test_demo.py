@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from mubundle.demo import DemoConfig, demo_primaries, run_demo
-from mubundle.generate.api import default_model_path, load_model
+from mubundle.generate.api import SHIPPED_MODELS, load_model, shipped_model_path
 
 
 def test_demo_writes_generated_reference_report_and_training_run(tmp_path):
@@ -21,12 +21,13 @@ def test_demo_writes_generated_reference_report_and_training_run(tmp_path):
     assert json.loads(lines[-1])["step"] == 2
 
 
-def test_the_shipped_model_loads_samples_and_fits_in_10_mb():
-    files = list(default_model_path().iterdir())
+def test_the_shipped_models_load_sample_and_fit_in_10_mb_together():
+    files = [f for name in SHIPPED_MODELS for f in shipped_model_path(name).iterdir()]
+    assert len(files) >= 4  # model.safetensors + model.json each
     assert sum(f.stat().st_size for f in files) <= 10 * 1024 * 1024
-    model = load_model(None)
-    bundles = model.sample([1e6, 1e6], [0.2, 0.2], [1, 56], [2.0, 2.0], seed=5)
-    assert len(bundles) == 2 and (bundles.flat_muons[:, 0] > 0).all()
+    for name in (None, *SHIPPED_MODELS):
+        bundles = load_model(name).sample([1e6, 1e6], [0.2, 0.2], [1, 56], [2.0, 2.0], seed=5)
+        assert len(bundles) == 2 and (bundles.flat_muons[:, 0] > 0).all()
 
 
 def test_demo_primaries_do_not_share_the_evaluations_random_numbers():
