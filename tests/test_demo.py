@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
-from mubundle.demo import DemoConfig, demo_primaries, run_demo
+from mubundle.demo import DemoConfig, auc_summary, run_demo
 from mubundle.generate.api import SHIPPED_MODELS, load_model, shipped_model_path
 
 
@@ -30,11 +28,9 @@ def test_the_shipped_models_load_sample_and_fit_in_10_mb_together():
         assert len(bundles) == 2 and (bundles.flat_muons[:, 0] > 0).all()
 
 
-def test_demo_primaries_do_not_share_the_evaluations_random_numbers():
-    # the evaluation randomises the PIT with default_rng(seed).random(n): primaries drawn from
-    # the same stream made those uniforms a function of the energy (mean PIT 0.42 for a
-    # calibrated model)
-    config = DemoConfig(primaries=2000)
-    energy = demo_primaries(config, seed=1)[0]
-    evaluation_uniforms = np.random.default_rng(1).random(config.primaries)
-    assert abs(np.corrcoef(np.log(energy), evaluation_uniforms)[0, 1]) < 0.1
+def test_the_demo_reports_the_auc_beside_its_floor_or_why_there_is_none():
+    assert auc_summary({"model": 0.554, "floor": 0.548, "ratio": 1.01}) == (
+        "classifier two-sample AUC 0.554 (0.5 = indistinguishable); between two halves of the simulated sample 0.548"
+    )
+    assert auc_summary({"model": None, "floor": None, "reason": "model: too few events"}).endswith("too few events")
+    assert auc_summary({}) == "classifier two-sample AUC not available: no classifier result"

@@ -96,6 +96,15 @@ def test_events_without_muons_get_a_pit_uniform_between_zero_and_p_of_zero(model
     assert abs(np.mean(pit / p_zero) - 0.5) < 0.03
 
 
+def test_the_pit_uniforms_are_not_the_common_stream_of_the_seed(model):
+    # reference primaries drawn with default_rng(seed) must not share the PIT's uniforms
+    conditions = make_synthetic_batch(2000, seed=5).conditions
+    zeros = np.zeros(len(conditions), dtype=np.int64)
+    p_zero = model.count_cdf(torch.from_numpy(conditions), torch.from_numpy(zeros)).numpy()
+    uniforms = randomised_pit(model, conditions, zeros, seed=0) / p_zero
+    assert abs(np.corrcoef(uniforms, np.random.default_rng(0).random(len(zeros)))[0, 1]) < 0.1
+
+
 def test_the_pit_is_reproducible_by_seed_and_chunk_size_does_not_matter(model, truth_from_model):
     conditions, counts = truth_from_model.conditions[:3000], truth_from_model.counts[:3000]
     whole = randomised_pit(model, conditions, counts, seed=7)

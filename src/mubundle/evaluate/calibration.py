@@ -55,6 +55,11 @@ CDF_CHUNK_EVENTS = 65_536
 FLOOR_REPEATS = 20
 #: Central predicted intervals: name -> (lower PIT, upper PIT, expected coverage).
 CENTRAL_INTERVALS = {"coverage_50": (0.25, 0.75, 0.50), "coverage_90": (0.05, 0.95, 0.90)}
+#: Salt of the PIT's uniforms: ``default_rng([seed, PIT_STREAM])``. With ``default_rng(seed)``
+#: itself, reference primaries drawn from that common stream (e.g. ``default_rng(0)`` and the
+#: default ``--seed 0``) got each event's V equal to the uniform that set its energy: the PIT
+#: of a calibrated model read 8x its KS floor (found in ``mubundle demo``; session 17).
+PIT_STREAM = 0x9117
 #: A cdf beyond [0, 1] by more than this is a model bug, not rounding: the mixture weights come
 #: from a float32 log-softmax, so they sum to 1 only within a few float32 ulps (~1e-7).
 _CDF_ROUNDING_TOLERANCE = 1e-5
@@ -68,7 +73,7 @@ def randomised_pit(
 
     ``conditions``: (B, 4) physical [GeV, rad, A, km]; ``counts``: (B,) true N.
     Returns (B,) float64 u = F(N-1) + V (F(N) - F(N-1)), V ~ U(0,1) from
-    ``np.random.default_rng(seed)``; NaN where the model's cdf is not finite (counted by the
+    ``np.random.default_rng([seed, PIT_STREAM])``; NaN where the model's cdf is not finite (counted by the
     caller, never hidden). The cdf is evaluated in chunks of ``chunk_events`` events.
     Raises ``ValueError`` when the model's cdf leaves [0, 1] by more than float rounding.
     """
@@ -94,7 +99,7 @@ def randomised_pit(
         )
     # float32 mixture weights sum to 1 only within ~1e-7: F(N) can be 1 + 4e-8 in the far tail
     lower, upper = np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
-    uniform = np.random.default_rng(seed).random(len(counts))
+    uniform = np.random.default_rng([seed, PIT_STREAM]).random(len(counts))
     return np.where(finite, lower + uniform * (upper - lower), np.nan)
 
 
