@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from mubundle import __version__
+from mubundle.generate.api import DEFAULT_TEACHER, MODEL_OPTION_HELP
 from mubundle.host_allocator import tune_host_allocator
 
 
@@ -107,7 +108,7 @@ def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
         help="refit a model's multiplicity part alone, with early stopping on validation events",
     )
     # defaults (None here) come from MultiplicityFitConfig: seed 0, lr 1e-3, 8192, 2000, 50
-    p.add_argument("--model", type=Path, help="model directory, or a shipped model by name: fast, full (default: fast)")
+    p.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
     p.add_argument("--data", nargs="+", required=True, help="training events: files, globs, directories")
     p.add_argument("--validation", nargs="+", required=True, help="validation events (early stopping)")
     p.add_argument("--out", required=True, type=Path, help="output model directory")
@@ -134,7 +135,7 @@ def _run_refit_multiplicity(args: argparse.Namespace) -> int:
 
 def _add_distill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("distill", help="train a smaller, faster student that reproduces a trained model")
-    p.add_argument("--teacher", type=Path, help="teacher model directory or shipped model name (default: full)")
+    p.add_argument("--teacher", type=Path, help=f"teacher model directory or shipped model name (default: {DEFAULT_TEACHER})")
     p.add_argument("--out", required=True, type=Path, help="run directory (resumed if it holds a run); the student is OUT/model")
     p.add_argument("--config", type=Path, help="YAML of DistillConfig fields (student sizes, steps, learning rates, ...)")
     p.add_argument("--primaries", nargs="+",
@@ -170,7 +171,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- evaluate
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="compare a model with reference data: metrics, plots, report.html")
-    p.add_argument("--model", type=Path, help="model directory, or a shipped model by name: fast, full (default: fast)")
+    p.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
     p.add_argument("--reference", nargs="+", required=True, help="reference data: files, globs, directories")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--seed", type=int, default=0)

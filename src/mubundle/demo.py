@@ -40,13 +40,11 @@ class DemoConfig:
 def demo_primaries(config: DemoConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(energy GeV, zenith rad, mass A, slant depth km), each (primaries,), reproducible by seed."""
     from mubundle.sim.config import SimConfig
-    from mubundle.sim.primaries import sample_primaries
+    from mubundle.sim.primaries import sample_primaries_at_one_depth
 
-    sim_config = SimConfig(energy_range=config.energy_range, zenith_range_deg=config.zenith_range_deg)
-    rng = np.random.default_rng(seed)
-    energy, zenith, mass = sample_primaries(sim_config, config.primaries, rng)
-    vertical = rng.choice(np.asarray(config.depths_km), size=config.primaries)
-    return energy, zenith, mass, vertical / np.cos(zenith)
+    sim_config = SimConfig(energy_range=config.energy_range, zenith_range_deg=config.zenith_range_deg,
+                           depths_km=tuple(config.depths_km))
+    return sample_primaries_at_one_depth(sim_config, config.primaries, np.random.default_rng(seed))
 
 
 def auc_summary(entry: dict) -> str:

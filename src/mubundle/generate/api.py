@@ -23,6 +23,10 @@ DEFAULT_MODEL_PARTS = ("pretrained", "fast")
 SHIPPED_MODELS = ("fast", "full")
 #: the shipped model ``mubundle distill`` learns from when no teacher is given
 DEFAULT_TEACHER = "full"
+#: help text of the commands' ``--model`` option
+MODEL_OPTION_HELP = (
+    f"model directory, or a shipped model by name: {', '.join(SHIPPED_MODELS)} (default: {DEFAULT_MODEL_PARTS[-1]})"
+)
 #: Files that make a model directory (written by ``MuonBundleModel.save``).
 MODEL_FILES = ("model.safetensors", "model.json")
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from mubundle.generate.api import MODEL_OPTION_HELP
 from mubundle.generate.flux import FLUX_MODELS
 from mubundle.generate.output import FORMATS
 from mubundle.generate.run import EVENTS_PER_CHUNK, FluxSettings, GenerationSummary
@@ -17,7 +18,7 @@ _FLUX_DEFAULTS = FluxSettings()
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``generate`` options on ``parser``."""
-    parser.add_argument("--model", type=Path, help="model directory, or a shipped model by name: fast, full (default: fast)")
+    parser.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--primaries", nargs="+", metavar="FILE",
                         help="event files (any layout); one event is generated per primary, muons are ignored")

@@ -37,3 +37,15 @@ def sample_primaries(config: SimConfig, n: int, rng: np.random.Generator) -> tup
     zenith = sample_zenith(n, *config.zenith_range_deg, rng)
     mass = sample_mass(n, config.primary, rng)
     return energy, zenith, mass
+
+
+def sample_primaries_at_one_depth(
+    config: SimConfig, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(energy GeV, zenith rad, mass A, slant depth km), each (n,): :func:`sample_primaries`,
+    then one of ``config.depths_km`` (vertical) per primary, drawn uniformly, / cos(zenith).
+    One event per primary (the demo's and distillation's primaries), where a simulated shower
+    is seen at every depth."""
+    energy, zenith, mass = sample_primaries(config, n, rng)
+    vertical = rng.choice(np.asarray(config.depths_km, dtype=np.float64), size=n)
+    return energy, zenith, mass, vertical / np.cos(zenith)

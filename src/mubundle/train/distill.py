@@ -114,11 +114,9 @@ class PrimarySampler:
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if self.primaries is not None:
             return self.primaries[rng.integers(0, len(self.primaries), size=n)]
-        from mubundle.sim.primaries import sample_primaries
+        from mubundle.sim.primaries import sample_primaries_at_one_depth
 
-        energy, zenith, mass = sample_primaries(self.sim, n, rng)
-        depth = rng.choice(np.asarray(self.sim.depths_km, dtype=np.float64), size=n) / np.cos(zenith)
-        return np.stack([energy, zenith, mass, depth], axis=1).astype(np.float32)
+        return np.stack(sample_primaries_at_one_depth(self.sim, n, rng), axis=1).astype(np.float32)
 
 
 def build_student(teacher: MuonBundleModel, config: DistillConfig) -> MuonBundleModel:
