@@ -13,7 +13,9 @@ from mubundle.cli import main
 from mubundle.configio import from_yaml, to_dict, to_yaml
 from mubundle.data.native import read_metadata, read_shard, shard_path
 from mubundle.sim.config import SimConfig, add_simulate_arguments, config_from_args
+from mubundle.sim.earth import overburden_slant_km
 from mubundle.sim.run import simulate_dataset, simulate_primaries
+from mubundle.sim.site import MUONITRON_RADIUS_M
 
 TINY = SimConfig(showers=4, showers_per_chunk=2, energy_range=(1e4, 1e4), depths_km=(0.0, 1.0), min_energy=20.0, seed=5)
 
@@ -47,7 +49,9 @@ def test_fixed_energy_zenith_and_depth_list_flags_are_parsed():
 
 def test_invalid_settings_are_refused_with_a_message_naming_them():
     with pytest.raises(ValueError, match="zenith"):
-        SimConfig(zenith_range_deg=(0.0, 89.0))
+        SimConfig(zenith_range_deg=(0.0, 89.5))
+    with pytest.raises(ValueError, match="energy"):
+        SimConfig(energy_range=(3e2, 2e10))
     with pytest.raises(ValueError, match="primary"):
         SimConfig(primary="U238")
     with pytest.raises(ValueError, match="depths"):
@@ -65,8 +69,10 @@ def test_simulate_command_writes_readable_shards_with_the_run_config(tmp_path, c
     assert len(batch) == 6  # 3 showers x 2 depths
     np.testing.assert_allclose(batch.conditions[:, 0], 1e4)
     np.testing.assert_allclose(batch.conditions[:, 1], np.radians(60.0), rtol=1e-6)
-    # depth column = slant depth = vertical / cos(zenith): 0 and 2 km
-    np.testing.assert_allclose(batch.conditions[:, 3], np.tile([0.0, 2.0], 3), rtol=1e-6)
+    # depth column = slant depth through the spherical overburden (Muonitron): 0 and ~2 km
+    expected = overburden_slant_km(np.array([0.0, 1.0]), 0.5, MUONITRON_RADIUS_M)
+    assert expected[1] == pytest.approx(2.0, rel=1e-3)
+    np.testing.assert_allclose(batch.conditions[:, 3], np.tile(expected, 3), rtol=1e-6)
     assert set(np.unique(batch.conditions[:, 2])) <= {1.0, 4.0, 14.0, 27.0, 56.0}
     assert np.all(batch.flat_muons[:, 0] > 20.0)
     surface, deep = batch.counts[0::2], batch.counts[1::2]
@@ -127,7 +133,7 @@ def test_simulate_primaries_refuses_unphysical_primaries_and_names_the_rows():
     with pytest.raises(ValueError, match="energy"):
         simulate_primaries(np.array([1e4, np.nan, 1e4]), np.zeros(3), good, good, seed=0)
     with pytest.raises(ValueError, match="zenith"):
-        simulate_primaries(np.full(3, 1e4), np.full(3, 1.5), good, good, seed=0)
+        simulate_primaries(np.full(3, 1e4), np.full(3, 1.56), good, good, seed=0)
 
 
 def test_config_dict_is_stable_json_metadata():

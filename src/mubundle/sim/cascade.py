@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from mubundle.sim.atmosphere import height_of_slant_depth, slant_depth
+from mubundle.sim.earth import CurvedAxes
 from mubundle.sim.decays import CTAU_M, DECAYING_PIDS, MASS_GEV, MUON_MASS_GEV, decay
 from mubundle.sim.interactions import MIN_LAB_ENERGY_GEV, XS_PROJECTILE, AirInteractions
 
@@ -111,14 +111,18 @@ def run_cascade(
     ground_altitude_m: float,
     air: AirInteractions,
     rng: np.random.Generator,
+    geometry: CurvedAxes | None = None,
 ) -> GroundMuons:
     """Cascade of S showers (energy GeV, mass A, cos_zenith, threshold GeV: all (S,)).
 
     Returns the muons reaching the ground (altitude ``ground_altitude_m``) with their
     transverse positions in the plane perpendicular to the axis, after energy loss and
-    decay in air.
+    decay in air. ``geometry``: the showers' axes (``earth.CurvedAxes`` or ``earth.FlatAxes``
+    of these S showers; default: curved axes through a spherical atmosphere).
     """
-    ground_depth = slant_depth(ground_altitude_m, cos_zenith)  # (S,) g/cm^2
+    if geometry is None:
+        geometry = CurvedAxes(cos_zenith, ground_altitude_m)
+    ground_depth = geometry.ground_depth  # (S,) g/cm^2
     stack = primary_nucleons(np.asarray(energy, np.float64), np.asarray(mass, np.float64))
     stack = stack.select(stack.energy > threshold_gev[stack.shower])
     muons: list[Stack] = []
@@ -126,8 +130,8 @@ def run_cascade(
         is_muon = np.abs(stack.pid) == 13
         muons.append(stack.select(is_muon))
         hadrons = stack.select(~is_muon)
-        stack = _step(hadrons, cos_zenith, ground_depth, threshold_gev, ground_altitude_m, air, rng)
-    return _muons_to_ground(Stack.concat(muons), cos_zenith, ground_depth, ground_altitude_m, rng)
+        stack = _step(hadrons, cos_zenith, ground_depth, threshold_gev, ground_altitude_m, air, rng, geometry)
+    return _muons_to_ground(Stack.concat(muons), cos_zenith, ground_depth, ground_altitude_m, rng, geometry)
 
 
 def _step(
@@ -138,6 +142,7 @@ def _step(
     ground_altitude_m: float,
     air: AirInteractions,
     rng: np.random.Generator,
+    geometry: CurvedAxes,
 ) -> Stack:
     """Move every hadron to its interaction, decay or absorption point; return the next generation."""
     if len(hadrons) == 0:
@@ -148,16 +153,16 @@ def _step(
     interaction_length = air.interaction_length(xs_pid, hadrons.energy)
     interaction_length[hadrons.energy < MIN_LAB_ENERGY_GEV] = np.inf  # below the models' range
     depth_interaction = hadrons.depth + interaction_length * rng.exponential(1.0, len(hadrons))
-    height_now = height_of_slant_depth(hadrons.depth, cos)
+    height_now = geometry.height_of_slant_depth(hadrons.depth, hadrons.shower)
     decay_path_m = _decay_length_m(hadrons.pid, hadrons.energy) * rng.exponential(1.0, len(hadrons))
     height_decay = height_now - decay_path_m * cos
     with np.errstate(invalid="ignore"):
-        depth_decay = np.where(height_decay > ground_altitude_m, slant_depth(np.maximum(height_decay, 0.0), cos), np.inf)
+        depth_decay = np.where(height_decay > ground_altitude_m, geometry.slant_depth(np.maximum(height_decay, 0.0), hadrons.shower), np.inf)
     ground = ground_depth[hadrons.shower]
     interacts = (depth_interaction < depth_decay) & (depth_interaction < ground)
     decays = (~interacts) & (depth_decay < ground)
     fate_depth = np.where(interacts, depth_interaction, depth_decay)
-    fate_height = np.where(decays, height_decay, height_of_slant_depth(np.where(interacts, fate_depth, 0.0), cos))
+    fate_height = np.where(decays, height_decay, geometry.height_of_slant_depth(np.where(interacts, fate_depth, 0.0), hadrons.shower))
     path_m = (height_now - fate_height) / cos
     fate_x = hadrons.x + hadrons.slope_x * path_m
     fate_y = hadrons.y + hadrons.slope_y * path_m
@@ -193,14 +198,14 @@ def _map_xs(abs_pid: np.ndarray) -> np.ndarray:
     return out
 
 
-def _muons_to_ground(muons: Stack, cos_zenith: np.ndarray, ground_depth: np.ndarray, ground_altitude_m: float, rng: np.random.Generator) -> GroundMuons:
+def _muons_to_ground(muons: Stack, cos_zenith: np.ndarray, ground_depth: np.ndarray, ground_altitude_m: float, rng: np.random.Generator, geometry: CurvedAxes) -> GroundMuons:
     """Energy loss and decay in air from the production point to the ground, then the
     production point + direction projected onto the ground plane perpendicular to the axis."""
     cos = cos_zenith[muons.shower]
     air_column = np.maximum(ground_depth[muons.shower] - muons.depth, 0.0)
     ratio = AIR_A_GEV_CM2_PER_G / AIR_B_CM2_PER_G
     energy = (muons.energy + ratio) * np.exp(-AIR_B_CM2_PER_G * air_column) - ratio
-    path_m = np.maximum(height_of_slant_depth(muons.depth, cos) - ground_altitude_m, 0.0) / cos
+    path_m = np.maximum(geometry.height_of_slant_depth(muons.depth, muons.shower) - ground_altitude_m, 0.0) / cos
     mean_energy = 0.5 * (muons.energy + np.maximum(energy, MUON_MASS_GEV))
     decay_length = np.sqrt(np.maximum(mean_energy**2 - MUON_MASS_GEV**2, 1e-12)) / MUON_MASS_GEV * CTAU_M[13]
     survives = (energy > MUON_MASS_GEV) & (rng.random(len(muons)) < np.exp(-path_m / decay_length))

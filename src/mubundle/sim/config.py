@@ -15,8 +15,12 @@ from pathlib import Path
 PRIMARY_MASSES: dict[str, int] = {"p": 1, "He4": 4, "N14": 14, "Al27": 27, "Fe56": 56}
 #: ``--primary mix`` draws each shower's primary uniformly from these mass numbers.
 MIX_MASSES: tuple[int, ...] = (1, 4, 14, 27, 56)
-#: Zenith angles beyond this are refused: the flat-earth slant geometry is only valid below ~70-75 deg.
-MAX_ZENITH_DEG = 75.0
+#: Zenith angles beyond this are refused. The atmosphere is curved (``earth.CurvedAxes``, as
+#: CORSIKA's CURVED option) and the overburden spherical, so the geometry holds to the horizon;
+#: 89 deg keeps the axis inside the atmosphere model's validity (slant depth ~19 000 g/cm^2).
+MAX_ZENITH_DEG = 89.0
+#: Highest accepted primary energy (GeV): the cross-section tables end at 1e10 GeV per nucleon.
+MAX_ENERGY_GEV = 1e10
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,17 @@ class SimConfig:
     seed: int = 0
     #: showers per chunk; one chunk = one shard = one unit of resumption and of seeding.
     showers_per_chunk: int = 200
-    #: altitude of the ice surface (IceCube / South Pole: 2835 m a.s.l.).
-    surface_altitude_m: float = 2835.0
+    #: altitude of the medium's surface (m a.s.l.); None = the site's (IceCube: 2835 m).
+    surface_altitude_m: float | None = None
     #: relative cut between continuous and stochastic muon energy losses in ice.
     ice_v_cut: float = 0.05
+    #: observation site and medium (``sim/site.py``: icecube, km3net-arca, km3net-orca, rock).
+    site: str = "icecube"
+    #: flux model (``mubundle.flux.FLUX_MODELS``): primaries are drawn as for ``generate --flux``
+    #: (mass group uniform, E^-spectral_index) and each event carries its weight in Hz; None = no weights.
+    flux: str | None = None
+    #: disc (m^2) perpendicular to the shower axis that the flux weights refer to.
+    area_m2: float = 1.0
 
     def __post_init__(self) -> None:
         if self.showers < 0:
@@ -48,8 +59,8 @@ class SimConfig:
         if self.primary != "mix" and self.primary not in PRIMARY_MASSES:
             raise ValueError(f"--primary must be one of {', '.join([*PRIMARY_MASSES, 'mix'])}, got {self.primary!r}")
         lo, hi = self.energy_range
-        if not 0 < lo <= hi:
-            raise ValueError(f"energy range must satisfy 0 < LO <= HI GeV, got {lo}, {hi}")
+        if not 0 < lo <= hi <= MAX_ENERGY_GEV:
+            raise ValueError(f"energy range must satisfy 0 < LO <= HI <= {MAX_ENERGY_GEV:g} GeV, got {lo}, {hi}")
         zlo, zhi = self.zenith_range_deg
         if not 0 <= zlo <= zhi <= MAX_ZENITH_DEG:
             raise ValueError(f"zenith range must satisfy 0 <= LO <= HI <= {MAX_ZENITH_DEG} deg, got {zlo}, {zhi}")
@@ -61,10 +72,37 @@ class SimConfig:
             raise ValueError(f"showers_per_chunk must be >= 1, got {self.showers_per_chunk}")
         if not 0 < self.ice_v_cut < 1:
             raise ValueError(f"ice_v_cut must be in (0, 1), got {self.ice_v_cut}")
+        from mubundle.sim.site import SITES
+
+        if self.site not in SITES:
+            raise ValueError(f"--site must be one of {', '.join(SITES)}, got {self.site!r}")
+        if self.flux is not None:
+            from mubundle.flux import FLUX_MODELS
+
+            if self.flux not in FLUX_MODELS:
+                raise ValueError(f"--flux must be one of {', '.join(FLUX_MODELS)}, got {self.flux!r}")
+            if self.primary != "mix":
+                raise ValueError("--primary cannot be combined with --flux: the flux model's mass groups are drawn")
+            if not (lo < hi and zlo < zhi):
+                raise ValueError("--flux needs an energy range LO < HI and a zenith range LO < HI (weights per GeV and per sr)")
+            if not self.area_m2 > 0:
+                raise ValueError(f"--area must be > 0 m^2, got {self.area_m2}")
 
     @property
     def n_chunks(self) -> int:
         return -(-self.showers // self.showers_per_chunk)
+
+    @property
+    def site_spec(self):
+        """The :class:`mubundle.sim.site.Site` named by ``site``."""
+        from mubundle.sim.site import get_site
+
+        return get_site(self.site)
+
+    @property
+    def altitude_m(self) -> float:
+        """Altitude of the medium's surface (m a.s.l.): ``surface_altitude_m`` or the site's."""
+        return self.site_spec.surface_altitude_m if self.surface_altitude_m is None else float(self.surface_altitude_m)
 
 
 def parse_depths(text: str) -> tuple[float, ...]:
@@ -93,13 +131,24 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     zenith.add_argument("--zenith-range", type=float, nargs=2, metavar=("LO", "HI"),
                         help="zenith range in degrees, uniform in cos(zenith) (default 0 70)")
     parser.add_argument("--depths", type=parse_depths, default=defaults.depths_km, metavar="KM,KM,...",
-                        help="vertical ice depths in km (0 = surface); one event per depth")
+                        help="vertical depths in km of the site's medium (km w.e. for rock; 0 = surface); one event per depth")
     parser.add_argument("--min-energy", type=float, default=defaults.min_energy, metavar="GEV",
                         help="keep muons above this energy at each depth")
     parser.add_argument("--interaction-model", default=defaults.interaction_model,
                         help="chromo hadronic model (SIBYLL-2.3d, SIBYLL-2.1, EPOS-LHC, QGSJet-II-04, ...)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (one model instance each)")
+    from mubundle.flux import FLUX_MODELS
+    from mubundle.sim.site import SITES
+
+    parser.add_argument("--site", default=defaults.site, choices=list(SITES),
+                        help="observation site and medium (default icecube: South Pole ice, 2835 m a.s.l.)")
+    parser.add_argument("--flux", default=None, choices=list(FLUX_MODELS),
+                        help="weight each event to this cosmic-ray flux (Hz, as `mubundle generate --flux`)")
+    parser.add_argument("--generation-gamma", type=float, default=None, metavar="G",
+                        help="generation spectrum E^-G (same as --spectral-index)")
+    parser.add_argument("--area", type=float, default=defaults.area_m2, metavar="M2",
+                        help="disc perpendicular to the axis (m^2) the flux weights refer to")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -117,14 +166,23 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         zenith_range = tuple(args.zenith_range)
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    spectral_index = args.spectral_index
+    generation_gamma = getattr(args, "generation_gamma", None)
+    if generation_gamma is not None:
+        if spectral_index != config.spectral_index and spectral_index != generation_gamma:
+            raise ValueError(f"--generation-gamma {generation_gamma} and --spectral-index {spectral_index} disagree")
+        spectral_index = generation_gamma
     return replace(
         config,
         primary=args.primary,
         energy_range=energy_range,
-        spectral_index=args.spectral_index,
+        spectral_index=spectral_index,
         zenith_range_deg=zenith_range,
         depths_km=tuple(args.depths),
         min_energy=args.min_energy,
         interaction_model=args.interaction_model,
         seed=args.seed,
+        site=getattr(args, "site", config.site),
+        flux=getattr(args, "flux", None),
+        area_m2=getattr(args, "area", config.area_m2),
     )

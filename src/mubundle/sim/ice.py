@@ -60,7 +60,8 @@ class IceLossModel:
     inverse_cdf_v: np.ndarray  # (P, G) v as a function of u above v_cut
 
     @classmethod
-    def build(cls, v_cut: float = 0.05) -> "IceLossModel":
+    def build(cls, v_cut: float = 0.05, b_per_m: float = ICE_B_PER_M) -> "IceLossModel":
+        """Tables for ``v_cut`` and the medium's radiative coefficient ``b_per_m`` (1/m; default ice)."""
         v = _V_GRID
         above = v >= v_cut
         rates, b_cont, inverse = [], 0.0, []
@@ -69,7 +70,7 @@ class IceLossModel:
             number = _spectrum(process, v)
             mean_fraction_total = _cumulative(v * number, v)[-1]
             # normalise so that the process contributes weight * b to the mean loss
-            scale = weight * ICE_B_PER_M / mean_fraction_total
+            scale = weight * b_per_m / mean_fraction_total
             below_cut = np.interp(v_cut, v, _cumulative(v * number, v))
             b_cont += scale * below_cut
             v_above = np.concatenate([[v_cut], v[above]])
@@ -89,27 +90,36 @@ class IceLossModel:
         return out
 
 
-_MODELS: dict[float, IceLossModel] = {}  # cache of pure, immutable tables keyed by v_cut
+_MODELS: dict[tuple[float, float], IceLossModel] = {}  # cache of pure, immutable tables keyed by (v_cut, b)
 
 
-def loss_model(v_cut: float = 0.05) -> IceLossModel:
-    """The (cached, immutable) loss tables for ``v_cut``."""
-    if v_cut not in _MODELS:
-        _MODELS[v_cut] = IceLossModel.build(v_cut)
-    return _MODELS[v_cut]
+def loss_model(v_cut: float = 0.05, b_per_m: float = ICE_B_PER_M) -> IceLossModel:
+    """The (cached, immutable) loss tables for ``v_cut`` and radiative coefficient ``b_per_m`` (1/m)."""
+    key = (float(v_cut), float(b_per_m))
+    if key not in _MODELS:
+        _MODELS[key] = IceLossModel.build(v_cut, b_per_m)
+    return _MODELS[key]
 
 
 def propagate_in_ice(
-    energy_gev: np.ndarray, distance_m: np.ndarray, rng: np.random.Generator, v_cut: float = 0.05
+    energy_gev: np.ndarray,
+    distance_m: np.ndarray,
+    rng: np.random.Generator,
+    v_cut: float = 0.05,
+    a_per_m: float = ICE_A_GEV_PER_M,
+    b_per_m: float = ICE_B_PER_M,
 ) -> np.ndarray:
-    """Energies (GeV) after ``distance_m`` of ice, per muon (both (M,)); 0 where a muon stopped.
+    """Energies (GeV) after ``distance_m`` of the medium, per muon (both (M,)); 0 where a muon stopped.
 
     Between stochastic losses the energy follows the continuous solution
     E(x) = (E0 + a/b_c) exp(-b_c x) - a/b_c; the distance to the next stochastic loss is
-    exponential with the (energy-independent) total rate above ``v_cut``.
+    exponential with the (energy-independent) total rate above ``v_cut``. ``a_per_m`` (GeV/m)
+    and ``b_per_m`` (1/m): the medium's mean loss a + b E per metre (default ice; any medium
+    of :mod:`mubundle.sim.site` via ``Medium.a_per_m`` / ``b_per_m``, distances then in metres
+    of that medium's depth unit). The split of b over the processes is that of water/ice.
     """
-    model = loss_model(v_cut)
-    a, b_c = ICE_A_GEV_PER_M, model.b_continuous
+    model = loss_model(v_cut, b_per_m)
+    a, b_c = float(a_per_m), model.b_continuous
     total_rate = float(model.rates.sum())
     process_cdf = np.cumsum(model.rates) / total_rate
     energy = np.array(energy_gev, dtype=np.float64, copy=True)
@@ -135,8 +145,9 @@ def propagate_in_ice(
     return energy
 
 
-def propagate_muons(energy_gev: np.ndarray, distance_m: float, seed: int) -> np.ndarray:
-    """Public API: muon energies (GeV, shape of ``energy_gev``) after ``distance_m`` metres of ice.
+def propagate_muons(energy_gev: np.ndarray, distance_m: float, seed: int, medium=None) -> np.ndarray:
+    """Public API: muon energies (GeV, shape of ``energy_gev``) after ``distance_m`` metres of ice
+    (or of ``medium``, a :class:`mubundle.sim.site.Medium`, in metres of its depth unit).
 
     Continuous and stochastic losses (see module docstring); 0 for muons that range out.
     Deterministic for a given ``seed``.
@@ -145,4 +156,5 @@ def propagate_muons(energy_gev: np.ndarray, distance_m: float, seed: int) -> np.
     if distance_m < 0:
         raise ValueError(f"distance_m must be >= 0, got {distance_m}")
     rng = np.random.default_rng(seed)
-    return propagate_in_ice(energy.ravel(), np.full(energy.size, float(distance_m)), rng).reshape(energy.shape)
+    a, b = (ICE_A_GEV_PER_M, ICE_B_PER_M) if medium is None else (medium.a_per_m, medium.b_per_m)
+    return propagate_in_ice(energy.ravel(), np.full(energy.size, float(distance_m)), rng, 0.05, a, b).reshape(energy.shape)

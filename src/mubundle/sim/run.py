@@ -19,17 +19,24 @@ import numpy as np
 
 from mubundle.configio import to_dict, to_yaml
 from mubundle.data.batch import RaggedBatch
-from mubundle.sim.atmosphere import slant_depth
 from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_cascade
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
-from mubundle.sim.ice import ICE_A_GEV_PER_M, loss_model, propagate_in_ice
+from mubundle.sim.earth import CurvedAxes, overburden_slant_km
+from mubundle.sim.ice import ICE_A_GEV_PER_M, ICE_B_PER_M, loss_model, propagate_in_ice
 from mubundle.sim.interactions import get_model, model_class
 from mubundle.sim.primaries import sample_primaries
 
 PRODUCER = "mubundle simulate"
 
 
-def muon_threshold_gev(min_slant_depth_m: np.ndarray, min_energy: float, v_cut: float, air_column_gcm2: np.ndarray) -> np.ndarray:
+def muon_threshold_gev(
+    min_slant_depth_m: np.ndarray,
+    min_energy: float,
+    v_cut: float,
+    air_column_gcm2: np.ndarray,
+    a_per_m: float = ICE_A_GEV_PER_M,
+    b_per_m: float = ICE_B_PER_M,
+) -> np.ndarray:
     """Energy (GeV) above which particles are followed, per shower ((S,) arrays in, (S,) out).
 
     A muon must reach the shallowest requested slant depth d with E > min_energy. Stochastic
@@ -39,8 +46,8 @@ def muon_threshold_gev(min_slant_depth_m: np.ndarray, min_energy: float, v_cut: 
     (production at the top of the atmosphere); a decay muon carries at most its parent's
     energy and a hadron's secondaries at most its energy, so the same bound holds for hadrons.
     """
-    b_cont = loss_model(v_cut).b_continuous
-    ratio = ICE_A_GEV_PER_M / b_cont
+    b_cont = loss_model(v_cut, b_per_m).b_continuous
+    ratio = a_per_m / b_cont
     at_surface = (min_energy + ratio) * np.exp(b_cont * min_slant_depth_m) - ratio
     air_ratio = AIR_A_GEV_CM2_PER_G / AIR_B_CM2_PER_G  # invert the air loss over the full column
     return (at_surface + air_ratio) * np.exp(AIR_B_CM2_PER_G * air_column_gcm2) - air_ratio
@@ -70,9 +77,11 @@ def simulate_showers(
     model_seed, cascade_seed, ice_seed = seed_sequence.spawn(3)
     air = get_model(config.interaction_model, int(model_seed.generate_state(1, np.uint64)[0]))
     cos_zenith = np.cos(zenith)
-    air_column = slant_depth(config.surface_altitude_m, cos_zenith)
-    threshold = muon_threshold_gev(depths_m.min(axis=1), config.min_energy, config.ice_v_cut, air_column)
-    ground = run_cascade(energy, mass, cos_zenith, threshold, config.surface_altitude_m, air, np.random.default_rng(cascade_seed))
+    medium = config.site_spec.medium
+    axes = CurvedAxes(cos_zenith, config.altitude_m)  # spherical atmosphere (earth.py)
+    air_column = axes.ground_depth
+    threshold = muon_threshold_gev(depths_m.min(axis=1), config.min_energy, config.ice_v_cut, air_column, medium.a_per_m, medium.b_per_m)
+    ground = run_cascade(energy, mass, cos_zenith, threshold, config.altitude_m, air, np.random.default_rng(cascade_seed), geometry=axes)
 
     ice_rng = np.random.default_rng(ice_seed)
     order = np.argsort(ground.shower, kind="stable")
@@ -83,7 +92,7 @@ def simulate_showers(
     per_depth_muons = []
     for j in range(n_depths):  # the same muons are followed deeper and deeper
         target = depths_m[muon_shower, j]
-        muon_energy = propagate_in_ice(muon_energy, target - travelled, ice_rng, config.ice_v_cut)
+        muon_energy = propagate_in_ice(muon_energy, target - travelled, ice_rng, config.ice_v_cut, medium.a_per_m, medium.b_per_m)
         travelled = target
         kept = muon_energy > config.min_energy
         x = ground.x[order] + ground.slope_x[order] * target
@@ -106,10 +115,26 @@ def simulate_chunk(config: SimConfig, chunk: int) -> RaggedBatch:
     n = min(config.showers_per_chunk, config.showers - first)
     sequence = np.random.SeedSequence([config.seed, chunk])
     primary_seed, shower_seed = sequence.spawn(2)
-    energy, zenith, mass = sample_primaries(config, n, np.random.default_rng(primary_seed))
+    weight = None
+    if config.flux is None:
+        energy, zenith, mass = sample_primaries(config, n, np.random.default_rng(primary_seed))
+    else:
+        from mubundle.sim.fluxmode import sample_weighted_primaries
+
+        energy, zenith, mass, weight = sample_weighted_primaries(config, n, primary_seed)
+    slant = slant_depths_km(config, zenith)
+    batch = simulate_showers(energy, zenith, mass, slant, config, shower_seed)
+    if weight is None:
+        return batch
+    return RaggedBatch(batch.conditions, batch.counts, batch.flat_muons, np.repeat(weight, slant.shape[1]))
+
+
+def slant_depths_km(config: SimConfig, zenith: np.ndarray) -> np.ndarray:
+    """(S, D) slant depths (km of the site's medium) of ``config.depths_km`` (vertical, sorted)
+    for showers of ``zenith`` (rad, (S,)): the spherical overburden of the site (Muonitron's
+    formula, ``earth.overburden_slant_km``)."""
     vertical = np.sort(np.asarray(config.depths_km, np.float64))
-    slant = vertical[None, :] / np.cos(zenith)[:, None]
-    return simulate_showers(energy, zenith, mass, slant, config, shower_seed)
+    return overburden_slant_km(vertical[None, :], np.cos(zenith)[:, None], config.site_spec.overburden_radius_m)
 
 
 def chunk_metadata(config: SimConfig, chunk: int) -> dict:
@@ -125,7 +150,22 @@ def chunk_metadata(config: SimConfig, chunk: int) -> dict:
         n_chunks=config.n_chunks,
         showers=[first, last],
         depths_sorted_km=sorted(config.depths_km),
+        **site_metadata(config),
     )
+
+
+def site_metadata(config: SimConfig) -> dict:
+    """Shard metadata of the site: ``site`` (its name; training refuses a set mixing sites),
+    its medium, depth unit, surface altitude and flux settings."""
+    site = config.site_spec
+    return {
+        "site": site.name,
+        "medium": site.medium.name,
+        "depth_unit": site.medium.depth_unit,
+        "surface_altitude_m": config.altitude_m,
+        "flux": config.flux,
+        "area_m2": config.area_m2 if config.flux else None,
+    }
 
 
 def _write_chunk(config: SimConfig, out_dir: Path, chunk: int) -> tuple[int, int, int]:

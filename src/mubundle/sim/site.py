@@ -1,0 +1,123 @@
+"""Observation sites and their media: what the simulator needs to know about where it observes.
+
+A :class:`Site` bundles the altitude of the medium's surface, the medium (density and the
+muon energy-loss coefficients a, b of -dE/dX = a + b E), the geomagnetic field and the
+radius of the spherical overburden. Every part of the simulator receives the site instead
+of loose constants; ``mubundle simulate --site NAME`` picks one of :data:`SITES`, and the
+site's name goes into each shard's metadata (a training set mixing sites is refused by
+:func:`mubundle.data.sites.require_one_site`).
+
+**Depths** are in km of the site's medium along the vertical (``--depths``) and along the
+axis (the events' ``depth`` column): km of ice at IceCube, km of sea water at the KM3NeT
+sites, km water-equivalent (1 km w.e. = 1e5 g/cm^2) for standard rock.
+
+**Energy loss per unit mass** (a in GeV cm^2/g, b in cm^2/g; per metre of medium multiply by
+100 rho):
+
+- ice: a = 0.24 GeV/m, b = 3.3e-4 /m of ice (IceCube Collaboration, "Energy reconstruction
+  methods in the IceCube neutrino telescope", JINST 9 (2014) P03009, sec. 2), i.e.
+  a = 2.617e-3 GeV cm^2/g, b = 3.60e-6 cm^2/g at 0.917 g/cm^3.
+- sea water: the same per-gram coefficients as ice. Water and ice are the same molecule;
+  the muon stopping-power tables of Groom, Mokhov, Striganov (At. Data Nucl. Data Tables 78
+  (2001) 183, tables for "water (liquid)" and "ice") differ per g/cm^2 only through the
+  density effect (below 1 %; muon critical energies 1029 GeV water, 1033 GeV ice). The
+  3.5 % sea salt (Z = 11, 17) raises b by about 2 %, neglected. Density 1.040 g/cm^3: in-situ
+  density of Mediterranean deep water at 2.5-3.5 km (UNESCO EOS-80 equation of state,
+  Fofonoff & Millard, UNESCO tech. pap. mar. sci. 44 (1983); T ~ 13 C, S ~ 38.5 psu).
+- standard rock (Z = 11, A = 22, 2.65 g/cm^3): a = 2.0e-3 GeV cm^2/g, b = 4.0e-6 cm^2/g,
+  critical energy a / b = 500 GeV (Particle Data Group, Review of Particle Physics,
+  "Cosmic rays" review, section on muons underground, PTEP 2022 083C01; the same values in
+  Gaisser, Engel, Resconi, "Cosmic Rays and Particle Physics", 2nd ed. (2016), sec. 8.2).
+
+**Geomagnetic field** (B_x horizontal towards magnetic north, B_z vertical, counted downward
+as in CORSIKA's MAGNET card, microtesla): IceCube 16.811, -51.890 (the MAGNET card of
+IceCube's CORSIKA production, D. Heck et al., CORSIKA user's guide); the others from the
+IGRF-13 model (Alken et al., Earth Planets Space 73 (2021) 49) at epoch 2020.0 at the site
+(ARCA 36.27 N 16.10 E, ORCA 42.80 N 6.03 E, the standard-rock site placed at the Gran Sasso
+laboratory 42.45 N 13.57 E). IGRF-13 gives 16.76, -51.95 at the South Pole, 0.3 % from the
+CORSIKA card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: CORSIKA's earth radius (m) for the CURVED option (Heck et al., CORSIKA user's guide,
+#: "CURVED": R_earth = 6371.315 km).
+EARTH_RADIUS_M = 6371315.0
+#: Muonitron's radius of the spherical ice overburden (m): MuonGun, Muonitron.cxx
+#: (``Muonitron::GetSurfaceDepth``-style slant depth; PHYSICS.md), = earth radius + the ice surface.
+MUONITRON_RADIUS_M = 6374134.0
+
+
+@dataclass(frozen=True)
+class Medium:
+    """The matter above the detector: density (g/cm^3) and mean muon energy loss
+    -dE/dX = a + b E per unit mass (a GeV cm^2/g, b cm^2/g)."""
+
+    name: str
+    density_gcm3: float
+    a_gev_cm2_per_g: float
+    b_cm2_per_g: float
+    #: what one km of ``depth`` means: "km of ice", "km of sea water", "km w.e."
+    depth_unit: str
+    #: g/cm^2 per km of ``depth`` (density * 1e5; 1e5 for km w.e.)
+    gcm2_per_km: float
+
+    @property
+    def a_per_m(self) -> float:
+        """a in GeV per metre of depth unit."""
+        return self.a_gev_cm2_per_g * self.gcm2_per_km / 1000.0
+
+    @property
+    def b_per_m(self) -> float:
+        """b in 1/m of depth unit."""
+        return self.b_cm2_per_g * self.gcm2_per_km / 1000.0
+
+
+ICE = Medium("ice", 0.917, 0.24 / 91.7, 3.3e-4 / 91.7, "km of ice", 0.917e5)
+SEA_WATER = Medium("sea water", 1.040, 0.24 / 91.7, 3.3e-4 / 91.7, "km of sea water", 1.040e5)
+STANDARD_ROCK = Medium("standard rock", 2.65, 2.0e-3, 4.0e-6, "km w.e.", 1.0e5)
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the muons are observed.
+
+    ``surface_altitude_m``: altitude of the medium's surface above sea level (m) = the
+    atmosphere's observation level; ``field_ut``: (B_x to magnetic north, B_z downward) in
+    microtesla (CORSIKA MAGNET convention); ``overburden_radius_m``: radius of the spherical
+    surface for the slant overburden (:func:`mubundle.sim.earth.overburden_slant_km`).
+    """
+
+    name: str
+    medium: Medium
+    surface_altitude_m: float
+    field_ut: tuple[float, float]
+    overburden_radius_m: float
+    description: str
+
+
+SITES: dict[str, Site] = {
+    "icecube": Site("icecube", ICE, 2835.0, (16.811, -51.890), MUONITRON_RADIUS_M,
+                    "South Pole ice (IceCube), surface 2835 m a.s.l."),
+    "km3net-arca": Site("km3net-arca", SEA_WATER, 0.0, (27.84, 35.23), EARTH_RADIUS_M,
+                        "KM3NeT/ARCA off Capo Passero, sea floor ~3.45 km (detector ~2.9-3.4 km of water)"),
+    "km3net-orca": Site("km3net-orca", SEA_WATER, 0.0, (24.21, 39.68), EARTH_RADIUS_M,
+                        "KM3NeT/ORCA off Toulon, sea floor ~2.45 km (detector ~2.2-2.45 km of water)"),
+    "rock": Site("rock", STANDARD_ROCK, 0.0, (24.22, 40.10), EARTH_RADIUS_M,
+                 "standard rock at sea level (field of Gran Sasso), depths in km w.e."),
+}
+DEFAULT_SITE = "icecube"
+
+
+def get_site(name: str) -> Site:
+    """The site called ``name`` (one of :data:`SITES`); ValueError naming the known ones."""
+    try:
+        return SITES[name]
+    except KeyError:
+        raise ValueError(f"unknown site {name!r}; known: {', '.join(SITES)}") from None
+
+
+__all__ = ["Medium", "Site", "SITES", "DEFAULT_SITE", "get_site", "ICE", "SEA_WATER", "STANDARD_ROCK",
+           "EARTH_RADIUS_M", "MUONITRON_RADIUS_M"]
