@@ -5,9 +5,19 @@
 2. ``propagate_muons``: 1 TeV muons after 1 km of ice (mean 0.5 TeV +- 15 %), spread vs a
    mean-only model, survival after 3 km (target < 10 %).
 3. Multiplicity fluctuations at a fixed primary: variance / Poisson variance (target > 1).
+4. ``anchors`` (issue 22): flux-weighted simulations (``simulate --flux H3a``, reweighted to
+   GSF) over E0 3e2-1e9 GeV against published depth-intensity parameterisations: vertical
+   muon intensity at 1.5-3 km w.e. of ice (MUPAGE, MuonGun H4a/SIBYLL tables, daemonflux),
+   single-muon fraction, mean single-muon energy, I(60)/I(0), lateral distance in two-muon
+   bundles; 1 TeV muons in ice (mean after 1 km, survival after 1/2/3 km); the same in sea
+   water (``anchors-water``: KM3NeT/ARCA site).
+5. ``geometry``: flat vs curved atmosphere (ground depth, distance to 50/150/300 g/cm^2) and
+   flat vs spherical overburden per zenith: where the flat shortcut agrees within 1 %.
 
 Usage: python benchmarks/validate_simulator.py [--scale 1.0] [--seed 0]
-(--scale multiplies the shower counts; 1.0 takes ~5-10 min on one core.)
+       [--sections elbert,propagation,fluctuations,anchors,anchors-water,geometry]
+       [--anchor-showers 20000] [--out FILE.json]
+(--scale multiplies the Elbert/fluctuation shower counts; 1.0 takes ~5-10 min on one core.)
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import argparse
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -95,27 +106,236 @@ def fluctuation_check(scale: float, seed: int) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Depth-intensity anchors (issue 22). Reference values as given in issue 22, from published
+# parameterisations: MUPAGE (Becherini et al., Astropart. Phys. 25 (2006) 1, hep-ph/0507228;
+# Carminati et al., Comput. Phys. Commun. 179 (2008) 915), IceCube MuonGun's H4a/SIBYLL
+# tables, daemonflux with continuous losses (Yanez & Fedynitch, PRD 107 (2023) 123037).
+# Vertical muon intensity (muons, not bundles) in cm^-2 s^-1 sr^-1 at km water-equivalent.
+MUPAGE = {1.5: 2.58e-7, 2.0: 9.90e-8, 2.5: 4.46e-8, 3.0: 2.22e-8}
+MUONGUN_H4A = {1.5: 2.30e-7, 2.0: 8.92e-8, 2.5: 4.02e-8}
+DAEMONFLUX = {1.5: 2.69e-7, 2.0: 1.05e-7, 2.5: 4.72e-8, 3.0: 2.31e-8}
+INTENSITY_TOLERANCE = 0.30
+SINGLE_FRACTION_RANGE = (0.78, 0.92)
+SINGLE_MEAN_ENERGY_GEV, SINGLE_MEAN_ENERGY_TOLERANCE = 207.0, 0.20
+RATIO_60_0, RATIO_60_0_TOLERANCE = 0.145, 0.25
+PAIR_LATERAL_RANGE_M = (7.0, 16.0)
+ANCHOR_ENERGY_RANGE = (3e2, 1e9)
+MASS_TO_GROUP = {1: 0, 4: 1, 14: 2, 27: 3, 56: 4}
+
+
+def _within(value: float, reference: float, tolerance: float) -> bool:
+    return bool(abs(value / reference - 1.0) <= tolerance)
+
+
+def _run_flux_simulation(config: SimConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """All chunks of the flux-mode dataset ``config`` in memory: conditions (B,4), counts (B,),
+    weights (B,) Hz, flat muons (M,3), offsets (B+1,), CPU seconds."""
+    from mubundle.sim.run import simulate_chunk
+
+    parts = []
+    start = time.process_time()
+    for chunk in range(config.n_chunks):
+        t0 = time.perf_counter()
+        batch = simulate_chunk(config, chunk)
+        parts.append(batch)
+        print(f"  chunk {chunk + 1}/{config.n_chunks}: {len(batch)} events, {int(batch.counts.sum())} muons, "
+              f"{time.perf_counter() - t0:.1f}s", flush=True)
+    from mubundle.data.batch import RaggedBatch
+
+    batch = RaggedBatch.concat(parts)
+    offsets = np.concatenate([[0], np.cumsum(batch.counts)])
+    return batch.conditions.astype(np.float64), batch.counts, batch.weights, batch.flat_muons.astype(np.float64), offsets, time.process_time() - start
+
+
+def _gsf_factor(conditions: np.ndarray) -> np.ndarray | None:
+    """Per event Phi_GSF / Phi_H3a of its mass group at its energy (importance reweighting of the
+    same showers: both models have all five groups, so the generation densities are equal)."""
+    from mubundle.sim.fluxmode import group_flux
+
+    try:
+        gsf, h3a = group_flux("GSF"), group_flux("H3a")
+    except ValueError as error:  # GSF needs the optional globalsplinefit package
+        print(f"  GSF reweighting skipped: {error}", flush=True)
+        return None
+    group = np.array([MASS_TO_GROUP[int(round(a))] for a in conditions[:, 2]])
+    return gsf.flux(conditions[:, 0], group) / h3a.flux(conditions[:, 0], group)
+
+
+def depth_anchors(site_name: str, showers: int, gamma: float, seed: int) -> dict:
+    """Flux-weighted (H3a, and GSF by reweighting) anchors at ``site_name`` (see module docstring)."""
+    from mubundle.sim.site import get_site
+
+    site = get_site(site_name)
+    rho = site.medium.gcm2_per_km / 1e5  # km of medium per km w.e. = 1 / rho
+    kmwe = (1.5, 2.0, 2.5, 3.0)
+    medium_two_km = 2.0  # "2 km of ice" (of sea water at the KM3NeT sites)
+    depths = tuple(sorted({round(d / rho, 6) for d in kmwe} | {medium_two_km}))
+    base = SimConfig(showers=showers, energy_range=ANCHOR_ENERGY_RANGE, spectral_index=gamma, min_energy=1.0,
+                     flux="H3a", site=site_name, seed=seed + 22)
+    out: dict = {"site": site_name, "medium": site.medium.name, "showers": showers, "generation_gamma": gamma,
+                 "energy_range_gev": list(ANCHOR_ENERGY_RANGE), "flux": "H3a (+ GSF by reweighting)"}
+
+    vertical = replace(base, zenith_range_deg=(0.0, 5.0), depths_km=depths)
+    print(f"anchors {site_name}: vertical 0-5 deg, depths {depths} km, {showers} showers, E^-{gamma}", flush=True)
+    cond, counts, weights, muons, offsets, cpu = _run_flux_simulation(vertical)
+    out["vertical_cpu_seconds"] = cpu
+    n_depths = len(depths)
+    depth_index = np.arange(len(counts)) % n_depths
+    solid_angle = 2 * np.pi * (1 - np.cos(np.radians(5.0)))
+    area_cm2 = vertical.area_m2 * 1e4
+    factors = {"H3a": np.ones(len(counts))}
+    gsf = _gsf_factor(cond)
+    if gsf is not None:
+        factors["GSF"] = gsf
+    intensity: dict = {}
+    for flux_name, factor in factors.items():
+        rows = []
+        for d in kmwe:
+            j = depths.index(round(d / rho, 6))
+            sel = depth_index == j
+            wn = weights[sel] * factor[sel] * counts[sel]
+            value = wn.sum() / (area_cm2 * solid_angle)
+            error = np.sqrt((wn**2).sum()) / (area_cm2 * solid_angle)
+            row = {"km_we": d, "medium_km": round(d / rho, 4), "intensity": value, "stat_error": error,
+                   "events_with_muons": int((counts[sel] > 0).sum())}
+            for ref_name, ref in (("mupage", MUPAGE), ("muongun_h4a", MUONGUN_H4A), ("daemonflux", DAEMONFLUX)):
+                if d in ref:
+                    row[f"ratio_{ref_name}"] = value / ref[d]
+                    row[f"within_30_percent_{ref_name}"] = _within(value, ref[d], INTENSITY_TOLERANCE)
+            rows.append(row)
+            print(f"  {flux_name} I({d} km w.e.) = {value:.3e} +- {error:.1e} cm^-2 s^-1 sr^-1 "
+                  f"(MUPAGE {MUPAGE.get(d, float('nan')):.2e}, MuonGun {MUONGUN_H4A.get(d, float('nan')):.2e}, "
+                  f"daemonflux {DAEMONFLUX.get(d, float('nan')):.2e})", flush=True)
+        intensity[flux_name] = rows
+    out["vertical_intensity"] = intensity
+
+    # single-muon fraction at 2 km w.e.; single-muon energy and two-muon lateral distance at 2 km of medium
+    j2we = depths.index(round(2.0 / rho, 6))
+    sel = (depth_index == j2we) & (counts > 0)
+    single = weights[sel & (counts == 1)].sum() / weights[sel].sum()
+    out["single_muon_fraction_2kmwe"] = {"value": single, "range": list(SINGLE_FRACTION_RANGE),
+                                         "passed": bool(SINGLE_FRACTION_RANGE[0] <= single <= SINGLE_FRACTION_RANGE[1]),
+                                         "events_with_muons": int(sel.sum())}
+    j2 = depths.index(medium_two_km)
+    singles = np.flatnonzero((depth_index == j2) & (counts == 1))
+    single_energy = muons[offsets[singles], 0]
+    mean_energy = float(np.average(single_energy, weights=weights[singles]))
+    out["single_muon_mean_energy_2km_gev"] = {"value": mean_energy, "reference": SINGLE_MEAN_ENERGY_GEV,
+                                             "passed": _within(mean_energy, SINGLE_MEAN_ENERGY_GEV, SINGLE_MEAN_ENERGY_TOLERANCE),
+                                             "events": int(singles.size)}
+    pairs = np.flatnonzero((depth_index == j2) & (counts == 2))
+    first, second = muons[offsets[pairs]], muons[offsets[pairs] + 1]
+    radius = 0.5 * (np.hypot(first[:, 1], first[:, 2]) + np.hypot(second[:, 1], second[:, 2]))
+    separation = np.hypot(first[:, 1] - second[:, 1], first[:, 2] - second[:, 2])
+    lateral = float(np.average(radius, weights=weights[pairs])) if pairs.size else float("nan")
+    out["pair_mean_distance_to_axis_2km_m"] = {"value": lateral, "range": list(PAIR_LATERAL_RANGE_M),
+                                              "passed": bool(PAIR_LATERAL_RANGE_M[0] <= lateral <= PAIR_LATERAL_RANGE_M[1]),
+                                              "events": int(pairs.size),
+                                              "mean_pair_separation_m": float(np.average(separation, weights=weights[pairs])) if pairs.size else float("nan")}
+    print(f"  single fraction {single:.3f}, single mean energy {mean_energy:.1f} GeV, pair distance to axis {lateral:.2f} m", flush=True)
+
+    inclined = replace(base, zenith_range_deg=(59.0, 61.0), depths_km=(round(2.0 / rho, 6),), seed=seed + 60)
+    print(f"anchors {site_name}: 59-61 deg at 2 km w.e. vertical, {showers} showers", flush=True)
+    cond60, counts60, weights60, _, _, cpu60 = _run_flux_simulation(inclined)
+    out["inclined_cpu_seconds"] = cpu60
+    band = 2 * np.pi * (np.cos(np.radians(59.0)) - np.cos(np.radians(61.0)))
+    i60 = (weights60 * counts60).sum() / (area_cm2 * band)
+    i60_error = np.sqrt(((weights60 * counts60) ** 2).sum()) / (area_cm2 * band)
+    i0 = next(r for r in intensity["H3a"] if r["km_we"] == 2.0)
+    ratio = i60 / i0["intensity"]
+    ratio_error = ratio * np.hypot(i60_error / i60 if i60 > 0 else 0.0, i0["stat_error"] / i0["intensity"])
+    out["ratio_60_0_2kmwe"] = {"value": ratio, "stat_error": ratio_error, "intensity_60": i60, "reference": RATIO_60_0,
+                               "passed": _within(ratio, RATIO_60_0, RATIO_60_0_TOLERANCE)}
+    print(f"  I(60)/I(0) at 2 km w.e. = {ratio:.3f} +- {ratio_error:.3f} (reference {RATIO_60_0})", flush=True)
+    return out
+
+
+def single_muon_anchors(seed: int) -> dict:
+    """1 TeV muons in ice (and in sea water over the same g/cm^2): mean after 1 km, survival after 1/2/3 km."""
+    from mubundle.sim.site import ICE, SEA_WATER
+
+    energies = np.full(100_000, 1000.0)
+    out = {}
+    for medium in (ICE, SEA_WATER):
+        scale = ICE.gcm2_per_km / medium.gcm2_per_km  # km of this medium per km of ice
+        after = {km: propagate_muons(energies, 1000.0 * km * scale, seed + int(km), medium=medium) for km in (1, 2, 3)}
+        survival = {km: float((after[km] > 0).mean()) for km in (1, 2, 3)}
+        mean = float(after[1].mean())
+        out[medium.name] = {
+            "distance_per_ice_km_m": 1000.0 * scale,
+            "mean_after_1km_gev": mean, "mean_passed": _within(mean, 522.0, 0.08),
+            "survival": survival,
+            "survival_passed": {1: 0.94 <= survival[1] <= 1.0, 2: 0.72 <= survival[2] <= 0.92, 3: 0.15 <= survival[3] <= 0.45},
+        }
+    return out
+
+
+def geometry_checks() -> dict:
+    """Flat vs curved: ratio of the flat-earth to the curved value per zenith angle."""
+    from mubundle.sim.earth import CurvedAxes, FlatAxes, overburden_slant_km
+    from mubundle.sim.site import MUONITRON_RADIUS_M
+
+    zenith = np.array([0, 20, 40, 50, 55, 60, 62, 65, 68, 70, 72, 75, 80, 85, 89], dtype=float)
+    cos = np.cos(np.radians(zenith))
+    out: dict = {"zenith_deg": zenith.tolist()}
+    for name, altitude in (("icecube_2835m", 2835.0), ("sea_level", 0.0)):
+        curved, flat = CurvedAxes(cos, altitude), FlatAxes(cos, altitude)
+        shower = np.arange(zenith.size)
+        rows = {"ground_depth_ratio": (flat.ground_depth / curved.ground_depth).tolist()}
+        for depth in (50.0, 150.0, 300.0):
+            x = np.full(zenith.size, depth)
+            rows[f"distance_ratio_at_{depth:g}_gcm2"] = (
+                (flat.height_of_slant_depth(x, shower) - altitude) / (curved.height_of_slant_depth(x, shower) - altitude)
+            ).tolist()
+        worst = np.max(np.abs(np.array(list(rows.values())) - 1.0), axis=0)
+        rows["max_zenith_within_1_percent_deg"] = float(zenith[np.flatnonzero(worst <= 0.01)].max())
+        out[name] = rows
+    for vertical in (1.5, 2.5):
+        ratio = (vertical / cos) / overburden_slant_km(vertical, cos, MUONITRON_RADIUS_M)
+        out[f"overburden_flat_over_spherical_{vertical}km"] = ratio.tolist()
+        out[f"overburden_max_zenith_within_1_percent_{vertical}km"] = float(zenith[np.flatnonzero(np.abs(ratio - 1) <= 0.01)].max())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply all shower counts")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sections", default="elbert,propagation,fluctuations,anchors,geometry",
+                        help="comma-separated: elbert, propagation, fluctuations, anchors, anchors-water, geometry")
+    parser.add_argument("--anchor-showers", type=int, default=20000, help="showers per flux-weighted anchor simulation")
+    parser.add_argument("--anchor-gamma", type=float, default=2.0, help="generation spectrum E^-G of the anchor simulations")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     start = time.perf_counter()
-    print("primary   E0[GeV] zen[deg] showers  N_mu(>1TeV) sim        Elbert   ratio          var/mean  time")
-    rows = elbert_table(args.scale, args.seed)
-    propagation = propagation_checks(args.seed)
-    print("propagate_muons:", json.dumps(propagation))
-    fluctuations = fluctuation_check(args.scale, args.seed)
-    result = {
-        "benchmark": "validate_simulator",
-        "interaction_model": SimConfig().interaction_model,
-        "elbert": rows,
-        "elbert_all_within_35_percent": all(r["within_35_percent"] for r in rows),
-        "propagate_muons": propagation,
-        "fluctuations_1pev_1p5km": fluctuations,
-        "seconds": time.perf_counter() - start,
-    }
+    result = {"benchmark": "validate_simulator", "interaction_model": SimConfig().interaction_model, "sections": sorted(sections)}
+    if "elbert" in sections:
+        print("primary   E0[GeV] zen[deg] showers  N_mu(>1TeV) sim        Elbert   ratio          var/mean  time")
+        rows = elbert_table(args.scale, args.seed)
+        result["elbert"] = rows
+        result["elbert_all_within_35_percent"] = all(r["within_35_percent"] for r in rows)
+    if "propagation" in sections:
+        result["propagate_muons"] = propagation_checks(args.seed)
+        result["single_muons_1tev"] = single_muon_anchors(args.seed)
+        print("single_muons_1tev:", json.dumps(result["single_muons_1tev"]))
+        print("propagate_muons:", json.dumps(result["propagate_muons"]))
+    if "fluctuations" in sections:
+        result["fluctuations_1pev_1p5km"] = fluctuation_check(args.scale, args.seed)
+    if "geometry" in sections:
+        result["geometry"] = geometry_checks()
+        print("geometry:", json.dumps(result["geometry"]), flush=True)
+    for site in ("icecube", "km3net-arca"):
+        section = "anchors" if site == "icecube" else "anchors-water"
+        if section in sections:
+            result[section] = depth_anchors(site, args.anchor_showers, args.anchor_gamma, args.seed)
+            print(f"{section}:", json.dumps(result[section]), flush=True)
+    result["seconds"] = time.perf_counter() - start
     print(json.dumps(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
