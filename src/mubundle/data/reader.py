@@ -38,6 +38,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.sites import require_one_site
 from mubundle.data.sources import DataFileError, Piece, expand_paths, list_pieces, read_piece
 from mubundle.data.validate import RejectedRows, add_counts, write_quarantine
 
@@ -89,6 +90,8 @@ class EventStream:
                 self.pieces.extend(list_pieces(path))
             except DataFileError as error:
                 self._record_failure(str(path), error.reason)
+        # one observation site per training set (data/sites.py); raises naming the sites
+        self.site = require_one_site(dict.fromkeys((p.path, p.layout) for p in self.pieces))
         self.fingerprint = self._fingerprint()
 
         # cursor
