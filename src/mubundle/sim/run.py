@@ -212,6 +212,11 @@ def simulate_dataset(config: SimConfig, out_dir: str | os.PathLike, workers: int
     from mubundle.data.native import shard_path
 
     model_class(config.interaction_model)  # an unknown model name fails before any output exists
+    from mubundle.sim.domain import low_energy_warning
+
+    warning = low_energy_warning(config)
+    if warning:
+        print(warning, file=sys.stderr)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = pending_chunks(config, out_dir)

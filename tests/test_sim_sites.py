@@ -1,0 +1,151 @@
+"""Sites and media, flux weights in ``mubundle simulate``, and one site per training set."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from mubundle.cli import main
+from mubundle.data.batch import RaggedBatch
+from mubundle.data.native import read_metadata, read_shard, shard_path, write_shard
+from mubundle.data.reader import EventStream
+from mubundle.sim import cascade as cascade_module
+from mubundle.sim import run as run_module
+from mubundle.sim.config import SimConfig
+from mubundle.sim.site import ICE, SEA_WATER, SITES, STANDARD_ROCK, get_site
+
+
+def test_sites_carry_their_media_altitudes_and_fields():
+    assert set(SITES) == {"icecube", "km3net-arca", "km3net-orca", "rock"}
+    icecube = get_site("icecube")
+    assert icecube.surface_altitude_m == 2835.0 and icecube.medium is ICE
+    assert ICE.density_gcm3 == 0.917
+    assert (ICE.a_per_m, ICE.b_per_m) == pytest.approx((0.24, 3.3e-4))  # IceCube JINST 9 (2014) P03009
+    assert icecube.field_ut == (16.811, -51.890)
+    for name in ("km3net-arca", "km3net-orca"):
+        assert get_site(name).medium is SEA_WATER and get_site(name).surface_altitude_m == 0.0
+    # same per-gram loss as ice, scaled by the density
+    assert SEA_WATER.a_per_m == pytest.approx(0.24 * 1.040 / 0.917)
+    # standard rock: depths in km w.e., critical energy a / b = 500 GeV
+    assert STANDARD_ROCK.gcm2_per_km == 1e5 and STANDARD_ROCK.a_per_m / STANDARD_ROCK.b_per_m == pytest.approx(500.0)
+    with pytest.raises(ValueError, match="unknown site"):
+        get_site("moon")
+    with pytest.raises(ValueError, match="--site"):
+        SimConfig(site="moon")
+
+
+@pytest.mark.parametrize("site", ["icecube", "km3net-orca", "rock"])
+def test_the_site_reaches_the_atmosphere_and_the_muon_propagation(monkeypatch, site):
+    seen = {}
+
+    def fake_cascade(energy, mass, cos_zenith, threshold, altitude, air, rng, geometry=None):
+        seen["altitude"], seen["ground_depth"] = altitude, geometry.ground_depth.copy()
+        n = energy.size
+        return cascade_module.GroundMuons(np.arange(n), np.full(n, 5e4), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
+
+    def fake_propagate(energy, distance, rng, v_cut, a_per_m, b_per_m):
+        seen["a"], seen["b"] = a_per_m, b_per_m
+        return energy * 0.5
+
+    monkeypatch.setattr(run_module, "get_model", lambda name, seed: None)
+    monkeypatch.setattr(run_module, "run_cascade", fake_cascade)
+    monkeypatch.setattr(run_module, "propagate_in_ice", fake_propagate)
+    config = SimConfig(site=site, energy_range=(1e5, 1e5), zenith_range_deg=(0.0, 0.0), depths_km=(1.0,))
+    batch = run_module.simulate_chunk(replace(config, showers=3), 0)
+    spec = get_site(site)
+    assert seen["altitude"] == spec.surface_altitude_m
+    assert (seen["a"], seen["b"]) == (spec.medium.a_per_m, spec.medium.b_per_m)
+    from mubundle.sim.atmosphere import vertical_depth
+
+    np.testing.assert_allclose(seen["ground_depth"], vertical_depth(spec.surface_altitude_m), rtol=1e-3)
+    assert batch.counts.tolist() == [1, 1, 1] and batch.weights is None
+
+
+def test_simulate_flux_weights_are_generates_weights_for_the_same_primaries(monkeypatch):
+    """Each event's weight = Phi_g(E) A Omega / (N p_E(E) p_g) (docs/generation.md), computed here
+    from crflux directly, and the events at one depth sum to the direct integral of the flux."""
+    import crflux.models
+
+    from mubundle.flux import MASS_GROUPS, integrated_rate
+    from mubundle.generate import flux as generate_flux
+    from mubundle.sim.fluxmode import group_flux
+
+    assert generate_flux.sample_flux_primaries is __import__("mubundle.flux", fromlist=["x"]).sample_flux_primaries
+
+    def fake_showers(energy, zenith, mass, slant, config, seed_sequence):  # no cascade needed for weights
+        n, d = slant.shape
+        conditions = np.column_stack([np.repeat(energy, d), np.repeat(zenith, d), np.repeat(mass, d), slant.ravel()])
+        return RaggedBatch(conditions, np.zeros(n * d, np.int64), np.zeros((0, 3)))
+
+    monkeypatch.setattr(run_module, "simulate_showers", fake_showers)
+    config = SimConfig(showers=4000, showers_per_chunk=1000, energy_range=(3e2, 1e9), spectral_index=1.5,
+                       zenith_range_deg=(0.0, 60.0), depths_km=(1.5, 2.5), flux="H3a", area_m2=2.0, seed=5)
+    batches = [run_module.simulate_chunk(config, k) for k in range(config.n_chunks)]
+    batch = RaggedBatch.concat(batches)
+    energy = batch.conditions[::2, 0].astype(np.float64)
+    mass = batch.conditions[::2, 2]
+    np.testing.assert_array_equal(batch.weights[::2], batch.weights[1::2])  # one weight per shower
+    model = crflux.models.HillasGaisser2012("H3a")
+    group_of = {a: i for i, (_, a, _, _) in enumerate(MASS_GROUPS)}
+    flux = np.zeros(energy.size)
+    for a in np.unique(mass):
+        _, _, z_lo, z_hi = MASS_GROUPS[group_of[int(a)]]
+        chosen = mass == a
+        flux[chosen] = sum(np.asarray(model.nucleus_flux(cid, energy[chosen]), dtype=np.float64)
+                           for cid in model.nucleus_ids if z_lo <= (1 if cid == 14 else cid % 100) <= z_hi)
+    p_energy = energy**-1.5 / ((3e2**-0.5 - 1e9**-0.5) / 0.5)
+    omega = 2 * np.pi * (1 - np.cos(np.radians(60.0)))
+    expected = flux * 2.0 * omega / (4000 * p_energy / 5)
+    np.testing.assert_allclose(batch.weights[::2], expected, rtol=2e-5)  # energies stored as float32
+    rate = integrated_rate(group_flux("H3a"), (3e2, 1e9), (0.0, np.radians(60.0)), 2.0)
+    assert batch.weights[::2].sum() == pytest.approx(rate, rel=0.1)
+
+
+def test_flux_mode_refuses_a_fixed_primary_or_degenerate_ranges():
+    with pytest.raises(ValueError, match="--primary"):
+        SimConfig(flux="H3a", primary="p")
+    with pytest.raises(ValueError, match="LO < HI"):
+        SimConfig(flux="H3a", energy_range=(1e5, 1e5))
+    with pytest.raises(ValueError, match="--flux"):
+        SimConfig(flux="nonsense")
+
+
+def test_simulate_cli_with_site_and_flux_writes_weights_and_the_site(tmp_path):
+    out = tmp_path / "orca"
+    code = main(["simulate", "--out", str(out), "--showers", "4", "--energy-range", "1e4", "3e4", "--depths", "1",
+                 "--zenith-range", "0", "80", "--min-energy", "20", "--site", "km3net-orca", "--flux", "H3a",
+                 "--generation-gamma", "2", "--area", "3", "--seed", "1"])
+    assert code == 0
+    path = shard_path(out, 0)
+    batch = read_shard(path)
+    metadata = read_metadata(path)
+    assert metadata["site"] == "km3net-orca" and metadata["medium"] == "sea water"
+    assert metadata["config"]["flux"] == "H3a" and metadata["config"]["spectral_index"] == 2.0
+    assert batch.weights is not None and np.all(batch.weights > 0) and len(batch) == 4
+
+
+def _shard(path, site):
+    batch = RaggedBatch(np.array([[1e5, 0.1, 1.0, 1.5]]), np.array([1]), np.array([[100.0, 1.0, 2.0]]))
+    metadata = {"site": site} if site else {}
+    write_shard(batch, path, metadata)
+    return path
+
+
+def test_a_training_set_mixing_sites_is_refused_naming_both(tmp_path):
+    ice = _shard(tmp_path / "ice.parquet", "icecube")
+    old = _shard(tmp_path / "old.parquet", None)  # no key: written before sites existed = icecube
+    rock = _shard(tmp_path / "rock.parquet", "rock")
+    assert EventStream([ice, old], batch_size=1).site == "icecube"
+    with pytest.raises(ValueError, match=r"mixes observation sites: icecube \(e\.g\. .*\); rock \(e\.g\. .*rock\.parquet\)"):
+        EventStream([ice, rock], batch_size=1)
+
+
+def test_shallow_depths_with_low_muon_energies_warn_about_the_interaction_range():
+    from mubundle.sim.domain import low_energy_warning
+
+    assert low_energy_warning(SimConfig(depths_km=(1.5, 2.0))) is None
+    assert low_energy_warning(SimConfig(depths_km=(0.3,), site="rock")) is None
+    message = low_energy_warning(SimConfig(depths_km=(0.0, 1.5), min_energy=1.0))
+    assert message is not None and "60 GeV do not interact" in message
