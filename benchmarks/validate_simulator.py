@@ -162,7 +162,7 @@ def _gsf_factor(conditions: np.ndarray) -> np.ndarray | None:
     return gsf.flux(conditions[:, 0], group) / h3a.flux(conditions[:, 0], group)
 
 
-def depth_anchors(site_name: str, showers: int, gamma: float, seed: int) -> dict:
+def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, inclined_run: bool = True) -> dict:
     """Flux-weighted (H3a, and GSF by reweighting) anchors at ``site_name`` (see module docstring)."""
     from mubundle.sim.site import get_site
 
@@ -235,6 +235,8 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int) -> dict
                                               "mean_pair_separation_m": float(np.average(separation, weights=weights[pairs])) if pairs.size else float("nan")}
     print(f"  single fraction {single:.3f}, single mean energy {mean_energy:.1f} GeV, pair distance to axis {lateral:.2f} m", flush=True)
 
+    if not inclined_run:
+        return out
     inclined = replace(base, zenith_range_deg=(59.0, 61.0), depths_km=(round(2.0 / rho, 6),), seed=seed + 60)
     print(f"anchors {site_name}: 59-61 deg at 2 km w.e. vertical, {showers} showers", flush=True)
     cond60, counts60, weights60, _, _, cpu60 = _run_flux_simulation(inclined)
@@ -306,6 +308,7 @@ def main() -> None:
                         help="comma-separated: elbert, propagation, fluctuations, anchors, anchors-water, geometry")
     parser.add_argument("--anchor-showers", type=int, default=20000, help="showers per flux-weighted anchor simulation")
     parser.add_argument("--anchor-gamma", type=float, default=2.0, help="generation spectrum E^-G of the anchor simulations")
+    parser.add_argument("--anchor-no-inclined", action="store_true", help="skip the 60 deg run of the anchors")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -329,7 +332,7 @@ def main() -> None:
     for site in ("icecube", "km3net-arca"):
         section = "anchors" if site == "icecube" else "anchors-water"
         if section in sections:
-            result[section] = depth_anchors(site, args.anchor_showers, args.anchor_gamma, args.seed)
+            result[section] = depth_anchors(site, args.anchor_showers, args.anchor_gamma, args.seed, not args.anchor_no_inclined)
             print(f"{section}:", json.dumps(result[section]), flush=True)
     result["seconds"] = time.perf_counter() - start
     print(json.dumps(result))

@@ -149,3 +149,12 @@ def test_shallow_depths_with_low_muon_energies_warn_about_the_interaction_range(
     assert low_energy_warning(SimConfig(depths_km=(0.3,), site="rock")) is None
     message = low_energy_warning(SimConfig(depths_km=(0.0, 1.5), min_energy=1.0))
     assert message is not None and "60 GeV do not interact" in message
+
+
+def test_site_and_flux_settings_round_trip_through_the_config_file(tmp_path):
+    from mubundle.configio import from_yaml, to_yaml
+
+    config = SimConfig(flux="GST", site="km3net-arca", area_m2=2.5, energy_range=(3e2, 1e9), zenith_range_deg=(0.0, 89.0))
+    to_yaml(config, tmp_path / "c.yaml")
+    assert from_yaml(SimConfig, tmp_path / "c.yaml") == config
+    assert config.altitude_m == 0.0 and SimConfig().altitude_m == 2835.0
