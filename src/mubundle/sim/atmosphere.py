@@ -6,8 +6,9 @@ Source: D. Heck et al., "CORSIKA: A Monte Carlo Code to Simulate Extensive Air S
 FZKA 6019 (1998), appendix D, table for "U.S. standard atmosphere as parameterized by
 J. Linsley" (model 1 in the CORSIKA user's guide).
 
-Slant depth along an axis of zenith theta is T(h) / cos(theta) (flat earth: valid to
-~70 deg, where the curvature error in the overburden stays below a few percent).
+Slant depth along an axis of zenith theta is T(h) / cos(theta) here (flat earth: within 1 %
+of the curved geometry up to 60 deg only). The simulator uses the curved-Earth axes of
+``earth.py`` (CORSIKA's CURVED geometry), which build on :func:`vertical_depth`.
 """
 
 from __future__ import annotations
