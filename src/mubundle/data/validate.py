@@ -12,6 +12,9 @@ Reasons (stable strings, checked in this order, the first that applies is report
 ``null_value``               a required value is null/missing
 ``bad_list_length``          ``primary`` list not of length 4 or a muon not of length 3
 ``count_mismatch``           declared muon count disagrees with the muon rows (HDF5)
+``mass_no_nucleus``          legacy file in the original units: the rest mass (GeV) is no nucleus'
+``vertical_depth_out_of_range`` original units: vertical depth outside [0, 20000] m
+``primary_not_nucleus``      CORSIKA file: the primary is not a nucleon or nucleus (gamma, e, mu, ...)
 ``non_finite``               energy, zenith, mass or depth is NaN or +-Inf
 ``energy_non_positive``      primary energy <= 0 GeV
 ``zenith_out_of_range``      zenith outside [0, pi/2] rad
@@ -46,6 +49,9 @@ REASONS: tuple[str, ...] = (
     "null_value",
     "bad_list_length",
     "count_mismatch",
+    "mass_no_nucleus",
+    "vertical_depth_out_of_range",
+    "primary_not_nucleus",
     "non_finite",
     "energy_non_positive",
     "zenith_out_of_range",
@@ -70,12 +76,16 @@ class DecodedRows:
     ``counts == 0`` and NaN conditions where the value was unreadable.
     ``structural``: (B,) int8 reason code (0 = structurally fine, else ``REASON_CODE``).
     ``rows``: (B,) int64 row number of each event inside ``file`` (0-based).
+    ``raw_conditions``: (B, 4) conditions as stored in the file when ``batch`` holds them
+    converted to mubundle's units (legacy files in the original units); None = the same.
+    Rejected rows are quarantined with these raw values.
     """
 
     file: str
     batch: RaggedBatch
     structural: np.ndarray
     rows: np.ndarray
+    raw_conditions: np.ndarray | None = None
 
 
 @dataclass
@@ -196,12 +206,13 @@ def validate(decoded: DecodedRows) -> tuple[RaggedBatch, RejectedRows]:
     good_index = np.flatnonzero(~bad)
     bad_index = np.flatnonzero(bad)
     raw = batch.take(bad_index)
+    raw_conditions = raw.conditions if decoded.raw_conditions is None else decoded.raw_conditions[bad_index]
     reason_names = np.asarray(REASONS, dtype=object)[codes[bad_index].astype(np.int64) - 1]
     rejected = RejectedRows(
         np.full(bad_index.shape[0], decoded.file, dtype=object),
         decoded.rows[bad_index].astype(np.int64),
         reason_names,
-        RaggedBatch(raw.conditions, raw.counts, raw.flat_muons),
+        RaggedBatch(raw_conditions, raw.counts, raw.flat_muons),
     )
     return batch.take(good_index), rejected
 
