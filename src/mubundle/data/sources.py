@@ -4,7 +4,8 @@ A *piece* is the unit read at once: one Parquet row group, or a chunk of
 ``HDF5_CHUNK_EVENTS`` events of a legacy HDF5 file. Memory is bounded by one piece.
 
 Layouts (:func:`detect_layout`): ``native`` (mubundle Parquet shards), ``legacy-parquet``
-and ``legacy-hdf5`` (PHYSICS.md). Every problem with a file (missing, truncated, corrupt,
+and ``legacy-hdf5`` (PHYSICS.md), ``corsika`` (CORSIKA 7 particle files, one piece per file,
+one depth-0 event per shower: :mod:`mubundle.data.corsika`). Every problem with a file (missing, truncated, corrupt,
 unknown layout) raises :class:`DataFileError` whose message names the file; callers record
 it and go on.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -22,12 +24,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mubundle.data import legacy, native, schema
+from mubundle.data import conventions, corsika, legacy, native, schema
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.validate import DecodedRows, RejectedRows, add_counts, validate
 
 #: Suffixes picked up when a directory is expanded.
 DATA_SUFFIXES = (".parquet", ".pq", ".h5", ".hdf5", ".hdf")
+#: Names of CORSIKA particle files picked up when a directory is expanded (DATnnnnnn[.zst|.gz]).
+CORSIKA_NAME = re.compile(r"^DAT\d+(\.(zst|gz))?$")
 #: Events per piece of a legacy HDF5 file.
 HDF5_CHUNK_EVENTS = 65_536
 
@@ -80,7 +84,9 @@ def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list
         path = Path(text)
         if path.is_dir():
             matches = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not _is_hidden(p, path)
+                p for p in path.rglob("*")
+                if p.is_file() and (p.suffix.lower() in DATA_SUFFIXES or CORSIKA_NAME.match(p.name))
+                and not _is_hidden(p, path)
             )
         elif glob.has_magic(text):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
@@ -98,7 +104,7 @@ def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list
 
 
 def detect_layout(path: str | os.PathLike) -> str:
-    """``native``, ``legacy-parquet`` or ``legacy-hdf5`` (raises DataFileError otherwise)."""
+    """``native``, ``legacy-parquet``, ``legacy-hdf5`` or ``corsika`` (raises DataFileError otherwise)."""
     path = Path(path)
     with file_errors(path):
         if not path.exists():
@@ -114,7 +120,9 @@ def detect_layout(path: str | os.PathLike) -> str:
             raise DataFileError(path, f"Parquet file with unknown columns {sorted(names)}")
         if head == _HDF5_MAGIC:
             return "legacy-hdf5"
-        raise DataFileError(path, "neither Parquet nor HDF5 (unknown file signature)")
+        if corsika.looks_like_corsika(path):
+            return corsika.LAYOUT
+        raise DataFileError(path, "neither Parquet, HDF5 nor a CORSIKA particle file (unknown file signature)")
 
 
 # --------------------------------------------------------------------------- pieces
@@ -128,6 +136,9 @@ class Piece:
     first_row: int
     n_rows: int
     muon_first_row: int = 0  # legacy HDF5 only: first row of this chunk in the 'muons' dataset
+    units: str = conventions.MUBUNDLE  # unit convention of mass/depth (conventions.ORIGINAL, ..., "corsika")
+    primary_width: int = 4  # legacy Parquet only: 4 (dump_muonitron_data.py) or 7 (convert_to_parquet.py)
+    thinning: bool = False  # CORSIKA only: thinned block format
 
 
 def list_pieces(path: str | os.PathLike) -> list[Piece]:
@@ -141,16 +152,22 @@ def list_pieces(path: str | os.PathLike) -> list[Piece]:
             with h5py.File(path, "r") as handle:
                 n_events, _ = legacy.hdf5_shapes(handle)
                 muon_starts = legacy.hdf5_chunk_muon_starts(handle, HDF5_CHUNK_EVENTS)
+                units = legacy.scan_hdf5(handle, HDF5_CHUNK_EVENTS)
             bounds = range(0, n_events, HDF5_CHUNK_EVENTS)
             return [
-                Piece(str(path), layout, i, lo, min(HDF5_CHUNK_EVENTS, n_events - lo), int(muon_starts[i]))
+                Piece(str(path), layout, i, lo, min(HDF5_CHUNK_EVENTS, n_events - lo), int(muon_starts[i]), units)
                 for i, lo in enumerate(bounds)
             ]
-        metadata = pq.ParquetFile(path).metadata
+        if layout == corsika.LAYOUT:
+            found = corsika.scan(path)
+            return [Piece(str(path), layout, 0, 0, found.showers, units=corsika.LAYOUT, thinning=found.thinning)]
+        parquet = pq.ParquetFile(path)
+        metadata = parquet.metadata
+        width, units = legacy.scan_parquet(parquet) if layout == "legacy-parquet" else (4, conventions.MUBUNDLE)
         pieces, first = [], 0
         for i in range(metadata.num_row_groups):
             n_rows = metadata.row_group(i).num_rows
-            pieces.append(Piece(str(path), layout, i, first, n_rows))
+            pieces.append(Piece(str(path), layout, i, first, n_rows, units=units, primary_width=width))
             first += n_rows
         return pieces
 
@@ -163,11 +180,15 @@ def decode_piece(piece: Piece) -> DecodedRows:
 
             with h5py.File(piece.path, "r") as handle:
                 stop = piece.first_row + piece.n_rows
-                return legacy.decode_hdf5_chunk(handle, piece.first_row, stop, piece.muon_first_row, piece.path)
+                return legacy.decode_hdf5_chunk(
+                    handle, piece.first_row, stop, piece.muon_first_row, piece.path, piece.units
+                )
+        if piece.layout == corsika.LAYOUT:
+            return corsika.read_file(piece.path, piece.thinning)
         parquet = pq.ParquetFile(piece.path, page_checksum_verification=True)
         table = parquet.read_row_group(piece.index, use_threads=False)
         if piece.layout == "legacy-parquet":
-            return legacy.decode_parquet_table(table, piece.path, piece.first_row)
+            return legacy.decode_parquet_table(table, piece.path, piece.first_row, piece.units, piece.primary_width)
         batch, null_rows = native.decode_table(table)
         structural = np.where(null_rows, np.int8(1), np.int8(0)).astype(np.int8)  # code 1 = null_value
         rows = piece.first_row + np.arange(len(batch), dtype=np.int64)
@@ -234,3 +255,10 @@ def read_events(paths: Sequence[str | os.PathLike] | str | os.PathLike, max_even
     if max_events is not None and len(batch) > max_events:
         batch = batch.slice(0, max_events)
     return LoadResult(batch, rejected_counts, failed, RejectedRows.concat(rejected_parts), layouts)
+
+
+def corsika_scan(path: str | os.PathLike) -> corsika.CorsikaScan:
+    """Headers and record counts of a CORSIKA particle file (:func:`mubundle.data.corsika.scan`);
+    raises :class:`DataFileError` naming the file."""
+    with file_errors(path):
+        return corsika.scan(path)

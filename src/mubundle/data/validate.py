@@ -15,6 +15,7 @@ Reasons (stable strings, checked in this order, the first that applies is report
 ``mass_no_nucleus``          legacy file in the original units: the rest mass (GeV) is no nucleus'
 ``vertical_depth_out_of_range`` original units: vertical depth outside [0, 20000] m
 ``primary_not_nucleus``      CORSIKA file: the primary is not a nucleon or nucleus (gamma, e, mu, ...)
+``muon_thinned``             CORSIKA thinned file: a muon record carries a thinning weight != 1
 ``non_finite``               energy, zenith, mass or depth is NaN or +-Inf
 ``energy_non_positive``      primary energy <= 0 GeV
 ``zenith_out_of_range``      zenith outside [0, pi/2] rad
@@ -52,6 +53,7 @@ REASONS: tuple[str, ...] = (
     "mass_no_nucleus",
     "vertical_depth_out_of_range",
     "primary_not_nucleus",
+    "muon_thinned",
     "non_finite",
     "energy_non_positive",
     "zenith_out_of_range",
