@@ -19,17 +19,33 @@ from mubundle.host_allocator import tune_host_allocator
 
 # --------------------------------------------------------------------------- data
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert legacy/native files to native Parquet shards")
-    p.add_argument("inputs", nargs="+", help="files, globs or directories (Parquet or HDF5, any layout)")
+    p = sub.add_parser("convert", help="convert legacy/native/CORSIKA files to native Parquet shards")
+    p.add_argument("inputs", nargs="+", help="files, globs or directories (Parquet, HDF5 or CORSIKA DAT files)")
     p.add_argument("--out", required=True, type=Path, help="output dataset directory")
     p.add_argument("--events-per-shard", type=int, default=100_000)
+    p.add_argument("--depths", type=_depth_list, default=None, metavar="KM,...",
+                   help="CORSIKA inputs: propagate each shower's muons to these slant depths in km of ice "
+                        "(one event per shower and depth; 0 = the observation level, the default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the muon propagation (--depths)")
     p.set_defaults(run=_run_convert)
+
+
+def _depth_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(value) for value in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated depths in km, got {text!r}") from None
 
 
 def _run_convert(args: argparse.Namespace) -> int:
     from mubundle.data.convert import convert, print_convert_summary
 
-    summary = convert(args.inputs, args.out, events_per_shard=args.events_per_shard)
+    propagation = None
+    if args.depths is not None:
+        from mubundle.sim.underground import DepthPropagation
+
+        propagation = DepthPropagation(args.depths, seed=args.seed)
+    summary = convert(args.inputs, args.out, events_per_shard=args.events_per_shard, depth_propagation=propagation)
     print_convert_summary(summary)
     return 0
 

@@ -3,6 +3,13 @@
 Rows are validated on the way; rejected rows go to ``OUT/_quarantine/rejected.parquet``
 (the leading underscore keeps the quarantine out of the dataset when ``OUT`` is read back).
 Memory is bounded by one input piece plus one output shard.
+
+CORSIKA particle files come in as one event per shower at the observation level; with
+``depth_propagation`` (a callable ``RaggedBatch -> RaggedBatch`` such as
+:class:`mubundle.sim.underground.DepthPropagation`, chosen by the CLI so that ``data`` does not
+import ``sim``) each shower becomes one event per requested depth. Their run headers
+(version, observation level, energy cuts, interaction models, atmosphere) go into the
+shards' metadata under ``corsika``; the propagation settings under ``depth_propagation``.
 """
 
 from __future__ import annotations
@@ -10,19 +17,39 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
+from mubundle.data import corsika
+from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import ShardWriter, default_metadata
-from mubundle.data.sources import expand_paths, iter_file_pieces
+from mubundle.data.sources import DataFileError, corsika_scan, detect_layout, expand_paths, iter_file_pieces
 from mubundle.data.validate import QuarantineWriter, add_counts
 
 QUARANTINE_NAME = Path("_quarantine") / "rejected.parquet"
 
 
+def _corsika_runs(files: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Run headers of the CORSIKA inputs ({path: scan}); unreadable files are reported later by the reader."""
+    runs: dict[str, dict[str, Any]] = {}
+    for path in files:
+        try:
+            if detect_layout(path) == corsika.LAYOUT:
+                runs[path] = corsika_scan(path).to_dict()
+        except DataFileError:
+            continue
+    return runs
+
+
 def convert(
-    inputs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike, events_per_shard: int = 100_000
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    events_per_shard: int = 100_000,
+    depth_propagation: Callable[[RaggedBatch], RaggedBatch] | None = None,
 ) -> dict[str, Any]:
     """Convert ``inputs`` (files, globs, directories) into shards under ``out_dir``.
+
+    ``depth_propagation`` is applied to the accepted events of CORSIKA inputs only (see module
+    docstring); its ``config`` attribute, if any, is recorded in the metadata.
 
     Returns a summary: ``inputs`` (files found), ``layouts`` ({layout: files}), ``events``,
     ``muons``, ``zero_muon_events`` (accepted), ``rejected`` ({reason: rows}),
@@ -30,8 +57,15 @@ def convert(
     """
     out_dir = Path(out_dir)
     files = [str(p) for p in expand_paths(inputs)]
+    extra: dict[str, Any] = {}
+    runs = _corsika_runs(files)
+    if runs:
+        extra["corsika"] = runs
+        extra["depth_propagation"] = getattr(depth_propagation, "config", None) if depth_propagation else {
+            "depths_km": [0.0], "depth": "observation level (no propagation)"
+        }
     metadata = default_metadata(
-        producer="mubundle convert", config={"inputs": files, "events_per_shard": int(events_per_shard)}
+        producer="mubundle convert", config={"inputs": files, "events_per_shard": int(events_per_shard)}, **extra
     )
     failed: list[dict[str, str]] = []
     rejected: dict[str, int] = {}
@@ -41,6 +75,8 @@ def convert(
     with ShardWriter(out_dir, metadata, events_per_shard) as writer:
         for piece, accepted, bad_rows in iter_file_pieces(files, failed):
             layouts.setdefault(piece.layout, set()).add(piece.path)
+            if piece.layout == corsika.LAYOUT and depth_propagation is not None:
+                accepted = depth_propagation(accepted)
             writer.write(accepted)
             zero_muon_events += int((accepted.counts == 0).sum())
             add_counts(rejected, bad_rows.counts_by_reason())
