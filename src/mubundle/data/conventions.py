@@ -124,11 +124,15 @@ def to_mubundle_units(conditions: np.ndarray, convention: str) -> tuple[np.ndarr
     converted[:, schema.MASS] = mass_number
     codes[np.isfinite(mass) & ~matched] = REASON_CODE["mass_no_nucleus"]
     depth = conditions[:, schema.DEPTH].astype(np.float64)
-    in_range = (depth >= 0) & (depth <= MAX_VERTICAL_DEPTH_M)
-    codes[(codes == 0) & np.isfinite(depth) & ~in_range] = REASON_CODE["vertical_depth_out_of_range"]
+    zenith = conditions[:, schema.ZENITH]
     with np.errstate(invalid="ignore"):
-        slant_m = geometry.slant_from_vertical_depth(conditions[:, schema.ZENITH], np.where(in_range, depth, np.nan))
-    converted[:, schema.DEPTH] = slant_m / 1000.0
+        # a row with an invalid zenith has no slant depth; it keeps depth = vertical / 1000 so
+        # that the value checks reject it for its zenith, not for a depth derived from it
+        zenith_ok = (zenith >= 0) & (zenith <= np.float32(np.pi / 2))
+        in_range = (depth >= 0) & (depth <= MAX_VERTICAL_DEPTH_M)
+        codes[(codes == 0) & zenith_ok & np.isfinite(depth) & ~in_range] = REASON_CODE["vertical_depth_out_of_range"]
+        slant_m = geometry.slant_from_vertical_depth(np.where(zenith_ok, zenith, 0.0), np.where(in_range, depth, np.nan))
+    converted[:, schema.DEPTH] = np.where(zenith_ok, slant_m / 1000.0, depth / 1000.0)
     return converted, codes
 
 
