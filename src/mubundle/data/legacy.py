@@ -273,7 +273,7 @@ def hdf5_counts(handle, start: int, stop: int) -> np.ndarray:
         if not whole.all():
             first = int(np.flatnonzero(~whole)[0])
             raise ValueError(
-                f"dataset 'counts' holds {values[first]!r} for event {start + first}, not a whole number of "
+                f"dataset 'counts' holds {float(values[first])!r} for event {start + first}, not a whole number of "
                 "muon rows: the muon rows of that event and all later ones cannot be located"
             )
         values = np.clip(values, -1.0, n_muon_rows + 1.0)
