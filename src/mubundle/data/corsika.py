@@ -172,15 +172,15 @@ def _scan_cached(path: str, size: int, mtime_ns: int) -> CorsikaScan:
         raise ValueError("no CORSIKA run header (RUNH) at the start of the file")
     if not run_end:
         raise OSError(f"file is truncated: no run end record (RUNE) after {showers} shower(s)")
+    version = float(np.frombuffer(run_block, dtype=np.float32)[3])  # run header word 4
+    if not (_VERSION_RANGE[0] <= version <= _VERSION_RANGE[1]):
+        raise ValueError(f"run header version {version:.6g} is not a CORSIKA 7 version: not a CORSIKA particle file")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # corsikaio warns about unknown versions; checked below
+        warnings.simplefilter("ignore")  # corsikaio warns about versions newer than it knows
         run_header = (parse_run_header_thin if thinning else parse_run_header)(run_block)[0]
         event_header = None
         if event_block is not None:
             event_header = (parse_event_header_thin if thinning else parse_event_header)(event_block)[0]
-    version = _float(run_header["version"])
-    if not (_VERSION_RANGE[0] <= version <= _VERSION_RANGE[1]):
-        raise ValueError(f"run header version {version!r} is not a CORSIKA 7 version: not a CORSIKA particle file")
     return CorsikaScan(thinning, showers, _run_info(run_header, event_header, thinning, showers), records)
 
 
