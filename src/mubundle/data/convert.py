@@ -93,6 +93,7 @@ def convert(
         "shards": [str(p) for p in writer.paths],
         "quarantine": None if quarantine_path is None else str(quarantine_path),
         "out_dir": str(out_dir),
+        "depth_propagation": extra.get("depth_propagation"),
     }
 
 
@@ -107,6 +108,9 @@ def print_convert_summary(summary: dict[str, Any], stream: TextIO | None = None)
         f"  shards {len(summary['shards'])}",
         file=out,
     )
+    propagation = summary.get("depth_propagation")
+    if propagation:
+        print(f"  CORSIKA showers at depths {propagation['depths_km']} km ({propagation['depth']})", file=out)
     if summary["rejected"]:
         print(f"  rejected rows (quarantine: {summary['quarantine']}):", file=out)
         for reason, n in summary["rejected"].items():
