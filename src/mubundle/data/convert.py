@@ -3,6 +3,12 @@
 Rows are validated on the way; rejected rows go to ``OUT/_quarantine/rejected.parquet``
 (the leading underscore keeps the quarantine out of the dataset when ``OUT`` is read back).
 Memory is bounded by one input piece plus one output shard.
+
+``OUT`` is a dataset directory (:mod:`mubundle.data.dataset`): locked against a second
+writer (:mod:`mubundle.data.lock`), marked incomplete until ``OUT/_manifest.json`` is
+written last, and cleared of an earlier conversion's shards and quarantine file before
+the first new shard. An ``OUT`` that holds one of the inputs is refused before anything
+is written.
 """
 
 from __future__ import annotations
@@ -12,11 +18,46 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+from mubundle.data.atomic import remove_stale_temporaries
+from mubundle.data.dataset import begin_dataset, finish_dataset
+from mubundle.data.lock import directory_lock
 from mubundle.data.native import ShardWriter, default_metadata
 from mubundle.data.sources import expand_paths, iter_file_pieces
 from mubundle.data.validate import QuarantineWriter, add_counts
 
 QUARANTINE_NAME = Path("_quarantine") / "rejected.parquet"
+PRODUCER = "mubundle convert"
+
+
+def refuse_overlap(files: Sequence[str], out_dir: Path) -> None:
+    """Raise ``ValueError`` if ``out_dir`` is an existing non-directory or holds one of ``files``
+    (converting in place would replace shards before they are read)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a directory; choose a directory for the dataset")
+    root = out_dir.resolve()
+    for name in files:
+        resolved = Path(name).resolve()
+        if resolved == root or root in resolved.parents:
+            raise ValueError(
+                f"input {name} lies inside the output directory {out_dir}; write the converted dataset "
+                f"to another --out (converting in place would overwrite inputs before reading them)"
+            )
+
+
+def clear_previous_output(out_dir: Path) -> list[Path]:
+    """Remove the shards and quarantine file of an earlier conversion into ``out_dir``
+    (range folders ``NNNNNNN-NNNNNNN/part-NNNNN.parquet``, ``_quarantine/rejected.parquet``);
+    other files are left alone. Returns the removed paths."""
+    removed = [p for p in out_dir.glob("[0-9]*-[0-9]*/part-*.parquet") if p.is_file()]
+    quarantine = out_dir / QUARANTINE_NAME
+    if quarantine.is_file():
+        removed.append(quarantine)
+    for path in removed:
+        path.unlink()
+    for folder in out_dir.glob("[0-9]*-[0-9]*"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 def convert(
@@ -29,23 +70,41 @@ def convert(
     ``failed_files`` ([{path, error}]), ``shards`` (paths), ``quarantine`` (path or None).
     """
     out_dir = Path(out_dir)
+    if events_per_shard <= 0:
+        raise ValueError(f"--events-per-shard must be positive, got {events_per_shard}")
     files = [str(p) for p in expand_paths(inputs)]
+    refuse_overlap(files, out_dir)  # before anything is written
+    with directory_lock(out_dir, PRODUCER):
+        remove_stale_temporaries(out_dir)
+        begin_dataset(out_dir, PRODUCER, f"run `mubundle convert` again with the same inputs and --out {out_dir}")
+        clear_previous_output(out_dir)
+        summary = _convert_files(files, out_dir, events_per_shard)
+        finish_dataset(
+            out_dir, summary["shards"], PRODUCER,
+            quarantine=[] if summary["quarantine"] is None else [summary["quarantine"]],
+            muons=summary["muons"], inputs=files, rejected=summary["rejected"], failed_files=summary["failed_files"],
+        )
+    return summary
+
+
+def _convert_files(files: list[str], out_dir: Path, events_per_shard: int) -> dict[str, Any]:
+    """The conversion itself (``out_dir`` locked and marked incomplete by :func:`convert`)."""
     metadata = default_metadata(
-        producer="mubundle convert", config={"inputs": files, "events_per_shard": int(events_per_shard)}
+        producer=PRODUCER, config={"inputs": files, "events_per_shard": int(events_per_shard)}
     )
     failed: list[dict[str, str]] = []
     rejected: dict[str, int] = {}
     layouts: dict[str, set[str]] = {}
     zero_muon_events = 0
-    quarantine = QuarantineWriter(out_dir / QUARANTINE_NAME)
-    with ShardWriter(out_dir, metadata, events_per_shard) as writer:
-        for piece, accepted, bad_rows in iter_file_pieces(files, failed):
-            layouts.setdefault(piece.layout, set()).add(piece.path)
-            writer.write(accepted)
-            zero_muon_events += int((accepted.counts == 0).sum())
-            add_counts(rejected, bad_rows.counts_by_reason())
-            quarantine.write(bad_rows)
-    quarantine_path = quarantine.close()
+    with QuarantineWriter(out_dir / QUARANTINE_NAME) as quarantine:
+        with ShardWriter(out_dir, metadata, events_per_shard) as writer:
+            for piece, accepted, bad_rows in iter_file_pieces(files, failed):
+                layouts.setdefault(piece.layout, set()).add(piece.path)
+                writer.write(accepted)
+                zero_muon_events += int((accepted.counts == 0).sum())
+                add_counts(rejected, bad_rows.counts_by_reason())
+                quarantine.write(bad_rows)
+        quarantine_path = quarantine.close()
     return {
         "inputs": files,
         "layouts": {layout: len(paths) for layout, paths in sorted(layouts.items())},

@@ -209,8 +209,11 @@ def validate(decoded: DecodedRows) -> tuple[RaggedBatch, RejectedRows]:
 class QuarantineWriter:
     """Appends rejected rows to one quarantine Parquet file, written atomically on close.
 
-    Nothing is written when no row was rejected. Memory: rows are written per call
-    (one row group each), never accumulated.
+    A quarantine file belongs to the run that wrote it: when this run rejects nothing, a
+    file already at ``path`` (left by an earlier run on the same output) is removed on
+    :meth:`close`; a ``with`` block left by an exception (Ctrl-C, SIGTERM, an error) commits
+    nothing and removes its temporary file (:meth:`abort`). Memory: rows are written per
+    call (one row group each), never accumulated.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -230,8 +233,11 @@ class QuarantineWriter:
         self.rows_written += len(rejected)
 
     def close(self) -> Path | None:
-        """Finish the file; returns its path, or None when there was nothing to quarantine."""
+        """Finish the file; returns its path, or None when there was nothing to quarantine
+        (then a stale file of an earlier run at ``path`` is removed)."""
         if self._writer is None:
+            if self.rows_written == 0:
+                self.path.unlink(missing_ok=True)
             return None
         self._writer.close()
         self._writer = None
@@ -240,11 +246,21 @@ class QuarantineWriter:
         os.replace(self._tmp, self.path)
         return self.path
 
+    def abort(self) -> None:
+        """Drop what was written so far (nothing is committed under ``path``)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
     def __enter__(self) -> "QuarantineWriter":
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_quarantine(rejected: RejectedRows, path: str | os.PathLike) -> Path | None:
