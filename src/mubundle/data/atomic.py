@@ -8,6 +8,7 @@ new one, never half a file.
 
 from __future__ import annotations
 
+import glob
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,17 +80,19 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(directory: str | os.PathLike, recursive: bool = True) -> list[Path]:
+def remove_stale_temporaries(directory: str | os.PathLike, recursive: bool = True, name: str | None = None) -> list[Path]:
     """Delete temporary files (``.NAME.tmp-PID``) in ``directory`` whose writer PID is dead.
 
     A writer killed with SIGKILL (or a crashed machine) cannot remove its temporary file;
     the next mubundle run on the same directory does. Files of live processes (including
-    this one) are kept. Returns the removed paths.
+    this one) are kept; ``name`` restricts the search to the temporaries of the output file
+    of that exact name. Returns the removed paths.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    candidates = directory.rglob(".*.tmp-*") if recursive else directory.glob(".*.tmp-*")
+    pattern = f".{'*' if name is None else glob.escape(name)}.tmp-*"
+    candidates = directory.rglob(pattern) if recursive else directory.glob(pattern)
     removed = []
     for path in candidates:
         pid = _temporary_owner(path.name)

@@ -13,7 +13,10 @@ that same open file description, which succeeds because it *is* the holder, and 
 directory locked if the supervisor dies first. A forged variable cannot take a lock that
 another process holds: ``flock`` on a different open file description is refused.
 
-Only POSIX systems have ``fcntl``; elsewhere locking is a no-op (documented).
+Within one process the lock is re-entrant (``train_from_args`` and ``train`` both take it):
+a nested :func:`acquire` of a directory this process already holds shares the descriptor.
+
+Only POSIX systems have ``fcntl``; elsewhere locking is a no-op.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks
 LOCK_NAME = ".mubundle.lock"
 #: Environment variable carrying an inherited, already locked file descriptor (supervised train).
 INHERITED_FD_ENV = "MUBUNDLE_LOCK_FD"
+
+
+#: Locks this process holds: resolved directory -> [descriptor, holders]
+_HELD: dict[Path, list[int]] = {}
 
 
 class DirectoryLocked(ValueError):
@@ -60,9 +67,19 @@ class DirectoryLock:
         return env
 
     def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the flock
-            self.fd = None
+        """Give the lock up (the last holder in this process closes the descriptor)."""
+        if self.fd is None:
+            return
+        key = self.directory.resolve()
+        entry = _HELD.get(key)
+        if entry is not None and entry[0] == self.fd:
+            entry[1] -= 1
+            if entry[1] > 0:
+                self.fd = None
+                return
+            del _HELD[key]
+        os.close(self.fd)  # closing the descriptor releases the flock
+        self.fd = None
 
 
 def _holder(path: Path) -> str:
@@ -97,6 +114,10 @@ def acquire(directory: str | os.PathLike, purpose: str) -> DirectoryLock:
     if fcntl is None:  # pragma: no cover
         return DirectoryLock(directory, None)
     directory.mkdir(parents=True, exist_ok=True)
+    key = directory.resolve()
+    if key in _HELD:  # nested acquisition in this process
+        _HELD[key][1] += 1
+        return DirectoryLock(directory, _HELD[key][0])
     path = directory / LOCK_NAME
     inherited = _inherited_fd(path)
     fd = inherited if inherited is not None else os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -111,6 +132,7 @@ def acquire(directory: str | os.PathLike, purpose: str) -> DirectoryLock:
     if inherited is None:  # the holder's identity, for the message a refused process prints
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"PID {os.getpid()} ({purpose})\n".encode(), 0)
+    _HELD[key] = [fd, 1]
     return DirectoryLock(directory, fd)
 
 

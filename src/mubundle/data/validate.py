@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mubundle.data import schema
+from mubundle.data.atomic import remove_stale_temporaries, temporary_path
 from mubundle.data.batch import RaggedBatch
 
 #: All reasons in check order; index + 1 is the integer code used in ``DecodedRows.structural``.
@@ -218,7 +219,8 @@ class QuarantineWriter:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        remove_stale_temporaries(self.path.parent, recursive=False, name=self.path.name)  # of killed runs
+        self._tmp = temporary_path(self.path)
         self._writer: pq.ParquetWriter | None = None
         self.rows_written = 0
 
