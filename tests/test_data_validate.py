@@ -57,6 +57,11 @@ CASES = {
     "muon_non_finite": lambda p: _native_file(p, GOOD_PRIMARY, [GOOD_MUON, [10.0, np.nan, 0.0]]),
     "muon_energy_non_positive": lambda p: _native_file(p, GOOD_PRIMARY, [[-1.0, 0.0, 0.0]]),
     "weight_invalid": lambda p: _native_file(p, GOOD_PRIMARY, [], weight=-1.0),
+    "energy_implausible": lambda p: _native_file(p, [1e30, 0.3, 4, 2.0], []),
+    "mass_implausible": lambda p: _native_file(p, [1e6, 0.3, 300.0, 2.0], []),
+    "depth_implausible": lambda p: _native_file(p, [1e6, 0.3, 4, 1e6], []),
+    "muon_position_implausible": lambda p: _native_file(p, GOOD_PRIMARY, [GOOD_MUON, [10.0, 1e30, 0.0]]),
+    "muon_energy_above_primary": lambda p: _native_file(p, GOOD_PRIMARY, [[2e6, 0.0, 0.0]]),
 }
 
 

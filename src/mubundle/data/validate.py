@@ -20,7 +20,17 @@ Reasons (stable strings, checked in this order, the first that applies is report
 ``muon_non_finite``          a muon energy/x/y is NaN or +-Inf
 ``muon_energy_non_positive`` a muon energy <= 0 GeV
 ``weight_invalid``           event weight NaN, +-Inf or negative
+``energy_implausible``       primary energy outside [1 GeV, 1e12 GeV]
+``mass_implausible``         A above 60 or more than 0.1 from an integer
+``depth_implausible``        slant depth above 12 742 km (the Earth's diameter)
+``muon_position_implausible`` a muon with abs(x) or abs(y) above 10 km
+``muon_energy_above_primary`` a muon with more energy than its primary
 ===========================  ===============================================================
+
+The last five are *plausibility* checks on finite values (bounds and their sources:
+:data:`PLAUSIBLE` and docs/data_format.md, "Plausibility bounds"). Their codes come after
+the older reasons so stored codes keep their meaning; they are checked right after the
+matching sign/range check (``energy_implausible`` after ``energy_non_positive``, ...).
 
 Rejected rows are written to a quarantine Parquet file by :class:`QuarantineWriter`
 (columns ``file``, ``row``, ``reason``, the raw ``energy``/``zenith``/``mass``/``depth``
@@ -55,9 +65,43 @@ REASONS: tuple[str, ...] = (
     "muon_non_finite",
     "muon_energy_non_positive",
     "weight_invalid",
+    "energy_implausible",
+    "mass_implausible",
+    "depth_implausible",
+    "muon_position_implausible",
+    "muon_energy_above_primary",
 )
 #: Integer codes (0 = accepted) so per-row reasons stay a numpy array, not Python strings.
 REASON_CODE: dict[str, int] = {reason: code for code, reason in enumerate(REASONS, start=1)}
+
+#: Plausibility bounds on finite values, in the schema's units (docs/data_format.md,
+#: "Plausibility bounds", gives each bound's reason and source):
+#: - primary energy [GeV]: 1 GeV .. 1e12 GeV. Above: the most energetic cosmic ray ever
+#:   observed had 3.2e11 GeV (Fly's Eye, Bird et al., ApJ 441 (1995) 144); 1e12 GeV leaves
+#:   a factor 3. Below 1 GeV total energy no primary reaches the atmosphere through the
+#:   geomagnetic rigidity cutoff anywhere but near the poles, and none makes a muon that
+#:   reaches any depth: a value below is a unit error (TeV or PeV stored as GeV).
+#: - mass number A: <= 60 and within 0.1 of an integer. Iron-56 is the heaviest abundant
+#:   cosmic-ray nucleus; the iron peak ends with Ni-58/60, and ultra-heavy nuclei (Z > 30) are
+#:   ~1e-4..1e-5 of iron (Binns et al., ApJ 346 (1989) 997, HEAO-3); no flux model mubundle
+#:   uses goes beyond Fe (Hoerandel/H3a/GST: Z <= 26 or 28). A nucleus has an integer A;
+#:   0.1 admits a mass converted from GeV with the atomic mass unit (Fe-56: 52.09 GeV /
+#:   0.9315 GeV = 55.92) and rejects 1.5 or a mass in GeV (e.g. proton 0.938 -> below 1).
+#: - slant depth [km]: <= 12 742 km, the Earth's mean diameter (2 x 6371 km, IUGG mean
+#:   radius): the longest straight path through the Earth.
+#: - muon |x|, |y| [m]: <= 1e4 m. Bundles deep underground have radii of metres to a few
+#:   hundred metres (tests/test_hardening_datasets.py measures the simulator's largest
+#:   offsets); 10 km is far outside any bundle and catches mm/cm stored as m.
+#: - muon energy <= primary energy (energy conservation), with a float32 margin of 1e-5.
+PLAUSIBLE: dict[str, float] = {
+    "energy_min_gev": 1.0,
+    "energy_max_gev": 1e12,
+    "mass_max": 60.0,
+    "mass_integer_tolerance": 0.1,
+    "depth_max_km": 12_742.0,
+    "muon_position_max_m": 1e4,
+    "muon_energy_margin": 1e-5,
+}
 
 # float32 pi/2 rounds up; comparing float32 zeniths against it keeps exact pi/2 inside the range
 _HALF_PI_F32 = np.float32(np.pi / 2)
@@ -161,11 +205,18 @@ def row_reasons(decoded: DecodedRows) -> np.ndarray:
     finite = np.isfinite(conditions)
     mark("non_finite", ~(finite[:, 0] & finite[:, 1] & finite[:, 2] & finite[:, 3]))
     with np.errstate(invalid="ignore"):
-        mark("energy_non_positive", ~(conditions[:, schema.ENERGY] > 0))
+        energy = conditions[:, schema.ENERGY]
+        mark("energy_non_positive", ~(energy > 0))
+        mark("energy_implausible", ~((energy >= PLAUSIBLE["energy_min_gev"]) & (energy <= PLAUSIBLE["energy_max_gev"])))
         zenith = conditions[:, schema.ZENITH]
         mark("zenith_out_of_range", ~((zenith >= 0) & (zenith <= _HALF_PI_F32)))
-        mark("mass_below_one", ~(conditions[:, schema.MASS] >= 1))
-        mark("depth_negative", ~(conditions[:, schema.DEPTH] >= 0))
+        mass = conditions[:, schema.MASS]
+        mark("mass_below_one", ~(mass >= 1))
+        near_integer = np.abs(mass - np.rint(mass)) <= PLAUSIBLE["mass_integer_tolerance"]
+        mark("mass_implausible", ~((mass <= PLAUSIBLE["mass_max"]) & near_integer))
+        depth = conditions[:, schema.DEPTH]
+        mark("depth_negative", ~(depth >= 0))
+        mark("depth_implausible", ~(depth <= PLAUSIBLE["depth_max_km"]))
         # per-muon masks only when something is wrong: the whole-array reductions are ~10x
         # cheaper than a reduction along the length-3 axis, and clean data is the common case
         if not np.isfinite(muons).all():
@@ -178,6 +229,13 @@ def row_reasons(decoded: DecodedRows) -> np.ndarray:
         if not energy_ok.all():
             bad_energy = ~energy_ok if muon_finite is None else muon_finite & ~energy_ok
             mark("muon_energy_non_positive", _events_with(bad_energy, batch))
+        if muons.shape[0]:
+            limit = PLAUSIBLE["muon_position_max_m"]
+            far = (np.abs(muons[:, schema.MU_X]) > limit) | (np.abs(muons[:, schema.MU_Y]) > limit)
+            mark("muon_position_implausible", _events_with(far, batch))
+            primary = np.repeat(energy.astype(np.float64), batch.counts)
+            above = muons[:, schema.MU_ENERGY] > primary * (1.0 + PLAUSIBLE["muon_energy_margin"])
+            mark("muon_energy_above_primary", _events_with(above, batch))
         if batch.weights is not None:
             mark("weight_invalid", ~(np.isfinite(batch.weights) & (batch.weights >= 0)))
     return codes
