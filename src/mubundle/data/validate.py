@@ -90,8 +90,9 @@ REASON_CODE: dict[str, int] = {reason: code for code, reason in enumerate(REASON
 #: - slant depth [km]: <= 12 742 km, the Earth's mean diameter (2 x 6371 km, IUGG mean
 #:   radius): the longest straight path through the Earth.
 #: - muon |x|, |y| [m]: <= 1e4 m. Bundles deep underground have radii of metres to a few
-#:   hundred metres (tests/test_hardening_datasets.py measures the simulator's largest
-#:   offsets); 10 km is far outside any bundle and catches mm/cm stored as m.
+#:   hundred metres: `mubundle simulate --showers 100 --seed 1` (defaults: 1e4..1e7 GeV,
+#:   0..70 deg, 1.5/2/2.5 km) gives a median offset of 6.0 m, 99 % within 46 m, largest 141 m.
+#:   10 km is ~70 times that and catches mm or cm stored as m.
 #: - muon energy <= primary energy (energy conservation), with a float32 margin of 1e-5.
 PLAUSIBLE: dict[str, float] = {
     "energy_min_gev": 1.0,
