@@ -83,8 +83,8 @@ REASON_CODE: dict[str, int] = {reason: code for code, reason in enumerate(REASON
 #:   reaches any depth: a value below is a unit error (TeV or PeV stored as GeV).
 #: - mass number A: <= 60 and within 0.1 of an integer. Iron-56 is the heaviest abundant
 #:   cosmic-ray nucleus; the iron peak ends with Ni-58/60, and ultra-heavy nuclei (Z > 30) are
-#:   ~1e-4..1e-5 of iron (Binns et al., ApJ 346 (1989) 997, HEAO-3); no flux model mubundle
-#:   uses goes beyond Fe (Hoerandel/H3a/GST: Z <= 26 or 28). A nucleus has an integer A;
+#:   ~1e-4..1e-5 of iron (Binns et al., ApJ 346 (1989) 997, HEAO-3); nothing mubundle makes
+#:   goes beyond A = 56 (simulate's masses; flux mode's Fe group takes Z >= 21). Integer A;
 #:   0.1 admits a mass converted from GeV with the atomic mass unit (Fe-56: 52.09 GeV /
 #:   0.9315 GeV = 55.92) and rejects 1.5 or a mass in GeV (e.g. proton 0.938 -> below 1).
 #: - slant depth [km]: <= 12 742 km, the Earth's mean diameter (2 x 6371 km, IUGG mean
