@@ -138,11 +138,21 @@ def test_rc2_convert_into_a_directory_holding_its_inputs_is_refused_before_writi
     data = tmp_path / "in"
     before = {p: p.read_bytes() for p in data.rglob("*")}
     assert main(["convert", str(data), "--out", str(data), "--events-per-shard", "5"]) == 2
-    assert "lies inside the output directory" in capsys.readouterr().err
+    assert "lies inside the input directory" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="lies inside the output directory"):  # the same through a glob
+        convert([str(data / "*.parquet")], data)
+    with pytest.raises(ValueError, match="lies inside the input directory"):  # would read itself next time
+        convert([data], data / "converted")
     assert {p: p.read_bytes() for p in data.rglob("*")} == before  # nothing written, nothing removed
-    convert([data], tmp_path / "out")  # a converted dataset converted into itself: refused too
-    with pytest.raises(ValueError, match="lies inside the output directory"):
-        convert([tmp_path / "out"], tmp_path / "out")
+
+
+def test_rc2_convert_does_not_clear_a_dataset_of_another_producer(tmp_path):
+    _inputs(tmp_path, files=1)
+    sim = tmp_path / "sim"
+    native.write_shard(make_synthetic_batch(5), native.shard_path(sim, 0), {"producer": "mubundle simulate"})
+    with pytest.raises(ValueError, match="holds a dataset written by mubundle simulate"):
+        convert([tmp_path / "in"], sim)
+    assert native.shard_path(sim, 0).exists()
 
 
 def test_rc2_dataset_without_manifest_is_read_with_a_warning(tmp_path, caplog):

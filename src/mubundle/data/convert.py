@@ -13,15 +13,18 @@ is written.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+import pyarrow as pa
+
 from mubundle.data.atomic import remove_stale_temporaries
-from mubundle.data.dataset import begin_dataset, finish_dataset
+from mubundle.data.dataset import INCOMPLETE_NAME, MANIFEST_NAME, begin_dataset, finish_dataset
 from mubundle.data.lock import directory_lock
-from mubundle.data.native import ShardWriter, default_metadata
+from mubundle.data.native import ShardWriter, default_metadata, read_metadata
 from mubundle.data.sources import expand_paths, iter_file_pieces
 from mubundle.data.validate import QuarantineWriter, add_counts
 
@@ -29,12 +32,24 @@ QUARANTINE_NAME = Path("_quarantine") / "rejected.parquet"
 PRODUCER = "mubundle convert"
 
 
-def refuse_overlap(files: Sequence[str], out_dir: Path) -> None:
-    """Raise ``ValueError`` if ``out_dir`` is an existing non-directory or holds one of ``files``
-    (converting in place would replace shards before they are read)."""
+def refuse_overlap(arguments: Sequence[str | os.PathLike], files: Sequence[str], out_dir: Path) -> None:
+    """Raise ``ValueError`` (before anything is written) if ``out_dir`` is an existing
+    non-directory, holds one of the input ``files`` (converting in place would replace shards
+    before they are read), lies inside an input directory argument (a later conversion would
+    read its own output), or holds a dataset another producer wrote."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} exists and is not a directory; choose a directory for the dataset")
     root = out_dir.resolve()
+    for argument in arguments:
+        folder = Path(argument)
+        if folder.is_dir() and (root == folder.resolve() or folder.resolve() in root.parents):
+            raise ValueError(
+                f"the output directory {out_dir} lies inside the input directory {folder}; write the converted "
+                f"dataset to another --out (a conversion must not read or overwrite its own output)"
+            )
+    producer = _existing_producer(out_dir)
+    if producer not in (None, PRODUCER):
+        raise ValueError(f"--out {out_dir} holds a dataset written by {producer}; choose another --out")
     for name in files:
         resolved = Path(name).resolve()
         if resolved == root or root in resolved.parents:
@@ -42,6 +57,24 @@ def refuse_overlap(files: Sequence[str], out_dir: Path) -> None:
                 f"input {name} lies inside the output directory {out_dir}; write the converted dataset "
                 f"to another --out (converting in place would overwrite inputs before reading them)"
             )
+
+
+def _existing_producer(out_dir: Path) -> str | None:
+    """Producer of the dataset already in ``out_dir`` (manifest, marker or first shard), or None."""
+    for name in (MANIFEST_NAME, INCOMPLETE_NAME):
+        try:
+            recorded = json.loads((out_dir / name).read_text()).get("producer")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if recorded:
+            return str(recorded)
+    shards = sorted(out_dir.glob("[0-9]*-[0-9]*/part-*.parquet"))
+    if shards:
+        try:
+            return str(read_metadata(shards[0]).get("producer", "an unknown producer"))
+        except (OSError, ValueError, pa.ArrowException):
+            return "an unknown producer (unreadable shard metadata)"
+    return None
 
 
 def clear_previous_output(out_dir: Path) -> list[Path]:
@@ -73,7 +106,7 @@ def convert(
     if events_per_shard <= 0:
         raise ValueError(f"--events-per-shard must be positive, got {events_per_shard}")
     files = [str(p) for p in expand_paths(inputs)]
-    refuse_overlap(files, out_dir)  # before anything is written
+    refuse_overlap([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs), files, out_dir)
     with directory_lock(out_dir, PRODUCER):
         remove_stale_temporaries(out_dir)
         begin_dataset(out_dir, PRODUCER, f"run `mubundle convert` again with the same inputs and --out {out_dir}")

@@ -180,7 +180,10 @@ def simulate_dataset(config: SimConfig, out_dir: str | os.PathLike, workers: int
     # one writer per directory; the lock dies with its process, so a killed run resumes as is
     with directory_lock(out_dir, PRODUCER):
         remove_stale_temporaries(out_dir)
-        paths = _simulate_into(config, out_dir, workers)
+        try:
+            paths = _simulate_into(config, out_dir, workers)
+        finally:  # worker processes stopped mid-shard (Ctrl-C, SIGTERM) cannot remove their own
+            remove_stale_temporaries(out_dir)
         finish_dataset(out_dir, paths, PRODUCER, showers=config.showers, seed=config.seed)
     return paths
 
