@@ -94,8 +94,8 @@ def _holder(path: Path) -> str:
 def _inherited_fd(path: Path) -> int | None:
     """The inherited descriptor for ``path`` if the environment names one that is open on it."""
     value = os.environ.get(INHERITED_FD_ENV, "")
-    fd_text, _, named = value.partition(":")
-    if not fd_text.isdigit() or Path(named) != path:
+    fd_text = value.partition(":")[0]  # "FD:PATH"; the path is for people, identity is checked below
+    if not fd_text.isdigit():
         return None
     fd = int(fd_text)
     try:
