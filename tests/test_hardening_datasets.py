@@ -53,11 +53,18 @@ PAUSING_CONVERT = textwrap.dedent(
 )
 
 
-def _inputs(root: Path, files: int = 4, events: int = 40) -> RaggedBatch:
-    """``files`` legacy-Parquet files of ``events`` events each (one row group per file)."""
+def _inputs(root: Path, files: int = 4, events: int = 40, bad_first_row: bool = False) -> RaggedBatch:
+    """``files`` legacy-Parquet files of ``events`` events each (one row group per file);
+    returns the valid events. ``bad_first_row``: file 0's row 0 has zenith 2 rad (rejected)."""
     batches = [make_synthetic_batch(events, seed=i) for i in range(files)]
     for i, batch in enumerate(batches):
-        write_batch(batch, root / "in" / f"f{i}.parquet", format="legacy-parquet")
+        conditions = batch.conditions.copy()
+        if bad_first_row and i == 0:
+            conditions[0, 1] = 2.0
+        write_batch(RaggedBatch(conditions, batch.counts, batch.flat_muons), root / "in" / f"f{i}.parquet",
+                    format="legacy-parquet")
+    if bad_first_row:
+        batches[0] = batches[0].slice(1, events)
     return RaggedBatch.concat(batches)
 
 
@@ -198,14 +205,15 @@ def test_rc2_interrupted_simulate_is_incomplete_until_resumed(tmp_path, monkeypa
 
 # --------------------------------------------------------------------------- root cause 3
 def test_rc3_sigterm_stops_like_ctrl_c_and_leaves_no_temporary_file(tmp_path):
-    _inputs(tmp_path)
+    _inputs(tmp_path, bad_first_row=True)  # the interrupted run has a quarantine file open
     out = tmp_path / "out"
     child = _start_paused_convert(tmp_path, out)
+    assert [p.name for p in _temporaries(out)] == [f".rejected.parquet.tmp-{child.pid}"]
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=30) == 143
     assert "interrupted" in child.stderr.read()
     assert _temporaries(out) == []
-    assert not (out / "_quarantine").exists()
+    assert not (out / "_quarantine" / "rejected.parquet").exists()  # not committed for an interrupted run
 
 
 def test_rc3_interrupted_generate_commits_no_quarantine_file(tmp_path):
