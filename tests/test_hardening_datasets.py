@@ -268,6 +268,25 @@ def test_rc3_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
         live_process.wait()
 
 
+def test_rc3_stale_temporaries_of_a_killed_generate_are_removed_by_the_next_one(tmp_path):
+    from mubundle.generate.output import EventFileWriter
+    from mubundle.generate.run import quarantine_path
+
+    out = tmp_path / "generated.parquet"
+    dead = _dead_pid()
+    stale = [tmp_path / f".{out.name}.tmp-{dead}", tmp_path / f".{quarantine_path(out).name}.tmp-{dead}"]
+    for path in stale:
+        path.write_bytes(b"left by a killed run")
+    other = tmp_path / f".other.parquet.tmp-{dead}"  # another output's file is not this run's business
+    other.write_bytes(b"x")
+    with EventFileWriter(out) as writer:
+        writer.write(make_synthetic_batch(3))
+    from mubundle.data.validate import QuarantineWriter
+
+    QuarantineWriter(quarantine_path(out)).close()
+    assert not any(p.exists() for p in stale) and other.exists() and out.exists()
+
+
 # --------------------------------------------------------------------------- root cause 4
 def test_rc4_same_file_by_absolute_relative_and_symlink_path_is_read_once(tmp_path, monkeypatch):
     batch = make_synthetic_batch(12, seed=0)
