@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from mubundle.data import legacy, native, schema
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.dataset import DatasetIncomplete, dataset_files, enclosing_incomplete_dataset
 from mubundle.data.validate import DecodedRows, RejectedRows, add_counts, validate
 
 #: Suffixes picked up when a directory is expanded.
@@ -60,10 +61,10 @@ def file_errors(path: str | os.PathLike) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- discovery
-def _safe_stat(path: Path, follow: bool = True) -> os.stat_result | None:
+def _safe_stat(path: Path) -> os.stat_result | None:
     """``os.stat`` or None when the path cannot be examined (missing, name too long, loop, ...)."""
     try:
-        return os.stat(path, follow_symlinks=follow)
+        return os.stat(path)
     except (OSError, ValueError):
         return None
 
@@ -111,8 +112,6 @@ def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list
     symlink, hard link: the first spelling is kept). A path or glob that matches nothing is
     returned as given so that reading it reports a clear "not found" error instead of vanishing.
     """
-    from mubundle.data.dataset import DatasetIncomplete, dataset_files, enclosing_incomplete_dataset
-
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: list[Path] = []
