@@ -1,11 +1,11 @@
 """Advisory directory locks: one live mubundle process per run or output directory.
 
-``train`` (run directory), ``simulate`` and ``convert`` (output directory) take
-:func:`directory_lock` before writing. The lock is ``fcntl.flock`` on ``DIR/.mubundle.lock``:
+``train`` and ``distill`` (run directory), ``simulate`` and ``convert`` (output directory)
+take :func:`directory_lock` before writing. The lock is ``fcntl.flock`` on ``DIR/.mubundle.lock``:
 the kernel drops it when the holder's last file descriptor closes, so a process killed
 with SIGKILL (or a machine that rebooted) never leaves a stale lock, and the next run
 starts without manual cleanup. The file itself stays; it holds the holder's PID and
-command so that a refused process can say who holds the directory.
+purpose so that a refused process can say who holds the directory.
 
 A supervised ``train`` (``--max-restarts``) locks in the supervisor and hands the locked
 file descriptor to each child (:data:`INHERITED_FD_ENV`): the child re-asserts the lock on
