@@ -16,12 +16,12 @@ def make_synthetic_batch(n_events: int, seed: int = 0, with_weights: bool = Fals
     """A plausible ragged batch of ``n_events`` valid events.
 
     About a third of the events have zero muons; multiplicities have a heavy tail
-    (geometric-like with occasional bundles of ~100). Conditions: energy 1e3..1e8 GeV
+    (geometric-like with occasional bundles of ~100). Conditions: energy 1e4..1e8 GeV
     (log-uniform), zenith in [0, pi/2), mass from {1, 4, 14, 27, 56}, depth 1.4..2.8 km.
-    Muons: energy 1..1e4 GeV log-uniform, x/y normal with sigma 20 m.
+    Muons: energy 1..1e4 GeV log-uniform (never above the primary's), x/y normal with sigma 20 m.
     """
     rng = np.random.default_rng(seed)
-    energy = 10 ** rng.uniform(3, 8, n_events)
+    energy = 10 ** rng.uniform(4, 8, n_events)
     zenith = rng.uniform(0, np.pi / 2 * 0.999, n_events)
     mass = rng.choice([1.0, 4.0, 14.0, 27.0, 56.0], n_events)
     depth = rng.uniform(1.4, 2.8, n_events)

@@ -84,6 +84,11 @@ CASES = {
     "muon_thinned": lambda p: _write_corsika(
         p, dict(code=14, energy=1e6, zenith=0.1, particles=muon_rows_thinned_weight_two())
     ),
+    "energy_implausible": lambda p: _native_file(p, [1e30, 0.3, 4, 2.0], []),
+    "mass_implausible": lambda p: _native_file(p, [1e6, 0.3, 300.0, 2.0], []),
+    "depth_implausible": lambda p: _native_file(p, [1e6, 0.3, 4, 1e6], []),
+    "muon_position_implausible": lambda p: _native_file(p, GOOD_PRIMARY, [GOOD_MUON, [10.0, 1e30, 0.0]]),
+    "muon_energy_above_primary": lambda p: _native_file(p, GOOD_PRIMARY, [[2e6, 0.0, 0.0]]),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from mubundle import __version__
 from mubundle.generate.api import DEFAULT_TEACHER, MODEL_OPTION_HELP
 from mubundle.host_allocator import tune_host_allocator
+from mubundle.signals import install_sigterm_handler, interrupt_exit_code
 
 
 # --------------------------------------------------------------------------- data
@@ -250,11 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # keep freed activation buffers for reuse: 20-30 % faster CPU sampling (host_allocator.py)
     tune_host_allocator()
+    install_sigterm_handler()  # SIGTERM (batch schedulers) cleans up like Ctrl-C
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print("mubundle: interrupted", file=sys.stderr)
-        return 130
+        return interrupt_exit_code(error)  # 130 Ctrl-C, 143 SIGTERM
     except (FileNotFoundError, ValueError) as error:  # user errors: one clear line, no traceback
         print(f"mubundle {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -238,7 +238,8 @@ class ShardWriter:
     Memory is bounded by one shard worth of events plus the batch being written. Shards
     go to range folders (:func:`shard_path`); every shard is written atomically, so a
     crash leaves only complete shards behind. Use as a context manager or call
-    :meth:`close` to flush the last (possibly short) shard.
+    :meth:`close` to flush the last (possibly short) shard; a ``with`` block left by an
+    exception (Ctrl-C, SIGTERM, an error) does not write the pending partial shard.
     """
 
     def __init__(
@@ -291,5 +292,8 @@ class ShardWriter:
     def __enter__(self) -> "ShardWriter":
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # interrupted or failed: no short last shard from a partial stream
+            self._pending, self._pending_events, self._closed = [], 0, True

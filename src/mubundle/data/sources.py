@@ -16,6 +16,7 @@ import contextlib
 import glob
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 
 from mubundle.data import conventions, corsika, legacy, native, schema
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.dataset import DatasetIncomplete, dataset_files, enclosing_incomplete_dataset
 from mubundle.data.validate import DecodedRows, RejectedRows, add_counts, validate
 
 #: Suffixes picked up when a directory is expanded.
@@ -63,18 +65,56 @@ def file_errors(path: str | os.PathLike) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- discovery
-def _is_hidden(path: Path, root: Path) -> bool:
-    """Names starting with '_' or '.' are bookkeeping (quarantine, temporary files), not data."""
-    return any(part.startswith(("_", ".")) for part in path.relative_to(root).parts)
+def _safe_stat(path: Path) -> os.stat_result | None:
+    """``os.stat`` or None when the path cannot be examined (missing, name too long, loop, ...)."""
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _walk_data_files(root: Path) -> list[Path]:
+    """Data files under directory ``root``, recursively, following directory symlinks once.
+
+    A directory reached twice (a ``self -> .`` link, two links to one folder) is walked only
+    the first time; entries whose name starts with ``_`` or ``.`` are skipped. Non-regular
+    entries with a data suffix (FIFOs, sockets, devices) are kept so that reading them
+    reports them by name instead of hanging or vanishing.
+    """
+    found: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        info = _safe_stat(Path(folder))
+        if info is None or (info.st_dev, info.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((info.st_dev, info.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+        for name in files:
+            if not name.startswith(("_", ".")) and (Path(name).suffix.lower() in DATA_SUFFIXES or CORSIKA_NAME.match(name)):
+                found.append(Path(folder) / name)
+    return sorted(found)
+
+
+def _file_key(path: Path) -> tuple[int, int] | str:
+    """Identity of the file ``path`` resolves to (device, inode); the path text if it has none."""
+    info = _safe_stat(path)
+    return (info.st_dev, info.st_ino) if info is not None else os.fspath(path)
 
 
 def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Path]:
-    """Files, globs and directories -> a sorted, de-duplicated file list.
+    """Files, globs and directories -> a sorted list with every file once.
 
-    Directories are searched recursively (range folders included) for ``DATA_SUFFIXES``;
-    entries whose name starts with ``_`` or ``.`` are skipped. Each argument's matches are
-    sorted; arguments keep their order. A path or glob that matches nothing is returned
-    as given so that reading it reports a clear "not found" error instead of vanishing.
+    Directories are searched recursively (range folders and directory symlinks included,
+    each directory once) for ``DATA_SUFFIXES``; entries whose name starts with ``_`` or ``.``
+    are skipped. A directory is a dataset: an incomplete one (being written, or interrupted)
+    raises :class:`~mubundle.data.dataset.DatasetIncomplete`; one with a manifest gives
+    exactly its listed shards; one without is read whole with a warning
+    (:func:`mubundle.data.dataset.dataset_files`). A file inside an incomplete dataset is
+    refused the same way. Each argument's matches are sorted; arguments keep their order.
+    Files are de-duplicated by the file they resolve to (absolute or relative path,
+    symlink, hard link: the first spelling is kept). A path or glob that matches nothing is
+    returned as given so that reading it reports a clear "not found" error instead of vanishing.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -82,25 +122,34 @@ def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list
     for entry in paths:
         text = os.fspath(entry)
         path = Path(text)
-        if path.is_dir():
-            matches = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and (p.suffix.lower() in DATA_SUFFIXES or CORSIKA_NAME.match(p.name))
-                and not _is_hidden(p, path)
-            )
+        info = _safe_stat(path)
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            matches = dataset_files(path, _walk_data_files(path))
         elif glob.has_magic(text):
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if not os.path.isdir(p))
             matches = matches or [path]
         else:
             matches = [path]
+        for match in matches:
+            message = enclosing_incomplete_dataset(match)
+            if message is not None:
+                raise DatasetIncomplete(message)
         found.extend(matches)
-    seen: set[Path] = set()
+    seen: set[tuple[int, int] | str] = set()
     unique = []
     for path in found:
-        if path not in seen:
-            seen.add(path)
+        key = _file_key(path)
+        if key not in seen:
+            seen.add(key)
             unique.append(path)
     return unique
+
+
+def _file_kind(mode: int) -> str:
+    """'directory', 'FIFO', 'socket', 'character device', 'block device' or 'special file'."""
+    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+             (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def detect_layout(path: str | os.PathLike) -> str:
@@ -109,6 +158,9 @@ def detect_layout(path: str | os.PathLike) -> str:
     with file_errors(path):
         if not path.exists():
             raise DataFileError(path, "file not found")
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # opening a FIFO would block forever, a device read forever
+            raise DataFileError(path, f"not a regular file ({_file_kind(mode)}); only regular files are read")
         with open(path, "rb") as handle:
             head = handle.read(8)
         if head[:4] == _PARQUET_MAGIC:

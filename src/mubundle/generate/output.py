@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mubundle.data import conventions, native, writers
-from mubundle.data.atomic import commit, temporary_path
+from mubundle.data.atomic import commit, remove_stale_temporaries, temporary_path
 from mubundle.data.batch import RaggedBatch
 
 FORMATS = writers.FORMATS
@@ -44,6 +44,7 @@ class EventFileWriter:
         self.events_written = 0
         self.muons_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path.parent, recursive=False, name=self.path.name)  # of killed runs
         self._tmp = temporary_path(self.path)
         self._parquet: pq.ParquetWriter | None = None
         self._hdf5 = None

@@ -6,6 +6,9 @@ A dataset of ``showers`` showers is cut into fixed chunks of ``showers_per_chunk
 how many workers there are; it is written atomically as shard ``k``. A re-run of the same
 command skips chunks whose shard exists (after checking that the shard was produced with
 the same configuration), so an interrupted run continues without duplicating showers.
+The output directory is locked while a run writes it and marked incomplete until the
+dataset manifest is written last (:mod:`mubundle.data.dataset`): readers refuse a dataset
+whose simulation has not finished.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from mubundle.configio import to_dict, to_yaml
+from mubundle.data.atomic import remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.dataset import begin_dataset, finish_dataset
+from mubundle.data.lock import directory_lock
 from mubundle.sim.atmosphere import slant_depth
 from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_cascade
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
@@ -167,14 +173,30 @@ def simulate_dataset(config: SimConfig, out_dir: str | os.PathLike, workers: int
 
     ``workers`` processes each hold one model instance; results do not depend on it.
     """
+    model_class(config.interaction_model)  # an unknown model name fails before any output exists
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a directory; choose a directory for the dataset")
+    # one writer per directory; the lock dies with its process, so a killed run resumes as is
+    with directory_lock(out_dir, PRODUCER):
+        remove_stale_temporaries(out_dir)
+        try:
+            paths = _simulate_into(config, out_dir, workers)
+        finally:  # worker processes stopped mid-shard (Ctrl-C, SIGTERM) cannot remove their own
+            remove_stale_temporaries(out_dir)
+        finish_dataset(out_dir, paths, PRODUCER, showers=config.showers, seed=config.seed)
+    return paths
+
+
+def _simulate_into(config: SimConfig, out_dir: Path, workers: int) -> list[Path]:
+    """:func:`simulate_dataset` inside the locked ``out_dir`` (marked incomplete until the manifest)."""
     from tqdm import tqdm
 
     from mubundle.data.native import shard_path
 
-    model_class(config.interaction_model)  # an unknown model name fails before any output exists
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     todo = pending_chunks(config, out_dir)
+    begin_dataset(out_dir, PRODUCER, f"run the same `mubundle simulate` command again (--out {out_dir}) to continue it; "
+                  "its finished shards are kept")
     to_yaml(config, out_dir / "sim_config.yaml")
     done_showers = config.showers - sum(min(config.showers_per_chunk, config.showers - c * config.showers_per_chunk) for c in todo)
     if done_showers:

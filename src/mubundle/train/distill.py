@@ -36,6 +36,8 @@ import torch
 from torch import Tensor
 
 from mubundle import configio
+from mubundle.data.atomic import remove_stale_temporaries
+from mubundle.data.lock import directory_lock
 from mubundle.model.bundle import WEIGHTS_FILE, MuonBundleModel
 from mubundle.model.generator import BundleGenerator
 from mubundle.model.layers import event_index_of
@@ -191,6 +193,20 @@ def teacher_fingerprint(teacher_dir: Path) -> str:
 
 
 def distill(
+    teacher_dir: "str | Path", run_dir: "str | Path", config: DistillConfig, primaries: np.ndarray | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train a student of the model in ``teacher_dir`` into ``run_dir`` (resumed if it holds a run).
+
+    ``run_dir`` is locked for the run (:mod:`mubundle.data.lock`): a second distillation into
+    it is refused while this one lives. Details: :func:`_distill`.
+    """
+    with directory_lock(run_dir, "mubundle distill"):
+        remove_stale_temporaries(run_dir)  # checkpoints half-written by a killed run
+        return _distill(teacher_dir, run_dir, config, primaries, show_progress)
+
+
+def _distill(
     teacher_dir: "str | Path", run_dir: "str | Path", config: DistillConfig, primaries: np.ndarray | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 
 from mubundle.configio import to_dict
+from mubundle.data.atomic import remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.lock import acquire as acquire_lock
 from mubundle.data.reader import EventStream
 from mubundle.data.sources import read_events
 from mubundle.model.bundle import MuonBundleModel
@@ -367,6 +369,26 @@ def train(
     context = distributed.context_from_env()
     device = resolve_device(config.device, context.local_rank)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # one live training per run directory (re-entrant: `mubundle train` already holds it)
+    run_lock = acquire_lock(run_dir, "mubundle train") if context.is_main else None
+    if run_lock is not None:
+        remove_stale_temporaries(run_dir)  # checkpoints half-written by a killed run
+    try:
+        return _train_locked(data_paths, run_dir, config, context, device, validation_paths)
+    finally:
+        if run_lock is not None:
+            run_lock.release()
+
+
+def _train_locked(
+    data_paths: Sequence[str | os.PathLike],
+    run_dir: Path,
+    config: TrainConfig,
+    context: distributed.DistContext,
+    device: torch.device,
+    validation_paths: Sequence[str | os.PathLike] | None,
+) -> dict[str, Any]:
+    """:func:`train` with the run directory locked: logging, distributed set-up, the loop."""
     handlers = _setup_logging(run_dir, context.is_main)
     previous_level = logger.level
     if context.is_main and (previous_level == logging.NOTSET or previous_level > logging.INFO):
