@@ -136,10 +136,11 @@ def test_convert_propagates_each_shower_to_each_depth_reproducibly(tmp_path):
 
 
 def test_convert_cli_depths_zero_keeps_the_observation_level_muons(tmp_path):
-    path = tmp_path / "DAT000001"
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "DAT000001"
     path.write_bytes(corsika_bytes([dict(code=5626, energy=1e7, zenith=0.3, particles=muon_rows([2e3, 5e3], [1e3, 0], [0, 2e3])),
                                     dict(code=402, energy=1e5, zenith=0.0)]))
-    result = subprocess.run([sys.executable, "-m", "mubundle", "convert", str(tmp_path), "--out", str(tmp_path / "out"),
+    result = subprocess.run([sys.executable, "-m", "mubundle", "convert", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
                              "--depths", "0", "--seed", "4"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     batch = read_events(tmp_path / "out").batch
