@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE, finite_float, positive_int, seed_int
+from mubundle.data.output_paths import check_output_file, output_format
 from mubundle.generate.api import MODEL_OPTION_HELP
 from mubundle.generate.flux import FLUX_MODELS
 from mubundle.generate.output import FORMATS
@@ -25,8 +26,12 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--primaries", nargs="+", metavar="FILE",
                         help="event files (any layout); one event is generated per primary, muons are ignored")
     source.add_argument("--flux", choices=sorted(FLUX_MODELS), help="cosmic-ray flux model (crflux) for weighted primaries")
-    parser.add_argument("--out", required=True, type=Path, help="output file")
-    parser.add_argument("--format", choices=FORMATS, default="parquet", help="output layout (default: native parquet)")
+    parser.add_argument("--out", required=True, help="output file (.parquet or .h5; an existing file that is not a "
+                        "mubundle output, or an input, is replaced only with --overwrite)")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="output layout (default: from the suffix of --out: .h5/.hdf5 -> hdf5, else native parquet)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow --out to replace an existing non-mubundle file or an input file")
     parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--events-per-chunk", type=positive_int, default=EVENTS_PER_CHUNK,
@@ -75,10 +80,12 @@ def generate_from_args(args: argparse.Namespace) -> int:
         raise ValueError("--flux needs --events N")
     if args.primaries is not None and args.events is not None:
         raise ValueError("--events is a flux-mode option; with --primaries one event is generated per primary")
+    output_format(args.out, args.format, FORMATS)  # refused outputs before the model is loaded
+    check_output_file(args.out, inputs=args.primaries or (), overwrite=args.overwrite)
     model = load_model(args.model, device=args.device)
     metadata = {"model": str(args.model) if args.model else "pretrained default", "seed": args.seed}
     common = dict(format=args.format, seed=args.seed, events_per_chunk=args.events_per_chunk,
-                  metadata=metadata, progress=not args.no_progress)
+                  metadata=metadata, progress=not args.no_progress, overwrite=args.overwrite)
     if args.flux is not None:
         settings = FluxSettings(
             flux_model=args.flux, events=args.events, energy_range=tuple(args.energy_range),
