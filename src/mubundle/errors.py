@@ -86,7 +86,7 @@ _OS_ERROR_TEXT = {
     errno.ENAMETOOLONG: "file name too long (most file systems allow 255 bytes per path component)",
     errno.EISDIR: "is a directory (a file path is expected here)",
     errno.ENOTDIR: "a component of the path is not a directory",
-    errno.EEXIST: "already exists",
+    errno.EEXIST: "exists and is not a directory (a directory is expected here)",
     errno.ENOTEMPTY: "directory not empty",
     errno.EMFILE: "too many open files (raise `ulimit -n`)",
     errno.ELOOP: "too many levels of symbolic links",

@@ -74,6 +74,9 @@ def resolve_model_path(path: str | Path | None) -> Path:
     path = Path(path)
     if not path.exists() and str(path) in SHIPPED_MODELS:
         path = shipped_model_path(str(path))
+    if path.exists() and not path.is_dir():
+        raise FileNotFoundError(f"model path {path} is a file; a model directory (holding {' and '.join(MODEL_FILES)}) "
+                                f"or a shipped model name ({', '.join(SHIPPED_MODELS)}) is expected")
     if not path.is_dir():
         raise FileNotFoundError(
             f"model directory {path} does not exist (shipped models by name: {', '.join(SHIPPED_MODELS)})"

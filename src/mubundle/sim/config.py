@@ -55,19 +55,21 @@ class SimConfig:
     ice_v_cut: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.showers < 0:
+        if not isinstance(self.showers, int) or self.showers < 0:
             raise ValueError(f"--showers must be >= 0, got {self.showers}")
         if self.primary != "mix" and self.primary not in PRIMARY_MASSES:
             raise ValueError(f"--primary must be one of {', '.join([*PRIMARY_MASSES, 'mix'])}, got {self.primary!r}")
         lo, hi = self.energy_range
-        if not 0 < lo <= hi:
-            raise ValueError(f"energy range must satisfy 0 < LO <= HI GeV, got {lo}, {hi}")
+        if not 0 < lo <= hi <= MAX_PRIMARY_ENERGY_GEV:  # also false for nan; the bound: mubundle.argtypes
+            raise ValueError(f"energy range must satisfy 0 < LO <= HI <= {MAX_PRIMARY_ENERGY_GEV:g} GeV, got {lo}, {hi}")
+        if not SPECTRAL_INDEX_RANGE[0] <= self.spectral_index <= SPECTRAL_INDEX_RANGE[1]:
+            raise ValueError(f"--spectral-index must be a finite number in {list(SPECTRAL_INDEX_RANGE)}, got {self.spectral_index}")
         zlo, zhi = self.zenith_range_deg
         if not 0 <= zlo <= zhi <= MAX_ZENITH_DEG:
             raise ValueError(f"zenith range must satisfy 0 <= LO <= HI <= {MAX_ZENITH_DEG} deg, got {zlo}, {zhi}")
-        if not self.depths_km or any(d < 0 for d in self.depths_km):
-            raise ValueError(f"--depths must be non-negative km values, got {self.depths_km}")
-        if self.min_energy <= 0:
+        if not self.depths_km or any(not 0 <= d <= MAX_DEPTH_KM for d in self.depths_km):
+            raise ValueError(f"--depths must be km values in [0, {MAX_DEPTH_KM:g}], got {self.depths_km}")
+        if not 0 < self.min_energy <= MAX_PRIMARY_ENERGY_GEV:
             raise ValueError(f"--min-energy must be > 0 GeV, got {self.min_energy}")
         if self.showers_per_chunk < 1:
             raise ValueError(f"showers_per_chunk must be >= 1, got {self.showers_per_chunk}")
