@@ -163,8 +163,11 @@ def test_rc1_broken_model_json_is_one_line_error(tmp_path, shipped_copy, capsys,
         ("betas: [0.5]\n", "betas must have 2 values"),
         ("compile: 3\n", "compile must be bool"),
         ("lr: .nan\n", "lr must be a finite number"),
+        ("checkpoint_every: 0\n", "checkpoint_every must be an integer >= 1, got 0"),
+        ("betas: [0.5, 1.5]\n", "betas[1] must be a finite number in [0, 1)"),
     ],
-    ids=["invalid-yaml", "str-for-int", "not-a-mapping", "nested-float-for-int", "tuple-length", "int-for-bool", "nan"],
+    ids=["invalid-yaml", "str-for-int", "not-a-mapping", "nested-float-for-int", "tuple-length", "int-for-bool", "nan",
+         "zero-interval", "beta-range"],
 )
 def test_rc1_invalid_config_yaml_names_the_file_and_field(tmp_path, events_file, capsys, text, fragment):
     config_file = tmp_path / "config.yaml"
@@ -481,3 +484,12 @@ def test_rc7_a_directory_or_trailing_slash_out_is_refused_for_a_file_output(tmp_
     assert main([*generate, "--out", str(tmp_path / "fresh") + "/"]) == errors.EXIT_OUTPUT
     assert_one_line_error(capsys, "fresh/ is a directory")
     assert not (tmp_path / "fresh").exists()
+
+
+def test_rc7_refit_multiplicity_never_writes_over_its_input_model(tmp_path, shipped_copy, events_file, capsys):
+    before = (shipped_copy / "model.safetensors").read_bytes()
+    code = main(["refit-multiplicity", "--model", str(shipped_copy), "--data", str(events_file),
+                 "--validation", str(events_file), "--out", str(shipped_copy / ".")])
+    assert code == errors.EXIT_OUTPUT
+    assert_one_line_error(capsys, "is the input model", "another directory")
+    assert (shipped_copy / "model.safetensors").read_bytes() == before

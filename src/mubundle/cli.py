@@ -80,7 +80,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation", nargs="+", default=None,
                    help="validation data: the multiplicity model's validation NLL, early stopping")
     p.add_argument("--config", type=Path, help="YAML TrainConfig (CLI flags override it)")
-    p.add_argument("--max-steps", type=positive_int)
+    p.add_argument("--max-steps", type=non_negative_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--max-muons-per-step", type=positive_int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

@@ -174,8 +174,11 @@ def from_yaml(cls: type[T], source: str | Path) -> T:
     is an :class:`~mubundle.errors.InvalidValueError` naming the file (and line, or field).
     """
     is_file = isinstance(source, Path) or "\n" not in str(source) and Path(str(source)).exists()
-    text = Path(source).read_text() if is_file else str(source)
     where = f"{source}: " if is_file else ""
+    try:
+        text = Path(source).read_text() if is_file else str(source)
+    except UnicodeDecodeError as error:
+        raise InvalidValueError(f"{where}not a YAML text file (byte {error.start} is not UTF-8)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
