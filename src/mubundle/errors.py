@@ -32,7 +32,7 @@ EXIT_DIVERGED = 3
 #: directory where a file belongs (or the reverse), or its suffix contradicts ``--format``.
 EXIT_OUTPUT = 4
 #: the operating system refused: permission denied, read-only file system, disk full or
-#: quota exceeded, file name too long, a path component that is not a directory.
+#: quota exceeded, file name too long, a path component that is not a directory, out of memory.
 EXIT_FILESYSTEM = 5
 #: the requested device (``--device cuda`` / ``mps``) is not available to this torch.
 EXIT_DEVICE = 6
@@ -119,6 +119,8 @@ def exit_code_and_message(error: BaseException) -> tuple[int, str]:
         return EXIT_USAGE, _one_line(str(error))
     if isinstance(error, OSError):
         return EXIT_FILESYSTEM, _one_line(describe_os_error(error))
+    if isinstance(error, MemoryError):  # the system refused memory: smaller chunks/batches fit
+        return EXIT_FILESYSTEM, "out of memory (use smaller --events-per-chunk / --batch-size, or fewer --workers)"
     if isinstance(error, ValueError):  # the package's documented error for a bad value
         return EXIT_USAGE, _one_line(str(error))
     name = type(error).__name__
