@@ -463,13 +463,15 @@ def test_rc7_an_existing_non_mubundle_file_is_replaced_only_with_overwrite(tmp_p
     assert main([*generate, "--out", str(notes), "--seed", "4"]) == 0  # an earlier mubundle output: replaced
 
 
-def test_rc7_an_input_is_never_silently_replaced(tmp_path, events_file, capsys):
+def test_rc7_an_input_is_never_silently_replaced(tmp_path, events_file, capsys, monkeypatch):
     primaries = tmp_path / "primaries.parquet"
     shutil.copy(events_file, primaries)
     link = tmp_path / "link.parquet"
     link.symlink_to(primaries)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
     before = primaries.read_bytes()
-    for out in (primaries, link, tmp_path / "." / "primaries.parquet"):
+    for out in (primaries, link, "primaries.parquet", "sub/../primaries.parquet"):
         assert main(["generate", "--no-progress", "--primaries", str(primaries), "--out", str(out)]) == errors.EXIT_OUTPUT
         assert_one_line_error(capsys, "is also an input")
     assert primaries.read_bytes() == before
