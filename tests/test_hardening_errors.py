@@ -227,14 +227,15 @@ def test_rc1_training_resumes_from_the_previous_checkpoint_when_the_latest_is_tr
     data = write_dataset(tmp_path / "data")
     run = tmp_path / "run"
     config_file = tmp_path / "tiny.yaml"
-    to_yaml(tiny_config(max_steps=6, checkpoint_every=3, keep_checkpoints=2), config_file)
+    to_yaml(tiny_config(max_steps=2, checkpoint_every=1, keep_checkpoints=2), config_file)
     assert main(["train", "--data", str(data), "--run", str(run), "--config", str(config_file)]) == 0
-    assert [step for step, _ in list_checkpoints(run)] == [3, 6]
-    latest = run / CHECKPOINT_DIR / "step-000000006.pt"
+    assert [step for step, _ in list_checkpoints(run)] == [1, 2]
+    latest = run / CHECKPOINT_DIR / "step-000000002.pt"
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
-    assert main(["train", "--data", str(data), "--run", str(run), "--max-steps", "7"]) == 0
+    assert main(["train", "--data", str(data), "--run", str(run), "--max-steps", "3"]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["resumed_from_step"] == 3 and summary["steps"] == 7
+    assert summary["resumed_from_step"] == 1 and summary["steps"] == 3
+    assert (run / CHECKPOINT_DIR / ("step-000000002.pt" + CORRUPT_SUFFIX)).exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a usable CUDA device")
