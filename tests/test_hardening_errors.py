@@ -282,18 +282,29 @@ def test_rc1_a_bug_is_one_line_with_exit_70_and_ctrl_c_is_130(tmp_path, capsys, 
     monkeypatch.setattr(inspect_module, "inspect_paths", interrupted)
     assert main(["inspect", str(tmp_path)]) == errors.EXIT_INTERRUPTED
 
+    class Terminated(KeyboardInterrupt):  # what a SIGTERM handler raises: the signal number rides along
+        signum = 15
+
+    def terminated(paths):
+        raise Terminated
+
+    monkeypatch.setattr(inspect_module, "inspect_paths", terminated)
+    assert main(["inspect", str(tmp_path)]) == errors.EXIT_TERMINATED
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "mubundle: interrupted"
+
 
 def test_rc1_exit_codes_are_the_documented_ones():
     codes = {name: getattr(errors, name) for name in dir(errors) if name.startswith("EXIT_")}
     assert codes == {"EXIT_OK": 0, "EXIT_NOTHING": 1, "EXIT_USAGE": 2, "EXIT_DIVERGED": 3, "EXIT_OUTPUT": 4,
-                     "EXIT_FILESYSTEM": 5, "EXIT_DEVICE": 6, "EXIT_INTERNAL": 70, "EXIT_INTERRUPTED": 130}
+                     "EXIT_FILESYSTEM": 5, "EXIT_DEVICE": 6, "EXIT_INTERNAL": 70, "EXIT_INTERRUPTED": 130,
+                     "EXIT_TERMINATED": 143}
     docs = (Path(__file__).resolve().parents[1] / "docs" / "data_format.md").read_text()
     section = docs[docs.index("## Errors and exit codes"):]
     for code in codes.values():
         assert f"| {code} |" in section, f"exit code {code} is not documented"
     from mubundle.train.supervisor import NOT_RETRIED_EXIT_CODES
 
-    assert set(NOT_RETRIED_EXIT_CODES) == {2, 3, 4, 5, 6, 130}
+    assert set(NOT_RETRIED_EXIT_CODES) == {2, 3, 4, 5, 6, 130, 143}
 
 
 # ============================================================================ root cause 5

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from mubundle import __version__
 from mubundle.argtypes import finite_float, non_negative_int, positive_int, seed_int
-from mubundle.errors import DEBUG_ENV, EXIT_INTERRUPTED, debug_enabled, exit_code_and_message
+from mubundle.errors import DEBUG_ENV, debug_enabled, exit_code_and_message
 from mubundle.generate.api import DEFAULT_TEACHER, MODEL_OPTION_HELP
 from mubundle.host_allocator import tune_host_allocator
 
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = exit_code_and_message(error)
         if debug_enabled(args.debug):
             traceback.print_exc()
-        if code == EXIT_INTERRUPTED:
+        if isinstance(error, KeyboardInterrupt):  # exit code 130 (Ctrl-C) or 143 (SIGTERM)
             print("mubundle: interrupted", file=sys.stderr)
         else:
             print(f"mubundle {args.command}: error: {message}", file=sys.stderr)

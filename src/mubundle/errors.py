@@ -40,6 +40,9 @@ EXIT_DEVICE = 6
 EXIT_INTERNAL = 70
 #: interrupted by Ctrl-C (SIGINT), 128 + 2 as in the shell.
 EXIT_INTERRUPTED = 130
+#: stopped by SIGTERM (batch schedulers), 128 + 15, where the command turns SIGTERM into an
+#: interrupt carrying ``signum`` (a ``KeyboardInterrupt`` subclass).
+EXIT_TERMINATED = 143
 
 #: environment variable that turns on tracebacks like ``--debug``.
 DEBUG_ENV = "MUBUNDLE_DEBUG"
@@ -109,8 +112,8 @@ def exit_code_and_message(error: BaseException) -> tuple[int, str]:
     User errors (:class:`UserError`, ``ValueError``, ``OSError``) get their documented code;
     anything else is a bug (:data:`EXIT_INTERNAL`).
     """
-    if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(error, KeyboardInterrupt):  # 128 + the signal: 130 Ctrl-C, 143 SIGTERM
+        return 128 + int(getattr(error, "signum", EXIT_INTERRUPTED - 128)), "interrupted"
     if isinstance(error, UserError):
         return error.exit_code, _one_line(str(error))
     if isinstance(error, FileNotFoundError):

@@ -11,7 +11,7 @@ the last checkpoint by a crashed attempt are recomputed, not duplicated.
 - at most ``max_restarts`` restarts (``max_restarts + 1`` attempts); then a clear message
   and a non-zero exit;
 - exit codes 2 (usage/config error), 3 (the divergence guard gave up), 4 (output refused),
-  5 (file system refused), 6 (device missing) and 130 (interrupted by the user) are not
+  5 (file system refused), 6 (device missing), 130 and 143 (Ctrl-C / SIGTERM) are not
   retried: a restart cannot fix them (mubundle.errors).
 
 Testing hook: the child exports ``MUBUNDLE_ATTEMPT`` (1 for the first attempt); see
@@ -29,14 +29,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, TextIO
 
-from mubundle.errors import EXIT_DEVICE, EXIT_DIVERGED, EXIT_FILESYSTEM, EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE
+from mubundle.errors import (
+    EXIT_DEVICE,
+    EXIT_DIVERGED,
+    EXIT_FILESYSTEM,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
 
 LOG_DIR = "logs"
 ATTEMPT_ENV = "MUBUNDLE_ATTEMPT"
 # exit codes of mubundle.errors that a restart cannot fix: usage/config error, the divergence
 # guard gave up, an output refused, the file system refused (read-only, full, permission),
-# the device is missing, Ctrl-C
-NOT_RETRIED_EXIT_CODES = (EXIT_USAGE, EXIT_DIVERGED, EXIT_OUTPUT, EXIT_FILESYSTEM, EXIT_DEVICE, EXIT_INTERRUPTED)
+# the device is missing, Ctrl-C, SIGTERM
+NOT_RETRIED_EXIT_CODES = (
+    EXIT_USAGE, EXIT_DIVERGED, EXIT_OUTPUT, EXIT_FILESYSTEM, EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_TERMINATED
+)
 _ATTEMPT_LOG = re.compile(r"^attempt-(\d{3,})\.log$")
 
 
