@@ -246,6 +246,8 @@ def hdf5_shapes(handle) -> tuple[int, int]:
     for name in ("primaries", "muons", "counts"):
         if name not in handle:
             raise ValueError(f"missing dataset '{name}'")
+        if not hasattr(handle[name], "shape"):  # an HDF5 group (or named datatype) where the dataset belongs
+            raise ValueError(f"'{name}' is an HDF5 {type(handle[name]).__name__.lower()}, expected a dataset")
     primaries, muons, counts = handle["primaries"], handle["muons"], handle["counts"]
     if primaries.ndim != 2 or primaries.shape[1] != 7:
         raise ValueError(f"dataset 'primaries' has shape {primaries.shape}, expected (N, 7)")

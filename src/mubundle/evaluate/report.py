@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mubundle.data.batch import RaggedBatch
+from mubundle.errors import InvalidValueError, OutputRefusedError, check_integer
 from mubundle.evaluate.binning import VARIABLES, bins_for
 from mubundle.evaluate.features import summary_quantities
 from mubundle.evaluate.metrics import METRICS, compare, is_paired
@@ -181,12 +182,22 @@ def evaluate_model(
     moves a ratio by tens of percent, so model choices should rest on the mean.
 
     Rejected reference rows and unreadable files are counted in ``metrics["info"]`` and the
-    report; raises ``ValueError`` when no reference event could be read.
+    report; raises ``ValueError`` when no reference event could be read, and
+    ``ValueError``/``TypeError`` naming the argument for a seed that is not an integer >= 0,
+    ``seeds`` < 1 or ``max_events`` < 1.
     """
     from mubundle.data.sources import read_events
     from mubundle.evaluate.calibration import multiplicity_calibration
     from mubundle.generate.api import load_model
 
+    seed = check_integer("seed", seed, 0, 2**64 - 1)
+    seeds = check_integer("seeds", seeds, 1)
+    if max_events is not None:
+        max_events = check_integer("max_events", max_events, 1)
+    if not reference_paths:
+        raise InvalidValueError("reference_paths must name at least one file, glob or directory")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise OutputRefusedError(f"--out {out_dir} is a file; evaluate writes a directory (metrics.json, plots, report.html)")
     loaded = read_events(reference_paths, max_events=max_events)
     reference = loaded.batch
     if len(reference) == 0:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
+from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE, finite_float, positive_int, seed_int
+from mubundle.data.output_paths import check_output_file, output_format
 from mubundle.generate.api import MODEL_OPTION_HELP
 from mubundle.generate.flux import FLUX_MODELS
 from mubundle.generate.output import FORMATS
@@ -23,26 +26,30 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--primaries", nargs="+", metavar="FILE",
                         help="event files (any layout); one event is generated per primary, muons are ignored")
     source.add_argument("--flux", choices=sorted(FLUX_MODELS), help="cosmic-ray flux model (crflux) for weighted primaries")
-    parser.add_argument("--out", required=True, type=Path, help="output file")
-    parser.add_argument("--format", choices=FORMATS, default="parquet", help="output layout (default: native parquet)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output file (.parquet or .h5; an existing file that is not a "
+                        "mubundle output, or an input, is replaced only with --overwrite)")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="output layout (default: from the suffix of --out: .h5/.hdf5 -> hdf5, else native parquet)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow --out to replace an existing non-mubundle file or an input file")
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--events-per-chunk", type=int, default=EVENTS_PER_CHUNK,
+    parser.add_argument("--events-per-chunk", type=positive_int, default=EVENTS_PER_CHUNK,
                         help="events sampled and written at once (bounds memory)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     flux = parser.add_argument_group("flux mode")
-    flux.add_argument("--events", type=int, help="number of primaries to sample")
-    flux.add_argument("--energy-range", nargs=2, type=float, metavar=("LO", "HI"),
+    flux.add_argument("--events", type=positive_int, help="number of primaries to sample")
+    flux.add_argument("--energy-range", nargs=2, type=finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, unit="GeV"), metavar=("LO", "HI"),
                       default=_FLUX_DEFAULTS.energy_range, help="primary energy range [GeV]")
-    flux.add_argument("--zenith-range", nargs=2, type=float, metavar=("LO", "HI"),
+    flux.add_argument("--zenith-range", nargs=2, type=finite_float(0.0, math.pi / 2, unit="rad"), metavar=("LO", "HI"),
                       default=_FLUX_DEFAULTS.zenith_range, help="zenith range [rad], 0 = vertical")
     flux.add_argument("--depths", type=parse_depths, default=_FLUX_DEFAULTS.depths_km, metavar="KM,...",
                       help="observation depths [km]; one event per primary and depth")
     flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=_FLUX_DEFAULTS.depth_kind,
                       help="--depths are slant depths along the axis, or vertical depths (slant = vertical / cos zenith)")
-    flux.add_argument("--area", type=float, default=_FLUX_DEFAULTS.area_m2,
+    flux.add_argument("--area", type=finite_float(0.0, min_inclusive=False, unit="m^2"), default=_FLUX_DEFAULTS.area_m2,
                       help="area [m^2] of the disc perpendicular to the shower axis the weights refer to")
-    flux.add_argument("--generation-gamma", type=float, default=_FLUX_DEFAULTS.generation_gamma,
+    flux.add_argument("--generation-gamma", type=finite_float(*SPECTRAL_INDEX_RANGE), default=_FLUX_DEFAULTS.generation_gamma,
                       help="generation spectrum E^-gamma (the weights correct for it)")
 
 
@@ -73,10 +80,12 @@ def generate_from_args(args: argparse.Namespace) -> int:
         raise ValueError("--flux needs --events N")
     if args.primaries is not None and args.events is not None:
         raise ValueError("--events is a flux-mode option; with --primaries one event is generated per primary")
+    output_format(args.out, args.format, FORMATS)  # refused outputs before the model is loaded
+    check_output_file(args.out, inputs=args.primaries or (), overwrite=args.overwrite)
     model = load_model(args.model, device=args.device)
     metadata = {"model": str(args.model) if args.model else "pretrained default", "seed": args.seed}
     common = dict(format=args.format, seed=args.seed, events_per_chunk=args.events_per_chunk,
-                  metadata=metadata, progress=not args.no_progress)
+                  metadata=metadata, progress=not args.no_progress, overwrite=args.overwrite)
     if args.flux is not None:
         settings = FluxSettings(
             flux_model=args.flux, events=args.events, energy_range=tuple(args.energy_range),

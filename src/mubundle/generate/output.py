@@ -131,6 +131,10 @@ class EventFileWriter:
 
     def __exit__(self, exc_type, *exc_info: object) -> None:
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:  # a full disk at the last write or rename: no partial temporary file stays
+                self.abort()
+                raise
         else:
             self.abort()

@@ -16,18 +16,22 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from mubundle.argtypes import MAX_DEPTH_KM, MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.output_paths import check_output_file, output_format
 from mubundle.data.native import default_metadata
 from mubundle.data.sources import DataFileError, expand_paths, list_pieces
 from mubundle.data.validate import QuarantineWriter
+from mubundle.errors import InvalidValueError, check_finite_number, check_integer
 from mubundle.generate.flux import (
+    FLUX_MODELS,
     MASS_GROUPS,
     GroupFlux,
     integrated_rate,
     make_flux_model,
     sample_flux_primaries,
 )
-from mubundle.generate.output import EventFileWriter
+from mubundle.generate.output import FORMATS, EventFileWriter
 from mubundle.generate.primaries import PrimaryReadReport, iter_primaries
 from mubundle.sim.config import SimConfig
 
@@ -120,19 +124,27 @@ def generate_from_primaries(
     model: Sampler,
     primaries: Sequence[str | os.PathLike] | str | os.PathLike,
     out: str | os.PathLike,
-    format: str = "parquet",
+    format: str | None = None,
     seed: int = 0,
     events_per_chunk: int = EVENTS_PER_CHUNK,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> GenerationSummary:
     """Generate one event per valid primary of the files ``primaries`` (any layout, muons
     ignored) and write them, in file order, to ``out``.
 
     Rows with an invalid primary are counted by reason in the summary and written to
     ``quarantine_path(out)``; unreadable files are listed in ``failed_files``.
+    ``format`` None follows the suffix of ``out`` (:func:`~mubundle.data.output_paths.output_format`);
+    ``out`` must not be a directory, an input or a non-mubundle file unless ``overwrite``
+    (:func:`~mubundle.data.output_paths.check_output_file`).
     """
-    out = Path(out)
+    format = output_format(out, format, FORMATS)
+    out = check_output_file(out, inputs=[primaries] if isinstance(primaries, (str, os.PathLike)) else primaries,
+                            overwrite=overwrite)
+    events_per_chunk = check_integer("events_per_chunk", events_per_chunk, 1)
+    seed = check_integer("seed", seed, 0, 2**64 - 1)
     started = time.perf_counter()
     report = PrimaryReadReport()
     file_metadata = default_metadata("mubundle generate", config=metadata or {})
@@ -192,16 +204,42 @@ class FluxSettings:
     area_m2: float = 1.0
     generation_gamma: float = _SIM_DEFAULTS.spectral_index
 
+    def check(self) -> None:
+        """Raise :class:`~mubundle.errors.InvalidValueError` / ``InvalidTypeError`` naming the first
+        invalid field (the bounds of the CLI flags, :mod:`mubundle.argtypes`)."""
+        if self.flux_model not in FLUX_MODELS:
+            raise InvalidValueError(f"flux_model must be one of {', '.join(sorted(FLUX_MODELS))}, got {self.flux_model!r}")
+        check_integer("events", self.events, 1)
+        if len(self.energy_range) != 2 or len(self.zenith_range) != 2:
+            raise InvalidValueError(f"energy_range and zenith_range are (LO, HI) pairs, got {self.energy_range}, "
+                                    f"{self.zenith_range}")
+        low, high = (check_finite_number(f"energy_range[{i}]", e, 0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False,
+                                         unit="GeV") for i, e in enumerate(self.energy_range))
+        zlow, zhigh = (check_finite_number(f"zenith_range[{i}]", z, 0.0, np.pi / 2, unit="rad")
+                       for i, z in enumerate(self.zenith_range))
+        if low > high or zlow > zhigh:
+            raise InvalidValueError(f"ranges must have LO <= HI, got energy_range {self.energy_range}, "
+                                    f"zenith_range {self.zenith_range}")
+        if not self.depths_km:
+            raise InvalidValueError("depths_km must hold at least one depth [km]")
+        for i, depth in enumerate(self.depths_km):
+            check_finite_number(f"depths_km[{i}]", depth, 0.0, MAX_DEPTH_KM, unit="km")
+        if self.depth_kind not in ("slant", "vertical"):
+            raise InvalidValueError(f"depth_kind must be 'slant' or 'vertical', got {self.depth_kind!r}")
+        check_finite_number("area_m2", self.area_m2, 0.0, min_inclusive=False, unit="m^2")
+        check_finite_number("generation_gamma", self.generation_gamma, *SPECTRAL_INDEX_RANGE)
+
 
 def generate_from_flux(
     model: Sampler,
     settings: FluxSettings,
     out: str | os.PathLike,
-    format: str = "parquet",
+    format: str | None = None,
     seed: int = 0,
     events_per_chunk: int = EVENTS_PER_CHUNK,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> GenerationSummary:
     """Sample ``settings.events`` primaries from the generation spectrum, weight them to the
     crflux model, and write one event per (primary, depth) with a ``weight`` column [Hz].
@@ -209,11 +247,15 @@ def generate_from_flux(
     Events are ordered primary by primary, each primary's depths in the given order. Each
     depth's events carry the primary's weight, so the weights of the events at ONE depth
     sum to the rate through the disc (the sum over all events is ``len(depths)`` times it).
+    ``settings`` are checked first (:meth:`FluxSettings.check`); ``format``, ``out`` and
+    ``overwrite`` as in :func:`generate_from_primaries`.
     """
-    out = Path(out)
+    format = output_format(out, format, FORMATS)
+    out = check_output_file(out, overwrite=overwrite)
+    events_per_chunk = check_integer("events_per_chunk", events_per_chunk, 1)
+    seed = check_integer("seed", seed, 0, 2**64 - 1)
+    settings.check()
     started = time.perf_counter()
-    if not settings.depths_km or any(not d >= 0 for d in settings.depths_km):
-        raise ValueError(f"depths must be non-negative km, got {settings.depths_km}")
     flux = GroupFlux(make_flux_model(settings.flux_model))
     n_depths = len(settings.depths_km)
     primaries_per_chunk = max(1, events_per_chunk // n_depths)

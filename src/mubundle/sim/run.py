@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV
 from mubundle.configio import to_dict, to_yaml
 from mubundle.data.atomic import remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.dataset import begin_dataset, finish_dataset
 from mubundle.data.lock import directory_lock
+from mubundle.errors import InvalidTypeError, check_integer
 from mubundle.sim.atmosphere import slant_depth
 from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_cascade
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
@@ -173,6 +175,9 @@ def simulate_dataset(config: SimConfig, out_dir: str | os.PathLike, workers: int
 
     ``workers`` processes each hold one model instance; results do not depend on it.
     """
+    if not isinstance(config, SimConfig):
+        raise InvalidTypeError(f"config must be a SimConfig, got {type(config).__name__}")
+    workers = check_integer("workers", workers, 1)
     model_class(config.interaction_model)  # an unknown model name fails before any output exists
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -236,7 +241,7 @@ def simulate_primaries(
     if not (energy.shape == zenith.shape == mass.shape == depth.shape) or energy.ndim != 1:
         raise ValueError(f"energy, zenith, mass, depth must be (B,) arrays of one length, got {energy.shape}, {zenith.shape}, {mass.shape}, {depth.shape}")
     problems = {
-        "energy must be finite and > 0 GeV": ~(np.isfinite(energy) & (energy > 0)),
+        f"energy must be finite and in (0, {MAX_PRIMARY_ENERGY_GEV:g}] GeV": ~((energy > 0) & (energy <= MAX_PRIMARY_ENERGY_GEV)),
         f"zenith must be in [0, {MAX_ZENITH_DEG:g} deg]": ~((zenith >= 0) & (zenith <= np.radians(MAX_ZENITH_DEG))),
         "mass must be finite and >= 1": ~(np.isfinite(mass) & (mass >= 1)),
         "depth must be finite and >= 0 km": ~(np.isfinite(depth) & (depth >= 0)),
@@ -245,6 +250,7 @@ def simulate_primaries(
         if bad.any():
             rows = np.flatnonzero(bad)
             raise ValueError(f"simulate_primaries: {message}; {rows.size} primaries violate it (first rows: {rows[:5].tolist()})")
+    seed = check_integer("seed", seed, 0)
     group = config.showers_per_chunk
     sequence = np.random.SeedSequence([seed, 0x5EED])
     batches = []

@@ -41,7 +41,7 @@ from mubundle.data.lock import directory_lock
 from mubundle.model.bundle import WEIGHTS_FILE, MuonBundleModel
 from mubundle.model.generator import BundleGenerator
 from mubundle.model.layers import event_index_of
-from mubundle.train.checkpoint import export_model, latest_checkpoint, load_checkpoint, save_checkpoint
+from mubundle.train.checkpoint import export_model, load_latest_intact_checkpoint, save_checkpoint
 from mubundle.train.device import resolve_device
 from mubundle.train.monitor import MetricsLog, TensorBoardLog, progress_bar
 
@@ -233,9 +233,9 @@ def _distill(
     optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
     sampler = PrimarySampler(primaries)
     start_step, skipped = 0, 0
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint)
+    latest = load_latest_intact_checkpoint(run_dir, ("student", "optimizer", "step", "skipped_steps"))
+    if latest is not None:
+        state = latest[1]
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, skipped = int(state["step"]), int(state["skipped_steps"])

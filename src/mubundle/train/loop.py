@@ -43,8 +43,7 @@ from mubundle.train import distributed
 from mubundle.train.checkpoint import (
     capture_rng_states,
     export_model,
-    latest_checkpoint,
-    load_checkpoint,
+    load_latest_intact_checkpoint,
     restore_rng_states,
     save_checkpoint,
 )
@@ -71,6 +70,8 @@ from mubundle.train.step import WganStep, adversarial_lr_factor
 logger = logging.getLogger("mubundle.train")
 
 CHECKPOINT_FORMAT = 1
+#: keys a training checkpoint must hold to be resumed from (others are set aside as corrupt)
+_CHECKPOINT_KEYS = ("step", "model", "critic", "optimizers", "transform", "progress", "guard")
 FAIL_AT_STEP_ENV = "MUBUNDLE_FAIL_AT_STEP"
 QUARANTINE_DIR = "quarantine"
 SUMMARY_NAME = "summary.json"
@@ -420,8 +421,7 @@ def _train(
         quarantine = run_dir / QUARANTINE_DIR / "validation.parquet" if context.is_main else None
         validation, validation_report = load_count_sample(validation_paths, "validation", device, quarantine)
         logger.info("validation: %d events for the multiplicity model's NLL", len(validation))
-    resume_path = latest_checkpoint(run_dir)
-    checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
+    resume_path, checkpoint = load_latest_intact_checkpoint(run_dir, _CHECKPOINT_KEYS) or (None, None)
     initial: MuonBundleModel | None = None
     if checkpoint is not None:
         transform = FeatureTransform.from_dict(checkpoint["transform"])
@@ -552,10 +552,10 @@ def _rollback(
 ) -> None:
     """Restore the newest checkpoint (always a good one), lower the lr, persist the new state."""
     distributed.barrier(parts.context)
-    path = latest_checkpoint(run_dir)
-    if path is None:  # cannot happen: step 0 is always checkpointed; fail loudly if it did
+    latest = load_latest_intact_checkpoint(run_dir, _CHECKPOINT_KEYS)
+    if latest is None:  # cannot happen: step 0 is always checkpointed; fail loudly if it did
         raise RuntimeError(f"rollback needed at step {progress.step} but {run_dir} has no checkpoint")
-    checkpoint = load_checkpoint(path)
+    checkpoint = latest[1]
     parts.guard.begin_rollback(progress.step, int(checkpoint["step"]))
     _restore(parts, checkpoint, progress, restore_guard=False)
     if board is not None:

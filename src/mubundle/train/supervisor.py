@@ -10,8 +10,9 @@ the last checkpoint by a crashed attempt are recomputed, not duplicated.
 - backoff: ``backoff_s * 2**(failures - 1)`` seconds, capped at ``backoff_max_s``;
 - at most ``max_restarts`` restarts (``max_restarts + 1`` attempts); then a clear message
   and a non-zero exit;
-- exit codes 2 (usage/config error), 3 (the divergence guard gave up), 130 and 143
-  (interrupted by Ctrl-C / SIGTERM) are not retried: a restart cannot fix them;
+- exit codes 2 (usage/config error), 3 (the divergence guard gave up), 4 (output refused),
+  5 (file system refused), 6 (device missing), 130 and 143 (Ctrl-C / SIGTERM) are not
+  retried: a restart cannot fix them (mubundle.errors);
 - the run directory's lock (:mod:`mubundle.data.lock`) is held by the supervisor and
   handed to each attempt (``pass_fds``), so a second ``mubundle train`` on the directory is
   refused between attempts too, while the supervisor's own children are not.
@@ -32,12 +33,24 @@ from pathlib import Path
 from typing import Sequence, TextIO
 
 from mubundle.data.lock import DirectoryLock
+from mubundle.errors import (
+    EXIT_DEVICE,
+    EXIT_DIVERGED,
+    EXIT_FILESYSTEM,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
 
 LOG_DIR = "logs"
 ATTEMPT_ENV = "MUBUNDLE_ATTEMPT"
-EXIT_USAGE = 2  # config/usage error (mubundle.cli): a restart cannot fix it
-EXIT_DIVERGED = 3  # the divergence guard gave up: a restart would diverge the same way
-NOT_RETRIED_EXIT_CODES = (EXIT_USAGE, EXIT_DIVERGED, 130, 143)
+# exit codes of mubundle.errors that a restart cannot fix: usage/config error, the divergence
+# guard gave up, an output refused, the file system refused (read-only, full, permission),
+# the device is missing, Ctrl-C, SIGTERM
+NOT_RETRIED_EXIT_CODES = (
+    EXIT_USAGE, EXIT_DIVERGED, EXIT_OUTPUT, EXIT_FILESYSTEM, EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_TERMINATED
+)
 _ATTEMPT_LOG = re.compile(r"^attempt-(\d{3,})\.log$")
 
 
