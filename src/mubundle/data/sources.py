@@ -13,6 +13,7 @@ it and go on.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -123,6 +124,9 @@ def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list
         text = os.fspath(entry)
         path = Path(text)
         info = _safe_stat(path)
+        if info is None and any(len(os.fsencode(part)) > 255 for part in path.parts):
+            # a mistyped argument, not a bad file: one line from the CLI (mubundle.errors)
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), text)
         if info is not None and stat.S_ISDIR(info.st_mode):
             matches = dataset_files(path, _walk_data_files(path))
         elif glob.has_magic(text):
