@@ -59,6 +59,8 @@ def convert(
     files = [str(p) for p in expand_paths(inputs)]
     extra: dict[str, Any] = {}
     runs = _corsika_runs(files)
+    if depth_propagation is not None and not runs:
+        raise ValueError("--depths applies to CORSIKA particle files only, and none of the inputs is one")
     if runs:
         extra["corsika"] = runs
         extra["depth_propagation"] = getattr(depth_propagation, "config", None) if depth_propagation else {
