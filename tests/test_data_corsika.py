@@ -212,3 +212,15 @@ def test_the_data_layer_does_not_import_the_simulator():
         assert not any(name.startswith("mubundle.sim") for name in names), module.name
     geometry = ast.parse((REPO / "src" / "mubundle" / "geometry.py").read_text())
     assert not any(isinstance(n, ast.ImportFrom) and (n.module or "").startswith("mubundle") for n in ast.walk(geometry))
+
+
+def test_depths_without_any_corsika_input_is_refused_not_ignored(tmp_path):
+    from helpers import make_synthetic_batch
+
+    from mubundle.data.writers import write_batch
+
+    write_batch(make_synthetic_batch(5, seed=1), tmp_path / "a.h5", format="hdf5")
+    result = subprocess.run([sys.executable, "-m", "mubundle", "convert", str(tmp_path / "a.h5"), "--out",
+                             str(tmp_path / "out"), "--depths", "1.5"], capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--depths applies to CORSIKA particle files only" in result.stderr

@@ -156,6 +156,8 @@ def _convert_files(
     """The conversion itself (``out_dir`` locked and marked incomplete by :func:`convert`)."""
     extra: dict[str, Any] = {}
     runs = _corsika_runs(files)
+    if depth_propagation is not None and not runs:
+        raise ValueError("--depths applies to CORSIKA particle files only, and none of the inputs is one")
     if runs:
         extra["corsika"] = runs
         extra["depth_propagation"] = getattr(depth_propagation, "config", None) if depth_propagation else {

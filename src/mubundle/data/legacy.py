@@ -120,9 +120,10 @@ def scan_parquet(parquet_file) -> tuple[int, str]:
     if declared is not None:
         return width, declared
     mass_depth = np.concatenate(values[width]) if values[width] else np.zeros((0, 2))
-    where = (lambda i: f"primary[{i}]")
     mass_index, depth_index = _CONDITION_COLUMNS[width][2], _CONDITION_COLUMNS[width][3]
-    return width, conventions.detect_convention(mass_depth[:, 0], mass_depth[:, 1], where(mass_index), where(depth_index))
+    return width, conventions.detect_convention(
+        mass_depth[:, 0], mass_depth[:, 1], f"primary[{mass_index}]", f"primary[{depth_index}]"
+    )
 
 
 def _ids_from_columns(table: pa.Table, n_events: int) -> np.ndarray | None:
