@@ -19,6 +19,7 @@ from mubundle import configio
 from mubundle.data.batch import RaggedBatch
 from mubundle.model.chunking import muon_budget_chunks
 from mubundle.model.config import METADATA_FILE, ModelConfig
+from mubundle.model.domain import ModelDomain, check_primaries, model_name_of, read_domain
 from mubundle.model.generator import BundleGenerator, GeneratorNoise
 from mubundle.model.layers import event_index_of
 from mubundle.model.multiplicity import MultiplicityModel
@@ -45,6 +46,10 @@ class MuonBundleModel(nn.Module):
         self.transform = transform
         self.multiplicity = MultiplicityModel(config)
         self.generator = BundleGenerator(config)
+        #: training domain (model.json ``domain``; None: not recorded, primaries unchecked) and
+        #: the name refusals use (docs/pretrained.md)
+        self.domain: ModelDomain | None = None
+        self.name = "unsaved model"
 
     @property
     def device(self) -> torch.device:
@@ -61,6 +66,7 @@ class MuonBundleModel(nn.Module):
         seed: int | None = None,
         events_per_chunk: int = 16384,
         workers: int | None = None,
+        allow_extrapolation: bool = False,
     ) -> RaggedBatch:
         """Sample one bundle per primary, in the given order.
 
@@ -72,9 +78,12 @@ class MuonBundleModel(nn.Module):
         calls concurrently (default: :func:`~mubundle.model.workers.default_worker_count`,
         ``torch.get_num_threads()`` up to 4 on CPU, 1 on accelerators; with more than one, a
         producer thread draws the multiplicities and noise); the result does not depend on it.
+        Primaries outside the model's recorded domain (:mod:`mubundle.model.domain`) raise an
+        ``ExtrapolationError`` (a ``ValueError``) unless ``allow_extrapolation``, which warns once.
         """
         columns = np.broadcast_arrays(*(np.asarray(v, dtype=np.float32) for v in (energy, zenith, mass, depth)))
         conditions = np.ascontiguousarray(np.stack([np.ravel(c) for c in columns], axis=1), dtype=np.float32)
+        check_primaries(self.domain, conditions, self.name, allow_extrapolation)
         generator = torch.Generator(device=self.device)
         if seed is None:
             generator.seed()
@@ -213,6 +222,8 @@ class MuonBundleModel(nn.Module):
             "config": configio.to_dict(self.config),
             "transform": self.transform.to_dict(),
         }
+        if self.domain is not None:
+            metadata["domain"] = self.domain.to_dict()
         _atomic_write(directory / METADATA_FILE, lambda path: path.write_text(json.dumps(metadata, indent=2)))
 
     @classmethod
@@ -231,6 +242,7 @@ class MuonBundleModel(nn.Module):
             raise ValueError(f"{metadata_path}: unsupported model format_version {version!r} (expected {FORMAT_VERSION})")
         config = configio.from_dict(ModelConfig, metadata["config"])
         model = cls(config, FeatureTransform.from_dict(metadata["transform"]))
+        model.domain, model.name = read_domain(metadata, metadata_path), model_name_of(directory)
         weights_path = directory / WEIGHTS_FILE
         try:
             state = load_file(str(weights_path))
