@@ -128,6 +128,8 @@ def evaluate_samples(
             if figure is not None:
                 figures.append(figure)
     summary = summarise(overall)
+    if info and "extrapolated_events" in info:
+        summary["extrapolated_events"] = info["extrapolated_events"]
     spread = None
     if other_candidates:
         by_seed = {seed: overall}
@@ -170,6 +172,7 @@ def evaluate_model(
     max_events: int | None = None,
     device: str = "cpu",
     seeds: int = 1,
+    allow_extrapolation: bool = False,
 ) -> dict[str, Any]:
     """Read the reference events (any layout), generate one event per reference primary with
     the model at ``model_path`` (None = shipped default), compare, check the calibration of
@@ -181,11 +184,15 @@ def evaluate_model(
     moves a ratio by tens of percent, so model choices should rest on the mean.
 
     Rejected reference rows and unreadable files are counted in ``metrics["info"]`` and the
-    report; raises ``ValueError`` when no reference event could be read.
+    report; raises ``ValueError`` when no reference event could be read. Reference primaries
+    outside the model's domain (:mod:`mubundle.model.domain`) raise ``ExtrapolationError``
+    unless ``allow_extrapolation``; then they are evaluated, one warning is given and their
+    number is ``metrics["info"]["extrapolated_events"]`` (and in the summary).
     """
     from mubundle.data.sources import read_events
     from mubundle.evaluate.calibration import multiplicity_calibration
     from mubundle.generate.api import load_model
+    from mubundle.model.domain import check_primaries, describe, quiet_extrapolation
 
     loaded = read_events(reference_paths, max_events=max_events)
     reference = loaded.batch
@@ -194,17 +201,24 @@ def evaluate_model(
         raise ValueError(f"no reference events could be read from {reference_paths} ({failures})")
     reference = RaggedBatch(reference.conditions, reference.counts, reference.flat_muons)  # weights are not compared
     model = load_model(model_path, device=device)
-    started = time.perf_counter()
     c = reference.conditions
-    candidate = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=seed)
-    generation_seconds = time.perf_counter() - started
-    other_candidates = {s: model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=s) for s in range(seed + 1, seed + seeds)}
+    domain_check = check_primaries(model.domain, c, model.name, allow_extrapolation)  # warns once if allowed
+    started = time.perf_counter()
+    with quiet_extrapolation():
+        candidate = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=seed, allow_extrapolation=allow_extrapolation)
+        generation_seconds = time.perf_counter() - started
+        other_candidates = {
+            s: model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=s, allow_extrapolation=allow_extrapolation)
+            for s in range(seed + 1, seed + seeds)
+        }
     info = {
         "model": str(model_path) if model_path is not None else "pretrained default",
         "reference": [str(p) for p in ([reference_paths] if isinstance(reference_paths, (str, os.PathLike)) else reference_paths)],
         "reference_rejected_rows": loaded.rejected,
         "reference_failed_files": loaded.failed_files,
         "generation_seconds": round(generation_seconds, 2),
+        "model_domain": describe(model.domain),
+        "extrapolated_events": domain_check.n_outside,
     }
     started = time.perf_counter()
     calibration = multiplicity_calibration(model, reference, seed=seed)

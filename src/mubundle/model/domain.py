@@ -311,7 +311,7 @@ def check_primaries(
             first = result.violations[0].describe(model_name)
             warnings.warn(
                 f"extrapolating {result.n_outside} of {len(conditions)} events outside the domain of model "
-                f"'{model_name}' (e.g. {first})", ExtrapolationWarning, stacklevel=3,
+                f"'{model_name}' (e.g. {first})", ExtrapolationWarning, stacklevel=4,
             )
     return result
 
