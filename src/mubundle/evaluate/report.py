@@ -1,7 +1,9 @@
 """``mubundle evaluate``: generate with the reference's primaries, compare, write the report.
 
 Output directory: ``metrics.json`` (every metric ``{"model", "floor", "ratio"}``, overall
-and per condition bin; with a model also ``"calibration"``, the multiplicity PIT check),
+and per condition bin; ``"tails"``, the rates of rare classes with Poisson intervals and the
+per-muon log W1 (:mod:`mubundle.evaluate.tails`); with a model also ``"calibration"``, the
+multiplicity PIT check),
 PNG plots, and ``report.html`` (see :mod:`mubundle.evaluate.html`).
 """
 
@@ -20,6 +22,7 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.evaluate.binning import VARIABLES, bins_for
 from mubundle.evaluate.features import summary_quantities
 from mubundle.evaluate.metrics import METRICS, compare, is_paired
+from mubundle.evaluate.tails import tail_report
 
 #: Quality targets of issue 5 (reported as pass/fail, never enforced).
 TARGET_MAX_RATIO = 1.5
@@ -127,7 +130,9 @@ def evaluate_samples(
             figure = bin_ratio_plot(variable, entries, out_dir)
             if figure is not None:
                 figures.append(figure)
+    tails = tail_report(reference, candidate, seed=seed)
     summary = summarise(overall)
+    summary["tails_flagged"] = tails["flagged"]
     if info and "extrapolated_events" in info:
         summary["extrapolated_events"] = info["extrapolated_events"]
     spread = None
@@ -152,6 +157,7 @@ def evaluate_samples(
         "quantities": {"reference": summary_quantities(reference), "model": summary_quantities(candidate)},
         "overall": overall,
         "bins": binned,
+        "tails": tails,
         "definitions": {name: vars(info_) for name, info_ in METRICS.items()},
         "figures": [vars(figure) for figure in figures],
     }
@@ -191,6 +197,7 @@ def evaluate_model(
     """
     from mubundle.data.sources import read_events
     from mubundle.evaluate.calibration import multiplicity_calibration
+    from mubundle.evaluate.tails import format_tail_table
     from mubundle.generate.api import load_model
     from mubundle.model.domain import check_primaries, describe, quiet_extrapolation
 
@@ -228,5 +235,8 @@ def evaluate_model(
     metrics = evaluate_samples(
         reference, candidate, out_dir, seed=seed, info=info, calibration=calibration, other_candidates=other_candidates
     )
+    print(format_tail_table(metrics["tails"]))
+    if info["extrapolated_events"]:
+        print(f"extrapolated events (outside the model's domain, --allow-extrapolation): {info['extrapolated_events']}")
     print(f"evaluation report: {Path(out_dir) / 'report.html'} (metrics: {Path(out_dir) / 'metrics.json'})")
     return metrics
