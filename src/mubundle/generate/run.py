@@ -39,7 +39,10 @@ EVENTS_PER_CHUNK = 16_384
 class Sampler(Protocol):
     """What generation needs from a model (``MuonBundleModel`` satisfies it)."""
 
-    def sample(self, energy, zenith, mass, depth, seed: int | None = None, events_per_chunk: int = ...) -> RaggedBatch:
+    def sample(
+        self, energy, zenith, mass, depth, seed: int | None = None, events_per_chunk: int = ...,
+        allow_extrapolation: bool = ...,
+    ) -> RaggedBatch:
         ...
 
 
