@@ -177,3 +177,20 @@ def test_a_distilled_student_records_its_teachers_domain_and_counts_primaries_ou
     primaries = np.array([[1e5, 0.2, 1.0, 2.0], [1e8, 0.2, 1.0, 2.0]], dtype=np.float32)
     assert warn_outside_teacher_domain(teacher, primaries) == 1
     assert warn_outside_teacher_domain(teacher, None) == 0
+
+
+def test_a_training_run_exports_the_domain_of_its_data_and_keeps_it_on_resume(tmp_path):
+    from test_train_loop import synthetic_events, tiny_config, write_dataset
+
+    from mubundle.train import loop
+    from mubundle.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    data = write_dataset(tmp_path / "data")
+    loop.train([data], tmp_path / "run", tiny_config(max_steps=3))
+    exported = MuonBundleModel.load(tmp_path / "run" / "model").domain
+    conditions = np.concatenate([synthetic_events(50, seed=i).conditions for i in (0, 1)]).astype(np.float32)
+    assert exported.energy_gev == (float(conditions[:, 0].min()), float(conditions[:, 0].max()))
+    assert exported.site is None and str(data) in exported.training_data  # shards without simulate metadata
+    assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["domain"] == exported.to_dict()
+    loop.train([data], tmp_path / "run", tiny_config(max_steps=6))  # resumed: the transform is not refitted
+    assert MuonBundleModel.load(tmp_path / "run" / "model").domain == exported
