@@ -272,5 +272,6 @@ def format_tail_table(tails: dict[str, Any]) -> str:
         if entry["ratio"] is None:
             lines.append(f"W1 {name}: n/a ({entry.get('reason', '')})")
         else:
-            lines.append(f"W1 {name}: model {entry['model']:.4g} dex, floor {entry['floor']:.4g} dex, ratio {entry['ratio']:.2f}")
+            lines.append(f"W1 {name}: model {entry['model']:.4g} dex, floor {entry['floor']:.4g} dex, "
+                         f"ratio {entry['ratio']:.2f}")
     return "\n".join(lines)

@@ -186,7 +186,9 @@ def generate_from_primaries(
                 yield conditions
 
         for index, conditions in enumerate(rechunk(accepted_pieces(), events_per_chunk)):
-            batch, outside = sample_checked(model, conditions, chunk_seed(seed, index), events_per_chunk, allow_extrapolation)
+            batch, outside = sample_checked(
+                model, conditions, chunk_seed(seed, index), events_per_chunk, allow_extrapolation
+            )
             extrapolated += outside
             writer.write(batch)
             bar.update(len(conditions))
@@ -289,7 +291,9 @@ def generate_from_flux(
                 ],
                 axis=1,
             )
-            batch, outside = sample_checked(model, conditions, chunk_seed(seed, index), events_per_chunk, allow_extrapolation)
+            batch, outside = sample_checked(
+                model, conditions, chunk_seed(seed, index), events_per_chunk, allow_extrapolation
+            )
             extrapolated += outside
             writer.write(RaggedBatch(batch.conditions, batch.counts, batch.flat_muons, np.repeat(primaries.weight, n_depths)))
             bar.update(len(conditions))

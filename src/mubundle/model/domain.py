@@ -329,7 +329,8 @@ def describe(domain: ModelDomain | None) -> str:
     """One line for summaries: the checked ranges of ``domain`` (or that none is recorded)."""
     if domain is None:
         return "no domain recorded (older export): primaries are not checked"
-    parts = [f"{v.title} {_format_range(v, getattr(domain, v.key))}" for v in _VARIABLES if getattr(domain, v.key) is not None]
+    parts = [f"{v.title} {_format_range(v, getattr(domain, v.key))}"
+             for v in _VARIABLES if getattr(domain, v.key) is not None]
     return "; ".join(parts)
 
 
