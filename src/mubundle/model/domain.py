@@ -157,10 +157,6 @@ class ModelDomain:
     command: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def ranges(self) -> dict[str, tuple[float, float]]:
-        """The checked ranges by key (:data:`_VARIABLES` order); unchecked ones left out."""
-        return {v.key: getattr(self, v.key) for v in _VARIABLES if getattr(self, v.key) is not None}
-
     def check(
         self, energy: "np.ndarray | float", zenith: "np.ndarray | float", mass: "np.ndarray | float",
         depth: "np.ndarray | float",
