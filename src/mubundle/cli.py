@@ -198,6 +198,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=positive_int, default=1, metavar="K",
                    help="also generate with seeds seed+1 .. seed+K-1: every ratio per seed and its mean")
     p.add_argument("--max-events", type=positive_int, default=None, help="use at most this many reference events")
+    p.add_argument("--allow-extrapolation", action="store_true",
+                   help="evaluate reference primaries outside the model's training domain (refused otherwise)")
     p.set_defaults(run=_run_evaluate)
 
 
@@ -206,7 +208,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    evaluate_model(args.model, args.reference, args.out, seed=args.seed, max_events=args.max_events, seeds=args.seeds)
+    evaluate_model(args.model, args.reference, args.out, seed=args.seed, max_events=args.max_events, seeds=args.seeds,
+                   allow_extrapolation=args.allow_extrapolation)
     return 0
 
 

@@ -37,6 +37,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events-per-chunk", type=positive_int, default=EVENTS_PER_CHUNK,
                         help="events sampled and written at once (bounds memory)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-extrapolation", action="store_true",
+                        help="sample primaries outside the model's training domain (refused otherwise); "
+                             "their number is reported in the summary")
     flux = parser.add_argument_group("flux mode")
     flux.add_argument("--events", type=positive_int, help="number of primaries to sample")
     flux.add_argument("--energy-range", nargs=2, type=finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, unit="GeV"), metavar=("LO", "HI"),
@@ -64,6 +67,9 @@ def print_summary(summary: GenerationSummary, stream=None) -> None:
         print(f"rejected {sum(summary.rejected.values())} primaries ({reasons}){where}", file=stream)
     for failed in summary.failed_files:
         print(f"could not read {failed['path']}: {failed['error']}", file=stream)
+    if summary.extrapolated_events:
+        print(f"extrapolated {summary.extrapolated_events} events outside the model's training domain "
+              "(--allow-extrapolation)", file=stream)
     if summary.rate_hz is not None:
         print(f"summed weight (rate per depth) {summary.rate_hz:.6g} Hz; "
               f"direct integral of the flux {summary.reference_rate_hz:.6g} Hz", file=stream)
@@ -84,8 +90,11 @@ def generate_from_args(args: argparse.Namespace) -> int:
     check_output_file(args.out, inputs=args.primaries or (), overwrite=args.overwrite)
     model = load_model(args.model, device=args.device)
     metadata = {"model": str(args.model) if args.model else "pretrained default", "seed": args.seed}
+    if model.domain is not None:  # what the model was trained on, next to the events it made
+        metadata.update(model_domain=model.domain.to_dict(), allow_extrapolation=args.allow_extrapolation)
     common = dict(format=args.format, seed=args.seed, events_per_chunk=args.events_per_chunk,
-                  metadata=metadata, progress=not args.no_progress, overwrite=args.overwrite)
+                  metadata=metadata, progress=not args.no_progress, overwrite=args.overwrite,
+                  allow_extrapolation=args.allow_extrapolation)
     if args.flux is not None:
         settings = FluxSettings(
             flux_model=args.flux, events=args.events, energy_range=tuple(args.energy_range),

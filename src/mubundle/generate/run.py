@@ -33,6 +33,7 @@ from mubundle.generate.flux import (
 )
 from mubundle.generate.output import FORMATS, EventFileWriter
 from mubundle.generate.primaries import PrimaryReadReport, iter_primaries
+from mubundle.model.domain import check_primaries, quiet_extrapolation
 from mubundle.sim.config import SimConfig
 
 #: Default number of events sampled (and written) at once.
@@ -42,7 +43,10 @@ EVENTS_PER_CHUNK = 16_384
 class Sampler(Protocol):
     """What generation needs from a model (``MuonBundleModel`` satisfies it)."""
 
-    def sample(self, energy, zenith, mass, depth, seed: int | None = None, events_per_chunk: int = ...) -> RaggedBatch:
+    def sample(
+        self, energy, zenith, mass, depth, seed: int | None = None, events_per_chunk: int = ...,
+        allow_extrapolation: bool = ...,
+    ) -> RaggedBatch:
         ...
 
 
@@ -79,6 +83,36 @@ def sample_conditions(model: Sampler, conditions: np.ndarray, seed: int, events_
     )
 
 
+def sample_checked(
+    model: Sampler, conditions: np.ndarray, seed: int, events_per_chunk: int, allow_extrapolation: bool
+) -> tuple[RaggedBatch, int]:
+    """:func:`sample_conditions` after the model's domain check (:mod:`mubundle.model.domain`):
+    (batch, number of events outside the domain). Outside without ``allow_extrapolation``: an
+    ``ExtrapolationError`` naming the value, the bound and the model. The per-chunk warnings are
+    silenced: the run reports the total once (:func:`report_extrapolation`)."""
+    domain, name = getattr(model, "domain", None), getattr(model, "name", "model")
+    check = check_primaries(domain, conditions, name, allow_extrapolation, warn=False)
+    if not check.n_outside:
+        return sample_conditions(model, conditions, seed, events_per_chunk), 0
+    with quiet_extrapolation():
+        batch = model.sample(
+            conditions[:, 0], conditions[:, 1], conditions[:, 2], conditions[:, 3], seed=seed,
+            events_per_chunk=events_per_chunk, allow_extrapolation=True,
+        )
+    return batch, check.n_outside
+
+
+def report_extrapolation(model: Sampler, extrapolated: int, events: int) -> None:
+    """One warning for a whole run that sampled ``extrapolated`` of ``events`` outside the domain."""
+    if extrapolated:
+        import warnings
+
+        from mubundle.model.domain import ExtrapolationWarning
+
+        warnings.warn(f"{extrapolated} of {events} events were extrapolated outside the domain of model "
+                      f"'{getattr(model, 'name', 'model')}' (--allow-extrapolation)", ExtrapolationWarning, stacklevel=3)
+
+
 def _progress(total: int | None, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -99,6 +133,8 @@ class GenerationSummary:
     quarantine: str | None = None
     rate_hz: float | None = None
     reference_rate_hz: float | None = None
+    #: events whose primary lies outside the model's domain (sampled with --allow-extrapolation)
+    extrapolated_events: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +166,7 @@ def generate_from_primaries(
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    allow_extrapolation: bool = False,
 ) -> GenerationSummary:
     """Generate one event per valid primary of the files ``primaries`` (any layout, muons
     ignored) and write them, in file order, to ``out``.
@@ -139,6 +176,8 @@ def generate_from_primaries(
     ``format`` None follows the suffix of ``out`` (:func:`~mubundle.data.output_paths.output_format`);
     ``out`` must not be a directory, an input or a non-mubundle file unless ``overwrite``
     (:func:`~mubundle.data.output_paths.check_output_file`).
+    Primaries outside the model's domain stop the run (``ExtrapolationError``) unless
+    ``allow_extrapolation``; then they are counted in ``extrapolated_events``.
     """
     format = output_format(out, format, FORMATS)
     out = check_output_file(out, inputs=[primaries] if isinstance(primaries, (str, os.PathLike)) else primaries,
@@ -149,6 +188,7 @@ def generate_from_primaries(
     report = PrimaryReadReport()
     file_metadata = default_metadata("mubundle generate", config=metadata or {})
     bar = _progress(count_rows(primaries), "generate", progress)
+    extrapolated = 0
     with QuarantineWriter(quarantine_path(out)) as quarantine, EventFileWriter(out, format, file_metadata) as writer, bar:
 
         def accepted_pieces() -> Iterator[np.ndarray]:
@@ -158,13 +198,18 @@ def generate_from_primaries(
                 yield conditions
 
         for index, conditions in enumerate(rechunk(accepted_pieces(), events_per_chunk)):
-            writer.write(sample_conditions(model, conditions, chunk_seed(seed, index), events_per_chunk))
+            batch, outside = sample_checked(
+                model, conditions, chunk_seed(seed, index), events_per_chunk, allow_extrapolation
+            )
+            extrapolated += outside
+            writer.write(batch)
             bar.update(len(conditions))
     quarantined = quarantine.path if quarantine.rows_written else None
+    report_extrapolation(model, extrapolated, writer.events_written)
     return GenerationSummary(
         out=str(out), format=format, events=writer.events_written, muons=writer.muons_written,
         seconds=time.perf_counter() - started, rejected=dict(report.rejected), failed_files=report.failed_files,
-        quarantine=None if quarantined is None else str(quarantined),
+        quarantine=None if quarantined is None else str(quarantined), extrapolated_events=extrapolated,
     )
 
 
@@ -240,6 +285,7 @@ def generate_from_flux(
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    allow_extrapolation: bool = False,
 ) -> GenerationSummary:
     """Sample ``settings.events`` primaries from the generation spectrum, weight them to the
     crflux model, and write one event per (primary, depth) with a ``weight`` column [Hz].
@@ -249,6 +295,8 @@ def generate_from_flux(
     sum to the rate through the disc (the sum over all events is ``len(depths)`` times it).
     ``settings`` are checked first (:meth:`FluxSettings.check`); ``format``, ``out`` and
     ``overwrite`` as in :func:`generate_from_primaries`.
+    Primaries outside the model's domain stop the run unless ``allow_extrapolation``
+    (then counted in ``extrapolated_events``).
     """
     format = output_format(out, format, FORMATS)
     out = check_output_file(out, overwrite=overwrite)
@@ -264,6 +312,7 @@ def generate_from_flux(
     config["flux_model_name"] = flux.name
     file_metadata = default_metadata("mubundle generate --flux", config=config)
     rate = 0.0
+    extrapolated = 0
     with EventFileWriter(out, format, file_metadata) as writer, _progress(settings.events * n_depths, "generate", progress) as bar:
         for index, first in enumerate(range(0, settings.events, primaries_per_chunk)):
             n_chunk = min(primaries_per_chunk, settings.events - first)
@@ -284,11 +333,16 @@ def generate_from_flux(
                 ],
                 axis=1,
             )
-            batch = sample_conditions(model, conditions, chunk_seed(seed, index), events_per_chunk)
+            batch, outside = sample_checked(
+                model, conditions, chunk_seed(seed, index), events_per_chunk, allow_extrapolation
+            )
+            extrapolated += outside
             writer.write(RaggedBatch(batch.conditions, batch.counts, batch.flat_muons, np.repeat(primaries.weight, n_depths)))
             bar.update(len(conditions))
     reference = integrated_rate(flux, settings.energy_range, settings.zenith_range, settings.area_m2)
+    report_extrapolation(model, extrapolated, writer.events_written)
     return GenerationSummary(
         out=str(out), format=format, events=writer.events_written, muons=writer.muons_written,
         seconds=time.perf_counter() - started, rate_hz=rate, reference_rate_hz=reference,
+        extrapolated_events=extrapolated,
     )

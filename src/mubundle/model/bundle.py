@@ -20,6 +20,7 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.errors import InvalidTypeError, InvalidValueError, check_finite_number, check_integer
 from mubundle.model.chunking import muon_budget_chunks
 from mubundle.model.config import METADATA_FILE, ModelConfig
+from mubundle.model.domain import ModelDomain, check_primaries, model_name_of, read_domain
 from mubundle.model.generator import BundleGenerator, GeneratorNoise
 from mubundle.model.layers import event_index_of
 from mubundle.model.multiplicity import MultiplicityModel
@@ -46,6 +47,10 @@ class MuonBundleModel(nn.Module):
         self.transform = transform
         self.multiplicity = MultiplicityModel(config)
         self.generator = BundleGenerator(config)
+        #: training domain (model.json ``domain``; None: not recorded, primaries unchecked) and
+        #: the name refusals use (docs/pretrained.md)
+        self.domain: ModelDomain | None = None
+        self.name = "unsaved model"
 
     @property
     def device(self) -> torch.device:
@@ -62,6 +67,7 @@ class MuonBundleModel(nn.Module):
         seed: int | None = None,
         events_per_chunk: int = 16384,
         workers: int | None = None,
+        allow_extrapolation: bool = False,
     ) -> RaggedBatch:
         """Sample one bundle per primary, in the given order.
 
@@ -78,7 +84,9 @@ class MuonBundleModel(nn.Module):
         numbers, scalars or 1-D arrays of one common length, finite, energy > 0, zenith in
         [0, pi/2], mass >= 1, depth >= 0; ``seed`` an integer in [0, 2^64) (1.7 is refused, not
         truncated). A violation is a ``ValueError``/``TypeError`` naming the argument and the
-        valid range. Whether the model was trained there is not checked here.
+        valid range. Primaries outside the model's recorded domain (:mod:`mubundle.model.domain`)
+        then raise an ``ExtrapolationError`` (a ``ValueError``) unless ``allow_extrapolation``,
+        which warns once.
         """
         conditions = validated_conditions(energy=energy, zenith=zenith, mass=mass, depth=depth)
         if seed is not None:
@@ -86,6 +94,7 @@ class MuonBundleModel(nn.Module):
         events_per_chunk = check_integer("events_per_chunk", events_per_chunk, 1)
         if workers is not None:
             workers = check_integer("workers", workers, 1)
+        check_primaries(self.domain, conditions, self.name, allow_extrapolation)
         generator = torch.Generator(device=self.device)
         if seed is None:
             generator.seed()
@@ -224,6 +233,8 @@ class MuonBundleModel(nn.Module):
             "config": configio.to_dict(self.config),
             "transform": self.transform.to_dict(),
         }
+        if self.domain is not None:
+            metadata["domain"] = self.domain.to_dict()
         _atomic_write(directory / METADATA_FILE, lambda path: path.write_text(json.dumps(metadata, indent=2)))
 
     @classmethod
@@ -260,6 +271,7 @@ class MuonBundleModel(nn.Module):
             model = cls(config, transform)
         except (TypeError, ValueError, RuntimeError) as error:  # e.g. a width of 0 in the config
             raise InvalidValueError(f"{metadata_path}: 'config' does not describe a valid model: {error}") from None
+        model.domain, model.name = read_domain(metadata, metadata_path), model_name_of(directory)
         weights_path = directory / WEIGHTS_FILE
         try:
             state = load_file(str(weights_path))

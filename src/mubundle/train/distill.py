@@ -122,9 +122,32 @@ class PrimarySampler:
 
 
 def build_student(teacher: MuonBundleModel, config: DistillConfig) -> MuonBundleModel:
-    """A freshly initialised student: the teacher's ModelConfig with ``config``'s sizes, same transform."""
+    """A freshly initialised student: the teacher's ModelConfig with ``config``'s sizes, same transform.
+
+    The student records the teacher's domain: it learns the teacher's muons, which are
+    trustworthy only where the teacher was trained (:func:`warn_outside_teacher_domain`).
+    """
     student_config = dataclasses.replace(teacher.config, **config.student_fields())
-    return MuonBundleModel(student_config, teacher.transform)
+    student = MuonBundleModel(student_config, teacher.transform)
+    student.domain = teacher.domain
+    return student
+
+
+def warn_outside_teacher_domain(teacher: MuonBundleModel, primaries: np.ndarray | None) -> int:
+    """Count (and log once) given training primaries (n, 4) outside the teacher's domain.
+
+    They are used: the student learns the teacher's extrapolation there, and its recorded
+    domain stays the teacher's, so sampling the student there is refused like the teacher.
+    The default primaries (the ``mubundle simulate`` defaults) are the shipped teacher's domain.
+    """
+    if primaries is None or teacher.domain is None:
+        return 0
+    outside = teacher.domain.check_conditions(np.asarray(primaries)).n_outside
+    if outside:
+        log.warning("distill: %d of %d training primaries lie outside the domain of the teacher %s; the "
+                    "student learns its extrapolation there and records the teacher's domain", outside,
+                    len(primaries), teacher.name)
+    return outside
 
 
 def step_seeds(seed: int, step: int) -> tuple[np.random.Generator, int]:
@@ -232,6 +255,7 @@ def _distill(
     student = build_student(teacher, config).to(device).train()
     optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
     sampler = PrimarySampler(primaries)
+    warn_outside_teacher_domain(teacher, primaries)
     start_step, skipped = 0, 0
     latest = load_latest_intact_checkpoint(run_dir, ("student", "optimizer", "step", "skipped_steps"))
     if latest is not None:

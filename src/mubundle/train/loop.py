@@ -38,6 +38,7 @@ from mubundle.data.sources import read_events
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.config import differing_model_fields
 from mubundle.model.critic import BundleCritic
+from mubundle.model.domain import ModelDomain, domain_of_events, read_domain
 from mubundle.model.transforms import FeatureTransform
 from mubundle.train import distributed
 from mubundle.train.checkpoint import (
@@ -117,6 +118,29 @@ def _seed_everything(seed: int) -> None:
 
 def fit_transform(data_paths: Sequence[str | os.PathLike], n_events: int) -> FeatureTransform:
     """Fit the feature transform on the first ``n_events`` accepted events (file order: deterministic)."""
+    return fit_transform_and_domain(data_paths, n_events)[0]
+
+
+def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os.PathLike]) -> ModelDomain:
+    """The domain an export records: min/max of the conditions (B, 4) of the events read to fit
+    the transform (the first ``transform_fit_events`` of the data), the site from the first
+    file's metadata (native shards of ``mubundle simulate``; other layouts: not recorded)."""
+    from mubundle.data.native import read_metadata
+    from mubundle.data.sources import expand_paths
+
+    file_config: dict[str, Any] = {}
+    try:
+        first = expand_paths(data_paths)[0]
+        file_config = dict(read_metadata(first).get("config") or {})
+    except (IndexError, OSError, ValueError) as error:  # legacy layouts, unreadable: the ranges still hold
+        logger.info("model domain: no file metadata for the site (%s)", error)
+    sources = " ".join(str(p) for p in data_paths)
+    return domain_of_events(loaded_conditions, training_data=sources, command=f"mubundle train --data {sources}",
+                            file_config=file_config)
+
+
+def fit_transform_and_domain(data_paths: Sequence[str | os.PathLike], n_events: int) -> tuple[FeatureTransform, ModelDomain]:
+    """:func:`fit_transform` and the :func:`training_domain` of the same events."""
     loaded = read_events(data_paths, max_events=n_events)
     for failed in loaded.failed_files:
         logger.warning("transform fit: skipped unreadable file %s: %s", failed["path"], failed["error"])
@@ -125,7 +149,7 @@ def fit_transform(data_paths: Sequence[str | os.PathLike], n_events: int) -> Fea
     if len(loaded.batch) == 0:
         raise ValueError(f"no valid events found in {', '.join(map(str, data_paths))} to fit the feature transform")
     logger.info("fitted feature transform on %d events, %d muons", len(loaded.batch), loaded.batch.n_muons)
-    return FeatureTransform.fit(loaded.batch)
+    return FeatureTransform.fit(loaded.batch), training_domain(loaded.batch.conditions, data_paths)
 
 
 def load_initial_model(config: TrainConfig) -> MuonBundleModel:
@@ -192,6 +216,7 @@ def _checkpoint_payload(parts: Components, progress: Progress) -> dict[str, Any]
         "epoch": int(parts.stream.epoch),
         "world_size": parts.context.world_size,
         "transform": parts.model.transform.to_dict(),
+        "domain": None if parts.model.domain is None else parts.model.domain.to_dict(),
         "model": parts.model.state_dict(),
         "critic": parts.critic.state_dict(),
         "optimizers": parts.step_fn.state_dict(),
@@ -425,12 +450,15 @@ def _train(
     initial: MuonBundleModel | None = None
     if checkpoint is not None:
         transform = FeatureTransform.from_dict(checkpoint["transform"])
+        domain = read_domain(checkpoint, resume_path)  # None in checkpoints of older versions
     elif config.init_from:
         initial = load_initial_model(config)
         transform = copy.deepcopy(initial.transform)
+        domain = fit_transform_and_domain(data_paths, config.transform_fit_events)[1]  # the fine-tuning data's
     else:
-        transform = fit_transform(data_paths, config.transform_fit_events)
+        transform, domain = fit_transform_and_domain(data_paths, config.transform_fit_events)
     parts = _build(data_paths, run_dir, config, transform, device, context)
+    parts.model.domain = domain  # exported with the model (model.json "domain")
     progress = Progress()
     if checkpoint is not None:
         _restore(parts, checkpoint, progress, restore_guard=True)

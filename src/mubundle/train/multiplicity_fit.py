@@ -314,6 +314,7 @@ def with_multiplicity_sizes(model: MuonBundleModel, sizes: dict[str, int]) -> Mu
         return model
     resized = MuonBundleModel(config, copy.deepcopy(model.transform))
     resized.generator.load_state_dict(model.generator.state_dict())
+    resized.domain = model.domain  # same generator, same training domain
     return resized.to(model.device)
 
 
