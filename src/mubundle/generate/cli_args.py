@@ -7,10 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from mubundle.executors import add_dask_argument
 from mubundle.generate.api import MODEL_OPTION_HELP
 from mubundle.generate.flux import FLUX_MODELS
 from mubundle.generate.output import FORMATS
 from mubundle.generate.run import EVENTS_PER_CHUNK, FluxSettings, GenerationSummary
+from mubundle.generate.tasks import ModelRef
 from mubundle.sim.config import parse_depths
 
 _FLUX_DEFAULTS = FluxSettings()
@@ -30,6 +32,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events-per-chunk", type=int, default=EVENTS_PER_CHUNK,
                         help="events sampled and written at once (bounds memory)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dask_argument(parser)
     flux = parser.add_argument_group("flux mode")
     flux.add_argument("--events", type=int, help="number of primaries to sample")
     flux.add_argument("--energy-range", nargs=2, type=float, metavar=("LO", "HI"),
@@ -62,6 +65,17 @@ def print_summary(summary: GenerationSummary, stream=None) -> None:
               f"direct integral of the flux {summary.reference_rate_hz:.6g} Hz", file=stream)
 
 
+def model_ref(model: Path | None, device: str) -> ModelRef:
+    """What Dask workers load: a shipped model by name (found in each worker's installation)
+    or the absolute path of a model directory (checked here; workers must see the same path)."""
+    from mubundle.generate.api import SHIPPED_MODELS, resolve_model_path
+
+    resolved = resolve_model_path(model)  # a missing or incomplete model fails here, before any task
+    if model is None or (str(model) in SHIPPED_MODELS and not Path(model).exists()):
+        return ModelRef(None if model is None else str(model), device)
+    return ModelRef(str(resolved.resolve()), device)
+
+
 def generate_from_args(args: argparse.Namespace) -> int:
     """Run ``mubundle generate``; returns the exit code (1 if no event could be generated)."""
     from mubundle.generate.api import load_model
@@ -73,10 +87,10 @@ def generate_from_args(args: argparse.Namespace) -> int:
         raise ValueError("--flux needs --events N")
     if args.primaries is not None and args.events is not None:
         raise ValueError("--events is a flux-mode option; with --primaries one event is generated per primary")
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device) if args.dask is None else model_ref(args.model, args.device)
     metadata = {"model": str(args.model) if args.model else "pretrained default", "seed": args.seed}
     common = dict(format=args.format, seed=args.seed, events_per_chunk=args.events_per_chunk,
-                  metadata=metadata, progress=not args.no_progress)
+                  metadata=metadata, progress=not args.no_progress, dask=args.dask)
     if args.flux is not None:
         settings = FluxSettings(
             flux_model=args.flux, events=args.events, energy_range=tuple(args.energy_range),

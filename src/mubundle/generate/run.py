@@ -20,6 +20,7 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import default_metadata
 from mubundle.data.sources import DataFileError, expand_paths, list_pieces
 from mubundle.data.validate import QuarantineWriter
+from mubundle.executors import open_executor
 from mubundle.generate.flux import (
     MASS_GROUPS,
     GroupFlux,
@@ -29,6 +30,7 @@ from mubundle.generate.flux import (
 )
 from mubundle.generate.output import EventFileWriter
 from mubundle.generate.primaries import PrimaryReadReport, iter_primaries
+from mubundle.generate.tasks import ModelRef, sample_chunk_job, sample_conditions  # noqa: F401 (sample_conditions: API)
 from mubundle.sim.config import SimConfig
 
 #: Default number of events sampled (and written) at once.
@@ -65,14 +67,6 @@ def rechunk(pieces: Iterable[np.ndarray], events_per_chunk: int) -> Iterator[np.
                 pending, n_pending = [], 0
     if n_pending:
         yield np.concatenate(pending)
-
-
-def sample_conditions(model: Sampler, conditions: np.ndarray, seed: int, events_per_chunk: int) -> RaggedBatch:
-    """One generated event per row of ``conditions`` (B, 4) [GeV, rad, A, km]."""
-    return model.sample(
-        conditions[:, 0], conditions[:, 1], conditions[:, 2], conditions[:, 3], seed=seed,
-        events_per_chunk=events_per_chunk,
-    )
 
 
 def _progress(total: int | None, description: str, enabled: bool):
@@ -117,7 +111,7 @@ def quarantine_path(out: Path) -> Path:
 
 
 def generate_from_primaries(
-    model: Sampler,
+    model: Sampler | ModelRef,
     primaries: Sequence[str | os.PathLike] | str | os.PathLike,
     out: str | os.PathLike,
     format: str = "parquet",
@@ -125,12 +119,15 @@ def generate_from_primaries(
     events_per_chunk: int = EVENTS_PER_CHUNK,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
+    dask: str | None = None,
 ) -> GenerationSummary:
     """Generate one event per valid primary of the files ``primaries`` (any layout, muons
     ignored) and write them, in file order, to ``out``.
 
     Rows with an invalid primary are counted by reason in the summary and written to
     ``quarantine_path(out)``; unreadable files are listed in ``failed_files``.
+    ``dask``: sample the chunks on this Dask cluster (address or ``local:N``; ``model``
+    must then be a :class:`ModelRef`); this process reads the primaries and writes ``out``.
     """
     out = Path(out)
     started = time.perf_counter()
@@ -145,9 +142,14 @@ def generate_from_primaries(
                 bar.update(len(rejected))
                 yield conditions
 
-        for index, conditions in enumerate(rechunk(accepted_pieces(), events_per_chunk)):
-            writer.write(sample_conditions(model, conditions, chunk_seed(seed, index), events_per_chunk))
-            bar.update(len(conditions))
+        jobs = (
+            (model, conditions, chunk_seed(seed, index), events_per_chunk, None)
+            for index, conditions in enumerate(rechunk(accepted_pieces(), events_per_chunk))
+        )
+        with open_executor(dask) as executor:
+            for batch in executor.map(sample_chunk_job, jobs, ordered=True, name="generate-chunk"):
+                writer.write(batch)
+                bar.update(len(batch))
     quarantined = quarantine.path if quarantine.rows_written else None
     return GenerationSummary(
         out=str(out), format=format, events=writer.events_written, muons=writer.muons_written,
@@ -194,7 +196,7 @@ class FluxSettings:
 
 
 def generate_from_flux(
-    model: Sampler,
+    model: Sampler | ModelRef,
     settings: FluxSettings,
     out: str | os.PathLike,
     format: str = "parquet",
@@ -202,6 +204,7 @@ def generate_from_flux(
     events_per_chunk: int = EVENTS_PER_CHUNK,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
+    dask: str | None = None,
 ) -> GenerationSummary:
     """Sample ``settings.events`` primaries from the generation spectrum, weight them to the
     crflux model, and write one event per (primary, depth) with a ``weight`` column [Hz].
@@ -209,6 +212,7 @@ def generate_from_flux(
     Events are ordered primary by primary, each primary's depths in the given order. Each
     depth's events carry the primary's weight, so the weights of the events at ONE depth
     sum to the rate through the disc (the sum over all events is ``len(depths)`` times it).
+    ``dask``: as for :func:`generate_from_primaries` (primaries are drawn here, events sampled there).
     """
     out = Path(out)
     started = time.perf_counter()
@@ -222,7 +226,9 @@ def generate_from_flux(
     config["flux_model_name"] = flux.name
     file_metadata = default_metadata("mubundle generate --flux", config=config)
     rate = 0.0
-    with EventFileWriter(out, format, file_metadata) as writer, _progress(settings.events * n_depths, "generate", progress) as bar:
+
+    def jobs() -> Iterator[tuple]:
+        nonlocal rate
         for index, first in enumerate(range(0, settings.events, primaries_per_chunk)):
             n_chunk = min(primaries_per_chunk, settings.events - first)
             # the primaries' stream is kept apart from the model's stream chunk_seed(seed, index)
@@ -242,9 +248,13 @@ def generate_from_flux(
                 ],
                 axis=1,
             )
-            batch = sample_conditions(model, conditions, chunk_seed(seed, index), events_per_chunk)
-            writer.write(RaggedBatch(batch.conditions, batch.counts, batch.flat_muons, np.repeat(primaries.weight, n_depths)))
-            bar.update(len(conditions))
+            yield model, conditions, chunk_seed(seed, index), events_per_chunk, np.repeat(primaries.weight, n_depths)
+
+    with EventFileWriter(out, format, file_metadata) as writer, _progress(settings.events * n_depths, "generate", progress) as bar:
+        with open_executor(dask) as executor:
+            for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
+                writer.write(batch)
+                bar.update(len(batch))
     reference = integrated_rate(flux, settings.energy_range, settings.zenith_range, settings.area_m2)
     return GenerationSummary(
         out=str(out), format=format, events=writer.events_written, muons=writer.muons_written,
