@@ -192,10 +192,11 @@ class DaskExecutor(Executor):
     worker processes with one thread each (closed with the executor). A worker that dies
     while running a task is replaced and its task re-run by the scheduler (up to
     ``distributed.scheduler.allowed-failures`` times, default 3); since a chunk's content
-    depends only on its job, the re-run result is the same.
+    depends only on its job, the re-run result is the same. ``timeout_s``: how long to try
+    to reach the scheduler [s].
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, timeout_s: float = 30.0) -> None:
         from distributed import Client, LocalCluster
 
         self._cluster = None
@@ -209,9 +210,10 @@ class DaskExecutor(Executor):
             self.client = Client(self._cluster)
         else:
             try:
-                self.client = Client(address, timeout="30s")
+                self.client = Client(address, timeout=timeout_s)
             except OSError as error:
-                raise ValueError(f"cannot connect to the Dask scheduler at {address}: {error}") from None
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise ValueError(f"cannot connect to the Dask scheduler at {address}: {reason}") from None
         self.description = f"dask {address}"
         self._token = uuid.uuid4().hex[:8]
 
