@@ -197,7 +197,10 @@ class DaskExecutor(Executor):
     """
 
     def __init__(self, address: str, timeout_s: float = 30.0) -> None:
-        from distributed import Client, LocalCluster
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ValueError("--dask needs dask.distributed: pip install 'mubundle[scale]'") from None
 
         self._cluster = None
         if address.startswith("local:"):

@@ -87,6 +87,12 @@ def register(url: str) -> str:
     return redacted
 
 
+def redact_paths(paths: Any) -> list[str]:
+    """``paths`` (one path/URL or a sequence) as strings fit for messages and metadata."""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return [redact(str(p)) if is_url(str(p)) else str(p) for p in items]
+
+
 def as_path(path: str | os.PathLike) -> Path | str:
     """A local path as :class:`Path`; a URL as its redacted string (see module docstring)."""
     return register(path) if is_url(path) else Path(path)
@@ -99,8 +105,10 @@ def filesystem(url: str) -> tuple[Any, str]:
     environment variables) and each filesystem's own credential lookup. Raises
     :class:`MissingFilesystemError` naming the package a scheme needs.
     """
-    import fsspec
-
+    try:
+        import fsspec
+    except ImportError:
+        raise MissingFilesystemError("URLs need the package fsspec (pip install 'mubundle[scale]')") from None
     original = _ORIGINALS.get(url, url)
     name = scheme(original)
     try:
@@ -195,6 +203,6 @@ def network_errors() -> tuple[type[BaseException], ...]:
 
 
 __all__ = [
-    "BLOCK_SIZE", "SCHEME_PACKAGES", "MissingFilesystemError", "is_url", "redact", "scrub", "register", "as_path",
+    "BLOCK_SIZE", "SCHEME_PACKAGES", "MissingFilesystemError", "is_url", "redact", "redact_paths", "scrub", "register", "as_path",
     "filesystem", "exists", "open_binary", "opened", "expand_url", "network_errors",
 ]
