@@ -44,6 +44,10 @@ def add_dask_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dask", metavar="ADDRESS", default=None, help=DASK_OPTION_HELP)
 
 
+#: Fewest chunks a :class:`DaskExecutor` keeps submitted (see ``DaskExecutor.default_window``).
+DASK_MIN_WINDOW = 64
+
+
 class Executor:
     """Runs ``task(job)`` for every job and yields the results (see module docstring).
 
@@ -222,6 +226,11 @@ class DaskExecutor(Executor):
 
     def slots(self) -> int:
         return max(1, sum(self.client.nthreads().values()))
+
+    def default_window(self) -> int:
+        # at least DASK_MIN_WINDOW queued chunks: an adaptive cluster (cluster.adapt) grows with
+        # the tasks it sees waiting, so a window sized to the workers present would keep it small
+        return max(DASK_MIN_WINDOW, 2 * self.slots())
 
     def _submit(self, task, job, key):
         # pure=False + a unique key: identical jobs of two runs are two tasks, never a cached result
