@@ -45,6 +45,9 @@ def data_dir(tmp_path_factory):
     write_row_groups(make_synthetic_batch(200, seed=1), root / "run" / "a.parquet", 50)
     write_hdf5(make_synthetic_batch(120, seed=2), root / "run" / "b.h5")
     write_shard(make_synthetic_batch(10, seed=3), root / "run" / "_quarantine" / "skip.parquet")
+    bad = make_synthetic_batch(30, seed=5)
+    bad.conditions[7, 0] = np.nan  # one row with a non-finite primary energy
+    write_shard(bad, root / "bad" / "c.parquet")
     return root
 
 
@@ -68,7 +71,7 @@ def s3(data_dir):
         try:
             client = boto3.client("s3")
             client.create_bucket(Bucket=BUCKET)
-            for path in (data_dir / "run").rglob("*.*"):
+            for path in [*(data_dir / "run").rglob("*.*"), data_dir / "bad" / "c.parquet"]:
                 client.upload_file(str(path), BUCKET, str(path.relative_to(data_dir)))
             import fsspec
 
@@ -107,6 +110,18 @@ def test_inspect_and_convert_accept_s3_urls_and_name_a_missing_one(s3, tmp_path,
     assert main(["convert", f"{s3}/run/*.parquet", "--out", str(tmp_path / "converted")]) == 0
     converted = read_events(tmp_path / "converted")
     assert len(converted.batch) == 200 and converted.failed_files == []
+
+
+def test_bad_rows_of_an_s3_file_are_counted_and_quarantined_under_its_url(s3, tmp_path):
+    url = f"{s3}/bad/c.parquet"
+    loaded = read_events(url)
+    assert len(loaded.batch) == 29 and sum(loaded.rejected.values()) == 1
+    assert list(loaded.rejected_rows.files) == [url] and list(loaded.rejected_rows.rows) == [7]
+    stream = EventStream(url, batch_size=8, seed=0, epochs=1, quarantine_dir=tmp_path / "q")
+    assert sum(len(b) for b in stream) == 29
+    assert stream.report["rejected"] == loaded.rejected and len(stream.report["quarantine_files"]) == 1
+    quarantined = pq.read_table(stream.report["quarantine_files"][0]).to_pylist()
+    assert url in json.dumps(quarantined, default=str)
 
 
 def test_generate_reads_primaries_from_s3_as_from_a_local_file(s3, data_dir, tmp_path):
