@@ -80,6 +80,11 @@ def test_workers_and_dask_exclude_each_other_and_local_needs_a_count():
     with pytest.raises(ValueError, match="positive number"):
         open_executor("local:0")
     assert isinstance(open_executor(None, workers=4, jobs=1), SerialExecutor)
+    from mubundle.generate.tasks import ModelRef, require_model_ref
+
+    require_model_ref(ModelRef("fast"), "local:2")
+    with pytest.raises(ValueError, match="ModelRef"):  # a loaded model would be pickled into every task
+        require_model_ref(object(), "local:2")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from mubundle.generate.flux import (
 )
 from mubundle.generate.output import EventFileWriter
 from mubundle.generate.primaries import PrimaryReadReport, iter_primaries
-from mubundle.generate.tasks import ModelRef, sample_chunk_job, sample_conditions  # noqa: F401 (sample_conditions: API)
+from mubundle.generate.tasks import ModelRef, require_model_ref, sample_chunk_job, sample_conditions  # noqa: F401 (sample_conditions: API)
 from mubundle.sim.config import SimConfig
 
 #: Default number of events sampled (and written) at once.
@@ -131,6 +131,7 @@ def generate_from_primaries(
     """
     out = Path(out)
     started = time.perf_counter()
+    require_model_ref(model, dask)
     report = PrimaryReadReport()
     file_metadata = default_metadata("mubundle generate", config=metadata or {})
     bar = _progress(count_rows(primaries), "generate", progress)
@@ -216,6 +217,7 @@ def generate_from_flux(
     """
     out = Path(out)
     started = time.perf_counter()
+    require_model_ref(model, dask)
     if not settings.depths_km or any(not d >= 0 for d in settings.depths_km):
         raise ValueError(f"depths must be non-negative km, got {settings.depths_km}")
     flux = GroupFlux(make_flux_model(settings.flux_model))

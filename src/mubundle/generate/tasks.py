@@ -39,6 +39,13 @@ class ModelRef:
             return _MODELS[self]
 
 
+def require_model_ref(model: Any, dask: str | None) -> None:
+    """Raise ``ValueError`` unless ``model`` is a :class:`ModelRef` when chunks go to Dask
+    (a loaded model would be pickled into every task instead of loaded once per worker)."""
+    if dask is not None and not isinstance(model, ModelRef):
+        raise ValueError(f"generation on Dask needs a ModelRef (what each worker loads), got {type(model).__name__}")
+
+
 _MODELS: dict[ModelRef, tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
 _LOCAL_LOCK = threading.Lock()
@@ -70,4 +77,4 @@ def sample_chunk_job(job: SampleJob) -> RaggedBatch:
     return RaggedBatch(batch.conditions, batch.counts, batch.flat_muons, weights)
 
 
-__all__ = ["ModelRef", "sample_chunk_job", "sample_conditions", "SampleJob"]
+__all__ = ["ModelRef", "require_model_ref", "sample_chunk_job", "sample_conditions", "SampleJob"]
