@@ -71,10 +71,12 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- sim
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    from mubundle.executors import add_dask_argument
     from mubundle.sim.config import add_simulate_arguments
 
     p = sub.add_parser("simulate", help="reference air-shower muon simulation (chromo + atmosphere + ice)")
     add_simulate_arguments(p)
+    add_dask_argument(p)
     p.set_defaults(run=_run_simulate)
 
 
@@ -82,7 +84,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from mubundle.sim.config import config_from_args
     from mubundle.sim.run import simulate_dataset
 
-    simulate_dataset(config_from_args(args), args.out, workers=args.workers)
+    simulate_dataset(config_from_args(args), args.out, workers=args.workers, dask=args.dask)
     return 0
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mubundle.data import conventions, corsika, legacy, native, schema
+from mubundle.data import conventions, corsika, legacy, native, remote, schema
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.dataset import DatasetIncomplete, dataset_files, enclosing_incomplete_dataset
 from mubundle.data.validate import DecodedRows, RejectedRows, add_counts, validate
@@ -60,8 +60,8 @@ def file_errors(path: str | os.PathLike) -> Iterator[None]:
         yield
     except DataFileError:
         raise
-    except _FILE_ERRORS as error:
-        message = str(error).replace(str(path) + ": ", "") or type(error).__name__
+    except _FILE_ERRORS + remote.network_errors() as error:
+        message = remote.scrub(str(error).replace(str(path) + ": ", "")) or type(error).__name__
         raise DataFileError(path, f"{type(error).__name__}: {message}") from None
 
 
@@ -122,6 +122,9 @@ def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list
     found: list[Path] = []
     for entry in paths:
         text = os.fspath(entry)
+        if remote.is_url(text):  # s3://, https://, root://, osdf://, ...: see data/remote.py
+            found.extend(remote.expand_url(text, DATA_SUFFIXES))
+            continue
         path = Path(text)
         info = _safe_stat(path)
         if info is None and any(len(os.fsencode(part)) > 255 for part in path.parts):
@@ -158,17 +161,19 @@ def _file_kind(mode: int) -> str:
 
 def detect_layout(path: str | os.PathLike) -> str:
     """``native``, ``legacy-parquet``, ``legacy-hdf5`` or ``corsika`` (raises DataFileError otherwise)."""
-    path = Path(path)
+    path = remote.as_path(path)
     with file_errors(path):
-        if not path.exists():
+        if not remote.exists(path):
             raise DataFileError(path, "file not found")
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):  # opening a FIFO would block forever, a device read forever
-            raise DataFileError(path, f"not a regular file ({_file_kind(mode)}); only regular files are read")
-        with open(path, "rb") as handle:
+        if not remote.is_url(path):
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):  # opening a FIFO would block forever, a device read forever
+                raise DataFileError(path, f"not a regular file ({_file_kind(mode)}); only regular files are read")
+        with remote.open_binary(path) as handle:
             head = handle.read(8)
         if head[:4] == _PARQUET_MAGIC:
-            names = set(pq.read_schema(path).names)
+            with remote.opened(path) as source:
+                names = set(pq.read_schema(source).names)
             if {*schema.CONDITION_FIELDS, schema.MUONS_COLUMN} <= names:
                 return "native"
             if {legacy.PRIMARY_COLUMN, legacy.MUONS_COLUMN} <= names:
@@ -199,13 +204,13 @@ class Piece:
 
 def list_pieces(path: str | os.PathLike) -> list[Piece]:
     """Pieces of one file from its metadata only (no event data is read)."""
-    path = Path(path)
+    path = remote.as_path(path)
     layout = detect_layout(path)
-    with file_errors(path):
+    with file_errors(path), remote.opened(path) as source:
         if layout == "legacy-hdf5":
             import h5py
 
-            with h5py.File(path, "r") as handle:
+            with h5py.File(source, "r") as handle:
                 n_events, _ = legacy.hdf5_shapes(handle)
                 muon_starts = legacy.hdf5_chunk_muon_starts(handle, HDF5_CHUNK_EVENTS)
                 units = legacy.scan_hdf5(handle, HDF5_CHUNK_EVENTS)
@@ -217,7 +222,7 @@ def list_pieces(path: str | os.PathLike) -> list[Piece]:
         if layout == corsika.LAYOUT:
             found = corsika.scan(path)
             return [Piece(str(path), layout, 0, 0, found.showers, units=corsika.LAYOUT, thinning=found.thinning)]
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(source)
         metadata = parquet.metadata
         width, units = legacy.scan_parquet(parquet) if layout == "legacy-parquet" else (4, conventions.MUBUNDLE)
         pieces, first = [], 0
@@ -230,18 +235,18 @@ def list_pieces(path: str | os.PathLike) -> list[Piece]:
 
 def decode_piece(piece: Piece) -> DecodedRows:
     """Read and decode one piece (values not yet validated)."""
-    with file_errors(piece.path):
+    with file_errors(piece.path), remote.opened(piece.path) as source:
         if piece.layout == "legacy-hdf5":
             import h5py
 
-            with h5py.File(piece.path, "r") as handle:
+            with h5py.File(source, "r") as handle:
                 stop = piece.first_row + piece.n_rows
                 return legacy.decode_hdf5_chunk(
                     handle, piece.first_row, stop, piece.muon_first_row, piece.path, piece.units
                 )
         if piece.layout == corsika.LAYOUT:
             return corsika.read_file(piece.path, piece.thinning)
-        parquet = pq.ParquetFile(piece.path, page_checksum_verification=True)
+        parquet = pq.ParquetFile(source, page_checksum_verification=True)
         table = parquet.read_row_group(piece.index, use_threads=False)
         if piece.layout == "legacy-parquet":
             return legacy.decode_parquet_table(table, piece.path, piece.first_row, piece.units, piece.primary_width)

@@ -20,6 +20,7 @@ import numpy as np
 
 from mubundle.data.batch import RaggedBatch
 from mubundle.errors import InvalidValueError, OutputRefusedError, check_integer
+from mubundle.data.remote import redact_paths
 from mubundle.evaluate.binning import VARIABLES, bins_for
 from mubundle.evaluate.features import summary_quantities
 from mubundle.evaluate.metrics import METRICS, compare, is_paired
@@ -216,7 +217,7 @@ def evaluate_model(
     reference = loaded.batch
     if len(reference) == 0:
         failures = "; ".join(f"{f['path']}: {f['error']}" for f in loaded.failed_files) or "no events found"
-        raise ValueError(f"no reference events could be read from {reference_paths} ({failures})")
+        raise ValueError(f"no reference events could be read from {', '.join(redact_paths(reference_paths))} ({failures})")
     reference = RaggedBatch(reference.conditions, reference.counts, reference.flat_muons)  # weights are not compared
     model = load_model(model_path, device=device)
     c = reference.conditions
@@ -231,7 +232,7 @@ def evaluate_model(
         }
     info = {
         "model": str(model_path) if model_path is not None else "pretrained default",
-        "reference": [str(p) for p in ([reference_paths] if isinstance(reference_paths, (str, os.PathLike)) else reference_paths)],
+        "reference": redact_paths(reference_paths),  # URL credentials never reach the report
         "reference_rejected_rows": loaded.rejected,
         "reference_failed_files": loaded.failed_files,
         "generation_seconds": round(generation_seconds, 2),

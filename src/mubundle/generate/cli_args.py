@@ -10,10 +10,12 @@ from pathlib import Path
 
 from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE, finite_float, positive_int, seed_int
 from mubundle.data.output_paths import check_output_file, output_format
+from mubundle.executors import add_dask_argument
 from mubundle.generate.api import MODEL_OPTION_HELP
 from mubundle.generate.flux import FLUX_MODELS
 from mubundle.generate.output import FORMATS
 from mubundle.generate.run import EVENTS_PER_CHUNK, FluxSettings, GenerationSummary
+from mubundle.generate.tasks import ModelRef
 from mubundle.sim.config import parse_depths
 
 _FLUX_DEFAULTS = FluxSettings()
@@ -40,6 +42,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-extrapolation", action="store_true",
                         help="sample primaries outside the model's training domain (refused otherwise); "
                              "their number is reported in the summary")
+    add_dask_argument(parser)
     flux = parser.add_argument_group("flux mode")
     flux.add_argument("--events", type=positive_int, help="number of primaries to sample")
     flux.add_argument("--energy-range", nargs=2, type=finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, unit="GeV"), metavar=("LO", "HI"),
@@ -75,6 +78,17 @@ def print_summary(summary: GenerationSummary, stream=None) -> None:
               f"direct integral of the flux {summary.reference_rate_hz:.6g} Hz", file=stream)
 
 
+def model_ref(model: Path | None, device: str) -> ModelRef:
+    """What Dask workers load: a shipped model by name (found in each worker's installation)
+    or the absolute path of a model directory (checked here; workers must see the same path)."""
+    from mubundle.generate.api import SHIPPED_MODELS, resolve_model_path
+
+    resolved = resolve_model_path(model)  # a missing or incomplete model fails here, before any task
+    if model is None or (str(model) in SHIPPED_MODELS and not Path(model).exists()):
+        return ModelRef(None if model is None else str(model), device)
+    return ModelRef(str(resolved.resolve()), device)
+
+
 def generate_from_args(args: argparse.Namespace) -> int:
     """Run ``mubundle generate``; returns the exit code (1 if no event could be generated)."""
     from mubundle.generate.api import load_model
@@ -88,13 +102,14 @@ def generate_from_args(args: argparse.Namespace) -> int:
         raise ValueError("--events is a flux-mode option; with --primaries one event is generated per primary")
     output_format(args.out, args.format, FORMATS)  # refused outputs before the model is loaded
     check_output_file(args.out, inputs=args.primaries or (), overwrite=args.overwrite)
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device) if args.dask is None else model_ref(args.model, args.device)
     metadata = {"model": str(args.model) if args.model else "pretrained default", "seed": args.seed}
-    if model.domain is not None:  # what the model was trained on, next to the events it made
-        metadata.update(model_domain=model.domain.to_dict(), allow_extrapolation=args.allow_extrapolation)
+    domain = (model if args.dask is None else model.load()[0]).domain  # a ModelRef loads once here too
+    if domain is not None:  # what the model was trained on, next to the events it made
+        metadata.update(model_domain=domain.to_dict(), allow_extrapolation=args.allow_extrapolation)
     common = dict(format=args.format, seed=args.seed, events_per_chunk=args.events_per_chunk,
                   metadata=metadata, progress=not args.no_progress, overwrite=args.overwrite,
-                  allow_extrapolation=args.allow_extrapolation)
+                  allow_extrapolation=args.allow_extrapolation, dask=args.dask)
     if args.flux is not None:
         settings = FluxSettings(
             flux_model=args.flux, events=args.events, energy_range=tuple(args.energy_range),

@@ -23,6 +23,7 @@ from mubundle.data.native import default_metadata
 from mubundle.data.sources import DataFileError, expand_paths, list_pieces
 from mubundle.data.validate import QuarantineWriter
 from mubundle.errors import InvalidValueError, check_finite_number, check_integer
+from mubundle.executors import open_executor
 from mubundle.generate.flux import (
     FLUX_MODELS,
     MASS_GROUPS,
@@ -33,7 +34,8 @@ from mubundle.generate.flux import (
 )
 from mubundle.generate.output import FORMATS, EventFileWriter
 from mubundle.generate.primaries import PrimaryReadReport, iter_primaries
-from mubundle.model.domain import check_primaries, quiet_extrapolation
+from mubundle.model.domain import check_primaries
+from mubundle.generate.tasks import ModelRef, require_model_ref, sample_chunk_job, sample_conditions  # noqa: F401 (sample_conditions: API)
 from mubundle.sim.config import SimConfig
 
 #: Default number of events sampled (and written) at once.
@@ -75,42 +77,27 @@ def rechunk(pieces: Iterable[np.ndarray], events_per_chunk: int) -> Iterator[np.
         yield np.concatenate(pending)
 
 
-def sample_conditions(model: Sampler, conditions: np.ndarray, seed: int, events_per_chunk: int) -> RaggedBatch:
-    """One generated event per row of ``conditions`` (B, 4) [GeV, rad, A, km]."""
-    return model.sample(
-        conditions[:, 0], conditions[:, 1], conditions[:, 2], conditions[:, 3], seed=seed,
-        events_per_chunk=events_per_chunk,
-    )
+def check_domain(model: Sampler | ModelRef, conditions: np.ndarray, allow_extrapolation: bool) -> int:
+    """The model's domain check (:mod:`mubundle.model.domain`) of one chunk, here in the driver:
+    the number of events outside the domain. Outside without ``allow_extrapolation``: an
+    ``ExtrapolationError`` naming the value, the bound and the model. No warning per chunk:
+    the run reports the total once (:func:`report_extrapolation`). Workers then sample the
+    chunk without checking again (:func:`~mubundle.generate.tasks.sample_chunk_job`)."""
+    sampler = model.load()[0] if isinstance(model, ModelRef) else model
+    domain, name = getattr(sampler, "domain", None), getattr(sampler, "name", "model")
+    return check_primaries(domain, conditions, name, allow_extrapolation, warn=False).n_outside
 
 
-def sample_checked(
-    model: Sampler, conditions: np.ndarray, seed: int, events_per_chunk: int, allow_extrapolation: bool
-) -> tuple[RaggedBatch, int]:
-    """:func:`sample_conditions` after the model's domain check (:mod:`mubundle.model.domain`):
-    (batch, number of events outside the domain). Outside without ``allow_extrapolation``: an
-    ``ExtrapolationError`` naming the value, the bound and the model. The per-chunk warnings are
-    silenced: the run reports the total once (:func:`report_extrapolation`)."""
-    domain, name = getattr(model, "domain", None), getattr(model, "name", "model")
-    check = check_primaries(domain, conditions, name, allow_extrapolation, warn=False)
-    if not check.n_outside:
-        return sample_conditions(model, conditions, seed, events_per_chunk), 0
-    with quiet_extrapolation():
-        batch = model.sample(
-            conditions[:, 0], conditions[:, 1], conditions[:, 2], conditions[:, 3], seed=seed,
-            events_per_chunk=events_per_chunk, allow_extrapolation=True,
-        )
-    return batch, check.n_outside
-
-
-def report_extrapolation(model: Sampler, extrapolated: int, events: int) -> None:
+def report_extrapolation(model: Sampler | ModelRef, extrapolated: int, events: int) -> None:
     """One warning for a whole run that sampled ``extrapolated`` of ``events`` outside the domain."""
     if extrapolated:
         import warnings
 
         from mubundle.model.domain import ExtrapolationWarning
 
+        sampler = model.load()[0] if isinstance(model, ModelRef) else model
         warnings.warn(f"{extrapolated} of {events} events were extrapolated outside the domain of model "
-                      f"'{getattr(model, 'name', 'model')}' (--allow-extrapolation)", ExtrapolationWarning, stacklevel=3)
+                      f"'{getattr(sampler, 'name', 'model')}' (--allow-extrapolation)", ExtrapolationWarning, stacklevel=3)
 
 
 def _progress(total: int | None, description: str, enabled: bool):
@@ -157,7 +144,7 @@ def quarantine_path(out: Path) -> Path:
 
 
 def generate_from_primaries(
-    model: Sampler,
+    model: Sampler | ModelRef,
     primaries: Sequence[str | os.PathLike] | str | os.PathLike,
     out: str | os.PathLike,
     format: str | None = None,
@@ -167,6 +154,7 @@ def generate_from_primaries(
     progress: bool = True,
     overwrite: bool = False,
     allow_extrapolation: bool = False,
+    dask: str | None = None,
 ) -> GenerationSummary:
     """Generate one event per valid primary of the files ``primaries`` (any layout, muons
     ignored) and write them, in file order, to ``out``.
@@ -178,6 +166,9 @@ def generate_from_primaries(
     (:func:`~mubundle.data.output_paths.check_output_file`).
     Primaries outside the model's domain stop the run (``ExtrapolationError``) unless
     ``allow_extrapolation``; then they are counted in ``extrapolated_events``.
+    ``dask``: sample the chunks on this Dask cluster (address or ``local:N``; ``model``
+    must then be a :class:`ModelRef`); this process reads the primaries, checks the domain
+    and writes ``out``.
     """
     format = output_format(out, format, FORMATS)
     out = check_output_file(out, inputs=[primaries] if isinstance(primaries, (str, os.PathLike)) else primaries,
@@ -185,6 +176,7 @@ def generate_from_primaries(
     events_per_chunk = check_integer("events_per_chunk", events_per_chunk, 1)
     seed = check_integer("seed", seed, 0, 2**64 - 1)
     started = time.perf_counter()
+    require_model_ref(model, dask)
     report = PrimaryReadReport()
     file_metadata = default_metadata("mubundle generate", config=metadata or {})
     bar = _progress(count_rows(primaries), "generate", progress)
@@ -197,13 +189,16 @@ def generate_from_primaries(
                 bar.update(len(rejected))
                 yield conditions
 
-        for index, conditions in enumerate(rechunk(accepted_pieces(), events_per_chunk)):
-            batch, outside = sample_checked(
-                model, conditions, chunk_seed(seed, index), events_per_chunk, allow_extrapolation
-            )
-            extrapolated += outside
-            writer.write(batch)
-            bar.update(len(conditions))
+        def jobs() -> Iterator[tuple]:
+            nonlocal extrapolated
+            for index, conditions in enumerate(rechunk(accepted_pieces(), events_per_chunk)):
+                extrapolated += check_domain(model, conditions, allow_extrapolation)
+                yield model, conditions, chunk_seed(seed, index), events_per_chunk, None
+
+        with open_executor(dask) as executor:
+            for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
+                writer.write(batch)
+                bar.update(len(batch))
     quarantined = quarantine.path if quarantine.rows_written else None
     report_extrapolation(model, extrapolated, writer.events_written)
     return GenerationSummary(
@@ -276,7 +271,7 @@ class FluxSettings:
 
 
 def generate_from_flux(
-    model: Sampler,
+    model: Sampler | ModelRef,
     settings: FluxSettings,
     out: str | os.PathLike,
     format: str | None = None,
@@ -286,6 +281,7 @@ def generate_from_flux(
     progress: bool = True,
     overwrite: bool = False,
     allow_extrapolation: bool = False,
+    dask: str | None = None,
 ) -> GenerationSummary:
     """Sample ``settings.events`` primaries from the generation spectrum, weight them to the
     crflux model, and write one event per (primary, depth) with a ``weight`` column [Hz].
@@ -297,6 +293,8 @@ def generate_from_flux(
     ``overwrite`` as in :func:`generate_from_primaries`.
     Primaries outside the model's domain stop the run unless ``allow_extrapolation``
     (then counted in ``extrapolated_events``).
+    ``dask``: as for :func:`generate_from_primaries` (primaries are drawn and checked here,
+    events sampled there).
     """
     format = output_format(out, format, FORMATS)
     out = check_output_file(out, overwrite=overwrite)
@@ -304,6 +302,7 @@ def generate_from_flux(
     seed = check_integer("seed", seed, 0, 2**64 - 1)
     settings.check()
     started = time.perf_counter()
+    require_model_ref(model, dask)
     flux = GroupFlux(make_flux_model(settings.flux_model))
     n_depths = len(settings.depths_km)
     primaries_per_chunk = max(1, events_per_chunk // n_depths)
@@ -313,7 +312,9 @@ def generate_from_flux(
     file_metadata = default_metadata("mubundle generate --flux", config=config)
     rate = 0.0
     extrapolated = 0
-    with EventFileWriter(out, format, file_metadata) as writer, _progress(settings.events * n_depths, "generate", progress) as bar:
+
+    def jobs() -> Iterator[tuple]:
+        nonlocal rate, extrapolated
         for index, first in enumerate(range(0, settings.events, primaries_per_chunk)):
             n_chunk = min(primaries_per_chunk, settings.events - first)
             # the primaries' stream is kept apart from the model's stream chunk_seed(seed, index)
@@ -333,12 +334,14 @@ def generate_from_flux(
                 ],
                 axis=1,
             )
-            batch, outside = sample_checked(
-                model, conditions, chunk_seed(seed, index), events_per_chunk, allow_extrapolation
-            )
-            extrapolated += outside
-            writer.write(RaggedBatch(batch.conditions, batch.counts, batch.flat_muons, np.repeat(primaries.weight, n_depths)))
-            bar.update(len(conditions))
+            extrapolated += check_domain(model, conditions, allow_extrapolation)
+            yield model, conditions, chunk_seed(seed, index), events_per_chunk, np.repeat(primaries.weight, n_depths)
+
+    with EventFileWriter(out, format, file_metadata) as writer, _progress(settings.events * n_depths, "generate", progress) as bar:
+        with open_executor(dask) as executor:
+            for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
+                writer.write(batch)
+                bar.update(len(batch))
     reference = integrated_rate(flux, settings.energy_range, settings.zenith_range, settings.area_m2)
     report_extrapolation(model, extrapolated, writer.events_written)
     return GenerationSummary(

@@ -13,9 +13,9 @@ whose simulation has not finished.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.data.dataset import begin_dataset, finish_dataset
 from mubundle.data.lock import directory_lock
 from mubundle.errors import InvalidTypeError, check_integer
+from mubundle.executors import open_executor
 from mubundle.sim.atmosphere import slant_depth
 from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_cascade
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
@@ -136,17 +137,27 @@ def chunk_metadata(config: SimConfig, chunk: int) -> dict:
     )
 
 
-def _write_chunk(config: SimConfig, out_dir: Path, chunk: int) -> tuple[int, int, int]:
-    """Simulate and atomically write one chunk; returns (chunk, showers, events)."""
+def _write_chunk(config: SimConfig, out_dir: Path, chunk: int, batch: RaggedBatch | None = None) -> tuple[int, int, int]:
+    """Atomically write one chunk (simulated here unless ``batch`` is given); returns (chunk, showers, events)."""
     from mubundle.data.native import shard_path, write_shard
 
-    batch = simulate_chunk(config, chunk)
+    batch = simulate_chunk(config, chunk) if batch is None else batch
     write_shard(batch, shard_path(out_dir, chunk), chunk_metadata(config, chunk))
     return chunk, len(batch) // len(config.depths_km), len(batch)
 
 
-def _worker_write_chunk(job: tuple[SimConfig, Path, int]) -> tuple[int, int, int]:
-    return _write_chunk(*job)
+# one chunk at a time per process: the Fortran model instance is process-wide (a Dask
+# worker with several threads would otherwise run two chunks on it at once)
+_MODEL_LOCK = threading.Lock()
+
+
+def simulate_chunk_job(job: tuple[SimConfig, int]) -> tuple[int, RaggedBatch]:
+    """Executor task: ``(config, chunk)`` -> ``(chunk, events)``. Runs in a worker process
+    (local or Dask), which builds its interaction model once (``get_model``'s cache); the
+    driver writes the shard, so Dask workers need no access to the output directory."""
+    config, chunk = job
+    with _MODEL_LOCK:
+        return chunk, simulate_chunk(config, chunk)
 
 
 def pending_chunks(config: SimConfig, out_dir: Path) -> list[int]:
@@ -170,10 +181,14 @@ def pending_chunks(config: SimConfig, out_dir: Path) -> list[int]:
     return pending
 
 
-def simulate_dataset(config: SimConfig, out_dir: str | os.PathLike, workers: int = 1) -> list[Path]:
+def simulate_dataset(
+    config: SimConfig, out_dir: str | os.PathLike, workers: int = 1, dask: str | None = None
+) -> list[Path]:
     """Simulate (or continue) the dataset ``config`` into ``out_dir``; returns all shard paths.
 
-    ``workers`` processes each hold one model instance; results do not depend on it.
+    ``workers`` processes each hold one model instance; or the chunks run as tasks on the
+    Dask cluster ``dask`` (scheduler address or ``local:N``, see ``mubundle.executors``).
+    Results depend on neither.
     """
     if not isinstance(config, SimConfig):
         raise InvalidTypeError(f"config must be a SimConfig, got {type(config).__name__}")
@@ -207,17 +222,11 @@ def _simulate_into(config: SimConfig, out_dir: Path, workers: int) -> list[Path]
     if done_showers:
         print(f"mubundle simulate: continuing {out_dir}: {config.n_chunks - len(todo)} of {config.n_chunks} shards already written", file=sys.stderr)
     bar = tqdm(total=config.showers, initial=done_showers, unit="shower", desc="simulate", file=sys.stderr)
-    jobs = [(config, out_dir, chunk) for chunk in todo]
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            _, showers, _ = _worker_write_chunk(job)
+    jobs = [(config, chunk) for chunk in todo]
+    with open_executor(dask if jobs else None, workers, jobs=len(jobs)) as executor:
+        for chunk, batch in executor.map(simulate_chunk_job, jobs, name="simulate-chunk"):
+            _, showers, _ = _write_chunk(config, out_dir, chunk, batch)
             bar.update(showers)
-    else:
-        # spawn: the Fortran models must be initialised fresh in each worker
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(min(workers, len(jobs))) as pool:
-            for _, showers, _ in pool.imap_unordered(_worker_write_chunk, jobs):
-                bar.update(showers)
     bar.close()
     return [shard_path(out_dir, chunk) for chunk in range(config.n_chunks)]
 

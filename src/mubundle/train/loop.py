@@ -34,6 +34,7 @@ from mubundle.data.atomic import remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.lock import acquire as acquire_lock
 from mubundle.data.reader import EventStream
+from mubundle.data.remote import redact_paths
 from mubundle.data.sources import read_events
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.config import differing_model_fields
@@ -147,7 +148,7 @@ def fit_transform_and_domain(data_paths: Sequence[str | os.PathLike], n_events: 
     if loaded.rejected:
         logger.warning("transform fit: rejected rows by reason %s", loaded.rejected)
     if len(loaded.batch) == 0:
-        raise ValueError(f"no valid events found in {', '.join(map(str, data_paths))} to fit the feature transform")
+        raise ValueError(f"no valid events found in {', '.join(redact_paths(data_paths))} to fit the feature transform")
     logger.info("fitted feature transform on %d events, %d muons", len(loaded.batch), loaded.batch.n_muons)
     return FeatureTransform.fit(loaded.batch), training_domain(loaded.batch.conditions, data_paths)
 
