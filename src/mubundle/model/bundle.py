@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from mubundle import configio
 from mubundle.data.batch import RaggedBatch
-from mubundle.errors import InvalidTypeError, InvalidValueError, check_finite_number, check_integer
+from mubundle.errors import InvalidTypeError, InvalidValueError, check_integer
 from mubundle.model.chunking import muon_budget_chunks
 from mubundle.model.config import METADATA_FILE, ModelConfig
 from mubundle.model.domain import ModelDomain, check_primaries, model_name_of, read_domain

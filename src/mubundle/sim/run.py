@@ -201,14 +201,14 @@ def simulate_dataset(
     with directory_lock(out_dir, PRODUCER):
         remove_stale_temporaries(out_dir)
         try:
-            paths = _simulate_into(config, out_dir, workers)
+            paths = _simulate_into(config, out_dir, workers, dask)
         finally:  # worker processes stopped mid-shard (Ctrl-C, SIGTERM) cannot remove their own
             remove_stale_temporaries(out_dir)
         finish_dataset(out_dir, paths, PRODUCER, showers=config.showers, seed=config.seed)
     return paths
 
 
-def _simulate_into(config: SimConfig, out_dir: Path, workers: int) -> list[Path]:
+def _simulate_into(config: SimConfig, out_dir: Path, workers: int, dask: str | None) -> list[Path]:
     """:func:`simulate_dataset` inside the locked ``out_dir`` (marked incomplete until the manifest)."""
     from tqdm import tqdm
 
