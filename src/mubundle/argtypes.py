@@ -31,7 +31,7 @@ SPECTRAL_INDEX_RANGE = (-10.0, 10.0)
 
 def _range_text(minimum: float | None, maximum: float | None, min_inclusive: bool, max_inclusive: bool) -> str:
     def text(value: float) -> str:
-        return str(value) if isinstance(value, int) else f"{value:g}"
+        return str(value) if isinstance(value, int) else f"{value:.10g}"
 
     if minimum is not None and maximum is not None:
         return f" in {'[' if min_inclusive else '('}{text(minimum)}, {text(maximum)}{']' if max_inclusive else ')'}"

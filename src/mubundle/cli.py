@@ -208,8 +208,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from mubundle.evaluate.report import evaluate_model
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     evaluate_model(args.model, args.reference, args.out, seed=args.seed, max_events=args.max_events, seeds=args.seeds,
                    allow_extrapolation=args.allow_extrapolation)
     return 0

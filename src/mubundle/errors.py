@@ -186,7 +186,7 @@ def _within(value: float, minimum: float | None, maximum: float | None, min_incl
 
 
 def _number_text(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:g}"
+    return str(value) if isinstance(value, int) else f"{value:.10g}"
 
 
 def _range_text(minimum: float | None, maximum: float | None, min_inclusive: bool, max_inclusive: bool, unit: str) -> str:

@@ -19,6 +19,11 @@ from mubundle.generate.tasks import ModelRef
 from mubundle.sim.config import parse_depths
 
 _FLUX_DEFAULTS = FluxSettings()
+# numeric flags are checked while parsing (bounds and their sources: mubundle.argtypes)
+_ENERGY_GEV = finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, unit="GeV")
+_ZENITH_RAD = finite_float(0.0, math.pi / 2, unit="rad")
+_AREA_M2 = finite_float(0.0, min_inclusive=False, unit="m^2")
+_SPECTRAL_INDEX = finite_float(*SPECTRAL_INDEX_RANGE)
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,17 +50,17 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     add_dask_argument(parser)
     flux = parser.add_argument_group("flux mode")
     flux.add_argument("--events", type=positive_int, help="number of primaries to sample")
-    flux.add_argument("--energy-range", nargs=2, type=finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, unit="GeV"), metavar=("LO", "HI"),
+    flux.add_argument("--energy-range", nargs=2, type=_ENERGY_GEV, metavar=("LO", "HI"),
                       default=_FLUX_DEFAULTS.energy_range, help="primary energy range [GeV]")
-    flux.add_argument("--zenith-range", nargs=2, type=finite_float(0.0, math.pi / 2, unit="rad"), metavar=("LO", "HI"),
+    flux.add_argument("--zenith-range", nargs=2, type=_ZENITH_RAD, metavar=("LO", "HI"),
                       default=_FLUX_DEFAULTS.zenith_range, help="zenith range [rad], 0 = vertical")
     flux.add_argument("--depths", type=parse_depths, default=_FLUX_DEFAULTS.depths_km, metavar="KM,...",
                       help="observation depths [km]; one event per primary and depth")
     flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=_FLUX_DEFAULTS.depth_kind,
                       help="--depths are slant depths along the axis, or vertical depths (slant = vertical / cos zenith)")
-    flux.add_argument("--area", type=finite_float(0.0, min_inclusive=False, unit="m^2"), default=_FLUX_DEFAULTS.area_m2,
+    flux.add_argument("--area", type=_AREA_M2, default=_FLUX_DEFAULTS.area_m2,
                       help="area [m^2] of the disc perpendicular to the shower axis the weights refer to")
-    flux.add_argument("--generation-gamma", type=finite_float(*SPECTRAL_INDEX_RANGE), default=_FLUX_DEFAULTS.generation_gamma,
+    flux.add_argument("--generation-gamma", type=_SPECTRAL_INDEX, default=_FLUX_DEFAULTS.generation_gamma,
                       help="generation spectrum E^-gamma (the weights correct for it)")
 
 
