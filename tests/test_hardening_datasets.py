@@ -386,6 +386,24 @@ def test_rc10_second_train_on_live_run_dir_is_refused(tmp_path, capsys):
         holder.wait()
 
 
+def test_rc10_only_rank_zero_of_a_torchrun_job_takes_the_lock(tmp_path, monkeypatch):
+    import mubundle.train.loop as loop
+
+    monkeypatch.setattr(loop, "train", lambda *args, **kwargs: {"steps": 0})  # the lock is under test, not training
+    run_dir = tmp_path / "run"
+    holder = _holder(run_dir)  # stands for rank 0 holding the run directory
+    try:
+        argv = ["train", "--data", str(tmp_path / "none.parquet"), "--run", str(run_dir), "--max-steps", "1"]
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "1")
+        assert main(argv) == 0  # rank 1 does not lock: it is not refused by its own job's rank 0
+        monkeypatch.setenv("RANK", "0")
+        assert main(argv) == 2  # a second job's rank 0 is
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_rc10_sigkilled_run_leaves_no_stale_lock(tmp_path):
     holder = _holder(tmp_path / "run")
     holder.kill()
