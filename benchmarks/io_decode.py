@@ -34,7 +34,7 @@ def synthetic(n_events: int, mean_muons: float, seed: int) -> RaggedBatch:
     rng = np.random.default_rng(seed)
     counts = rng.geometric(1.0 / (mean_muons + 1), n_events) - 1
     conditions = np.stack(
-        [10 ** rng.uniform(3, 8, n_events), rng.uniform(0, 1.5, n_events),
+        [10 ** rng.uniform(4, 8, n_events), rng.uniform(0, 1.5, n_events),
          rng.choice([1.0, 4.0, 56.0], n_events), rng.uniform(1.4, 2.8, n_events)], axis=1)
     n_muons = int(counts.sum())
     muons = np.stack([10 ** rng.uniform(0, 4, n_muons), rng.normal(0, 20, n_muons), rng.normal(0, 20, n_muons)], 1)

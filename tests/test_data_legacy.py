@@ -6,9 +6,10 @@ import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from helpers import make_synthetic_batch
+from helpers import make_synthetic_batch, same_events_up_to_depth_rounding
 
 from mubundle.data import legacy
+from mubundle.geometry import slant_from_vertical_depth
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.sources import detect_layout, read_events
 from mubundle.data.writers import write_batch
@@ -21,34 +22,37 @@ def _write_h5(path, primaries, muons, counts):
         handle["counts"] = np.asarray(counts, np.int32)
 
 
-def test_legacy_parquet_written_then_imported_is_identical(tmp_path):
+def test_legacy_parquet_written_then_imported_is_the_same_events(tmp_path):
     batch = make_synthetic_batch(400, seed=1)
     write_batch(batch, tmp_path / "old.parquet", format="legacy-parquet")
     assert detect_layout(tmp_path / "old.parquet") == "legacy-parquet"
     result = read_events(tmp_path / "old.parquet")
-    assert result.batch.equals(batch) and not result.rejected and not result.failed_files
+    assert same_events_up_to_depth_rounding(result.batch, batch) and not result.rejected and not result.failed_files
 
 
-def test_legacy_hdf5_written_then_imported_is_identical(tmp_path):
+def test_legacy_hdf5_written_then_imported_is_the_same_events(tmp_path):
     batch = make_synthetic_batch(400, seed=2)
     write_batch(batch, tmp_path / "old.h5", format="hdf5")
     assert detect_layout(tmp_path / "old.h5") == "legacy-hdf5"
     result = read_events(tmp_path / "old.h5")
-    assert result.batch.equals(batch) and not result.rejected and not result.failed_files
+    assert same_events_up_to_depth_rounding(result.batch, batch) and not result.rejected and not result.failed_files
 
 
-def test_hdf5_writer_uses_one_zero_row_with_count_one_for_events_without_muons(tmp_path):
+def test_hdf5_writer_uses_one_placeholder_row_with_count_one_for_events_without_muons(tmp_path):
     batch = make_synthetic_batch(100, seed=3)
     write_batch(batch, tmp_path / "old.h5", format="hdf5")
     with h5py.File(tmp_path / "old.h5", "r") as handle:
-        counts, muons = handle["counts"][()], handle["muons"][()]
+        counts, muons, primaries = handle["counts"][()], handle["muons"][()], handle["primaries"][()]
     assert np.array_equal(counts, np.maximum(batch.counts, 1))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    assert (muons[starts[batch.counts == 0]] == 0).all()
+    empty = batch.counts == 0
+    # the original's placeholder: [major, minor, 0, 0, 0, 0] (dump_muonitron_data.py)
+    assert (muons[starts[empty], 2:] == 0).all()
+    assert np.array_equal(muons[starts[empty], :2], primaries[empty, :2])
 
 
 def test_one_zero_muon_row_with_count_one_means_no_muons(tmp_path):
-    primaries = [[1, 0, 1e6, 0.1, 1, 0, 1.5], [2, 0, 2e6, 0.2, 4, 0, 2.0], [3, 0, 3e6, 0.3, 56, 0, 2.5]]
+    primaries = [[1, 0, 1e6, 0.1, 0.938272, 0, 1500.0], [2, 0, 2e6, 0.2, 3.7274, 0, 2000.0], [3, 0, 3e6, 0.3, 52.0898, 0, 2500.0]]
     muons = [
         [0, 0, 0, 0, 0, 0],  # event 1: the quirk (count 1, all zero) -> N = 0
         [2, 0, 50.0, 1.0, -2.0, 1e-6],  # event 2: one real muon
@@ -60,12 +64,14 @@ def test_one_zero_muon_row_with_count_one_means_no_muons(tmp_path):
     assert np.array_equal(result.batch.counts, [0, 1, 2])
     assert np.array_equal(result.batch.flat_muons, np.array([[50, 1, -2], [10, 3, 4], [20, -3, 0.5]], np.float32))
     assert np.allclose(result.batch.conditions[:, 0], [1e6, 2e6, 3e6])
-    assert np.allclose(result.batch.conditions[:, 3], [1.5, 2.0, 2.5])
+    assert np.array_equal(result.batch.conditions[:, 2], [1, 4, 56])  # rest masses in GeV -> A
+    slant_km = slant_from_vertical_depth([0.1, 0.2, 0.3], [1500.0, 2000.0, 2500.0]) / 1000
+    assert np.allclose(result.batch.conditions[:, 3], slant_km, rtol=1e-6)  # vertical m -> slant km
     assert result.rejected == {}
 
 
 def test_muon_rows_of_another_event_are_a_count_mismatch(tmp_path):
-    primaries = [[1, 0, 1e6, 0.1, 1, 0, 1.5], [2, 0, 2e6, 0.2, 4, 0, 2.0]]
+    primaries = [[1, 0, 1e6, 0.1, 0.938272, 0, 1500.0], [2, 0, 2e6, 0.2, 3.7274, 0, 2000.0]]
     muons = [[1, 0, 5.0, 1, 1, 0], [2, 0, 6.0, 1, 1, 0], [2, 0, 7.0, 1, 1, 0]]
     _write_h5(tmp_path / "m.h5", primaries, muons, [2, 1])  # event 1 claims a muon of event 2
     result = read_events(tmp_path / "m.h5")
@@ -75,7 +81,7 @@ def test_muon_rows_of_another_event_are_a_count_mismatch(tmp_path):
 
 
 def test_counts_beyond_the_muon_dataset_are_a_count_mismatch_for_those_events_only(tmp_path):
-    primaries = [[1, 0, 1e6, 0.1, 1, 0, 1.5], [2, 0, 2e6, 0.2, 4, 0, 2.0]]
+    primaries = [[1, 0, 1e6, 0.1, 0.938272, 0, 1500.0], [2, 0, 2e6, 0.2, 3.7274, 0, 2000.0]]
     muons = [[1, 0, 5.0, 1, 1, 0], [2, 0, 6.0, 1, 1, 0]]
     _write_h5(tmp_path / "t.h5", primaries, muons, [1, 3])
     result = read_events(tmp_path / "t.h5")
@@ -86,7 +92,8 @@ def test_counts_beyond_the_muon_dataset_are_a_count_mismatch_for_those_events_on
 def test_legacy_parquet_wrong_list_lengths_are_rejected_per_row(tmp_path):
     table = pa.table(
         {
-            "primary": pa.array([[1e6, 0.1, 1, 2.0], [1e6, 0.1, 1], [2e6, 0.2, 4, 1.5]], pa.list_(pa.float32())),
+            "primary": pa.array([[1e6, 0.1, 0.938272, 2000.0], [1e6, 0.1, 0.938272], [2e6, 0.2, 3.7274, 1500.0]],
+                                pa.list_(pa.float32())),
             "muons": pa.array([[[10, 1, 2]], [[10, 1, 2]], [[10, 1]]], pa.list_(pa.list_(pa.float32()))),
         }
     )
@@ -100,7 +107,8 @@ def test_legacy_parquet_wrong_list_lengths_are_rejected_per_row(tmp_path):
 def test_legacy_parquet_null_values_are_rejected_as_null_value(tmp_path):
     table = pa.table(
         {
-            "primary": pa.array([[1e6, 0.1, 1, 2.0], None, [1e6, None, 1, 2.0]], pa.list_(pa.float32())),
+            "primary": pa.array([[1e6, 0.1, 0.938272, 2000.0], None, [1e6, None, 0.938272, 2000.0]],
+                                pa.list_(pa.float32())),
             "muons": pa.array([[[10, 1, 2]], [], None], pa.list_(pa.list_(pa.float32()))),
         }
     )
@@ -113,7 +121,7 @@ def test_legacy_parquet_null_values_are_rejected_as_null_value(tmp_path):
 def test_legacy_parquet_decoder_handles_float64_and_large_lists(tmp_path):
     table = pa.table(
         {
-            "primary": pa.array([[1e6, 0.1, 1, 2.0]], pa.large_list(pa.float64())),
+            "primary": pa.array([[1e6, 0.1, 0.938272, 2000.0]], pa.large_list(pa.float64())),
             "muons": pa.array([[[10, 1, 2], [20, 3, 4]]], pa.large_list(pa.large_list(pa.float64()))),
         }
     )
@@ -123,7 +131,7 @@ def test_legacy_parquet_decoder_handles_float64_and_large_lists(tmp_path):
 
 
 def test_muon_rows_left_after_the_last_event_reject_the_last_event(tmp_path):
-    primaries = [[1, 0, 1e6, 0.1, 1, 0, 1.5], [2, 0, 2e6, 0.2, 4, 0, 2.0]]
+    primaries = [[1, 0, 1e6, 0.1, 0.938272, 0, 1500.0], [2, 0, 2e6, 0.2, 3.7274, 0, 2000.0]]
     muons = [[1, 0, 5.0, 1, 1, 0], [2, 0, 6.0, 1, 1, 0], [2, 0, 7.0, 1, 1, 0]]
     _write_h5(tmp_path / "o.h5", primaries, muons, [1, 1])
     result = read_events(tmp_path / "o.h5")
@@ -132,7 +140,7 @@ def test_muon_rows_left_after_the_last_event_reject_the_last_event(tmp_path):
 
 
 def test_negative_count_is_a_count_mismatch(tmp_path):
-    primaries = [[1, 0, 1e6, 0.1, 1, 0, 1.5], [2, 0, 2e6, 0.2, 4, 0, 2.0]]
+    primaries = [[1, 0, 1e6, 0.1, 0.938272, 0, 1500.0], [2, 0, 2e6, 0.2, 3.7274, 0, 2000.0]]
     _write_h5(tmp_path / "n.h5", primaries, [[2, 0, 6.0, 1, 1, 0]], [-1, 1])
     result = read_events(tmp_path / "n.h5")
     assert result.rejected == {"count_mismatch": 1}
@@ -146,7 +154,7 @@ def test_hdf5_read_in_small_chunks_equals_the_whole_file(tmp_path, monkeypatch):
     write_batch(batch, tmp_path / "c.h5", format="hdf5")
     monkeypatch.setattr(sources, "HDF5_CHUNK_EVENTS", 7)
     assert len(sources.list_pieces(tmp_path / "c.h5")) == 15
-    assert read_events(tmp_path / "c.h5").batch.equals(batch)
+    assert same_events_up_to_depth_rounding(read_events(tmp_path / "c.h5").batch, batch)
 
 
 def test_legacy_parquet_with_many_row_groups_keeps_row_numbers(tmp_path):
@@ -154,9 +162,14 @@ def test_legacy_parquet_with_many_row_groups_keeps_row_numbers(tmp_path):
 
     batch = make_synthetic_batch(50, seed=10)
     conditions = batch.conditions.copy()
-    conditions[33, 2] = 0.0  # mass below one, in the 4th row group
     table = legacy_parquet_table(RaggedBatch(conditions, batch.counts, batch.flat_muons))
+    primary = table.column("primary").combine_chunks()
+    values = primary.values.to_numpy().copy()
+    values[33 * 4 + 2] = 2.3  # a rest mass of no nucleus (GeV), in the 4th row group
+    primary = pa.ListArray.from_arrays(primary.offsets, pa.array(values, pa.float32()))
+    table = table.set_column(table.schema.get_field_index("primary"), "primary", primary)
     pq.write_table(table, tmp_path / "rg.parquet", row_group_size=10)
     result = read_events(tmp_path / "rg.parquet")
-    assert list(result.rejected_rows.rows) == [33]
+    assert list(result.rejected_rows.rows) == [33] and result.rejected == {"mass_no_nucleus": 1}
+    assert result.rejected_rows.raw.conditions[0, 2] == np.float32(2.3)  # quarantined as stored (GeV)
     assert len(result.batch) == 49

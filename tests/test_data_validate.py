@@ -31,18 +31,39 @@ def _write_null_value(path):
     pq.write_table(table.set_column(0, "energy", energy), path)
 
 
+#: GOOD_PRIMARY in the original pipeline's units (He4 rest mass in GeV, vertical depth in m)
+GOOD_ORIGINAL = [1e6, 0.3, 3.7274, 2000.0]
+
+
 def _write_bad_list_length(path):
     pq.write_table(pa.table({
-        "primary": pa.array([GOOD_PRIMARY, GOOD_PRIMARY[:3]], pa.list_(pa.float32())),
+        "primary": pa.array([GOOD_ORIGINAL, GOOD_ORIGINAL[:3]], pa.list_(pa.float32())),
         "muons": pa.array([[GOOD_MUON], [GOOD_MUON]], pa.list_(pa.list_(pa.float32()))),
     }), path)
 
 
 def _write_count_mismatch(path):
     with h5py.File(path, "w") as handle:
-        handle["primaries"] = np.array([[1, 0, 1e6, 0.3, 4, 0, 2.0], [2, 0, 1e6, 0.3, 4, 0, 2.0]], np.float32)
+        handle["primaries"] = np.array([[1, 0, 1e6, 0.3, 3.7274, 0, 2000.0], [2, 0, 1e6, 0.3, 3.7274, 0, 2000.0]], np.float32)
         handle["muons"] = np.array([[1, 0, 100, 1, 1, 0], [9, 9, 100, 1, 1, 0]], np.float32)
         handle["counts"] = np.array([1, 1], np.int32)
+
+
+def _write_original_parquet(path, second_primary):
+    pq.write_table(pa.table({
+        "primary": pa.array([GOOD_ORIGINAL, second_primary], pa.list_(pa.float32())),
+        "muons": pa.array([[GOOD_MUON], [GOOD_MUON]], pa.list_(pa.list_(pa.float32()))),
+    }), path)
+
+
+def _write_corsika(path, second_shower):
+    from corsika_writer import corsika_bytes, muon_rows
+
+    first = dict(code=14, energy=1e6, zenith=0.2, particles=muon_rows([2000.0], [100.0], [0.0]))
+    thinning = "particles" in second_shower and second_shower["particles"].shape[1] == 8
+    if thinning:
+        first["particles"] = muon_rows([2000.0], [100.0], [0.0], thinning=True)
+    path.write_bytes(corsika_bytes([first, second_shower], thinning=thinning))
 
 
 CASES = {
@@ -57,7 +78,24 @@ CASES = {
     "muon_non_finite": lambda p: _native_file(p, GOOD_PRIMARY, [GOOD_MUON, [10.0, np.nan, 0.0]]),
     "muon_energy_non_positive": lambda p: _native_file(p, GOOD_PRIMARY, [[-1.0, 0.0, 0.0]]),
     "weight_invalid": lambda p: _native_file(p, GOOD_PRIMARY, [], weight=-1.0),
+    "mass_no_nucleus": lambda p: _write_original_parquet(p, [1e6, 0.3, 2.3, 2000.0]),  # between d and He3
+    "vertical_depth_out_of_range": lambda p: _write_original_parquet(p, [1e6, 0.3, 3.7274, 25000.0]),
+    "primary_not_nucleus": lambda p: _write_corsika(p, dict(code=1, energy=1e5, zenith=0.1)),  # a gamma
+    "muon_thinned": lambda p: _write_corsika(
+        p, dict(code=14, energy=1e6, zenith=0.1, particles=muon_rows_thinned_weight_two())
+    ),
+    "energy_implausible": lambda p: _native_file(p, [1e30, 0.3, 4, 2.0], []),
+    "mass_implausible": lambda p: _native_file(p, [1e6, 0.3, 300.0, 2.0], []),
+    "depth_implausible": lambda p: _native_file(p, [1e6, 0.3, 4, 1e6], []),
+    "muon_position_implausible": lambda p: _native_file(p, GOOD_PRIMARY, [GOOD_MUON, [10.0, 1e30, 0.0]]),
+    "muon_energy_above_primary": lambda p: _native_file(p, GOOD_PRIMARY, [[2e6, 0.0, 0.0]]),
 }
+
+
+def muon_rows_thinned_weight_two():
+    from corsika_writer import muon_rows
+
+    return muon_rows([3000.0], [10.0], [5.0], weights=[2.0], thinning=True)
 
 
 def test_every_documented_reason_has_a_test_case():

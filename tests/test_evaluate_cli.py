@@ -96,4 +96,4 @@ def test_evaluate_with_several_seeds_reports_every_ratio_per_seed_and_the_mean(m
 def test_evaluate_rejects_zero_seeds(model_dir, tmp_path, capsys):
     assert main(["evaluate", "--model", str(model_dir), "--reference", str(tmp_path), "--out", str(tmp_path / "o"),
                  "--seeds", "0"]) == 2
-    assert "--seeds must be >= 1" in capsys.readouterr().err
+    assert "--seeds: must be an integer >= 1" in capsys.readouterr().err

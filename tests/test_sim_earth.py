@@ -96,3 +96,12 @@ def test_curved_ground_depth_stays_finite_towards_the_horizon_where_flat_diverge
     curved, flat = CurvedAxes(cos, 0.0), FlatAxes(cos, 0.0)
     assert flat.ground_depth[1] / curved.ground_depth[1] > 2.0
     assert 25_000 < curved.ground_depth[1] < 27_000  # ~36 vertical atmospheres at 89 deg from sea level
+
+
+def test_overburden_agrees_with_the_data_layers_muonitron_conversion():
+    from mubundle.geometry import slant_from_vertical_depth
+
+    zenith = np.radians(np.array([0.0, 30.0, 60.0, 80.0, 89.0]))
+    for depth_km in (0.5, 1.5, 2.5):
+        np.testing.assert_allclose(overburden_slant_km(depth_km, np.cos(zenith), MUONITRON_RADIUS_M) * 1000.0,
+                                   slant_from_vertical_depth(zenith, depth_km * 1000.0), rtol=1e-9)

@@ -9,27 +9,47 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 from mubundle import __version__
+from mubundle.argtypes import finite_float, non_negative_int, positive_int, seed_int
+from mubundle.errors import DEBUG_ENV, debug_enabled, exit_code_and_message
 from mubundle.generate.api import DEFAULT_TEACHER, MODEL_OPTION_HELP
 from mubundle.host_allocator import tune_host_allocator
+from mubundle.signals import install_sigterm_handler
 
 
 # --------------------------------------------------------------------------- data
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert legacy/native files to native Parquet shards")
-    p.add_argument("inputs", nargs="+", help="files, globs or directories (Parquet or HDF5, any layout)")
+    p = sub.add_parser("convert", help="convert legacy/native/CORSIKA files to native Parquet shards")
+    p.add_argument("inputs", nargs="+", help="files, globs or directories (Parquet, HDF5 or CORSIKA DAT files)")
     p.add_argument("--out", required=True, type=Path, help="output dataset directory")
-    p.add_argument("--events-per-shard", type=int, default=100_000)
+    p.add_argument("--events-per-shard", type=positive_int, default=100_000)
+    p.add_argument("--depths", type=_depth_list, default=None, metavar="KM,...",
+                   help="CORSIKA inputs: propagate each shower's muons to these slant depths in km of ice "
+                        "(one event per shower and depth; 0 = the observation level, the default)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the muon propagation (--depths)")
     p.set_defaults(run=_run_convert)
+
+
+def _depth_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(value) for value in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated depths in km, got {text!r}") from None
 
 
 def _run_convert(args: argparse.Namespace) -> int:
     from mubundle.data.convert import convert, print_convert_summary
 
-    summary = convert(args.inputs, args.out, events_per_shard=args.events_per_shard)
+    propagation = None
+    if args.depths is not None:
+        from mubundle.sim.underground import DepthPropagation
+
+        propagation = DepthPropagation(args.depths, seed=args.seed)
+    summary = convert(args.inputs, args.out, events_per_shard=args.events_per_shard, depth_propagation=propagation)
     print_convert_summary(summary)
     return 0
 
@@ -51,10 +71,12 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- sim
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    from mubundle.executors import add_dask_argument
     from mubundle.sim.config import add_simulate_arguments
 
     p = sub.add_parser("simulate", help="reference air-shower muon simulation (chromo + atmosphere + ice)")
     add_simulate_arguments(p)
+    add_dask_argument(p)
     p.set_defaults(run=_run_simulate)
 
 
@@ -62,7 +84,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from mubundle.sim.config import config_from_args
     from mubundle.sim.run import simulate_dataset
 
-    simulate_dataset(config_from_args(args), args.out, workers=args.workers)
+    simulate_dataset(config_from_args(args), args.out, workers=args.workers, dask=args.dask)
     return 0
 
 
@@ -77,21 +99,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation", nargs="+", default=None,
                    help="validation data: the multiplicity model's validation NLL, early stopping")
     p.add_argument("--config", type=Path, help="YAML TrainConfig (CLI flags override it)")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--max-muons-per-step", type=int)
+    p.add_argument("--max-steps", type=non_negative_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--max-muons-per-step", type=positive_int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--seed", type=int)
-    p.add_argument("--lr-decay-steps", type=int, metavar="K",
+    p.add_argument("--seed", type=seed_int)
+    p.add_argument("--lr-decay-steps", type=non_negative_int, metavar="K",
                    help="generator/critic lr decays linearly over the last K steps (docs/training.md)")
-    p.add_argument("--lr-decay-final", type=float, metavar="F", help="lr factor reached at max-steps (default 0.1)")
+    p.add_argument("--lr-decay-final", type=finite_float(0.0), metavar="F", help="lr factor reached at max-steps (default 0.1)")
     p.add_argument("--init-from", metavar="MODEL",
                    help="fine-tune: start a fresh run from this model directory's transform, multiplicity "
                         "model and generator, with a fresh critic")
-    p.add_argument("--critic-warmup-steps", type=int, metavar="K",
+    p.add_argument("--critic-warmup-steps", type=non_negative_int, metavar="K",
                    help="the first K steps train the critic only (use with --init-from)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the networks")
-    p.add_argument("--max-restarts", type=int, default=0,
+    p.add_argument("--max-restarts", type=non_negative_int, default=0,
                    help="supervise: run training in a child process, restart on crash up to K times")
     p.set_defaults(run=_run_train)
 
@@ -112,17 +134,17 @@ def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", required=True, help="training events: files, globs, directories")
     p.add_argument("--validation", nargs="+", required=True, help="validation events (early stopping)")
     p.add_argument("--out", required=True, type=Path, help="output model directory")
-    p.add_argument("--seed", type=int, help="initialisation and batch order (default 0)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=int, help="events per Adam step (default 8192)")
-    p.add_argument("--max-epochs", type=int, help="default 2000")
-    p.add_argument("--patience", type=int, help="stop after this many epochs without a better validation NLL (default 50)")
-    p.add_argument("--restarts", type=int,
+    p.add_argument("--seed", type=seed_int, help="initialisation and batch order (default 0)")
+    p.add_argument("--lr", type=finite_float(0.0, min_inclusive=False), help="Adam learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=positive_int, help="events per Adam step (default 8192)")
+    p.add_argument("--max-epochs", type=positive_int, help="default 2000")
+    p.add_argument("--patience", type=non_negative_int, help="stop after this many epochs without a better validation NLL (default 50)")
+    p.add_argument("--restarts", type=positive_int,
                    help="fits from seeds SEED, SEED+1, ...; keep the lowest validation NLL (default 1)")
     p.add_argument("--keep-weights", action="store_true",
                    help="continue from the model's multiplicity weights instead of a fresh seeded start")
     for field, what in (("hidden", "hidden width"), ("layers", "hidden layers"), ("components", "mixture components")):
-        p.add_argument(f"--multiplicity-{field}", type=int, dest=f"multiplicity_{field}",
+        p.add_argument(f"--multiplicity-{field}", type=positive_int, dest=f"multiplicity_{field}",
                        help=f"refit a multiplicity network with this many {what} (default: the model's)")
     p.set_defaults(run=_run_refit_multiplicity)
 
@@ -140,10 +162,10 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="YAML of DistillConfig fields (student sizes, steps, learning rates, ...)")
     p.add_argument("--primaries", nargs="+",
                    help="train on the primaries of these events (default: those of `mubundle simulate` defaults)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int, help="primaries per step")
+    p.add_argument("--steps", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, help="primaries per step")
     p.add_argument("--device", help="auto, cpu, cuda, mps")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_int)
     p.set_defaults(run=_run_distill)
 
 
@@ -174,19 +196,20 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
     p.add_argument("--reference", nargs="+", required=True, help="reference data: files, globs, directories")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=1, metavar="K",
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seeds", type=positive_int, default=1, metavar="K",
                    help="also generate with seeds seed+1 .. seed+K-1: every ratio per seed and its mean")
-    p.add_argument("--max-events", type=int, default=None, help="use at most this many reference events")
+    p.add_argument("--max-events", type=positive_int, default=None, help="use at most this many reference events")
+    p.add_argument("--allow-extrapolation", action="store_true",
+                   help="evaluate reference primaries outside the model's training domain (refused otherwise)")
     p.set_defaults(run=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from mubundle.evaluate.report import evaluate_model
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    evaluate_model(args.model, args.reference, args.out, seed=args.seed, max_events=args.max_events, seeds=args.seeds)
+    evaluate_model(args.model, args.reference, args.out, seed=args.seed, max_events=args.max_events, seeds=args.seeds,
+                   allow_extrapolation=args.allow_extrapolation)
     return 0
 
 
@@ -194,7 +217,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="end-to-end demo: generate, simulate a reference, evaluate, short training")
     p.add_argument("--out", type=Path, default=Path("demo_output"))
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=seed_int, default=1)
     p.set_defaults(run=_run_demo)
 
 
@@ -220,9 +243,13 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mubundle", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mubundle {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the Python traceback of an error (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:
         add(sub)
+    for subparser in sub.choices.values():  # `mubundle train ... --debug` works too
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -231,17 +258,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before torch is imported: OpenMP's default spin-waiting made 2-thread steps 5-10x slower
     # than 1 thread on a shared 2-core machine (docs/model.md, Speed); passive waiting does not.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # argparse printed its one line (or --help / --version): its code
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
     # keep freed activation buffers for reuse: 20-30 % faster CPU sampling (host_allocator.py)
     tune_host_allocator()
+    install_sigterm_handler()  # SIGTERM (batch schedulers) cleans up like Ctrl-C
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print("mubundle: interrupted", file=sys.stderr)
-        return 130
-    except (FileNotFoundError, ValueError) as error:  # user errors: one clear line, no traceback
-        print(f"mubundle {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as error:  # one line + documented exit code (mubundle.errors)
+        code, message = exit_code_and_message(error)
+        if debug_enabled(args.debug):
+            traceback.print_exc()
+        if isinstance(error, KeyboardInterrupt):  # exit code 130 (Ctrl-C) or 143 (SIGTERM)
+            print("mubundle: interrupted", file=sys.stderr)
+        else:
+            print(f"mubundle {args.command}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

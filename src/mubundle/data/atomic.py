@@ -8,6 +8,7 @@ new one, never half a file.
 
 from __future__ import annotations
 
+import glob
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,3 +57,47 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
+
+
+def _temporary_owner(name: str) -> int | None:
+    """PID in a temporary name ``.NAME.tmp-PID`` (None for any other name)."""
+    if not name.startswith("."):
+        return None
+    head, sep, pid = name.rpartition(".tmp-")
+    return int(pid) if sep and head and pid.isdigit() else None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a process of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, recursive: bool = True, name: str | None = None) -> list[Path]:
+    """Delete temporary files (``.NAME.tmp-PID``) in ``directory`` whose writer PID is dead.
+
+    A writer killed with SIGKILL (or a crashed machine) cannot remove its temporary file;
+    the next mubundle run on the same directory does. Files of live processes (including
+    this one) are kept; ``name`` restricts the search to the temporaries of the output file
+    of that exact name. Returns the removed paths.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    pattern = f".{'*' if name is None else glob.escape(name)}.tmp-*"
+    candidates = directory.rglob(pattern) if recursive else directory.glob(pattern)
+    removed = []
+    for path in candidates:
+        pid = _temporary_owner(path.name)
+        if pid is None or pid == os.getpid() or process_alive(pid) or not path.is_file():
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

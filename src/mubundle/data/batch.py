@@ -7,6 +7,8 @@ A batch of B events holds
 - ``flat_muons``: (M, 3) float32 ``[energy GeV, x m, y m]``, all muons of all events
   concatenated in event order, ``M == counts.sum()``
 - ``weights``:    optional (B,) float64 event weights (Hz, flux-mode generation)
+- ``ids``:        optional (B, 2) uint64 event ids ``(major, minor)`` of the source: the I3
+  particle ids of the original pipeline's primaries, or (run, event) of a CORSIKA shower
 
 ``offsets`` (B + 1,) and ``event_index`` (M,) are derived from ``counts``. No per-event
 Python objects exist anywhere: every operation is a vectorised numpy call, and
@@ -32,6 +34,7 @@ class RaggedBatch:
     counts: np.ndarray
     flat_muons: np.ndarray
     weights: np.ndarray | None = None
+    ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         conditions = np.ascontiguousarray(self.conditions, dtype=np.float32)
@@ -46,6 +49,8 @@ class RaggedBatch:
         object.__setattr__(self, "flat_muons", flat_muons)
         if self.weights is not None:
             object.__setattr__(self, "weights", np.ascontiguousarray(self.weights, dtype=np.float64))
+        if self.ids is not None:
+            object.__setattr__(self, "ids", np.ascontiguousarray(self.ids, dtype=np.uint64).reshape(-1, 2))
         self.check()
 
     # ------------------------------------------------------------------ invariants
@@ -66,6 +71,8 @@ class RaggedBatch:
             raise ValueError(f"counts sum to {total} but flat_muons has {self.flat_muons.shape[0]} rows")
         if self.weights is not None and self.weights.shape != self.counts.shape:
             raise ValueError(f"weights must be (B,), got {self.weights.shape}")
+        if self.ids is not None and self.ids.shape[0] != self.counts.shape[0]:
+            raise ValueError(f"ids must be (B, 2), got {self.ids.shape}")
 
     # ------------------------------------------------------------------ derived views
     def __len__(self) -> int:
@@ -103,15 +110,16 @@ class RaggedBatch:
         offsets: np.ndarray,
         flat_muons: np.ndarray,
         weights: np.ndarray | None = None,
+        ids: np.ndarray | None = None,
     ) -> "RaggedBatch":
         """Build from (B + 1,) offsets (e.g. Arrow list offsets); offsets[0] may be non-zero."""
         offsets = np.asarray(offsets, dtype=np.int64)
         start, stop = int(offsets[0]), int(offsets[-1])
-        return cls(conditions, np.diff(offsets), flat_muons[start:stop], weights)
+        return cls(conditions, np.diff(offsets), flat_muons[start:stop], weights, ids)
 
     @classmethod
     def concat(cls, batches: Sequence["RaggedBatch"]) -> "RaggedBatch":
-        """Concatenate batches in order (weights kept only if every batch has them)."""
+        """Concatenate batches in order (weights and ids kept only if every batch has them)."""
         batches = [b for b in batches]
         if not batches:
             return cls.empty()
@@ -120,11 +128,15 @@ class RaggedBatch:
         weights = None
         if all(b.weights is not None for b in batches):
             weights = np.concatenate([b.weights for b in batches])
+        ids = None
+        if all(b.ids is not None for b in batches):
+            ids = np.concatenate([b.ids for b in batches])
         return cls(
             np.concatenate([b.conditions for b in batches]),
             np.concatenate([b.counts for b in batches]),
             np.concatenate([b.flat_muons for b in batches]),
             weights,
+            ids,
         )
 
     # ------------------------------------------------------------------ selection
@@ -138,6 +150,7 @@ class RaggedBatch:
             self.counts[start:stop],
             self.flat_muons[offsets[start] : offsets[stop]],
             None if self.weights is None else self.weights[start:stop],
+            None if self.ids is None else self.ids[start:stop],
         )
 
     def take(self, indices: np.ndarray) -> "RaggedBatch":
@@ -155,6 +168,7 @@ class RaggedBatch:
             counts,
             self.flat_muons[muon_index],
             None if self.weights is None else self.weights[indices],
+            None if self.ids is None else self.ids[indices],
         )
 
     def muons_of(self, event: int) -> np.ndarray:
@@ -200,13 +214,15 @@ class RaggedBatch:
         return ak.zip(fields, depth_limit=1)
 
     def equals(self, other: "RaggedBatch") -> bool:
-        """Exact equality of all arrays (weights included)."""
+        """Exact equality of all arrays (weights included; ids compared when both batches have them)."""
         same = (
             np.array_equal(self.conditions, other.conditions)
             and np.array_equal(self.counts, other.counts)
             and np.array_equal(self.flat_muons, other.flat_muons)
         )
         if (self.weights is None) != (other.weights is None):
+            return False
+        if self.ids is not None and other.ids is not None and not np.array_equal(self.ids, other.ids):
             return False
         return same and (self.weights is None or np.array_equal(self.weights, other.weights))
 

@@ -3,49 +3,184 @@
 Rows are validated on the way; rejected rows go to ``OUT/_quarantine/rejected.parquet``
 (the leading underscore keeps the quarantine out of the dataset when ``OUT`` is read back).
 Memory is bounded by one input piece plus one output shard.
+
+CORSIKA particle files come in as one event per shower at the observation level; with
+``depth_propagation`` (a callable ``RaggedBatch -> RaggedBatch`` such as
+:class:`mubundle.sim.underground.DepthPropagation`, chosen by the CLI so that ``data`` does not
+import ``sim``) each shower becomes one event per requested depth. Their run headers
+(version, observation level, energy cuts, interaction models, atmosphere) go into the
+shards' metadata under ``corsika``; the propagation settings under ``depth_propagation``.
+
+``OUT`` is a dataset directory (:mod:`mubundle.data.dataset`): locked against a second
+writer (:mod:`mubundle.data.lock`), marked incomplete until ``OUT/_manifest.json`` is
+written last, and cleared of an earlier conversion's shards and quarantine file before
+the first new shard. An ``OUT`` that holds one of the inputs is refused before anything
+is written.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
-from mubundle.data.native import ShardWriter, default_metadata
-from mubundle.data.sources import expand_paths, iter_file_pieces
+import pyarrow as pa
+
+from mubundle.data import corsika
+from mubundle.data.atomic import remove_stale_temporaries
+from mubundle.data.batch import RaggedBatch
+from mubundle.data.dataset import INCOMPLETE_NAME, MANIFEST_NAME, begin_dataset, finish_dataset
+from mubundle.data.lock import directory_lock
+from mubundle.data.native import ShardWriter, default_metadata, read_metadata
+from mubundle.data.sources import DataFileError, corsika_scan, detect_layout, expand_paths, iter_file_pieces
 from mubundle.data.validate import QuarantineWriter, add_counts
 
 QUARANTINE_NAME = Path("_quarantine") / "rejected.parquet"
+PRODUCER = "mubundle convert"
+
+
+def refuse_overlap(arguments: Sequence[str | os.PathLike], files: Sequence[str], out_dir: Path) -> None:
+    """Raise ``ValueError`` (before anything is written) if ``out_dir`` is an existing
+    non-directory, holds one of the input ``files`` (converting in place would replace shards
+    before they are read), lies inside an input directory argument (a later conversion would
+    read its own output), or holds a dataset another producer wrote."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a directory; choose a directory for the dataset")
+    root = out_dir.resolve()
+    for argument in arguments:
+        folder = Path(argument)
+        if folder.is_dir() and (root == folder.resolve() or folder.resolve() in root.parents):
+            raise ValueError(
+                f"the output directory {out_dir} lies inside the input directory {folder}; write the converted "
+                f"dataset to another --out (a conversion must not read or overwrite its own output)"
+            )
+    producer = _existing_producer(out_dir)
+    if producer not in (None, PRODUCER):
+        raise ValueError(f"--out {out_dir} holds a dataset written by {producer}; choose another --out")
+    for name in files:
+        resolved = Path(name).resolve()
+        if resolved == root or root in resolved.parents:
+            raise ValueError(
+                f"input {name} lies inside the output directory {out_dir}; write the converted dataset "
+                f"to another --out (converting in place would overwrite inputs before reading them)"
+            )
+
+
+def _existing_producer(out_dir: Path) -> str | None:
+    """Producer of the dataset already in ``out_dir`` (manifest, marker or first shard), or None."""
+    for name in (MANIFEST_NAME, INCOMPLETE_NAME):
+        try:
+            recorded = json.loads((out_dir / name).read_text()).get("producer")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if recorded:
+            return str(recorded)
+    shards = sorted(out_dir.glob("[0-9]*-[0-9]*/part-*.parquet"))
+    if shards:
+        try:
+            return str(read_metadata(shards[0]).get("producer", "an unknown producer"))
+        except (OSError, ValueError, pa.ArrowException):
+            return "an unknown producer (unreadable shard metadata)"
+    return None
+
+
+def clear_previous_output(out_dir: Path) -> list[Path]:
+    """Remove the shards and quarantine file of an earlier conversion into ``out_dir``
+    (range folders ``NNNNNNN-NNNNNNN/part-NNNNN.parquet``, ``_quarantine/rejected.parquet``);
+    other files are left alone. Returns the removed paths."""
+    removed = [p for p in out_dir.glob("[0-9]*-[0-9]*/part-*.parquet") if p.is_file()]
+    quarantine = out_dir / QUARANTINE_NAME
+    if quarantine.is_file():
+        removed.append(quarantine)
+    for path in removed:
+        path.unlink()
+    for folder in out_dir.glob("[0-9]*-[0-9]*"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+def _corsika_runs(files: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Run headers of the CORSIKA inputs ({path: scan}); unreadable files are reported later by the reader."""
+    runs: dict[str, dict[str, Any]] = {}
+    for path in files:
+        try:
+            if detect_layout(path) == corsika.LAYOUT:
+                runs[path] = corsika_scan(path).to_dict()
+        except DataFileError:
+            continue
+    return runs
 
 
 def convert(
-    inputs: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike, events_per_shard: int = 100_000
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    events_per_shard: int = 100_000,
+    depth_propagation: Callable[[RaggedBatch], RaggedBatch] | None = None,
 ) -> dict[str, Any]:
     """Convert ``inputs`` (files, globs, directories) into shards under ``out_dir``.
+
+    ``depth_propagation`` is applied to the accepted events of CORSIKA inputs only (see module
+    docstring); its ``config`` attribute, if any, is recorded in the metadata.
 
     Returns a summary: ``inputs`` (files found), ``layouts`` ({layout: files}), ``events``,
     ``muons``, ``zero_muon_events`` (accepted), ``rejected`` ({reason: rows}),
     ``failed_files`` ([{path, error}]), ``shards`` (paths), ``quarantine`` (path or None).
     """
     out_dir = Path(out_dir)
+    if events_per_shard <= 0:
+        raise ValueError(f"--events-per-shard must be positive, got {events_per_shard}")
     files = [str(p) for p in expand_paths(inputs)]
+    refuse_overlap([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs), files, out_dir)
+    with directory_lock(out_dir, PRODUCER):
+        remove_stale_temporaries(out_dir)
+        begin_dataset(out_dir, PRODUCER, f"run `mubundle convert` again with the same inputs and --out {out_dir}")
+        clear_previous_output(out_dir)
+        summary = _convert_files(files, out_dir, events_per_shard, depth_propagation)
+        finish_dataset(
+            out_dir, summary["shards"], PRODUCER,
+            quarantine=[] if summary["quarantine"] is None else [summary["quarantine"]],
+            muons=summary["muons"], inputs=files, rejected=summary["rejected"], failed_files=summary["failed_files"],
+        )
+    return summary
+
+
+def _convert_files(
+    files: list[str],
+    out_dir: Path,
+    events_per_shard: int,
+    depth_propagation: Callable[[RaggedBatch], RaggedBatch] | None,
+) -> dict[str, Any]:
+    """The conversion itself (``out_dir`` locked and marked incomplete by :func:`convert`)."""
+    extra: dict[str, Any] = {}
+    runs = _corsika_runs(files)
+    if depth_propagation is not None and not runs:
+        raise ValueError("--depths applies to CORSIKA particle files only, and none of the inputs is one")
+    if runs:
+        extra["corsika"] = runs
+        extra["depth_propagation"] = getattr(depth_propagation, "config", None) if depth_propagation else {
+            "depths_km": [0.0], "depth": "observation level (no propagation)"
+        }
     metadata = default_metadata(
-        producer="mubundle convert", config={"inputs": files, "events_per_shard": int(events_per_shard)}
+        producer=PRODUCER, config={"inputs": files, "events_per_shard": int(events_per_shard)}, **extra
     )
     failed: list[dict[str, str]] = []
     rejected: dict[str, int] = {}
     layouts: dict[str, set[str]] = {}
     zero_muon_events = 0
-    quarantine = QuarantineWriter(out_dir / QUARANTINE_NAME)
-    with ShardWriter(out_dir, metadata, events_per_shard) as writer:
-        for piece, accepted, bad_rows in iter_file_pieces(files, failed):
-            layouts.setdefault(piece.layout, set()).add(piece.path)
-            writer.write(accepted)
-            zero_muon_events += int((accepted.counts == 0).sum())
-            add_counts(rejected, bad_rows.counts_by_reason())
-            quarantine.write(bad_rows)
-    quarantine_path = quarantine.close()
+    with QuarantineWriter(out_dir / QUARANTINE_NAME) as quarantine:
+        with ShardWriter(out_dir, metadata, events_per_shard) as writer:
+            for piece, accepted, bad_rows in iter_file_pieces(files, failed):
+                layouts.setdefault(piece.layout, set()).add(piece.path)
+                if piece.layout == corsika.LAYOUT and depth_propagation is not None:
+                    accepted = depth_propagation(accepted)
+                writer.write(accepted)
+                zero_muon_events += int((accepted.counts == 0).sum())
+                add_counts(rejected, bad_rows.counts_by_reason())
+                quarantine.write(bad_rows)
+        quarantine_path = quarantine.close()
     return {
         "inputs": files,
         "layouts": {layout: len(paths) for layout, paths in sorted(layouts.items())},
@@ -57,6 +192,7 @@ def convert(
         "shards": [str(p) for p in writer.paths],
         "quarantine": None if quarantine_path is None else str(quarantine_path),
         "out_dir": str(out_dir),
+        "depth_propagation": extra.get("depth_propagation"),
     }
 
 
@@ -71,6 +207,9 @@ def print_convert_summary(summary: dict[str, Any], stream: TextIO | None = None)
         f"  shards {len(summary['shards'])}",
         file=out,
     )
+    propagation = summary.get("depth_propagation")
+    if propagation:
+        print(f"  CORSIKA showers at depths {propagation['depths_km']} km ({propagation['depth']})", file=out)
     if summary["rejected"]:
         print(f"  rejected rows (quarantine: {summary['quarantine']}):", file=out)
         for reason, n in summary["rejected"].items():

@@ -15,8 +15,8 @@ from typing import Any, Sequence, TextIO
 
 import numpy as np
 
-from mubundle.data import schema
-from mubundle.data.sources import expand_paths, iter_file_pieces
+from mubundle.data import conventions, corsika, schema
+from mubundle.data.sources import DataFileError, corsika_scan, expand_paths, iter_file_pieces
 from mubundle.data.validate import add_counts
 
 #: Multiplicity quantiles reported (N = muons per accepted event).
@@ -50,18 +50,35 @@ def inspect_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> dic
     Keys: ``files`` (number found), ``layouts`` ({layout: files}), ``events``, ``muons``,
     ``zero_muon_events``, ``zero_muon_fraction`` (accepted only), ``multiplicity_quantiles``
     ({"0.5": n, ..., "max": n}), ``ranges`` ({field: [min, max]} of accepted events, units of
-    ``schema``), ``muon_ranges``, ``rejected`` ({reason: rows}), ``failed_files`` ([{path, error}]).
+    ``schema``), ``muon_ranges``, ``rejected`` ({reason: rows}), ``failed_files`` ([{path, error}]),
+    ``conventions`` ({unit convention read: files}: ``original`` = rest mass GeV and vertical
+    depth m converted to A and slant km, ``mubundle`` = A and slant km as stored, ``corsika``),
+    ``corsika`` ({path: run headers and record counts} of CORSIKA files) and ``notes``
+    ([{path, note}], e.g. a CORSIKA file without any muon record).
     """
     files = expand_paths(paths)
     failed: list[dict[str, str]] = []
     rejected: dict[str, int] = {}
     layouts: dict[str, set[str]] = {}
+    units: dict[str, set[str]] = {}
+    corsika_files: dict[str, dict[str, Any]] = {}
+    notes: list[dict[str, str]] = []
     histogram = np.zeros(1, dtype=np.int64)
     ranges: dict[str, list[float]] = {}
     muon_ranges: dict[str, list[float]] = {}
     events = muons = 0
     for piece, accepted, bad_rows in iter_file_pieces(files, failed):
         layouts.setdefault(piece.layout, set()).add(piece.path)
+        units.setdefault(piece.units, set()).add(piece.path)
+        if piece.layout == corsika.LAYOUT and piece.path not in corsika_files:
+            try:
+                found = corsika_scan(piece.path)
+            except DataFileError as error:  # the file changed since it was listed
+                failed.append({"path": piece.path, "error": error.reason})
+            else:
+                corsika_files[piece.path] = found.to_dict()
+                if found.note():
+                    notes.append({"path": piece.path, "note": found.note()})
         add_counts(rejected, bad_rows.counts_by_reason())
         events += len(accepted)
         muons += accepted.n_muons
@@ -86,6 +103,9 @@ def inspect_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> dic
         "muon_ranges": muon_ranges,
         "rejected": rejected,
         "failed_files": failed,
+        "conventions": {name: len(p) for name, p in sorted(units.items())},
+        "corsika": corsika_files,
+        "notes": notes,
     }
 
 
@@ -94,9 +114,14 @@ def print_inspection(report: dict[str, Any], as_json: bool = False, stream: Text
     out = stream or sys.stdout
     if as_json:
         out.write(json.dumps(report, sort_keys=True) + "\n")
+        for note in report.get("notes", []):
+            print(f"mubundle inspect: note: {note['path']}: {note['note']}", file=sys.stderr)
         return
     layouts = ", ".join(f"{layout} x{n}" for layout, n in report["layouts"].items()) or "none readable"
     print(f"files              {report['files']}  ({layouts})", file=out)
+    for name, n in report.get("conventions", {}).items():
+        meaning = conventions.DESCRIPTIONS.get(name, "CORSIKA particle file: one event per shower at the observation level")
+        print(f"units              {name} x{n}: {meaning}", file=out)
     print(f"events (accepted)  {report['events']}", file=out)
     print(f"muons (accepted)   {report['muons']}", file=out)
     fraction = report["zero_muon_fraction"]
@@ -118,3 +143,5 @@ def print_inspection(report: dict[str, Any], as_json: bool = False, stream: Text
         print("rejected rows      0", file=out)
     for failure in report["failed_files"]:
         print(f"FAILED {failure['path']}: {failure['error']}", file=out)
+    for note in report.get("notes", []):
+        print(f"NOTE {note['path']}: {note['note']}", file=out)

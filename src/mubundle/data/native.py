@@ -4,6 +4,8 @@ Schema of one shard (see docs/data_format.md):
 
 - ``energy``, ``zenith``, ``mass``, ``depth``: float32 scalars (GeV, rad, A, km)
 - ``weight``: optional float64 (Hz)
+- ``major_id``, ``minor_id``: optional uint64 event ids of the source (I3 particle ids of the
+  original pipeline's primary, or CORSIKA run and event number), so a user can go back to it
 - ``muons``: ``list<fixed_size_list<float32, 3>>`` = per event ``[[E GeV, x m, y m], ...]``
 
 File-level metadata is one JSON object stored under ``schema.METADATA_KEY`` in the Parquet
@@ -82,6 +84,9 @@ def batch_to_table(batch: RaggedBatch, metadata: dict[str, Any] | None = None) -
     }
     if batch.weights is not None:
         columns[schema.WEIGHT_COLUMN] = pa.array(batch.weights, type=pa.float64())
+    if batch.ids is not None:
+        for i, name in enumerate(schema.ID_COLUMNS):
+            columns[name] = pa.array(batch.ids[:, i], type=pa.uint64())
     columns[schema.MUONS_COLUMN] = muon_array(batch.counts, batch.flat_muons)
     table = pa.table(columns)
     encoded = json.dumps(_complete_metadata(metadata), sort_keys=True).encode()
@@ -118,7 +123,8 @@ def decode_muons(muons: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode a ``list<fixed_size_list<float32,3>>`` array.
 
     Returns ``(offsets (B+1,) int64 starting at 0, flat_muons (M, 3) float32, null_rows (B,) bool)``.
-    Null event lists are returned with zero muons and flagged in ``null_rows``.
+    Null event lists, and events with a null muon or a null value inside a muon, are returned
+    with zero muons and flagged in ``null_rows`` (the other events of the file are unaffected).
     """
     if isinstance(muons, pa.ChunkedArray):
         muons = _single_chunk(muons)
@@ -132,11 +138,20 @@ def decode_muons(muons: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         null_rows = muons.is_null().to_numpy(zero_copy_only=False)
     offsets = np.frombuffer(muons.buffers()[1], dtype=np.int32 if pa.types.is_list(muons.type) else np.int64)
     offsets = offsets[muons.offset : muons.offset + len(muons) + 1].astype(np.int64)
-    if inner.values.null_count or inner.null_count:
-        raise NativeFormatError("null values inside muon lists")
     leaves = _float_values(inner.values, np.float32)
     start = inner.offset * 3
     flat = leaves[start : start + 3 * len(inner)].reshape(-1, 3)
+    if inner.values.null_count or inner.null_count:
+        # a null muon or a null value inside one: that event is a null_value row, not a broken file
+        bad_muon = np.zeros(len(inner), dtype=bool)
+        if inner.null_count:
+            bad_muon |= inner.is_null().to_numpy(zero_copy_only=False)
+        if inner.values.null_count:
+            leaf_nulls = inner.values.is_null().to_numpy(zero_copy_only=False)[start : start + 3 * len(inner)]
+            bad_muon |= leaf_nulls.reshape(-1, 3).any(axis=1)
+        bad_muon = bad_muon[offsets[0] : offsets[-1]]
+        event_of_muon = np.repeat(np.arange(len(muons)), np.diff(offsets))
+        null_rows = null_rows | (np.bincount(event_of_muon[bad_muon], minlength=len(muons)) > 0)
     flat = flat[offsets[0] : offsets[-1]]
     offsets = offsets - offsets[0]
     if null_rows.any():  # a null list may still span values in some writers; drop them
@@ -171,8 +186,14 @@ def decode_table(table: pa.Table) -> tuple[RaggedBatch, np.ndarray]:
         weights = _float_values(column, np.float64)
         if column.null_count:
             null_rows |= column.is_null().to_numpy(zero_copy_only=False)
+    ids = None
+    if all(name in names for name in schema.ID_COLUMNS):
+        ids = np.zeros((n_events, 2), dtype=np.uint64)
+        for i, name in enumerate(schema.ID_COLUMNS):
+            column = _single_chunk(table.column(name))
+            ids[:, i] = column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.uint64)
     offsets, flat_muons, null_muons = decode_muons(table.column(schema.MUONS_COLUMN))
-    return RaggedBatch.from_offsets(conditions, offsets, flat_muons, weights), null_rows | null_muons
+    return RaggedBatch.from_offsets(conditions, offsets, flat_muons, weights, ids), null_rows | null_muons
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:
@@ -217,7 +238,8 @@ class ShardWriter:
     Memory is bounded by one shard worth of events plus the batch being written. Shards
     go to range folders (:func:`shard_path`); every shard is written atomically, so a
     crash leaves only complete shards behind. Use as a context manager or call
-    :meth:`close` to flush the last (possibly short) shard.
+    :meth:`close` to flush the last (possibly short) shard; a ``with`` block left by an
+    exception (Ctrl-C, SIGTERM, an error) does not write the pending partial shard.
     """
 
     def __init__(
@@ -270,5 +292,8 @@ class ShardWriter:
     def __enter__(self) -> "ShardWriter":
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # interrupted or failed: no short last shard from a partial stream
+            self._pending, self._pending_events, self._closed = [], 0, True

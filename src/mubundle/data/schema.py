@@ -26,3 +26,6 @@ MUONS_COLUMN = "muons"
 WEIGHT_COLUMN = "weight"
 #: Key of the JSON file-level metadata in native Parquet shards.
 METADATA_KEY = b"mubundle"
+#: Optional event-id columns (uint64) of native shards: ``(major, minor)`` of the source event
+#: (I3 particle ids of the original pipeline, or CORSIKA run and event number).
+ID_COLUMNS: tuple[str, str] = ("major_id", "minor_id")

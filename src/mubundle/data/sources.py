@@ -4,7 +4,8 @@ A *piece* is the unit read at once: one Parquet row group, or a chunk of
 ``HDF5_CHUNK_EVENTS`` events of a legacy HDF5 file. Memory is bounded by one piece.
 
 Layouts (:func:`detect_layout`): ``native`` (mubundle Parquet shards), ``legacy-parquet``
-and ``legacy-hdf5`` (PHYSICS.md). Every problem with a file (missing, truncated, corrupt,
+and ``legacy-hdf5`` (PHYSICS.md), ``corsika`` (CORSIKA 7 particle files, one piece per file,
+one depth-0 event per shower: :mod:`mubundle.data.corsika`). Every problem with a file (missing, truncated, corrupt,
 unknown layout) raises :class:`DataFileError` whose message names the file; callers record
 it and go on.
 """
@@ -12,8 +13,11 @@ it and go on.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -22,12 +26,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mubundle.data import legacy, native, schema
+from mubundle.data import conventions, corsika, legacy, native, remote, schema
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.dataset import DatasetIncomplete, dataset_files, enclosing_incomplete_dataset
 from mubundle.data.validate import DecodedRows, RejectedRows, add_counts, validate
 
 #: Suffixes picked up when a directory is expanded.
 DATA_SUFFIXES = (".parquet", ".pq", ".h5", ".hdf5", ".hdf")
+#: Names of CORSIKA particle files picked up when a directory is expanded (DATnnnnnn[.zst|.gz]).
+CORSIKA_NAME = re.compile(r"^DAT\d+(\.(zst|gz))?$")
 #: Events per piece of a legacy HDF5 file.
 HDF5_CHUNK_EVENTS = 65_536
 
@@ -53,60 +60,120 @@ def file_errors(path: str | os.PathLike) -> Iterator[None]:
         yield
     except DataFileError:
         raise
-    except _FILE_ERRORS as error:
-        message = str(error).replace(str(path) + ": ", "") or type(error).__name__
+    except _FILE_ERRORS + remote.network_errors() as error:
+        message = remote.scrub(str(error).replace(str(path) + ": ", "")) or type(error).__name__
         raise DataFileError(path, f"{type(error).__name__}: {message}") from None
 
 
 # --------------------------------------------------------------------------- discovery
-def _is_hidden(path: Path, root: Path) -> bool:
-    """Names starting with '_' or '.' are bookkeeping (quarantine, temporary files), not data."""
-    return any(part.startswith(("_", ".")) for part in path.relative_to(root).parts)
+def _safe_stat(path: Path) -> os.stat_result | None:
+    """``os.stat`` or None when the path cannot be examined (missing, name too long, loop, ...)."""
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _walk_data_files(root: Path) -> list[Path]:
+    """Data files under directory ``root``, recursively, following directory symlinks once.
+
+    A directory reached twice (a ``self -> .`` link, two links to one folder) is walked only
+    the first time; entries whose name starts with ``_`` or ``.`` are skipped. Non-regular
+    entries with a data suffix (FIFOs, sockets, devices) are kept so that reading them
+    reports them by name instead of hanging or vanishing.
+    """
+    found: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        info = _safe_stat(Path(folder))
+        if info is None or (info.st_dev, info.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((info.st_dev, info.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+        for name in files:
+            if not name.startswith(("_", ".")) and (Path(name).suffix.lower() in DATA_SUFFIXES or CORSIKA_NAME.match(name)):
+                found.append(Path(folder) / name)
+    return sorted(found)
+
+
+def _file_key(path: Path) -> tuple[int, int] | str:
+    """Identity of the file ``path`` resolves to (device, inode); the path text if it has none."""
+    info = _safe_stat(path)
+    return (info.st_dev, info.st_ino) if info is not None else os.fspath(path)
 
 
 def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Path]:
-    """Files, globs and directories -> a sorted, de-duplicated file list.
+    """Files, globs and directories -> a sorted list with every file once.
 
-    Directories are searched recursively (range folders included) for ``DATA_SUFFIXES``;
-    entries whose name starts with ``_`` or ``.`` are skipped. Each argument's matches are
-    sorted; arguments keep their order. A path or glob that matches nothing is returned
-    as given so that reading it reports a clear "not found" error instead of vanishing.
+    Directories are searched recursively (range folders and directory symlinks included,
+    each directory once) for ``DATA_SUFFIXES``; entries whose name starts with ``_`` or ``.``
+    are skipped. A directory is a dataset: an incomplete one (being written, or interrupted)
+    raises :class:`~mubundle.data.dataset.DatasetIncomplete`; one with a manifest gives
+    exactly its listed shards; one without is read whole with a warning
+    (:func:`mubundle.data.dataset.dataset_files`). A file inside an incomplete dataset is
+    refused the same way. Each argument's matches are sorted; arguments keep their order.
+    Files are de-duplicated by the file they resolve to (absolute or relative path,
+    symlink, hard link: the first spelling is kept). A path or glob that matches nothing is
+    returned as given so that reading it reports a clear "not found" error instead of vanishing.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: list[Path] = []
     for entry in paths:
         text = os.fspath(entry)
+        if remote.is_url(text):  # s3://, https://, root://, osdf://, ...: see data/remote.py
+            found.extend(remote.expand_url(text, DATA_SUFFIXES))
+            continue
         path = Path(text)
-        if path.is_dir():
-            matches = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not _is_hidden(p, path)
-            )
+        info = _safe_stat(path)
+        if info is None and any(len(os.fsencode(part)) > 255 for part in path.parts):
+            # a mistyped argument, not a bad file: one line from the CLI (mubundle.errors)
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), text)
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            matches = dataset_files(path, _walk_data_files(path))
         elif glob.has_magic(text):
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if not os.path.isdir(p))
             matches = matches or [path]
         else:
             matches = [path]
+        for match in matches:
+            message = enclosing_incomplete_dataset(match)
+            if message is not None:
+                raise DatasetIncomplete(message)
         found.extend(matches)
-    seen: set[Path] = set()
+    seen: set[tuple[int, int] | str] = set()
     unique = []
     for path in found:
-        if path not in seen:
-            seen.add(path)
+        key = _file_key(path)
+        if key not in seen:
+            seen.add(key)
             unique.append(path)
     return unique
 
 
+def _file_kind(mode: int) -> str:
+    """'directory', 'FIFO', 'socket', 'character device', 'block device' or 'special file'."""
+    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+             (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
 def detect_layout(path: str | os.PathLike) -> str:
-    """``native``, ``legacy-parquet`` or ``legacy-hdf5`` (raises DataFileError otherwise)."""
-    path = Path(path)
+    """``native``, ``legacy-parquet``, ``legacy-hdf5`` or ``corsika`` (raises DataFileError otherwise)."""
+    path = remote.as_path(path)
     with file_errors(path):
-        if not path.exists():
+        if not remote.exists(path):
             raise DataFileError(path, "file not found")
-        with open(path, "rb") as handle:
+        if not remote.is_url(path):
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):  # opening a FIFO would block forever, a device read forever
+                raise DataFileError(path, f"not a regular file ({_file_kind(mode)}); only regular files are read")
+        with remote.open_binary(path) as handle:
             head = handle.read(8)
         if head[:4] == _PARQUET_MAGIC:
-            names = set(pq.read_schema(path).names)
+            with remote.opened(path) as source:
+                names = set(pq.read_schema(source).names)
             if {*schema.CONDITION_FIELDS, schema.MUONS_COLUMN} <= names:
                 return "native"
             if {legacy.PRIMARY_COLUMN, legacy.MUONS_COLUMN} <= names:
@@ -114,7 +181,9 @@ def detect_layout(path: str | os.PathLike) -> str:
             raise DataFileError(path, f"Parquet file with unknown columns {sorted(names)}")
         if head == _HDF5_MAGIC:
             return "legacy-hdf5"
-        raise DataFileError(path, "neither Parquet nor HDF5 (unknown file signature)")
+        if corsika.looks_like_corsika(path):
+            return corsika.LAYOUT
+        raise DataFileError(path, "neither Parquet, HDF5 nor a CORSIKA particle file (unknown file signature)")
 
 
 # --------------------------------------------------------------------------- pieces
@@ -128,46 +197,59 @@ class Piece:
     first_row: int
     n_rows: int
     muon_first_row: int = 0  # legacy HDF5 only: first row of this chunk in the 'muons' dataset
+    units: str = conventions.MUBUNDLE  # unit convention of mass/depth (conventions.ORIGINAL, ..., "corsika")
+    primary_width: int = 4  # legacy Parquet only: 4 (dump_muonitron_data.py) or 7 (convert_to_parquet.py)
+    thinning: bool = False  # CORSIKA only: thinned block format
 
 
 def list_pieces(path: str | os.PathLike) -> list[Piece]:
     """Pieces of one file from its metadata only (no event data is read)."""
-    path = Path(path)
+    path = remote.as_path(path)
     layout = detect_layout(path)
-    with file_errors(path):
+    with file_errors(path), remote.opened(path) as source:
         if layout == "legacy-hdf5":
             import h5py
 
-            with h5py.File(path, "r") as handle:
+            with h5py.File(source, "r") as handle:
                 n_events, _ = legacy.hdf5_shapes(handle)
                 muon_starts = legacy.hdf5_chunk_muon_starts(handle, HDF5_CHUNK_EVENTS)
+                units = legacy.scan_hdf5(handle, HDF5_CHUNK_EVENTS)
             bounds = range(0, n_events, HDF5_CHUNK_EVENTS)
             return [
-                Piece(str(path), layout, i, lo, min(HDF5_CHUNK_EVENTS, n_events - lo), int(muon_starts[i]))
+                Piece(str(path), layout, i, lo, min(HDF5_CHUNK_EVENTS, n_events - lo), int(muon_starts[i]), units)
                 for i, lo in enumerate(bounds)
             ]
-        metadata = pq.ParquetFile(path).metadata
+        if layout == corsika.LAYOUT:
+            found = corsika.scan(path)
+            return [Piece(str(path), layout, 0, 0, found.showers, units=corsika.LAYOUT, thinning=found.thinning)]
+        parquet = pq.ParquetFile(source)
+        metadata = parquet.metadata
+        width, units = legacy.scan_parquet(parquet) if layout == "legacy-parquet" else (4, conventions.MUBUNDLE)
         pieces, first = [], 0
         for i in range(metadata.num_row_groups):
             n_rows = metadata.row_group(i).num_rows
-            pieces.append(Piece(str(path), layout, i, first, n_rows))
+            pieces.append(Piece(str(path), layout, i, first, n_rows, units=units, primary_width=width))
             first += n_rows
         return pieces
 
 
 def decode_piece(piece: Piece) -> DecodedRows:
     """Read and decode one piece (values not yet validated)."""
-    with file_errors(piece.path):
+    with file_errors(piece.path), remote.opened(piece.path) as source:
         if piece.layout == "legacy-hdf5":
             import h5py
 
-            with h5py.File(piece.path, "r") as handle:
+            with h5py.File(source, "r") as handle:
                 stop = piece.first_row + piece.n_rows
-                return legacy.decode_hdf5_chunk(handle, piece.first_row, stop, piece.muon_first_row, piece.path)
-        parquet = pq.ParquetFile(piece.path, page_checksum_verification=True)
+                return legacy.decode_hdf5_chunk(
+                    handle, piece.first_row, stop, piece.muon_first_row, piece.path, piece.units
+                )
+        if piece.layout == corsika.LAYOUT:
+            return corsika.read_file(piece.path, piece.thinning)
+        parquet = pq.ParquetFile(source, page_checksum_verification=True)
         table = parquet.read_row_group(piece.index, use_threads=False)
         if piece.layout == "legacy-parquet":
-            return legacy.decode_parquet_table(table, piece.path, piece.first_row)
+            return legacy.decode_parquet_table(table, piece.path, piece.first_row, piece.units, piece.primary_width)
         batch, null_rows = native.decode_table(table)
         structural = np.where(null_rows, np.int8(1), np.int8(0)).astype(np.int8)  # code 1 = null_value
         rows = piece.first_row + np.arange(len(batch), dtype=np.int64)
@@ -234,3 +316,10 @@ def read_events(paths: Sequence[str | os.PathLike] | str | os.PathLike, max_even
     if max_events is not None and len(batch) > max_events:
         batch = batch.slice(0, max_events)
     return LoadResult(batch, rejected_counts, failed, RejectedRows.concat(rejected_parts), layouts)
+
+
+def corsika_scan(path: str | os.PathLike) -> corsika.CorsikaScan:
+    """Headers and record counts of a CORSIKA particle file (:func:`mubundle.data.corsika.scan`);
+    raises :class:`DataFileError` naming the file."""
+    with file_errors(path):
+        return corsika.scan(path)

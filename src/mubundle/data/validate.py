@@ -12,6 +12,10 @@ Reasons (stable strings, checked in this order, the first that applies is report
 ``null_value``               a required value is null/missing
 ``bad_list_length``          ``primary`` list not of length 4 or a muon not of length 3
 ``count_mismatch``           declared muon count disagrees with the muon rows (HDF5)
+``mass_no_nucleus``          legacy file in the original units: the rest mass (GeV) is no nucleus'
+``vertical_depth_out_of_range`` original units: vertical depth outside [0, 20000] m
+``primary_not_nucleus``      CORSIKA file: the primary is not a nucleon or nucleus (gamma, e, mu, ...)
+``muon_thinned``             CORSIKA thinned file: a muon record carries a thinning weight != 1
 ``non_finite``               energy, zenith, mass or depth is NaN or +-Inf
 ``energy_non_positive``      primary energy <= 0 GeV
 ``zenith_out_of_range``      zenith outside [0, pi/2] rad
@@ -20,7 +24,17 @@ Reasons (stable strings, checked in this order, the first that applies is report
 ``muon_non_finite``          a muon energy/x/y is NaN or +-Inf
 ``muon_energy_non_positive`` a muon energy <= 0 GeV
 ``weight_invalid``           event weight NaN, +-Inf or negative
+``energy_implausible``       primary energy outside [1 GeV, 1e12 GeV]
+``mass_implausible``         A above 60 or more than 0.1 from an integer
+``depth_implausible``        slant depth above 12 742 km (the Earth's diameter)
+``muon_position_implausible`` a muon with abs(x) or abs(y) above 10 km
+``muon_energy_above_primary`` a muon with more energy than its primary
 ===========================  ===============================================================
+
+The last five are *plausibility* checks on finite values (bounds and their sources:
+:data:`PLAUSIBLE` and docs/data_format.md, "Plausibility bounds"). Their codes come after
+the older reasons so stored codes keep their meaning; they are checked right after the
+matching sign/range check (``energy_implausible`` after ``energy_non_positive``, ...).
 
 Rejected rows are written to a quarantine Parquet file by :class:`QuarantineWriter`
 (columns ``file``, ``row``, ``reason``, the raw ``energy``/``zenith``/``mass``/``depth``
@@ -39,6 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mubundle.data import schema
+from mubundle.data.atomic import remove_stale_temporaries, temporary_path
 from mubundle.data.batch import RaggedBatch
 
 #: All reasons in check order; index + 1 is the integer code used in ``DecodedRows.structural``.
@@ -46,6 +61,10 @@ REASONS: tuple[str, ...] = (
     "null_value",
     "bad_list_length",
     "count_mismatch",
+    "mass_no_nucleus",
+    "vertical_depth_out_of_range",
+    "primary_not_nucleus",
+    "muon_thinned",
     "non_finite",
     "energy_non_positive",
     "zenith_out_of_range",
@@ -54,9 +73,44 @@ REASONS: tuple[str, ...] = (
     "muon_non_finite",
     "muon_energy_non_positive",
     "weight_invalid",
+    "energy_implausible",
+    "mass_implausible",
+    "depth_implausible",
+    "muon_position_implausible",
+    "muon_energy_above_primary",
 )
 #: Integer codes (0 = accepted) so per-row reasons stay a numpy array, not Python strings.
 REASON_CODE: dict[str, int] = {reason: code for code, reason in enumerate(REASONS, start=1)}
+
+#: Plausibility bounds on finite values, in the schema's units (docs/data_format.md,
+#: "Plausibility bounds", gives each bound's reason and source):
+#: - primary energy [GeV]: 1 GeV .. 1e12 GeV. Above: the most energetic cosmic ray ever
+#:   observed had 3.2e11 GeV (Fly's Eye, Bird et al., ApJ 441 (1995) 144); 1e12 GeV leaves
+#:   a factor 3. Below 1 GeV total energy no primary reaches the atmosphere through the
+#:   geomagnetic rigidity cutoff anywhere but near the poles, and none makes a muon that
+#:   reaches any depth: a value below is a unit error (TeV or PeV stored as GeV).
+#: - mass number A: <= 60 and within 0.1 of an integer. Iron-56 is the heaviest abundant
+#:   cosmic-ray nucleus; the iron peak ends with Ni-58/60, and ultra-heavy nuclei (Z > 30) are
+#:   ~1e-4..1e-5 of iron (Binns et al., ApJ 346 (1989) 997, HEAO-3); nothing mubundle makes
+#:   goes beyond A = 56 (simulate's masses; flux mode's Fe group takes Z >= 21). Integer A;
+#:   0.1 admits a mass converted from GeV with the atomic mass unit (Fe-56: 52.09 GeV /
+#:   0.9315 GeV = 55.92) and rejects 1.5 or a mass in GeV (e.g. proton 0.938 -> below 1).
+#: - slant depth [km]: <= 12 742 km, the Earth's mean diameter (2 x 6371 km, IUGG mean
+#:   radius): the longest straight path through the Earth.
+#: - muon |x|, |y| [m]: <= 1e4 m. Bundles deep underground have radii of metres to a few
+#:   hundred metres: `mubundle simulate --showers 100 --seed 1` (defaults: 1e4..1e7 GeV,
+#:   0..70 deg, 1.5/2/2.5 km) gives a median offset of 6.0 m, 99 % within 46 m, largest 141 m.
+#:   10 km is ~70 times that and catches mm or cm stored as m.
+#: - muon energy <= primary energy (energy conservation), with a float32 margin of 1e-5.
+PLAUSIBLE: dict[str, float] = {
+    "energy_min_gev": 1.0,
+    "energy_max_gev": 1e12,
+    "mass_max": 60.0,
+    "mass_integer_tolerance": 0.1,
+    "depth_max_km": 12_742.0,
+    "muon_position_max_m": 1e4,
+    "muon_energy_margin": 1e-5,
+}
 
 # float32 pi/2 rounds up; comparing float32 zeniths against it keeps exact pi/2 inside the range
 _HALF_PI_F32 = np.float32(np.pi / 2)
@@ -70,12 +124,16 @@ class DecodedRows:
     ``counts == 0`` and NaN conditions where the value was unreadable.
     ``structural``: (B,) int8 reason code (0 = structurally fine, else ``REASON_CODE``).
     ``rows``: (B,) int64 row number of each event inside ``file`` (0-based).
+    ``raw_conditions``: (B, 4) conditions as stored in the file when ``batch`` holds them
+    converted to mubundle's units (legacy files in the original units); None = the same.
+    Rejected rows are quarantined with these raw values.
     """
 
     file: str
     batch: RaggedBatch
     structural: np.ndarray
     rows: np.ndarray
+    raw_conditions: np.ndarray | None = None
 
 
 @dataclass
@@ -160,11 +218,18 @@ def row_reasons(decoded: DecodedRows) -> np.ndarray:
     finite = np.isfinite(conditions)
     mark("non_finite", ~(finite[:, 0] & finite[:, 1] & finite[:, 2] & finite[:, 3]))
     with np.errstate(invalid="ignore"):
-        mark("energy_non_positive", ~(conditions[:, schema.ENERGY] > 0))
+        energy = conditions[:, schema.ENERGY]
+        mark("energy_non_positive", ~(energy > 0))
+        mark("energy_implausible", ~((energy >= PLAUSIBLE["energy_min_gev"]) & (energy <= PLAUSIBLE["energy_max_gev"])))
         zenith = conditions[:, schema.ZENITH]
         mark("zenith_out_of_range", ~((zenith >= 0) & (zenith <= _HALF_PI_F32)))
-        mark("mass_below_one", ~(conditions[:, schema.MASS] >= 1))
-        mark("depth_negative", ~(conditions[:, schema.DEPTH] >= 0))
+        mass = conditions[:, schema.MASS]
+        mark("mass_below_one", ~(mass >= 1))
+        near_integer = np.abs(mass - np.rint(mass)) <= PLAUSIBLE["mass_integer_tolerance"]
+        mark("mass_implausible", ~((mass <= PLAUSIBLE["mass_max"]) & near_integer))
+        depth = conditions[:, schema.DEPTH]
+        mark("depth_negative", ~(depth >= 0))
+        mark("depth_implausible", ~(depth <= PLAUSIBLE["depth_max_km"]))
         # per-muon masks only when something is wrong: the whole-array reductions are ~10x
         # cheaper than a reduction along the length-3 axis, and clean data is the common case
         if not np.isfinite(muons).all():
@@ -177,6 +242,17 @@ def row_reasons(decoded: DecodedRows) -> np.ndarray:
         if not energy_ok.all():
             bad_energy = ~energy_ok if muon_finite is None else muon_finite & ~energy_ok
             mark("muon_energy_non_positive", _events_with(bad_energy, batch))
+        if muons.shape[0]:
+            limit = np.float32(PLAUSIBLE["muon_position_max_m"])
+            x, y = muons[:, schema.MU_X], muons[:, schema.MU_Y]
+            # fast path for clean data: four reductions instead of per-muon masks
+            if max(x.max(), y.max(), -x.min(), -y.min()) > limit:
+                far = (np.abs(x) > limit) | (np.abs(y) > limit)
+                mark("muon_position_implausible", _events_with(far, batch))
+            primary = np.repeat(energy, batch.counts)  # (M,) float32: each muon's primary energy
+            above = muons[:, schema.MU_ENERGY] > primary * np.float32(1.0 + PLAUSIBLE["muon_energy_margin"])
+            if above.any():
+                mark("muon_energy_above_primary", _events_with(above, batch))
         if batch.weights is not None:
             mark("weight_invalid", ~(np.isfinite(batch.weights) & (batch.weights >= 0)))
     return codes
@@ -196,12 +272,13 @@ def validate(decoded: DecodedRows) -> tuple[RaggedBatch, RejectedRows]:
     good_index = np.flatnonzero(~bad)
     bad_index = np.flatnonzero(bad)
     raw = batch.take(bad_index)
+    raw_conditions = raw.conditions if decoded.raw_conditions is None else decoded.raw_conditions[bad_index]
     reason_names = np.asarray(REASONS, dtype=object)[codes[bad_index].astype(np.int64) - 1]
     rejected = RejectedRows(
         np.full(bad_index.shape[0], decoded.file, dtype=object),
         decoded.rows[bad_index].astype(np.int64),
         reason_names,
-        RaggedBatch(raw.conditions, raw.counts, raw.flat_muons),
+        RaggedBatch(raw_conditions, raw.counts, raw.flat_muons),
     )
     return batch.take(good_index), rejected
 
@@ -209,13 +286,17 @@ def validate(decoded: DecodedRows) -> tuple[RaggedBatch, RejectedRows]:
 class QuarantineWriter:
     """Appends rejected rows to one quarantine Parquet file, written atomically on close.
 
-    Nothing is written when no row was rejected. Memory: rows are written per call
-    (one row group each), never accumulated.
+    A quarantine file belongs to the run that wrote it: when this run rejects nothing, a
+    file already at ``path`` (left by an earlier run on the same output) is removed on
+    :meth:`close`; a ``with`` block left by an exception (Ctrl-C, SIGTERM, an error) commits
+    nothing and removes its temporary file (:meth:`abort`). Memory: rows are written per
+    call (one row group each), never accumulated.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        remove_stale_temporaries(self.path.parent, recursive=False, name=self.path.name)  # of killed runs
+        self._tmp = temporary_path(self.path)
         self._writer: pq.ParquetWriter | None = None
         self.rows_written = 0
 
@@ -230,8 +311,11 @@ class QuarantineWriter:
         self.rows_written += len(rejected)
 
     def close(self) -> Path | None:
-        """Finish the file; returns its path, or None when there was nothing to quarantine."""
+        """Finish the file; returns its path, or None when there was nothing to quarantine
+        (then a stale file of an earlier run at ``path`` is removed)."""
         if self._writer is None:
+            if self.rows_written == 0:
+                self.path.unlink(missing_ok=True)
             return None
         self._writer.close()
         self._writer = None
@@ -240,11 +324,21 @@ class QuarantineWriter:
         os.replace(self._tmp, self.path)
         return self.path
 
+    def abort(self) -> None:
+        """Drop what was written so far (nothing is committed under ``path``)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
     def __enter__(self) -> "QuarantineWriter":
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_quarantine(rejected: RejectedRows, path: str | os.PathLike) -> Path | None:

@@ -1,18 +1,26 @@
 """Write a RaggedBatch in any supported layout.
 
 - ``parquet``: the native shard format (:mod:`mubundle.data.native`).
-- ``hdf5``: the legacy HDF5 layout (PHYSICS.md), including the quirk that an event
-  without muons is written as one all-zero muon row with count 1, so the old pipeline
-  reads it unchanged. ``major_id``/``minor_id`` = ``event // 1_000_000``, ``event % 1_000_000``
-  (exact in float32); ``time`` columns are 0.
-- ``legacy-parquet``: ``primary`` list<float32> and ``muons`` list<list<float32>>, plus
-  int64 ``primary_major_id``/``primary_minor_id`` (same ids as the HDF5 writer).
+- ``hdf5`` and ``legacy-parquet``: exactly what the original pipeline's writers write
+  (briedel/cr_muons ``utils/data_converters/dump_muonitron_data.py``), so its own reader and
+  normaliser get the right conditions: mass = the primary's rest mass in GeV, depth = the
+  vertical depth in m below the ice surface (the slant depth converted back through
+  Muonitron's spherical overburden, :mod:`mubundle.geometry`), ids ``(major, minor)``.
+  HDF5: ``primaries`` (N, 7) ``[major, minor, E, zenith, mass, time = 0, depth]``, ``muons``
+  (M, 6) ``[major, minor, E, x, y, time = 0]``, ``counts`` int32, and an event without muons
+  written as one row ``[major, minor, 0, 0, 0, 0]`` with count 1 (the original's placeholder).
+  Parquet: uint64 ``primary_major_id``/``primary_minor_id``, ``primary`` list<float32>
+  ``[E, zenith, mass, depth]``, ``muons`` list<list<float32>> ``[E, x, y]``, in this order.
+  Ids are the batch's own (``RaggedBatch.ids``) or, without them, ``event // 1_000_000`` and
+  ``event % 1_000_000`` (exact in float32). Both carry the ``mubundle`` metadata with
+  ``legacy_units = "original"`` so mubundle reads them back in the right convention.
 
 All writers are atomic (temporary file, fsync, rename).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -20,62 +28,71 @@ import numpy as np
 import pyarrow as pa
 
 from mubundle.data.atomic import atomic_output
-from mubundle.data import legacy, native
+from mubundle.data import conventions, legacy, native
 from mubundle.data.batch import RaggedBatch
 
 FORMATS = ("parquet", "hdf5", "legacy-parquet")
 _ID_BASE = 1_000_000
 
 
-def _event_ids(n_events: int) -> tuple[np.ndarray, np.ndarray]:
-    index = np.arange(n_events, dtype=np.int64)
-    return index // _ID_BASE, index % _ID_BASE
+def _event_ids(n_events: int, first_event: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    index = first_event + np.arange(n_events, dtype=np.int64)
+    return (index // _ID_BASE).astype(np.uint64), (index % _ID_BASE).astype(np.uint64)
 
 
-def legacy_parquet_table(batch: RaggedBatch) -> pa.Table:
-    """Arrow table in the legacy Parquet layout."""
+def batch_ids(batch: RaggedBatch, first_event: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(major, minor) uint64 ids of the events: the batch's own, else from the event index."""
+    if batch.ids is not None:
+        return batch.ids[:, 0], batch.ids[:, 1]
+    return _event_ids(len(batch), first_event)
+
+
+def legacy_parquet_table(batch: RaggedBatch, metadata: dict[str, Any] | None = None, first_event: int = 0) -> pa.Table:
+    """Arrow table in the original Parquet layout and units (see module docstring)."""
     n_events, n_muons = len(batch), batch.n_muons
+    original = conventions.to_original_units(batch.conditions)
     primary = pa.ListArray.from_arrays(
         pa.array(np.arange(0, 4 * n_events + 1, 4, dtype=np.int32)),
-        pa.array(batch.conditions.reshape(-1), type=pa.float32()),
+        pa.array(original.reshape(-1), type=pa.float32()),
     )
     inner = pa.ListArray.from_arrays(
         pa.array(np.arange(0, 3 * n_muons + 1, 3, dtype=np.int32)),
         pa.array(batch.flat_muons.reshape(-1), type=pa.float32()),
     )
     muons = pa.ListArray.from_arrays(pa.array(batch.offsets.astype(np.int32)), inner)
-    major, minor = _event_ids(n_events)
-    return pa.table(
+    major, minor = batch_ids(batch, first_event)
+    table = pa.table(
         {
+            legacy.ID_COLUMNS[0]: pa.array(major, type=pa.uint64()),
+            legacy.ID_COLUMNS[1]: pa.array(minor, type=pa.uint64()),
             legacy.PRIMARY_COLUMN: primary,
             legacy.MUONS_COLUMN: muons,
-            "primary_major_id": pa.array(major, type=pa.int64()),
-            "primary_minor_id": pa.array(minor, type=pa.int64()),
         }
     )
+    encoded = json.dumps(conventions.original_metadata(metadata), sort_keys=True).encode()
+    return table.replace_schema_metadata({legacy.METADATA_KEY.encode(): encoded})
 
 
-def _hdf5_arrays(batch: RaggedBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(primaries (N,7), muons (M',6), counts (N,) int32) with one zero row per muon-less event."""
+def _hdf5_arrays(batch: RaggedBatch, first_event: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(primaries (N,7), muons (M',6), counts (N,) int32) in the original units, with one
+    ``[major, minor, 0, 0, 0, 0]`` row per muon-less event."""
     n_events = len(batch)
-    major, minor = _event_ids(n_events)
+    major, minor = batch_ids(batch, first_event)
     primaries = np.zeros((n_events, 7), dtype=np.float32)
     primaries[:, 0], primaries[:, 1] = major, minor
     columns = [legacy.H5_PRIMARY_ENERGY, legacy.H5_PRIMARY_ZENITH, legacy.H5_PRIMARY_MASS, legacy.H5_PRIMARY_DEPTH]
-    primaries[:, columns] = batch.conditions
+    primaries[:, columns] = conventions.to_original_units(batch.conditions)
     rows_per_event = np.maximum(batch.counts, 1)
     muons = np.zeros((int(rows_per_event.sum()), 6), dtype=np.float32)
     row_event = np.repeat(np.arange(n_events), rows_per_event)
+    muons[:, 0], muons[:, 1] = primaries[row_event, 0], primaries[row_event, 1]
     real = np.repeat(batch.counts > 0, rows_per_event)
-    muons[real, 0], muons[real, 1] = primaries[row_event[real], 0], primaries[row_event[real], 1]
     muons[real, legacy.H5_MUON_ENERGY : legacy.H5_MUON_Y + 1] = batch.flat_muons
     return primaries, muons, rows_per_event.astype(np.int32)
 
 
 def write_hdf5(batch: RaggedBatch, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:
     """Legacy HDF5 layout (see module docstring); ``metadata`` as JSON in the file attribute ``mubundle``."""
-    import json
-
     import h5py
 
     primaries, muons, counts = _hdf5_arrays(batch)
@@ -84,8 +101,7 @@ def write_hdf5(batch: RaggedBatch, path: str | os.PathLike, metadata: dict[str, 
             handle.create_dataset("primaries", data=primaries)
             handle.create_dataset("muons", data=muons)
             handle.create_dataset("counts", data=counts)
-            if metadata:
-                handle.attrs["mubundle"] = json.dumps(metadata, sort_keys=True)
+            handle.attrs[legacy.METADATA_KEY] = json.dumps(conventions.original_metadata(metadata), sort_keys=True)
 
 
 def write_batch(
@@ -97,6 +113,6 @@ def write_batch(
     elif format == "hdf5":
         write_hdf5(batch, path, metadata)
     elif format == "legacy-parquet":
-        native.write_table_atomic(legacy_parquet_table(batch), path)
+        native.write_table_atomic(legacy_parquet_table(batch, metadata), path)
     else:
         raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")

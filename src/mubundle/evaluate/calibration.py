@@ -58,7 +58,7 @@ CENTRAL_INTERVALS = {"coverage_50": (0.25, 0.75, 0.50), "coverage_90": (0.05, 0.
 #: Salt of the PIT's uniforms: ``default_rng([seed, PIT_STREAM])``. With ``default_rng(seed)``
 #: itself, reference primaries drawn from that common stream (e.g. ``default_rng(0)`` and the
 #: default ``--seed 0``) got each event's V equal to the uniform that set its energy: the PIT
-#: of a calibrated model read 8x its KS floor (found in ``mubundle demo``; session 17).
+#: of a calibrated model read 8x its KS floor (found in ``mubundle demo``; 2026-11-26).
 PIT_STREAM = 0x9117
 #: A cdf beyond [0, 1] by more than this is a model bug, not rounding: the mixture weights come
 #: from a float32 log-softmax, so they sum to 1 only within a few float32 ulps (~1e-7).

@@ -219,6 +219,64 @@ def _calibration_section(metrics: dict[str, Any]) -> str:
             "(the errors assume independent events, so they are somewhat small).</small></p>")
 
 
+def _rate_cell(rate: dict[str, Any]) -> str:
+    if rate["rate"] is None:
+        return "<td class='na'>n/a</td>"
+    return (f"<td>{rate['count']} / {rate['total']}<br>{_number(rate['rate'], 3)} "
+            f"<small>[{_number(rate['low'], 2)}, {_number(rate['high'], 2)}]</small></td>")
+
+
+def _ratio_cell(ratio: dict[str, Any]) -> str:
+    if ratio["low"] is None:
+        return f"<td class='na'>{html.escape(ratio.get('rule') or 'n/a')}</td>"
+    css = "bad" if ratio["flag"] else "ok"
+    return (f"<td class='{css}' title='{html.escape(ratio['rule'])}'><b>{_number(ratio['value'], 3)}</b> "
+            f"<small>[{_number(ratio['low'], 3)}, {'&infin;' if ratio['high'] is None else _number(ratio['high'], 3)}]"
+            "</small></td>")
+
+
+def _tail_rows(label: str, part: dict[str, Any], definitions: dict[str, Any]) -> list[str]:
+    rows = [f"<tr><th colspan='5' style='text-align:left'>{html.escape(label)}</th></tr>"]
+    for name, entry in part["rates"].items():
+        title = definitions.get(name, {}).get("title", name)
+        rows.append(f"<tr><td class='name'>{html.escape(title)}<br><small>{name}</small></td>"
+                    f"<td class='name'>per {entry['per']}</td>{_rate_cell(entry['reference'])}"
+                    f"{_rate_cell(entry['model'])}{_ratio_cell(entry['ratio'])}</tr>")
+    for name, entry in part["log_w1"].items():
+        if entry["ratio"] is None:
+            cells = f"<td class='na' colspan='3'>{html.escape(entry.get('reason', 'n/a'))}</td>"
+        else:
+            css = "ok" if entry["ratio"] <= 1.5 else "bad"
+            cells = (f"<td>floor {_number(entry['floor'], 3)} dex</td><td>model {_number(entry['model'], 3)} dex</td>"
+                     f"<td class='{css}'><b>{_number(entry['ratio'], 3)}</b> (model / floor)</td>")
+        rows.append(f"<tr><td class='name'>W1 of {html.escape(name)}</td><td class='name'>per muon</td>{cells}</tr>")
+    return rows
+
+
+def _tails_section(metrics: dict[str, Any]) -> str:
+    tails = metrics.get("tails")
+    if tails is None:
+        return ""
+    definitions = tails["definitions"]
+    rows = _tail_rows("all events", tails["overall"], definitions)
+    for entry in tails["energy_bins"]:
+        rows += _tail_rows(f"E0 {entry['label']} ({entry['n_reference']} reference events)", entry, definitions)
+    flagged = ", ".join(tails["flagged"]) or "none"
+    header = ("<tr><th>class</th><th>rate of</th><th>reference: k / n, rate [interval]</th>"
+              "<th>model: k / n, rate [interval]</th><th>ratio model / reference [interval]</th></tr>")
+    return (
+        "<h2>Tails: rare classes</h2>"
+        "<p>Fractions of events (N &ge; 50, N &ge; 200, bundle energy &gt; 100 TeV) or of muons (muon energy "
+        "&gt; 10 TeV, &gt; 30 TeV; lateral distance &gt; 75 m, &lt; 1 m) in each class, k of n, with exact central "
+        f"Poisson intervals at {tails['confidence_level']:.1%} (Garwood 1936) and the exact interval of the "
+        "ratio model / reference (conditional binomial, Clopper-Pearson). "
+        f"<b>Flag</b> (red): {html.escape(tails['flag_rule'])}. Muons of one bundle are correlated, so the "
+        "per-muon intervals are somewhat too narrow. The W1 rows are the Wasserstein-1 distances of "
+        "log10 E<sub>&mu;</sub> and log10 r in dex, with the floor of two reference halves.</p>"
+        f"<p>Flagged: {html.escape(flagged)}</p><table>{header}{''.join(rows)}</table>"
+    )
+
+
 def _figures_section(metrics: dict[str, Any]) -> str:
     shown_elsewhere = {(metrics.get("calibration") or {}).get("figure")}
     figures = [f for f in metrics.get("figures", []) if f["file"] not in shown_elsewhere]
@@ -280,6 +338,9 @@ def _summary_box(metrics: dict[str, Any]) -> str:
         + (f"<br>Mean over {len(metrics['seed_spread']['seeds'])} generation seeds: worst mean ratio "
            f"{_number(summary['max_mean_ratio_over_seeds'], 3)} ({summary['max_mean_ratio_metric']})."
            if "seed_spread" in metrics else "")
+        + (f"<br>Tail classes flagged: {len(summary['tails_flagged'])} (see Tails)." if "tails_flagged" in summary else "")
+        + (f"<br><b>Extrapolated events</b> (outside the model's domain, --allow-extrapolation): "
+           f"{summary['extrapolated_events']}." if summary.get("extrapolated_events") else "")
         + (f"<br>Multiplicity calibration (information, not a target): PIT KS ratio "
            f"{_number(summary['calibration_ks_ratio'], 3)}." if "calibration_ks_ratio" in summary else "")
         + "</div>"
@@ -296,7 +357,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         f"<h1>Muon-bundle model evaluation</h1>{_info_section(metrics)}{_summary_box(metrics)}"
         f"{_quantities_table(metrics)}<h2>How to read this report</h2>{explanation}"
         f"<h2>Overall comparison</h2>{_overall_table(metrics)}{_classifier_section(metrics)}{_seed_section(metrics)}"
-        f"{_bins_section(metrics)}{_calibration_section(metrics)}{_figures_section(metrics)}"
+        f"{_bins_section(metrics)}{_tails_section(metrics)}{_calibration_section(metrics)}{_figures_section(metrics)}"
         f"<p><small>All numbers are in metrics.json.</small></p></body></html>"
     )
 

@@ -1,7 +1,9 @@
 """``mubundle evaluate``: generate with the reference's primaries, compare, write the report.
 
 Output directory: ``metrics.json`` (every metric ``{"model", "floor", "ratio"}``, overall
-and per condition bin; with a model also ``"calibration"``, the multiplicity PIT check),
+and per condition bin; ``"tails"``, the rates of rare classes with Poisson intervals and the
+per-muon log W1 (:mod:`mubundle.evaluate.tails`); with a model also ``"calibration"``, the
+multiplicity PIT check),
 PNG plots, and ``report.html`` (see :mod:`mubundle.evaluate.html`).
 """
 
@@ -17,9 +19,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from mubundle.data.batch import RaggedBatch
+from mubundle.errors import InvalidValueError, OutputRefusedError, check_integer
+from mubundle.data.remote import redact_paths
 from mubundle.evaluate.binning import VARIABLES, bins_for
 from mubundle.evaluate.features import summary_quantities
 from mubundle.evaluate.metrics import METRICS, compare, is_paired
+from mubundle.evaluate.tails import tail_report
 
 #: Quality targets of issue 5 (reported as pass/fail, never enforced).
 TARGET_MAX_RATIO = 1.5
@@ -127,7 +132,11 @@ def evaluate_samples(
             figure = bin_ratio_plot(variable, entries, out_dir)
             if figure is not None:
                 figures.append(figure)
+    tails = tail_report(reference, candidate, seed=seed)
     summary = summarise(overall)
+    summary["tails_flagged"] = tails["flagged"]
+    if info and "extrapolated_events" in info:
+        summary["extrapolated_events"] = info["extrapolated_events"]
     spread = None
     if other_candidates:
         by_seed = {seed: overall}
@@ -150,6 +159,7 @@ def evaluate_samples(
         "quantities": {"reference": summary_quantities(reference), "model": summary_quantities(candidate)},
         "overall": overall,
         "bins": binned,
+        "tails": tails,
         "definitions": {name: vars(info_) for name, info_ in METRICS.items()},
         "figures": [vars(figure) for figure in figures],
     }
@@ -170,6 +180,7 @@ def evaluate_model(
     max_events: int | None = None,
     device: str = "cpu",
     seeds: int = 1,
+    allow_extrapolation: bool = False,
 ) -> dict[str, Any]:
     """Read the reference events (any layout), generate one event per reference primary with
     the model at ``model_path`` (None = shipped default), compare, check the calibration of
@@ -181,30 +192,52 @@ def evaluate_model(
     moves a ratio by tens of percent, so model choices should rest on the mean.
 
     Rejected reference rows and unreadable files are counted in ``metrics["info"]`` and the
-    report; raises ``ValueError`` when no reference event could be read.
+    report; raises ``ValueError`` when no reference event could be read, and
+    ``ValueError``/``TypeError`` naming the argument for a seed that is not an integer >= 0,
+    ``seeds`` < 1 or ``max_events`` < 1. Reference primaries
+    outside the model's domain (:mod:`mubundle.model.domain`) raise ``ExtrapolationError``
+    unless ``allow_extrapolation``; then they are evaluated, one warning is given and their
+    number is ``metrics["info"]["extrapolated_events"]`` (and in the summary).
     """
     from mubundle.data.sources import read_events
     from mubundle.evaluate.calibration import multiplicity_calibration
+    from mubundle.evaluate.tails import format_tail_table
     from mubundle.generate.api import load_model
+    from mubundle.model.domain import check_primaries, describe, quiet_extrapolation
 
+    seed = check_integer("seed", seed, 0, 2**64 - 1)
+    seeds = check_integer("seeds", seeds, 1)
+    if max_events is not None:
+        max_events = check_integer("max_events", max_events, 1)
+    if not reference_paths:
+        raise InvalidValueError("reference_paths must name at least one file, glob or directory")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise OutputRefusedError(f"--out {out_dir} is a file; evaluate writes a directory (metrics.json, plots, report.html)")
     loaded = read_events(reference_paths, max_events=max_events)
     reference = loaded.batch
     if len(reference) == 0:
         failures = "; ".join(f"{f['path']}: {f['error']}" for f in loaded.failed_files) or "no events found"
-        raise ValueError(f"no reference events could be read from {reference_paths} ({failures})")
+        raise ValueError(f"no reference events could be read from {', '.join(redact_paths(reference_paths))} ({failures})")
     reference = RaggedBatch(reference.conditions, reference.counts, reference.flat_muons)  # weights are not compared
     model = load_model(model_path, device=device)
-    started = time.perf_counter()
     c = reference.conditions
-    candidate = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=seed)
-    generation_seconds = time.perf_counter() - started
-    other_candidates = {s: model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=s) for s in range(seed + 1, seed + seeds)}
+    domain_check = check_primaries(model.domain, c, model.name, allow_extrapolation)  # warns once if allowed
+    started = time.perf_counter()
+    with quiet_extrapolation():
+        candidate = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=seed, allow_extrapolation=allow_extrapolation)
+        generation_seconds = time.perf_counter() - started
+        other_candidates = {
+            s: model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=s, allow_extrapolation=allow_extrapolation)
+            for s in range(seed + 1, seed + seeds)
+        }
     info = {
         "model": str(model_path) if model_path is not None else "pretrained default",
-        "reference": [str(p) for p in ([reference_paths] if isinstance(reference_paths, (str, os.PathLike)) else reference_paths)],
+        "reference": redact_paths(reference_paths),  # URL credentials never reach the report
         "reference_rejected_rows": loaded.rejected,
         "reference_failed_files": loaded.failed_files,
         "generation_seconds": round(generation_seconds, 2),
+        "model_domain": describe(model.domain),
+        "extrapolated_events": domain_check.n_outside,
     }
     started = time.perf_counter()
     calibration = multiplicity_calibration(model, reference, seed=seed)
@@ -214,5 +247,8 @@ def evaluate_model(
     metrics = evaluate_samples(
         reference, candidate, out_dir, seed=seed, info=info, calibration=calibration, other_candidates=other_candidates
     )
+    print(format_tail_table(metrics["tails"]))
+    if info["extrapolated_events"]:
+        print(f"extrapolated events (outside the model's domain, --allow-extrapolation): {info['extrapolated_events']}")
     print(f"evaluation report: {Path(out_dir) / 'report.html'} (metrics: {Path(out_dir) / 'metrics.json'})")
     return metrics

@@ -9,9 +9,12 @@ distilled from (the default teacher of ``mubundle distill``). ``load_model("full
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from mubundle.errors import InvalidTypeError
 
 if TYPE_CHECKING:  # pragma: no cover
     from mubundle.model.bundle import MuonBundleModel
@@ -71,6 +74,9 @@ def resolve_model_path(path: str | Path | None) -> Path:
     path = Path(path)
     if not path.exists() and str(path) in SHIPPED_MODELS:
         path = shipped_model_path(str(path))
+    if path.exists() and not path.is_dir():
+        raise FileNotFoundError(f"model path {path} is a file; a model directory (holding {' and '.join(MODEL_FILES)}) "
+                                f"or a shipped model name ({', '.join(SHIPPED_MODELS)}) is expected")
     if not path.is_dir():
         raise FileNotFoundError(
             f"model directory {path} does not exist (shipped models by name: {', '.join(SHIPPED_MODELS)})"
@@ -86,10 +92,16 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBund
 
     ``path``: a directory written by ``MuonBundleModel.save``, or a shipped model's name
     (``"fast"``, ``"full"``); None = the shipped default (``fast``).
-    ``device``: torch device string (``"cpu"``, ``"cuda"``, ...).
+    ``device``: torch device string (``"cpu"``, ``"cuda"``, ...); one this torch cannot use is a
+    :class:`~mubundle.errors.DeviceUnavailableError`.
     """
     from mubundle.model.bundle import MuonBundleModel
+    from mubundle.train.device import require_available
 
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise InvalidTypeError(f"path must be a model directory (str or os.PathLike), a shipped model name "
+                               f"({', '.join(SHIPPED_MODELS)}) or None, got {type(path).__name__} {path!r}")
+    device = require_available(device)  # before reading anything: one line, exit code 6, for a missing GPU
     model = MuonBundleModel.load(resolve_model_path(path), device=device)
     model.eval()
     return model

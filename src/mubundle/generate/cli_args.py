@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
+from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE, finite_float, positive_int, seed_int
+from mubundle.data.output_paths import check_output_file, output_format
+from mubundle.executors import add_dask_argument
 from mubundle.generate.api import MODEL_OPTION_HELP
 from mubundle.generate.flux import FLUX_MODELS
 from mubundle.generate.output import FORMATS
 from mubundle.generate.run import EVENTS_PER_CHUNK, FluxSettings, GenerationSummary
+from mubundle.generate.tasks import ModelRef
 from mubundle.sim.config import parse_depths
 
 _FLUX_DEFAULTS = FluxSettings()
+# numeric flags are checked while parsing (bounds and their sources: mubundle.argtypes)
+_ENERGY_GEV = finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, unit="GeV")
+_ZENITH_RAD = finite_float(0.0, math.pi / 2, unit="rad")
+_AREA_M2 = finite_float(0.0, min_inclusive=False, unit="m^2")
+_SPECTRAL_INDEX = finite_float(*SPECTRAL_INDEX_RANGE)
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,26 +33,34 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--primaries", nargs="+", metavar="FILE",
                         help="event files (any layout); one event is generated per primary, muons are ignored")
     source.add_argument("--flux", choices=sorted(FLUX_MODELS), help="cosmic-ray flux model (crflux) for weighted primaries")
-    parser.add_argument("--out", required=True, type=Path, help="output file")
-    parser.add_argument("--format", choices=FORMATS, default="parquet", help="output layout (default: native parquet)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output file (.parquet or .h5; an existing file that is not a "
+                        "mubundle output, or an input, is replaced only with --overwrite)")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="output layout (default: from the suffix of --out: .h5/.hdf5 -> hdf5, else native parquet)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow --out to replace an existing non-mubundle file or an input file")
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--events-per-chunk", type=int, default=EVENTS_PER_CHUNK,
+    parser.add_argument("--events-per-chunk", type=positive_int, default=EVENTS_PER_CHUNK,
                         help="events sampled and written at once (bounds memory)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-extrapolation", action="store_true",
+                        help="sample primaries outside the model's training domain (refused otherwise); "
+                             "their number is reported in the summary")
+    add_dask_argument(parser)
     flux = parser.add_argument_group("flux mode")
-    flux.add_argument("--events", type=int, help="number of primaries to sample")
-    flux.add_argument("--energy-range", nargs=2, type=float, metavar=("LO", "HI"),
+    flux.add_argument("--events", type=positive_int, help="number of primaries to sample")
+    flux.add_argument("--energy-range", nargs=2, type=_ENERGY_GEV, metavar=("LO", "HI"),
                       default=_FLUX_DEFAULTS.energy_range, help="primary energy range [GeV]")
-    flux.add_argument("--zenith-range", nargs=2, type=float, metavar=("LO", "HI"),
+    flux.add_argument("--zenith-range", nargs=2, type=_ZENITH_RAD, metavar=("LO", "HI"),
                       default=_FLUX_DEFAULTS.zenith_range, help="zenith range [rad], 0 = vertical")
     flux.add_argument("--depths", type=parse_depths, default=_FLUX_DEFAULTS.depths_km, metavar="KM,...",
                       help="observation depths [km]; one event per primary and depth")
     flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=_FLUX_DEFAULTS.depth_kind,
                       help="--depths are slant depths along the axis, or vertical depths (slant = vertical / cos zenith)")
-    flux.add_argument("--area", type=float, default=_FLUX_DEFAULTS.area_m2,
+    flux.add_argument("--area", type=_AREA_M2, default=_FLUX_DEFAULTS.area_m2,
                       help="area [m^2] of the disc perpendicular to the shower axis the weights refer to")
-    flux.add_argument("--generation-gamma", type=float, default=_FLUX_DEFAULTS.generation_gamma,
+    flux.add_argument("--generation-gamma", type=_SPECTRAL_INDEX, default=_FLUX_DEFAULTS.generation_gamma,
                       help="generation spectrum E^-gamma (the weights correct for it)")
 
 
@@ -57,9 +75,23 @@ def print_summary(summary: GenerationSummary, stream=None) -> None:
         print(f"rejected {sum(summary.rejected.values())} primaries ({reasons}){where}", file=stream)
     for failed in summary.failed_files:
         print(f"could not read {failed['path']}: {failed['error']}", file=stream)
+    if summary.extrapolated_events:
+        print(f"extrapolated {summary.extrapolated_events} events outside the model's training domain "
+              "(--allow-extrapolation)", file=stream)
     if summary.rate_hz is not None:
         print(f"summed weight (rate per depth) {summary.rate_hz:.6g} Hz; "
               f"direct integral of the flux {summary.reference_rate_hz:.6g} Hz", file=stream)
+
+
+def model_ref(model: Path | None, device: str) -> ModelRef:
+    """What Dask workers load: a shipped model by name (found in each worker's installation)
+    or the absolute path of a model directory (checked here; workers must see the same path)."""
+    from mubundle.generate.api import SHIPPED_MODELS, resolve_model_path
+
+    resolved = resolve_model_path(model)  # a missing or incomplete model fails here, before any task
+    if model is None or (str(model) in SHIPPED_MODELS and not Path(model).exists()):
+        return ModelRef(None if model is None else str(model), device)
+    return ModelRef(str(resolved.resolve()), device)
 
 
 def generate_from_args(args: argparse.Namespace) -> int:
@@ -73,10 +105,16 @@ def generate_from_args(args: argparse.Namespace) -> int:
         raise ValueError("--flux needs --events N")
     if args.primaries is not None and args.events is not None:
         raise ValueError("--events is a flux-mode option; with --primaries one event is generated per primary")
-    model = load_model(args.model, device=args.device)
+    output_format(args.out, args.format, FORMATS)  # refused outputs before the model is loaded
+    check_output_file(args.out, inputs=args.primaries or (), overwrite=args.overwrite)
+    model = load_model(args.model, device=args.device) if args.dask is None else model_ref(args.model, args.device)
     metadata = {"model": str(args.model) if args.model else "pretrained default", "seed": args.seed}
+    domain = (model if args.dask is None else model.load()[0]).domain  # a ModelRef loads once here too
+    if domain is not None:  # what the model was trained on, next to the events it made
+        metadata.update(model_domain=domain.to_dict(), allow_extrapolation=args.allow_extrapolation)
     common = dict(format=args.format, seed=args.seed, events_per_chunk=args.events_per_chunk,
-                  metadata=metadata, progress=not args.no_progress)
+                  metadata=metadata, progress=not args.no_progress, overwrite=args.overwrite,
+                  allow_extrapolation=args.allow_extrapolation, dask=args.dask)
     if args.flux is not None:
         settings = FluxSettings(
             flux_model=args.flux, events=args.events, energy_range=tuple(args.energy_range),

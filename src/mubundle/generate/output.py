@@ -3,8 +3,9 @@
 :func:`mubundle.data.writers.write_batch` writes a whole batch at once; generation produces
 events chunk by chunk, so :class:`EventFileWriter` appends each chunk (a Parquet row group,
 or a resize of the HDF5 datasets) and never holds more than one chunk. The column layouts
-are the ones of :mod:`mubundle.data.writers` (built with its table/array helpers); only the
-event ids of the legacy layouts are shifted so they stay unique across chunks.
+are the ones of :mod:`mubundle.data.writers` (built with its table/array helpers: the legacy
+layouts in the original pipeline's units, rest mass GeV and vertical depth m); only the event
+ids of the legacy layouts are shifted so they stay unique across chunks.
 The file appears atomically: everything goes to a temporary file renamed on :meth:`close`.
 """
 
@@ -19,18 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mubundle.data import native, writers
-from mubundle.data.atomic import commit, temporary_path
+from mubundle.data import conventions, native, writers
+from mubundle.data.atomic import commit, remove_stale_temporaries, temporary_path
 from mubundle.data.batch import RaggedBatch
 
 FORMATS = writers.FORMATS
-#: Same id convention as the legacy writers: major = event // 1e6, minor = event % 1e6.
-_ID_BASE = 1_000_000
-
-
-def _event_ids(first_event: int, n_events: int) -> tuple[np.ndarray, np.ndarray]:
-    index = first_event + np.arange(n_events, dtype=np.int64)
-    return index // _ID_BASE, index % _ID_BASE
 
 
 class EventFileWriter:
@@ -50,6 +44,7 @@ class EventFileWriter:
         self.events_written = 0
         self.muons_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path.parent, recursive=False, name=self.path.name)  # of killed runs
         self._tmp = temporary_path(self.path)
         self._parquet: pq.ParquetWriter | None = None
         self._hdf5 = None
@@ -59,14 +54,12 @@ class EventFileWriter:
     def _parquet_table(self, batch: RaggedBatch) -> pa.Table:
         if self.format == "parquet":
             return native.batch_to_table(batch, self.metadata)
-        table = writers.legacy_parquet_table(batch)
-        major, minor = _event_ids(self.events_written, len(batch))
-        table = table.set_column(table.schema.get_field_index("primary_major_id"), "primary_major_id", pa.array(major))
-        table = table.set_column(table.schema.get_field_index("primary_minor_id"), "primary_minor_id", pa.array(minor))
+        table = writers.legacy_parquet_table(batch, self.metadata, first_event=self.events_written)
         if batch.weights is not None:  # not part of the legacy layout; kept so flux weights survive
+            metadata = table.schema.metadata
             table = table.append_column("weight", pa.array(batch.weights, type=pa.float64()))
-        encoded = json.dumps(self.metadata, sort_keys=True).encode()
-        return table.replace_schema_metadata({b"mubundle": encoded})
+            table = table.replace_schema_metadata(metadata)
+        return table
 
     def _write_parquet(self, batch: RaggedBatch) -> None:
         table = self._parquet_table(batch)
@@ -77,20 +70,13 @@ class EventFileWriter:
     def _write_hdf5(self, batch: RaggedBatch) -> None:
         import h5py
 
-        primaries, muons, counts = writers._hdf5_arrays(batch)
-        major, minor = _event_ids(self.events_written, len(batch))
-        primaries[:, 0], primaries[:, 1] = major, minor
-        rows_per_event = counts.astype(np.int64)
-        real_rows = np.repeat(batch.counts > 0, rows_per_event)
-        row_event = np.repeat(np.arange(len(batch)), rows_per_event)
-        muons[real_rows, 0] = primaries[row_event[real_rows], 0]
-        muons[real_rows, 1] = primaries[row_event[real_rows], 1]
+        primaries, muons, counts = writers._hdf5_arrays(batch, first_event=self.events_written)
         if self._hdf5 is None:
             self._hdf5 = h5py.File(self._tmp, "w")
             self._hdf5.create_dataset("primaries", shape=(0, 7), maxshape=(None, 7), dtype=np.float32, chunks=True)
             self._hdf5.create_dataset("muons", shape=(0, 6), maxshape=(None, 6), dtype=np.float32, chunks=True)
             self._hdf5.create_dataset("counts", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=True)
-            self._hdf5.attrs["mubundle"] = json.dumps(self.metadata, sort_keys=True)
+            self._hdf5.attrs["mubundle"] = json.dumps(conventions.original_metadata(self.metadata), sort_keys=True)
             if batch.weights is not None:
                 self._hdf5.create_dataset("weights", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=True)
         for name, values in (("primaries", primaries), ("muons", muons), ("counts", counts)):
@@ -145,6 +131,10 @@ class EventFileWriter:
 
     def __exit__(self, exc_type, *exc_info: object) -> None:
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:  # a full disk at the last write or rename: no partial temporary file stays
+                self.abort()
+                raise
         else:
             self.abort()

@@ -16,19 +16,26 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from mubundle.argtypes import MAX_DEPTH_KM, MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.output_paths import check_output_file, output_format
 from mubundle.data.native import default_metadata
 from mubundle.data.sources import DataFileError, expand_paths, list_pieces
 from mubundle.data.validate import QuarantineWriter
+from mubundle.errors import InvalidValueError, check_finite_number, check_integer
+from mubundle.executors import open_executor
 from mubundle.generate.flux import (
+    FLUX_MODELS,
     MASS_GROUPS,
     GroupFlux,
     integrated_rate,
     make_flux_model,
     sample_flux_primaries,
 )
-from mubundle.generate.output import EventFileWriter
+from mubundle.generate.output import FORMATS, EventFileWriter
 from mubundle.generate.primaries import PrimaryReadReport, iter_primaries
+from mubundle.model.domain import check_primaries
+from mubundle.generate.tasks import ModelRef, require_model_ref, sample_chunk_job, sample_conditions  # noqa: F401 (sample_conditions: API)
 from mubundle.sim.config import SimConfig
 
 #: Default number of events sampled (and written) at once.
@@ -38,7 +45,10 @@ EVENTS_PER_CHUNK = 16_384
 class Sampler(Protocol):
     """What generation needs from a model (``MuonBundleModel`` satisfies it)."""
 
-    def sample(self, energy, zenith, mass, depth, seed: int | None = None, events_per_chunk: int = ...) -> RaggedBatch:
+    def sample(
+        self, energy, zenith, mass, depth, seed: int | None = None, events_per_chunk: int = ...,
+        allow_extrapolation: bool = ...,
+    ) -> RaggedBatch:
         ...
 
 
@@ -67,12 +77,27 @@ def rechunk(pieces: Iterable[np.ndarray], events_per_chunk: int) -> Iterator[np.
         yield np.concatenate(pending)
 
 
-def sample_conditions(model: Sampler, conditions: np.ndarray, seed: int, events_per_chunk: int) -> RaggedBatch:
-    """One generated event per row of ``conditions`` (B, 4) [GeV, rad, A, km]."""
-    return model.sample(
-        conditions[:, 0], conditions[:, 1], conditions[:, 2], conditions[:, 3], seed=seed,
-        events_per_chunk=events_per_chunk,
-    )
+def check_domain(model: Sampler | ModelRef, conditions: np.ndarray, allow_extrapolation: bool) -> int:
+    """The model's domain check (:mod:`mubundle.model.domain`) of one chunk, here in the driver:
+    the number of events outside the domain. Outside without ``allow_extrapolation``: an
+    ``ExtrapolationError`` naming the value, the bound and the model. No warning per chunk:
+    the run reports the total once (:func:`report_extrapolation`). Workers then sample the
+    chunk without checking again (:func:`~mubundle.generate.tasks.sample_chunk_job`)."""
+    sampler = model.load()[0] if isinstance(model, ModelRef) else model
+    domain, name = getattr(sampler, "domain", None), getattr(sampler, "name", "model")
+    return check_primaries(domain, conditions, name, allow_extrapolation, warn=False).n_outside
+
+
+def report_extrapolation(model: Sampler | ModelRef, extrapolated: int, events: int) -> None:
+    """One warning for a whole run that sampled ``extrapolated`` of ``events`` outside the domain."""
+    if extrapolated:
+        import warnings
+
+        from mubundle.model.domain import ExtrapolationWarning
+
+        sampler = model.load()[0] if isinstance(model, ModelRef) else model
+        warnings.warn(f"{extrapolated} of {events} events were extrapolated outside the domain of model "
+                      f"'{getattr(sampler, 'name', 'model')}' (--allow-extrapolation)", ExtrapolationWarning, stacklevel=3)
 
 
 def _progress(total: int | None, description: str, enabled: bool):
@@ -95,6 +120,8 @@ class GenerationSummary:
     quarantine: str | None = None
     rate_hz: float | None = None
     reference_rate_hz: float | None = None
+    #: events whose primary lies outside the model's domain (sampled with --allow-extrapolation)
+    extrapolated_events: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,26 +144,43 @@ def quarantine_path(out: Path) -> Path:
 
 
 def generate_from_primaries(
-    model: Sampler,
+    model: Sampler | ModelRef,
     primaries: Sequence[str | os.PathLike] | str | os.PathLike,
     out: str | os.PathLike,
-    format: str = "parquet",
+    format: str | None = None,
     seed: int = 0,
     events_per_chunk: int = EVENTS_PER_CHUNK,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
+    allow_extrapolation: bool = False,
+    dask: str | None = None,
 ) -> GenerationSummary:
     """Generate one event per valid primary of the files ``primaries`` (any layout, muons
     ignored) and write them, in file order, to ``out``.
 
     Rows with an invalid primary are counted by reason in the summary and written to
     ``quarantine_path(out)``; unreadable files are listed in ``failed_files``.
+    ``format`` None follows the suffix of ``out`` (:func:`~mubundle.data.output_paths.output_format`);
+    ``out`` must not be a directory, an input or a non-mubundle file unless ``overwrite``
+    (:func:`~mubundle.data.output_paths.check_output_file`).
+    Primaries outside the model's domain stop the run (``ExtrapolationError``) unless
+    ``allow_extrapolation``; then they are counted in ``extrapolated_events``.
+    ``dask``: sample the chunks on this Dask cluster (address or ``local:N``; ``model``
+    must then be a :class:`ModelRef`); this process reads the primaries, checks the domain
+    and writes ``out``.
     """
-    out = Path(out)
+    format = output_format(out, format, FORMATS)
+    out = check_output_file(out, inputs=[primaries] if isinstance(primaries, (str, os.PathLike)) else primaries,
+                            overwrite=overwrite)
+    events_per_chunk = check_integer("events_per_chunk", events_per_chunk, 1)
+    seed = check_integer("seed", seed, 0, 2**64 - 1)
     started = time.perf_counter()
+    require_model_ref(model, dask)
     report = PrimaryReadReport()
     file_metadata = default_metadata("mubundle generate", config=metadata or {})
     bar = _progress(count_rows(primaries), "generate", progress)
+    extrapolated = 0
     with QuarantineWriter(quarantine_path(out)) as quarantine, EventFileWriter(out, format, file_metadata) as writer, bar:
 
         def accepted_pieces() -> Iterator[np.ndarray]:
@@ -145,14 +189,22 @@ def generate_from_primaries(
                 bar.update(len(rejected))
                 yield conditions
 
-        for index, conditions in enumerate(rechunk(accepted_pieces(), events_per_chunk)):
-            writer.write(sample_conditions(model, conditions, chunk_seed(seed, index), events_per_chunk))
-            bar.update(len(conditions))
+        def jobs() -> Iterator[tuple]:
+            nonlocal extrapolated
+            for index, conditions in enumerate(rechunk(accepted_pieces(), events_per_chunk)):
+                extrapolated += check_domain(model, conditions, allow_extrapolation)
+                yield model, conditions, chunk_seed(seed, index), events_per_chunk, None
+
+        with open_executor(dask) as executor:
+            for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
+                writer.write(batch)
+                bar.update(len(batch))
     quarantined = quarantine.path if quarantine.rows_written else None
+    report_extrapolation(model, extrapolated, writer.events_written)
     return GenerationSummary(
         out=str(out), format=format, events=writer.events_written, muons=writer.muons_written,
         seconds=time.perf_counter() - started, rejected=dict(report.rejected), failed_files=report.failed_files,
-        quarantine=None if quarantined is None else str(quarantined),
+        quarantine=None if quarantined is None else str(quarantined), extrapolated_events=extrapolated,
     )
 
 
@@ -192,16 +244,44 @@ class FluxSettings:
     area_m2: float = 1.0
     generation_gamma: float = _SIM_DEFAULTS.spectral_index
 
+    def check(self) -> None:
+        """Raise :class:`~mubundle.errors.InvalidValueError` / ``InvalidTypeError`` naming the first
+        invalid field (the bounds of the CLI flags, :mod:`mubundle.argtypes`)."""
+        if self.flux_model not in FLUX_MODELS:
+            raise InvalidValueError(f"flux_model must be one of {', '.join(sorted(FLUX_MODELS))}, got {self.flux_model!r}")
+        check_integer("events", self.events, 1)
+        if len(self.energy_range) != 2 or len(self.zenith_range) != 2:
+            raise InvalidValueError(f"energy_range and zenith_range are (LO, HI) pairs, got {self.energy_range}, "
+                                    f"{self.zenith_range}")
+        low, high = (check_finite_number(f"energy_range[{i}]", e, 0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False,
+                                         unit="GeV") for i, e in enumerate(self.energy_range))
+        zlow, zhigh = (check_finite_number(f"zenith_range[{i}]", z, 0.0, np.pi / 2, unit="rad")
+                       for i, z in enumerate(self.zenith_range))
+        if low > high or zlow > zhigh:
+            raise InvalidValueError(f"ranges must have LO <= HI, got energy_range {self.energy_range}, "
+                                    f"zenith_range {self.zenith_range}")
+        if not self.depths_km:
+            raise InvalidValueError("depths_km must hold at least one depth [km]")
+        for i, depth in enumerate(self.depths_km):
+            check_finite_number(f"depths_km[{i}]", depth, 0.0, MAX_DEPTH_KM, unit="km")
+        if self.depth_kind not in ("slant", "vertical"):
+            raise InvalidValueError(f"depth_kind must be 'slant' or 'vertical', got {self.depth_kind!r}")
+        check_finite_number("area_m2", self.area_m2, 0.0, min_inclusive=False, unit="m^2")
+        check_finite_number("generation_gamma", self.generation_gamma, *SPECTRAL_INDEX_RANGE)
+
 
 def generate_from_flux(
-    model: Sampler,
+    model: Sampler | ModelRef,
     settings: FluxSettings,
     out: str | os.PathLike,
-    format: str = "parquet",
+    format: str | None = None,
     seed: int = 0,
     events_per_chunk: int = EVENTS_PER_CHUNK,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
+    allow_extrapolation: bool = False,
+    dask: str | None = None,
 ) -> GenerationSummary:
     """Sample ``settings.events`` primaries from the generation spectrum, weight them to the
     crflux model, and write one event per (primary, depth) with a ``weight`` column [Hz].
@@ -209,11 +289,20 @@ def generate_from_flux(
     Events are ordered primary by primary, each primary's depths in the given order. Each
     depth's events carry the primary's weight, so the weights of the events at ONE depth
     sum to the rate through the disc (the sum over all events is ``len(depths)`` times it).
+    ``settings`` are checked first (:meth:`FluxSettings.check`); ``format``, ``out`` and
+    ``overwrite`` as in :func:`generate_from_primaries`.
+    Primaries outside the model's domain stop the run unless ``allow_extrapolation``
+    (then counted in ``extrapolated_events``).
+    ``dask``: as for :func:`generate_from_primaries` (primaries are drawn and checked here,
+    events sampled there).
     """
-    out = Path(out)
+    format = output_format(out, format, FORMATS)
+    out = check_output_file(out, overwrite=overwrite)
+    events_per_chunk = check_integer("events_per_chunk", events_per_chunk, 1)
+    seed = check_integer("seed", seed, 0, 2**64 - 1)
+    settings.check()
     started = time.perf_counter()
-    if not settings.depths_km or any(not d >= 0 for d in settings.depths_km):
-        raise ValueError(f"depths must be non-negative km, got {settings.depths_km}")
+    require_model_ref(model, dask)
     flux = GroupFlux(make_flux_model(settings.flux_model))
     n_depths = len(settings.depths_km)
     primaries_per_chunk = max(1, events_per_chunk // n_depths)
@@ -222,7 +311,10 @@ def generate_from_flux(
     config["flux_model_name"] = flux.name
     file_metadata = default_metadata("mubundle generate --flux", config=config)
     rate = 0.0
-    with EventFileWriter(out, format, file_metadata) as writer, _progress(settings.events * n_depths, "generate", progress) as bar:
+    extrapolated = 0
+
+    def jobs() -> Iterator[tuple]:
+        nonlocal rate, extrapolated
         for index, first in enumerate(range(0, settings.events, primaries_per_chunk)):
             n_chunk = min(primaries_per_chunk, settings.events - first)
             # the primaries' stream is kept apart from the model's stream chunk_seed(seed, index)
@@ -242,11 +334,18 @@ def generate_from_flux(
                 ],
                 axis=1,
             )
-            batch = sample_conditions(model, conditions, chunk_seed(seed, index), events_per_chunk)
-            writer.write(RaggedBatch(batch.conditions, batch.counts, batch.flat_muons, np.repeat(primaries.weight, n_depths)))
-            bar.update(len(conditions))
+            extrapolated += check_domain(model, conditions, allow_extrapolation)
+            yield model, conditions, chunk_seed(seed, index), events_per_chunk, np.repeat(primaries.weight, n_depths)
+
+    with EventFileWriter(out, format, file_metadata) as writer, _progress(settings.events * n_depths, "generate", progress) as bar:
+        with open_executor(dask) as executor:
+            for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
+                writer.write(batch)
+                bar.update(len(batch))
     reference = integrated_rate(flux, settings.energy_range, settings.zenith_range, settings.area_m2)
+    report_extrapolation(model, extrapolated, writer.events_written)
     return GenerationSummary(
         out=str(out), format=format, events=writer.events_written, muons=writer.muons_written,
         seconds=time.perf_counter() - started, rate_hz=rate, reference_rate_hz=reference,
+        extrapolated_events=extrapolated,
     )

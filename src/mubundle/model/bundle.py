@@ -17,8 +17,10 @@ from torch import Tensor, nn
 
 from mubundle import configio
 from mubundle.data.batch import RaggedBatch
+from mubundle.errors import InvalidTypeError, InvalidValueError, check_integer
 from mubundle.model.chunking import muon_budget_chunks
 from mubundle.model.config import METADATA_FILE, ModelConfig
+from mubundle.model.domain import ModelDomain, check_primaries, model_name_of, read_domain
 from mubundle.model.generator import BundleGenerator, GeneratorNoise
 from mubundle.model.layers import event_index_of
 from mubundle.model.multiplicity import MultiplicityModel
@@ -45,6 +47,10 @@ class MuonBundleModel(nn.Module):
         self.transform = transform
         self.multiplicity = MultiplicityModel(config)
         self.generator = BundleGenerator(config)
+        #: training domain (model.json ``domain``; None: not recorded, primaries unchecked) and
+        #: the name refusals use (docs/pretrained.md)
+        self.domain: ModelDomain | None = None
+        self.name = "unsaved model"
 
     @property
     def device(self) -> torch.device:
@@ -61,6 +67,7 @@ class MuonBundleModel(nn.Module):
         seed: int | None = None,
         events_per_chunk: int = 16384,
         workers: int | None = None,
+        allow_extrapolation: bool = False,
     ) -> RaggedBatch:
         """Sample one bundle per primary, in the given order.
 
@@ -72,16 +79,29 @@ class MuonBundleModel(nn.Module):
         calls concurrently (default: :func:`~mubundle.model.workers.default_worker_count`,
         ``torch.get_num_threads()`` up to 4 on CPU, 1 on accelerators; with more than one, a
         producer thread draws the multiplicities and noise); the result does not depend on it.
+
+        Arguments are checked before anything is sampled (:func:`validated_conditions`): real
+        numbers, scalars or 1-D arrays of one common length, finite, energy > 0, zenith in
+        [0, pi/2], mass >= 1, depth >= 0; ``seed`` an integer in [0, 2^64) (1.7 is refused, not
+        truncated). A violation is a ``ValueError``/``TypeError`` naming the argument and the
+        valid range. Primaries outside the model's recorded domain (:mod:`mubundle.model.domain`)
+        then raise an ``ExtrapolationError`` (a ``ValueError``) unless ``allow_extrapolation``,
+        which warns once.
         """
-        columns = np.broadcast_arrays(*(np.asarray(v, dtype=np.float32) for v in (energy, zenith, mass, depth)))
-        conditions = np.ascontiguousarray(np.stack([np.ravel(c) for c in columns], axis=1), dtype=np.float32)
+        conditions = validated_conditions(energy=energy, zenith=zenith, mass=mass, depth=depth)
+        if seed is not None:
+            seed = check_integer("seed", seed, 0, 2**64 - 1)
+        events_per_chunk = check_integer("events_per_chunk", events_per_chunk, 1)
+        if workers is not None:
+            workers = check_integer("workers", workers, 1)
+        check_primaries(self.domain, conditions, self.name, allow_extrapolation)
         generator = torch.Generator(device=self.device)
         if seed is None:
             generator.seed()
         else:
-            generator.manual_seed(int(seed))
+            generator.manual_seed(seed)
         with SamplingWorkers(self._worker_count(workers)) as pool:
-            parts = pool.produce(self._sample_chunks, conditions, max(1, int(events_per_chunk)), generator, pool)
+            parts = pool.produce(self._sample_chunks, conditions, events_per_chunk, generator, pool)
         if not parts:
             return RaggedBatch.empty()
         return RaggedBatch.concat(parts)
@@ -213,6 +233,8 @@ class MuonBundleModel(nn.Module):
             "config": configio.to_dict(self.config),
             "transform": self.transform.to_dict(),
         }
+        if self.domain is not None:
+            metadata["domain"] = self.domain.to_dict()
         _atomic_write(directory / METADATA_FILE, lambda path: path.write_text(json.dumps(metadata, indent=2)))
 
     @classmethod
@@ -226,11 +248,30 @@ class MuonBundleModel(nn.Module):
             metadata = json.loads(metadata_path.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"cannot read model metadata {metadata_path}: {error}") from error
+        if not isinstance(metadata, dict):
+            raise InvalidValueError(f"{metadata_path} must hold a JSON object with format_version, config and "
+                                    f"transform, got {type(metadata).__name__}")
         version = metadata.get("format_version")
         if version != FORMAT_VERSION:
             raise ValueError(f"{metadata_path}: unsupported model format_version {version!r} (expected {FORMAT_VERSION})")
-        config = configio.from_dict(ModelConfig, metadata["config"])
-        model = cls(config, FeatureTransform.from_dict(metadata["transform"]))
+        missing = [key for key in ("config", "transform") if key not in metadata]
+        if missing:
+            raise InvalidValueError(f"{metadata_path} lacks {' and '.join(map(repr, missing))} (a model directory "
+                                    "written by MuonBundleModel.save / `mubundle train` has both)")
+        try:
+            config = configio.from_dict(ModelConfig, metadata["config"], where="config.")
+        except ValueError as error:
+            raise InvalidValueError(f"{metadata_path}: {error}") from None
+        try:
+            transform = FeatureTransform.from_dict(metadata["transform"])
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise InvalidValueError(f"{metadata_path}: invalid 'transform' (a mapping of the fitted feature "
+                                    f"statistics, lists of numbers): {error}") from None
+        try:
+            model = cls(config, transform)
+        except (TypeError, ValueError, RuntimeError) as error:  # e.g. a width of 0 in the config
+            raise InvalidValueError(f"{metadata_path}: 'config' does not describe a valid model: {error}") from None
+        model.domain, model.name = read_domain(metadata, metadata_path), model_name_of(directory)
         weights_path = directory / WEIGHTS_FILE
         try:
             state = load_file(str(weights_path))
@@ -241,6 +282,63 @@ class MuonBundleModel(nn.Module):
         except RuntimeError as error:  # missing/unexpected keys or shape mismatch
             raise ValueError(f"{weights_path} does not match the config in {metadata_path}: {error}") from error
         return model.to(device).eval()
+
+
+#: physical validity of the four conditions: (name, lower bound, upper bound, lower inclusive);
+#: zenith up to horizontal (a downgoing primary); the mass number of a nucleus is >= 1 (proton)
+_ZENITH_MAX_RAD = float(np.float32(np.pi / 2))  # pi/2 as float32 rounds up: allow it
+_CONDITION_BOUNDS = (
+    ("energy", 0.0, None, False, "GeV"),
+    ("zenith", 0.0, _ZENITH_MAX_RAD, True, "rad"),
+    ("mass", 1.0, None, True, "(mass number A)"),
+    ("depth", 0.0, None, True, "km"),
+)
+
+
+def validated_conditions(**columns: "np.ndarray | float") -> np.ndarray:
+    """Conditions (B, 4) float32 [energy GeV, zenith rad, mass A, depth km] from the keyword
+    arguments ``energy``, ``zenith``, ``mass``, ``depth`` after checking them.
+
+    Each is a real number or a 1-D array of real numbers; the 1-D ones share one length B and
+    scalars broadcast to it (arrays of shape (2, 1) and (3,) are refused, not broadcast to 6).
+    Raises :class:`~mubundle.errors.InvalidTypeError` for non-numeric input and
+    :class:`~mubundle.errors.InvalidValueError` naming the argument, the first offending value
+    with its index, and the valid range.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for name, *_ in _CONDITION_BOUNDS:
+        value = columns[name]
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as error:  # ragged nested lists
+            raise InvalidTypeError(f"{name} must be a number or a 1-D array of numbers: {error}") from None
+        if array.dtype == np.bool_ or array.dtype.kind not in "iuf":
+            raise InvalidTypeError(f"{name} must be a real number or a 1-D array of real numbers, "
+                                   f"got {type(value).__name__} of dtype {array.dtype}")
+        if array.ndim > 1:
+            raise InvalidValueError(f"{name} must be a scalar or a 1-D array, got shape {array.shape}")
+        arrays[name] = array
+    lengths = {name: array.shape[0] for name, array in arrays.items() if array.ndim == 1}
+    if len(set(lengths.values())) > 1:
+        shapes = ", ".join(f"{name} ({n},)" for name, n in lengths.items())
+        raise InvalidValueError(f"energy, zenith, mass and depth must be scalars or 1-D arrays of one common length, "
+                                f"got {shapes}")
+    size = next(iter(lengths.values()), 1)
+    conditions = np.empty((size, 4), dtype=np.float32)
+    for column, (name, low, high, low_inclusive, unit) in enumerate(_CONDITION_BOUNDS):
+        values = np.asarray(arrays[name], dtype=np.float64)
+        bad = ~np.isfinite(values)
+        bad |= (values < low) if low_inclusive else (values <= low)
+        if high is not None:
+            bad |= values > high
+        if np.any(bad):
+            index = int(np.flatnonzero(np.ravel(bad))[0])
+            where = f"{name}[{index}]" if values.ndim else name
+            bound = f"in [{low:g}, {high:.7g}]" if high is not None else f"{'>=' if low_inclusive else '>'} {low:g}"
+            raise InvalidValueError(f"{where} must be finite and {bound} {unit}, got {float(np.ravel(values)[index])!r}"
+                                    + (f" ({int(bad.sum())} invalid values)" if bad.sum() > 1 else ""))
+        conditions[:, column] = values
+    return conditions
 
 
 def safetensors_error() -> type[Exception]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mubundle import configio
+from mubundle.errors import check_finite_number, check_integer
 
 #: the file of a model directory holding its format version, ModelConfig and transform
 METADATA_FILE = "model.json"
@@ -51,6 +52,16 @@ class ModelConfig:
     critic_score_scale: float = 100.0
     # Xavier-normal gain of every Linear layer
     init_gain: float = 0.5
+
+    def __post_init__(self) -> None:
+        """Refuse sizes no network can have (a width of 0 ended in a ZeroDivisionError deep in torch)."""
+        for name in ("multiplicity_hidden", "multiplicity_components", "max_multiplicity", "global_noise_dim",
+                     "muon_noise_dim", "generator_context_dim", "generator_hidden", "critic_hidden", "critic_pooled_dim"):
+            check_integer(name, getattr(self, name), 1)
+        for name in ("multiplicity_layers", "generator_set_layers", "critic_set_layers"):
+            check_integer(name, getattr(self, name), 0)
+        for name in ("critic_score_scale", "init_gain"):
+            check_finite_number(name, getattr(self, name), 0.0, min_inclusive=False)
 
 
 #: fields that shape only the critic, a training-only network a model directory does not hold

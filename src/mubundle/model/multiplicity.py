@@ -21,6 +21,8 @@ Gamma drawn by Marsaglia-Tsang from normals/uniforms of the caller's ``torch.Gen
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -28,6 +30,8 @@ from torch import Tensor, nn
 from mubundle.model.config import ModelConfig
 from mubundle.model.layers import hidden_block, init_linear_layers
 from mubundle.model.transforms import CONDITION_DIM
+
+logger = logging.getLogger(__name__)
 
 # Smooth (tanh) ranges of the per-component parameters. Not clamps: gradients flow
 # everywhere; they keep lgamma/exp in float range for any network output.
@@ -54,6 +58,8 @@ class MultiplicityModel(nn.Module):
         # per component: logit, log-mean offset, log-dispersion; plus the shared log-location
         self.head = nn.Linear(hidden, 3 * self.components + 1)
         self.max_count = config.max_multiplicity
+        self.draws_above_cap = 0  # draws above max_count (redrawn), over this model's life
+        self.draws_capped = 0  # of those, still above after the redraws and set to max_count
         init_linear_layers(self, config.init_gain)
         # spread the initial offsets over half their range: distinct components from the start
         with torch.no_grad():
@@ -133,7 +139,9 @@ class MultiplicityModel(nn.Module):
         """(B, C) -> (B,) int64 counts drawn from the model with ``generator`` (reproducible).
 
         Draws above ``config.max_multiplicity`` are redrawn (a few rounds; what is still above
-        after them is set to the maximum): the sampler never allocates absurd bundles.
+        after them is set to the maximum): the sampler never allocates absurd bundles. Both
+        are reported: a warning names how many draws were above the cap and how many were
+        set to it, and ``draws_above_cap`` / ``draws_capped`` count them over the model's life.
         """
         return self.sample_from_parameters(self.mixture_parameters(cond_features), generator)
 
@@ -151,11 +159,23 @@ class MultiplicityModel(nn.Module):
         dispersion = log_dispersion.gather(1, component).squeeze(1).exp()
         mean = log_mean.exp()
         counts = _gamma_poisson(mean, dispersion, generator)
+        above = capped = 0
         for _ in range(4):
             too_large = (counts > self.max_count).nonzero().squeeze(1)  # one host sync per round
             if too_large.numel() == 0:
                 break
+            above = above or int(too_large.numel())
             counts[too_large] = _gamma_poisson(mean[too_large], dispersion[too_large], generator)
+        else:
+            capped = int((counts > self.max_count).sum())
+        if above:
+            self.draws_above_cap += above
+            self.draws_capped += capped
+            logger.warning(
+                "%d of %d multiplicity draws were above max_multiplicity=%d and were redrawn; "
+                "%d still above it after 4 redraws were set to %d",
+                above, counts.shape[0], self.max_count, capped, self.max_count,
+            )
         return torch.minimum(counts, torch.full_like(counts, self.max_count))
 
 

@@ -11,6 +11,16 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mubundle.argtypes import (
+    MAX_DEPTH_KM,
+    MAX_PRIMARY_ENERGY_GEV,
+    SPECTRAL_INDEX_RANGE,
+    finite_float,
+    finite_float_list,
+    positive_int,
+    seed_int,
+)
+
 #: Primary names accepted by ``--primary`` and their mass numbers A.
 PRIMARY_MASSES: dict[str, int] = {"p": 1, "He4": 4, "N14": 14, "Al27": 27, "Fe56": 56}
 #: ``--primary mix`` draws each shower's primary uniformly from these mass numbers.
@@ -19,8 +29,11 @@ MIX_MASSES: tuple[int, ...] = (1, 4, 14, 27, 56)
 #: CORSIKA's CURVED option) and the overburden spherical, so the geometry holds to the horizon;
 #: 89 deg keeps the axis inside the atmosphere model's validity (slant depth ~19 000 g/cm^2).
 MAX_ZENITH_DEG = 89.0
-#: Highest accepted primary energy (GeV): the cross-section tables end at 1e10 GeV per nucleon.
-MAX_ENERGY_GEV = 1e10
+#: Highest accepted primary energy (GeV): the cross-section tables end at 1e10 GeV per nucleon
+#: (the same bound as mubundle.argtypes).
+MAX_ENERGY_GEV = MAX_PRIMARY_ENERGY_GEV
+_ENERGY = finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, unit="GeV")
+_ZENITH_DEG = finite_float(0.0, MAX_ZENITH_DEG, unit="deg")
 
 
 @dataclass(frozen=True)
@@ -54,19 +67,21 @@ class SimConfig:
     area_m2: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.showers < 0:
+        if not isinstance(self.showers, int) or self.showers < 0:
             raise ValueError(f"--showers must be >= 0, got {self.showers}")
         if self.primary != "mix" and self.primary not in PRIMARY_MASSES:
             raise ValueError(f"--primary must be one of {', '.join([*PRIMARY_MASSES, 'mix'])}, got {self.primary!r}")
         lo, hi = self.energy_range
-        if not 0 < lo <= hi <= MAX_ENERGY_GEV:
-            raise ValueError(f"energy range must satisfy 0 < LO <= HI <= {MAX_ENERGY_GEV:g} GeV, got {lo}, {hi}")
+        if not 0 < lo <= hi <= MAX_PRIMARY_ENERGY_GEV:  # also false for nan; the bound: mubundle.argtypes
+            raise ValueError(f"energy range must satisfy 0 < LO <= HI <= {MAX_PRIMARY_ENERGY_GEV:g} GeV, got {lo}, {hi}")
+        if not SPECTRAL_INDEX_RANGE[0] <= self.spectral_index <= SPECTRAL_INDEX_RANGE[1]:
+            raise ValueError(f"--spectral-index must be a finite number in {list(SPECTRAL_INDEX_RANGE)}, got {self.spectral_index}")
         zlo, zhi = self.zenith_range_deg
         if not 0 <= zlo <= zhi <= MAX_ZENITH_DEG:
             raise ValueError(f"zenith range must satisfy 0 <= LO <= HI <= {MAX_ZENITH_DEG} deg, got {zlo}, {zhi}")
-        if not self.depths_km or any(d < 0 for d in self.depths_km):
-            raise ValueError(f"--depths must be non-negative km values, got {self.depths_km}")
-        if self.min_energy <= 0:
+        if not self.depths_km or any(not 0 <= d <= MAX_DEPTH_KM for d in self.depths_km):
+            raise ValueError(f"--depths must be km values in [0, {MAX_DEPTH_KM:g}], got {self.depths_km}")
+        if not 0 < self.min_energy <= MAX_PRIMARY_ENERGY_GEV:
             raise ValueError(f"--min-energy must be > 0 GeV, got {self.min_energy}")
         if self.showers_per_chunk < 1:
             raise ValueError(f"showers_per_chunk must be >= 1, got {self.showers_per_chunk}")
@@ -107,37 +122,39 @@ class SimConfig:
 
 def parse_depths(text: str) -> tuple[float, ...]:
     """argparse type for ``--depths 1.5,2.0,2.5`` (km)."""
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--depths expects comma-separated km values, got {text!r}") from None
+    return _PARSE_DEPTHS(text)  # finite, 0 <= depth <= MAX_DEPTH_KM (mubundle.argtypes)
+
+
+_PARSE_DEPTHS = finite_float_list(0.0, MAX_DEPTH_KM, unit="km")
 
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``mubundle simulate`` flags of issue 3 on ``parser`` (defaults: ``SimConfig``)."""
     defaults = SimConfig()
+    # flags are checked for finiteness and range while parsing (issue 20): energies in
+    # (0, 1e10] GeV, zenith in [0, MAX_ZENITH_DEG], counts >= 1 (bounds: mubundle.argtypes)
     parser.add_argument("--out", required=True, type=Path, help="output dataset directory (resumed if it exists)")
-    parser.add_argument("--showers", required=True, type=int, help="number of air showers (one event per depth each)")
+    parser.add_argument("--showers", required=True, type=positive_int, help="number of air showers (one event per depth each)")
     parser.add_argument("--primary", default=defaults.primary, choices=[*PRIMARY_MASSES, "mix"],
                         help="primary nucleus, or 'mix' (uniform over p, He4, N14, Al27, Fe56)")
     energy = parser.add_mutually_exclusive_group()
-    energy.add_argument("--energy", type=float, metavar="GEV", help="fixed primary energy in GeV")
-    energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LO", "HI"),
+    energy.add_argument("--energy", type=_ENERGY, metavar="GEV", help="fixed primary energy in GeV")
+    energy.add_argument("--energy-range", type=_ENERGY, nargs=2, metavar=("LO", "HI"),
                         help=f"primary energy range in GeV (default {defaults.energy_range[0]:g} {defaults.energy_range[1]:g})")
-    parser.add_argument("--spectral-index", type=float, default=defaults.spectral_index, metavar="G",
+    parser.add_argument("--spectral-index", type=finite_float(*SPECTRAL_INDEX_RANGE), default=defaults.spectral_index, metavar="G",
                         help="dN/dE ~ E^-G between LO and HI (1 = flat in log E)")
     zenith = parser.add_mutually_exclusive_group()
-    zenith.add_argument("--zenith", type=float, metavar="DEG", help="fixed zenith angle in degrees")
-    zenith.add_argument("--zenith-range", type=float, nargs=2, metavar=("LO", "HI"),
+    zenith.add_argument("--zenith", type=_ZENITH_DEG, metavar="DEG", help="fixed zenith angle in degrees")
+    zenith.add_argument("--zenith-range", type=_ZENITH_DEG, nargs=2, metavar=("LO", "HI"),
                         help="zenith range in degrees, uniform in cos(zenith) (default 0 70)")
     parser.add_argument("--depths", type=parse_depths, default=defaults.depths_km, metavar="KM,KM,...",
                         help="vertical depths in km of the site's medium (km w.e. for rock; 0 = surface); one event per depth")
-    parser.add_argument("--min-energy", type=float, default=defaults.min_energy, metavar="GEV",
+    parser.add_argument("--min-energy", type=_ENERGY, default=defaults.min_energy, metavar="GEV",
                         help="keep muons above this energy at each depth")
     parser.add_argument("--interaction-model", default=defaults.interaction_model,
                         help="chromo hadronic model (SIBYLL-2.3d, SIBYLL-2.1, EPOS-LHC, QGSJet-II-04, ...)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (one model instance each)")
+    parser.add_argument("--seed", type=seed_int, default=defaults.seed)
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (one model instance each)")
     from mubundle.flux import FLUX_MODELS
     from mubundle.sim.site import SITES
 
@@ -145,10 +162,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="observation site and medium (default icecube: South Pole ice, 2835 m a.s.l.)")
     parser.add_argument("--flux", default=None, choices=list(FLUX_MODELS),
                         help="weight each event to this cosmic-ray flux (Hz, as `mubundle generate --flux`)")
-    parser.add_argument("--generation-gamma", type=float, default=None, metavar="G",
+    parser.add_argument("--generation-gamma", type=finite_float(*SPECTRAL_INDEX_RANGE), default=None, metavar="G",
                         help="generation spectrum E^-G (same as --spectral-index)")
-    parser.add_argument("--area", type=float, default=defaults.area_m2, metavar="M2",
-                        help="disc perpendicular to the axis (m^2) the flux weights refer to")
+    parser.add_argument("--area", type=finite_float(0.0, None, min_inclusive=False, unit="m^2"), default=defaults.area_m2,
+                        metavar="M2", help="disc perpendicular to the axis (m^2) the flux weights refer to")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:

@@ -26,7 +26,11 @@ the simulator always uses the curved axes.
 earth's centre, its surface at r) to a point at vertical depth d below the surface, seen at
 zenith theta, is MuonGun Muonitron's (PHYSICS.md):
 
-    slant = sqrt(2 r d + c^2 (r - d)^2 - d^2) - (r - d) c,   c = cos(theta).
+    slant = sqrt(2 r d + c^2 (r - d)^2 - d^2) - (r - d) c,   c = cos(theta),
+
+the formula of :func:`mubundle.geometry.slant_from_vertical_depth` (the data layer's
+conversion of Muonitron files); :func:`overburden_slant_km` evaluates it rationalised, which
+is exactly 0 at d = 0 and free of cancellation near the vertical (the two agree to 1e-9).
 """
 
 from __future__ import annotations

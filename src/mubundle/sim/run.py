@@ -6,19 +6,28 @@ A dataset of ``showers`` showers is cut into fixed chunks of ``showers_per_chunk
 how many workers there are; it is written atomically as shard ``k``. A re-run of the same
 command skips chunks whose shard exists (after checking that the shard was produced with
 the same configuration), so an interrupted run continues without duplicating showers.
+The output directory is locked while a run writes it and marked incomplete until the
+dataset manifest is written last (:mod:`mubundle.data.dataset`): readers refuse a dataset
+whose simulation has not finished.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 
+from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV
 from mubundle.configio import to_dict, to_yaml
+from mubundle.data.atomic import remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.dataset import begin_dataset, finish_dataset
+from mubundle.data.lock import directory_lock
+from mubundle.errors import InvalidTypeError, check_integer
+from mubundle.executors import open_executor
 from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_cascade
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
 from mubundle.sim.earth import CurvedAxes, overburden_slant_km
@@ -168,17 +177,27 @@ def site_metadata(config: SimConfig) -> dict:
     }
 
 
-def _write_chunk(config: SimConfig, out_dir: Path, chunk: int) -> tuple[int, int, int]:
-    """Simulate and atomically write one chunk; returns (chunk, showers, events)."""
+def _write_chunk(config: SimConfig, out_dir: Path, chunk: int, batch: RaggedBatch | None = None) -> tuple[int, int, int]:
+    """Atomically write one chunk (simulated here unless ``batch`` is given); returns (chunk, showers, events)."""
     from mubundle.data.native import shard_path, write_shard
 
-    batch = simulate_chunk(config, chunk)
+    batch = simulate_chunk(config, chunk) if batch is None else batch
     write_shard(batch, shard_path(out_dir, chunk), chunk_metadata(config, chunk))
     return chunk, len(batch) // len(config.depths_km), len(batch)
 
 
-def _worker_write_chunk(job: tuple[SimConfig, Path, int]) -> tuple[int, int, int]:
-    return _write_chunk(*job)
+# one chunk at a time per process: the Fortran model instance is process-wide (a Dask
+# worker with several threads would otherwise run two chunks on it at once)
+_MODEL_LOCK = threading.Lock()
+
+
+def simulate_chunk_job(job: tuple[SimConfig, int]) -> tuple[int, RaggedBatch]:
+    """Executor task: ``(config, chunk)`` -> ``(chunk, events)``. Runs in a worker process
+    (local or Dask), which builds its interaction model once (``get_model``'s cache); the
+    driver writes the shard, so Dask workers need no access to the output directory."""
+    config, chunk = job
+    with _MODEL_LOCK:
+        return chunk, simulate_chunk(config, chunk)
 
 
 def pending_chunks(config: SimConfig, out_dir: Path) -> list[int]:
@@ -202,40 +221,57 @@ def pending_chunks(config: SimConfig, out_dir: Path) -> list[int]:
     return pending
 
 
-def simulate_dataset(config: SimConfig, out_dir: str | os.PathLike, workers: int = 1) -> list[Path]:
+def simulate_dataset(
+    config: SimConfig, out_dir: str | os.PathLike, workers: int = 1, dask: str | None = None
+) -> list[Path]:
     """Simulate (or continue) the dataset ``config`` into ``out_dir``; returns all shard paths.
 
-    ``workers`` processes each hold one model instance; results do not depend on it.
+    ``workers`` processes each hold one model instance; or the chunks run as tasks on the
+    Dask cluster ``dask`` (scheduler address or ``local:N``, see ``mubundle.executors``).
+    Results depend on neither.
     """
+    if not isinstance(config, SimConfig):
+        raise InvalidTypeError(f"config must be a SimConfig, got {type(config).__name__}")
+    workers = check_integer("workers", workers, 1)
+    model_class(config.interaction_model)  # an unknown model name fails before any output exists
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a directory; choose a directory for the dataset")
+    # one writer per directory; the lock dies with its process, so a killed run resumes as is
+    with directory_lock(out_dir, PRODUCER):
+        remove_stale_temporaries(out_dir)
+        try:
+            paths = _simulate_into(config, out_dir, workers, dask)
+        finally:  # worker processes stopped mid-shard (Ctrl-C, SIGTERM) cannot remove their own
+            remove_stale_temporaries(out_dir)
+        finish_dataset(out_dir, paths, PRODUCER, showers=config.showers, seed=config.seed)
+    return paths
+
+
+def _simulate_into(config: SimConfig, out_dir: Path, workers: int, dask: str | None) -> list[Path]:
+    """:func:`simulate_dataset` inside the locked ``out_dir`` (marked incomplete until the manifest)."""
     from tqdm import tqdm
 
     from mubundle.data.native import shard_path
 
-    model_class(config.interaction_model)  # an unknown model name fails before any output exists
     from mubundle.sim.domain import low_energy_warning
 
     warning = low_energy_warning(config)
     if warning:
         print(warning, file=sys.stderr)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     todo = pending_chunks(config, out_dir)
+    begin_dataset(out_dir, PRODUCER, f"run the same `mubundle simulate` command again (--out {out_dir}) to continue it; "
+                  "its finished shards are kept")
     to_yaml(config, out_dir / "sim_config.yaml")
     done_showers = config.showers - sum(min(config.showers_per_chunk, config.showers - c * config.showers_per_chunk) for c in todo)
     if done_showers:
         print(f"mubundle simulate: continuing {out_dir}: {config.n_chunks - len(todo)} of {config.n_chunks} shards already written", file=sys.stderr)
     bar = tqdm(total=config.showers, initial=done_showers, unit="shower", desc="simulate", file=sys.stderr)
-    jobs = [(config, out_dir, chunk) for chunk in todo]
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            _, showers, _ = _worker_write_chunk(job)
+    jobs = [(config, chunk) for chunk in todo]
+    with open_executor(dask if jobs else None, workers, jobs=len(jobs)) as executor:
+        for chunk, batch in executor.map(simulate_chunk_job, jobs, name="simulate-chunk"):
+            _, showers, _ = _write_chunk(config, out_dir, chunk, batch)
             bar.update(showers)
-    else:
-        # spawn: the Fortran models must be initialised fresh in each worker
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(min(workers, len(jobs))) as pool:
-            for _, showers, _ in pool.imap_unordered(_worker_write_chunk, jobs):
-                bar.update(showers)
     bar.close()
     return [shard_path(out_dir, chunk) for chunk in range(config.n_chunks)]
 
@@ -259,7 +295,7 @@ def simulate_primaries(
     if not (energy.shape == zenith.shape == mass.shape == depth.shape) or energy.ndim != 1:
         raise ValueError(f"energy, zenith, mass, depth must be (B,) arrays of one length, got {energy.shape}, {zenith.shape}, {mass.shape}, {depth.shape}")
     problems = {
-        "energy must be finite and > 0 GeV": ~(np.isfinite(energy) & (energy > 0)),
+        f"energy must be finite and in (0, {MAX_PRIMARY_ENERGY_GEV:g}] GeV": ~((energy > 0) & (energy <= MAX_PRIMARY_ENERGY_GEV)),
         f"zenith must be in [0, {MAX_ZENITH_DEG:g} deg]": ~((zenith >= 0) & (zenith <= np.radians(MAX_ZENITH_DEG))),
         "mass must be finite and >= 1": ~(np.isfinite(mass) & (mass >= 1)),
         "depth must be finite and >= 0 km": ~(np.isfinite(depth) & (depth >= 0)),
@@ -268,6 +304,7 @@ def simulate_primaries(
         if bad.any():
             rows = np.flatnonzero(bad)
             raise ValueError(f"simulate_primaries: {message}; {rows.size} primaries violate it (first rows: {rows[:5].tolist()})")
+    seed = check_integer("seed", seed, 0)
     group = config.showers_per_chunk
     sequence = np.random.SeedSequence([seed, 0x5EED])
     batches = []

@@ -42,12 +42,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M
+
 #: CORSIKA's earth radius (m) for the CURVED option (Heck et al., CORSIKA user's guide,
 #: "CURVED": R_earth = 6371.315 km).
 EARTH_RADIUS_M = 6371315.0
 #: Muonitron's radius of the spherical ice overburden (m): MuonGun, Muonitron.cxx
-#: (``Muonitron::GetSurfaceDepth``-style slant depth; PHYSICS.md), = earth radius + the ice surface.
-MUONITRON_RADIUS_M = 6374134.0
+#: (``Muonitron::GetOverburden``; PHYSICS.md), = earth radius + the ice surface.
+MUONITRON_RADIUS_M = MUONITRON_SURFACE_RADIUS_M
 
 
 @dataclass(frozen=True)

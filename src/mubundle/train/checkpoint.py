@@ -6,12 +6,15 @@ epoch, divergence-guard state and the best-metric bookkeeping (see docs/training
 
 Writes are atomic: bytes go to a temporary file in the same directory, are fsynced, moved
 over the final name with ``os.replace`` and the directory is fsynced, so a crash at any
-moment leaves either the old or the new checkpoint, never a torn one.
+moment leaves either the old or the new checkpoint, never a torn one. A checkpoint damaged
+afterwards (disk error, truncated copy) is set aside on resume and the previous intact one
+is used (:func:`load_latest_intact_checkpoint`).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import re
@@ -24,6 +27,9 @@ import numpy as np
 import torch
 
 from mubundle.data.atomic import atomic_write_bytes, fsync_directory
+from mubundle.errors import InvalidValueError
+
+logger = logging.getLogger("mubundle.train")
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_NAME = "best.pt"
@@ -76,6 +82,64 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint on the CPU (tensors, numbers, strings and lists only: ``weights_only``)."""
     return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+#: suffix a corrupt checkpoint is renamed to (kept for inspection, no longer a resume candidate)
+CORRUPT_SUFFIX = ".corrupt"
+
+
+def load_latest_intact_checkpoint(
+    run_dir: Path, required_keys: tuple[str, ...] = ("step",)
+) -> tuple[Path, dict[str, Any]] | None:
+    """``(path, payload)`` of the newest numbered checkpoint that loads and holds ``required_keys``.
+
+    A newer checkpoint that is truncated, empty, not a checkpoint at all, or lacks one of
+    ``required_keys`` (a disk error, a copy cut short, a foreign file) is logged as a warning
+    naming the file and the reason, renamed to ``<name>.corrupt`` (so no later resume or
+    rollback picks it again) and the next older one is tried: the run resumes from the
+    newest intact state of the last ``keep_checkpoints``. None for a run without
+    checkpoints; :class:`~mubundle.errors.InvalidValueError` naming every file when none is intact.
+    """
+    found = list_checkpoints(run_dir)
+    problems: list[str] = []
+    for _, path in reversed(found):
+        problem = _checkpoint_problem(path, required_keys)
+        if isinstance(problem, dict):
+            return path, problem
+        problems.append(f"{path.name}: {problem}")
+        aside = path.with_name(path.name + CORRUPT_SUFFIX)
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:  # another rank of the same run moved it first
+            pass
+        logger.warning("checkpoint %s is unusable (%s); renamed to %s, trying the previous one", path, problem, aside.name)
+    if not found:
+        return None
+    raise InvalidValueError(
+        f"no intact checkpoint in {Path(run_dir) / CHECKPOINT_DIR}: {'; '.join(problems)} (the files are kept as "
+        f"*{CORRUPT_SUFFIX}; remove the run directory's checkpoints/ to start the run afresh)"
+    )
+
+
+def _checkpoint_problem(path: Path, required_keys: tuple[str, ...]) -> "dict[str, Any] | str":
+    """The loaded payload of ``path``, or one line saying why it is not a usable checkpoint."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        return f"cannot stat: {error.strerror}"
+    if size == 0:
+        return "empty file"
+    try:
+        payload = load_checkpoint(path)
+    except Exception as error:  # noqa: BLE001 - torch/pickle/zip raise many types for a torn file; reported, not hidden
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        return f"cannot be loaded ({type(error).__name__}: {reason})"
+    if not isinstance(payload, dict):
+        return f"holds a {type(payload).__name__}, not a checkpoint mapping"
+    missing = [key for key in required_keys if key not in payload]
+    if missing:
+        return f"lacks the key(s) {', '.join(missing)} (not a checkpoint of this kind of run)"
+    return payload
 
 
 # ---------------------------------------------------------------------------- RNG states

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from mubundle.errors import check_finite_number, check_integer
 from mubundle.model.config import ModelConfig, differing_model_fields, read_model_config
 
 
@@ -69,6 +70,26 @@ class TrainConfig:
     compile: bool = False
     tf32: bool = True
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse values no run can use, naming the field (a ``checkpoint_every: 0`` in a config
+        file ended in a ZeroDivisionError mid-run)."""
+        for name in ("batch_size", "max_muons_per_step", "critic_steps", "validate_every", "shuffle_buffer_events",
+                     "transform_fit_events", "max_consecutive_bad_steps", "log_every", "histogram_every",
+                     "checkpoint_every", "keep_checkpoints"):
+            check_integer(name, getattr(self, name), 1)
+        for name in ("seed", "max_steps", "lr_decay_steps", "critic_warmup_steps", "multiplicity_patience", "max_rollbacks"):
+            check_integer(name, getattr(self, name), 0)
+        check_finite_number("lr", self.lr, 0.0, min_inclusive=False)
+        for name in ("gp_lambda", "grad_clip_norm", "lr_decay_final", "multiplicity_lr", "restart_backoff_s",
+                     "restart_backoff_max_s"):
+            check_finite_number(name, getattr(self, name), 0.0)
+        for name in ("generator_ema_decay", "best_smoothing"):
+            check_finite_number(name, getattr(self, name), 0.0, 1.0, max_inclusive=False)
+        check_finite_number("rollback_lr_factor", self.rollback_lr_factor, 0.0, 1.0, min_inclusive=False)
+        check_finite_number("saturation_warn_fraction", self.saturation_warn_fraction, 0.0, 1.0)
+        for index, beta in enumerate(self.betas):
+            check_finite_number(f"betas[{index}]", beta, 0.0, 1.0, max_inclusive=False)
 
 
 def with_init_model_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, tuple[object, object]]]:

@@ -12,6 +12,7 @@ from typing import ContextManager
 
 import torch
 
+from mubundle.errors import DeviceUnavailableError, InvalidValueError
 from mubundle.train.config import TrainConfig
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -21,11 +22,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """The torch device for ``name`` (auto | cpu | cuda | mps).
 
     ``auto`` picks CUDA, then MPS, then CPU. Under torchrun, CUDA uses ``cuda:<local_rank>``.
-    Asking for a device that is not available is a ``ValueError`` naming it (no silent
+    Asking for a device that is not available is a ``ValueError`` naming it
+    (:class:`~mubundle.errors.DeviceUnavailableError`, exit code 6; no silent
     fallback: a run that was meant for a GPU must not quietly take a week on a CPU).
     """
     if name not in DEVICE_CHOICES:
-        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+        raise InvalidValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
@@ -34,12 +36,41 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         else:
             name = "cpu"
     if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False")
+        require_available(torch.device("cuda"))
         return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' requested but torch.backends.mps.is_available() is False")
-    return torch.device(name)
+    return require_available(torch.device(name))
+
+
+def require_available(device: "str | torch.device") -> torch.device:
+    """``device`` as a ``torch.device`` after checking this torch can use it.
+
+    Raises :class:`~mubundle.errors.DeviceUnavailableError` (exit code 6) naming the device and
+    what is available, instead of torch's "Torch not compiled with CUDA enabled" traceback;
+    an unparsable name is an :class:`~mubundle.errors.InvalidValueError`.
+    """
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InvalidValueError(f"unknown device {device!r}: {error} (valid: cpu, cuda, cuda:N, mps)") from None
+    available = ["cpu"]
+    if torch.cuda.is_available():
+        available.append(f"cuda (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if torch.backends.mps.is_available():
+        available.append("mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise DeviceUnavailableError(f"device {str(device)!r} requested but {build} "
+                                         f"(torch.cuda.is_available() is False); available: {', '.join(available)}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"device {str(device)!r} requested but only {torch.cuda.device_count()} "
+                                         f"CUDA device(s) are visible; available: {', '.join(available)}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailableError(f"device 'mps' requested but torch.backends.mps.is_available() is False; "
+                                     f"available: {', '.join(available)}")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceUnavailableError(f"device {str(device)!r} is not supported; available: {', '.join(available)}")
+    return device
 
 
 def configure_backends(device: torch.device, config: TrainConfig) -> None:

@@ -36,10 +36,12 @@ import torch
 from torch import Tensor
 
 from mubundle import configio
+from mubundle.data.atomic import remove_stale_temporaries
+from mubundle.data.lock import directory_lock
 from mubundle.model.bundle import WEIGHTS_FILE, MuonBundleModel
 from mubundle.model.generator import BundleGenerator
 from mubundle.model.layers import event_index_of
-from mubundle.train.checkpoint import export_model, latest_checkpoint, load_checkpoint, save_checkpoint
+from mubundle.train.checkpoint import export_model, load_latest_intact_checkpoint, save_checkpoint
 from mubundle.train.device import resolve_device
 from mubundle.train.monitor import MetricsLog, TensorBoardLog, progress_bar
 
@@ -120,9 +122,32 @@ class PrimarySampler:
 
 
 def build_student(teacher: MuonBundleModel, config: DistillConfig) -> MuonBundleModel:
-    """A freshly initialised student: the teacher's ModelConfig with ``config``'s sizes, same transform."""
+    """A freshly initialised student: the teacher's ModelConfig with ``config``'s sizes, same transform.
+
+    The student records the teacher's domain: it learns the teacher's muons, which are
+    trustworthy only where the teacher was trained (:func:`warn_outside_teacher_domain`).
+    """
     student_config = dataclasses.replace(teacher.config, **config.student_fields())
-    return MuonBundleModel(student_config, teacher.transform)
+    student = MuonBundleModel(student_config, teacher.transform)
+    student.domain = teacher.domain
+    return student
+
+
+def warn_outside_teacher_domain(teacher: MuonBundleModel, primaries: np.ndarray | None) -> int:
+    """Count (and log once) given training primaries (n, 4) outside the teacher's domain.
+
+    They are used: the student learns the teacher's extrapolation there, and its recorded
+    domain stays the teacher's, so sampling the student there is refused like the teacher.
+    The default primaries (the ``mubundle simulate`` defaults) are the shipped teacher's domain.
+    """
+    if primaries is None or teacher.domain is None:
+        return 0
+    outside = teacher.domain.check_conditions(np.asarray(primaries)).n_outside
+    if outside:
+        log.warning("distill: %d of %d training primaries lie outside the domain of the teacher %s; the "
+                    "student learns its extrapolation there and records the teacher's domain", outside,
+                    len(primaries), teacher.name)
+    return outside
 
 
 def step_seeds(seed: int, step: int) -> tuple[np.random.Generator, int]:
@@ -196,6 +221,20 @@ def distill(
 ) -> dict[str, Any]:
     """Train a student of the model in ``teacher_dir`` into ``run_dir`` (resumed if it holds a run).
 
+    ``run_dir`` is locked for the run (:mod:`mubundle.data.lock`): a second distillation into
+    it is refused while this one lives. Details: :func:`_distill`.
+    """
+    with directory_lock(run_dir, "mubundle distill"):
+        remove_stale_temporaries(run_dir)  # checkpoints half-written by a killed run
+        return _distill(teacher_dir, run_dir, config, primaries, show_progress)
+
+
+def _distill(
+    teacher_dir: "str | Path", run_dir: "str | Path", config: DistillConfig, primaries: np.ndarray | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train a student of the model in ``teacher_dir`` into ``run_dir`` (resumed if it holds a run).
+
     Writes ``run_dir/model`` (the student, a normal model directory, exported at every
     checkpoint and at the end), ``checkpoints/``, ``metrics.jsonl``, TensorBoard logs and
     ``distill_config.yaml``. ``primaries`` (n, 4) physical replaces the default training
@@ -216,10 +255,11 @@ def distill(
     student = build_student(teacher, config).to(device).train()
     optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
     sampler = PrimarySampler(primaries)
+    warn_outside_teacher_domain(teacher, primaries)
     start_step, skipped = 0, 0
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint)
+    latest = load_latest_intact_checkpoint(run_dir, ("student", "optimizer", "step", "skipped_steps"))
+    if latest is not None:
+        state = latest[1]
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, skipped = int(state["step"]), int(state["skipped_steps"])

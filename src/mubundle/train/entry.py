@@ -6,11 +6,16 @@ Configuration precedence (lowest to highest): TrainConfig defaults, ``--config F
 multiplicity/generator sizes of MODEL. The resolved config is written back to
 ``RUN/config.yaml``; every change a command line makes to an existing run's config is
 appended to ``RUN/config_history.jsonl`` and logged.
+
+The run directory is locked (:mod:`mubundle.data.lock`) by the single process, by rank 0
+of a torchrun job, or by the supervisor (which hands the lock to its attempts): a second
+``mubundle train`` on a directory a live run is using is refused with the holder's PID.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mubundle.configio import from_yaml, to_yaml
+from mubundle.data.lock import directory_lock
 from mubundle.train.config import TrainConfig, with_init_model_config
 from mubundle.train.supervisor import EXIT_DIVERGED, supervise
 
@@ -111,9 +117,12 @@ def train_from_args(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     config, changes = resolve_config(run_dir, args.config, cli_overrides(args))
     if getattr(args, "max_restarts", 0) and args.max_restarts > 0:
-        result = supervise(
-            child_arguments(args), run_dir, args.max_restarts, config.restart_backoff_s, config.restart_backoff_max_s
-        )
+        # the supervisor holds the run directory's lock and hands it to each attempt
+        with directory_lock(run_dir, "mubundle train --max-restarts") as lock:
+            result = supervise(
+                child_arguments(args), run_dir, args.max_restarts, config.restart_backoff_s,
+                config.restart_backoff_max_s, lock=lock,
+            )
         return result.exit_code
     # torch is imported only here, below the supervisor branch: the supervising parent stays light
     from mubundle.train.distributed import context_from_env
@@ -121,13 +130,15 @@ def train_from_args(args: argparse.Namespace) -> int:
     from mubundle.train.loop import train
 
     is_main = context_from_env().is_main
-    if is_main:
-        write_run_config(run_dir, config, changes)
-    try:
-        summary = train(args.data, run_dir, config, validation_paths=getattr(args, "validation", None))
-    except TrainingDiverged as error:
-        print(f"mubundle train: {error}", file=sys.stderr)
-        return EXIT_DIVERGED
+    # rank 0 (or the single process) locks the run directory before writing anything in it
+    with directory_lock(run_dir, "mubundle train") if is_main else contextlib.nullcontext():
+        if is_main:
+            write_run_config(run_dir, config, changes)
+        try:
+            summary = train(args.data, run_dir, config, validation_paths=getattr(args, "validation", None))
+        except TrainingDiverged as error:
+            print(f"mubundle train: {error}", file=sys.stderr)
+            return EXIT_DIVERGED
     if is_main:
         print(json.dumps({k: summary[k] for k in ("steps", "epoch", "events_seen", "skipped_steps", "rollbacks")}))
     return 0

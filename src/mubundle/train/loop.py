@@ -30,19 +30,22 @@ import numpy as np
 import torch
 
 from mubundle.configio import to_dict
+from mubundle.data.atomic import remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.lock import acquire as acquire_lock
 from mubundle.data.reader import EventStream
+from mubundle.data.remote import redact_paths
 from mubundle.data.sources import read_events
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.config import differing_model_fields
 from mubundle.model.critic import BundleCritic
+from mubundle.model.domain import ModelDomain, domain_of_events, read_domain
 from mubundle.model.transforms import FeatureTransform
 from mubundle.train import distributed
 from mubundle.train.checkpoint import (
     capture_rng_states,
     export_model,
-    latest_checkpoint,
-    load_checkpoint,
+    load_latest_intact_checkpoint,
     restore_rng_states,
     save_checkpoint,
 )
@@ -69,6 +72,8 @@ from mubundle.train.step import WganStep, adversarial_lr_factor
 logger = logging.getLogger("mubundle.train")
 
 CHECKPOINT_FORMAT = 1
+#: keys a training checkpoint must hold to be resumed from (others are set aside as corrupt)
+_CHECKPOINT_KEYS = ("step", "model", "critic", "optimizers", "transform", "progress", "guard")
 FAIL_AT_STEP_ENV = "MUBUNDLE_FAIL_AT_STEP"
 QUARANTINE_DIR = "quarantine"
 SUMMARY_NAME = "summary.json"
@@ -114,15 +119,38 @@ def _seed_everything(seed: int) -> None:
 
 def fit_transform(data_paths: Sequence[str | os.PathLike], n_events: int) -> FeatureTransform:
     """Fit the feature transform on the first ``n_events`` accepted events (file order: deterministic)."""
+    return fit_transform_and_domain(data_paths, n_events)[0]
+
+
+def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os.PathLike]) -> ModelDomain:
+    """The domain an export records: min/max of the conditions (B, 4) of the events read to fit
+    the transform (the first ``transform_fit_events`` of the data), the site from the first
+    file's metadata (native shards of ``mubundle simulate``; other layouts: not recorded)."""
+    from mubundle.data.native import read_metadata
+    from mubundle.data.sources import expand_paths
+
+    file_config: dict[str, Any] = {}
+    try:
+        first = expand_paths(data_paths)[0]
+        file_config = dict(read_metadata(first).get("config") or {})
+    except (IndexError, OSError, ValueError) as error:  # legacy layouts, unreadable: the ranges still hold
+        logger.info("model domain: no file metadata for the site (%s)", error)
+    sources = " ".join(str(p) for p in data_paths)
+    return domain_of_events(loaded_conditions, training_data=sources, command=f"mubundle train --data {sources}",
+                            file_config=file_config)
+
+
+def fit_transform_and_domain(data_paths: Sequence[str | os.PathLike], n_events: int) -> tuple[FeatureTransform, ModelDomain]:
+    """:func:`fit_transform` and the :func:`training_domain` of the same events."""
     loaded = read_events(data_paths, max_events=n_events)
     for failed in loaded.failed_files:
         logger.warning("transform fit: skipped unreadable file %s: %s", failed["path"], failed["error"])
     if loaded.rejected:
         logger.warning("transform fit: rejected rows by reason %s", loaded.rejected)
     if len(loaded.batch) == 0:
-        raise ValueError(f"no valid events found in {', '.join(map(str, data_paths))} to fit the feature transform")
+        raise ValueError(f"no valid events found in {', '.join(redact_paths(data_paths))} to fit the feature transform")
     logger.info("fitted feature transform on %d events, %d muons", len(loaded.batch), loaded.batch.n_muons)
-    return FeatureTransform.fit(loaded.batch)
+    return FeatureTransform.fit(loaded.batch), training_domain(loaded.batch.conditions, data_paths)
 
 
 def load_initial_model(config: TrainConfig) -> MuonBundleModel:
@@ -189,6 +217,7 @@ def _checkpoint_payload(parts: Components, progress: Progress) -> dict[str, Any]
         "epoch": int(parts.stream.epoch),
         "world_size": parts.context.world_size,
         "transform": parts.model.transform.to_dict(),
+        "domain": None if parts.model.domain is None else parts.model.domain.to_dict(),
         "model": parts.model.state_dict(),
         "critic": parts.critic.state_dict(),
         "optimizers": parts.step_fn.state_dict(),
@@ -367,6 +396,26 @@ def train(
     context = distributed.context_from_env()
     device = resolve_device(config.device, context.local_rank)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # one live training per run directory (re-entrant: `mubundle train` already holds it)
+    run_lock = acquire_lock(run_dir, "mubundle train") if context.is_main else None
+    if run_lock is not None:
+        remove_stale_temporaries(run_dir)  # checkpoints half-written by a killed run
+    try:
+        return _train_locked(data_paths, run_dir, config, context, device, validation_paths)
+    finally:
+        if run_lock is not None:
+            run_lock.release()
+
+
+def _train_locked(
+    data_paths: Sequence[str | os.PathLike],
+    run_dir: Path,
+    config: TrainConfig,
+    context: distributed.DistContext,
+    device: torch.device,
+    validation_paths: Sequence[str | os.PathLike] | None,
+) -> dict[str, Any]:
+    """:func:`train` with the run directory locked: logging, distributed set-up, the loop."""
     handlers = _setup_logging(run_dir, context.is_main)
     previous_level = logger.level
     if context.is_main and (previous_level == logging.NOTSET or previous_level > logging.INFO):
@@ -398,17 +447,19 @@ def _train(
         quarantine = run_dir / QUARANTINE_DIR / "validation.parquet" if context.is_main else None
         validation, validation_report = load_count_sample(validation_paths, "validation", device, quarantine)
         logger.info("validation: %d events for the multiplicity model's NLL", len(validation))
-    resume_path = latest_checkpoint(run_dir)
-    checkpoint = load_checkpoint(resume_path) if resume_path is not None else None
+    resume_path, checkpoint = load_latest_intact_checkpoint(run_dir, _CHECKPOINT_KEYS) or (None, None)
     initial: MuonBundleModel | None = None
     if checkpoint is not None:
         transform = FeatureTransform.from_dict(checkpoint["transform"])
+        domain = read_domain(checkpoint, resume_path)  # None in checkpoints of older versions
     elif config.init_from:
         initial = load_initial_model(config)
         transform = copy.deepcopy(initial.transform)
+        domain = fit_transform_and_domain(data_paths, config.transform_fit_events)[1]  # the fine-tuning data's
     else:
-        transform = fit_transform(data_paths, config.transform_fit_events)
+        transform, domain = fit_transform_and_domain(data_paths, config.transform_fit_events)
     parts = _build(data_paths, run_dir, config, transform, device, context)
+    parts.model.domain = domain  # exported with the model (model.json "domain")
     progress = Progress()
     if checkpoint is not None:
         _restore(parts, checkpoint, progress, restore_guard=True)
@@ -530,10 +581,10 @@ def _rollback(
 ) -> None:
     """Restore the newest checkpoint (always a good one), lower the lr, persist the new state."""
     distributed.barrier(parts.context)
-    path = latest_checkpoint(run_dir)
-    if path is None:  # cannot happen: step 0 is always checkpointed; fail loudly if it did
+    latest = load_latest_intact_checkpoint(run_dir, _CHECKPOINT_KEYS)
+    if latest is None:  # cannot happen: step 0 is always checkpointed; fail loudly if it did
         raise RuntimeError(f"rollback needed at step {progress.step} but {run_dir} has no checkpoint")
-    checkpoint = load_checkpoint(path)
+    checkpoint = latest[1]
     parts.guard.begin_rollback(progress.step, int(checkpoint["step"]))
     _restore(parts, checkpoint, progress, restore_guard=False)
     if board is not None:

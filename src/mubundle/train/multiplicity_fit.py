@@ -314,6 +314,7 @@ def with_multiplicity_sizes(model: MuonBundleModel, sizes: dict[str, int]) -> Mu
         return model
     resized = MuonBundleModel(config, copy.deepcopy(model.transform))
     resized.generator.load_state_dict(model.generator.state_dict())
+    resized.domain = model.domain  # same generator, same training domain
     return resized.to(model.device)
 
 
@@ -335,9 +336,16 @@ def refit_multiplicity(
     import json
 
     from mubundle.data.atomic import atomic_write_bytes
-    from mubundle.generate.api import load_model
+    from mubundle.errors import OutputRefusedError
+    from mubundle.generate.api import load_model, resolve_model_path
 
     out_dir = Path(out_dir)
+    source_dir = resolve_model_path(None if model_dir is None else str(model_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputRefusedError(f"--out {out_dir} is a file; the refitted model is written as a directory")
+    if out_dir.resolve() == source_dir.resolve():  # the input model must survive a failed or worse refit
+        raise OutputRefusedError(f"--out {out_dir} is the input model {source_dir}; write the refitted model to "
+                                 "another directory")
     source = load_model(None if model_dir is None else str(model_dir), device="cpu")
     model = with_multiplicity_sizes(source, sizes or {})  # ``source`` itself when the sizes stay
     if model is not source and not config.reinitialise:

@@ -10,8 +10,12 @@ the last checkpoint by a crashed attempt are recomputed, not duplicated.
 - backoff: ``backoff_s * 2**(failures - 1)`` seconds, capped at ``backoff_max_s``;
 - at most ``max_restarts`` restarts (``max_restarts + 1`` attempts); then a clear message
   and a non-zero exit;
-- exit codes 2 (usage/config error), 3 (the divergence guard gave up) and 130
-  (interrupted by the user) are not retried: a restart cannot fix them.
+- exit codes 2 (usage/config error), 3 (the divergence guard gave up), 4 (output refused),
+  5 (file system refused), 6 (device missing), 130 and 143 (Ctrl-C / SIGTERM) are not
+  retried: a restart cannot fix them (mubundle.errors);
+- the run directory's lock (:mod:`mubundle.data.lock`) is held by the supervisor and
+  handed to each attempt (``pass_fds``), so a second ``mubundle train`` on the directory is
+  refused between attempts too, while the supervisor's own children are not.
 
 Testing hook: the child exports ``MUBUNDLE_ATTEMPT`` (1 for the first attempt); see
 ``MUBUNDLE_FAIL_AT_STEP`` in :mod:`mubundle.train.loop`.
@@ -28,11 +32,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, TextIO
 
+from mubundle.data.lock import DirectoryLock
+from mubundle.errors import (
+    EXIT_DEVICE,
+    EXIT_DIVERGED,
+    EXIT_FILESYSTEM,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
+
 LOG_DIR = "logs"
 ATTEMPT_ENV = "MUBUNDLE_ATTEMPT"
-EXIT_USAGE = 2  # config/usage error (mubundle.cli): a restart cannot fix it
-EXIT_DIVERGED = 3  # the divergence guard gave up: a restart would diverge the same way
-NOT_RETRIED_EXIT_CODES = (EXIT_USAGE, EXIT_DIVERGED, 130)
+# exit codes of mubundle.errors that a restart cannot fix: usage/config error, the divergence
+# guard gave up, an output refused, the file system refused (read-only, full, permission),
+# the device is missing, Ctrl-C, SIGTERM
+NOT_RETRIED_EXIT_CODES = (
+    EXIT_USAGE, EXIT_DIVERGED, EXIT_OUTPUT, EXIT_FILESYSTEM, EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_TERMINATED
+)
 _ATTEMPT_LOG = re.compile(r"^attempt-(\d{3,})\.log$")
 
 
@@ -57,12 +75,15 @@ def backoff_seconds(failures: int, backoff_s: float, backoff_max_s: float) -> fl
     return min(backoff_s * 2.0 ** (failures - 1), backoff_max_s)
 
 
-def _run_attempt(command: Sequence[str], log_path: Path, env: dict[str, str], echo: TextIO | None) -> int:
+def _run_attempt(
+    command: Sequence[str], log_path: Path, env: dict[str, str], echo: TextIO | None, pass_fds: Sequence[int] = ()
+) -> int:
     with log_path.open("w") as log:
         log.write(f"# command: {' '.join(command)}\n")
         log.flush()
         child = subprocess.Popen(
-            list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, bufsize=1
+            list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, bufsize=1,
+            pass_fds=tuple(pass_fds),
         )
         try:
             assert child.stdout is not None
@@ -86,11 +107,13 @@ def supervise(
     backoff_max_s: float,
     echo: TextIO | None = sys.stdout,
     program: Sequence[str] | None = None,
+    lock: DirectoryLock | None = None,
 ) -> SupervisorResult:
     """Run ``python -m mubundle.cli <child_args>`` until it succeeds or restarts are used up.
 
     ``child_args`` are the ``train`` arguments without ``--max-restarts``; ``program``
-    replaces ``[python, -m, mubundle.cli]`` (tests supervise small scripts with it).
+    replaces ``[python, -m, mubundle.cli]`` (tests supervise small scripts with it);
+    ``lock``: the run directory's lock held by the caller, handed to every attempt.
     Returns the exit code to use (0 on success, the child's last code otherwise).
     """
     run_dir = Path(run_dir)
@@ -104,8 +127,9 @@ def supervise(
         attempt = failures + 1
         log_path = run_dir / LOG_DIR / f"attempt-{first_number + failures:03d}.log"
         logs.append(log_path)
-        env = dict(os.environ, **{ATTEMPT_ENV: str(attempt)})
-        code = _run_attempt(command, log_path, env, echo)
+        env = dict(os.environ if lock is None else lock.child_environment(), **{ATTEMPT_ENV: str(attempt)})
+        pass_fds = () if lock is None or lock.fd is None else (lock.fd,)
+        code = _run_attempt(command, log_path, env, echo, pass_fds)
         if code == 0:
             return SupervisorResult(0, attempt, logs)
         failures += 1

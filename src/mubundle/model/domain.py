@@ -1,0 +1,348 @@
+"""The domain a model was trained on, stored with it and checked in one place.
+
+A model directory's ``model.json`` may carry a ``domain`` section (:class:`ModelDomain`):
+the ranges of the primary energy E0 [GeV], zenith [rad; degrees repeated for readers], mass
+number A, slant depth [km] and vertical depth (slant x cos(zenith)) [km] of its training
+events, the nuclei and vertical depths it was trained at, the site and medium, the training
+data and the command that made it. Older model directories have no ``domain``: they load
+and sample unchecked.
+
+:func:`check_primaries` is the one check. ``MuonBundleModel.sample``, ``mubundle generate``
+and ``mubundle evaluate`` call it: primaries outside the domain are refused with one line
+naming the value, the bound and the model (:class:`ExtrapolationError`, a ``ValueError``);
+with ``allow_extrapolation`` they proceed and one :class:`ExtrapolationWarning` per call
+says how many events are extrapolated.
+
+A neural network outside its training domain returns numbers without any sign that they
+are wrong (``load().sample(energy=1e9, ...)`` gave 1 644 muons per iron event at 2 km from
+models trained up to 1e7 GeV), so the refusal is the default.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+#: Relative tolerance of the bounds: conditions are float32 (7 digits), bounds float64.
+RELATIVE_TOLERANCE = 1e-5
+#: Absolute tolerance of a bound at 0 (zenith 0 rad).
+ABSOLUTE_TOLERANCE = 1e-6
+#: The flag that lets callers proceed outside the domain (named in every refusal).
+PROCEED_HINT = "pass allow_extrapolation=True / --allow-extrapolation to proceed"
+
+
+class ExtrapolationError(ValueError):
+    """Primaries outside the model's domain; ``str(error)`` is the one-line refusal."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """Primaries outside the model's domain were sampled because the caller allowed it."""
+
+
+@dataclass(frozen=True)
+class _Variable:
+    """How one checked quantity is named, formatted and computed from conditions (B, 4)."""
+
+    key: str
+    title: str
+    unit: str
+    fmt: str
+
+
+_VARIABLES = (
+    _Variable("energy_gev", "energy", "GeV", "{:.3g}"),
+    _Variable("zenith_rad", "zenith", "rad", "{:.4g}"),
+    _Variable("mass_number", "mass number A", "", "{:g}"),
+    _Variable("slant_depth_km", "slant depth", "km", "{:.4g}"),
+    _Variable("vertical_depth_km", "vertical depth (slant depth x cos zenith)", "km", "{:.4g}"),
+)
+
+
+def _values(key: str, conditions: np.ndarray) -> np.ndarray:
+    """(B,) float64 values of the checked quantity ``key`` from conditions (B, 4) [GeV, rad, A, km]."""
+    if key == "vertical_depth_km":
+        return conditions[:, 3] * np.cos(conditions[:, 1])
+    return conditions[:, {"energy_gev": 0, "zenith_rad": 1, "mass_number": 2, "slant_depth_km": 3}[key]]
+
+
+def _format_value(variable: _Variable, value: float) -> str:
+    text = variable.fmt.format(value)
+    if variable.key == "zenith_rad":
+        text += f" rad ({math.degrees(value):.3g} deg)"
+    elif variable.unit:
+        text += f" {variable.unit}"
+    return text
+
+
+def _format_range(variable: _Variable, bounds: tuple[float, float]) -> str:
+    low, high = (variable.fmt.format(b) for b in bounds)
+    if variable.key == "zenith_rad":
+        return f"{low}-{high} rad, {math.degrees(bounds[0]):.3g}-{math.degrees(bounds[1]):.3g} deg"
+    return f"{low}-{high}{' ' + variable.unit if variable.unit else ''}"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """Events beyond one bound: the most extreme value, the bound, how many events."""
+
+    variable: str
+    side: str  # "below" | "above"
+    value: float
+    bound: tuple[float, float]
+    events: int
+
+    def describe(self, model_name: str) -> str:
+        variable = next(v for v in _VARIABLES if v.key == self.variable)
+        return (f"{variable.title} {_format_value(variable, self.value)} is {self.side} the domain of model "
+                f"'{model_name}' ({_format_range(variable, self.bound)})")
+
+
+@dataclass(frozen=True)
+class DomainCheck:
+    """Result of :meth:`ModelDomain.check`: ``outside`` (B,) bool and one :class:`Violation`
+    per bound crossed (the most extreme value of each)."""
+
+    outside: np.ndarray
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def n_outside(self) -> int:
+        return int(np.count_nonzero(self.outside))
+
+    def message(self, model_name: str) -> str:
+        """One line: the first crossed bound, how many events cross any, the way to proceed."""
+        if not self.violations:
+            return f"all primaries are inside the domain of model '{model_name}'"
+        first = self.violations[0].describe(model_name)
+        others = f" (and {len(self.violations) - 1} other bound(s))" if len(self.violations) > 1 else ""
+        return f"{first}{others}: {self.n_outside} of {len(self.outside)} events outside; {PROCEED_HINT}"
+
+
+def _pair(value: Any, key: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model domain: {key} must be [low, high], got {value!r}") from error
+    if not low <= high:
+        raise ValueError(f"model domain: {key} must have low <= high, got {value!r}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class ModelDomain:
+    """Where a model was trained (and so may be used). Ranges are inclusive [low, high].
+
+    energy_gev: E0 [GeV]; zenith_rad: [rad]; mass_number: A; slant_depth_km: slant depth
+    along the shower axis [km]; vertical_depth_km: slant depth x cos(zenith) [km] (None: not
+    checked). nuclei: the mass numbers trained on (A between them is interpolated, and not
+    refused); vertical_depths_km: the vertical depths trained at; site, medium, training_data,
+    command: what a reader needs to know where the model comes from.
+    """
+
+    energy_gev: tuple[float, float]
+    zenith_rad: tuple[float, float]
+    mass_number: tuple[float, float]
+    slant_depth_km: tuple[float, float]
+    vertical_depth_km: tuple[float, float] | None = None
+    nuclei: tuple[float, ...] | None = None
+    vertical_depths_km: tuple[float, ...] | None = None
+    site: str | None = None
+    medium: str | None = None
+    training_data: str | None = None
+    command: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def check(
+        self, energy: "np.ndarray | float", zenith: "np.ndarray | float", mass: "np.ndarray | float",
+        depth: "np.ndarray | float",
+    ) -> DomainCheck:
+        """Which primaries lie outside: energy (B,) GeV, zenith (B,) rad, mass (B,) A, depth (B,)
+        slant km (scalars broadcast). Non-finite values count as outside (NaN compares false)."""
+        columns = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (energy, zenith, mass, depth)))
+        return self.check_conditions(np.stack([np.ravel(c) for c in columns], axis=1))
+
+    def check_conditions(self, conditions: np.ndarray) -> DomainCheck:
+        """:meth:`check` on conditions (B, 4) [GeV, rad, A, slant km]."""
+        conditions = np.asarray(conditions, dtype=np.float64).reshape(-1, 4)
+        outside = np.zeros(len(conditions), dtype=bool)
+        violations = []
+        for variable in _VARIABLES:
+            bounds = getattr(self, variable.key)
+            if bounds is None:
+                continue
+            values = _values(variable.key, conditions)
+            low, high = bounds
+            below = ~(values >= low - RELATIVE_TOLERANCE * abs(low) - ABSOLUTE_TOLERANCE)
+            above = values > high + RELATIVE_TOLERANCE * abs(high) + ABSOLUTE_TOLERANCE
+            nan = np.isnan(values)
+            below &= ~nan
+            for side, mask, pick in (("below", below, np.min), ("above", above, np.max)):
+                if mask.any():
+                    violations.append(Violation(variable.key, side, float(pick(values[mask])), bounds, int(mask.sum())))
+            if nan.any():
+                violations.append(Violation(variable.key, "outside", float("nan"), bounds, int(nan.sum())))
+            outside |= below | above | nan
+        return DomainCheck(outside, tuple(violations))
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; ``zenith_deg`` is derived, for readers (ignored by :meth:`from_dict`)."""
+        result: dict[str, Any] = {
+            "energy_gev": list(self.energy_gev),
+            "zenith_rad": list(self.zenith_rad),
+            "zenith_deg": [round(math.degrees(z), 6) for z in self.zenith_rad],
+            "mass_number": list(self.mass_number),
+            "slant_depth_km": list(self.slant_depth_km),
+        }
+        if self.vertical_depth_km is not None:
+            result["vertical_depth_km"] = list(self.vertical_depth_km)
+        for key in ("nuclei", "vertical_depths_km"):
+            if getattr(self, key) is not None:
+                result[key] = list(getattr(self, key))
+        for key in ("site", "medium", "training_data", "command"):
+            if getattr(self, key) is not None:
+                result[key] = getattr(self, key)
+        if self.notes:
+            result["notes"] = list(self.notes)
+        return result
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelDomain":
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` naming a missing or malformed key."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"model domain must be a JSON object, got {type(data).__name__}")
+        missing = [key for key in ("energy_gev", "zenith_rad", "mass_number", "slant_depth_km") if key not in data]
+        if missing:
+            raise ValueError(f"model domain: missing {', '.join(missing)}")
+        known = {"energy_gev", "zenith_rad", "zenith_deg", "mass_number", "slant_depth_km", "vertical_depth_km",
+                 "nuclei", "vertical_depths_km", "site", "medium", "training_data", "command", "notes"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"model domain: unknown key(s) {', '.join(unknown)}")
+        optional_pair = data.get("vertical_depth_km")
+        return cls(
+            energy_gev=_pair(data["energy_gev"], "energy_gev"),
+            zenith_rad=_pair(data["zenith_rad"], "zenith_rad"),
+            mass_number=_pair(data["mass_number"], "mass_number"),
+            slant_depth_km=_pair(data["slant_depth_km"], "slant_depth_km"),
+            vertical_depth_km=None if optional_pair is None else _pair(optional_pair, "vertical_depth_km"),
+            nuclei=None if data.get("nuclei") is None else tuple(float(a) for a in data["nuclei"]),
+            vertical_depths_km=(None if data.get("vertical_depths_km") is None
+                                else tuple(float(d) for d in data["vertical_depths_km"])),
+            site=data.get("site"),
+            medium=data.get("medium"),
+            training_data=data.get("training_data"),
+            command=data.get("command"),
+            notes=tuple(data.get("notes", ())),
+        )
+
+
+def domain_of_events(
+    conditions: np.ndarray, training_data: str | None = None, command: str | None = None,
+    file_config: Mapping[str, Any] | None = None,
+) -> ModelDomain:
+    """The domain spanned by training events: min/max of conditions (B, 4) [GeV, rad, A, slant km].
+
+    ``file_config``: the ``config`` of the data's file metadata (``mubundle simulate`` stores its
+    ``SimConfig``): its vertical ``depths_km`` and ``site`` / ``medium`` are recorded when
+    present. Shards of ``mubundle simulate`` without a ``site`` key come from the simulator's
+    only site before sites existed: the South Pole ice (``surface_altitude_m`` 2835 m,
+    ``ice_v_cut``). Distinct mass numbers (at most 16) are recorded as ``nuclei``.
+    """
+    conditions = np.asarray(conditions, dtype=np.float64).reshape(-1, 4)
+    if not len(conditions):
+        raise ValueError("no training events to derive a model domain from")
+    finite = np.isfinite(conditions).all(axis=1)
+    conditions = conditions[finite]
+
+    def span(values: np.ndarray) -> tuple[float, float]:
+        return float(values.min()), float(values.max())
+
+    distinct_mass = np.unique(conditions[:, 2])
+    config = dict(file_config or {})
+    site, medium = config.get("site"), config.get("medium")
+    if site is None and "surface_altitude_m" in config and "ice_v_cut" in config:
+        site = f"south-pole (IceCube; surface {config['surface_altitude_m']:g} m a.s.l.)"
+        medium = medium or "ice"
+    depths = config.get("depths_km")
+    return ModelDomain(
+        energy_gev=span(conditions[:, 0]),
+        zenith_rad=span(conditions[:, 1]),
+        mass_number=span(conditions[:, 2]),
+        slant_depth_km=span(conditions[:, 3]),
+        vertical_depth_km=span(conditions[:, 3] * np.cos(conditions[:, 1])),
+        nuclei=tuple(float(a) for a in distinct_mass) if len(distinct_mass) <= 16 else None,
+        vertical_depths_km=None if depths is None else tuple(float(d) for d in depths),
+        site=site,
+        medium=medium,
+        training_data=training_data,
+        command=command,
+        notes=(f"ranges are the min/max of {len(conditions)} training events",),
+    )
+
+
+def check_primaries(
+    domain: ModelDomain | None, conditions: np.ndarray, model_name: str, allow_extrapolation: bool = False,
+    warn: bool = True,
+) -> DomainCheck:
+    """The one domain check: conditions (B, 4) [GeV, rad, A, slant km] against ``domain``.
+
+    None (a model without a recorded domain): nothing is checked. Primaries outside raise
+    :class:`ExtrapolationError` with one line naming the value, the bound and the model,
+    unless ``allow_extrapolation``; then one :class:`ExtrapolationWarning` (if ``warn``) says
+    how many events are extrapolated. Returns the check (``n_outside`` for summaries).
+    """
+    if domain is None:
+        return DomainCheck(np.zeros(len(conditions), dtype=bool))
+    result = domain.check_conditions(conditions)
+    if result.n_outside:
+        if not allow_extrapolation:
+            raise ExtrapolationError(result.message(model_name))
+        if warn:
+            first = result.violations[0].describe(model_name)
+            warnings.warn(
+                f"extrapolating {result.n_outside} of {len(conditions)} events outside the domain of model "
+                f"'{model_name}' (e.g. {first})", ExtrapolationWarning, stacklevel=4,
+            )
+    return result
+
+
+@contextmanager
+def quiet_extrapolation() -> Iterator[None]:
+    """Context in which :class:`ExtrapolationWarning` is not shown (callers that sample in many
+    chunks and report the extrapolated events once themselves: generate, evaluate)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        yield
+
+
+def describe(domain: ModelDomain | None) -> str:
+    """One line for summaries: the checked ranges of ``domain`` (or that none is recorded)."""
+    if domain is None:
+        return "no domain recorded (older export): primaries are not checked"
+    parts = [f"{v.title} {_format_range(v, getattr(domain, v.key))}"
+             for v in _VARIABLES if getattr(domain, v.key) is not None]
+    return "; ".join(parts)
+
+
+def model_name_of(directory: Any) -> str:
+    """The name used in refusals: a shipped model's folder name, otherwise the directory path."""
+    from pathlib import Path
+
+    path = Path(directory)
+    return path.name if path.parent.name == "pretrained" else str(path)
+
+
+def read_domain(metadata: Mapping[str, Any], source: Any) -> ModelDomain | None:
+    """The ``domain`` of a model.json dict (None if absent); ``ValueError`` names ``source`` if malformed."""
+    if metadata.get("domain") is None:
+        return None
+    try:
+        return ModelDomain.from_dict(metadata["domain"])
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from error

@@ -1,0 +1,196 @@
+"""A model's domain: stored in model.json, checked in one place, refused with one line, allowed on request."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import mubundle
+from helpers import SMALL_MODEL, make_synthetic_batch
+from mubundle.cli import main
+from mubundle.data.batch import RaggedBatch
+from mubundle.data.native import default_metadata, write_shard
+from mubundle.model.bundle import MuonBundleModel
+from mubundle.model.domain import (
+    ExtrapolationError,
+    ExtrapolationWarning,
+    ModelDomain,
+    check_primaries,
+    domain_of_events,
+)
+from mubundle.model.transforms import FeatureTransform
+
+DOMAIN = ModelDomain(
+    energy_gev=(1e4, 1e7), zenith_rad=(0.0, math.radians(70.0)), mass_number=(1.0, 56.0),
+    slant_depth_km=(1.5, 2.5 / math.cos(math.radians(70.0))), vertical_depth_km=(1.5, 2.5),
+    nuclei=(1.0, 4.0, 14.0, 27.0, 56.0), vertical_depths_km=(1.5, 2.0, 2.5), site="south-pole", medium="ice",
+    training_data="test", command="test",
+)
+
+
+def inside_batch(n_events: int, seed: int) -> RaggedBatch:
+    """Synthetic events whose primaries lie inside :data:`DOMAIN`."""
+    batch = make_synthetic_batch(n_events, seed=seed)
+    rng = np.random.default_rng(seed)
+    zenith = np.arccos(rng.uniform(math.cos(math.radians(70.0)), 1.0, n_events))
+    conditions = np.stack([10 ** rng.uniform(4, 6, n_events), zenith, batch.conditions[:, 2],
+                           rng.choice([1.5, 2.0, 2.5], n_events) / np.cos(zenith)], axis=1).astype(np.float32)
+    return RaggedBatch(conditions, batch.counts, batch.flat_muons)
+
+
+@pytest.fixture(scope="module")
+def domain_model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = MuonBundleModel(SMALL_MODEL, FeatureTransform.fit(inside_batch(300, seed=1)))
+    model.domain = DOMAIN
+    directory = tmp_path_factory.mktemp("domain_model")
+    model.save(directory)
+    return directory
+
+
+@pytest.mark.parametrize("name", ["fast", "full"])
+def test_shipped_models_record_the_training_domain_of_the_standard_dataset(name):
+    model = mubundle.load(name)
+    domain = model.domain
+    assert model.name == name
+    assert domain.energy_gev == (1e4, 1e7) and domain.mass_number == (1.0, 56.0)
+    assert domain.zenith_rad == pytest.approx((0.0, math.radians(70.0)))
+    assert domain.vertical_depths_km == (1.5, 2.0, 2.5) and domain.vertical_depth_km == (1.5, 2.5)
+    assert domain.slant_depth_km[1] == pytest.approx(2.5 / math.cos(math.radians(70.0)))
+    assert domain.medium == "ice" and "south-pole" in domain.site and domain.command
+    assert domain.to_dict()["zenith_deg"] == [0.0, 70.0]
+
+
+def test_domain_round_trips_through_json_and_a_malformed_one_is_named():
+    assert ModelDomain.from_dict(json.loads(json.dumps(DOMAIN.to_dict()))) == DOMAIN
+    with pytest.raises(ValueError, match="missing energy_gev"):
+        ModelDomain.from_dict({"zenith_rad": [0, 1], "mass_number": [1, 56], "slant_depth_km": [1, 2]})
+    with pytest.raises(ValueError, match="low <= high"):
+        ModelDomain.from_dict(dict(DOMAIN.to_dict(), energy_gev=[1e7, 1e4]))
+
+
+def test_sampling_outside_the_domain_is_refused_with_one_line_naming_value_bound_and_model():
+    model = mubundle.load()
+    with pytest.raises(ExtrapolationError) as refused:
+        model.sample(1e9, 0.3, 56.0, 2.0, seed=1)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "energy 1e+09 GeV is above the domain of model 'fast' (1e+04-1e+07 GeV)" in message
+    assert "allow_extrapolation=True / --allow-extrapolation" in message
+    with pytest.raises(ValueError, match=r"zenith 1.5 rad \(85.9 deg\) is above .* 0-70 deg"):
+        model.sample(1e5, 1.5, 56.0, 2.0 / math.cos(1.5), seed=1)
+    with pytest.raises(ValueError, match="vertical depth .* 3 km is above"):  # slant 3 km straight down
+        model.sample(1e5, 0.0, 1.0, 3.0, seed=1)
+
+
+def test_allow_extrapolation_samples_and_warns_once_per_call_with_the_count():
+    model = mubundle.load()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batch = model.sample([1e9, 1e5, 2e9], 0.3, 56.0, 2.0, seed=1, allow_extrapolation=True)
+    assert len(batch) == 3
+    messages = [str(w.message) for w in caught if issubclass(w.category, ExtrapolationWarning)]
+    assert len(messages) == 1 and messages[0].startswith("extrapolating 2 of 3 events")
+
+
+def test_the_bounds_of_the_domain_are_inside_in_float32():
+    conditions = np.array([[1e4, 0.0, 1.0, 1.5], [1e7, math.radians(70.0), 56.0, 2.5 / math.cos(math.radians(70.0))]],
+                          dtype=np.float32)
+    assert check_primaries(DOMAIN, conditions, "m").n_outside == 0
+    nan_row = np.array([[np.nan, 0.1, 1.0, 2.0]], dtype=np.float32)
+    assert DOMAIN.check_conditions(nan_row).n_outside == 1  # NaN is never inside
+
+
+def test_a_model_without_domain_loads_and_samples_anything_and_save_keeps_a_domain(tmp_path, domain_model_dir):
+    torch.manual_seed(0)
+    plain = MuonBundleModel(SMALL_MODEL, FeatureTransform.fit(inside_batch(100, seed=3)))
+    plain.save(tmp_path / "plain")
+    assert "domain" not in json.loads((tmp_path / "plain" / "model.json").read_text())
+    loaded = MuonBundleModel.load(tmp_path / "plain")
+    assert loaded.domain is None and len(loaded.sample(1e9, 1.5, 56.0, 9.0, seed=0)) == 1
+    assert MuonBundleModel.load(domain_model_dir).domain == DOMAIN
+
+
+def test_generate_refuses_outside_primaries_and_counts_them_when_allowed(domain_model_dir, tmp_path, capsys):
+    inside = inside_batch(40, seed=4)
+    conditions = inside.conditions.copy()
+    conditions[:5, 0] = 1e9  # five primaries above the energy range
+    primaries = tmp_path / "primaries.parquet"
+    write_shard(RaggedBatch(conditions, inside.counts, inside.flat_muons), primaries, {})
+    out = tmp_path / "out.parquet"
+    args = ["generate", "--no-progress", "--model", str(domain_model_dir), "--primaries", str(primaries), "--out", str(out)]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "energy 1e+09 GeV is above the domain" in error[0] and "5 of 40 events" in error[0]
+    with pytest.warns(ExtrapolationWarning, match="5 of 40 events were extrapolated"):
+        assert main([*args, "--allow-extrapolation", "--events-per-chunk", "16"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["extrapolated_events"] == 5
+    assert "extrapolated 5 events" in captured.err
+
+
+def test_evaluate_refuses_a_reference_outside_the_domain_unless_allowed(domain_model_dir, tmp_path, capsys):
+    reference = inside_batch(200, seed=5)
+    conditions = reference.conditions.copy()
+    conditions[:7, 1] = 1.5  # zenith 86 deg
+    data = tmp_path / "ref.parquet"
+    write_shard(RaggedBatch(conditions, reference.counts, reference.flat_muons), data, {})
+    args = ["evaluate", "--model", str(domain_model_dir), "--reference", str(data), "--out", str(tmp_path / "eval")]
+    assert main(args) == 2
+    assert "zenith 1.5 rad (85.9 deg) is above the domain" in capsys.readouterr().err
+    with pytest.warns(ExtrapolationWarning):
+        assert main([*args, "--allow-extrapolation"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["info"]["extrapolated_events"] == 7 and metrics["summary"]["extrapolated_events"] == 7
+    assert "Extrapolated events" in (tmp_path / "eval" / "report.html").read_text()
+
+
+def test_training_domain_is_the_span_of_the_training_events_with_the_site_from_shard_metadata(tmp_path):
+    from mubundle.configio import to_dict
+    from mubundle.sim.config import SimConfig
+    from mubundle.train.loop import fit_transform_and_domain
+
+    batch = inside_batch(120, seed=6)
+    path = tmp_path / "part-00000.parquet"
+    write_shard(batch, path, default_metadata("mubundle simulate", to_dict(SimConfig())))
+    transform, domain = fit_transform_and_domain([path], 1000)
+    conditions = batch.conditions.astype(np.float64)
+    assert domain.energy_gev == (conditions[:, 0].min(), conditions[:, 0].max())
+    assert domain.slant_depth_km == (conditions[:, 3].min(), conditions[:, 3].max())
+    assert domain.vertical_depths_km == (1.5, 2.0, 2.5) and domain.medium == "ice" and "south-pole" in domain.site
+    assert str(path) in domain.training_data and domain.command.startswith("mubundle train --data")
+    assert domain_of_events(conditions).site is None  # no metadata: no site claimed
+    assert domain.check_conditions(conditions).n_outside == 0
+
+
+def test_a_distilled_student_records_its_teachers_domain_and_counts_primaries_outside_it():
+    from mubundle.train.distill import DistillConfig, build_student, warn_outside_teacher_domain
+
+    teacher = mubundle.load("full")
+    student = build_student(teacher, DistillConfig())
+    assert student.domain == teacher.domain
+    primaries = np.array([[1e5, 0.2, 1.0, 2.0], [1e8, 0.2, 1.0, 2.0]], dtype=np.float32)
+    assert warn_outside_teacher_domain(teacher, primaries) == 1
+    assert warn_outside_teacher_domain(teacher, None) == 0
+
+
+def test_a_training_run_exports_the_domain_of_its_data_and_keeps_it_on_resume(tmp_path):
+    from test_train_loop import synthetic_events, tiny_config, write_dataset
+
+    from mubundle.train import loop
+    from mubundle.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    data = write_dataset(tmp_path / "data")
+    loop.train([data], tmp_path / "run", tiny_config(max_steps=3))
+    exported = MuonBundleModel.load(tmp_path / "run" / "model").domain
+    conditions = np.concatenate([synthetic_events(50, seed=i).conditions for i in (0, 1)]).astype(np.float32)
+    assert exported.energy_gev == (float(conditions[:, 0].min()), float(conditions[:, 0].max()))
+    assert exported.site is None and str(data) in exported.training_data  # shards without simulate metadata
+    assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["domain"] == exported.to_dict()
+    loop.train([data], tmp_path / "run", tiny_config(max_steps=6))  # resumed: the transform is not refitted
+    assert MuonBundleModel.load(tmp_path / "run" / "model").domain == exported
