@@ -424,7 +424,7 @@ def test_rc5_public_api_functions_check_their_arguments(tmp_path, events_file):
         (["simulate", "--out", "o", "--showers", "1", "--spectral-index", "nan"], "--spectral-index"),
         (["simulate", "--out", "o", "--showers", "1", "--min-energy", "nan"], "--min-energy"),
         (["simulate", "--out", "o", "--showers", "0"], "--showers"),
-        (["simulate", "--out", "o", "--showers", "1", "--zenith", "80"], "--zenith"),
+        (["simulate", "--out", "o", "--showers", "1", "--zenith", "89.5"], "--zenith"),
         (["simulate", "--out", "o", "--showers", "1", "--workers", "0"], "--workers"),
         (["convert", "a", "--out", "b", "--events-per-shard", "1.5"], "--events-per-shard"),
         (["refit-multiplicity", "--data", "d", "--validation", "v", "--out", "o", "--lr", "-1"], "--lr"),
