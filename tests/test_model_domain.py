@@ -162,7 +162,7 @@ def test_training_domain_is_the_span_of_the_training_events_with_the_site_from_s
     conditions = batch.conditions.astype(np.float64)
     assert domain.energy_gev == (conditions[:, 0].min(), conditions[:, 0].max())
     assert domain.slant_depth_km == (conditions[:, 3].min(), conditions[:, 3].max())
-    assert domain.vertical_depths_km == (1.5, 2.0, 2.5) and domain.medium == "ice" and "south-pole" in domain.site
+    assert domain.vertical_depths_km == (1.5, 2.0, 2.5) and domain.medium == "ice" and domain.site == "icecube"
     assert str(path) in domain.training_data and domain.command.startswith("mubundle train --data")
     assert domain_of_events(conditions).site is None  # no metadata: no site claimed
     assert domain.check_conditions(conditions).n_outside == 0

@@ -269,6 +269,10 @@ def domain_of_events(
     if site is None and "surface_altitude_m" in config and "ice_v_cut" in config:
         site = f"south-pole (IceCube; surface {config['surface_altitude_m']:g} m a.s.l.)"
         medium = medium or "ice"
+    elif site is not None and medium is None:  # `mubundle simulate --site NAME`: the medium is the site's
+        from mubundle.sim.site import SITES
+
+        medium = SITES[site].medium.name if site in SITES else None
     depths = config.get("depths_km")
     return ModelDomain(
         energy_gev=span(conditions[:, 0]),
