@@ -456,3 +456,28 @@ def test_rc10_nested_acquisition_in_one_process_is_reentrant(tmp_path):
     started = time.monotonic()
     with directory_lock(tmp_path, "again"):
         assert time.monotonic() - started < 1
+
+
+def test_rc10_evaluate_and_refit_into_a_live_output_are_refused(tmp_path):
+    from mubundle.evaluate.report import evaluate_model
+    from mubundle.train.multiplicity_fit import MultiplicityFitConfig, refit_multiplicity
+
+    _inputs(tmp_path, files=1)
+    holder = _holder(tmp_path / "out")
+    try:
+        with pytest.raises(DirectoryLocked, match=f"in use by PID {holder.pid}"):
+            evaluate_model(None, [tmp_path / "in"], tmp_path / "out", allow_extrapolation=True)
+        with pytest.raises(DirectoryLocked, match=f"in use by PID {holder.pid}"):
+            refit_multiplicity(None, [tmp_path / "in"], [tmp_path / "in"], tmp_path / "out", MultiplicityFitConfig())
+        assert not (tmp_path / "out" / "metrics.json").exists() and not (tmp_path / "out" / "model.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_rc2_an_input_directory_without_data_files_is_reported_not_read_as_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    loaded = read_events([tmp_path / "empty"])
+    assert len(loaded.batch) == 0
+    assert [f["path"] for f in loaded.failed_files] == [str(tmp_path / "empty")]
+    assert "directory without data files" in loaded.failed_files[0]["error"]

@@ -131,7 +131,8 @@ def expand_paths(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list
             # a mistyped argument, not a bad file: one line from the CLI (mubundle.errors)
             raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), text)
         if info is not None and stat.S_ISDIR(info.st_mode):
-            matches = dataset_files(path, _walk_data_files(path))
+            # an empty directory is returned as given: reading it reports it instead of nothing
+            matches = dataset_files(path, _walk_data_files(path)) or [path]
         elif glob.has_magic(text):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if not os.path.isdir(p))
             matches = matches or [path]
@@ -167,6 +168,8 @@ def detect_layout(path: str | os.PathLike) -> str:
             raise DataFileError(path, "file not found")
         if not remote.is_url(path):
             mode = os.stat(path).st_mode
+            if stat.S_ISDIR(mode):
+                raise DataFileError(path, f"directory without data files ({', '.join('*' + x for x in DATA_SUFFIXES)}, DATnnnnnn)")
             if not stat.S_ISREG(mode):  # opening a FIFO would block forever, a device read forever
                 raise DataFileError(path, f"not a regular file ({_file_kind(mode)}); only regular files are read")
         with remote.open_binary(path) as handle:

@@ -199,6 +199,7 @@ def evaluate_model(
     unless ``allow_extrapolation``; then they are evaluated, one warning is given and their
     number is ``metrics["info"]["extrapolated_events"]`` (and in the summary).
     """
+    from mubundle.data.lock import directory_lock
     from mubundle.data.sources import read_events
     from mubundle.evaluate.calibration import multiplicity_calibration
     from mubundle.evaluate.tails import format_tail_table
@@ -213,42 +214,43 @@ def evaluate_model(
         raise InvalidValueError("reference_paths must name at least one file, glob or directory")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise OutputRefusedError(f"--out {out_dir} is a file; evaluate writes a directory (metrics.json, plots, report.html)")
-    loaded = read_events(reference_paths, max_events=max_events)
-    reference = loaded.batch
-    if len(reference) == 0:
-        failures = "; ".join(f"{f['path']}: {f['error']}" for f in loaded.failed_files) or "no events found"
-        raise ValueError(f"no reference events could be read from {', '.join(redact_paths(reference_paths))} ({failures})")
-    reference = RaggedBatch(reference.conditions, reference.counts, reference.flat_muons)  # weights are not compared
-    model = load_model(model_path, device=device)
-    c = reference.conditions
-    domain_check = check_primaries(model.domain, c, model.name, allow_extrapolation)  # warns once if allowed
-    started = time.perf_counter()
-    with quiet_extrapolation():
-        candidate = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=seed, allow_extrapolation=allow_extrapolation)
-        generation_seconds = time.perf_counter() - started
-        other_candidates = {
-            s: model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=s, allow_extrapolation=allow_extrapolation)
-            for s in range(seed + 1, seed + seeds)
+    with directory_lock(out_dir, "mubundle evaluate"):  # one live evaluation per output directory
+        loaded = read_events(reference_paths, max_events=max_events)
+        reference = loaded.batch
+        if len(reference) == 0:
+            failures = "; ".join(f"{f['path']}: {f['error']}" for f in loaded.failed_files) or "no events found"
+            raise ValueError(f"no reference events could be read from {', '.join(redact_paths(reference_paths))} ({failures})")
+        reference = RaggedBatch(reference.conditions, reference.counts, reference.flat_muons)  # weights are not compared
+        model = load_model(model_path, device=device)
+        c = reference.conditions
+        domain_check = check_primaries(model.domain, c, model.name, allow_extrapolation)  # warns once if allowed
+        started = time.perf_counter()
+        with quiet_extrapolation():
+            candidate = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=seed, allow_extrapolation=allow_extrapolation)
+            generation_seconds = time.perf_counter() - started
+            other_candidates = {
+                s: model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=s, allow_extrapolation=allow_extrapolation)
+                for s in range(seed + 1, seed + seeds)
+            }
+        info = {
+            "model": str(model_path) if model_path is not None else "pretrained default",
+            "reference": redact_paths(reference_paths),  # URL credentials never reach the report
+            "reference_rejected_rows": loaded.rejected,
+            "reference_failed_files": loaded.failed_files,
+            "generation_seconds": round(generation_seconds, 2),
+            "model_domain": describe(model.domain),
+            "extrapolated_events": domain_check.n_outside,
         }
-    info = {
-        "model": str(model_path) if model_path is not None else "pretrained default",
-        "reference": redact_paths(reference_paths),  # URL credentials never reach the report
-        "reference_rejected_rows": loaded.rejected,
-        "reference_failed_files": loaded.failed_files,
-        "generation_seconds": round(generation_seconds, 2),
-        "model_domain": describe(model.domain),
-        "extrapolated_events": domain_check.n_outside,
-    }
-    started = time.perf_counter()
-    calibration = multiplicity_calibration(model, reference, seed=seed)
-    info["calibration_seconds"] = round(time.perf_counter() - started, 2)
-    if calibration["n_nonfinite"]:
-        print(f"warning: {calibration['warning']}", file=sys.stderr)
-    metrics = evaluate_samples(
-        reference, candidate, out_dir, seed=seed, info=info, calibration=calibration, other_candidates=other_candidates
-    )
-    print(format_tail_table(metrics["tails"]))
-    if info["extrapolated_events"]:
-        print(f"extrapolated events (outside the model's domain, --allow-extrapolation): {info['extrapolated_events']}")
-    print(f"evaluation report: {Path(out_dir) / 'report.html'} (metrics: {Path(out_dir) / 'metrics.json'})")
-    return metrics
+        started = time.perf_counter()
+        calibration = multiplicity_calibration(model, reference, seed=seed)
+        info["calibration_seconds"] = round(time.perf_counter() - started, 2)
+        if calibration["n_nonfinite"]:
+            print(f"warning: {calibration['warning']}", file=sys.stderr)
+        metrics = evaluate_samples(
+            reference, candidate, out_dir, seed=seed, info=info, calibration=calibration, other_candidates=other_candidates
+        )
+        print(format_tail_table(metrics["tails"]))
+        if info["extrapolated_events"]:
+            print(f"extrapolated events (outside the model's domain, --allow-extrapolation): {info['extrapolated_events']}")
+        print(f"evaluation report: {Path(out_dir) / 'report.html'} (metrics: {Path(out_dir) / 'metrics.json'})")
+        return metrics

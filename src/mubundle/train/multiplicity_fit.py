@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.lock import directory_lock
 from mubundle.data.sources import read_events
 from mubundle.data.validate import write_quarantine
 from mubundle.model.bundle import MuonBundleModel
@@ -350,19 +351,20 @@ def refit_multiplicity(
     model = with_multiplicity_sizes(source, sizes or {})  # ``source`` itself when the sizes stay
     if model is not source and not config.reinitialise:
         raise ValueError("a multiplicity network of another size starts from fresh weights: drop --keep-weights")
-    train, train_report = load_count_sample(train_paths, "training", "cpu", out_dir / "quarantine" / "training.parquet")
-    validation, validation_report = load_count_sample(
-        validation_paths, "validation", "cpu", out_dir / "quarantine" / "validation.parquet"
-    )
-    before = {"train_nll": multiplicity_nll(source, train), "validation_nll": multiplicity_nll(source, validation)}
-    report = fit_multiplicity_restarts(model, train, validation, config)
-    report.update(
-        source_model=str(model_dir) if model_dir is not None else "shipped default",
-        multiplicity_sizes={name: getattr(model.config, name) for name in MULTIPLICITY_SIZE_FIELDS},
-        before=before, training_data=train_report, validation_data=validation_report,
-    )
-    model.save(out_dir)
-    atomic_write_bytes(out_dir / REPORT_NAME, (json.dumps(report, indent=2) + "\n").encode())
+    with directory_lock(out_dir, "mubundle refit-multiplicity"):  # one live refit per output directory
+        train, train_report = load_count_sample(train_paths, "training", "cpu", out_dir / "quarantine" / "training.parquet")
+        validation, validation_report = load_count_sample(
+            validation_paths, "validation", "cpu", out_dir / "quarantine" / "validation.parquet"
+        )
+        before = {"train_nll": multiplicity_nll(source, train), "validation_nll": multiplicity_nll(source, validation)}
+        report = fit_multiplicity_restarts(model, train, validation, config)
+        report.update(
+            source_model=str(model_dir) if model_dir is not None else "shipped default",
+            multiplicity_sizes={name: getattr(model.config, name) for name in MULTIPLICITY_SIZE_FIELDS},
+            before=before, training_data=train_report, validation_data=validation_report,
+        )
+        model.save(out_dir)
+        atomic_write_bytes(out_dir / REPORT_NAME, (json.dumps(report, indent=2) + "\n").encode())
     return report
 
 
