@@ -22,9 +22,11 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.sim.atmosphere import slant_depth
 from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_cascade
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
+from mubundle.sim.deflection import field_across_axis
 from mubundle.sim.ice import ICE_A_GEV_PER_M, loss_model, propagate_in_ice
 from mubundle.sim.interactions import get_model, model_class
 from mubundle.sim.primaries import sample_primaries
+from mubundle.sim.version import SIMULATOR_VERSION, UNVERSIONED
 
 PRODUCER = "mubundle simulate"
 
@@ -72,7 +74,8 @@ def simulate_showers(
     cos_zenith = np.cos(zenith)
     air_column = slant_depth(config.surface_altitude_m, cos_zenith)
     threshold = muon_threshold_gev(depths_m.min(axis=1), config.min_energy, config.ice_v_cut, air_column)
-    ground = run_cascade(energy, mass, cos_zenith, threshold, config.surface_altitude_m, air, np.random.default_rng(cascade_seed))
+    field = field_across_axis(zenith, shower_azimuth(n_showers, seed_sequence))
+    ground = run_cascade(energy, mass, cos_zenith, threshold, config.surface_altitude_m, air, np.random.default_rng(cascade_seed), field=field)
 
     ice_rng = np.random.default_rng(ice_seed)
     order = np.argsort(ground.shower, kind="stable")
@@ -100,6 +103,14 @@ def simulate_showers(
     return RaggedBatch(conditions, counts.ravel(), muons)
 
 
+def shower_azimuth(n_showers: int, seed_sequence: np.random.SeedSequence) -> np.ndarray:
+    """(S,) azimuths (rad, uniform): the events carry no azimuth, so each shower gets a random
+    orientation with respect to the geomagnetic field (a fourth child of the shower seed
+    sequence, so the first three streams are those of simulator version 1)."""
+    (azimuth_seed,) = seed_sequence.spawn(1)
+    return np.random.default_rng(azimuth_seed).uniform(0.0, 2.0 * np.pi, n_showers)
+
+
 def simulate_chunk(config: SimConfig, chunk: int) -> RaggedBatch:
     """Events of chunk ``chunk`` of the dataset described by ``config`` (deterministic)."""
     first = chunk * config.showers_per_chunk
@@ -125,6 +136,7 @@ def chunk_metadata(config: SimConfig, chunk: int) -> dict:
         n_chunks=config.n_chunks,
         showers=[first, last],
         depths_sorted_km=sorted(config.depths_km),
+        simulator_version=SIMULATOR_VERSION,
     )
 
 
@@ -153,7 +165,14 @@ def pending_chunks(config: SimConfig, out_dir: Path) -> list[int]:
         if not path.exists():
             pending.append(chunk)
             continue
-        found = read_metadata(path).get("config")
+        metadata = read_metadata(path)
+        found = metadata.get("config")
+        version = metadata.get("simulator_version", UNVERSIONED)
+        if version != SIMULATOR_VERSION:
+            raise ValueError(
+                f"{path} was written by simulator version {version}, this is version {SIMULATOR_VERSION}; "
+                "its shards stay readable, but continuing would mix two simulators: use a new --out"
+            )
         if found != expected:
             raise ValueError(
                 f"{path} was simulated with a different configuration; use a new --out or the same "
