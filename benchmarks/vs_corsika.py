@@ -89,6 +89,28 @@ def _ratio_quantiles(ours: np.ndarray, theirs: np.ndarray) -> dict:
             "ratio": (q_ours / q_theirs).round(3).tolist()}
 
 
+def _rel_fluct_ratio(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int) -> float:
+    mean = counts.mean(axis=0)
+    var = counts.var(axis=0, ddof=1)
+    ours = np.sqrt(np.mean(var)) / np.mean(mean)
+    theirs = np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 1e-300)) / np.mean(corsika_counts)
+    return float(ours / theirs)
+
+
+def _bootstrap_fluct_ratio_se(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int, resamples: int = 400) -> float:
+    """Standard error of the fluctuation ratio ours / CORSIKA from resampling the showers."""
+    if repeat < 2:
+        return float("nan")
+    rng = np.random.default_rng(12345)
+    n = corsika_counts.size
+    ratios = []
+    for _ in range(resamples):
+        pick = rng.integers(0, n, n)
+        if corsika_counts[pick].sum() > 0 and counts[:, pick].sum() > 0:
+            ratios.append(_rel_fluct_ratio(counts[:, pick], corsika_counts[pick], repeat))
+    return float(np.std(ratios))
+
+
 def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) -> dict:
     """Simulate each primary ``repeat`` times and compare with the CORSIKA muons (list of (M, 3))."""
     from mubundle.sim.run import simulate_primaries
@@ -117,6 +139,7 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
     rel_ours = float(np.sqrt(np.mean(var)) / np.mean(mean))
     rel_corsika = float(np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
     rel_corsika_scaled = float(np.sqrt(max(np.mean((corsika_counts - scale * mean) ** 2) - scale**2 * np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
+    fluct_ratio_se = _bootstrap_fluct_ratio_se(counts, corsika_counts, repeat)
     corsika_all = np.concatenate(corsika_muons) if corsika_muons else np.zeros((0, 3))
     tolerance = max(0.05, 2.0 * corsika_sum_se / sum_corsika)
     return {
@@ -127,7 +150,8 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
                      "tolerance": round(tolerance, 4), "within_target": bool(abs(ratio - 1.0) <= tolerance)},
         "rel_fluct": {"ours": round(rel_ours, 4), "corsika": round(rel_corsika, 4), "ratio": round(rel_ours / rel_corsika, 4) if rel_corsika else None,
                       "corsika_scaled": round(rel_corsika_scaled, 4),
-                      "ratio_scaled": round(rel_ours / rel_corsika_scaled, 4) if rel_corsika_scaled else None},
+                      "ratio_scaled": round(rel_ours / rel_corsika_scaled, 4) if rel_corsika_scaled else None,
+                      "ratio_se_bootstrap": round(fluct_ratio_se, 4)},
         "energy_quantiles_gev": _ratio_quantiles(np.concatenate(energies), corsika_all[:, 0]),
         "radius_quantiles_m": _ratio_quantiles(np.concatenate(radii), np.hypot(corsika_all[:, 1], corsika_all[:, 2])),
         "cpu_s": round(cpu, 1),

@@ -62,6 +62,11 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from mubundle.sim.config import config_from_args
     from mubundle.sim.run import simulate_dataset
 
+    if args.primaries:
+        from mubundle.sim.given import simulate_given_primaries
+
+        simulate_given_primaries(args.primaries, args.out, config_from_args(args), repeat=args.repeat, workers=args.workers)
+        return 0
     simulate_dataset(config_from_args(args), args.out, workers=args.workers)
     return 0
 

@@ -59,6 +59,8 @@ class SimConfig:
             raise ValueError(f"--min-energy must be > 0 GeV, got {self.min_energy}")
         if self.showers_per_chunk < 1:
             raise ValueError(f"showers_per_chunk must be >= 1, got {self.showers_per_chunk}")
+        if not -1000.0 <= self.surface_altitude_m < 100_000.0:  # NaN fails too
+            raise ValueError(f"--surface-altitude must be in [-1000, 100000) m a.s.l., got {self.surface_altitude_m}")
         if not 0 < self.ice_v_cut < 1:
             raise ValueError(f"ice_v_cut must be in (0, 1), got {self.ice_v_cut}")
 
@@ -79,7 +81,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the ``mubundle simulate`` flags of issue 3 on ``parser`` (defaults: ``SimConfig``)."""
     defaults = SimConfig()
     parser.add_argument("--out", required=True, type=Path, help="output dataset directory (resumed if it exists)")
-    parser.add_argument("--showers", required=True, type=int, help="number of air showers (one event per depth each)")
+    parser.add_argument("--showers", type=int, help="number of air showers (one event per depth each); not with --primaries")
     parser.add_argument("--primary", default=defaults.primary, choices=[*PRIMARY_MASSES, "mix"],
                         help="primary nucleus, or 'mix' (uniform over p, He4, N14, Al27, Fe56)")
     energy = parser.add_mutually_exclusive_group()
@@ -100,11 +102,30 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chromo hadronic model (SIBYLL-2.3d, SIBYLL-2.1, EPOS-LHC, QGSJet-II-04, ...)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (one model instance each)")
+    add_given_primaries_arguments(parser)
+
+
+def add_given_primaries_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--primaries FILE... [--repeat K]`` and ``--surface-altitude M`` (issue 21)."""
+    defaults = SimConfig()
+    parser.add_argument("--primaries", nargs="+", metavar="FILE",
+                        help="simulate one shower per event of these files (any readable layout) instead of sampling")
+    parser.add_argument("--repeat", type=int, default=1, metavar="K",
+                        help="with --primaries: simulate each primary K times in a row")
+    parser.add_argument("--surface-altitude", type=float, default=defaults.surface_altitude_m, metavar="M",
+                        help="observation level (ice surface) in m a.s.l. (default: South Pole, 2835)")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """``SimConfig`` from parsed ``mubundle simulate`` arguments."""
-    config = SimConfig(showers=args.showers)
+    primaries = getattr(args, "primaries", None)
+    if primaries and args.showers is not None:
+        raise ValueError("--showers and --primaries exclude each other (--primaries gives one shower per event)")
+    if not primaries and args.showers is None:
+        raise ValueError("give --showers N (sampled primaries) or --primaries FILE...")
+    if getattr(args, "repeat", 1) < 1:
+        raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
+    config = SimConfig(showers=args.showers if args.showers is not None else 0)
     energy_range = config.energy_range
     if args.energy is not None:
         energy_range = (args.energy, args.energy)
@@ -127,4 +148,5 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         min_energy=args.min_energy,
         interaction_model=args.interaction_model,
         seed=args.seed,
+        surface_altitude_m=getattr(args, "surface_altitude", config.surface_altitude_m),
     )
