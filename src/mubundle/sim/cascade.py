@@ -195,18 +195,20 @@ def _step(
         d = decay(hadrons.pid[decaying], hadrons.energy[decaying], slope_x[decaying], slope_y[decaying], rng)
         parent = decaying[d.parent]
         parts.append(Stack(hadrons.shower[parent], d.pid, d.energy, fate_depth[parent], fate_x[parent], fate_y[parent], d.slope_x, d.slope_y))
-    for index in np.flatnonzero(interacts):
-        pid, energy, px, py, pz = air.collide(int(hadrons.pid[index]), float(hadrons.energy[index]), rng)
-        forward = pz > 0
-        pid, energy, px, py, pz = pid[forward], energy[forward], px[forward], py[forward], pz[forward]
-        n = pid.size
-        shower = int(hadrons.shower[index])
+    colliding = np.flatnonzero(interacts)
+    if colliding.size:
+        # one chromo call per collision; the bookkeeping is done once for all of them
+        results = [air.collide(p, e, rng) for p, e in zip(hadrons.pid[colliding].tolist(), hadrons.energy[colliding].tolist())]
+        pid, energy, px, py, pz = (np.concatenate([r[k] for r in results]) for k in range(5))
+        parent = np.repeat(colliding, [r[0].size for r in results])
+        keep = (pz > 0) & (energy > threshold_gev[hadrons.shower[parent]])
+        parent, pid, energy, px, py, pz = parent[keep], pid[keep], energy[keep], px[keep], py[keep], pz[keep]
         # small-angle composition of the parent direction and the secondary's angle
         parts.append(
             Stack(
-                np.full(n, shower), pid.astype(np.int64), energy.astype(np.float64),
-                np.full(n, fate_depth[index]), np.full(n, fate_x[index]), np.full(n, fate_y[index]),
-                slope_x[index] + px / pz, slope_y[index] + py / pz,
+                hadrons.shower[parent], pid.astype(np.int64), energy.astype(np.float64),
+                fate_depth[parent], fate_x[parent], fate_y[parent],
+                slope_x[parent] + px / pz, slope_y[parent] + py / pz,
             )
         )
     nxt = Stack.concat(parts)
