@@ -51,3 +51,41 @@ def test_interaction_length_is_mean_air_mass_over_the_production_cross_section(a
 
 def test_charges_of_followed_particles():
     np.testing.assert_array_equal(charge_of(np.array([13, -13, 211, -321, 2212, -2212, 2112, 130])), [-1, 1, 1, -1, 1, -1, 0, 0])
+
+
+def _leading_baryon(air, pid, n, rng):
+    leading = []
+    for _ in range(n):
+        pids, energy, _, _, _ = air.collide(pid, 1e5, rng)
+        baryon = np.abs(pids) >= 2112
+        leading.append(pids[baryon][np.argmax(energy[baryon])] if baryon.any() else 0)
+    return np.array(leading)
+
+
+def test_nucleons_and_antinucleons_collide_as_themselves(air):
+    # chromo's generic path sends every A = 1 projectile through SIBNUC, i.e. as a proton;
+    # the collisions must use the projectile's own SIBYLL id (issue 21)
+    rng = np.random.default_rng(5)
+    antiproton = _leading_baryon(air, -2212, 150, rng)
+    proton = _leading_baryon(air, 2212, 150, rng)
+    neutron = _leading_baryon(air, 2112, 150, rng)
+    assert (antiproton < 0).mean() > 0.6  # the leading baryon keeps the antibaryon number
+    assert (proton < 0).mean() < 0.1
+    assert (neutron == 2112).mean() > (proton == 2112).mean() + 0.2  # isospin of the leading nucleon
+
+
+def test_fast_sibyll_path_gives_the_generic_chromo_particles_for_protons_and_mesons(air):
+    beams = air.sibyll_beams
+    assert beams is not None
+    results = {}
+    try:
+        for mode in ("fast", "generic"):
+            air.sibyll_beams = beams if mode == "fast" else None
+            air.reseed(11)
+            rng = np.random.default_rng(2)
+            results[mode] = [air.collide(pid, e, rng) for pid in (2212, -211, 321, 130) for e in (1e3, 1e6) for _ in range(5)]
+    finally:
+        air.sibyll_beams = beams
+    for fast, generic in zip(results["fast"], results["generic"]):
+        for a, b in zip(fast, generic):
+            np.testing.assert_array_equal(a, b)
