@@ -8,7 +8,9 @@ level and muon cut, which become ``surface_altitude_m`` and ``min_energy``; ever
 primary of a decade is simulated ``--repeat`` times with ``simulate_primaries`` (seeds 0..K-1)
 at depth 0.
 
-Per decade (one JSON line each):
+The PANAMA files hold protons (DAT000000-09), C12 (CORSIKA id 1206, DAT000020-29) and Si28
+(2814, DAT000030-34); nuclei are simulated with the same A (superposition model), and
+``--primary-ids 14`` keeps the protons only. Per decade (one JSON line each):
 - ``n_mu_sum``: sum over showers of N_mu(> cut), ours (mean of the K runs) / CORSIKA, with
   the standard error of the ratio; ``corsika_sum_se``: the CORSIKA sum's standard error
   (shower-to-shower spread at fixed E0, estimated from the spread about our K-run mean).
@@ -81,12 +83,22 @@ def mass_of_corsika_id(pid: int) -> float:
     raise ValueError(f"unsupported CORSIKA primary id {pid}")
 
 
-def _ratio_quantiles(ours: np.ndarray, theirs: np.ndarray) -> dict:
+def _ratio_quantiles(ours: np.ndarray, theirs_per_shower: list[np.ndarray], resamples: int = 300) -> dict:
+    """Quantiles ours / CORSIKA; ``ratio_se``: bootstrap over the CORSIKA showers (muons of one
+    shower are correlated, so showers, not muons, are resampled; ours has K times the showers)."""
+    theirs = np.concatenate(theirs_per_shower) if theirs_per_shower else np.zeros(0)
     if ours.size == 0 or theirs.size == 0:
         return {"ours": None, "corsika": None, "ratio": None}
     q_ours, q_theirs = np.percentile(ours, QUANTILES), np.percentile(theirs, QUANTILES)
+    rng = np.random.default_rng(54321)
+    boot = []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(theirs_per_shower), len(theirs_per_shower))
+        sample = np.concatenate([theirs_per_shower[i] for i in pick])
+        if sample.size:
+            boot.append(q_ours / np.percentile(sample, QUANTILES))
     return {"q": list(QUANTILES), "ours": q_ours.round(3).tolist(), "corsika": q_theirs.round(3).tolist(),
-            "ratio": (q_ours / q_theirs).round(3).tolist()}
+            "ratio": (q_ours / q_theirs).round(3).tolist(), "ratio_se": np.std(boot, axis=0).round(3).tolist()}
 
 
 def _rel_fluct_ratio(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int) -> float:
@@ -140,7 +152,6 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
     rel_corsika = float(np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
     rel_corsika_scaled = float(np.sqrt(max(np.mean((corsika_counts - scale * mean) ** 2) - scale**2 * np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
     fluct_ratio_se = _bootstrap_fluct_ratio_se(counts, corsika_counts, repeat)
-    corsika_all = np.concatenate(corsika_muons) if corsika_muons else np.zeros((0, 3))
     tolerance = max(0.05, 2.0 * corsika_sum_se / sum_corsika)
     return {
         "showers": int(n),
@@ -152,8 +163,8 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
                       "corsika_scaled": round(rel_corsika_scaled, 4),
                       "ratio_scaled": round(rel_ours / rel_corsika_scaled, 4) if rel_corsika_scaled else None,
                       "ratio_se_bootstrap": round(fluct_ratio_se, 4)},
-        "energy_quantiles_gev": _ratio_quantiles(np.concatenate(energies), corsika_all[:, 0]),
-        "radius_quantiles_m": _ratio_quantiles(np.concatenate(radii), np.hypot(corsika_all[:, 1], corsika_all[:, 2])),
+        "energy_quantiles_gev": _ratio_quantiles(np.concatenate(energies), [m[:, 0] for m in corsika_muons]),
+        "radius_quantiles_m": _ratio_quantiles(np.concatenate(radii), [np.hypot(m[:, 1], m[:, 2]) for m in corsika_muons]),
         "cpu_s": round(cpu, 1),
         "cpu_s_per_shower": round(cpu / (n * repeat), 4),
     }
@@ -166,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decades", type=int, nargs="+", default=[5, 6, 7, 8], help="log10 of each decade's lower E0 edge")
     parser.add_argument("--max-showers", type=int, default=None, help="first N showers of each decade only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--primary-ids", type=int, nargs="+", default=None,
+                        help="CORSIKA primary ids to keep (14 = proton, 1206 = C12, 2814 = Si28; default all)")
     args = parser.parse_args(argv)
     from mubundle.sim.config import SimConfig
 
@@ -173,15 +186,19 @@ def main(argv: list[str] | None = None) -> None:
     config = replace(SimConfig(), surface_altitude_m=data["level_m"], min_energy=data["cut_gev"])
     mass = np.array([mass_of_corsika_id(p) for p in data["primary"]])
     for decade in args.decades:
-        chosen = np.flatnonzero((data["energy"] >= 10.0**decade) & (data["energy"] < 10.0 ** (decade + 1)))
+        in_decade = (data["energy"] >= 10.0**decade) & (data["energy"] < 10.0 ** (decade + 1))
+        if args.primary_ids is not None:
+            in_decade &= np.isin(data["primary"], args.primary_ids)
+        chosen = np.flatnonzero(in_decade)
         if args.max_showers is not None:
             chosen = chosen[: args.max_showers]
         if chosen.size == 0:
             print(f"vs_corsika: no CORSIKA shower in decade 1e{decade}", file=sys.stderr)
             continue
         row = compare_decade(data["energy"][chosen], mass[chosen], [data["muons"][i] for i in chosen], config, args.repeat, args.seed)
+        ids, counts = np.unique(data["primary"][chosen], return_counts=True)
         print(json.dumps({"benchmark": "vs_corsika", "decade": f"1e{decade}-1e{decade + 1}", "surface_altitude_m": config.surface_altitude_m,
-                          "min_energy_gev": config.min_energy, **row}), flush=True)
+                          "min_energy_gev": config.min_energy, "primaries": {str(i): int(c) for i, c in zip(ids, counts)}, **row}), flush=True)
 
 
 if __name__ == "__main__":
