@@ -94,3 +94,22 @@ def test_conflicting_or_bad_flags_are_refused(tmp_path, capsys, flags):
 def test_simulate_needs_showers_or_primaries(tmp_path, capsys):
     assert main(["simulate", "--out", str(tmp_path / "x")]) != 0
     assert "--showers" in capsys.readouterr().err
+
+
+def test_a_version_1_dataset_stays_readable_but_is_not_continued(tmp_path):
+    from dataclasses import replace
+
+    from mubundle.sim.config import SimConfig
+    from mubundle.sim.run import simulate_dataset
+
+    config = replace(SimConfig(showers=2, energy_range=(1e4, 1e4), depths_km=(0.0,), min_energy=20.0), showers_per_chunk=1)
+    simulate_dataset(config, tmp_path / "d")
+    shard = shard_path(tmp_path / "d", 0)
+    metadata = read_metadata(shard)
+    assert metadata["simulator_version"] == SIMULATOR_VERSION
+    old = {k: v for k, v in metadata.items() if k != "simulator_version"}  # as version 1 wrote it
+    write_shard(read_shard(shard), shard, old)
+    shard_path(tmp_path / "d", 1).unlink()
+    assert len(read_shard(shard)) == 1
+    with pytest.raises(ValueError, match="simulator version 1"):
+        simulate_dataset(config, tmp_path / "d")
