@@ -25,7 +25,7 @@ import numpy as np
 from mubundle.sim.atmosphere import height_of_slant_depth, slant_depth
 from mubundle.sim.decays import CTAU_M, DECAYING_PIDS, MASS_GEV, MUON_MASS_GEV, decay
 from mubundle.sim.deflection import ScatteringTable, magnetic_deflection, scatter_in_air
-from mubundle.sim.interactions import MIN_LAB_ENERGY_GEV, XS_PROJECTILE, AirInteractions
+from mubundle.sim.interactions import MIN_LAB_ENERGY_GEV, XS_PROJECTILE, AirInteractions, final_states_lab
 
 #: Muon energy loss in air, -dE/dX = a + b E (a: ionisation of a relativistic muon in air,
 #: PDG "Atomic and nuclear properties: air", ~2.0-2.5 MeV cm^2/g at 10 GeV-1 TeV; b: radiative,
@@ -198,9 +198,9 @@ def _step(
     colliding = np.flatnonzero(interacts)
     if colliding.size:
         # one chromo call per collision; the bookkeeping is done once for all of them
-        results = [air.collide(p, e, rng) for p, e in zip(hadrons.pid[colliding].tolist(), hadrons.energy[colliding].tolist())]
-        pid, energy, px, py, pz = (np.concatenate([r[k] for r in results]) for k in range(5))
-        parent = np.repeat(colliding, [r[0].size for r in results])
+        raw = [air.collide_raw(p, e, rng) for p, e in zip(hadrons.pid[colliding].tolist(), hadrons.energy[colliding].tolist())]
+        pid, energy, px, py, pz, collision = final_states_lab(raw)
+        parent = colliding[collision]
         keep = (pz > 0) & (energy > threshold_gev[hadrons.shower[parent]])
         parent, pid, energy, px, py, pz = parent[keep], pid[keep], energy[keep], px[keep], py[keep], pz[keep]
         # small-angle composition of the parent direction and the secondary's angle

@@ -9,6 +9,7 @@ Fortran singleton, so each process holds exactly one instance (``get_model``).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import warnings
@@ -80,6 +81,14 @@ class AirInteractions:
         Returns final-state (pid, energy GeV, px, py, pz GeV) arrays of the followed particles,
         in the lab frame with z along the projectile.
         """
+        pid_out, energy_out, px, py, pz, _ = final_states_lab([self.collide_raw(pid, energy, rng)])
+        return pid_out, energy_out, px, py, pz
+
+    def collide_raw(self, pid: int, energy: float, rng: np.random.Generator) -> tuple:
+        """One collision, unfiltered: (pid (n,), status (n,), momenta (n, 4) px py pz E in the
+        generator frame, gamma, beta_gamma of the boost to the lab). Copies of the record, so
+        many collisions can be filtered and boosted at once (:func:`final_states_lab`); the
+        per-collision numpy calls cost more than SIBYLL itself on small events."""
         p_n14 = np.interp(np.log10(energy), self.log_energy_grid, self.target_n14_probability[abs(pid)])
         target = "N14" if rng.random() < p_n14 else "O16"
         if self.sibyll_beams is not None and pid in self.sibyll_beams:
@@ -103,9 +112,13 @@ class AirInteractions:
                 break
         else:
             raise RuntimeError(f"{model.label}: 1000 failed attempts for {pid} at {energy:g} GeV")
-        return _final_state_lab(model, kinematics)
+        from chromo.kinematics import EventFrame
 
-    def _collide_sibyll(self, pid: int, energy: float, target: str) -> tuple[np.ndarray, ...]:
+        if model._frame == EventFrame.CENTER_OF_MASS:
+            return (*_raw_hepevt(model), kinematics._gamma_cm, kinematics._betagamma_cm)
+        return (*_raw_hepevt(model), 1.0, 0.0)
+
+    def _collide_sibyll(self, pid: int, energy: float, target: str) -> tuple:
         """SIBYLL without chromo's kinematics object: building ``FixedTarget`` (PDG look-ups
         through ``particle``) cost more CPU than the collision itself. Calls exactly what
         ``SIBYLLRun._generate`` calls (``sibyll(id, A, ecm)``, ``decsib``, ``sibhep``) with
@@ -114,13 +127,13 @@ class AirInteractions:
         identical to the generic path (``tests/test_sim_lengths.py``)."""
         production_id, m1 = self.sibyll_beams[pid]
         m2 = self.sibyll_beams["nucleon_mass"]
-        ecm = float(np.sqrt(m1 * m1 + m2 * m2 + 2.0 * energy * m2))
+        ecm = math.sqrt(m1 * m1 + m2 * m2 + 2.0 * energy * m2)
         lib = self.model._lib
         lib.sibyll(production_id, TARGET_MASS_NUMBER[target], ecm)  # SIBYLLRun._generate never fails
         lib.decsib()
         lib.sibhep()
-        plab = float(np.sqrt(max(energy * energy - m1 * m1, 0.0)))
-        return _read_hepevt(self.model, (energy + m2) / ecm, plab / ecm)
+        plab = math.sqrt(max(energy * energy - m1 * m1, 0.0))
+        return (*_raw_hepevt(self.model), (energy + m2) / ecm, plab / ecm)
 
     def reseed(self, seed: int) -> None:
         """Put the model's random generator into the state of ``seed`` (per-chunk determinism)."""
@@ -128,31 +141,17 @@ class AirInteractions:
         bit_generator.state = type(bit_generator)(seed).state
 
 
-def _final_state_lab(model, kinematics) -> tuple[np.ndarray, ...]:
-    """Followed final-state particles of the last generated event, boosted to the lab.
-
-    Reads the generator's HEPEVT record through the field names chromo's event class
-    declares, and applies the same centre-of-mass -> lab boost as
-    ``EventKinematics.apply_boost``. Building chromo's full ``EventData`` (beam repair,
-    history, charges via ``particle`` look-ups) cost 3x the collision itself and none of it
-    is used here.
-    """
-    from chromo.kinematics import EventFrame
-
-    if model._frame == EventFrame.CENTER_OF_MASS:
-        return _read_hepevt(model, kinematics._gamma_cm, kinematics._betagamma_cm)
-    return _read_hepevt(model, 1.0, 0.0)
-
-
 #: followed[|pid|] (|pid| clipped to the table end): a look-up, 10x faster than np.isin here
 _FOLLOWED = np.zeros(max(abs(p) for p in FOLLOWED_PIDS) + 2, bool)
 _FOLLOWED[[abs(p) for p in FOLLOWED_PIDS]] = True
+_LAST = np.int32(_FOLLOWED.size - 1)  # a Python int would make np.minimum 10x slower
 _HEPEVT_VIEWS: dict[int, tuple] = {}
 
 
 def _hepevt_views(model) -> tuple:
-    """(record, idhep, isthep, phep) of the model's HEPEVT common block. The arrays are views
-    of static Fortran memory, so they are fetched once per model instead of per collision."""
+    """(record, nhep name, idhep, isthep, phep) of the model's HEPEVT common block, read
+    through the field names chromo's event class declares. The arrays are views of static
+    Fortran memory, so they are fetched once per model instead of per collision."""
     key = id(model)
     if key not in _HEPEVT_VIEWS:
         event_class = model._event_class
@@ -162,18 +161,36 @@ def _hepevt_views(model) -> tuple:
     return _HEPEVT_VIEWS[key]
 
 
-def _read_hepevt(model, gamma: float, beta_gamma: float) -> tuple[np.ndarray, ...]:
-    """Followed final-state (status 1) particles of the HEPEVT record, boosted along z by
-    (gamma, beta_gamma) (1, 0 = no boost): (pid, energy, px, py, pz), each (n,)."""
+def _raw_hepevt(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copies of the last event's HEPEVT (pid (n,), status (n,), (n, 4) px py pz E).
+
+    Building chromo's full ``EventData`` (beam repair, history, charges via ``particle``
+    look-ups) cost 3x the collision itself and none of it is used here."""
     record, nhep, idhep, isthep, phep = _hepevt_views(model)
     n = int(getattr(record, nhep))
-    pid = idhep[:n]
-    keep = _FOLLOWED[np.minimum(np.abs(pid), _FOLLOWED.size - 1)] & (isthep[:n] == 1)
-    momenta = phep[:4, :n][:, keep]
-    px, py, pz, en = momenta[0], momenta[1], momenta[2], momenta[3]
-    if beta_gamma != 0.0:
-        en, pz = gamma * en + beta_gamma * pz, beta_gamma * en + gamma * pz
-    return pid[keep].astype(np.int64), en, px, py, pz
+    return idhep[:n].copy(), isthep[:n].copy(), phep[:4, :n].T.copy()
+
+
+def final_states_lab(raw: list[tuple]) -> tuple[np.ndarray, ...]:
+    """Followed final-state (status 1) particles of many collisions (``collide_raw`` results),
+    boosted to the lab along z with each collision's (gamma, beta_gamma) (the same boost as
+    chromo's ``EventKinematics.apply_boost``). Returns (pid, energy, px, py, pz, collision
+    index), each (M,), in collision order."""
+    if not raw:
+        empty = np.zeros(0)
+        return np.zeros(0, np.int64), empty, empty, empty, empty, np.zeros(0, np.int64)
+    pid = np.concatenate([r[0] for r in raw])
+    status = np.concatenate([r[1] for r in raw])
+    momenta = np.concatenate([r[2] for r in raw])
+    sizes = [r[0].size for r in raw]
+    collision = np.repeat(np.arange(len(raw)), sizes)
+    gamma = np.repeat([r[3] for r in raw], sizes)
+    beta_gamma = np.repeat([r[4] for r in raw], sizes)
+    keep = _FOLLOWED[np.minimum(np.abs(pid), _LAST)] & (status == 1)
+    px, py, pz, en = (momenta[keep, k] for k in range(4))
+    gamma, beta_gamma = gamma[keep], beta_gamma[keep]
+    energy, pz = gamma * en + beta_gamma * pz, beta_gamma * en + gamma * pz
+    return pid[keep].astype(np.int64), energy, px, py, pz, collision[keep]
 
 
 _INSTANCES: dict[str, AirInteractions] = {}  # Fortran models allow one instance per process
