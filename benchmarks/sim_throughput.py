@@ -8,6 +8,13 @@ extrapolation is slightly pessimistic.
 
 Usage: python benchmarks/sim_throughput.py [--showers 480] [--workers 2] [--seed 0]
 (defaults take ~1.5 minutes on the 2-core machine)
+
+Per decade of E0 on one core (issue 21):
+python benchmarks/sim_throughput.py --per-decade [--energies 1e5 1e6 1e7 1e8 1e9]
+    [--showers-per-energy 40 10 4 2 2] [--depth-km 1.5] [--min-energy 1]
+simulates vertical protons at each E0 in this process (model initialised beforehand) and
+prints the CPU seconds per shower and the exponent of the cost growth between consecutive
+energies (target: 1e9 GeV in <= 10 s, growth no faster than E0^0.8).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import tempfile
 import time
 from dataclasses import replace
 
+import numpy as np
+
 from mubundle.data.native import read_shard
 from mubundle.sim.config import SimConfig
 from mubundle.sim.run import simulate_dataset
@@ -26,12 +35,44 @@ from mubundle.sim.run import simulate_dataset
 STANDARD_EVENTS = 100_000
 
 
+def per_decade(energies: list[float], showers: list[int], depth_km: float, min_energy: float, seed: int) -> dict:
+    """CPU seconds per vertical proton shower at each energy, one core, model already loaded."""
+    from mubundle.sim.interactions import get_model
+    from mubundle.sim.run import simulate_primaries
+
+    config = replace(SimConfig(), min_energy=min_energy)
+    get_model(config.interaction_model, 0)  # initialisation is not part of the per-shower cost
+    rows = []
+    for energy, n in zip(energies, showers):
+        start = time.process_time()
+        batch = simulate_primaries(np.full(n, energy), np.zeros(n), np.ones(n), np.full(n, depth_km), seed=seed, config=config)
+        cpu = time.process_time() - start
+        rows.append({"energy_gev": energy, "showers": n, "cpu_s_per_shower": round(cpu / n, 4),
+                     "mean_muons": round(float(batch.counts.mean()), 1)})
+    for low, high in zip(rows, rows[1:]):
+        high["cost_exponent_vs_previous"] = round(
+            float(np.log(high["cpu_s_per_shower"] / low["cpu_s_per_shower"]) / np.log(high["energy_gev"] / low["energy_gev"])), 3)
+    return {"benchmark": "sim_throughput_per_decade", "primary": "p", "zenith_deg": 0.0, "depth_km": depth_km,
+            "min_energy_gev": min_energy, "seed": seed, "rows": rows,
+            "target": "1e9 GeV <= 10 s per shower on one core; cost exponent <= 0.8"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--showers", type=int, default=480)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-decade", action="store_true", help="CPU cost per shower per decade of E0 (one core)")
+    parser.add_argument("--energies", type=float, nargs="+", default=[1e5, 1e6, 1e7, 1e8, 1e9])
+    parser.add_argument("--showers-per-energy", type=int, nargs="+", default=[40, 10, 4, 2, 2])
+    parser.add_argument("--depth-km", type=float, default=1.5)
+    parser.add_argument("--min-energy", type=float, default=SimConfig().min_energy)
     args = parser.parse_args()
+    if args.per_decade:
+        if len(args.energies) != len(args.showers_per_energy):
+            parser.error("--energies and --showers-per-energy need the same number of values")
+        print(json.dumps(per_decade(args.energies, args.showers_per_energy, args.depth_km, args.min_energy, args.seed)))
+        return
     # small chunks so that both workers stay busy on a short benchmark
     config = replace(SimConfig(showers=args.showers, seed=args.seed), showers_per_chunk=max(1, args.showers // (4 * args.workers)))
     with tempfile.TemporaryDirectory() as out_dir:

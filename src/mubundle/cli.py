@@ -84,6 +84,13 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from mubundle.sim.config import config_from_args
     from mubundle.sim.run import simulate_dataset
 
+    if args.primaries:
+        from mubundle.sim.given import simulate_given_primaries
+
+        if args.dask is not None:
+            raise ValueError("--dask runs sampled primaries only; simulate --primaries with --workers K")
+        simulate_given_primaries(args.primaries, args.out, config_from_args(args), repeat=args.repeat, workers=args.workers)
+        return 0
     simulate_dataset(config_from_args(args), args.out, workers=args.workers, dask=args.dask)
     return 0
 

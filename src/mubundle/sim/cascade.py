@@ -24,7 +24,8 @@ import numpy as np
 
 from mubundle.sim.earth import CurvedAxes
 from mubundle.sim.decays import CTAU_M, DECAYING_PIDS, MASS_GEV, MUON_MASS_GEV, decay
-from mubundle.sim.interactions import MIN_LAB_ENERGY_GEV, XS_PROJECTILE, AirInteractions
+from mubundle.sim.deflection import ScatteringTable, magnetic_deflection, scatter_in_air
+from mubundle.sim.interactions import MIN_LAB_ENERGY_GEV, XS_PROJECTILE, AirInteractions, final_states_lab
 
 #: Muon energy loss in air, -dE/dX = a + b E (a: ionisation of a relativistic muon in air,
 #: PDG "Atomic and nuclear properties: air", ~2.0-2.5 MeV cm^2/g at 10 GeV-1 TeV; b: radiative,
@@ -34,6 +35,16 @@ AIR_B_CM2_PER_G = 3.6e-6
 #: Proton number of the primary nuclei (p, He4, N14, Al27, Fe56).
 PROTON_NUMBER = {1: 1, 4: 2, 14: 7, 27: 13, 56: 26}
 NUCLEON_MASS_GEV = 0.938
+#: Electric charge (units of e) of the followed particles by PDG id (mu- is +13).
+CHARGE = {13: -1, -13: 1, 211: 1, -211: -1, 321: 1, -321: -1, 2212: 1, -2212: -1}
+
+
+def charge_of(pid: np.ndarray) -> np.ndarray:
+    """Charge (units of e) for PDG ids (N,); 0 for neutral particles."""
+    out = np.zeros(pid.shape)
+    for code, charge in CHARGE.items():
+        out[pid == code] = charge
+    return out
 
 
 @dataclass
@@ -112,26 +123,33 @@ def run_cascade(
     air: AirInteractions,
     rng: np.random.Generator,
     geometry: CurvedAxes | None = None,
+    field: tuple[np.ndarray, np.ndarray] | None = None,
+    scattering: bool = True,
 ) -> GroundMuons:
     """Cascade of S showers (energy GeV, mass A, cos_zenith, threshold GeV: all (S,)).
 
     Returns the muons reaching the ground (altitude ``ground_altitude_m``) with their
     transverse positions in the plane perpendicular to the axis, after energy loss and
     decay in air. ``geometry``: the showers' axes (``earth.CurvedAxes`` or ``earth.FlatAxes``
-    of these S showers; default: curved axes through a spherical atmosphere).
+    of these S showers; default: curved axes through a spherical atmosphere). ``field``: per shower the two transverse components (T) of v x B
+    (``deflection.field_across_axis``, (S,) each); None = no geomagnetic field.
+    ``scattering``: multiple scattering of the muons in air (Highland).
     """
     if geometry is None:
         geometry = CurvedAxes(cos_zenith, ground_altitude_m)
     ground_depth = geometry.ground_depth  # (S,) g/cm^2
     stack = primary_nucleons(np.asarray(energy, np.float64), np.asarray(mass, np.float64))
     stack = stack.select(stack.energy > threshold_gev[stack.shower])
+    if field is None:
+        field = (np.zeros(cos_zenith.shape), np.zeros(cos_zenith.shape))
     muons: list[Stack] = []
     while len(stack):
         is_muon = np.abs(stack.pid) == 13
         muons.append(stack.select(is_muon))
         hadrons = stack.select(~is_muon)
-        stack = _step(hadrons, cos_zenith, ground_depth, threshold_gev, ground_altitude_m, air, rng, geometry)
-    return _muons_to_ground(Stack.concat(muons), cos_zenith, ground_depth, ground_altitude_m, rng, geometry)
+        stack = _step(hadrons, cos_zenith, ground_depth, threshold_gev, ground_altitude_m, air, rng, geometry, field)
+    table = ScatteringTable.build(ground_altitude_m) if scattering else None
+    return _muons_to_ground(Stack.concat(muons), cos_zenith, ground_depth, ground_altitude_m, rng, geometry, field, table)
 
 
 def _step(
@@ -143,8 +161,12 @@ def _step(
     air: AirInteractions,
     rng: np.random.Generator,
     geometry: CurvedAxes,
+    field: tuple[np.ndarray, np.ndarray],
 ) -> Stack:
-    """Move every hadron to its interaction, decay or absorption point; return the next generation."""
+    """Move every hadron to its interaction, decay or absorption point; return the next generation.
+
+    Charged hadrons are bent by the geomagnetic ``field`` on the way (their secondaries
+    start from the bent position and direction)."""
     if len(hadrons) == 0:
         return Stack.empty()
     cos = cos_zenith[hadrons.shower]
@@ -164,27 +186,34 @@ def _step(
     fate_depth = np.where(interacts, depth_interaction, depth_decay)
     fate_height = np.where(decays, height_decay, geometry.height_of_slant_depth(np.where(interacts, fate_depth, 0.0), hadrons.shower))
     path_m = (height_now - fate_height) / cos
-    fate_x = hadrons.x + hadrons.slope_x * path_m
-    fate_y = hadrons.y + hadrons.slope_y * path_m
+    dx, dy, dslope_x, dslope_y = magnetic_deflection(
+        charge_of(hadrons.pid), hadrons.energy, path_m, field[0][hadrons.shower], field[1][hadrons.shower]
+    )
+    fate_x = hadrons.x + hadrons.slope_x * path_m + dx
+    fate_y = hadrons.y + hadrons.slope_y * path_m + dy
+    slope_x = hadrons.slope_x + dslope_x
+    slope_y = hadrons.slope_y + dslope_y
 
     parts = []
     decaying = np.flatnonzero(decays)
     if decaying.size:
-        d = decay(hadrons.pid[decaying], hadrons.energy[decaying], hadrons.slope_x[decaying], hadrons.slope_y[decaying], rng)
+        d = decay(hadrons.pid[decaying], hadrons.energy[decaying], slope_x[decaying], slope_y[decaying], rng)
         parent = decaying[d.parent]
         parts.append(Stack(hadrons.shower[parent], d.pid, d.energy, fate_depth[parent], fate_x[parent], fate_y[parent], d.slope_x, d.slope_y))
-    for index in np.flatnonzero(interacts):
-        pid, energy, px, py, pz = air.collide(int(hadrons.pid[index]), float(hadrons.energy[index]), rng)
-        forward = pz > 0
-        pid, energy, px, py, pz = pid[forward], energy[forward], px[forward], py[forward], pz[forward]
-        n = pid.size
-        shower = int(hadrons.shower[index])
+    colliding = np.flatnonzero(interacts)
+    if colliding.size:
+        # one chromo call per collision; the bookkeeping is done once for all of them
+        raw = [air.collide_raw(p, e, rng) for p, e in zip(hadrons.pid[colliding].tolist(), hadrons.energy[colliding].tolist())]
+        pid, energy, px, py, pz, collision = final_states_lab(raw)
+        parent = colliding[collision]
+        keep = (pz > 0) & (energy > threshold_gev[hadrons.shower[parent]])
+        parent, pid, energy, px, py, pz = parent[keep], pid[keep], energy[keep], px[keep], py[keep], pz[keep]
         # small-angle composition of the parent direction and the secondary's angle
         parts.append(
             Stack(
-                np.full(n, shower), pid.astype(np.int64), energy.astype(np.float64),
-                np.full(n, fate_depth[index]), np.full(n, fate_x[index]), np.full(n, fate_y[index]),
-                hadrons.slope_x[index] + px / pz, hadrons.slope_y[index] + py / pz,
+                hadrons.shower[parent], pid.astype(np.int64), energy.astype(np.float64),
+                fate_depth[parent], fate_x[parent], fate_y[parent],
+                slope_x[parent] + px / pz, slope_y[parent] + py / pz,
             )
         )
     nxt = Stack.concat(parts)
@@ -198,9 +227,19 @@ def _map_xs(abs_pid: np.ndarray) -> np.ndarray:
     return out
 
 
-def _muons_to_ground(muons: Stack, cos_zenith: np.ndarray, ground_depth: np.ndarray, ground_altitude_m: float, rng: np.random.Generator, geometry: CurvedAxes) -> GroundMuons:
+def _muons_to_ground(
+    muons: Stack,
+    cos_zenith: np.ndarray,
+    ground_depth: np.ndarray,
+    ground_altitude_m: float,
+    rng: np.random.Generator,
+    geometry: CurvedAxes,
+    field: tuple[np.ndarray, np.ndarray],
+    table: ScatteringTable | None,
+) -> GroundMuons:
     """Energy loss and decay in air from the production point to the ground, then the
-    production point + direction projected onto the ground plane perpendicular to the axis."""
+    production point + direction projected onto the ground plane perpendicular to the axis,
+    plus the geomagnetic deflection and (``table`` not None) multiple scattering on the way."""
     cos = cos_zenith[muons.shower]
     air_column = np.maximum(ground_depth[muons.shower] - muons.depth, 0.0)
     ratio = AIR_A_GEV_CM2_PER_G / AIR_B_CM2_PER_G
@@ -210,11 +249,17 @@ def _muons_to_ground(muons: Stack, cos_zenith: np.ndarray, ground_depth: np.ndar
     decay_length = np.sqrt(np.maximum(mean_energy**2 - MUON_MASS_GEV**2, 1e-12)) / MUON_MASS_GEV * CTAU_M[13]
     survives = (energy > MUON_MASS_GEV) & (rng.random(len(muons)) < np.exp(-path_m / decay_length))
     keep = np.flatnonzero(survives)
+    shower, path_m, momentum = muons.shower[keep], path_m[keep], mean_energy[keep]
+    dx, dy, dslope_x, dslope_y = magnetic_deflection(charge_of(muons.pid[keep]), momentum, path_m, field[0][shower], field[1][shower])
+    if table is not None:
+        height = geometry.height_of_slant_depth(muons.depth[keep], shower)
+        sx, sy, sslope_x, sslope_y = scatter_in_air(table, height, cos[keep], momentum, rng)
+        dx, dy, dslope_x, dslope_y = dx + sx, dy + sy, dslope_x + sslope_x, dslope_y + sslope_y
     return GroundMuons(
-        muons.shower[keep],
+        shower,
         energy[keep],
-        muons.x[keep] + muons.slope_x[keep] * path_m[keep],
-        muons.y[keep] + muons.slope_y[keep] * path_m[keep],
-        muons.slope_x[keep],
-        muons.slope_y[keep],
+        muons.x[keep] + muons.slope_x[keep] * path_m + dx,
+        muons.y[keep] + muons.slope_y[keep] * path_m + dy,
+        muons.slope_x[keep] + dslope_x,
+        muons.slope_y[keep] + dslope_y,
     )

@@ -85,6 +85,8 @@ class SimConfig:
             raise ValueError(f"--min-energy must be > 0 GeV, got {self.min_energy}")
         if self.showers_per_chunk < 1:
             raise ValueError(f"showers_per_chunk must be >= 1, got {self.showers_per_chunk}")
+        if self.surface_altitude_m is not None and not -1000.0 <= self.surface_altitude_m < 100_000.0:  # NaN fails too
+            raise ValueError(f"--surface-altitude must be in [-1000, 100000) m a.s.l., got {self.surface_altitude_m}")
         if not 0 < self.ice_v_cut < 1:
             raise ValueError(f"ice_v_cut must be in (0, 1), got {self.ice_v_cut}")
         from mubundle.sim.site import SITES
@@ -134,7 +136,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     # flags are checked for finiteness and range while parsing (issue 20): energies in
     # (0, 1e10] GeV, zenith in [0, MAX_ZENITH_DEG], counts >= 1 (bounds: mubundle.argtypes)
     parser.add_argument("--out", required=True, type=Path, help="output dataset directory (resumed if it exists)")
-    parser.add_argument("--showers", required=True, type=positive_int, help="number of air showers (one event per depth each)")
+    parser.add_argument("--showers", type=positive_int,
+                        help="number of air showers (one event per depth each); not with --primaries")
     parser.add_argument("--primary", default=defaults.primary, choices=[*PRIMARY_MASSES, "mix"],
                         help="primary nucleus, or 'mix' (uniform over p, He4, N14, Al27, Fe56)")
     energy = parser.add_mutually_exclusive_group()
@@ -166,11 +169,29 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="generation spectrum E^-G (same as --spectral-index)")
     parser.add_argument("--area", type=finite_float(0.0, None, min_inclusive=False, unit="m^2"), default=defaults.area_m2,
                         metavar="M2", help="disc perpendicular to the axis (m^2) the flux weights refer to")
+    add_given_primaries_arguments(parser)
+
+
+def add_given_primaries_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--primaries FILE... [--repeat K]`` and ``--surface-altitude M``."""
+    parser.add_argument("--primaries", nargs="+", metavar="FILE",
+                        help="simulate one shower per event of these files (any readable layout) instead of sampling")
+    parser.add_argument("--repeat", type=positive_int, default=1, metavar="K",
+                        help="with --primaries: simulate each primary K times in a row")
+    parser.add_argument("--surface-altitude", type=finite_float(-1000.0, 100_000.0, unit="m"), default=None, metavar="M",
+                        help="observation level (the medium's surface) in m a.s.l. (default: the site's; IceCube 2835)")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """``SimConfig`` from parsed ``mubundle simulate`` arguments."""
-    config = SimConfig(showers=args.showers)
+    primaries = getattr(args, "primaries", None)
+    if primaries and args.showers is not None:
+        raise ValueError("--showers and --primaries exclude each other (--primaries gives one shower per event)")
+    if not primaries and args.showers is None:
+        raise ValueError("give --showers N (sampled primaries) or --primaries FILE...")
+    if getattr(args, "repeat", 1) < 1:
+        raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
+    config = SimConfig(showers=args.showers if args.showers is not None else 0)
     energy_range = config.energy_range
     if args.energy is not None:
         energy_range = (args.energy, args.energy)
@@ -202,4 +223,5 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         site=getattr(args, "site", config.site),
         flux=getattr(args, "flux", None),
         area_m2=getattr(args, "area", config.area_m2),
+        surface_altitude_m=getattr(args, "surface_altitude", config.surface_altitude_m),
     )

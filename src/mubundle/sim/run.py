@@ -32,8 +32,10 @@ from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_casca
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
 from mubundle.sim.earth import CurvedAxes, overburden_slant_km
 from mubundle.sim.ice import ICE_A_GEV_PER_M, ICE_B_PER_M, loss_model, propagate_in_ice
+from mubundle.sim.deflection import field_across_axis
 from mubundle.sim.interactions import get_model, model_class
 from mubundle.sim.primaries import sample_primaries
+from mubundle.sim.version import SIMULATOR_VERSION, UNVERSIONED
 
 PRODUCER = "mubundle simulate"
 
@@ -90,7 +92,11 @@ def simulate_showers(
     axes = CurvedAxes(cos_zenith, config.altitude_m)  # spherical atmosphere (earth.py)
     air_column = axes.ground_depth
     threshold = muon_threshold_gev(depths_m.min(axis=1), config.min_energy, config.ice_v_cut, air_column, medium.a_per_m, medium.b_per_m)
-    ground = run_cascade(energy, mass, cos_zenith, threshold, config.altitude_m, air, np.random.default_rng(cascade_seed), geometry=axes)
+    field = field_across_axis(zenith, shower_azimuth(n_showers, seed_sequence), config.site_spec.field_ut)
+    ground = run_cascade(
+        energy, mass, cos_zenith, threshold, config.altitude_m, air, np.random.default_rng(cascade_seed),
+        geometry=axes, field=field,
+    )
 
     ice_rng = np.random.default_rng(ice_seed)
     order = np.argsort(ground.shower, kind="stable")
@@ -116,6 +122,14 @@ def simulate_showers(
         [np.repeat(energy, n_depths), np.repeat(zenith, n_depths), np.repeat(mass, n_depths), depths_m.ravel() / 1000.0]
     )
     return RaggedBatch(conditions, counts.ravel(), muons)
+
+
+def shower_azimuth(n_showers: int, seed_sequence: np.random.SeedSequence) -> np.ndarray:
+    """(S,) azimuths (rad, uniform): the events carry no azimuth, so each shower gets a random
+    orientation with respect to the geomagnetic field (a fourth child of the shower seed
+    sequence, so the first three streams are those of simulator version 1)."""
+    (azimuth_seed,) = seed_sequence.spawn(1)
+    return np.random.default_rng(azimuth_seed).uniform(0.0, 2.0 * np.pi, n_showers)
 
 
 def simulate_chunk(config: SimConfig, chunk: int) -> RaggedBatch:
@@ -160,6 +174,7 @@ def chunk_metadata(config: SimConfig, chunk: int) -> dict:
         showers=[first, last],
         depths_sorted_km=sorted(config.depths_km),
         **site_metadata(config),
+        simulator_version=SIMULATOR_VERSION,
     )
 
 
@@ -212,7 +227,14 @@ def pending_chunks(config: SimConfig, out_dir: Path) -> list[int]:
         if not path.exists():
             pending.append(chunk)
             continue
-        found = read_metadata(path).get("config")
+        metadata = read_metadata(path)
+        found = metadata.get("config")
+        version = metadata.get("simulator_version", UNVERSIONED)
+        if version != SIMULATOR_VERSION:
+            raise ValueError(
+                f"{path} was written by simulator version {version}, this is version {SIMULATOR_VERSION}; "
+                "its shards stay readable, but continuing would mix two simulators: use a new --out"
+            )
         if found != expected:
             raise ValueError(
                 f"{path} was simulated with a different configuration; use a new --out or the same "

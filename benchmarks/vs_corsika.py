@@ -1,0 +1,205 @@
+"""The reference simulator against real CORSIKA showers, per decade of primary energy; prints JSON.
+
+Reads CORSIKA 7 particle files directly with ``corsikaio`` (muons are particle ids 5 and 6
+with a positive particle description; 75/76 are additional-information records; momenta
+GeV, positions cm at the observation level). The showers must be vertical (x, y are then
+already in the plane perpendicular to the axis) and all files must share one observation
+level and muon cut, which become ``surface_altitude_m`` and ``min_energy``; every CORSIKA
+primary of a decade is simulated ``--repeat`` times with ``simulate_primaries`` (seeds 0..K-1)
+at depth 0.
+
+The PANAMA files hold protons (DAT000000-09), C12 (CORSIKA id 1206, DAT000020-29) and Si28
+(2814, DAT000030-34); nuclei are simulated with the same A (superposition model), and
+``--primary-ids 14`` keeps the protons only. Per decade (one JSON line each):
+- ``n_mu_sum``: sum over showers of N_mu(> cut), ours (mean of the K runs) / CORSIKA, with
+  the standard error of the ratio; ``corsika_sum_se``: the CORSIKA sum's standard error
+  (shower-to-shower spread at fixed E0, estimated from the spread about our K-run mean).
+- ``rel_fluct``: relative fluctuation at fixed E0. Ours: sqrt(mean_i s_i^2) / mean_i m_i
+  (s_i^2 the unbiased variance of the K runs of primary i, m_i their mean). CORSIKA: spread
+  about our K-run mean, sqrt(mean_i (C_i - m_i)^2 - mean_i s_i^2 / K) / mean_i C_i (the
+  s^2/K term removes the noise of m_i). ``rel_fluct_scaled`` uses r m_i with r = sum C /
+  sum m instead of m_i, i.e. the spread with the overall normalisation difference removed.
+- ``energy_quantiles``: muon-energy quantiles 25/50/75/90 % (all muons of the decade pooled),
+  ours / CORSIKA.
+- ``radius_quantiles``: quantiles 25/50/75/90 % of the muons' distance to the shower axis at
+  the observation level, ours / CORSIKA.
+Targets (issue 21): sum within +-5 % or 2 standard errors, fluctuation within +-15 %,
+energy and radius quantiles within +-10 %.
+
+Usage: python benchmarks/vs_corsika.py --corsika ../shared/data/corsika/panama/DAT* \
+           [--repeat 2] [--decades 5 6 7 8] [--max-showers N] [--seed 0]
+(decade d = E0 in [10^d, 10^(d+1)) GeV; 1e8-1e9 costs minutes per run on one core.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+MUON_IDS = (5, 6)
+MUON_MASS_GEV = 0.1056583755
+QUANTILES = (25, 50, 75, 90)
+
+
+def read_corsika(paths: list[str]) -> dict:
+    """Vertical CORSIKA showers: energy (S,) GeV, primary id (S,), muon lists, obs level, cut."""
+    from corsikaio import CorsikaParticleFile
+
+    energy, primary, muons, levels, cuts = [], [], [], set(), set()
+    for path in paths:
+        with CorsikaParticleFile(path) as corsika:
+            levels.add(float(corsika.run_header["observation_height"][0]) / 100.0)
+            cuts.add(float(corsika.run_header["energy_cutoff_muons"]))
+            for event in corsika:
+                header = event.header
+                if abs(float(header["zenith"])) > 1e-6:
+                    raise ValueError(f"{path}: shower {int(header['event_number'])} is not vertical (zenith {float(header['zenith'])} rad)")
+                particles = event.particles
+                description = particles["particle_description"]
+                kind = np.trunc(description / 1000.0).astype(np.int64)
+                is_muon = (description > 0) & np.isin(kind, MUON_IDS)
+                p = particles[is_muon]
+                momentum2 = p["px"].astype(np.float64) ** 2 + p["py"] ** 2 + p["pz"] ** 2
+                muons.append(np.column_stack([np.sqrt(momentum2 + MUON_MASS_GEV**2), p["x"] / 100.0, p["y"] / 100.0]))
+                energy.append(float(header["total_energy"]))
+                primary.append(int(header["particle_id"]))
+    if len(levels) != 1 or len(cuts) != 1:
+        raise ValueError(f"files mix observation levels {sorted(levels)} m or muon cuts {sorted(cuts)} GeV")
+    return {"energy": np.array(energy), "primary": np.array(primary), "muons": muons,
+            "level_m": levels.pop(), "cut_gev": cuts.pop()}
+
+
+def mass_of_corsika_id(pid: int) -> float:
+    """Mass number A of a CORSIKA primary id (14 = proton, A*100 + Z for nuclei)."""
+    if pid == 14:
+        return 1.0
+    if pid >= 200:
+        return float(pid // 100)
+    raise ValueError(f"unsupported CORSIKA primary id {pid}")
+
+
+def _ratio_quantiles(ours: np.ndarray, theirs_per_shower: list[np.ndarray], resamples: int = 300) -> dict:
+    """Quantiles ours / CORSIKA; ``ratio_se``: bootstrap over the CORSIKA showers (muons of one
+    shower are correlated, so showers, not muons, are resampled; ours has K times the showers)."""
+    theirs = np.concatenate(theirs_per_shower) if theirs_per_shower else np.zeros(0)
+    if ours.size == 0 or theirs.size == 0:
+        return {"ours": None, "corsika": None, "ratio": None}
+    q_ours, q_theirs = np.percentile(ours, QUANTILES), np.percentile(theirs, QUANTILES)
+    rng = np.random.default_rng(54321)
+    boot = []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(theirs_per_shower), len(theirs_per_shower))
+        sample = np.concatenate([theirs_per_shower[i] for i in pick])
+        if sample.size:
+            boot.append(q_ours / np.percentile(sample, QUANTILES))
+    return {"q": list(QUANTILES), "ours": q_ours.round(3).tolist(), "corsika": q_theirs.round(3).tolist(),
+            "ratio": (q_ours / q_theirs).round(3).tolist(), "ratio_se": np.std(boot, axis=0).round(3).tolist()}
+
+
+def _rel_fluct_ratio(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int) -> float:
+    mean = counts.mean(axis=0)
+    var = counts.var(axis=0, ddof=1)
+    ours = np.sqrt(np.mean(var)) / np.mean(mean)
+    theirs = np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 1e-300)) / np.mean(corsika_counts)
+    return float(ours / theirs)
+
+
+def _bootstrap_fluct_ratio_se(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int, resamples: int = 400) -> float:
+    """Standard error of the fluctuation ratio ours / CORSIKA from resampling the showers."""
+    if repeat < 2:
+        return float("nan")
+    rng = np.random.default_rng(12345)
+    n = corsika_counts.size
+    ratios = []
+    for _ in range(resamples):
+        pick = rng.integers(0, n, n)
+        if corsika_counts[pick].sum() > 0 and counts[:, pick].sum() > 0:
+            ratios.append(_rel_fluct_ratio(counts[:, pick], corsika_counts[pick], repeat))
+    return float(np.std(ratios))
+
+
+def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) -> dict:
+    """Simulate each primary ``repeat`` times and compare with the CORSIKA muons (list of (M, 3))."""
+    from mubundle.sim.run import simulate_primaries
+
+    n = energy.size
+    counts = np.zeros((repeat, n))
+    energies, radii = [], []
+    start = time.process_time()
+    for k in range(repeat):
+        batch = simulate_primaries(energy, np.zeros(n), mass, np.zeros(n), seed=seed + k, config=config)
+        counts[k] = batch.counts
+        energies.append(batch.flat_muons[:, 0])
+        radii.append(np.hypot(batch.flat_muons[:, 1], batch.flat_muons[:, 2]))
+    cpu = time.process_time() - start
+    corsika_counts = np.array([m.shape[0] for m in corsika_muons], np.float64)
+    mean = counts.mean(axis=0)
+    var = counts.var(axis=0, ddof=1) if repeat > 1 else np.full(n, np.nan)
+    sum_ours, sum_corsika = mean.sum(), corsika_counts.sum()
+    # shower-to-shower variance at fixed E0 of one CORSIKA shower, from the spread about our mean
+    corsika_var = np.maximum((corsika_counts - mean) ** 2 - var / repeat, 0.0)
+    corsika_sum_se = float(np.sqrt(corsika_var.sum()))
+    ours_sum_se = float(np.sqrt(np.nansum(var) / repeat))
+    ratio = sum_ours / sum_corsika
+    ratio_se = ratio * float(np.hypot(ours_sum_se / sum_ours, corsika_sum_se / sum_corsika))
+    scale = sum_corsika / sum_ours
+    rel_ours = float(np.sqrt(np.mean(var)) / np.mean(mean))
+    rel_corsika = float(np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
+    rel_corsika_scaled = float(np.sqrt(max(np.mean((corsika_counts - scale * mean) ** 2) - scale**2 * np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
+    fluct_ratio_se = _bootstrap_fluct_ratio_se(counts, corsika_counts, repeat)
+    tolerance = max(0.05, 2.0 * corsika_sum_se / sum_corsika)
+    return {
+        "showers": int(n),
+        "repeat": repeat,
+        "n_mu_sum": {"ours": round(float(sum_ours), 2), "ours_se": round(ours_sum_se, 2), "corsika": float(sum_corsika),
+                     "corsika_sum_se": round(corsika_sum_se, 2), "ratio": round(float(ratio), 4), "ratio_se": round(ratio_se, 4),
+                     "tolerance": round(tolerance, 4), "within_target": bool(abs(ratio - 1.0) <= tolerance)},
+        "rel_fluct": {"ours": round(rel_ours, 4), "corsika": round(rel_corsika, 4), "ratio": round(rel_ours / rel_corsika, 4) if rel_corsika else None,
+                      "corsika_scaled": round(rel_corsika_scaled, 4),
+                      "ratio_scaled": round(rel_ours / rel_corsika_scaled, 4) if rel_corsika_scaled else None,
+                      "ratio_se_bootstrap": round(fluct_ratio_se, 4)},
+        "energy_quantiles_gev": _ratio_quantiles(np.concatenate(energies), [m[:, 0] for m in corsika_muons]),
+        "radius_quantiles_m": _ratio_quantiles(np.concatenate(radii), [np.hypot(m[:, 1], m[:, 2]) for m in corsika_muons]),
+        "cpu_s": round(cpu, 1),
+        "cpu_s_per_shower": round(cpu / (n * repeat), 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corsika", nargs="+", required=True, help="CORSIKA particle files (vertical showers)")
+    parser.add_argument("--repeat", type=int, default=2, help="K: simulations per CORSIKA primary")
+    parser.add_argument("--decades", type=int, nargs="+", default=[5, 6, 7, 8], help="log10 of each decade's lower E0 edge")
+    parser.add_argument("--max-showers", type=int, default=None, help="first N showers of each decade only")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--primary-ids", type=int, nargs="+", default=None,
+                        help="CORSIKA primary ids to keep (14 = proton, 1206 = C12, 2814 = Si28; default all)")
+    args = parser.parse_args(argv)
+    from mubundle.sim.config import SimConfig
+
+    data = read_corsika(args.corsika)
+    config = replace(SimConfig(), surface_altitude_m=data["level_m"], min_energy=data["cut_gev"])
+    mass = np.array([mass_of_corsika_id(p) for p in data["primary"]])
+    for decade in args.decades:
+        in_decade = (data["energy"] >= 10.0**decade) & (data["energy"] < 10.0 ** (decade + 1))
+        if args.primary_ids is not None:
+            in_decade &= np.isin(data["primary"], args.primary_ids)
+        chosen = np.flatnonzero(in_decade)
+        if args.max_showers is not None:
+            chosen = chosen[: args.max_showers]
+        if chosen.size == 0:
+            print(f"vs_corsika: no CORSIKA shower in decade 1e{decade}", file=sys.stderr)
+            continue
+        row = compare_decade(data["energy"][chosen], mass[chosen], [data["muons"][i] for i in chosen], config, args.repeat, args.seed)
+        ids, counts = np.unique(data["primary"][chosen], return_counts=True)
+        print(json.dumps({"benchmark": "vs_corsika", "decade": f"1e{decade}-1e{decade + 1}", "surface_altitude_m": config.surface_altitude_m,
+                          "min_energy_gev": config.min_energy, "primaries": {str(i): int(c) for i, c in zip(ids, counts)}, **row}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""``mubundle simulate --primaries FILE... --repeat K`` (issue 21)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mubundle.cli import main
+from mubundle.data.batch import RaggedBatch
+from mubundle.data.native import read_metadata, read_shard, shard_path, write_shard
+from mubundle.sim.version import SIMULATOR_VERSION
+
+
+def primaries_file(tmp_path, rows):
+    """A native shard whose events are the given (E GeV, zenith rad, A, depth km) rows, no muons."""
+    conditions = np.array(rows, dtype=np.float64)
+    path = tmp_path / "primaries.parquet"
+    write_shard(RaggedBatch(conditions, np.zeros(len(rows), np.int64), np.zeros((0, 3))), path)
+    return path
+
+
+def run(out, primaries, *extra):
+    return main(["simulate", "--primaries", str(primaries), "--out", str(out), "--depths", "0,0.5",
+                 "--min-energy", "20", "--seed", "3", *extra])
+
+
+def read_all(out):
+    shards = sorted(out.glob("*/part-*.parquet"))
+    return RaggedBatch.concat([read_shard(s) for s in shards]), shards
+
+
+ROWS = [(3e4, 0.0, 1.0, 1.5), (1e4, 0.5, 4.0, 2.0), (2e4, 0.2, 1.0, 0.0)]
+
+
+def test_each_primary_is_simulated_k_times_in_order_at_every_depth(tmp_path):
+    primaries = primaries_file(tmp_path, ROWS)
+    assert run(tmp_path / "out", primaries, "--repeat", "2", "--surface-altitude", "110") == 0
+    batch, shards = read_all(tmp_path / "out")
+    assert len(batch) == len(ROWS) * 2 * 2  # primaries x repeat x depths
+    expected_energy = np.repeat([r[0] for r in ROWS], 2 * 2)
+    np.testing.assert_allclose(batch.conditions[:, 0], expected_energy, rtol=1e-6)
+    np.testing.assert_allclose(batch.conditions[:, 1], np.repeat([r[1] for r in ROWS], 4), rtol=1e-6)
+    np.testing.assert_allclose(batch.conditions[:, 2], np.repeat([r[2] for r in ROWS], 4))
+    # depth column: the --depths (vertical) / cos(zenith), not the input event's depth
+    np.testing.assert_allclose(batch.conditions[:, 3], np.tile([0.0, 0.5], 6) / np.cos(batch.conditions[:, 1]), rtol=1e-5)
+    metadata = read_metadata(shards[0])
+    assert metadata["simulator_version"] == SIMULATOR_VERSION
+    assert metadata["primaries"]["repeat"] == 2
+    assert metadata["config"]["surface_altitude_m"] == 110.0
+    # the K repetitions of one primary are different showers
+    surface = batch.counts[0::2]
+    assert surface.sum() > 0
+
+
+def test_same_command_gives_identical_shards_and_resumes_a_missing_one(tmp_path):
+    primaries = primaries_file(tmp_path, ROWS)
+    assert run(tmp_path / "a", primaries, "--repeat", "2") == 0
+    first, _ = read_all(tmp_path / "a")
+    assert run(tmp_path / "b", primaries, "--repeat", "2") == 0
+    second, _ = read_all(tmp_path / "b")
+    np.testing.assert_array_equal(first.counts, second.counts)
+    np.testing.assert_array_equal(first.flat_muons, second.flat_muons)
+    shard = shard_path(tmp_path / "a", 0)
+    shard.unlink()
+    assert run(tmp_path / "a", primaries, "--repeat", "2") == 0
+    again, _ = read_all(tmp_path / "a")
+    np.testing.assert_array_equal(again.flat_muons, first.flat_muons)
+
+
+def test_other_repeat_in_an_existing_directory_is_refused(tmp_path, capsys):
+    primaries = primaries_file(tmp_path, ROWS[:1])
+    assert run(tmp_path / "a", primaries, "--repeat", "1") == 0
+    assert run(tmp_path / "a", primaries, "--repeat", "3") != 0
+    assert "other primaries, repeat" in capsys.readouterr().err
+
+
+def test_unusable_rows_are_reported_and_counted_not_dropped_silently(tmp_path, capsys):
+    rows = [(1e4, 0.0, 1.0, 0.0), (1e4, np.radians(80.0), 1.0, 0.0)]
+    primaries = primaries_file(tmp_path, rows)
+    assert run(tmp_path / "a", primaries) == 0
+    err = capsys.readouterr().err
+    assert "primary row 1" in err and "zenith" in err and "1 of 2 primaries not simulated" in err
+    batch, _ = read_all(tmp_path / "a")
+    assert len(batch) == 2  # one primary x two depths
+
+
+@pytest.mark.parametrize("flags", [["--showers", "3"], ["--repeat", "0"]])
+def test_conflicting_or_bad_flags_are_refused(tmp_path, capsys, flags):
+    primaries = primaries_file(tmp_path, ROWS[:1])
+    assert run(tmp_path / "a", primaries, *flags) != 0
+    assert "--" in capsys.readouterr().err
+
+
+def test_simulate_needs_showers_or_primaries(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path / "x")]) != 0
+    assert "--showers" in capsys.readouterr().err
+
+
+def test_a_version_1_dataset_stays_readable_but_is_not_continued(tmp_path):
+    from dataclasses import replace
+
+    from mubundle.sim.config import SimConfig
+    from mubundle.sim.run import simulate_dataset
+
+    config = replace(SimConfig(showers=2, energy_range=(1e4, 1e4), depths_km=(0.0,), min_energy=20.0), showers_per_chunk=1)
+    simulate_dataset(config, tmp_path / "d")
+    shard = shard_path(tmp_path / "d", 0)
+    metadata = read_metadata(shard)
+    assert metadata["simulator_version"] == SIMULATOR_VERSION
+    old = {k: v for k, v in metadata.items() if k != "simulator_version"}  # as version 1 wrote it
+    write_shard(read_shard(shard), shard, old)
+    shard_path(tmp_path / "d", 1).unlink()
+    assert len(read_shard(shard)) == 1
+    with pytest.raises(ValueError, match="simulator version 1"):
+        simulate_dataset(config, tmp_path / "d")

@@ -1,0 +1,44 @@
+"""benchmarks/vs_corsika.py reads real CORSIKA files and compares one small decade (issue 21)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PANAMA = ROOT.parent / "shared" / "data" / "corsika" / "panama"
+pytestmark = pytest.mark.skipif(not (PANAMA / "DAT000020").exists(), reason="shared CORSIKA files not present")
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("vs_corsika", ROOT / "benchmarks" / "vs_corsika.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_corsika_reader_counts_only_muons_and_takes_the_run_settings():
+    from corsikaio import CorsikaParticleFile
+
+    data = load_benchmark().read_corsika([str(PANAMA / "DAT000020")])
+    assert data["level_m"] == pytest.approx(110.0) and data["cut_gev"] == pytest.approx(1000.0)
+    assert data["energy"].size == 5 and np.all(data["primary"] == 1206)  # C12 (README of shared/ says p)
+    with CorsikaParticleFile(PANAMA / "DAT000020") as corsika:
+        for event, muons in zip(corsika, data["muons"]):
+            description = event.particles["particle_description"]
+            ids = np.trunc(description / 1000).astype(int)
+            # every muon has its additional-information record (75/76) in MUADDI files
+            assert muons.shape[0] == np.sum((description > 0) & np.isin(ids, [75, 76]))
+    assert all(np.all(m[:, 0] > 1000.0) for m in data["muons"])  # the CORSIKA muon cut
+
+
+def test_one_decade_prints_every_metric(capsys):
+    benchmark = load_benchmark()
+    benchmark.main(["--corsika", str(PANAMA / "DAT000020"), "--repeat", "2", "--decades", "4"])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["decade"] == "1e4-1e5" and row["showers"] == 2 and row["repeat"] == 2
+    assert set(row) >= {"n_mu_sum", "rel_fluct", "energy_quantiles_gev", "radius_quantiles_m"}
