@@ -75,7 +75,7 @@ def test_other_repeat_in_an_existing_directory_is_refused(tmp_path, capsys):
 
 
 def test_unusable_rows_are_reported_and_counted_not_dropped_silently(tmp_path, capsys):
-    rows = [(1e4, 0.0, 1.0, 0.0), (1e4, np.radians(80.0), 1.0, 0.0)]
+    rows = [(1e4, 0.0, 1.0, 0.0), (1e4, np.radians(89.5), 1.0, 0.0)]  # beyond the simulator's 89 deg
     primaries = primaries_file(tmp_path, rows)
     assert run(tmp_path / "a", primaries) == 0
     err = capsys.readouterr().err

@@ -40,8 +40,8 @@ def test_sites_carry_their_media_altitudes_and_fields():
 def test_the_site_reaches_the_atmosphere_and_the_muon_propagation(monkeypatch, site):
     seen = {}
 
-    def fake_cascade(energy, mass, cos_zenith, threshold, altitude, air, rng, geometry=None):
-        seen["altitude"], seen["ground_depth"] = altitude, geometry.ground_depth.copy()
+    def fake_cascade(energy, mass, cos_zenith, threshold, altitude, air, rng, geometry=None, field=None):
+        seen["altitude"], seen["ground_depth"], seen["field"] = altitude, geometry.ground_depth.copy(), field
         n = energy.size
         return cascade_module.GroundMuons(np.arange(n), np.full(n, 5e4), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
 
@@ -57,6 +57,8 @@ def test_the_site_reaches_the_atmosphere_and_the_muon_propagation(monkeypatch, s
     spec = get_site(site)
     assert seen["altitude"] == spec.surface_altitude_m
     assert (seen["a"], seen["b"]) == (spec.medium.a_per_m, spec.medium.b_per_m)
+    # vertical showers: |v x B| is the site's horizontal field, whatever the azimuth
+    np.testing.assert_allclose(np.hypot(*seen["field"]), abs(spec.field_ut[0]) * 1e-6, rtol=1e-9)
     from mubundle.sim.atmosphere import vertical_depth
 
     np.testing.assert_allclose(seen["ground_depth"], vertical_depth(spec.surface_altitude_m), rtol=1e-3)
