@@ -28,10 +28,21 @@ def slant_from_vertical_depth(
 ) -> np.ndarray:
     """Slant depth (m) from a point ``vertical_depth_m`` below the surface to the surface along
     ``zenith_rad`` (any broadcastable shapes, float64 result). Muonitron's ``GetOverburden``."""
-    c = np.cos(np.asarray(zenith_rad, dtype=np.float64))
+    return slant_from_vertical_depth_cos(np.cos(np.asarray(zenith_rad, dtype=np.float64)), vertical_depth_m, radius_m)
+
+
+def slant_from_vertical_depth_cos(
+    cos_zenith: np.ndarray | float, vertical_depth_m: np.ndarray | float, radius_m: float = MUONITRON_SURFACE_RADIUS_M
+) -> np.ndarray:
+    """:func:`slant_from_vertical_depth` for a given cos(zenith) (m, float64, broadcasts).
+
+    Muonitron's expression ``sqrt(2 r d + c^2 (r-d)^2 - d^2) - (r-d) c`` rationalised to
+    ``(2 r d - d^2) / (sqrt(...) + (r-d) c)``: no cancellation between two ~r-sized terms
+    (exactly 0 at d = 0, exact to float precision near the vertical)."""
+    c = np.asarray(cos_zenith, dtype=np.float64)
     d = np.asarray(vertical_depth_m, dtype=np.float64)
     below = radius_m - d
-    return np.sqrt(2.0 * radius_m * d + c * c * below * below - d * d) - below * c
+    return (2.0 * radius_m * d - d * d) / (np.sqrt(2.0 * radius_m * d + c * c * below * below - d * d) + below * c)
 
 
 def vertical_from_slant_depth(

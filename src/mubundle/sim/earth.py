@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mubundle.geometry import slant_from_vertical_depth_cos
 from mubundle.sim.atmosphere import (
     LAYER_BOTTOM_CM,
     LINSLEY_B,
@@ -56,12 +57,7 @@ _LN_X_FLOOR = np.log(1e-12)  # ln X at and above the top of the atmosphere (X = 
 def overburden_slant_km(vertical_km: np.ndarray | float, cos_zenith: np.ndarray | float, radius_m: float) -> np.ndarray:
     """Slant depth (km of medium) to the vertical depth ``vertical_km`` at zenith ``cos_zenith``
     through a spherical overburden of radius ``radius_m`` (Muonitron's formula; broadcasts)."""
-    d = np.asarray(vertical_km, dtype=np.float64) * 1000.0
-    c = np.asarray(cos_zenith, dtype=np.float64)
-    r = float(radius_m)
-    # the same expression rationalised, (2 r d - d^2) / (sqrt(...) + (r - d) c): no cancellation
-    # between two ~r-sized terms (exactly 0 at d = 0, exact to float precision near the vertical)
-    return (2.0 * r * d - d * d) / (np.sqrt(2.0 * r * d + c * c * (r - d) ** 2 - d * d) + (r - d) * c) / 1000.0
+    return slant_from_vertical_depth_cos(cos_zenith, np.asarray(vertical_km, dtype=np.float64) * 1000.0, float(radius_m)) / 1000.0
 
 
 def air_density_gcm3(height_m: np.ndarray) -> np.ndarray:
