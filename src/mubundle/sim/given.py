@@ -80,20 +80,10 @@ def given_chunk(config: SimConfig, energy: np.ndarray, zenith: np.ndarray, mass:
 
 
 def _metadata(config: SimConfig, chunk: int, print_: str, sources: list[str], repeat: int) -> dict:
-    from mubundle.data.native import default_metadata
+    """A sampled dataset's shard metadata (site and simulator version included) plus the given primaries."""
+    from mubundle.sim.run import chunk_metadata
 
-    first = chunk * config.showers_per_chunk
-    last = min(first + config.showers_per_chunk, config.showers) - 1
-    return default_metadata(
-        PRODUCER,
-        config=to_dict(config),
-        chunk=chunk,
-        n_chunks=config.n_chunks,
-        showers=[first, last],
-        depths_sorted_km=sorted(config.depths_km),
-        simulator_version=SIMULATOR_VERSION,
-        primaries={"sha256": print_, "repeat": repeat, "files": sources},
-    )
+    return dict(chunk_metadata(config, chunk), primaries={"sha256": print_, "repeat": repeat, "files": sources})
 
 
 def _write(job: tuple) -> int:
