@@ -120,7 +120,7 @@ def _bootstrap_fluct_ratio_se(counts: np.ndarray, corsika_counts: np.ndarray, re
         pick = rng.integers(0, n, n)
         if corsika_counts[pick].sum() > 0 and counts[:, pick].sum() > 0:
             ratios.append(_rel_fluct_ratio(counts[:, pick], corsika_counts[pick], repeat))
-    return float(np.std(ratios))
+    return float(np.std(ratios)) if ratios else float("nan")  # no resample with muons on both sides
 
 
 def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) -> dict:
@@ -145,20 +145,21 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
     corsika_var = np.maximum((corsika_counts - mean) ** 2 - var / repeat, 0.0)
     corsika_sum_se = float(np.sqrt(corsika_var.sum()))
     ours_sum_se = float(np.sqrt(np.nansum(var) / repeat))
-    ratio = sum_ours / sum_corsika
-    ratio_se = ratio * float(np.hypot(ours_sum_se / sum_ours, corsika_sum_se / sum_corsika))
-    scale = sum_corsika / sum_ours
-    rel_ours = float(np.sqrt(np.mean(var)) / np.mean(mean))
-    rel_corsika = float(np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
-    rel_corsika_scaled = float(np.sqrt(max(np.mean((corsika_counts - scale * mean) ** 2) - scale**2 * np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
-    fluct_ratio_se = _bootstrap_fluct_ratio_se(counts, corsika_counts, repeat)
-    tolerance = max(0.05, 2.0 * corsika_sum_se / sum_corsika)
-    return {
+    with np.errstate(divide="ignore", invalid="ignore"):  # a decade without muons: ratios are reported as null
+        ratio = sum_ours / sum_corsika
+        ratio_se = ratio * float(np.hypot(ours_sum_se / sum_ours, corsika_sum_se / sum_corsika))
+        scale = sum_corsika / sum_ours
+        rel_ours = float(np.sqrt(np.mean(var)) / np.mean(mean))
+        rel_corsika = float(np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
+        rel_corsika_scaled = float(np.sqrt(max(np.mean((corsika_counts - scale * mean) ** 2) - scale**2 * np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
+        fluct_ratio_se = _bootstrap_fluct_ratio_se(counts, corsika_counts, repeat)
+        tolerance = max(0.05, 2.0 * corsika_sum_se / sum_corsika)
+    row = {
         "showers": int(n),
         "repeat": repeat,
         "n_mu_sum": {"ours": round(float(sum_ours), 2), "ours_se": round(ours_sum_se, 2), "corsika": float(sum_corsika),
                      "corsika_sum_se": round(corsika_sum_se, 2), "ratio": round(float(ratio), 4), "ratio_se": round(ratio_se, 4),
-                     "tolerance": round(tolerance, 4), "within_target": bool(abs(ratio - 1.0) <= tolerance)},
+                     "tolerance": round(tolerance, 4), "within_target": bool(abs(ratio - 1.0) <= tolerance) if np.isfinite(ratio) else None},
         "rel_fluct": {"ours": round(rel_ours, 4), "corsika": round(rel_corsika, 4), "ratio": round(rel_ours / rel_corsika, 4) if rel_corsika else None,
                       "corsika_scaled": round(rel_corsika_scaled, 4),
                       "ratio_scaled": round(rel_ours / rel_corsika_scaled, 4) if rel_corsika_scaled else None,
@@ -168,6 +169,20 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
         "cpu_s": round(cpu, 1),
         "cpu_s_per_shower": round(cpu / (n * repeat), 4),
     }
+    if not (sum_corsika > 0 and sum_ours > 0):
+        row["note"] = f"no muons above the cut ({sum_corsika:g} CORSIKA, {sum_ours:g} ours): ratios undefined"
+    return _nulls_for_undefined(row)
+
+
+def _nulls_for_undefined(value):
+    """``value`` with every non-finite float (an undefined ratio) as None, so the line is strict JSON."""
+    if isinstance(value, dict):
+        return {key: _nulls_for_undefined(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nulls_for_undefined(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
