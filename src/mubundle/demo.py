@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mubundle.configio import to_dict, to_yaml
+from mubundle.data.dataset import begin_dataset, finish_dataset
 from mubundle.data.native import default_metadata, write_shard
 
 
@@ -94,8 +95,10 @@ def run_demo(out_dir: str | Path, seed: int = 1, config: DemoConfig | None = Non
     reference = simulate_primaries(energy, zenith, mass, depth, seed=seed, config=sim_config)
     timings["simulate_s"] = time.perf_counter() - started
     reference_dir = out_dir / "reference"
+    begin_dataset(reference_dir, "mubundle demo", "run `mubundle demo` again")
     write_shard(reference, reference_dir / "part-00000.parquet",
                 default_metadata("mubundle demo simulate", {"seed": seed, "sim": to_dict(sim_config)}))
+    finish_dataset(reference_dir, [reference_dir / "part-00000.parquet"], "mubundle demo")  # a complete dataset
     _say(f"simulated the same primaries: {reference.n_muons} muons in {timings['simulate_s']:.1f} s "
          f"({timings['simulate_s'] / max(timings['generate_s'], 1e-9):.0f}x the generation time)")
 
