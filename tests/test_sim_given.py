@@ -41,11 +41,21 @@ def test_each_primary_is_simulated_k_times_in_order_at_every_depth(tmp_path):
     np.testing.assert_allclose(batch.conditions[:, 0], expected_energy, rtol=1e-6)
     np.testing.assert_allclose(batch.conditions[:, 1], np.repeat([r[1] for r in ROWS], 4), rtol=1e-6)
     np.testing.assert_allclose(batch.conditions[:, 2], np.repeat([r[2] for r in ROWS], 4))
-    # depth column: the --depths (vertical) / cos(zenith), not the input event's depth
-    np.testing.assert_allclose(batch.conditions[:, 3], np.tile([0.0, 0.5], 6) / np.cos(batch.conditions[:, 1]), rtol=1e-5)
+    # depth column: the --depths (vertical) as slant depths through the site's spherical overburden
+    # (as for sampled primaries), not the input event's depth
+    from mubundle.geometry import slant_from_vertical_depth
+    from mubundle.sim.site import get_site
+
+    radius = get_site("icecube").overburden_radius_m
+    expected = slant_from_vertical_depth(batch.conditions[:, 1], np.tile([0.0, 500.0], 6), radius) / 1000.0
+    np.testing.assert_allclose(batch.conditions[:, 3], expected, rtol=1e-6)
     metadata = read_metadata(shards[0])
     assert metadata["simulator_version"] == SIMULATOR_VERSION
     assert metadata["primaries"]["repeat"] == 2
+    from mubundle.data.dataset import read_manifest
+
+    assert read_manifest(tmp_path / "out")["events"] == len(batch)  # a complete dataset, as for sampled primaries
+    assert metadata["site"] == "icecube"
     assert metadata["config"]["surface_altitude_m"] == 110.0
     # the K repetitions of one primary are different showers
     surface = batch.counts[0::2]

@@ -17,7 +17,6 @@ metadata holds the config, the simulator version and a fingerprint of the primar
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import sys
 from dataclasses import replace
@@ -25,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mubundle.configio import to_dict, to_yaml
+from mubundle.configio import to_yaml
 from mubundle.data.batch import RaggedBatch
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
-from mubundle.sim.version import SIMULATOR_VERSION, UNVERSIONED
 
 PRODUCER = "mubundle simulate --primaries"
 
@@ -41,7 +39,7 @@ def primaries_from_events(conditions: np.ndarray) -> tuple[np.ndarray, np.ndarra
     mass = np.rint(conditions[:, 2].astype(np.float64))
     problems = {
         "energy must be finite and > 0 GeV": ~(np.isfinite(energy) & (energy > 0)),
-        f"zenith must be in [0, {MAX_ZENITH_DEG:g} deg] (flat-earth geometry)": ~((zenith >= 0) & (zenith <= np.radians(MAX_ZENITH_DEG))),
+        f"zenith must be in [0, {MAX_ZENITH_DEG:g} deg] (the simulator's zenith range)": ~((zenith >= 0) & (zenith <= np.radians(MAX_ZENITH_DEG))),
         "mass must be finite and >= 1": ~(np.isfinite(mass) & (mass >= 1)),
     }
     bad = np.zeros(energy.shape, bool)
@@ -68,15 +66,16 @@ def expand(energy: np.ndarray, zenith: np.ndarray, mass: np.ndarray, repeat: int
     return tuple(np.repeat(np.asarray(a, np.float64), repeat) for a in (energy, zenith, mass))
 
 
-def given_chunk(config: SimConfig, energy: np.ndarray, zenith: np.ndarray, mass: np.ndarray, chunk: int) -> RaggedBatch:
-    """Events of chunk ``chunk`` of the expanded shower list (all showers' arrays (S,))."""
-    from mubundle.sim.run import simulate_showers
+def given_chunk_job(job: tuple) -> tuple[int, RaggedBatch]:
+    """Executor task: ``(config, chunk, energy, zenith, mass)`` with the chunk's own primaries
+    ((S,) arrays) -> ``(chunk, events)``; seeded by ``SeedSequence([seed, chunk])`` as a sampled
+    chunk, depths by the site's spherical overburden (``run.slant_depths_km``)."""
+    from mubundle.sim.run import _MODEL_LOCK, simulate_showers, slant_depths_km
 
-    part = slice(chunk * config.showers_per_chunk, (chunk + 1) * config.showers_per_chunk)
+    config, chunk, energy, zenith, mass = job
     _, shower_seed = np.random.SeedSequence([config.seed, chunk]).spawn(2)
-    vertical = np.sort(np.asarray(config.depths_km, np.float64))
-    slant = vertical[None, :] / np.cos(zenith[part])[:, None]
-    return simulate_showers(energy[part], zenith[part], mass[part], slant, config, shower_seed)
+    with _MODEL_LOCK:
+        return chunk, simulate_showers(energy, zenith, mass, slant_depths_km(config, zenith), config, shower_seed)
 
 
 def _metadata(config: SimConfig, chunk: int, print_: str, sources: list[str], repeat: int) -> dict:
@@ -86,34 +85,9 @@ def _metadata(config: SimConfig, chunk: int, print_: str, sources: list[str], re
     return dict(chunk_metadata(config, chunk), primaries={"sha256": print_, "repeat": repeat, "files": sources})
 
 
-def _write(job: tuple) -> int:
-    from mubundle.data.native import shard_path, write_shard
-
-    config, out_dir, chunk, energy, zenith, mass, print_, sources, repeat = job
-    batch = given_chunk(config, energy, zenith, mass, chunk)
-    write_shard(batch, shard_path(out_dir, chunk), _metadata(config, chunk, print_, sources, repeat))
+def _showers_in(config: SimConfig, chunk: int) -> int:
+    """Showers of chunk ``chunk`` (the last one may be short)."""
     return min(config.showers_per_chunk, config.showers - chunk * config.showers_per_chunk)
-
-
-def _pending(config: SimConfig, out_dir: Path, print_: str) -> list[int]:
-    from mubundle.data.native import read_metadata, shard_path
-
-    expected = to_dict(config)
-    pending = []
-    for chunk in range(config.n_chunks):
-        path = shard_path(out_dir, chunk)
-        if not path.exists():
-            pending.append(chunk)
-            continue
-        metadata = read_metadata(path)
-        version = metadata.get("simulator_version", UNVERSIONED)
-        found_print = (metadata.get("primaries") or {}).get("sha256")
-        if version != SIMULATOR_VERSION or metadata.get("config") != expected or found_print != print_:
-            raise ValueError(
-                f"{path} was simulated from other primaries, repeat, configuration or simulator version "
-                f"(version {version}, primaries {found_print}); use a new --out or the same command to continue"
-            )
-    return pending
 
 
 def simulate_given_primaries(
@@ -129,9 +103,14 @@ def simulate_given_primaries(
     Returns all shard paths. Raises ``ValueError`` when no primary is usable."""
     from tqdm import tqdm
 
-    from mubundle.data.native import shard_path
+    from mubundle.data.atomic import remove_stale_temporaries
+    from mubundle.data.dataset import begin_dataset, finish_dataset
+    from mubundle.data.lock import directory_lock
+    from mubundle.data.native import shard_path, write_shard
     from mubundle.data.sources import read_events
+    from mubundle.executors import open_executor
     from mubundle.sim.interactions import model_class
+    from mubundle.sim.run import pending_chunks
 
     if repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {repeat}")
@@ -152,21 +131,28 @@ def simulate_given_primaries(
     config = replace(config, showers=energy.size * repeat)
     energy, zenith, mass = expand(energy, zenith, mass, repeat)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo = _pending(config, out_dir, print_)
-    to_yaml(config, out_dir / "sim_config.yaml")
-    sources = [str(p) for p in paths]
-    done = config.showers - sum(min(config.showers_per_chunk, config.showers - c * config.showers_per_chunk) for c in todo)
-    if done:
-        print(f"mubundle simulate: continuing {out_dir}: {config.n_chunks - len(todo)} of {config.n_chunks} shards already written", file=sys.stderr)
-    bar = tqdm(total=config.showers, initial=done, unit="shower", desc="simulate", file=sys.stderr)
-    jobs = [(config, out_dir, chunk, energy, zenith, mass, print_, sources, repeat) for chunk in todo]
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            bar.update(_write(job))
-    else:
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-            for showers in pool.imap_unordered(_write, jobs):
-                bar.update(showers)
-    bar.close()
-    return [shard_path(out_dir, chunk) for chunk in range(config.n_chunks)]
+    with directory_lock(out_dir, PRODUCER):  # one writer per directory, as for sampled primaries
+        remove_stale_temporaries(out_dir)
+        todo = pending_chunks(config, out_dir, print_)
+        begin_dataset(out_dir, PRODUCER, f"run the same `mubundle simulate --primaries` command again (--out {out_dir}) "
+                      "to continue it; its finished shards are kept")
+        to_yaml(config, out_dir / "sim_config.yaml")
+        sources = [str(p) for p in paths]
+        done = config.showers - sum(_showers_in(config, c) for c in todo)
+        if done:
+            print(f"mubundle simulate: continuing {out_dir}: {config.n_chunks - len(todo)} of {config.n_chunks} shards already written", file=sys.stderr)
+        bar = tqdm(total=config.showers, initial=done, unit="shower", desc="simulate", file=sys.stderr)
+        step = config.showers_per_chunk
+        jobs = [(config, c, energy[c * step:(c + 1) * step], zenith[c * step:(c + 1) * step], mass[c * step:(c + 1) * step])
+                for c in todo]
+        try:
+            with open_executor(None, workers, jobs=len(jobs)) as executor:
+                for chunk, batch in executor.map(given_chunk_job, jobs, name="simulate-chunk"):
+                    write_shard(batch, shard_path(out_dir, chunk), _metadata(config, chunk, print_, sources, repeat))
+                    bar.update(_showers_in(config, chunk))
+        finally:  # worker processes stopped mid-shard (Ctrl-C, SIGTERM) cannot remove their own
+            bar.close()
+            remove_stale_temporaries(out_dir)
+        shards = [shard_path(out_dir, chunk) for chunk in range(config.n_chunks)]
+        finish_dataset(out_dir, shards, PRODUCER, showers=config.showers, seed=config.seed, primaries=print_)
+    return shards

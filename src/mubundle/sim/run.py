@@ -215,9 +215,11 @@ def simulate_chunk_job(job: tuple[SimConfig, int]) -> tuple[int, RaggedBatch]:
         return chunk, simulate_chunk(config, chunk)
 
 
-def pending_chunks(config: SimConfig, out_dir: Path) -> list[int]:
+def pending_chunks(config: SimConfig, out_dir: Path, primaries_sha256: str | None = None) -> list[int]:
     """Chunks without a shard yet. Raises ``ValueError`` naming the shard if an existing shard
-    was written with a different configuration (continuing would mix two datasets)."""
+    was written by another simulator version, from other given primaries (``primaries_sha256``:
+    the fingerprint of ``simulate --primaries``) or with a different configuration (continuing
+    would mix two datasets)."""
     from mubundle.data.native import read_metadata, shard_path
 
     expected = to_dict(config)
@@ -234,6 +236,12 @@ def pending_chunks(config: SimConfig, out_dir: Path) -> list[int]:
             raise ValueError(
                 f"{path} was written by simulator version {version}, this is version {SIMULATOR_VERSION}; "
                 "its shards stay readable, but continuing would mix two simulators: use a new --out"
+            )
+        found_print = (metadata.get("primaries") or {}).get("sha256")
+        if primaries_sha256 is not None and found_print != primaries_sha256:
+            raise ValueError(
+                f"{path} was simulated from other primaries, repeat or configuration (primaries {found_print}); "
+                "use a new --out or the same command to continue"
             )
         if found != expected:
             raise ValueError(
