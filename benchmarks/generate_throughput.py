@@ -25,8 +25,8 @@
    ``--threads`` cores (``same_cores``; the simulator's core-seconds per event / threads),
    with the standard error from the simulator's mean; ``speedup_vs_simulator`` is the
    one-shower-per-event figure (target >= 10 000). ``one_simulator_core`` (simulator in one
-   process against the generator on all threads) is what this benchmark reported until
-   session 12: it flatters the generator by the thread count.
+   process against the generator on all threads) is what this benchmark reported before
+   2026-11-25: it flatters the generator by the thread count.
 
 The process runs with the host-allocator tuning the ``mubundle`` command applies
 (:mod:`mubundle.host_allocator`); ``--default-allocator`` measures glibc's defaults instead.
@@ -184,7 +184,7 @@ def gemm_operands(
     Calls that differ only in their row count share one set of operands (the first rows of
     it), so the replay runs on hot (cache-resident) operands as the model's matmuls do: their
     inputs were written by the op just before. Fresh operands for every call (this benchmark
-    until session 15) streamed ~1 GB per pass from memory and made the bound slower than the
+    before 2026-11-26) streamed ~1 GB per pass from memory and made the bound slower than the
     GEMMs themselves (the `full` model: 0.087-0.090 s against 0.071-0.077 s on hot operands).
     """
     signatures = [(kind, n_in, n_out, weight_contiguous, accumulator_full)
