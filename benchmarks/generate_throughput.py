@@ -26,7 +26,7 @@
    with the standard error from the simulator's mean; ``speedup_vs_simulator`` is the
    one-shower-per-event figure (target >= 10 000). ``one_simulator_core`` (simulator in one
    process against the generator on all threads) is what this benchmark reported before
-   2026-11-25: it flatters the generator by the thread count.
+   2026-11-26: it flatters the generator by the thread count.
 
 The process runs with the host-allocator tuning the ``mubundle`` command applies
 (:mod:`mubundle.host_allocator`); ``--default-allocator`` measures glibc's defaults instead.
