@@ -508,3 +508,29 @@ def test_rc7_refit_multiplicity_never_writes_over_its_input_model(tmp_path, ship
     assert code == errors.EXIT_OUTPUT
     assert_one_line_error(capsys, "is the input model", "another directory")
     assert (shipped_copy / "model.safetensors").read_bytes() == before
+
+
+def test_rc7_a_device_or_fifo_out_is_refused_even_with_overwrite(tmp_path, capsys):
+    fifo = tmp_path / "pipe.parquet"
+    os.mkfifo(fifo)
+    for out in (fifo, Path(os.devnull)):
+        code = main(["generate", "--no-progress", "--flux", "H3a", "--events", "2", "--out", str(out), "--overwrite"])
+        assert code == errors.EXIT_OUTPUT
+        assert_one_line_error(capsys, "is not a regular file")
+    assert Path(os.devnull).is_char_device() and fifo.is_fifo()
+
+
+def test_rc1_the_installed_command_prints_one_line_and_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    source = Path(__file__).resolve().parents[1] / "src"
+    env = dict(os.environ, PYTHONPATH=str(source))
+    env.pop(errors.DEBUG_ENV, None)
+    done = subprocess.run([sys.executable, "-m", "mubundle", "inspect", str(tmp_path / ("c" * 300))],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == errors.EXIT_FILESYSTEM
+    assert done.stderr.strip().splitlines() == [
+        f"mubundle inspect: error: {tmp_path / ('c' * 300)}: file name too long (most file systems allow 255 bytes per "
+        "path component)"
+    ]

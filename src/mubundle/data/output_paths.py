@@ -3,7 +3,8 @@
 - the format follows the suffix (``.parquet``/``.pq`` -> ``parquet``, ``.h5``/``.hdf5``/``.hdf``
   -> ``hdf5``) unless given; a given format that contradicts the suffix is refused
   (``--out x.h5 --format parquet`` would write Parquet bytes into a file named .h5);
-- a directory (an existing one, or a path ending in ``/``) is refused where a file belongs;
+- a directory (an existing one, or a path ending in ``/``) is refused where a file belongs, and
+  so is a device or FIFO (``/dev/null``: the atomic rename would replace the node itself);
 - an existing file is replaced only when it is an earlier mubundle output (its Parquet
   schema or HDF5 attributes carry the ``mubundle`` metadata key) or with ``overwrite=True``;
   an input of the same run (same file through any path or link) is never replaced silently.
@@ -100,6 +101,8 @@ def check_output_file(
         raise OutputRefusedError(f"{flag} {text} is a directory; a file is expected here (e.g. {path / 'events.parquet'})")
     if path.parent.exists() and not path.parent.is_dir():
         raise OutputRefusedError(f"{flag} {text}: {path.parent} is a file, not a directory")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: the atomic rename would replace the node itself
+        raise OutputRefusedError(f"{flag} {text} is not a regular file (a device, FIFO or socket); name a file")
     if not path.exists() or overwrite:
         return path
     resolved = path.resolve()
