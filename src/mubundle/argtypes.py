@@ -3,7 +3,7 @@
 ``float("nan")``, ``float("inf")`` and negative counts pass ``x < 0``-style checks further
 down; these types refuse them while parsing, so the user gets argparse's one line
 (``mubundle generate: error: argument --events: must be an integer >= 1, got '0'``, exit 2)
-before anything runs. Imports nothing of the package.
+before anything runs. Imports only :mod:`mubundle.errors` (its range wording).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 from typing import Callable
+
+from mubundle.errors import range_text
 
 #: Highest primary energy a flag accepts [GeV] (1e19 eV). Above it the H3a flux is cut off
 #: (population-3 rigidity cutoff 2e9 GV: Gaisser, Astropart. Phys. 35 (2012) 801, Table 1;
@@ -29,19 +31,6 @@ MAX_DEPTH_KM = 100.0
 SPECTRAL_INDEX_RANGE = (-10.0, 10.0)
 
 
-def _range_text(minimum: float | None, maximum: float | None, min_inclusive: bool, max_inclusive: bool) -> str:
-    def text(value: float) -> str:
-        return str(value) if isinstance(value, int) else f"{value:.10g}"
-
-    if minimum is not None and maximum is not None:
-        return f" in {'[' if min_inclusive else '('}{text(minimum)}, {text(maximum)}{']' if max_inclusive else ')'}"
-    if minimum is not None:
-        return f" {'>=' if min_inclusive else '>'} {text(minimum)}"
-    if maximum is not None:
-        return f" {'<=' if max_inclusive else '<'} {text(maximum)}"
-    return ""
-
-
 def _check_range(number: float, minimum: float | None, maximum: float | None, min_inclusive: bool,
                  max_inclusive: bool) -> bool:
     if minimum is not None and (number < minimum or (not min_inclusive and number == minimum)):
@@ -58,7 +47,7 @@ def finite_float(
     unit: str = "",
 ) -> Callable[[str], float]:
     """argparse type: a finite float within [minimum, maximum] (exclusive ends on request)."""
-    expected = f"a finite number{_range_text(minimum, maximum, min_inclusive, max_inclusive)}{' ' + unit if unit else ''}"
+    expected = f"a finite number{range_text(minimum, maximum, min_inclusive, max_inclusive)}{' ' + unit if unit else ''}"
 
     def parse(text: str) -> float:
         try:
@@ -75,7 +64,7 @@ def finite_float(
 
 def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
     """argparse type: an integer within [minimum, maximum]; ``1e3`` is 1000, ``1.5`` is refused."""
-    expected = f"an integer{_range_text(minimum, maximum, True, True)}"
+    expected = f"an integer{range_text(minimum, maximum, True, True)}"
 
     def parse(text: str) -> int:
         try:

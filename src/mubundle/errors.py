@@ -154,11 +154,11 @@ def check_finite_number(
     :class:`InvalidValueError` naming ``name``, the value and the valid range otherwise.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidTypeError(f"{name} must be a number{_range_text(minimum, maximum, min_inclusive, max_inclusive, unit)}, "
+        raise InvalidTypeError(f"{name} must be a number{range_text(minimum, maximum, min_inclusive, max_inclusive, unit)}, "
                                f"got {type(value).__name__} {value!r}")
     number = float(value)
     if not math.isfinite(number) or not _within(number, minimum, maximum, min_inclusive, max_inclusive):
-        raise InvalidValueError(f"{name} must be a finite number{_range_text(minimum, maximum, min_inclusive, max_inclusive, unit)}, "
+        raise InvalidValueError(f"{name} must be a finite number{range_text(minimum, maximum, min_inclusive, max_inclusive, unit)}, "
                                 f"got {value!r}")
     return number
 
@@ -169,11 +169,11 @@ def check_integer(name: str, value: Any, minimum: int | None = None, maximum: in
         if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
             value = int(value)  # 3.0 is the integer 3; 1.7 is refused below, never truncated
         else:
-            raise InvalidTypeError(f"{name} must be an integer{_range_text(minimum, maximum, True, True, '')}, "
+            raise InvalidTypeError(f"{name} must be an integer{range_text(minimum, maximum, True, True, '')}, "
                                    f"got {type(value).__name__} {value!r}")
     number = int(value)
     if not _within(number, minimum, maximum, True, True):
-        raise InvalidValueError(f"{name} must be an integer{_range_text(minimum, maximum, True, True, '')}, got {number}")
+        raise InvalidValueError(f"{name} must be an integer{range_text(minimum, maximum, True, True, '')}, got {number}")
     return number
 
 
@@ -189,7 +189,8 @@ def _number_text(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:.10g}"
 
 
-def _range_text(minimum: float | None, maximum: float | None, min_inclusive: bool, max_inclusive: bool, unit: str) -> str:
+def range_text(minimum: float | None, maximum: float | None, min_inclusive: bool, max_inclusive: bool, unit: str = "") -> str:
+    """' in [lo, hi] unit', ' >= lo unit', ... for messages about a number's valid range ('' if unbounded)."""
     unit = f" {unit}" if unit else ""
     minimum_text = None if minimum is None else _number_text(minimum)
     maximum_text = None if maximum is None else _number_text(maximum)
