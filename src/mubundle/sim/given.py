@@ -26,7 +26,7 @@ import numpy as np
 
 from mubundle.configio import to_yaml
 from mubundle.data.batch import RaggedBatch
-from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
+from mubundle.sim.config import SimConfig
 
 PRODUCER = "mubundle simulate --primaries"
 
@@ -37,11 +37,9 @@ def primaries_from_events(conditions: np.ndarray) -> tuple[np.ndarray, np.ndarra
     energy = conditions[:, 0].astype(np.float64)
     zenith = conditions[:, 1].astype(np.float64)
     mass = np.rint(conditions[:, 2].astype(np.float64))
-    problems = {
-        "energy must be finite and > 0 GeV": ~(np.isfinite(energy) & (energy > 0)),
-        f"zenith must be in [0, {MAX_ZENITH_DEG:g} deg] (the simulator's zenith range)": ~((zenith >= 0) & (zenith <= np.radians(MAX_ZENITH_DEG))),
-        "mass must be finite and >= 1": ~(np.isfinite(mass) & (mass >= 1)),
-    }
+    from mubundle.sim.run import primary_problems  # the rules of simulate_primaries
+
+    problems = primary_problems(energy, zenith, mass)
     bad = np.zeros(energy.shape, bool)
     messages = []
     for reason, rows in problems.items():

@@ -306,6 +306,16 @@ def _simulate_into(config: SimConfig, out_dir: Path, workers: int, dask: str | N
     return [shard_path(out_dir, chunk) for chunk in range(config.n_chunks)]
 
 
+def primary_problems(energy: np.ndarray, zenith: np.ndarray, mass: np.ndarray) -> dict[str, np.ndarray]:
+    """What the simulator cannot take: {rule: (B,) bool mask of the primaries breaking it}
+    for energy (GeV), zenith (rad) and mass number A, all (B,) float64."""
+    return {
+        f"energy must be finite and in (0, {MAX_PRIMARY_ENERGY_GEV:g}] GeV": ~((energy > 0) & (energy <= MAX_PRIMARY_ENERGY_GEV)),
+        f"zenith must be in [0, {MAX_ZENITH_DEG:g} deg]": ~((zenith >= 0) & (zenith <= np.radians(MAX_ZENITH_DEG))),
+        "mass must be finite and >= 1": ~(np.isfinite(mass) & (mass >= 1)),
+    }
+
+
 def simulate_primaries(
     energy: np.ndarray,
     zenith: np.ndarray,
@@ -325,9 +335,7 @@ def simulate_primaries(
     if not (energy.shape == zenith.shape == mass.shape == depth.shape) or energy.ndim != 1:
         raise ValueError(f"energy, zenith, mass, depth must be (B,) arrays of one length, got {energy.shape}, {zenith.shape}, {mass.shape}, {depth.shape}")
     problems = {
-        f"energy must be finite and in (0, {MAX_PRIMARY_ENERGY_GEV:g}] GeV": ~((energy > 0) & (energy <= MAX_PRIMARY_ENERGY_GEV)),
-        f"zenith must be in [0, {MAX_ZENITH_DEG:g} deg]": ~((zenith >= 0) & (zenith <= np.radians(MAX_ZENITH_DEG))),
-        "mass must be finite and >= 1": ~(np.isfinite(mass) & (mass >= 1)),
+        **primary_problems(energy, zenith, mass),
         "depth must be finite and >= 0 km": ~(np.isfinite(depth) & (depth >= 0)),
     }
     for message, bad in problems.items():
