@@ -205,7 +205,7 @@ def shower_plane(x_m: np.ndarray, y_m: np.ndarray, zenith: float, azimuth: float
     momentum, z up). The basis vectors are the images of x and y under the minimal rotation that
     takes the axis to the vertical, as MuonGun's ``Muonitron::RotateToZenith``.
     """
-    ct, st, cp, sp = np.cos(zenith), np.sin(zenith), np.cos(azimuth), np.sin(azimuth)
+    ct, cp, sp = np.cos(zenith), np.cos(azimuth), np.sin(azimuth)
     u1 = (cp * cp * ct + sp * sp, sp * cp * (ct - 1.0))  # x-, y-components (the z one meets z = 0)
     u2 = (sp * cp * (ct - 1.0), sp * sp * ct + cp * cp)
     x = np.asarray(x_m, dtype=np.float64)
