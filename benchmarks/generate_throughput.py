@@ -4,7 +4,7 @@
    threads (its generator calls on worker threads, :mod:`mubundle.model.workers`; ``--workers
    1`` measures plain intra-op threading instead) for ``--events`` primaries drawn like
    ``mubundle simulate`` defaults (E0 1e4-1e7 GeV flat in log E, A in {1, 4, 14, 27, 56},
-   cos(zenith) uniform in 0-70 deg, vertical depths 1.5/2.0/2.5 km as slant depths). Model:
+   cos(zenith) uniform in 0-70 deg, vertical depths 1.5/2.0/2.5 km through the spherical overburden). Model:
    ``--model PATH``, else the shipped pretrained one if installed, else an untrained model
    with the default ModelConfig (speed does not depend on training, but the multiplicities
    of an untrained model differ; ``muons_per_event`` is reported).
@@ -66,7 +66,7 @@ def benchmark_primaries(n_events: int, seed: int) -> np.ndarray:
     cos_lo, cos_hi = np.cos(np.radians(config.zenith_range_deg[1])), np.cos(np.radians(config.zenith_range_deg[0]))
     zenith = np.arccos(rng.uniform(cos_lo, cos_hi, n_events))
     mass = rng.choice(np.asarray(MIX_MASSES, dtype=np.float64), n_events)
-    depth = rng.choice(np.asarray(config.depths_km), n_events) / np.cos(zenith)
+    depth = config.site_spec.slant_km(rng.choice(np.asarray(config.depths_km), n_events), np.cos(zenith))  # spherical overburden, as simulate
     return np.stack([energy, zenith, mass, depth], axis=1)
 
 
@@ -241,7 +241,7 @@ def time_gemms(
 def _simulate_one_shower(task: tuple[int, np.ndarray, int]) -> tuple[float, int]:
     """Worker: simulate one primary observed at ``n_depths`` depths; (seconds, events)."""
     from mubundle.sim.config import SimConfig
-    from mubundle.sim.run import simulate_showers
+    from mubundle.sim.run import simulate_showers, slant_depths_km
 
     index, row, n_depths = task
     energy, zenith, mass, slant = row
@@ -249,7 +249,7 @@ def _simulate_one_shower(task: tuple[int, np.ndarray, int]) -> tuple[float, int]
     if n_depths == 1:
         depths = np.array([[slant]])
     else:  # the mubundle simulate defaults: every shower at all configured vertical depths
-        depths = np.sort(np.asarray(config.depths_km, np.float64))[None, :] / np.cos(zenith)
+        depths = slant_depths_km(config, np.array([zenith]))  # simulate's spherical overburden
     started = time.perf_counter()
     batch = simulate_showers(
         np.array([energy]), np.array([zenith]), np.array([np.rint(mass)]), depths, config,

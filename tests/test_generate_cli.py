@@ -16,6 +16,7 @@ from mubundle.cli import main
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import read_metadata, write_shard
 from mubundle.data.sources import read_events
+from mubundle.geometry import slant_from_vertical_depth
 from mubundle.generate import api
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.config import ModelConfig
@@ -129,7 +130,9 @@ def test_vertical_depths_become_slant_depths_along_the_shower_axis(model_dir, tm
     generate("--model", model_dir, "--flux", "GST", "--events", 50, "--depths", "2.0", "--depth-kind", "vertical",
              "--energy-range", 1e4, 1e5, "--out", out)
     conditions = read_events(out).batch.conditions.astype(np.float64)
-    np.testing.assert_allclose(conditions[:, 3], 2.0 / np.cos(conditions[:, 1]), rtol=1e-5)
+    # through the spherical overburden of the model's site (default South Pole ice), as simulate
+    np.testing.assert_allclose(conditions[:, 3], slant_from_vertical_depth(conditions[:, 1], 2000.0) / 1000.0, rtol=1e-5)
+    assert read_metadata(out)["config"]["vertical_depth_site"] == "icecube"
 
 
 def test_flux_mode_without_events_is_a_clear_user_error(model_dir, tmp_path, capsys):

@@ -12,6 +12,7 @@ import torch
 
 import mubundle
 from helpers import SMALL_MODEL, make_synthetic_batch
+from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, slant_from_vertical_depth, vertical_from_slant_depth
 from mubundle.cli import main
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import default_metadata, write_shard
@@ -60,8 +61,14 @@ def test_shipped_models_record_the_training_domain_of_the_standard_dataset(name)
     assert model.name == name
     assert domain.energy_gev == (1e4, 1e7) and domain.mass_number == (1.0, 56.0)
     assert domain.zenith_rad == pytest.approx((0.0, math.radians(70.0)))
-    assert domain.vertical_depths_km == (1.5, 2.0, 2.5) and domain.vertical_depth_km == (1.5, 2.5)
+    assert domain.vertical_depths_km == (1.5, 2.0, 2.5) and domain.vertical_depth_radius_m == MUONITRON_SURFACE_RADIUS_M
     assert domain.slant_depth_km[1] == pytest.approx(2.5 / math.cos(math.radians(70.0)))
+    # the flat slant depths of the training set (2.5 km / cos 70 deg), converted back through the
+    # spherical overburden: 2.5037 km; the curved conversion of 1.5 and 2.5 km lies inside
+    flat_top = vertical_from_slant_depth(math.radians(70.0), 2500.0 / math.cos(math.radians(70.0))) / 1000.0
+    assert domain.vertical_depth_km == pytest.approx((1.5, flat_top), rel=1e-12)
+    curved = slant_from_vertical_depth(math.radians(70.0), np.array([1500.0, 2500.0])) / 1000.0
+    assert domain.check(1e5, math.radians(70.0), 1.0, curved).n_outside == 0
     assert domain.medium == "ice" and "south-pole" in domain.site and domain.command
     assert domain.to_dict()["zenith_deg"] == [0.0, 70.0]
 
@@ -84,7 +91,7 @@ def test_sampling_outside_the_domain_is_refused_with_one_line_naming_value_bound
     assert "allow_extrapolation=True / --allow-extrapolation" in message
     with pytest.raises(ValueError, match=r"zenith 1.5 rad \(85.9 deg\) is above .* 0-70 deg"):
         model.sample(1e5, 1.5, 56.0, 2.0 / math.cos(1.5), seed=1)
-    with pytest.raises(ValueError, match="vertical depth .* 3 km is above"):  # slant 3 km straight down
+    with pytest.raises(ValueError, match="vertical depth 3 km is above"):  # slant 3 km straight down
         model.sample(1e5, 0.0, 1.0, 3.0, seed=1)
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from mubundle.cli import main
+from mubundle.geometry import vertical_from_slant_depth
 from mubundle.generate.api import DEFAULT_TEACHER, shipped_model_path
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.transforms import FeatureTransform
@@ -139,7 +140,7 @@ def test_training_primaries_follow_the_simulate_defaults_or_the_given_rows():
     energy, zenith, mass, depth = drawn.T
     assert 1e4 * 0.999 <= energy.min() and energy.max() <= 1e7 * 1.001
     assert np.degrees(zenith).max() <= 70.001 and set(np.unique(mass)) == {1.0, 4.0, 14.0, 27.0, 56.0}
-    vertical = np.round(depth * np.cos(zenith), 3)
+    vertical = np.round(vertical_from_slant_depth(zenith, depth * 1000.0) / 1000.0, 3)  # spherical overburden
     assert set(np.unique(vertical)) == {1.5, 2.0, 2.5}
     assert abs(np.mean(np.log10(energy)) - 5.5) < 0.03  # flat in log10 E over 4 .. 7
 

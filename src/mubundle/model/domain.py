@@ -2,10 +2,15 @@
 
 A model directory's ``model.json`` may carry a ``domain`` section (:class:`ModelDomain`):
 the ranges of the primary energy E0 [GeV], zenith [rad; degrees repeated for readers], mass
-number A, slant depth [km] and vertical depth (slant x cos(zenith)) [km] of its training
-events, the nuclei and vertical depths it was trained at, the site and medium, the training
-data and the command that made it. Older model directories have no ``domain``: they load
-and sample unchecked.
+number A, slant depth [km] and vertical depth [km] of its training events, the nuclei and
+vertical depths it was trained at, the site and medium, the training data and the command
+that made it. Older model directories have no ``domain``: they load and sample unchecked.
+
+The vertical depth of an event is computed from its slant depth and zenith through the same
+spherical overburden the simulator uses (Muonitron's formula, :mod:`mubundle.geometry`, radius
+``vertical_depth_radius_m`` in metres of the depth unit, recorded with the domain); a domain
+recorded before that key existed has flat-Earth bounds (slant x cos(zenith)) and is checked
+with the formula its bounds were computed with.
 
 :func:`check_primaries` is the one check. ``MuonBundleModel.sample``, ``mubundle generate``
 and ``mubundle evaluate`` call it: primaries outside the domain are refused with one line
@@ -27,6 +32,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+
+from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, vertical_from_slant_depth
 
 #: Relative tolerance of the bounds: conditions are float32 (7 digits), bounds float64.
 RELATIVE_TOLERANCE = 1e-5
@@ -59,14 +66,24 @@ _VARIABLES = (
     _Variable("zenith_rad", "zenith", "rad", "{:.4g}"),
     _Variable("mass_number", "mass number A", "", "{:g}"),
     _Variable("slant_depth_km", "slant depth", "km", "{:.4g}"),
-    _Variable("vertical_depth_km", "vertical depth (slant depth x cos zenith)", "km", "{:.4g}"),
+    _Variable("vertical_depth_km", "vertical depth", "km", "{:.4g}"),
 )
 
 
-def _values(key: str, conditions: np.ndarray) -> np.ndarray:
+def vertical_depth_km(conditions: np.ndarray, radius_m: float | None) -> np.ndarray:
+    """(B,) vertical depths [km] of conditions (B, 4) [GeV, rad, A, slant km]: the inverse of the
+    spherical overburden of radius ``radius_m`` (metres of the depth unit;
+    :func:`mubundle.geometry.vertical_from_slant_depth`), or slant x cos(zenith) for ``None``
+    (the flat-Earth bounds of domains recorded before the radius was)."""
+    if radius_m is None:
+        return conditions[:, 3] * np.cos(conditions[:, 1])
+    return vertical_from_slant_depth(conditions[:, 1], conditions[:, 3] * 1000.0, float(radius_m)) / 1000.0
+
+
+def _values(key: str, conditions: np.ndarray, radius_m: float | None = None) -> np.ndarray:
     """(B,) float64 values of the checked quantity ``key`` from conditions (B, 4) [GeV, rad, A, km]."""
     if key == "vertical_depth_km":
-        return conditions[:, 3] * np.cos(conditions[:, 1])
+        return vertical_depth_km(conditions, radius_m)
     return conditions[:, {"energy_gev": 0, "zenith_rad": 1, "mass_number": 2, "slant_depth_km": 3}[key]]
 
 
@@ -138,8 +155,9 @@ class ModelDomain:
     """Where a model was trained (and so may be used). Ranges are inclusive [low, high].
 
     energy_gev: E0 [GeV]; zenith_rad: [rad]; mass_number: A; slant_depth_km: slant depth
-    along the shower axis [km]; vertical_depth_km: slant depth x cos(zenith) [km] (None: not
-    checked). nuclei: the mass numbers trained on (A between them is interpolated, and not
+    along the shower axis [km]; vertical_depth_km: vertical depth [km] (None: not checked),
+    computed through a spherical overburden of radius ``vertical_depth_radius_m`` [m of the
+    depth unit] (None: flat Earth, slant x cos(zenith), older records). nuclei: the mass numbers trained on (A between them is interpolated, and not
     refused); vertical_depths_km: the vertical depths trained at; site, medium, training_data,
     command: what a reader needs to know where the model comes from.
     """
@@ -156,6 +174,7 @@ class ModelDomain:
     training_data: str | None = None
     command: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    vertical_depth_radius_m: float | None = None
 
     def check(
         self, energy: "np.ndarray | float", zenith: "np.ndarray | float", mass: "np.ndarray | float",
@@ -175,7 +194,7 @@ class ModelDomain:
             bounds = getattr(self, variable.key)
             if bounds is None:
                 continue
-            values = _values(variable.key, conditions)
+            values = _values(variable.key, conditions, self.vertical_depth_radius_m)
             low, high = bounds
             below = ~(values >= low - RELATIVE_TOLERANCE * abs(low) - ABSOLUTE_TOLERANCE)
             above = values > high + RELATIVE_TOLERANCE * abs(high) + ABSOLUTE_TOLERANCE
@@ -201,6 +220,8 @@ class ModelDomain:
         }
         if self.vertical_depth_km is not None:
             result["vertical_depth_km"] = list(self.vertical_depth_km)
+        if self.vertical_depth_radius_m is not None:
+            result["vertical_depth_radius_m"] = self.vertical_depth_radius_m
         for key in ("nuclei", "vertical_depths_km"):
             if getattr(self, key) is not None:
                 result[key] = list(getattr(self, key))
@@ -220,7 +241,8 @@ class ModelDomain:
         if missing:
             raise ValueError(f"model domain: missing {', '.join(missing)}")
         known = {"energy_gev", "zenith_rad", "zenith_deg", "mass_number", "slant_depth_km", "vertical_depth_km",
-                 "nuclei", "vertical_depths_km", "site", "medium", "training_data", "command", "notes"}
+                 "nuclei", "vertical_depths_km", "site", "medium", "training_data", "command", "notes",
+                 "vertical_depth_radius_m"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"model domain: unknown key(s) {', '.join(unknown)}")
@@ -239,6 +261,7 @@ class ModelDomain:
             training_data=data.get("training_data"),
             command=data.get("command"),
             notes=tuple(data.get("notes", ())),
+            vertical_depth_radius_m=_radius(data.get("vertical_depth_radius_m")),
         )
 
 
@@ -273,13 +296,14 @@ def domain_of_events(
         from mubundle.sim.site import SITES
 
         medium = SITES[site].medium.name if site in SITES else None
+    radius = overburden_radius_of(site)
     depths = config.get("depths_km")
     return ModelDomain(
         energy_gev=span(conditions[:, 0]),
         zenith_rad=span(conditions[:, 1]),
         mass_number=span(conditions[:, 2]),
         slant_depth_km=span(conditions[:, 3]),
-        vertical_depth_km=span(conditions[:, 3] * np.cos(conditions[:, 1])),
+        vertical_depth_km=span(vertical_depth_km(conditions, radius)),
         nuclei=tuple(float(a) for a in distinct_mass) if len(distinct_mass) <= 16 else None,
         vertical_depths_km=None if depths is None else tuple(float(d) for d in depths),
         site=site,
@@ -287,7 +311,29 @@ def domain_of_events(
         training_data=training_data,
         command=command,
         notes=(f"ranges are the min/max of {len(conditions)} training events",),
+        vertical_depth_radius_m=radius,
     )
+
+
+def overburden_radius_of(site: str | None) -> float:
+    """Radius [m of the depth unit] of the spherical overburden of ``site``: that of
+    :data:`mubundle.sim.site.SITES` (``Site.depth_unit_radius_m``) for a simulator site, else the
+    South Pole ice's (Muonitron's radius: the original pipeline's files and older shards)."""
+    from mubundle.sim.site import SITES
+
+    return SITES[site].depth_unit_radius_m if site in SITES else MUONITRON_SURFACE_RADIUS_M
+
+
+def _radius(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        radius = float(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model domain: vertical_depth_radius_m must be a number, got {value!r}") from error
+    if not math.isfinite(radius) or radius <= 0:
+        raise ValueError(f"model domain: vertical_depth_radius_m must be finite and > 0, got {value!r}")
+    return radius
 
 
 def check_primaries(

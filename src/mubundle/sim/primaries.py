@@ -43,9 +43,10 @@ def sample_primaries_at_one_depth(
     config: SimConfig, n: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(energy GeV, zenith rad, mass A, slant depth km), each (n,): :func:`sample_primaries`,
-    then one of ``config.depths_km`` (vertical) per primary, drawn uniformly, / cos(zenith).
+    then one of ``config.depths_km`` (vertical) per primary, drawn uniformly, converted to the
+    slant depth through the site's spherical overburden (``Site.slant_km``, as ``simulate``).
     One event per primary (the demo's and distillation's primaries), where a simulated shower
     is seen at every depth."""
     energy, zenith, mass = sample_primaries(config, n, rng)
     vertical = rng.choice(np.asarray(config.depths_km, dtype=np.float64), size=n)
-    return energy, zenith, mass, vertical / np.cos(zenith)
+    return energy, zenith, mass, config.site_spec.slant_km(vertical, np.cos(zenith))

@@ -30,7 +30,7 @@ from mubundle.errors import InvalidTypeError, check_integer
 from mubundle.executors import open_executor
 from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_cascade
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
-from mubundle.sim.earth import CurvedAxes, overburden_slant_km
+from mubundle.sim.earth import CurvedAxes
 from mubundle.sim.ice import ICE_A_GEV_PER_M, ICE_B_PER_M, loss_model, propagate_in_ice
 from mubundle.sim.deflection import field_across_axis
 from mubundle.sim.interactions import get_model, model_class
@@ -153,11 +153,11 @@ def simulate_chunk(config: SimConfig, chunk: int) -> RaggedBatch:
 
 
 def slant_depths_km(config: SimConfig, zenith: np.ndarray) -> np.ndarray:
-    """(S, D) slant depths (km of the site's medium) of ``config.depths_km`` (vertical, sorted)
+    """(S, D) slant depths (km of the site's depth unit) of ``config.depths_km`` (vertical, sorted)
     for showers of ``zenith`` (rad, (S,)): the spherical overburden of the site (Muonitron's
-    formula, ``earth.overburden_slant_km``)."""
+    formula, ``Site.slant_km``; for km w.e. of rock through the sphere scaled to m w.e.)."""
     vertical = np.sort(np.asarray(config.depths_km, np.float64))
-    return overburden_slant_km(vertical[None, :], np.cos(zenith)[:, None], config.site_spec.overburden_radius_m)
+    return config.site_spec.slant_km(vertical[None, :], np.cos(zenith)[:, None])
 
 
 def chunk_metadata(config: SimConfig, chunk: int) -> dict:

@@ -42,7 +42,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M
+import numpy as np
+
+from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, slant_from_vertical_depth_cos, vertical_from_slant_depth
 
 #: CORSIKA's earth radius (m) for the CURVED option (Heck et al., CORSIKA user's guide,
 #: "CURVED": R_earth = 6371.315 km).
@@ -98,6 +100,29 @@ class Site:
     field_ut: tuple[float, float]
     overburden_radius_m: float
     description: str
+
+    @property
+    def depth_unit_radius_m(self) -> float:
+        """Radius of the overburden sphere in metres *of the depth unit* (m of medium; m w.e.
+        for standard rock): the slant formula is homogeneous of degree one in (depth, radius),
+        so a depth d in units of k metres of length each is the slant of d * k through a
+        sphere of radius r, divided by k = that of d through a sphere of radius r / k. For ice
+        and sea water k = 1; for km w.e. of rock k = 1 / 2.65 (the sphere is 2.65x larger in m w.e.)."""
+        metres_of_length_per_metre_of_depth = self.medium.gcm2_per_km / (self.medium.density_gcm3 * 1e5)
+        return self.overburden_radius_m / metres_of_length_per_metre_of_depth
+
+    def slant_km(self, vertical_km: "np.ndarray | float", cos_zenith: "np.ndarray | float") -> np.ndarray:
+        """Slant depth (km of the site's depth unit) to the vertical depth ``vertical_km`` seen at
+        ``cos_zenith`` through the site's spherical overburden (Muonitron's formula,
+        :func:`mubundle.geometry.slant_from_vertical_depth_cos`; broadcasts, float64)."""
+        vertical_m = np.asarray(vertical_km, dtype=np.float64) * 1000.0
+        return slant_from_vertical_depth_cos(cos_zenith, vertical_m, self.depth_unit_radius_m) / 1000.0
+
+    def vertical_km(self, slant_km: "np.ndarray | float", zenith_rad: "np.ndarray | float") -> np.ndarray:
+        """Inverse of :meth:`slant_km`: vertical depth (km of the depth unit) of the point
+        ``slant_km`` below the surface along ``zenith_rad`` (broadcasts, float64)."""
+        slant_m = np.asarray(slant_km, dtype=np.float64) * 1000.0
+        return vertical_from_slant_depth(zenith_rad, slant_m, self.depth_unit_radius_m) / 1000.0
 
 
 SITES: dict[str, Site] = {

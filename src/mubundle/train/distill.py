@@ -101,7 +101,8 @@ class PrimarySampler:
 
     Without ``primaries``: the distribution of the `mubundle simulate` defaults (the standard
     dataset the shipped model was trained on): E flat in log between the energy range, zenith
-    uniform in cos, masses of the mix, one of the vertical depths / cos(zenith). With
+    uniform in cos, masses of the mix, one of the vertical depths converted to slant depth
+    through the site's spherical overburden (as ``mubundle simulate``). With
     ``primaries`` (m, 4): rows drawn uniformly with replacement.
     """
 
