@@ -11,6 +11,9 @@
    single-muon fraction, mean single-muon energy, I(60)/I(0), lateral distance in two-muon
    bundles; 1 TeV muons in ice (mean after 1 km, survival after 1/2/3 km); the same in sea
    water (``anchors-water``: KM3NeT/ARCA site).
+   Every anchor carries a statistical error in the JSON (``stat_error``: the weighted-variance
+   formula, linearised for weighted means and ratios; ``bootstrap_error``: seeded bootstrap
+   over showers, 200 replicas) and every pass/fail line prints value +- error.
 5. ``geometry``: flat vs curved atmosphere (ground depth, distance to 50/150/300 g/cm^2) and
    flat vs spherical overburden per zenith: where the flat shortcut agrees within 1 %.
 
@@ -27,6 +30,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -124,8 +128,48 @@ ANCHOR_ENERGY_RANGE = (3e2, 1e9)
 MASS_TO_GROUP = {1: 0, 4: 1, 14: 2, 27: 3, 56: 4}
 
 
+BOOTSTRAP_REPLICAS = 200
+
+
 def _within(value: float, reference: float, tolerance: float) -> bool:
     return bool(abs(value / reference - 1.0) <= tolerance)
+
+
+def weighted_sum_error(contributions: np.ndarray) -> float:
+    """Statistical error of a sum of independent per-shower contributions c_i (e.g. w_i N_i for an
+    intensity): sqrt(sum c_i^2), the variance of a weighted Poisson sum."""
+    contributions = np.asarray(contributions, dtype=np.float64)
+    return float(np.sqrt(np.sum(contributions * contributions)))
+
+
+def weighted_mean_and_error(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Weighted mean m = sum w x / sum w of independent events (one per shower) and its error,
+    the linearised variance of the ratio estimator: sqrt(sum w^2 (x - m)^2) / sum w.
+
+    A fraction is the weighted mean of an indicator (x in {0, 1}). Equal weights give the
+    usual sqrt(sum (x - m)^2) / n. NaN for no events or zero total weight."""
+    values = np.asarray(values, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    total = weights.sum()
+    if values.size == 0 or not total > 0:
+        return float("nan"), float("nan")
+    mean = float((weights * values).sum() / total)
+    return mean, float(np.sqrt(np.sum(weights * weights * (values - mean) ** 2)) / total)
+
+
+def shower_bootstrap(statistic: Callable[[np.ndarray], float], n_showers: int, seed: int,
+                     replicas: int = BOOTSTRAP_REPLICAS) -> float:
+    """Standard deviation (ddof 1) of ``statistic(indices)`` over ``replicas`` resamples of the
+    ``n_showers`` showers with replacement (``indices`` (n_showers,) int; seeded: same seed, same
+    error). NaN if fewer than two replicas give a finite value."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n_showers, n_showers)) for _ in range(replicas)], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.std(ddof=1)) if values.size >= 2 else float("nan")
+
+
+def _verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
 
 
 def _run_flux_simulation(config: SimConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
@@ -194,46 +238,85 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, incline
         for d in kmwe:
             j = depths.index(round(d / rho, 6))
             sel = depth_index == j
-            wn = weights[sel] * factor[sel] * counts[sel]
+            wn = weights[sel] * factor[sel] * counts[sel]  # one event per shower at this depth
             value = wn.sum() / (area_cm2 * solid_angle)
-            error = np.sqrt((wn**2).sum()) / (area_cm2 * solid_angle)
+            error = weighted_sum_error(wn) / (area_cm2 * solid_angle)
+            boot = shower_bootstrap(lambda idx: wn[idx].sum() / (area_cm2 * solid_angle), wn.size, seed + 1000 + j)
             row = {"km_we": d, "medium_km": round(d / rho, 4), "intensity": value, "stat_error": error,
-                   "events_with_muons": int((counts[sel] > 0).sum())}
+                   "bootstrap_error": boot, "events_with_muons": int((counts[sel] > 0).sum())}
+            verdicts = []
             for ref_name, ref in (("mupage", MUPAGE), ("muongun_h4a", MUONGUN_H4A), ("daemonflux", DAEMONFLUX)):
                 if d in ref:
                     row[f"ratio_{ref_name}"] = value / ref[d]
+                    row[f"ratio_{ref_name}_stat_error"] = error / ref[d]
                     row[f"within_30_percent_{ref_name}"] = _within(value, ref[d], INTENSITY_TOLERANCE)
+                    verdicts.append(f"{ref_name} {ref[d]:.2e} ratio {value / ref[d]:.2f} +- {error / ref[d]:.2f} "
+                                    f"{_verdict(row[f'within_30_percent_{ref_name}'])}")
             rows.append(row)
-            print(f"  {flux_name} I({d} km w.e.) = {value:.3e} +- {error:.1e} cm^-2 s^-1 sr^-1 "
-                  f"(MUPAGE {MUPAGE.get(d, float('nan')):.2e}, MuonGun {MUONGUN_H4A.get(d, float('nan')):.2e}, "
-                  f"daemonflux {DAEMONFLUX.get(d, float('nan')):.2e})", flush=True)
+            print(f"  {flux_name} I({d} km w.e.) = {value:.3e} +- {error:.1e} cm^-2 s^-1 sr^-1 (+-30 %: "
+                  f"{'; '.join(verdicts)})", flush=True)
         intensity[flux_name] = rows
     out["vertical_intensity"] = intensity
 
     # single-muon fraction at 2 km w.e.; single-muon energy and two-muon lateral distance at 2 km of medium
+    # Each shower gives one event per depth, so the events at one depth are independent and the
+    # bootstrap resamples them (with the showers without muons, whose number fluctuates too).
     j2we = depths.index(round(2.0 / rho, 6))
-    sel = (depth_index == j2we) & (counts > 0)
-    single = weights[sel & (counts == 1)].sum() / weights[sel].sum()
-    out["single_muon_fraction_2kmwe"] = {"value": single, "range": list(SINGLE_FRACTION_RANGE),
-                                         "passed": bool(SINGLE_FRACTION_RANGE[0] <= single <= SINGLE_FRACTION_RANGE[1]),
-                                         "events_with_muons": int(sel.sum())}
+    at_2we = np.flatnonzero(depth_index == j2we)
+    n_2we, w_2we = counts[at_2we], weights[at_2we]
+
+    def single_fraction(idx: np.ndarray) -> float:
+        hit = n_2we[idx] > 0
+        return weighted_mean_and_error((n_2we[idx][hit] == 1).astype(np.float64), w_2we[idx][hit])[0]
+
+    hit = n_2we > 0
+    single, single_error = weighted_mean_and_error((n_2we[hit] == 1).astype(np.float64), w_2we[hit])
+    single_passed = bool(SINGLE_FRACTION_RANGE[0] <= single <= SINGLE_FRACTION_RANGE[1])
+    out["single_muon_fraction_2kmwe"] = {"value": single, "stat_error": single_error,
+                                         "bootstrap_error": shower_bootstrap(single_fraction, at_2we.size, seed + 2001),
+                                         "range": list(SINGLE_FRACTION_RANGE), "passed": single_passed,
+                                         "events_with_muons": int(hit.sum())}
     j2 = depths.index(medium_two_km)
-    singles = np.flatnonzero((depth_index == j2) & (counts == 1))
-    single_energy = muons[offsets[singles], 0]
-    mean_energy = float(np.average(single_energy, weights=weights[singles]))
-    out["single_muon_mean_energy_2km_gev"] = {"value": mean_energy, "reference": SINGLE_MEAN_ENERGY_GEV,
-                                             "passed": _within(mean_energy, SINGLE_MEAN_ENERGY_GEV, SINGLE_MEAN_ENERGY_TOLERANCE),
-                                             "events": int(singles.size)}
-    pairs = np.flatnonzero((depth_index == j2) & (counts == 2))
-    first, second = muons[offsets[pairs]], muons[offsets[pairs] + 1]
-    radius = 0.5 * (np.hypot(first[:, 1], first[:, 2]) + np.hypot(second[:, 1], second[:, 2]))
-    separation = np.hypot(first[:, 1] - second[:, 1], first[:, 2] - second[:, 2])
-    lateral = float(np.average(radius, weights=weights[pairs])) if pairs.size else float("nan")
-    out["pair_mean_distance_to_axis_2km_m"] = {"value": lateral, "range": list(PAIR_LATERAL_RANGE_M),
-                                              "passed": bool(PAIR_LATERAL_RANGE_M[0] <= lateral <= PAIR_LATERAL_RANGE_M[1]),
-                                              "events": int(pairs.size),
-                                              "mean_pair_separation_m": float(np.average(separation, weights=weights[pairs])) if pairs.size else float("nan")}
-    print(f"  single fraction {single:.3f}, single mean energy {mean_energy:.1f} GeV, pair distance to axis {lateral:.2f} m", flush=True)
+    at_2 = np.flatnonzero(depth_index == j2)
+    n_2, w_2 = counts[at_2], weights[at_2]
+    lead_energy = np.where(n_2 > 0, muons[np.minimum(offsets[at_2], len(muons) - 1), 0] if len(muons) else 0.0, np.nan)
+
+    def single_energy(idx: np.ndarray) -> float:
+        one = n_2[idx] == 1
+        return weighted_mean_and_error(lead_energy[idx][one], w_2[idx][one])[0]
+
+    one = n_2 == 1
+    mean_energy, mean_energy_error = weighted_mean_and_error(lead_energy[one], w_2[one])
+    energy_passed = _within(mean_energy, SINGLE_MEAN_ENERGY_GEV, SINGLE_MEAN_ENERGY_TOLERANCE)
+    out["single_muon_mean_energy_2km_gev"] = {"value": mean_energy, "stat_error": mean_energy_error,
+                                             "bootstrap_error": shower_bootstrap(single_energy, at_2.size, seed + 2002),
+                                             "reference": SINGLE_MEAN_ENERGY_GEV, "passed": energy_passed,
+                                             "events": int(one.sum())}
+    two = n_2 == 2
+    radius = np.full(at_2.size, np.nan)
+    separation = np.full(at_2.size, np.nan)
+    if two.any():
+        first, second = muons[offsets[at_2[two]]], muons[offsets[at_2[two]] + 1]
+        radius[two] = 0.5 * (np.hypot(first[:, 1], first[:, 2]) + np.hypot(second[:, 1], second[:, 2]))
+        separation[two] = np.hypot(first[:, 1] - second[:, 1], first[:, 2] - second[:, 2])
+
+    def pair_distance(idx: np.ndarray) -> float:
+        pair = n_2[idx] == 2
+        return weighted_mean_and_error(radius[idx][pair], w_2[idx][pair])[0]
+
+    lateral, lateral_error = weighted_mean_and_error(radius[two], w_2[two])
+    lateral_passed = bool(PAIR_LATERAL_RANGE_M[0] <= lateral <= PAIR_LATERAL_RANGE_M[1])
+    out["pair_mean_distance_to_axis_2km_m"] = {"value": lateral, "stat_error": lateral_error,
+                                              "bootstrap_error": shower_bootstrap(pair_distance, at_2.size, seed + 2003),
+                                              "range": list(PAIR_LATERAL_RANGE_M), "passed": lateral_passed,
+                                              "events": int(two.sum()),
+                                              "mean_pair_separation_m": weighted_mean_and_error(separation[two], w_2[two])[0]}
+    print(f"  single-muon fraction at 2 km w.e. {single:.3f} +- {single_error:.3f} (target {SINGLE_FRACTION_RANGE[0]}-"
+          f"{SINGLE_FRACTION_RANGE[1]}): {_verdict(single_passed)}", flush=True)
+    print(f"  single-muon mean energy at {medium_two_km:g} km {mean_energy:.1f} +- {mean_energy_error:.1f} GeV "
+          f"(target {SINGLE_MEAN_ENERGY_GEV:g} +- {SINGLE_MEAN_ENERGY_TOLERANCE:.0%}): {_verdict(energy_passed)}", flush=True)
+    print(f"  two-muon mean distance to axis at {medium_two_km:g} km {lateral:.2f} +- {lateral_error:.2f} m "
+          f"(target {PAIR_LATERAL_RANGE_M[0]:g}-{PAIR_LATERAL_RANGE_M[1]:g} m): {_verdict(lateral_passed)}", flush=True)
 
     if not inclined_run:
         return out
@@ -242,14 +325,27 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, incline
     cond60, counts60, weights60, _, _, cpu60 = _run_flux_simulation(inclined)
     out["inclined_cpu_seconds"] = cpu60
     band = 2 * np.pi * (np.cos(np.radians(59.0)) - np.cos(np.radians(61.0)))
-    i60 = (weights60 * counts60).sum() / (area_cm2 * band)
-    i60_error = np.sqrt(((weights60 * counts60) ** 2).sum()) / (area_cm2 * band)
+    wn60 = weights60 * counts60
+    i60 = wn60.sum() / (area_cm2 * band)
+    i60_error = weighted_sum_error(wn60) / (area_cm2 * band)
     i0 = next(r for r in intensity["H3a"] if r["km_we"] == 2.0)
     ratio = i60 / i0["intensity"]
+    # the two runs are independent: relative errors add in quadrature
     ratio_error = ratio * np.hypot(i60_error / i60 if i60 > 0 else 0.0, i0["stat_error"] / i0["intensity"])
-    out["ratio_60_0_2kmwe"] = {"value": ratio, "stat_error": ratio_error, "intensity_60": i60, "reference": RATIO_60_0,
-                               "passed": _within(ratio, RATIO_60_0, RATIO_60_0_TOLERANCE)}
-    print(f"  I(60)/I(0) at 2 km w.e. = {ratio:.3f} +- {ratio_error:.3f} (reference {RATIO_60_0})", flush=True)
+    wn0 = weights[at_2we] * counts[at_2we]
+
+    def ratio_replica(idx: np.ndarray) -> float:  # resample both runs' showers (independent streams)
+        idx60 = shower_rng.integers(0, wn60.size, wn60.size)
+        return (wn60[idx60].sum() / band) / (wn0[idx].sum() / solid_angle)
+
+    shower_rng = np.random.default_rng(seed + 2004)
+    ratio_passed = _within(ratio, RATIO_60_0, RATIO_60_0_TOLERANCE)
+    out["ratio_60_0_2kmwe"] = {"value": ratio, "stat_error": ratio_error,
+                               "bootstrap_error": shower_bootstrap(ratio_replica, wn0.size, seed + 2005),
+                               "intensity_60": i60, "intensity_60_stat_error": i60_error, "reference": RATIO_60_0,
+                               "passed": ratio_passed}
+    print(f"  I(60)/I(0) at 2 km w.e. = {ratio:.3f} +- {ratio_error:.3f} (target {RATIO_60_0} +- "
+          f"{RATIO_60_0_TOLERANCE:.0%}): {_verdict(ratio_passed)}", flush=True)
     return out
 
 
@@ -264,10 +360,13 @@ def single_muon_anchors(seed: int) -> dict:
         after = {km: propagate_muons(energies, 1000.0 * km * scale, seed + int(km), medium=medium) for km in (1, 2, 3)}
         survival = {km: float((after[km] > 0).mean()) for km in (1, 2, 3)}
         mean = float(after[1].mean())
+        n = energies.size
         out[medium.name] = {
             "distance_per_ice_km_m": 1000.0 * scale,
-            "mean_after_1km_gev": mean, "mean_passed": _within(mean, 522.0, 0.08),
+            "mean_after_1km_gev": mean, "mean_after_1km_stat_error_gev": float(after[1].std(ddof=1) / np.sqrt(n)),
+            "mean_passed": _within(mean, 522.0, 0.08),
             "survival": survival,
+            "survival_stat_error": {km: float(np.sqrt(p * (1.0 - p) / n)) for km, p in survival.items()},  # binomial
             "survival_passed": {1: 0.94 <= survival[1] <= 1.0, 2: 0.72 <= survival[2] <= 0.92, 3: 0.15 <= survival[3] <= 0.45},
         }
     return out

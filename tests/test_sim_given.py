@@ -123,3 +123,24 @@ def test_a_version_1_dataset_stays_readable_but_is_not_continued(tmp_path):
     assert len(read_shard(shard)) == 1
     with pytest.raises(ValueError, match="simulator version 1"):
         simulate_dataset(config, tmp_path / "d")
+
+
+@pytest.mark.parametrize("site, continued", [("icecube", True), ("km3net-arca", False)])
+def test_a_version_3_dataset_is_continued_only_where_version_4_gives_the_same_showers(tmp_path, site, continued):
+    from dataclasses import replace
+
+    from mubundle.sim.config import SimConfig
+    from mubundle.sim.run import simulate_dataset
+
+    config = replace(SimConfig(showers=2, energy_range=(1e4, 1e4), depths_km=(0.0,), min_energy=20.0, site=site),
+                     showers_per_chunk=1)
+    simulate_dataset(config, tmp_path / "d")
+    shard = shard_path(tmp_path / "d", 0)
+    write_shard(read_shard(shard), shard, dict(read_metadata(shard), simulator_version=3))  # as version 3 wrote it
+    shard_path(tmp_path / "d", 1).unlink()
+    if continued:  # the sea-water and rock constants changed in version 4, the South Pole ice did not
+        simulate_dataset(config, tmp_path / "d")
+        assert shard_path(tmp_path / "d", 1).exists()
+    else:
+        with pytest.raises(ValueError, match="simulator version 3"):
+            simulate_dataset(config, tmp_path / "d")

@@ -1,10 +1,12 @@
 """Muon propagation through ice: continuous ionisation plus stochastic radiative losses.
 
 Mean loss -dE/dx = a + b E with a = 0.24 GeV/m and b = 3.3e-4 /m (IceCube, JINST 9 (2014)
-P03009; see PHYSICS.md). The radiative part b is split over three processes with the
-approximate relative weights in water/ice at TeV energies (Groom, Mokhov, Striganov,
-At. Data Nucl. Data Tables 78 (2001) 183): bremsstrahlung 0.33, e+e- pair production 0.50,
-photonuclear 0.17. Each process has a scale-invariant spectrum in the relative energy
+P03009; see PHYSICS.md). The radiative part b is split over three processes with fixed
+relative weights: bremsstrahlung 0.33, e+e- pair production 0.50, photonuclear 0.17. These
+are the shares in ice at 100 TeV - 1 PeV (muon table of ice, PUMAS v1.1 recomputation of
+Groom, Mokhov, Striganov, At. Data Nucl. Data Tables 78 (2001) 183: 0.35 / 0.48 / 0.17 at
+100 TeV, 0.35 / 0.51 / 0.14 at 1 PeV); at 1-10 TeV the table gives 0.37 / 0.37 / 0.26 (more
+photonuclear, less pair), so the stochastic part of the losses of TeV muons is approximated. Each process has a scale-invariant spectrum in the relative energy
 transfer v = dE/E:
 
 - bremsstrahlung ~ (4/3 (1 - v) + v^2) / v  (complete screening, Tsai, Rev. Mod. Phys. 46 (1974) 815)

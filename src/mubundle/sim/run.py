@@ -35,7 +35,7 @@ from mubundle.sim.ice import ICE_A_GEV_PER_M, ICE_B_PER_M, loss_model, propagate
 from mubundle.sim.deflection import field_across_axis
 from mubundle.sim.interactions import get_model, model_class
 from mubundle.sim.primaries import sample_primaries
-from mubundle.sim.version import SIMULATOR_VERSION, UNVERSIONED
+from mubundle.sim.version import SIMULATOR_VERSION, UNVERSIONED, continues
 
 PRODUCER = "mubundle simulate"
 
@@ -232,7 +232,7 @@ def pending_chunks(config: SimConfig, out_dir: Path, primaries_sha256: str | Non
         metadata = read_metadata(path)
         found = metadata.get("config")
         version = metadata.get("simulator_version", UNVERSIONED)
-        if version != SIMULATOR_VERSION:
+        if not continues(version, config.site):  # same version, or bit-identical at this site (version.py)
             raise ValueError(
                 f"{path} was written by simulator version {version}, this is version {SIMULATOR_VERSION}; "
                 "its shards stay readable, but continuing would mix two simulators: use a new --out"
