@@ -336,7 +336,8 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, incline
 
     def ratio_replica(idx: np.ndarray) -> float:  # resample both runs' showers (independent streams)
         idx60 = shower_rng.integers(0, wn60.size, wn60.size)
-        return (wn60[idx60].sum() / band) / (wn0[idx].sum() / solid_angle)
+        denominator = wn0[idx].sum() / solid_angle
+        return (wn60[idx60].sum() / band) / denominator if denominator > 0 else float("nan")
 
     shower_rng = np.random.default_rng(seed + 2004)
     ratio_passed = _within(ratio, RATIO_60_0, RATIO_60_0_TOLERANCE)
