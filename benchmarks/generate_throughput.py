@@ -4,8 +4,8 @@
    threads (its generator calls on worker threads, :mod:`mubundle.model.workers`; ``--workers
    1`` measures plain intra-op threading instead) for ``--events`` primaries drawn like
    ``mubundle simulate`` defaults (E0 1e4-1e7 GeV flat in log E, A in {1, 4, 14, 27, 56},
-   cos(zenith) uniform in 0-70 deg, vertical depths 1.5/2.0/2.5 km through the spherical overburden). Model:
-   ``--model PATH``, else the shipped pretrained one if installed, else an untrained model
+   cos(zenith) uniform in 0-70 deg, vertical depths 1.5/2.0/2.5 km through the spherical
+   overburden). Model: ``--model PATH``, else the shipped pretrained one if installed, else an untrained model
    with the default ModelConfig (speed does not depend on training, but the multiplicities
    of an untrained model differ; ``muons_per_event`` is reported).
 2. ``gemm_bound``: every dense matmul of that sampling run (aten ``mm`` / ``addmm`` /
@@ -66,7 +66,8 @@ def benchmark_primaries(n_events: int, seed: int) -> np.ndarray:
     cos_lo, cos_hi = np.cos(np.radians(config.zenith_range_deg[1])), np.cos(np.radians(config.zenith_range_deg[0]))
     zenith = np.arccos(rng.uniform(cos_lo, cos_hi, n_events))
     mass = rng.choice(np.asarray(MIX_MASSES, dtype=np.float64), n_events)
-    depth = config.site_spec.slant_km(rng.choice(np.asarray(config.depths_km), n_events), np.cos(zenith))  # spherical overburden, as simulate
+    vertical = rng.choice(np.asarray(config.depths_km), n_events)
+    depth = config.site_spec.slant_km(vertical, np.cos(zenith))  # spherical overburden, as simulate
     return np.stack([energy, zenith, mass, depth], axis=1)
 
 

@@ -157,9 +157,10 @@ class ModelDomain:
     energy_gev: E0 [GeV]; zenith_rad: [rad]; mass_number: A; slant_depth_km: slant depth
     along the shower axis [km]; vertical_depth_km: vertical depth [km] (None: not checked),
     computed through a spherical overburden of radius ``vertical_depth_radius_m`` [m of the
-    depth unit] (None: flat Earth, slant x cos(zenith), older records). nuclei: the mass numbers trained on (A between them is interpolated, and not
-    refused); vertical_depths_km: the vertical depths trained at; site, medium, training_data,
-    command: what a reader needs to know where the model comes from.
+    depth unit] (None: flat Earth, slant x cos(zenith), older records). nuclei: the mass
+    numbers trained on (A between them is interpolated, and not refused); vertical_depths_km:
+    the vertical depths trained at; site, medium, training_data, command: what a reader needs
+    to know where the model comes from.
     """
 
     energy_gev: tuple[float, float]
