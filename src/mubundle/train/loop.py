@@ -39,7 +39,7 @@ from mubundle.data.sources import read_events
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.config import differing_model_fields
 from mubundle.model.critic import BundleCritic
-from mubundle.model.domain import ModelDomain, domain_of_events, read_domain
+from mubundle.model.domain import ModelDomain, domain_of_events, generation_ranges, read_domain
 from mubundle.model.transforms import FeatureTransform
 from mubundle.train import distributed
 from mubundle.train.checkpoint import (
@@ -123,21 +123,40 @@ def fit_transform(data_paths: Sequence[str | os.PathLike], n_events: int) -> Fea
 
 
 def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os.PathLike]) -> ModelDomain:
-    """The domain an export records: min/max of the conditions (B, 4) of the events read to fit
-    the transform (the first ``transform_fit_events`` of the data), the site from the first
-    file's metadata (native shards of ``mubundle simulate``; other layouts: not recorded)."""
+    """The domain an export records (:func:`mubundle.model.domain.domain_of_events`): the
+    min/max of the conditions (B, 4) of the events read to fit the transform (the first
+    ``transform_fit_events`` of the data) joined with the ranges every file was simulated over
+    (native metadata of ``mubundle simulate``: energy, zenith, vertical depths), the site and
+    medium from the metadata. Data of more than one site is refused here, naming the sites
+    (:func:`mubundle.data.sites.require_one_site`), before anything is trained."""
     from mubundle.data.native import read_metadata
-    from mubundle.data.sources import expand_paths
+    from mubundle.data.sites import require_one_site
+    from mubundle.data.sources import DataFileError, detect_layout, expand_paths
 
-    file_config: dict[str, Any] = {}
-    try:
-        first = expand_paths(data_paths)[0]
-        file_config = dict(read_metadata(first).get("config") or {})
-    except (IndexError, OSError, ValueError) as error:  # legacy layouts, unreadable: the ranges still hold
-        logger.info("model domain: no file metadata for the site (%s)", error)
+    files: list[tuple[str, str]] = []
+    metadata: list[dict[str, Any]] = []
+    for path in expand_paths(data_paths):
+        try:
+            layout = detect_layout(path)
+        except (DataFileError, OSError, ValueError) as error:  # unreadable files are reported by the readers
+            logger.info("model domain: layout of %s unknown (%s)", path, error)
+            continue
+        files.append((str(path), layout))
+        if layout == "native":
+            try:
+                entry = read_metadata(path)
+            except (OSError, ValueError) as error:  # the ranges of the events still hold
+                logger.info("model domain: no metadata in %s (%s)", path, error)
+                entry = {}
+            metadata.append(entry if isinstance(entry, dict) else {})
+    site = require_one_site(files)
+    file_config: dict[str, Any] = dict((metadata[0].get("config") or {}) if metadata else {})
+    if metadata and (metadata[0].get("site") or file_config.get("site")):
+        file_config["site"] = site
+    generated = generation_ranges(metadata) if len(metadata) == len(files) else None
     sources = " ".join(str(p) for p in data_paths)
     return domain_of_events(loaded_conditions, training_data=sources, command=f"mubundle train --data {sources}",
-                            file_config=file_config)
+                            file_config=file_config, generated=generated)
 
 
 def fit_transform_and_domain(data_paths: Sequence[str | os.PathLike], n_events: int) -> tuple[FeatureTransform, ModelDomain]:
