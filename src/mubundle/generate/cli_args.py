@@ -57,7 +57,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     flux.add_argument("--depths", type=parse_depths, default=_FLUX_DEFAULTS.depths_km, metavar="KM,...",
                       help="observation depths [km]; one event per primary and depth")
     flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=_FLUX_DEFAULTS.depth_kind,
-                      help="--depths are slant depths along the axis, or vertical depths (slant = vertical / cos zenith)")
+                      help="--depths are slant depths along the axis, or vertical depths (converted through the curved overburden the model was trained with; vertical / cos zenith for models without one)")
     flux.add_argument("--area", type=_AREA_M2, default=_FLUX_DEFAULTS.area_m2,
                       help="area [m^2] of the disc perpendicular to the shower axis the weights refer to")
     flux.add_argument("--generation-gamma", type=_SPECTRAL_INDEX, default=_FLUX_DEFAULTS.generation_gamma,

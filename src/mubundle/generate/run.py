@@ -34,7 +34,7 @@ from mubundle.generate.flux import (
 )
 from mubundle.generate.output import FORMATS, EventFileWriter
 from mubundle.generate.primaries import PrimaryReadReport, iter_primaries
-from mubundle.model.domain import check_primaries
+from mubundle.model.domain import check_primaries, slant_depth_km
 from mubundle.generate.tasks import ModelRef, require_model_ref, sample_chunk_job, sample_conditions  # noqa: F401 (sample_conditions: API)
 from mubundle.sim.config import SimConfig
 
@@ -86,6 +86,13 @@ def check_domain(model: Sampler | ModelRef, conditions: np.ndarray, allow_extrap
     sampler = model.load()[0] if isinstance(model, ModelRef) else model
     domain, name = getattr(sampler, "domain", None), getattr(sampler, "name", "model")
     return check_primaries(domain, conditions, name, allow_extrapolation, warn=False).n_outside
+
+
+def overburden_radius_of(model: Sampler | ModelRef) -> float | None:
+    """The overburden radius [m] the model's training slant depths were made with (its domain's
+    ``overburden_radius_m``), None for models without one (vertical depths then convert flat)."""
+    sampler = model.load()[0] if isinstance(model, ModelRef) else model
+    return getattr(getattr(sampler, "domain", None), "overburden_radius_m", None)
 
 
 def report_extrapolation(model: Sampler | ModelRef, extrapolated: int, events: int) -> None:
@@ -208,18 +215,21 @@ def generate_from_primaries(
     )
 
 
-def slant_depths(depths_km: np.ndarray, zenith: np.ndarray, depth_kind: str) -> np.ndarray:
+def slant_depths(depths_km: np.ndarray, zenith: np.ndarray, depth_kind: str,
+                 overburden_radius_m: float | None = None) -> np.ndarray:
     """(n, d) slant depths [km] of each primary at each requested depth.
 
     ``depth_kind="slant"``: the depths are slant depths already (the event schema);
-    ``"vertical"``: vertical depths below the surface, slant = vertical / cos(zenith)
-    (flat Earth and flat ice surface).
+    ``"vertical"``: vertical depths below the surface, converted through the spherical
+    overburden of radius ``overburden_radius_m`` [m] (Muonitron's formula, as ``mubundle
+    simulate`` makes the slant depths a model is trained on; the model's domain records the
+    radius), or as vertical / cos(zenith) (flat) when None (models without a recorded radius).
     """
     depths_km = np.asarray(depths_km, dtype=np.float64)
     if depth_kind == "slant":
         return np.broadcast_to(depths_km, (len(zenith), len(depths_km))).copy()
     if depth_kind == "vertical":
-        return depths_km[None, :] / np.cos(zenith)[:, None]
+        return slant_depth_km(np.asarray(zenith, dtype=np.float64)[:, None], depths_km[None, :], overburden_radius_m)
     raise ValueError(f"depth kind must be 'slant' or 'vertical', got {depth_kind!r}")
 
 
@@ -312,6 +322,7 @@ def generate_from_flux(
     file_metadata = default_metadata("mubundle generate --flux", config=config)
     rate = 0.0
     extrapolated = 0
+    radius = overburden_radius_of(model)
 
     def jobs() -> Iterator[tuple]:
         nonlocal rate, extrapolated
@@ -324,7 +335,7 @@ def generate_from_flux(
                 seed=primaries_seed, generation_gamma=settings.generation_gamma, normalisation_events=settings.events,
             )
             rate += float(primaries.weight.sum())
-            depths = slant_depths(np.asarray(settings.depths_km), primaries.zenith, settings.depth_kind)
+            depths = slant_depths(np.asarray(settings.depths_km), primaries.zenith, settings.depth_kind, radius)
             conditions = np.stack(
                 [
                     np.repeat(primaries.energy, n_depths),
