@@ -122,13 +122,12 @@ def fit_transform(data_paths: Sequence[str | os.PathLike], n_events: int) -> Fea
     return fit_transform_and_domain(data_paths, n_events)[0]
 
 
-def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os.PathLike]) -> ModelDomain:
-    """The domain an export records (:func:`mubundle.model.domain.domain_of_events`): the
-    min/max of the conditions (B, 4) of the events read to fit the transform (the first
-    ``transform_fit_events`` of the data) joined with the ranges every file was simulated over
-    (native metadata of ``mubundle simulate``: energy, zenith, vertical depths), the site and
-    medium from the metadata. Data of more than one site is refused here, naming the sites
-    (:func:`mubundle.data.sites.require_one_site`), before anything is trained."""
+def training_provenance(data_paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """What the training files' metadata says about the domain, read before any event:
+    ``file_config`` (the first native file's ``config``, its ``site`` the one site of all files)
+    and ``generated`` (:func:`mubundle.model.domain.generation_ranges` of all files, None unless
+    every file is a sampled ``mubundle simulate`` shard). Data of more than one site is refused
+    here with one line naming the sites (:func:`mubundle.data.sites.require_one_site`)."""
     from mubundle.data.native import read_metadata
     from mubundle.data.sites import require_one_site
     from mubundle.data.sources import DataFileError, detect_layout, expand_paths
@@ -153,14 +152,27 @@ def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os
     file_config: dict[str, Any] = dict((metadata[0].get("config") or {}) if metadata else {})
     if metadata and (metadata[0].get("site") or file_config.get("site")):
         file_config["site"] = site
-    generated = generation_ranges(metadata) if len(metadata) == len(files) else None
+    generated = generation_ranges(metadata) if files and len(metadata) == len(files) else None
+    return {"file_config": file_config, "generated": generated}
+
+
+def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os.PathLike],
+                    provenance: dict[str, Any] | None = None) -> ModelDomain:
+    """The domain an export records (:func:`mubundle.model.domain.domain_of_events`): the
+    min/max of the conditions (B, 4) of the events read to fit the transform (the first
+    ``transform_fit_events`` of the data) joined with the ranges every file was simulated over
+    (native metadata of ``mubundle simulate``: energy, zenith, vertical depths), the site and
+    medium from the metadata (``provenance``: :func:`training_provenance`, read if None)."""
+    provenance = training_provenance(data_paths) if provenance is None else provenance
     sources = " ".join(str(p) for p in data_paths)
     return domain_of_events(loaded_conditions, training_data=sources, command=f"mubundle train --data {sources}",
-                            file_config=file_config, generated=generated)
+                            file_config=provenance["file_config"], generated=provenance["generated"])
 
 
 def fit_transform_and_domain(data_paths: Sequence[str | os.PathLike], n_events: int) -> tuple[FeatureTransform, ModelDomain]:
-    """:func:`fit_transform` and the :func:`training_domain` of the same events."""
+    """:func:`fit_transform` and the :func:`training_domain` of the same events; a training set
+    mixing sites is refused before any event is read."""
+    provenance = training_provenance(data_paths)
     loaded = read_events(data_paths, max_events=n_events)
     for failed in loaded.failed_files:
         logger.warning("transform fit: skipped unreadable file %s: %s", failed["path"], failed["error"])
@@ -169,7 +181,7 @@ def fit_transform_and_domain(data_paths: Sequence[str | os.PathLike], n_events: 
     if len(loaded.batch) == 0:
         raise ValueError(f"no valid events found in {', '.join(redact_paths(data_paths))} to fit the feature transform")
     logger.info("fitted feature transform on %d events, %d muons", len(loaded.batch), loaded.batch.n_muons)
-    return FeatureTransform.fit(loaded.batch), training_domain(loaded.batch.conditions, data_paths)
+    return FeatureTransform.fit(loaded.batch), training_domain(loaded.batch.conditions, data_paths, provenance)
 
 
 def load_initial_model(config: TrainConfig) -> MuonBundleModel:
