@@ -124,6 +124,23 @@ ANCHOR_ENERGY_RANGE = (3e2, 1e9)
 MASS_TO_GROUP = {1: 0, 4: 1, 14: 2, 27: 3, 56: 4}
 
 
+def muon_intensity(weights_hz: np.ndarray, counts: np.ndarray, area_m2: float,
+                   zenith_range_rad: tuple[float, float]) -> tuple[float, float]:
+    """Muon intensity [cm^-2 s^-1 sr^-1] and its statistical error from flux-weighted events.
+
+    ``weights_hz`` (B,): each event's rate (Hz) through a disc of ``area_m2`` perpendicular to
+    the shower axis (``simulate --flux`` / ``generate --flux``, docs/generation.md); ``counts``
+    (B,): muons of each event; the events are those of ONE depth whose zenith lies in
+    ``zenith_range_rad`` (directions uniform in cos zenith over the band). Muons, not bundles:
+    I = sum_i w_i N_i / (A Omega), error sqrt(sum_i (w_i N_i)^2) / (A Omega), with
+    Omega = 2 pi (cos lo - cos hi) the band's solid angle.
+    """
+    solid_angle = 2 * np.pi * (np.cos(zenith_range_rad[0]) - np.cos(zenith_range_rad[1]))
+    area_cm2 = area_m2 * 1e4
+    weighted = np.asarray(weights_hz, dtype=np.float64) * np.asarray(counts, dtype=np.float64)
+    return float(weighted.sum() / (area_cm2 * solid_angle)), float(np.sqrt((weighted**2).sum()) / (area_cm2 * solid_angle))
+
+
 def _within(value: float, reference: float, tolerance: float) -> bool:
     return bool(abs(value / reference - 1.0) <= tolerance)
 
@@ -182,8 +199,6 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, incline
     out["vertical_cpu_seconds"] = cpu
     n_depths = len(depths)
     depth_index = np.arange(len(counts)) % n_depths
-    solid_angle = 2 * np.pi * (1 - np.cos(np.radians(5.0)))
-    area_cm2 = vertical.area_m2 * 1e4
     factors = {"H3a": np.ones(len(counts))}
     gsf = _gsf_factor(cond)
     if gsf is not None:
@@ -194,9 +209,7 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, incline
         for d in kmwe:
             j = depths.index(round(d / rho, 6))
             sel = depth_index == j
-            wn = weights[sel] * factor[sel] * counts[sel]
-            value = wn.sum() / (area_cm2 * solid_angle)
-            error = np.sqrt((wn**2).sum()) / (area_cm2 * solid_angle)
+            value, error = muon_intensity(weights[sel] * factor[sel], counts[sel], vertical.area_m2, (0.0, np.radians(5.0)))
             row = {"km_we": d, "medium_km": round(d / rho, 4), "intensity": value, "stat_error": error,
                    "events_with_muons": int((counts[sel] > 0).sum())}
             for ref_name, ref in (("mupage", MUPAGE), ("muongun_h4a", MUONGUN_H4A), ("daemonflux", DAEMONFLUX)):
@@ -241,9 +254,7 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, incline
     print(f"anchors {site_name}: 59-61 deg at 2 km w.e. vertical, {showers} showers", flush=True)
     cond60, counts60, weights60, _, _, cpu60 = _run_flux_simulation(inclined)
     out["inclined_cpu_seconds"] = cpu60
-    band = 2 * np.pi * (np.cos(np.radians(59.0)) - np.cos(np.radians(61.0)))
-    i60 = (weights60 * counts60).sum() / (area_cm2 * band)
-    i60_error = np.sqrt(((weights60 * counts60) ** 2).sum()) / (area_cm2 * band)
+    i60, i60_error = muon_intensity(weights60, counts60, inclined.area_m2, (np.radians(59.0), np.radians(61.0)))
     i0 = next(r for r in intensity["H3a"] if r["km_we"] == 2.0)
     ratio = i60 / i0["intensity"]
     ratio_error = ratio * np.hypot(i60_error / i60 if i60 > 0 else 0.0, i0["stat_error"] / i0["intensity"])
