@@ -34,8 +34,10 @@ def test_the_simulator_intensity_is_sum_w_n_over_area_and_band_and_the_model_is_
     weights = rng.uniform(1e-6, 1e-5, n)
     batch = RaggedBatch(conditions.astype(np.float32), counts, muons.astype(np.float32), weights=weights)
     config = {"flux": "H3a", "area_m2": 2.0, "energy_range": [1e3, 1e5], "zenith_range_deg": [0.0, 60.0],
-              "depths_km": [1.5, 2.5], "site": "icecube"}
-    write_shard(batch, tmp_path / "data" / "part-00000.parquet", {"producer": "mubundle simulate", "config": config})
+              "depths_km": [1.5, 2.5], "site": "icecube", "showers": 400}
+    # one shard of 200 showers of a 400-shower dataset: its weights sum to half the rate
+    write_shard(batch, tmp_path / "data" / "part-00000.parquet",
+                {"producer": "mubundle simulate", "config": config, "showers": [0, 199]})
     torch.manual_seed(0)
     MuonBundleModel(SMALL_MODEL, FeatureTransform.fit(make_synthetic_batch(200, seed=1))).save(tmp_path / "model")
     run = subprocess.run([sys.executable, str(SCRIPT), "--data", str(tmp_path / "data"), "--model", str(tmp_path / "model"),
@@ -47,13 +49,14 @@ def test_the_simulator_intensity_is_sum_w_n_over_area_and_band_and_the_model_is_
     omega = 2 * math.pi * (1 - math.cos(band))
     for row, depth in zip(result["depths"], (1.5, 2.5)):
         selected = (zenith <= band) & (vertical == depth)
-        expected = (weights[selected] * counts[selected]).sum() / (2.0 * 1e4 * omega)
+        expected = 2 * (weights[selected] * counts[selected]).sum() / (2.0 * 1e4 * omega)
         assert row["vertical_depth_km"] == depth and row["simulator_events"] == int(selected.sum())
         assert row["simulator_intensity"] == pytest.approx(expected, rel=1e-5)
         refused = sum(result["model_rejected"].values())  # an untrained model's muons above E0, counted
         assert 300 - refused <= row["model_events"] <= 300 and row["model_intensity"] >= 0
         assert row["ratio"] == pytest.approx(row["model_intensity"] / row["simulator_intensity"])
     assert "--flux H3a --events 300" in result["generate_command"] and "--depth-kind vertical" in result["generate_command"]
+    assert result["showers_read"] == 200 and result["showers_in_dataset"] == 400
     assert result["energy_range_gev"] == [1e3, 1e5] and result["zenith_band_deg"] == [0.0, 30.0]
 
 
