@@ -27,3 +27,13 @@ def test_train_on_two_sites_is_one_line_naming_them(tmp_path, capsys):
     assert len(errors) == 1
     assert "mixes observation sites: icecube (e.g. " in errors[0] and "km3net-arca (e.g. " in errors[0]
     assert not list(run.glob("checkpoints/*"))  # nothing trained
+
+
+def test_validation_data_of_another_site_is_refused_naming_both(tmp_path, capsys):
+    ice, sea = _dataset(tmp_path / "ice", "icecube"), _dataset(tmp_path / "sea", "km3net-arca")
+    code = main(["train", "--data", str(ice), "--validation", str(sea), "--run", str(tmp_path / "run"),
+                 "--max-steps", "2", "--batch-size", "8"])
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "the training and validation data mix observation sites: icecube" in errors[0]
+    assert "km3net-arca (e.g. " in errors[0]

@@ -474,6 +474,10 @@ def _train(
     validation: CountSample | None = None
     validation_report: dict[str, Any] | None = None
     if validation_paths:
+        from mubundle.data.sites import site_of_paths
+
+        # validation events of another site would pick the checkpoint by another medium's physics
+        site_of_paths([*data_paths, *validation_paths], what="the training and validation data mix")
         # every rank loads the same events; only rank 0 writes the quarantine file
         quarantine = run_dir / QUARANTINE_DIR / "validation.parquet" if context.is_main else None
         validation, validation_report = load_count_sample(validation_paths, "validation", device, quarantine)
