@@ -129,6 +129,21 @@ MASS_TO_GROUP = {1: 0, 4: 1, 14: 2, 27: 3, 56: 4}
 
 
 BOOTSTRAP_REPLICAS = 200
+def muon_intensity(weights_hz: np.ndarray, counts: np.ndarray, area_m2: float,
+                   zenith_range_rad: tuple[float, float]) -> tuple[float, float]:
+    """Muon intensity [cm^-2 s^-1 sr^-1] and its statistical error from flux-weighted events.
+
+    ``weights_hz`` (B,): each event's rate (Hz) through a disc of ``area_m2`` perpendicular to
+    the shower axis (``simulate --flux`` / ``generate --flux``, docs/generation.md); ``counts``
+    (B,): muons of each event; the events are those of ONE depth whose zenith lies in
+    ``zenith_range_rad`` (directions uniform in cos zenith over the band). Muons, not bundles:
+    I = sum_i w_i N_i / (A Omega), error sqrt(sum_i (w_i N_i)^2) / (A Omega), with
+    Omega = 2 pi (cos lo - cos hi) the band's solid angle.
+    """
+    solid_angle = 2 * np.pi * (np.cos(zenith_range_rad[0]) - np.cos(zenith_range_rad[1]))
+    area_cm2 = area_m2 * 1e4
+    weighted = np.asarray(weights_hz, dtype=np.float64) * np.asarray(counts, dtype=np.float64)
+    return float(weighted.sum() / (area_cm2 * solid_angle)), weighted_sum_error(weighted) / (area_cm2 * solid_angle)
 
 
 def _within(value: float, reference: float, tolerance: float) -> bool:
@@ -226,8 +241,6 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, incline
     out["vertical_cpu_seconds"] = cpu
     n_depths = len(depths)
     depth_index = np.arange(len(counts)) % n_depths
-    solid_angle = 2 * np.pi * (1 - np.cos(np.radians(5.0)))
-    area_cm2 = vertical.area_m2 * 1e4
     factors = {"H3a": np.ones(len(counts))}
     gsf = _gsf_factor(cond)
     if gsf is not None:
@@ -238,10 +251,11 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, incline
         for d in kmwe:
             j = depths.index(round(d / rho, 6))
             sel = depth_index == j
+            band = (0.0, np.radians(5.0))
+            value, error = muon_intensity(weights[sel] * factor[sel], counts[sel], vertical.area_m2, band)
             wn = weights[sel] * factor[sel] * counts[sel]  # one event per shower at this depth
-            value = wn.sum() / (area_cm2 * solid_angle)
-            error = weighted_sum_error(wn) / (area_cm2 * solid_angle)
-            boot = shower_bootstrap(lambda idx: wn[idx].sum() / (area_cm2 * solid_angle), wn.size, seed + 1000 + j)
+            per_hz = 1.0 / (vertical.area_m2 * 1e4 * 2 * np.pi * (1.0 - np.cos(band[1])))  # Hz -> cm^-2 s^-1 sr^-1
+            boot = shower_bootstrap(lambda idx: wn[idx].sum() * per_hz, wn.size, seed + 1000 + j)
             row = {"km_we": d, "medium_km": round(d / rho, 4), "intensity": value, "stat_error": error,
                    "bootstrap_error": boot, "events_with_muons": int((counts[sel] > 0).sum())}
             verdicts = []
@@ -324,14 +338,16 @@ def depth_anchors(site_name: str, showers: int, gamma: float, seed: int, incline
     print(f"anchors {site_name}: 59-61 deg at 2 km w.e. vertical, {showers} showers", flush=True)
     cond60, counts60, weights60, _, _, cpu60 = _run_flux_simulation(inclined)
     out["inclined_cpu_seconds"] = cpu60
-    band = 2 * np.pi * (np.cos(np.radians(59.0)) - np.cos(np.radians(61.0)))
+    band = 2 * np.pi * (np.cos(np.radians(59.0)) - np.cos(np.radians(61.0)))  # solid angles [sr] of the two runs
+    solid_angle = 2 * np.pi * (1.0 - np.cos(np.radians(5.0)))
     wn60 = weights60 * counts60
-    i60 = wn60.sum() / (area_cm2 * band)
-    i60_error = weighted_sum_error(wn60) / (area_cm2 * band)
+    i60, i60_error = muon_intensity(weights60, counts60, inclined.area_m2, (np.radians(59.0), np.radians(61.0)))
     i0 = next(r for r in intensity["H3a"] if r["km_we"] == 2.0)
-    ratio = i60 / i0["intensity"]
-    # the two runs are independent: relative errors add in quadrature
-    ratio_error = ratio * np.hypot(i60_error / i60 if i60 > 0 else 0.0, i0["stat_error"] / i0["intensity"])
+    if i0["intensity"] > 0:  # the two runs are independent: relative errors add in quadrature
+        ratio = i60 / i0["intensity"]
+        ratio_error = ratio * np.hypot(i60_error / i60 if i60 > 0 else 0.0, i0["stat_error"] / i0["intensity"])
+    else:  # no vertical muon at 2 km w.e. (a run far too small): no ratio
+        ratio, ratio_error = float("nan"), float("nan")
     wn0 = weights[at_2we] * counts[at_2we]
 
     def ratio_replica(idx: np.ndarray) -> float:  # resample both runs' showers (independent streams)

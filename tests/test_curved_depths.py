@@ -77,18 +77,18 @@ def test_domain_vertical_depth_is_the_inverse_of_the_overburden_and_legacy_recor
     conditions = np.stack([np.full(len(zenith), 1e5), zenith, np.ones(len(zenith)), slant], axis=1)
     domain = domain_of_events(conditions, file_config={"site": "icecube", "depths_km": [1.5, 2.5]})
     assert domain.vertical_depth_km == pytest.approx((1.5, 2.5), rel=1e-9)  # slant x cos: 1.43 .. 2.22
-    assert domain.vertical_depth_radius_m == MUONITRON_SURFACE_RADIUS_M
+    assert domain.overburden_radius_m == MUONITRON_SURFACE_RADIUS_M
     assert domain.check_conditions(conditions).n_outside == 0
     assert ModelDomain.from_dict(domain.to_dict()) == domain
     # a vertical depth of 2.6 km at 88 deg is outside, though its slant x cos (2.3 km) is inside
     outside = slant_from_vertical_depth(math.radians(88.0), 2600.0) / 1000.0
     assert domain.check(1e5, math.radians(88.0), 1.0, outside).n_outside == 1
-    legacy = ModelDomain.from_dict({k: v for k, v in domain.to_dict().items() if k != "vertical_depth_radius_m"})
-    assert legacy.vertical_depth_radius_m is None
+    legacy = ModelDomain.from_dict({k: v for k, v in domain.to_dict().items() if k != "overburden_radius_m"})
+    assert legacy.overburden_radius_m is None
     assert legacy.check(1e5, math.radians(88.0), 1.0, outside).n_outside == 0  # its bounds are flat ones
 
 
 def test_a_malformed_overburden_radius_is_named():
     data = domain_of_events(np.array([[1e5, 0.1, 1.0, 2.0]])).to_dict()
-    with pytest.raises(ValueError, match="vertical_depth_radius_m"):
-        ModelDomain.from_dict(dict(data, vertical_depth_radius_m=-1.0))
+    with pytest.raises(ValueError, match="overburden_radius_m"):
+        ModelDomain.from_dict(dict(data, overburden_radius_m=-1.0))

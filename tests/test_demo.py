@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from mubundle.demo import DemoConfig, auc_summary, run_demo
-from mubundle.generate.api import SHIPPED_MODELS, load_model, shipped_model_path
+from mubundle.generate.api import load_model, shipped_model_path, shipped_models
 
 
 def test_demo_writes_generated_reference_report_and_training_run(tmp_path):
@@ -20,10 +20,10 @@ def test_demo_writes_generated_reference_report_and_training_run(tmp_path):
 
 
 def test_the_shipped_models_load_sample_and_fit_in_10_mb_together():
-    files = [f for name in SHIPPED_MODELS for f in shipped_model_path(name).iterdir()]
+    files = [f for name in shipped_models() for f in shipped_model_path(name).iterdir()]
     assert len(files) >= 4  # model.safetensors + model.json each
     assert sum(f.stat().st_size for f in files) <= 10 * 1024 * 1024
-    for name in (None, *SHIPPED_MODELS):
+    for name in (None, *shipped_models()):
         bundles = load_model(name).sample([1e6, 1e6], [0.2, 0.2], [1, 56], [2.0, 2.0], seed=5)
         assert len(bundles) == 2 and (bundles.flat_muons[:, 0] > 0).all()
 

@@ -135,6 +135,25 @@ def test_vertical_depths_become_slant_depths_along_the_shower_axis(model_dir, tm
     assert read_metadata(out)["config"]["vertical_depth_site"] == "icecube"
 
 
+def test_vertical_depths_go_through_the_curved_overburden_of_a_model_trained_on_it(model_dir, tmp_path):
+    from mubundle.geometry import slant_from_vertical_depth
+    from mubundle.model.domain import ModelDomain
+
+    radius = 6_374_134.0  # the icecube site's (mubundle simulate's slant depths)
+    model = MuonBundleModel.load(model_dir)
+    model.domain = ModelDomain(energy_gev=(3e2, 1e9), zenith_rad=(0.0, np.radians(89.0)), mass_number=(1.0, 56.0),
+                               slant_depth_km=(1.4, 110.0), vertical_depth_km=(1.4, 2.6), overburden_radius_m=radius)
+    curved_dir = tmp_path / "curved"
+    model.save(curved_dir)
+    out = tmp_path / "curved.parquet"
+    generate("--model", curved_dir, "--flux", "GST", "--events", 60, "--depths", "2.0", "--depth-kind", "vertical",
+             "--energy-range", 1e4, 1e5, "--zenith-range", 1.3, 1.55, "--out", out)
+    conditions = read_events(out).batch.conditions.astype(np.float64)
+    expected = slant_from_vertical_depth(conditions[:, 1], 2000.0, radius) / 1000.0
+    np.testing.assert_allclose(conditions[:, 3], expected, rtol=1e-5)
+    assert (conditions[:, 3] < 0.98 * 2.0 / np.cos(conditions[:, 1])).any()  # flat would be deeper near the horizon
+
+
 def test_flux_mode_without_events_is_a_clear_user_error(model_dir, tmp_path, capsys):
     assert generate("--model", model_dir, "--flux", "H3a", "--out", tmp_path / "x.parquet") == 2
     assert "--flux needs --events" in capsys.readouterr().err

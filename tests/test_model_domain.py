@@ -61,7 +61,7 @@ def test_shipped_models_record_the_training_domain_of_the_standard_dataset(name)
     assert model.name == name
     assert domain.energy_gev == (1e4, 1e7) and domain.mass_number == (1.0, 56.0)
     assert domain.zenith_rad == pytest.approx((0.0, math.radians(70.0)))
-    assert domain.vertical_depths_km == (1.5, 2.0, 2.5) and domain.vertical_depth_radius_m == MUONITRON_SURFACE_RADIUS_M
+    assert domain.vertical_depths_km == (1.5, 2.0, 2.5) and domain.overburden_radius_m == MUONITRON_SURFACE_RADIUS_M
     assert domain.slant_depth_km[1] == pytest.approx(2.5 / math.cos(math.radians(70.0)))
     # the flat slant depths of the training set (2.5 km / cos 70 deg), converted back through the
     # spherical overburden: 2.5037 km; the curved conversion of 1.5 and 2.5 km lies inside
@@ -91,7 +91,7 @@ def test_sampling_outside_the_domain_is_refused_with_one_line_naming_value_bound
     assert "allow_extrapolation=True / --allow-extrapolation" in message
     with pytest.raises(ValueError, match=r"zenith 1.5 rad \(85.9 deg\) is above .* 0-70 deg"):
         model.sample(1e5, 1.5, 56.0, 2.0 / math.cos(1.5), seed=1)
-    with pytest.raises(ValueError, match="vertical depth 3 km is above"):  # slant 3 km straight down
+    with pytest.raises(ValueError, match="vertical depth .*3 km is above"):  # slant 3 km straight down
         model.sample(1e5, 0.0, 1.0, 3.0, seed=1)
 
 
@@ -157,22 +157,62 @@ def test_evaluate_refuses_a_reference_outside_the_domain_unless_allowed(domain_m
     assert "Extrapolated events" in (tmp_path / "eval" / "report.html").read_text()
 
 
-def test_training_domain_is_the_span_of_the_training_events_with_the_site_from_shard_metadata(tmp_path):
+def test_training_domain_joins_the_simulated_ranges_and_the_events_with_the_site_from_shard_metadata(tmp_path):
     from mubundle.configio import to_dict
+    from mubundle.geometry import slant_from_vertical_depth
     from mubundle.sim.config import SimConfig
+    from mubundle.sim.site import SITES
     from mubundle.train.loop import fit_transform_and_domain
 
-    batch = inside_batch(120, seed=6)
+    flat = inside_batch(120, seed=6)  # as the simulator: slant depths through the curved overburden
+    conditions = flat.conditions.astype(np.float64)
+    vertical_m = conditions[:, 3] * np.cos(conditions[:, 1]) * 1000.0
+    conditions[:, 3] = slant_from_vertical_depth(conditions[:, 1], vertical_m, SITES["icecube"].overburden_radius_m) / 1000
+    batch = RaggedBatch(conditions.astype(np.float32), flat.counts, flat.flat_muons)
     path = tmp_path / "part-00000.parquet"
-    write_shard(batch, path, default_metadata("mubundle simulate", to_dict(SimConfig())))
+    sim = SimConfig()  # E0 1e4-1e7 GeV, zenith 0-70 deg, vertical depths 1.5/2.0/2.5 km, icecube
+    write_shard(batch, path, default_metadata("mubundle simulate", to_dict(sim)))
     transform, domain = fit_transform_and_domain([path], 1000)
     conditions = batch.conditions.astype(np.float64)
-    assert domain.energy_gev == (conditions[:, 0].min(), conditions[:, 0].max())
-    assert domain.slant_depth_km == (conditions[:, 3].min(), conditions[:, 3].max())
+    assert conditions[:, 0].max() < 1e7 - 1  # no event at the top of the simulated range ...
+    assert domain.energy_gev == (1e4, 1e7)  # ... which the domain still covers
+    assert domain.zenith_rad == pytest.approx((0.0, math.radians(70.0)))
+    assert domain.vertical_depth_km == pytest.approx((1.5, 2.5), rel=1e-6)
+    radius = SITES["icecube"].overburden_radius_m  # slant depths through the curved overburden
+    assert domain.overburden_radius_m == radius
+    expected_top = slant_from_vertical_depth(math.radians(70.0), 2500.0, radius) / 1000.0
+    assert domain.slant_depth_km[0] == pytest.approx(1.5)
+    assert domain.slant_depth_km[1] == pytest.approx(max(expected_top, conditions[:, 3].max()))
     assert domain.vertical_depths_km == (1.5, 2.0, 2.5) and domain.medium == "ice" and domain.site == "icecube"
     assert str(path) in domain.training_data and domain.command.startswith("mubundle train --data")
     assert domain_of_events(conditions).site is None  # no metadata: no site claimed
+    assert domain_of_events(conditions).energy_gev == (conditions[:, 0].min(), conditions[:, 0].max())
     assert domain.check_conditions(conditions).n_outside == 0
+    # a shard of `simulate --primaries` holds given primaries: only its events count
+    write_shard(batch, path, default_metadata("mubundle simulate", to_dict(sim), primaries={"sha256": "x"}))
+    assert fit_transform_and_domain([path], 1000)[1].energy_gev == (conditions[:, 0].min(), conditions[:, 0].max())
+
+
+def test_the_vertical_depth_of_a_curved_domain_is_through_the_spherical_overburden():
+    from mubundle.geometry import slant_from_vertical_depth
+    from mubundle.model.domain import vertical_depth_km
+
+    radius = 6_374_134.0
+    zenith = np.radians([0.0, 60.0, 85.0, 89.0])
+    slant = slant_from_vertical_depth(zenith, 1400.0, radius) / 1000.0  # 1.4 km vertical: 68 km at 89 deg
+    conditions = np.stack([np.full(4, 1e5), zenith, np.ones(4), slant], axis=1)
+    assert vertical_depth_km(conditions, radius) == pytest.approx(np.full(4, 1.4), rel=1e-9)
+    assert vertical_depth_km(conditions, None)[-1] < 1.25  # slant x cos(zenith) is flat: 1.19 km
+    curved = ModelDomain(energy_gev=(3e2, 1e9), zenith_rad=(0.0, math.radians(89.0)), mass_number=(1.0, 56.0),
+                         slant_depth_km=(1.4, 110.0), vertical_depth_km=(1.4, 2.6), overburden_radius_m=radius)
+    assert curved.check_conditions(conditions).n_outside == 0
+    assert ModelDomain.from_dict(json.loads(json.dumps(curved.to_dict()))) == curved
+    shallow = conditions.copy()
+    shallow[:, 3] = slant_from_vertical_depth(zenith, 1300.0, radius) / 1000.0
+    check = curved.check_conditions(shallow)
+    assert check.n_outside == 4  # the vertical one at 0 deg is also below the slant range
+    assert [(v.variable, v.events) for v in check.violations] == [("slant_depth_km", 1), ("vertical_depth_km", 4)]
+    assert "vertical depth 1.3 km is below the domain of model 'icecube' (1.4-2.6 km)" in check.violations[1].describe("icecube")
 
 
 def test_a_distilled_student_records_its_teachers_domain_and_counts_primaries_outside_it():

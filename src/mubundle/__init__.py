@@ -12,8 +12,9 @@ __version__ = "0.1.0"
 
 
 def load(path=None, device="cpu"):
-    """Load a trained muon-bundle model (the shipped default, ``fast``, when ``path`` is None;
-    ``"full"`` names the shipped model it was distilled from, docs/pretrained.md).
+    """Load a trained muon-bundle model: a model directory, or a shipped model by name (every
+    folder of ``mubundle/pretrained/``: ``"fast"``, the default when ``path`` is None, ``"full"``,
+    the model it was distilled from, ...; docs/pretrained.md).
 
     Returns a :class:`mubundle.model.bundle.MuonBundleModel` whose ``sample`` method takes
     physical units (GeV, rad, mass number, km) and returns a :class:`RaggedBatch`.

@@ -35,19 +35,33 @@ def site_of(path: str | os.PathLike, layout: str) -> str:
     return str(site) if site else LEGACY_SITE
 
 
-def require_one_site(files: Iterable[tuple[str, str]]) -> str:
+def require_one_site(files: Iterable[tuple[str, str]], what: str = "the training data mixes") -> str:
     """The one site of ``files`` ((path, layout) pairs); ValueError naming each site and a file of it
-    when they differ. Returns :data:`LEGACY_SITE` for an empty input."""
+    when they differ (``what`` starts the message). Returns :data:`LEGACY_SITE` for an empty input."""
     first_file: dict[str, str] = {}
     for path, layout in files:
         first_file.setdefault(site_of(path, layout), str(path))
     if len(first_file) > 1:
         listing = "; ".join(f"{site} (e.g. {path})" for site, path in sorted(first_file.items()))
         raise ValueError(
-            f"the training data mixes observation sites: {listing}. Depths and muons of different sites "
+            f"{what} observation sites: {listing}. Depths and muons of different sites "
             "are in different media; train on one site's files (see `mubundle simulate --site`)"
         )
     return next(iter(first_file), LEGACY_SITE)
 
 
-__all__ = ["LEGACY_SITE", "require_one_site", "site_of"]
+def site_of_paths(paths: Iterable[str | os.PathLike], what: str = "the training data mixes") -> str:
+    """The one site of the files behind ``paths`` (files, globs, directories; unreadable files are
+    left to the readers to report); ValueError as :func:`require_one_site` when they differ."""
+    from mubundle.data.sources import DataFileError, detect_layout, expand_paths
+
+    files = []
+    for path in expand_paths(list(paths)):
+        try:
+            files.append((str(path), detect_layout(path)))
+        except DataFileError:
+            continue
+    return require_one_site(files, what)
+
+
+__all__ = ["LEGACY_SITE", "require_one_site", "site_of", "site_of_paths"]

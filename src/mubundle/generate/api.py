@@ -1,10 +1,12 @@
 """Loading a trained model: the ``mubundle.load`` entry point.
 
-The package ships two models in ``mubundle/pretrained/<name>/`` (``model.safetensors`` +
-``model.json``; docs/pretrained.md): ``fast``, the default (``load_model()`` without a path),
-a distilled student about 2x faster to sample, and ``full``, the WGAN-GP-trained model it was
-distilled from (the default teacher of ``mubundle distill``). ``load_model("full")`` /
-``--model full`` name it.
+The package ships its models in ``mubundle/pretrained/<name>/`` (``model.safetensors`` +
+``model.json``; docs/pretrained.md). Every such folder holding both files is a model that
+``load_model(name)`` / ``--model name`` selects: the names are read from the folders present
+(:func:`shipped_models`), so shipping a new model (e.g. ``icecube``) needs no code change.
+``fast``, a distilled student about 2x faster to sample, is the default (``load_model()``
+without a path); ``full`` is the WGAN-GP-trained model it was distilled from (the default
+teacher of ``mubundle distill``).
 """
 
 from __future__ import annotations
@@ -19,19 +21,38 @@ from mubundle.errors import InvalidTypeError
 if TYPE_CHECKING:  # pragma: no cover
     from mubundle.model.bundle import MuonBundleModel
 
-#: Package-relative location of the shipped default model.
+#: Package-relative location of the shipped models: ``mubundle/pretrained/<name>/``.
 DEFAULT_MODEL_PACKAGE = "mubundle"
-DEFAULT_MODEL_PARTS = ("pretrained", "fast")
-#: names of the shipped models (folders of ``mubundle/pretrained/``), usable as ``path``
-SHIPPED_MODELS = ("fast", "full")
+PRETRAINED_FOLDER = "pretrained"
+#: the shipped model ``load_model()`` / commands without ``--model`` use
+DEFAULT_MODEL = "fast"
 #: the shipped model ``mubundle distill`` learns from when no teacher is given
 DEFAULT_TEACHER = "full"
-#: help text of the commands' ``--model`` option
-MODEL_OPTION_HELP = (
-    f"model directory, or a shipped model by name: {', '.join(SHIPPED_MODELS)} (default: {DEFAULT_MODEL_PARTS[-1]})"
-)
 #: Files that make a model directory (written by ``MuonBundleModel.save``).
 MODEL_FILES = ("model.safetensors", "model.json")
+
+
+def pretrained_root() -> Path:
+    """The folder holding the shipped models (``mubundle/pretrained``)."""
+    return Path(str(resources.files(DEFAULT_MODEL_PACKAGE).joinpath(PRETRAINED_FOLDER)))
+
+
+def shipped_models() -> tuple[str, ...]:
+    """Names of the shipped models, sorted: the folders of :func:`pretrained_root` holding
+    every file of :data:`MODEL_FILES`."""
+    root = pretrained_root()
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(entry.name for entry in root.iterdir()
+                        if entry.is_dir() and all((entry / name).is_file() for name in MODEL_FILES)))
+
+
+def _names() -> str:
+    return ", ".join(shipped_models()) or "none installed"
+
+
+#: help text of the commands' ``--model`` option
+MODEL_OPTION_HELP = f"model directory, or a shipped model by name: {_names()} (default: {DEFAULT_MODEL})"
 
 
 class NoPretrainedModelError(FileNotFoundError):
@@ -40,13 +61,12 @@ class NoPretrainedModelError(FileNotFoundError):
 
 def default_model_path() -> Path:
     """Directory of the shipped default model (it may not exist: check with :func:`has_default_model`)."""
-    return shipped_model_path(DEFAULT_MODEL_PARTS[-1])
+    return shipped_model_path(DEFAULT_MODEL)
 
 
 def shipped_model_path(name: str) -> Path:
-    """Directory of the shipped model ``name`` (one of :data:`SHIPPED_MODELS`)."""
-    root = resources.files(DEFAULT_MODEL_PACKAGE)
-    return Path(str(root.joinpath(DEFAULT_MODEL_PARTS[0], name)))
+    """Directory of the shipped model ``name`` (one of :func:`shipped_models`)."""
+    return pretrained_root() / name
 
 
 def has_default_model() -> bool:
@@ -58,7 +78,7 @@ def has_default_model() -> bool:
 def resolve_model_path(path: str | Path | None) -> Path:
     """``path`` checked to be a model directory, or the shipped default when None.
 
-    A ``path`` that does not exist and is the name of a shipped model (:data:`SHIPPED_MODELS`,
+    A ``path`` that does not exist and is the name of a shipped model (:func:`shipped_models`,
     e.g. ``"full"``) is that model; an existing directory of the same name wins.
     Raises :class:`FileNotFoundError` naming the directory and the missing file.
     """
@@ -72,14 +92,14 @@ def resolve_model_path(path: str | Path | None) -> Path:
             )
         return default_model_path()
     path = Path(path)
-    if not path.exists() and str(path) in SHIPPED_MODELS:
+    if not path.exists() and str(path) in shipped_models():
         path = shipped_model_path(str(path))
     if path.exists() and not path.is_dir():
         raise FileNotFoundError(f"model path {path} is a file; a model directory (holding {' and '.join(MODEL_FILES)}) "
-                                f"or a shipped model name ({', '.join(SHIPPED_MODELS)}) is expected")
+                                f"or a shipped model name ({_names()}) is expected")
     if not path.is_dir():
         raise FileNotFoundError(
-            f"model directory {path} does not exist (shipped models by name: {', '.join(SHIPPED_MODELS)})"
+            f"model directory {path} does not exist (shipped models by name: {_names()})"
         )
     missing = [name for name in MODEL_FILES if not (path / name).is_file()]
     if missing:
@@ -91,7 +111,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBund
     """Load a trained :class:`~mubundle.model.bundle.MuonBundleModel` in eval mode.
 
     ``path``: a directory written by ``MuonBundleModel.save``, or a shipped model's name
-    (``"fast"``, ``"full"``); None = the shipped default (``fast``).
+    (:func:`shipped_models`: ``"fast"``, ``"full"``, ...); None = the shipped default (``fast``).
     ``device``: torch device string (``"cpu"``, ``"cuda"``, ...); one this torch cannot use is a
     :class:`~mubundle.errors.DeviceUnavailableError`.
     """
@@ -100,7 +120,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBund
 
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise InvalidTypeError(f"path must be a model directory (str or os.PathLike), a shipped model name "
-                               f"({', '.join(SHIPPED_MODELS)}) or None, got {type(path).__name__} {path!r}")
+                               f"({_names()}) or None, got {type(path).__name__} {path!r}")
     device = require_available(device)  # before reading anything: one line, exit code 6, for a missing GPU
     model = MuonBundleModel.load(resolve_model_path(path), device=device)
     model.eval()

@@ -87,10 +87,10 @@ def print_summary(summary: GenerationSummary, stream=None) -> None:
 def model_ref(model: Path | None, device: str) -> ModelRef:
     """What Dask workers load: a shipped model by name (found in each worker's installation)
     or the absolute path of a model directory (checked here; workers must see the same path)."""
-    from mubundle.generate.api import SHIPPED_MODELS, resolve_model_path
+    from mubundle.generate.api import resolve_model_path, shipped_models
 
     resolved = resolve_model_path(model)  # a missing or incomplete model fails here, before any task
-    if model is None or (str(model) in SHIPPED_MODELS and not Path(model).exists()):
+    if model is None or (str(model) in shipped_models() and not Path(model).exists()):
         return ModelRef(None if model is None else str(model), device)
     return ModelRef(str(resolved.resolve()), device)
 

@@ -2,15 +2,12 @@
 
 A model directory's ``model.json`` may carry a ``domain`` section (:class:`ModelDomain`):
 the ranges of the primary energy E0 [GeV], zenith [rad; degrees repeated for readers], mass
-number A, slant depth [km] and vertical depth [km] of its training events, the nuclei and
-vertical depths it was trained at, the site and medium, the training data and the command
-that made it. Older model directories have no ``domain``: they load and sample unchecked.
-
-The vertical depth of an event is computed from its slant depth and zenith through the same
-spherical overburden the simulator uses (Muonitron's formula, :mod:`mubundle.geometry`, radius
-``vertical_depth_radius_m`` in metres of the depth unit, recorded with the domain); a domain
-recorded before that key existed has flat-Earth bounds (slant x cos(zenith)) and is checked
-with the formula its bounds were computed with.
+number A, slant depth [km] and vertical depth [km] of its training events (the vertical
+depth of a slant depth through the site's spherical overburden, Muonitron's formula in
+:mod:`mubundle.geometry`, when the domain records ``overburden_radius_m``; slant x cos(zenith),
+flat, in older records), the nuclei and vertical depths it was trained at, the site and medium, the training
+data and the command that made it. Older model directories have no ``domain``: they load
+and sample unchecked.
 
 :func:`check_primaries` is the one check. ``MuonBundleModel.sample``, ``mubundle generate``
 and ``mubundle evaluate`` call it: primaries outside the domain are refused with one line
@@ -33,7 +30,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, vertical_from_slant_depth
+from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, slant_from_vertical_depth, vertical_from_slant_depth
 
 #: Relative tolerance of the bounds: conditions are float32 (7 digits), bounds float64.
 RELATIVE_TOLERANCE = 1e-5
@@ -70,20 +67,29 @@ _VARIABLES = (
 )
 
 
-def vertical_depth_km(conditions: np.ndarray, radius_m: float | None) -> np.ndarray:
-    """(B,) vertical depths [km] of conditions (B, 4) [GeV, rad, A, slant km]: the inverse of the
-    spherical overburden of radius ``radius_m`` (metres of the depth unit;
-    :func:`mubundle.geometry.vertical_from_slant_depth`), or slant x cos(zenith) for ``None``
-    (the flat-Earth bounds of domains recorded before the radius was)."""
-    if radius_m is None:
+def vertical_depth_km(conditions: np.ndarray, overburden_radius_m: float | None) -> np.ndarray:
+    """(B,) vertical depth [km] of conditions (B, 4) [GeV, rad, A, slant km]: through a spherical
+    overburden of radius ``overburden_radius_m`` (Muonitron's formula, as ``mubundle simulate``
+    makes slant depths), or slant x cos(zenith) (flat) when None."""
+    if overburden_radius_m is None:
         return conditions[:, 3] * np.cos(conditions[:, 1])
-    return vertical_from_slant_depth(conditions[:, 1], conditions[:, 3] * 1000.0, float(radius_m)) / 1000.0
+    return vertical_from_slant_depth(conditions[:, 1], conditions[:, 3] * 1000.0, overburden_radius_m) / 1000.0
 
 
-def _values(key: str, conditions: np.ndarray, radius_m: float | None = None) -> np.ndarray:
+def slant_depth_km(zenith_rad: "np.ndarray | float", vertical_km: "np.ndarray | float",
+                   overburden_radius_m: float | None) -> np.ndarray:
+    """Slant depth [km] to the vertical depth ``vertical_km`` along ``zenith_rad``: the inverse of
+    :func:`vertical_depth_km` (curved with a radius, vertical / cos(zenith) without)."""
+    if overburden_radius_m is None:
+        return np.asarray(vertical_km, dtype=np.float64) / np.cos(np.asarray(zenith_rad, dtype=np.float64))
+    return slant_from_vertical_depth(zenith_rad, np.asarray(vertical_km, dtype=np.float64) * 1000.0,
+                                     overburden_radius_m) / 1000.0
+
+
+def _values(key: str, conditions: np.ndarray, overburden_radius_m: float | None = None) -> np.ndarray:
     """(B,) float64 values of the checked quantity ``key`` from conditions (B, 4) [GeV, rad, A, km]."""
     if key == "vertical_depth_km":
-        return vertical_depth_km(conditions, radius_m)
+        return vertical_depth_km(conditions, overburden_radius_m)
     return conditions[:, {"energy_gev": 0, "zenith_rad": 1, "mass_number": 2, "slant_depth_km": 3}[key]]
 
 
@@ -156,11 +162,11 @@ class ModelDomain:
 
     energy_gev: E0 [GeV]; zenith_rad: [rad]; mass_number: A; slant_depth_km: slant depth
     along the shower axis [km]; vertical_depth_km: vertical depth [km] (None: not checked),
-    computed through a spherical overburden of radius ``vertical_depth_radius_m`` [m of the
-    depth unit] (None: flat Earth, slant x cos(zenith), older records). nuclei: the mass
-    numbers trained on (A between them is interpolated, and not refused); vertical_depths_km:
-    the vertical depths trained at; site, medium, training_data, command: what a reader needs
-    to know where the model comes from.
+    computed from slant depth and zenith through the spherical overburden of radius
+    ``overburden_radius_m`` [m] (the site's, as the simulator used it), or as slant depth x
+    cos(zenith) when that is None (records written before sites had a curved overburden). nuclei: the mass numbers trained on (A between them is interpolated, and not
+    refused); vertical_depths_km: the vertical depths trained at; site, medium, training_data,
+    command: what a reader needs to know where the model comes from.
     """
 
     energy_gev: tuple[float, float]
@@ -175,7 +181,7 @@ class ModelDomain:
     training_data: str | None = None
     command: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
-    vertical_depth_radius_m: float | None = None
+    overburden_radius_m: float | None = None
 
     def check(
         self, energy: "np.ndarray | float", zenith: "np.ndarray | float", mass: "np.ndarray | float",
@@ -195,7 +201,7 @@ class ModelDomain:
             bounds = getattr(self, variable.key)
             if bounds is None:
                 continue
-            values = _values(variable.key, conditions, self.vertical_depth_radius_m)
+            values = _values(variable.key, conditions, self.overburden_radius_m)
             low, high = bounds
             below = ~(values >= low - RELATIVE_TOLERANCE * abs(low) - ABSOLUTE_TOLERANCE)
             above = values > high + RELATIVE_TOLERANCE * abs(high) + ABSOLUTE_TOLERANCE
@@ -221,8 +227,8 @@ class ModelDomain:
         }
         if self.vertical_depth_km is not None:
             result["vertical_depth_km"] = list(self.vertical_depth_km)
-        if self.vertical_depth_radius_m is not None:
-            result["vertical_depth_radius_m"] = self.vertical_depth_radius_m
+        if self.overburden_radius_m is not None:
+            result["overburden_radius_m"] = self.overburden_radius_m
         for key in ("nuclei", "vertical_depths_km"):
             if getattr(self, key) is not None:
                 result[key] = list(getattr(self, key))
@@ -243,7 +249,7 @@ class ModelDomain:
             raise ValueError(f"model domain: missing {', '.join(missing)}")
         known = {"energy_gev", "zenith_rad", "zenith_deg", "mass_number", "slant_depth_km", "vertical_depth_km",
                  "nuclei", "vertical_depths_km", "site", "medium", "training_data", "command", "notes",
-                 "vertical_depth_radius_m"}
+                 "overburden_radius_m"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"model domain: unknown key(s) {', '.join(unknown)}")
@@ -262,21 +268,58 @@ class ModelDomain:
             training_data=data.get("training_data"),
             command=data.get("command"),
             notes=tuple(data.get("notes", ())),
-            vertical_depth_radius_m=_radius(data.get("vertical_depth_radius_m")),
+            overburden_radius_m=_radius(data.get("overburden_radius_m")),
         )
+
+
+def generation_ranges(metadata: "list[Mapping[str, Any]]") -> dict[str, tuple[float, float]] | None:
+    """The ranges ``mubundle simulate`` sampled the primaries from, over all files' metadata.
+
+    ``metadata``: the native metadata of every training file. Returns ``{"energy_gev": (lo, hi),
+    "zenith_rad": ..., "vertical_depth_km": ...}``, the union over the files of the ``config``'s
+    ``energy_range``, ``zenith_range_deg`` and ``depths_km``, or None unless every file is a
+    sampled ``mubundle simulate`` shard (files of ``simulate --primaries``, which records
+    ``primaries``, and other producers have only their events to go by).
+    """
+    if not metadata:
+        return None
+    lows: dict[str, float] = {}
+    highs: dict[str, float] = {}
+    for entry in metadata:
+        config = entry.get("config") if isinstance(entry, Mapping) else None
+        if (not isinstance(config, Mapping) or entry.get("producer") != "mubundle simulate" or entry.get("primaries")
+                or not all(key in config for key in ("energy_range", "zenith_range_deg", "depths_km"))):
+            return None
+        try:
+            ranges = {
+                "energy_gev": _pair(config["energy_range"], "energy_range"),
+                "zenith_rad": tuple(math.radians(z) for z in _pair(config["zenith_range_deg"], "zenith_range_deg")),
+                "vertical_depth_km": (float(min(config["depths_km"])), float(max(config["depths_km"]))),
+            }
+        except (TypeError, ValueError):
+            return None
+        for key, (low, high) in ranges.items():
+            lows[key] = min(low, lows.get(key, low))
+            highs[key] = max(high, highs.get(key, high))
+    return {key: (lows[key], highs[key]) for key in lows}
 
 
 def domain_of_events(
     conditions: np.ndarray, training_data: str | None = None, command: str | None = None,
-    file_config: Mapping[str, Any] | None = None,
+    file_config: Mapping[str, Any] | None = None, generated: Mapping[str, tuple[float, float]] | None = None,
 ) -> ModelDomain:
     """The domain spanned by training events: min/max of conditions (B, 4) [GeV, rad, A, slant km].
 
     ``file_config``: the ``config`` of the data's file metadata (``mubundle simulate`` stores its
     ``SimConfig``): its vertical ``depths_km`` and ``site`` / ``medium`` are recorded when
-    present. Shards of ``mubundle simulate`` without a ``site`` key come from the simulator's
-    only site before sites existed: the South Pole ice (``surface_altitude_m`` 2835 m,
-    ``ice_v_cut``). Distinct mass numbers (at most 16) are recorded as ``nuclei``.
+    present; a known site also gives the overburden radius for the vertical depth. Shards of
+    ``mubundle simulate`` without a ``site`` key come from the simulator's only site before
+    sites existed: the South Pole ice (``surface_altitude_m`` 2835 m, ``ice_v_cut``), flat.
+    ``generated``: the ranges the primaries were sampled from (:func:`generation_ranges`); the
+    domain is then the union of those and the events' ranges, so that e.g. a model trained on
+    E0 3e2-1e9 GeV is not refused at 1e9 GeV because no event of the training set hit it
+    exactly; its slant depths are those of the vertical depth range at the zenith bounds.
+    Distinct mass numbers (at most 16) are recorded as ``nuclei``.
     """
     conditions = np.asarray(conditions, dtype=np.float64).reshape(-1, 4)
     if not len(conditions):
@@ -284,8 +327,11 @@ def domain_of_events(
     finite = np.isfinite(conditions).all(axis=1)
     conditions = conditions[finite]
 
-    def span(values: np.ndarray) -> tuple[float, float]:
-        return float(values.min()), float(values.max())
+    def span(values: np.ndarray, key: str | None = None) -> tuple[float, float]:
+        low, high = float(values.min()), float(values.max())
+        if generated is not None and key in generated:
+            low, high = min(low, generated[key][0]), max(high, generated[key][1])
+        return low, high
 
     distinct_mass = np.unique(conditions[:, 2])
     config = dict(file_config or {})
@@ -293,26 +339,37 @@ def domain_of_events(
     if site is None and "surface_altitude_m" in config and "ice_v_cut" in config:
         site = f"south-pole (IceCube; surface {config['surface_altitude_m']:g} m a.s.l.)"
         medium = medium or "ice"
-    elif site is not None and medium is None:  # `mubundle simulate --site NAME`: the medium is the site's
+    elif site is not None:  # `mubundle simulate --site NAME`: the medium and overburden are the site's
         from mubundle.sim.site import SITES
 
-        medium = SITES[site].medium.name if site in SITES else None
+        if site in SITES:
+            medium = medium or SITES[site].medium.name
     radius = overburden_radius_of(site)
     depths = config.get("depths_km")
+    zenith = span(conditions[:, 1], "zenith_rad")
+    vertical = span(vertical_depth_km(conditions, radius), "vertical_depth_km")
+    slant = span(conditions[:, 3])
+    notes = [f"ranges are the min/max of {len(conditions)} training events"]
+    if generated is not None:
+        corners = slant_depth_km(np.array(zenith), np.array(vertical), radius)
+        slant = (min(slant[0], float(corners[0])), max(slant[1], float(corners[1])))
+        notes = [f"ranges are the union of the ranges the training data was simulated over (energy, zenith, "
+                 f"vertical depth; slant depths of the vertical range at the zenith bounds) and the min/max of "
+                 f"{len(conditions)} training events"]
     return ModelDomain(
-        energy_gev=span(conditions[:, 0]),
-        zenith_rad=span(conditions[:, 1]),
+        energy_gev=span(conditions[:, 0], "energy_gev"),
+        zenith_rad=zenith,
         mass_number=span(conditions[:, 2]),
-        slant_depth_km=span(conditions[:, 3]),
-        vertical_depth_km=span(vertical_depth_km(conditions, radius)),
+        slant_depth_km=slant,
+        vertical_depth_km=vertical,
         nuclei=tuple(float(a) for a in distinct_mass) if len(distinct_mass) <= 16 else None,
         vertical_depths_km=None if depths is None else tuple(float(d) for d in depths),
         site=site,
         medium=medium,
         training_data=training_data,
         command=command,
-        notes=(f"ranges are the min/max of {len(conditions)} training events",),
-        vertical_depth_radius_m=radius,
+        notes=tuple(notes),
+        overburden_radius_m=radius,
     )
 
 
@@ -331,9 +388,9 @@ def _radius(value: Any) -> float | None:
     try:
         radius = float(value)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"model domain: vertical_depth_radius_m must be a number, got {value!r}") from error
+        raise ValueError(f"model domain: overburden_radius_m must be a number, got {value!r}") from error
     if not math.isfinite(radius) or radius <= 0:
-        raise ValueError(f"model domain: vertical_depth_radius_m must be finite and > 0, got {value!r}")
+        raise ValueError(f"model domain: overburden_radius_m must be finite and > 0, got {value!r}")
     return radius
 
 

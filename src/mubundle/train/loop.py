@@ -39,7 +39,7 @@ from mubundle.data.sources import read_events
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.config import differing_model_fields
 from mubundle.model.critic import BundleCritic
-from mubundle.model.domain import ModelDomain, domain_of_events, read_domain
+from mubundle.model.domain import ModelDomain, domain_of_events, generation_ranges, read_domain
 from mubundle.model.transforms import FeatureTransform
 from mubundle.train import distributed
 from mubundle.train.checkpoint import (
@@ -122,26 +122,57 @@ def fit_transform(data_paths: Sequence[str | os.PathLike], n_events: int) -> Fea
     return fit_transform_and_domain(data_paths, n_events)[0]
 
 
-def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os.PathLike]) -> ModelDomain:
-    """The domain an export records: min/max of the conditions (B, 4) of the events read to fit
-    the transform (the first ``transform_fit_events`` of the data), the site from the first
-    file's metadata (native shards of ``mubundle simulate``; other layouts: not recorded)."""
+def training_provenance(data_paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """What the training files' metadata says about the domain, read before any event:
+    ``file_config`` (the first native file's ``config``, its ``site`` the one site of all files)
+    and ``generated`` (:func:`mubundle.model.domain.generation_ranges` of all files, None unless
+    every file is a sampled ``mubundle simulate`` shard). Data of more than one site is refused
+    here with one line naming the sites (:func:`mubundle.data.sites.require_one_site`)."""
     from mubundle.data.native import read_metadata
-    from mubundle.data.sources import expand_paths
+    from mubundle.data.sites import require_one_site
+    from mubundle.data.sources import DataFileError, detect_layout, expand_paths
 
-    file_config: dict[str, Any] = {}
-    try:
-        first = expand_paths(data_paths)[0]
-        file_config = dict(read_metadata(first).get("config") or {})
-    except (IndexError, OSError, ValueError) as error:  # legacy layouts, unreadable: the ranges still hold
-        logger.info("model domain: no file metadata for the site (%s)", error)
+    files: list[tuple[str, str]] = []
+    metadata: list[dict[str, Any]] = []
+    for path in expand_paths(data_paths):
+        try:
+            layout = detect_layout(path)
+        except (DataFileError, OSError, ValueError) as error:  # unreadable files are reported by the readers
+            logger.info("model domain: layout of %s unknown (%s)", path, error)
+            continue
+        files.append((str(path), layout))
+        if layout == "native":
+            try:
+                entry = read_metadata(path)
+            except (OSError, ValueError) as error:  # the ranges of the events still hold
+                logger.info("model domain: no metadata in %s (%s)", path, error)
+                entry = {}
+            metadata.append(entry if isinstance(entry, dict) else {})
+    site = require_one_site(files)
+    file_config: dict[str, Any] = dict((metadata[0].get("config") or {}) if metadata else {})
+    if metadata and (metadata[0].get("site") or file_config.get("site")):
+        file_config["site"] = site
+    generated = generation_ranges(metadata) if files and len(metadata) == len(files) else None
+    return {"file_config": file_config, "generated": generated}
+
+
+def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os.PathLike],
+                    provenance: dict[str, Any] | None = None) -> ModelDomain:
+    """The domain an export records (:func:`mubundle.model.domain.domain_of_events`): the
+    min/max of the conditions (B, 4) of the events read to fit the transform (the first
+    ``transform_fit_events`` of the data) joined with the ranges every file was simulated over
+    (native metadata of ``mubundle simulate``: energy, zenith, vertical depths), the site and
+    medium from the metadata (``provenance``: :func:`training_provenance`, read if None)."""
+    provenance = training_provenance(data_paths) if provenance is None else provenance
     sources = " ".join(str(p) for p in data_paths)
     return domain_of_events(loaded_conditions, training_data=sources, command=f"mubundle train --data {sources}",
-                            file_config=file_config)
+                            file_config=provenance["file_config"], generated=provenance["generated"])
 
 
 def fit_transform_and_domain(data_paths: Sequence[str | os.PathLike], n_events: int) -> tuple[FeatureTransform, ModelDomain]:
-    """:func:`fit_transform` and the :func:`training_domain` of the same events."""
+    """:func:`fit_transform` and the :func:`training_domain` of the same events; a training set
+    mixing sites is refused before any event is read."""
+    provenance = training_provenance(data_paths)
     loaded = read_events(data_paths, max_events=n_events)
     for failed in loaded.failed_files:
         logger.warning("transform fit: skipped unreadable file %s: %s", failed["path"], failed["error"])
@@ -150,7 +181,7 @@ def fit_transform_and_domain(data_paths: Sequence[str | os.PathLike], n_events: 
     if len(loaded.batch) == 0:
         raise ValueError(f"no valid events found in {', '.join(redact_paths(data_paths))} to fit the feature transform")
     logger.info("fitted feature transform on %d events, %d muons", len(loaded.batch), loaded.batch.n_muons)
-    return FeatureTransform.fit(loaded.batch), training_domain(loaded.batch.conditions, data_paths)
+    return FeatureTransform.fit(loaded.batch), training_domain(loaded.batch.conditions, data_paths, provenance)
 
 
 def load_initial_model(config: TrainConfig) -> MuonBundleModel:
@@ -443,6 +474,10 @@ def _train(
     validation: CountSample | None = None
     validation_report: dict[str, Any] | None = None
     if validation_paths:
+        from mubundle.data.sites import site_of_paths
+
+        # validation events of another site would pick the checkpoint by another medium's physics
+        site_of_paths([*data_paths, *validation_paths], what="the training and validation data mix")
         # every rank loads the same events; only rank 0 writes the quarantine file
         quarantine = run_dir / QUARANTINE_DIR / "validation.parquet" if context.is_main else None
         validation, validation_report = load_count_sample(validation_paths, "validation", device, quarantine)
