@@ -38,6 +38,8 @@ MODEL_CLASSES = {
 #: Particles that leave a collision and that the cascade follows (the model decays the
 #: rest: K0S, hyperons, resonances). Muons (from prompt decays inside the model) are kept.
 FOLLOWED_PIDS = (13, -13, 211, -211, 321, -321, 130, 2212, -2212, 2112, -2112)
+#: Largest |particle code| of SIBYLL 2.3 (its S_CHP tables have 99 entries).
+SIBYLL_MAX_CODE = 99
 #: Cross-section table projectiles; other followed hadrons map onto these.
 XS_PROJECTILE = {211: 211, 321: 321, 130: 130, 2212: 2212, 2112: 2112}
 
@@ -93,6 +95,10 @@ class AirInteractions:
         target = "N14" if rng.random() < p_n14 else "O16"
         if self.sibyll_beams is not None and pid in self.sibyll_beams:
             return self._collide_sibyll(pid, energy, target)
+        return self._collide_generic(pid, energy, target)
+
+    def _collide_generic(self, pid: int, energy: float, target: str) -> tuple:
+        """:meth:`collide_raw` on ``target`` ("N14" or "O16") through chromo's generator steps."""
         from chromo.kinematics import FixedTarget
 
         kinematics = FixedTarget(float(energy), int(pid), target)
@@ -134,6 +140,76 @@ class AirInteractions:
         lib.sibhep()
         plab = math.sqrt(max(energy * energy - m1 * m1, 0.0))
         return (*_raw_hepevt(self.model), (energy + m2) / ecm, plab / ecm)
+
+    def collide_many(self, pid: np.ndarray, energy: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """Collisions of N projectiles (pid (N,) PDG ids of followed hadrons, energy (N,) lab GeV)
+        with air nuclei, in the given order.
+
+        Returns :func:`final_states_lab` of the N collisions: (pid, energy, px, py, pz, collision
+        index), each (M,). Bit-identical to ``final_states_lab([collide_raw(p, e, rng) ...])``
+        (``tests/test_sim_speed.py``): the targets take the same uniforms from ``rng`` (one per
+        collision, in order; ``rng.random(N)`` gives the values of N calls of ``rng.random()``),
+        the model sees the same calls in the same order. What differs is the Python around
+        SIBYLL: targets, centre-of-mass energies and boosts are computed for all N at once and
+        the loop only calls the three Fortran routines and copies the record (per collision
+        ~12 us less than :meth:`collide_raw`, whose fixed cost was a third of a collision).
+        """
+        pid = np.asarray(pid, np.int64)
+        energy = np.asarray(energy, np.float64)
+        n = pid.size
+        if n == 0:
+            return final_states_lab([])
+        abs_pid = np.abs(pid)
+        p_n14 = np.empty(n)
+        for table_pid in np.unique(abs_pid).tolist():
+            chosen = abs_pid == table_pid
+            p_n14[chosen] = np.interp(np.log10(energy[chosen]), self.log_energy_grid, self.target_n14_probability[table_pid])
+        is_n14 = rng.random(n) < p_n14
+        beams = self.sibyll_beams
+        fast = np.zeros(n, bool)
+        production_id = np.zeros(n, np.int64)
+        m1 = np.zeros(n)
+        if beams is not None:
+            for beam_pid in np.unique(pid).tolist():
+                if beam_pid in beams:
+                    chosen = pid == beam_pid
+                    fast[chosen] = True
+                    production_id[chosen], m1[chosen] = beams[beam_pid]
+        if not fast.all():  # other models (or a projectile SIBYLL has no id for): one by one
+            targets = np.where(is_n14, "N14", "O16").tolist()
+            return final_states_lab([
+                self._collide_sibyll(p, e, t) if f else self._collide_generic(p, e, t)
+                for p, e, t, f in zip(pid.tolist(), energy.tolist(), targets, fast.tolist())
+            ])
+        m2 = beams["nucleon_mass"]
+        # the same floating-point operations, in the same order, as _collide_sibyll
+        ecm = np.sqrt(m1 * m1 + m2 * m2 + 2.0 * energy * m2)
+        gamma = (energy + m2) / ecm
+        beta_gamma = np.sqrt(np.maximum(energy * energy - m1 * m1, 0.0)) / ecm
+        mass_number = np.where(is_n14, TARGET_MASS_NUMBER["N14"], TARGET_MASS_NUMBER["O16"])
+        lib = self.model._lib
+        sibyll, decsib = lib.sibyll, lib.decsib
+        plist = lib.s_plist  # SIBYLL's particle stack, read without sibhep (see below)
+        codes_now, momenta_now = plist.llist, plist.p
+        codes, momenta, sizes = [], [], []
+        for code, a, e in zip(production_id.tolist(), mass_number.tolist(), ecm.tolist()):
+            sibyll(code, a, e)  # SIBYLLRun._generate never fails
+            decsib()
+            k = int(plist.np)
+            codes.append(codes_now[:k].copy())
+            momenta.append(momenta_now[:k, :4].copy())
+            sizes.append(k)
+        # chromo's ``sibhep`` (its sibyll/sibhep.f) copies S_PLIST into HEPEVT row by row:
+        # ISTHEP = 1 if |LLIST| < 10000 else 2 (decayed), IDHEP = ISIB_PID2PDG(MOD(LLIST, 10000)),
+        # PHEP(1:4, i) = P(i, 1:4). The same, vectorised (Fortran MOD keeps the sign: np.fmod).
+        code = np.concatenate(codes)
+        sibyll_code = np.fmod(code, 10000)
+        if code.size and np.abs(sibyll_code).max() > SIBYLL_MAX_CODE:
+            raise RuntimeError(f"SIBYLL produced particle code {int(sibyll_code[np.abs(sibyll_code).argmax()])}, "
+                               f"outside the table of codes -{SIBYLL_MAX_CODE}..{SIBYLL_MAX_CODE}")
+        pid_all = beams["pdg_of_code"][sibyll_code + SIBYLL_MAX_CODE]
+        keep = _FOLLOWED[np.minimum(np.abs(pid_all), _LAST)] & (np.abs(code) < 10000)
+        return _final_states_lab(pid_all, keep, np.concatenate(momenta), np.asarray(sizes), gamma, beta_gamma)
 
     def reseed(self, seed: int) -> None:
         """Put the model's random generator into the state of ``seed`` (per-chunk determinism)."""
@@ -180,17 +256,23 @@ def final_states_lab(raw: list[tuple]) -> tuple[np.ndarray, ...]:
         empty = np.zeros(0)
         return np.zeros(0, np.int64), empty, empty, empty, empty, np.zeros(0, np.int64)
     pid = np.concatenate([r[0] for r in raw])
-    status = np.concatenate([r[1] for r in raw])
-    momenta = np.concatenate([r[2] for r in raw])
-    sizes = [r[0].size for r in raw]
-    collision = np.repeat(np.arange(len(raw)), sizes)
-    gamma = np.repeat([r[3] for r in raw], sizes)
-    beta_gamma = np.repeat([r[4] for r in raw], sizes)
-    keep = _FOLLOWED[np.minimum(np.abs(pid), _LAST)] & (status == 1)
-    px, py, pz, en = (momenta[keep, k] for k in range(4))
-    gamma, beta_gamma = gamma[keep], beta_gamma[keep]
+    keep = _FOLLOWED[np.minimum(np.abs(pid), _LAST)] & (np.concatenate([r[1] for r in raw]) == 1)
+    return _final_states_lab(pid, keep, np.concatenate([r[2] for r in raw]), np.array([r[0].size for r in raw]),
+                             np.array([r[3] for r in raw], np.float64), np.array([r[4] for r in raw], np.float64))
+
+
+def _final_states_lab(pid: np.ndarray, keep: np.ndarray, momenta: np.ndarray, sizes: np.ndarray,
+                      gamma: np.ndarray, beta_gamma: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`final_states_lab` of C collisions given as their concatenated records: pid
+    (P,), keep (P,) bool (followed final-state particles), momenta (P, 4) px py pz E; sizes
+    (C,) particles per collision; gamma, beta_gamma (C,) of each collision's boost to the lab."""
+    collision = np.repeat(np.arange(sizes.size), sizes)
+    rows = np.flatnonzero(keep)
+    collision = collision[rows]
+    px, py, pz, en = momenta[rows].T
+    gamma, beta_gamma = gamma[collision], beta_gamma[collision]
     energy, pz = gamma * en + beta_gamma * pz, beta_gamma * en + gamma * pz
-    return pid[keep].astype(np.int64), energy, px, py, pz, collision[keep]
+    return pid[rows].astype(np.int64), energy, px, py, pz, collision
 
 
 _INSTANCES: dict[str, AirInteractions] = {}  # Fortran models allow one instance per process
@@ -257,6 +339,9 @@ def _sibyll_beams(model) -> dict | None:
         production_id = int(model._lib.isib_pdg2pid(pid))
         if production_id != 0:
             beams[pid] = (production_id, float(mass(pid)))
+    # PDG id of every SIBYLL particle code, as chromo's sibhep converts them (0: no particle)
+    beams["pdg_of_code"] = np.array([int(model._lib.isib_pid2pdg(code)) if code else 0
+                                     for code in range(-SIBYLL_MAX_CODE, SIBYLL_MAX_CODE + 1)], np.int64)
     return beams
 
 
