@@ -219,7 +219,7 @@ class AirInteractions:
         # PHEP(1:4, i) = P(i, 1:4). The same, vectorised (Fortran MOD keeps the sign: np.fmod).
         code = np.concatenate(codes)
         sibyll_code = np.fmod(code, 10000)
-        if np.abs(sibyll_code).max() > SIBYLL_MAX_CODE:
+        if sibyll_code.size and np.abs(sibyll_code).max() > SIBYLL_MAX_CODE:
             raise RuntimeError(f"SIBYLL produced particle code {int(sibyll_code[np.abs(sibyll_code).argmax()])}, "
                                f"outside the table of codes -{SIBYLL_MAX_CODE}..{SIBYLL_MAX_CODE}")
         pid_all = self.sibyll_beams["pdg_of_code"][sibyll_code + SIBYLL_MAX_CODE]
