@@ -42,6 +42,10 @@ FOLLOWED_PIDS = (13, -13, 211, -211, 321, -321, 130, 2212, -2212, 2112, -2112)
 _BLOCK = 512
 #: Largest |particle code| of SIBYLL 2.3 (its S_CHP tables have 99 entries).
 SIBYLL_MAX_CODE = 99
+#: Range of SIBYLL's particle-list codes (decayed particles: code +- 10000) and the mark of
+#: codes outside SIBYLL's tables in ``_followed_of_llist``.
+_LLIST_OFFSET = 10000 + SIBYLL_MAX_CODE
+_UNKNOWN_CODE = np.iinfo(np.int64).min
 #: Cross-section table projectiles; other followed hadrons map onto these.
 XS_PROJECTILE = {211: 211, 321: 321, 130: 130, 2212: 2212, 2112: 2112}
 
@@ -216,14 +220,16 @@ class AirInteractions:
             sizes.append(k)
         # chromo's ``sibhep`` (its sibyll/sibhep.f) copies S_PLIST into HEPEVT row by row:
         # ISTHEP = 1 if |LLIST| < 10000 else 2 (decayed), IDHEP = ISIB_PID2PDG(MOD(LLIST, 10000)),
-        # PHEP(1:4, i) = P(i, 1:4). The same, vectorised (Fortran MOD keeps the sign: np.fmod).
+        # PHEP(1:4, i) = P(i, 1:4). The same in one table look-up (``_followed_of_llist``).
         code = np.concatenate(codes)
-        sibyll_code = np.fmod(code, 10000)
-        if sibyll_code.size and np.abs(sibyll_code).max() > SIBYLL_MAX_CODE:
-            raise RuntimeError(f"SIBYLL produced particle code {int(sibyll_code[np.abs(sibyll_code).argmax()])}, "
-                               f"outside the table of codes -{SIBYLL_MAX_CODE}..{SIBYLL_MAX_CODE}")
-        pid_all = self.sibyll_beams["pdg_of_code"][sibyll_code + SIBYLL_MAX_CODE]
-        keep = _FOLLOWED[np.minimum(np.abs(pid_all), _LAST)] & (np.abs(code) < 10000)
+        if code.min() < -_LLIST_OFFSET or code.max() > _LLIST_OFFSET:
+            bad = code[np.abs(code) > _LLIST_OFFSET][0]
+            raise RuntimeError(f"SIBYLL produced particle code {int(bad)}, outside its table of codes (|code| <= {SIBYLL_MAX_CODE})")
+        pid_all = np.take(self.sibyll_beams["followed_of_llist"], code + _LLIST_OFFSET)
+        if (pid_all == _UNKNOWN_CODE).any():
+            bad = code[pid_all == _UNKNOWN_CODE][0]
+            raise RuntimeError(f"SIBYLL produced particle code {int(bad)}, outside its table of codes (|code| <= {SIBYLL_MAX_CODE})")
+        keep = pid_all != 0
         pid, energy, px, py, pz, collision = _final_states_lab(pid_all, keep, np.concatenate(momenta), np.asarray(sizes), gamma, beta_gamma)
         return pid, energy, px, py, pz, collision + first
 
@@ -282,13 +288,12 @@ def _final_states_lab(pid: np.ndarray, keep: np.ndarray, momenta: np.ndarray, si
     """:func:`final_states_lab` of C collisions given as their concatenated records: pid
     (P,), keep (P,) bool (followed final-state particles), momenta (P, 4) px py pz E; sizes
     (C,) particles per collision; gamma, beta_gamma (C,) of each collision's boost to the lab."""
-    collision = np.repeat(np.arange(sizes.size), sizes)
     rows = np.flatnonzero(keep)
-    collision = collision[rows]
-    px, py, pz, en = momenta[rows].T
-    gamma, beta_gamma = gamma[collision], beta_gamma[collision]
+    collision = np.take(np.repeat(np.arange(sizes.size), sizes), rows)
+    px, py, pz, en = np.take(momenta, rows, axis=0).T  # np.take: 4x faster than momenta[rows] here
+    gamma, beta_gamma = np.take(gamma, collision), np.take(beta_gamma, collision)
     energy, pz = gamma * en + beta_gamma * pz, beta_gamma * en + gamma * pz
-    return pid[rows].astype(np.int64), energy, px, py, pz, collision
+    return np.take(pid, rows).astype(np.int64), energy, px, py, pz, collision
 
 
 _INSTANCES: dict[str, AirInteractions] = {}  # Fortran models allow one instance per process
@@ -355,10 +360,25 @@ def _sibyll_beams(model) -> dict | None:
         production_id = int(model._lib.isib_pdg2pid(pid))
         if production_id != 0:
             beams[pid] = (production_id, float(mass(pid)))
-    # PDG id of every SIBYLL particle code, as chromo's sibhep converts them (0: no particle)
-    beams["pdg_of_code"] = np.array([int(model._lib.isib_pid2pdg(code)) if code else 0
-                                     for code in range(-SIBYLL_MAX_CODE, SIBYLL_MAX_CODE + 1)], np.int64)
+    beams["followed_of_llist"] = _followed_of_llist(model)
     return beams
+
+
+def _followed_of_llist(model) -> np.ndarray:
+    """Table over SIBYLL's particle-list codes LLIST (index LLIST + ``_LLIST_OFFSET``): the PDG id
+    (chromo's ``isib_pid2pdg``, as its ``sibhep`` converts them) of a followed particle that
+    SIBYLL left undecayed (|LLIST| < 10000), 0 for any other particle (decayed ones carry
+    LLIST +- 10000), ``_UNKNOWN_CODE`` for codes outside SIBYLL's tables (|code| > 99)."""
+    table = np.zeros(2 * _LLIST_OFFSET + 1, np.int64)
+    llist = np.arange(-_LLIST_OFFSET, _LLIST_OFFSET + 1)
+    sibyll_code = np.fmod(llist, 10000)  # Fortran MOD keeps the sign of LLIST
+    table[np.abs(sibyll_code) > SIBYLL_MAX_CODE] = _UNKNOWN_CODE
+    followed = {abs(pid) for pid in FOLLOWED_PIDS}  # by |pid|, as ``_FOLLOWED`` selects HEPEVT rows
+    for code in range(-SIBYLL_MAX_CODE, SIBYLL_MAX_CODE + 1):
+        pdg = int(model._lib.isib_pid2pdg(code)) if code else 0
+        if abs(pdg) in followed:
+            table[code + _LLIST_OFFSET] = pdg  # stable only: the decayed code +- 10000 stays 0
+    return table
 
 
 def _tabulate(name: str, model) -> AirInteractions:
