@@ -40,6 +40,7 @@ def test_a_generation_of_collisions_equals_the_collisions_one_by_one(air, path):
     pid, energy = np.tile(PROJECTILES, 3), np.tile(ENERGIES, 3)
     try:
         air.sibyll_beams = beams if path == "SIBYLL fast path" else None
+        air.record_buffers = (np.zeros(10, np.int32), np.zeros((10, 4)))  # grows within the first block
         batched, next_batched = _run(air, AirInteractions.collide_many, 11, pid, energy)
         single, next_single = _run(air, _one_by_one, 11, pid, energy)
     finally:

@@ -72,6 +72,8 @@ class AirInteractions:
     checked_beams: set = field(default_factory=set)  # (pid, target) pairs chromo accepted
     #: SIBYLL fast path: pid -> (SIBYLL production id, projectile mass GeV); None = generic path
     sibyll_beams: dict | None = None
+    #: reused (codes, momenta) record buffers of the SIBYLL path (``_record_buffers``)
+    record_buffers: tuple | None = None
 
     def interaction_length(self, abs_pid: np.ndarray, energy: np.ndarray) -> np.ndarray:
         """Interaction length (g/cm^2) in air for |pid| (N,) at lab energy (N,) GeV."""
@@ -212,18 +214,26 @@ class AirInteractions:
         sibyll, decsib = lib.sibyll, lib.decsib
         plist = lib.s_plist  # SIBYLL's particle stack, read without sibhep (see below)
         codes_now, momenta_now = plist.llist, plist.p
-        codes, momenta, sizes = [], [], []
+        # the records of the block go into reused buffers (one small array per collision and
+        # a concatenation cost ~1 us more per collision)
+        codes_buffer, momenta_buffer = self._record_buffers(0, 0)
+        sizes = []
+        filled = 0
         for code, a, e in zip(production_id.tolist(), mass_number.tolist(), ecm.tolist()):
             sibyll(code, a, e)  # SIBYLLRun._generate never fails
             decsib()
             k = int(plist.np)
-            codes.append(codes_now[:k].copy())
-            momenta.append(momenta_now[:k, :4].copy())
+            end = filled + k
+            if end > codes_buffer.size:
+                codes_buffer, momenta_buffer = self._record_buffers(end, filled)
+            codes_buffer[filled:end] = codes_now[:k]
+            momenta_buffer[filled:end] = momenta_now[:k, :4]
             sizes.append(k)
+            filled = end
         # chromo's ``sibhep`` (its sibyll/sibhep.f) copies S_PLIST into HEPEVT row by row:
         # ISTHEP = 1 if |LLIST| < 10000 else 2 (decayed), IDHEP = ISIB_PID2PDG(MOD(LLIST, 10000)),
         # PHEP(1:4, i) = P(i, 1:4). The same in one table look-up (``_followed_of_llist``).
-        code = np.concatenate(codes)
+        code = codes_buffer[:filled]
         if code.min() < -_LLIST_OFFSET or code.max() > _LLIST_OFFSET:
             bad = code[np.abs(code) > _LLIST_OFFSET][0]
             raise RuntimeError(f"SIBYLL produced particle code {int(bad)}, outside its table of codes (|code| <= {SIBYLL_MAX_CODE})")
@@ -232,8 +242,22 @@ class AirInteractions:
             bad = code[pid_all == _UNKNOWN_CODE][0]
             raise RuntimeError(f"SIBYLL produced particle code {int(bad)}, outside its table of codes (|code| <= {SIBYLL_MAX_CODE})")
         keep = pid_all != 0
-        pid, energy, px, py, pz, collision = _final_states_lab(pid_all, keep, np.concatenate(momenta), np.asarray(sizes), gamma, beta_gamma)
+        pid, energy, px, py, pz, collision = _final_states_lab(pid_all, keep, momenta_buffer[:filled], np.asarray(sizes), gamma, beta_gamma)
         return pid, energy, px, py, pz, collision + first
+
+    def _record_buffers(self, needed: int, filled: int) -> tuple[np.ndarray, np.ndarray]:
+        """The reused record buffers of :meth:`_sibyll_block` (codes (R,) int32, momenta (R, 4)),
+        grown to hold at least ``needed`` rows while keeping the first ``filled`` ones."""
+        if self.record_buffers is None:
+            self.record_buffers = (np.empty(1 << 16, np.int32), np.empty((1 << 16, 4)))
+        codes, momenta = self.record_buffers
+        if needed > codes.size:
+            size = max(needed, 2 * codes.size)
+            grown_codes, grown_momenta = np.empty(size, np.int32), np.empty((size, 4))
+            grown_codes[:filled], grown_momenta[:filled] = codes[:filled], momenta[:filled]
+            codes, momenta = grown_codes, grown_momenta
+            self.record_buffers = (codes, momenta)
+        return codes, momenta
 
     def reseed(self, seed: int) -> None:
         """Put the model's random generator into the state of ``seed`` (per-chunk determinism)."""
