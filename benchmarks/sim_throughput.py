@@ -14,7 +14,9 @@ python benchmarks/sim_throughput.py --per-decade [--energies 1e5 1e6 1e7 1e8 1e9
     [--showers-per-energy 40 10 4 2 2] [--depth-km 1.5] [--min-energy 1]
 simulates vertical protons at each E0 in this process (model initialised beforehand) and
 prints the CPU seconds per shower and the exponent of the cost growth between consecutive
-energies (target: 1e9 GeV in <= 10 s, growth no faster than E0^0.8).
+energies and fitted over all of them (target: 1e9 GeV in <= 10 s, growth no faster than
+E0^0.8), plus the hadron-air collisions per shower (SIBYLL calls, the bulk of the cost) and
+the CPU microseconds per collision: the collision count is what the cost follows.
 """
 
 from __future__ import annotations
@@ -40,18 +42,43 @@ def per_decade(energies: list[float], showers: list[int], depth_km: float, min_e
     from mubundle.sim.interactions import get_model
     from mubundle.sim.run import simulate_primaries
 
+    from mubundle.sim.interactions import AirInteractions
+
     config = replace(SimConfig(), min_energy=min_energy)
     get_model(config.interaction_model, 0)  # initialisation is not part of the per-shower cost
+    collisions = [0]
+    collide_many = AirInteractions.collide_many
+
+    def counted(self, pid, energy, rng):  # counts the hadron-air collisions; changes nothing
+        collisions[0] += np.size(pid)
+        return collide_many(self, pid, energy, rng)
+
     rows = []
-    for energy, n in zip(energies, showers):
-        start = time.process_time()
-        batch = simulate_primaries(np.full(n, energy), np.zeros(n), np.ones(n), np.full(n, depth_km), seed=seed, config=config)
-        cpu = time.process_time() - start
-        rows.append({"energy_gev": energy, "showers": n, "cpu_s_per_shower": round(cpu / n, 4),
-                     "mean_muons": round(float(batch.counts.mean()), 1)})
+    AirInteractions.collide_many = counted
+    try:
+        for energy, n in zip(energies, showers):
+            collisions[0] = 0
+            start = time.process_time()
+            batch = simulate_primaries(np.full(n, energy), np.zeros(n), np.ones(n), np.full(n, depth_km), seed=seed, config=config)
+            cpu = time.process_time() - start
+            rows.append({"energy_gev": energy, "showers": n, "cpu_s_per_shower": round(cpu / n, 4),
+                         "mean_muons": round(float(batch.counts.mean()), 1),
+                         "collisions_per_shower": round(collisions[0] / n, 1),
+                         "cpu_us_per_collision": round(1e6 * cpu / collisions[0], 1) if collisions[0] else None})
+    finally:
+        AirInteractions.collide_many = collide_many
     for low, high in zip(rows, rows[1:]):
-        high["cost_exponent_vs_previous"] = round(
-            float(np.log(high["cpu_s_per_shower"] / low["cpu_s_per_shower"]) / np.log(high["energy_gev"] / low["energy_gev"])), 3)
+        log_ratio = np.log(high["energy_gev"] / low["energy_gev"])
+        high["cost_exponent_vs_previous"] = round(float(np.log(high["cpu_s_per_shower"] / low["cpu_s_per_shower"]) / log_ratio), 3)
+        if low["collisions_per_shower"] and high["collisions_per_shower"]:
+            high["collision_exponent_vs_previous"] = round(
+                float(np.log(high["collisions_per_shower"] / low["collisions_per_shower"]) / log_ratio), 3)
+    if len(rows) > 1:  # least-squares exponent over all energies (per-decade values are noisy)
+        log_e = np.log([r["energy_gev"] for r in rows])
+        fit = {"cost_exponent_fit": float(np.polyfit(log_e, np.log([r["cpu_s_per_shower"] for r in rows]), 1)[0])}
+        if all(r["collisions_per_shower"] for r in rows):
+            fit["collision_exponent_fit"] = float(np.polyfit(log_e, np.log([r["collisions_per_shower"] for r in rows]), 1)[0])
+        rows[-1].update({key: round(value, 3) for key, value in fit.items()})
     return {"benchmark": "sim_throughput_per_decade", "primary": "p", "zenith_deg": 0.0, "depth_km": depth_km,
             "min_energy_gev": min_energy, "seed": seed, "rows": rows,
             "target": "1e9 GeV <= 10 s per shower on one core; cost exponent <= 0.8"}

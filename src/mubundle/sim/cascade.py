@@ -25,7 +25,7 @@ import numpy as np
 from mubundle.sim.earth import CurvedAxes
 from mubundle.sim.decays import CTAU_M, DECAYING_PIDS, MASS_GEV, MUON_MASS_GEV, decay
 from mubundle.sim.deflection import ScatteringTable, magnetic_deflection, scatter_in_air
-from mubundle.sim.interactions import MIN_LAB_ENERGY_GEV, XS_PROJECTILE, AirInteractions, final_states_lab
+from mubundle.sim.interactions import MIN_LAB_ENERGY_GEV, XS_PROJECTILE, AirInteractions
 
 #: Muon energy loss in air, -dE/dX = a + b E (a: ionisation of a relativistic muon in air,
 #: PDG "Atomic and nuclear properties: air", ~2.0-2.5 MeV cm^2/g at 10 GeV-1 TeV; b: radiative,
@@ -202,9 +202,8 @@ def _step(
         parts.append(Stack(hadrons.shower[parent], d.pid, d.energy, fate_depth[parent], fate_x[parent], fate_y[parent], d.slope_x, d.slope_y))
     colliding = np.flatnonzero(interacts)
     if colliding.size:
-        # one chromo call per collision; the bookkeeping is done once for all of them
-        raw = [air.collide_raw(p, e, rng) for p, e in zip(hadrons.pid[colliding].tolist(), hadrons.energy[colliding].tolist())]
-        pid, energy, px, py, pz, collision = final_states_lab(raw)
+        # one model call per collision; the bookkeeping is done once for all of them
+        pid, energy, px, py, pz, collision = air.collide_many(hadrons.pid[colliding], hadrons.energy[colliding], rng)
         parent = colliding[collision]
         keep = (pz > 0) & (energy > threshold_gev[hadrons.shower[parent]])
         parent, pid, energy, px, py, pz = parent[keep], pid[keep], energy[keep], px[keep], py[keep], pz[keep]
