@@ -99,7 +99,7 @@ class AirInteractions:
         Returns final-state (pid, energy GeV, px, py, pz GeV) arrays of the followed particles,
         in the lab frame with z along the projectile.
         """
-        pid_out, energy_out, px, py, pz, _ = final_states_lab([self.collide_raw(pid, energy, rng)])
+        pid_out, energy_out, px, py, pz, _ = final_states_lab([self.collide_raw(pid, energy, rng)], self.followed)
         return pid_out, energy_out, px, py, pz
 
     def collide_raw(self, pid: int, energy: float, rng: np.random.Generator) -> tuple:
