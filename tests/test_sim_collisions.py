@@ -24,7 +24,7 @@ def air():
 
 def _one_by_one(air: AirInteractions, pid: np.ndarray, energy: np.ndarray, rng: np.random.Generator) -> tuple:
     """The collision loop as the cascade ran it before ``collide_many``."""
-    return final_states_lab([air.collide_raw(p, e, rng) for p, e in zip(pid.tolist(), energy.tolist())])
+    return final_states_lab([air.collide_raw(p, e, rng) for p, e in zip(pid.tolist(), energy.tolist())], air.followed)
 
 
 def _run(air, function, seed, pid, energy):

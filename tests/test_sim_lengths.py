@@ -89,3 +89,46 @@ def test_fast_sibyll_path_gives_the_generic_chromo_particles_for_protons_and_mes
     for fast, generic in zip(results["fast"], results["generic"]):
         for a, b in zip(fast, generic):
             np.testing.assert_array_equal(a, b)
+
+
+def test_tracked_unstable_hadrons_have_pdg_decay_lengths_and_charges():
+    # c tau: K0S 2.6844 cm, Lambda 7.846 cm; masses 0.497611 / 1.115683 GeV (PDG 2022)
+    length = _decay_length_m(np.array([310, -3122]), np.array([1e5, 1e5]))
+    assert length[0] == pytest.approx(1e5 / 0.497611 * 0.026844, rel=3e-3)  # 5.4 km: K0S interacts above ~1e5 GeV
+    assert length[1] == pytest.approx(1e5 / 1.115683 * 0.07846, rel=3e-3)  # 7.0 km
+    np.testing.assert_array_equal(charge_of(np.array([310, 3222, -3222, 3312, -411, 4122])), [0, 1, -1, -1, -1, 1])
+
+
+def test_k0s_hyperons_and_charm_leave_the_collisions_as_particles_of_their_own(air):
+    # CORSIKA 7 tracks K0S, hyperons and charmed hadrons through the air (decay in flight or
+    # interaction; Heck et al., FZKA 6019, 1998); the model must not decay them at the vertex
+    assert {310, 3122, -3122, 411, -411, 4122}.issubset(air.tracked)
+    rng = np.random.default_rng(3)
+    pids = np.concatenate([air.collide(2212, 1e5, rng)[0] for _ in range(40)])
+    assert (pids == 310).sum() > 10
+    assert np.isin(np.abs(pids), (3122, 3222, 3112, 3322, 3312)).sum() > 3
+    # and they collide as themselves: a Lambda's collisions conserve its strangeness and baryon number
+    lam = np.concatenate([air.collide(3122, 1e5, rng)[0] for _ in range(20)])
+    assert lam.size > 0 and np.isin(lam, (3122, 3222, 3112, 3322, 3312, 321, 310, 130)).any()
+
+
+def test_decays_in_flight_follow_the_branching_ratios_and_conserve_energy(air):
+    # PDG 2022 (PTEP 2022 083C01): K0S -> pi+ pi- 69.20 %, pi0 pi0 30.69 %; Lambda -> p pi- 63.9 %,
+    # n pi0 35.8 % (SIBYLL's decay tables, used in flight, carry these values)
+    rng = np.random.default_rng(4)
+    n = 2000
+    charged = proton = 0
+    for _ in range(n):
+        pid, energy, slope_x, slope_y = air.decay_in_flight(310, 1000.0, 0.01, 0.0, rng)
+        if pid.size:
+            assert sorted(pid.tolist()) == [-211, 211] and energy.sum() == pytest.approx(1000.0, rel=1e-9)
+            assert np.all(np.abs(slope_x - 0.01) < 1e-3) and np.all(np.abs(slope_y) < 1e-3)
+            charged += 1
+        pid, energy, _, _ = air.decay_in_flight(3122, 1000.0, 0.0, 0.0, rng)
+        assert energy.sum() <= 1000.0 * (1 + 1e-9)
+        proton += int(2212 in pid.tolist())
+    assert charged / n == pytest.approx(0.692, abs=0.035)  # binomial sd 0.010
+    assert proton / n == pytest.approx(0.639, abs=0.035)
+    # a charmed meson decays to muons in some channels (semileptonic D decays, ~17 % for D+)
+    muons = sum(int(np.isin(air.decay_in_flight(411, 1e4, 0.0, 0.0, rng)[0], (13, -13)).any()) for _ in range(400))
+    assert 20 < muons < 140

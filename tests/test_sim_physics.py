@@ -119,3 +119,14 @@ def test_muons_below_the_follow_threshold_can_never_reach_the_shallowest_depth()
     assert np.all(just_below <= min_energy)  # stochastic losses only ever add to the continuous loss
     above = propagate_muons(np.full(20_000, 1.5 * threshold), depth_m, seed=5)
     assert (above > min_energy).mean() > 0.5
+
+
+def test_k0l_decays_to_a_muon_in_flight_with_the_pdg_kmu3_fraction():
+    # K0L -> pi+- mu-+ nu 27.04 % (PDG 2022); either charge with equal probability
+    rng = np.random.default_rng(3)
+    n = 40_000
+    products = decay(np.full(n, 130), np.full(n, 1000.0), np.zeros(n), np.zeros(n), rng)
+    muons = np.abs(products.pid) == 13
+    assert muons.sum() / n == pytest.approx(0.2704, abs=0.007)
+    assert (products.pid == 13).sum() == pytest.approx((products.pid == -13).sum(), rel=0.06)
+    assert np.all(products.energy[muons] < 1000.0)

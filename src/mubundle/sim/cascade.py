@@ -25,7 +25,9 @@ import numpy as np
 from mubundle.sim.earth import CurvedAxes
 from mubundle.sim.decays import CTAU_M, DECAYING_PIDS, MASS_GEV, MUON_MASS_GEV, decay
 from mubundle.sim.deflection import ScatteringTable, magnetic_deflection, scatter_in_air
-from mubundle.sim.interactions import MIN_LAB_ENERGY_GEV, XS_PROJECTILE, AirInteractions
+from mubundle.sim.interactions import (
+    MIN_LAB_ENERGY_GEV, TRACKED_UNSTABLE_PIDS, TRACKED_XS, XS_PROJECTILE, AirInteractions,
+)
 
 #: Muon energy loss in air, -dE/dX = a + b E (a: ionisation of a relativistic muon in air,
 #: PDG "Atomic and nuclear properties: air", ~2.0-2.5 MeV cm^2/g at 10 GeV-1 TeV; b: radiative,
@@ -37,6 +39,25 @@ PROTON_NUMBER = {1: 1, 4: 2, 14: 7, 27: 13, 56: 26}
 NUCLEON_MASS_GEV = 0.938
 #: Electric charge (units of e) of the followed particles by PDG id (mu- is +13).
 CHARGE = {13: -1, -13: 1, 211: 1, -211: -1, 321: 1, -321: -1, 2212: 1, -2212: -1}
+
+
+def _tracked_properties() -> tuple[dict[int, tuple[float, float]], dict[int, int]]:
+    """(|pid| -> (mass GeV, c tau m)) and (pid -> charge) of the tracked unstable hadrons, PDG
+    values through the ``particle`` package."""
+    from particle import Particle
+
+    lifetimes, charges = {}, {}
+    for pid in TRACKED_UNSTABLE_PIDS:
+        particle = Particle.from_pdgid(pid)
+        lifetimes[pid] = (particle.mass / 1000.0, particle.ctau / 1000.0)
+        if particle.charge:
+            charges[pid] = int(particle.charge)
+            charges[-pid] = -int(particle.charge)
+    return lifetimes, charges
+
+
+TRACKED_LIFETIME, _TRACKED_CHARGE = _tracked_properties()
+CHARGE.update(_TRACKED_CHARGE)
 
 
 def charge_of(pid: np.ndarray) -> np.ndarray:
@@ -111,6 +132,10 @@ def _decay_length_m(pid: np.ndarray, energy: np.ndarray) -> np.ndarray:
         chosen = abs_pid == parent
         mass = MASS_GEV[parent]
         out[chosen] = np.sqrt(np.maximum(energy[chosen] ** 2 - mass**2, 0.0)) / mass * CTAU_M[parent]
+    for parent, (mass, ctau) in TRACKED_LIFETIME.items():  # present only with a SIBYLL 2.3 model
+        chosen = abs_pid == parent
+        if chosen.any():
+            out[chosen] = np.sqrt(np.maximum(energy[chosen] ** 2 - mass**2, 0.0)) / mass * ctau
     return out
 
 
@@ -195,6 +220,15 @@ def _step(
     slope_y = hadrons.slope_y + dslope_y
 
     parts = []
+    by_model = decays & ~np.isin(abs_pid, _DECAYED_HERE)  # tracked unstable hadrons (K0S, hyperons, charm)
+    decays &= ~by_model
+    for index in np.flatnonzero(by_model).tolist():
+        d_pid, d_energy, d_slope_x, d_slope_y = air.decay_in_flight(
+            int(hadrons.pid[index]), float(hadrons.energy[index]), float(slope_x[index]), float(slope_y[index]), rng
+        )
+        n = d_pid.size
+        parts.append(Stack(np.full(n, hadrons.shower[index]), d_pid, d_energy, np.full(n, fate_depth[index]),
+                           np.full(n, fate_x[index]), np.full(n, fate_y[index]), d_slope_x, d_slope_y))
     decaying = np.flatnonzero(decays)
     if decaying.size:
         d = decay(hadrons.pid[decaying], hadrons.energy[decaying], slope_x[decaying], slope_y[decaying], rng)
@@ -219,9 +253,14 @@ def _step(
     return nxt.select(nxt.energy > threshold_gev[nxt.shower])
 
 
+_DECAYED_HERE = np.array(sorted({abs(p) for p in DECAYING_PIDS}))
+
+
 def _map_xs(abs_pid: np.ndarray) -> np.ndarray:
     out = np.zeros_like(abs_pid)
     for pid, table_pid in XS_PROJECTILE.items():
+        out[abs_pid == pid] = table_pid
+    for pid, table_pid in TRACKED_XS.items():
         out[abs_pid == pid] = table_pid
     return out
 

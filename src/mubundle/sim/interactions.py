@@ -48,6 +48,19 @@ _LLIST_OFFSET = 10000 + SIBYLL_MAX_CODE
 _UNKNOWN_CODE = np.iinfo(np.int64).min
 #: Cross-section table projectiles; other followed hadrons map onto these.
 XS_PROJECTILE = {211: 211, 321: 321, 130: 130, 2212: 2212, 2112: 2112}
+#: Unstable hadrons that CORSIKA 7 tracks through the atmosphere as particles of their own
+#: (decay in flight or interaction, whichever comes first) while the model would decay them at
+#: the vertex: K0S, the weakly decaying hyperons and the charmed hadrons (Heck et al., FZKA 6019
+#: (1998), table 1 and sec. 3; CORSIKA user's guide, particle codes 16, 18-32, 116-200).
+#: With a SIBYLL 2.3 model (version 4) the cascade does the same: they leave the collisions,
+#: interact through SIBYLL with their own projectile id, and decay with SIBYLL's own decay
+#: tables (``DECPAR``). Omega- is left to the vertex (SIBYLL 2.3d rejects it as a projectile:
+#: "SIB_MAIN: unknown beam particle"); Sigma0 decays electromagnetically (7e-20 s).
+TRACKED_UNSTABLE_PIDS = (310, 3122, 3222, 3112, 3322, 3312, 411, 421, 431, 4122, 4232, 4132, 4332)
+#: Their interaction lengths: the kaon-air table for strange and charmed mesons (SIBYLL's own
+#: cross-section class of K0S is the kaon one, chromo ``_cross_section_projectiles``), the
+#: nucleon-air table for hyperons and charmed baryons.
+TRACKED_XS = {pid: (130 if pid == 310 else 321 if pid < 1000 else 2212) for pid in TRACKED_UNSTABLE_PIDS}
 
 
 def model_class(name: str):
@@ -74,6 +87,11 @@ class AirInteractions:
     sibyll_beams: dict | None = None
     #: reused (codes, momenta) record buffers of the SIBYLL path (``_record_buffers``)
     record_buffers: tuple | None = None
+    #: unstable hadrons the cascade tracks itself (``TRACKED_UNSTABLE_PIDS`` and antiparticles;
+    #: empty for models without the SIBYLL fast path: they decay at the vertex there)
+    tracked: tuple = ()
+    #: followed[|pid|] look-up of the particles that leave a collision (``FOLLOWED_PIDS`` + tracked)
+    followed: np.ndarray | None = None
 
     def interaction_length(self, abs_pid: np.ndarray, energy: np.ndarray) -> np.ndarray:
         """Interaction length (g/cm^2) in air for |pid| (N,) at lab energy (N,) GeV."""
@@ -91,7 +109,7 @@ class AirInteractions:
         Returns final-state (pid, energy GeV, px, py, pz GeV) arrays of the followed particles,
         in the lab frame with z along the projectile.
         """
-        pid_out, energy_out, px, py, pz, _ = final_states_lab([self.collide_raw(pid, energy, rng)])
+        pid_out, energy_out, px, py, pz, _ = final_states_lab([self.collide_raw(pid, energy, rng)], self.followed)
         return pid_out, energy_out, px, py, pz
 
     def collide_raw(self, pid: int, energy: float, rng: np.random.Generator) -> tuple:
@@ -99,7 +117,8 @@ class AirInteractions:
         generator frame, gamma, beta_gamma of the boost to the lab). Copies of the record, so
         many collisions can be filtered and boosted at once (:func:`final_states_lab`); the
         per-collision numpy calls cost more than SIBYLL itself on small events."""
-        p_n14 = np.interp(np.log10(energy), self.log_energy_grid, self.target_n14_probability[abs(pid)])
+        table = TRACKED_XS.get(abs(pid), abs(pid))
+        p_n14 = np.interp(np.log10(energy), self.log_energy_grid, self.target_n14_probability[table])
         target = "N14" if rng.random() < p_n14 else "O16"
         if self.sibyll_beams is not None and pid in self.sibyll_beams:
             return self._collide_sibyll(pid, energy, target)
@@ -173,7 +192,7 @@ class AirInteractions:
         p_n14 = np.empty(n)
         for table_pid in np.unique(abs_pid).tolist():
             chosen = abs_pid == table_pid
-            p_n14[chosen] = np.interp(np.log10(energy[chosen]), self.log_energy_grid, self.target_n14_probability[table_pid])
+            p_n14[chosen] = np.interp(np.log10(energy[chosen]), self.log_energy_grid, self.target_n14_probability[TRACKED_XS.get(table_pid, table_pid)])
         is_n14 = rng.random(n) < p_n14
         beams = self.sibyll_beams
         fast = np.zeros(n, bool)
@@ -190,7 +209,7 @@ class AirInteractions:
             return final_states_lab([
                 self._collide_sibyll(p, e, t) if f else self._collide_generic(p, e, t)
                 for p, e, t, f in zip(pid.tolist(), energy.tolist(), targets, fast.tolist())
-            ])
+            ], self.followed)
         m2 = beams["nucleon_mass"]
         # the same floating-point operations, in the same order, as _collide_sibyll
         ecm = np.sqrt(m1 * m1 + m2 * m2 + 2.0 * energy * m2)
@@ -258,6 +277,46 @@ class AirInteractions:
             codes, momenta = grown_codes, grown_momenta
             self.record_buffers = (codes, momenta)
         return codes, momenta
+    def decay_in_flight(self, pid: int, energy: float, slope_x: float, slope_y: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """Decay of one tracked unstable hadron (``self.tracked``) of lab ``energy`` (GeV) moving
+        along (slope_x, slope_y, 1), with the model's own decay tables (SIBYLL ``DECPAR``, lab
+        frame), as the model would have decayed it at the vertex. Unstable daughters that are
+        neither followed nor tracked (resonances, eta, ...) are decayed further the same way;
+        a K0 / K0bar daughter becomes K0S or K0L with probability 1/2 each (CP eigenstates);
+        photons, leptons other than muons and pi0 are dropped. Returns (pid, energy GeV,
+        slope_x, slope_y) of the followed and tracked daughters, each (D,)."""
+        lib = self.model._lib
+        idb = lib.s_csydec.idb
+        production_id, mass = self.sibyll_beams[pid]
+        momentum = math.sqrt(max(energy * energy - mass * mass, 0.0))
+        norm = math.sqrt(1.0 + slope_x * slope_x + slope_y * slope_y)
+        p0 = np.array([momentum * slope_x / norm, momentum * slope_y / norm, momentum / norm, energy, mass])
+        pending, out = [(production_id, p0)], []
+        while pending:
+            code, four = pending.pop()
+            entry = abs(code) - 1
+            stable_flag = idb[entry]
+            idb[entry] = abs(stable_flag)  # tracked particles are stable for the vertex only
+            codes = np.zeros(10, np.int32)
+            momenta = np.zeros((10, 5), np.float64, order="F")
+            lib.decpar(code, four, 0, codes, momenta)  # fills codes / momenta in place
+            idb[entry] = stable_flag
+            for k in np.flatnonzero(codes):
+                daughter = int(lib.isib_pid2pdg(int(codes[k])))
+                if abs(daughter) == 311:
+                    daughter = 310 if rng.random() < 0.5 else 130
+                    codes[k] = lib.isib_pdg2pid(daughter)
+                if abs(daughter) < self.followed.size and self.followed[abs(daughter)]:
+                    out.append((daughter, momenta[k].copy()))
+                elif abs(daughter) not in (22, 111, 11, 12, 14, 16) and idb[abs(int(codes[k])) - 1] > 0:
+                    pending.append((int(codes[k]), momenta[k].copy()))
+        if not out:
+            empty = np.zeros(0)
+            return np.zeros(0, np.int64), empty, empty, empty
+        pids = np.array([d for d, _ in out], np.int64)
+        momenta = np.array([m for _, m in out])
+        pz = np.where(momenta[:, 2] != 0.0, momenta[:, 2], 1e-30)
+        return pids, momenta[:, 3], momenta[:, 0] / pz, momenta[:, 1] / pz
 
     def reseed(self, seed: int) -> None:
         """Put the model's random generator into the state of ``seed`` (per-chunk determinism)."""
@@ -295,16 +354,19 @@ def _raw_hepevt(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return idhep[:n].copy(), isthep[:n].copy(), phep[:4, :n].T.copy()
 
 
-def final_states_lab(raw: list[tuple]) -> tuple[np.ndarray, ...]:
+def final_states_lab(raw: list[tuple], followed: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Followed final-state (status 1) particles of many collisions (``collide_raw`` results),
     boosted to the lab along z with each collision's (gamma, beta_gamma) (the same boost as
     chromo's ``EventKinematics.apply_boost``). Returns (pid, energy, px, py, pz, collision
-    index), each (M,), in collision order."""
+    index), each (M,), in collision order. ``followed``: look-up by |pid| of the particles kept
+    (``AirInteractions.followed``; default ``FOLLOWED_PIDS``)."""
     if not raw:
         empty = np.zeros(0)
         return np.zeros(0, np.int64), empty, empty, empty, empty, np.zeros(0, np.int64)
     pid = np.concatenate([r[0] for r in raw])
-    keep = _FOLLOWED[np.minimum(np.abs(pid), _LAST)] & (np.concatenate([r[1] for r in raw]) == 1)
+    status = np.concatenate([r[1] for r in raw])
+    table = _FOLLOWED if followed is None else followed
+    keep = table[np.minimum(np.abs(pid), np.int32(table.size - 1))] & (status == 1)
     return _final_states_lab(pid, keep, np.concatenate([r[2] for r in raw]), np.array([r[0].size for r in raw]),
                              np.array([r[3] for r in raw], np.float64), np.array([r[4] for r in raw], np.float64))
 
@@ -363,14 +425,41 @@ def _build(name: str, seed: int) -> AirInteractions:
             f"--interaction-model {name}: chromo could not load the model's data files ({error}); "
             "on an offline machine use SIBYLL-2.3d or copy chromo's data directory by hand"
         ) from error
-    model.final_state_particles = list(FOLLOWED_PIDS)
+    tracked = _tracked_pids(model)
+    model.final_state_particles = list(FOLLOWED_PIDS) + list(tracked)
     with _fortran_stdout_silenced():
         air = _tabulate(name, model)
-    air.sibyll_beams = _sibyll_beams(model)
+    air.sibyll_beams = _sibyll_beams(model, tracked)
+    air.tracked = tracked
+    air.followed = followed_lookup(FOLLOWED_PIDS + tracked)
     return air
 
 
-def _sibyll_beams(model) -> dict | None:
+def followed_lookup(pids: tuple[int, ...]) -> np.ndarray:
+    """Boolean look-up table indexed by |pid| (its last entry, False, stands for every larger |pid|)."""
+    table = np.zeros(max(abs(p) for p in pids) + 2, bool)
+    table[[abs(p) for p in pids]] = True
+    return table
+
+
+def _tracked_pids(model) -> tuple[int, ...]:
+    """``TRACKED_UNSTABLE_PIDS`` and their antiparticles for a SIBYLL 2.3 model (fast path with
+    in-flight decays through ``DECPAR``); () for other models."""
+    from chromo.models.sibyll import SIBYLLRun
+    from particle import Particle
+
+    if not isinstance(model, SIBYLLRun) or getattr(model, "version", "") == "2.1":
+        return ()
+    out = []
+    for pid in TRACKED_UNSTABLE_PIDS:
+        out.append(pid)
+        anti = int(Particle.from_pdgid(pid).invert().pdgid)
+        if anti != pid:
+            out.append(anti)
+    return tuple(out)
+
+
+def _sibyll_beams(model, tracked: tuple[int, ...] = ()) -> dict | None:
     """For chromo's SIBYLL 2.3 models: the production id and mass of every followed hadron
     (the fast collision path); None for other models (and SIBYLL 2.1: other ``_generate``)."""
     from chromo.constants import nucleon_mass
@@ -380,17 +469,17 @@ def _sibyll_beams(model) -> dict | None:
     if not isinstance(model, SIBYLLRun) or getattr(model, "version", "") == "2.1":
         return None
     beams: dict = {"nucleon_mass": float(nucleon_mass)}
-    for pid in FOLLOWED_PIDS:
+    for pid in FOLLOWED_PIDS + tracked:
         if abs(pid) == 13:
             continue
         production_id = int(model._lib.isib_pdg2pid(pid))
         if production_id != 0:
             beams[pid] = (production_id, float(mass(pid)))
-    beams["followed_of_llist"] = _followed_of_llist(model)
+    beams["followed_of_llist"] = _followed_of_llist(model, tracked)
     return beams
 
 
-def _followed_of_llist(model) -> np.ndarray:
+def _followed_of_llist(model, tracked: tuple[int, ...] = ()) -> np.ndarray:
     """Table over SIBYLL's particle-list codes LLIST (index LLIST + ``_LLIST_OFFSET``): the PDG id
     (chromo's ``isib_pid2pdg``, as its ``sibhep`` converts them) of a followed particle that
     SIBYLL left undecayed (|LLIST| < 10000), 0 for any other particle (decayed ones carry
@@ -399,7 +488,7 @@ def _followed_of_llist(model) -> np.ndarray:
     llist = np.arange(-_LLIST_OFFSET, _LLIST_OFFSET + 1)
     sibyll_code = np.fmod(llist, 10000)  # Fortran MOD keeps the sign of LLIST
     table[np.abs(sibyll_code) > SIBYLL_MAX_CODE] = _UNKNOWN_CODE
-    followed = {abs(pid) for pid in FOLLOWED_PIDS}  # by |pid|, as ``_FOLLOWED`` selects HEPEVT rows
+    followed = {abs(pid) for pid in FOLLOWED_PIDS + tracked}  # by |pid|, as ``AirInteractions.followed`` selects HEPEVT rows
     for code in range(-SIBYLL_MAX_CODE, SIBYLL_MAX_CODE + 1):
         pdg = int(model._lib.isib_pid2pdg(code)) if code else 0
         if abs(pdg) in followed:
@@ -413,7 +502,7 @@ def _tabulate(name: str, model) -> AirInteractions:
     grid = np.linspace(np.log10(MIN_LAB_ENERGY_GEV), 10.0, 45)
     lambdas, n14_probability = {}, {}
     mean_mass = sum(frac * mass for _, mass, frac in AIR_COMPONENTS)
-    for pid in XS_PROJECTILE:
+    for pid in XS_PROJECTILE:  # tracked particles use these tables (``TRACKED_XS``)
         sigma = {
             # production cross section (inelastic minus quasi-elastic target excitation): the
             # events the model generates are production events; chromo itself uses ``prod``

@@ -1,0 +1,121 @@
+"""Where the muons come from, ours against CORSIKA, for one decade of the PANAMA showers; prints JSON.
+
+CORSIKA 7 writes the muon's parent into its particle description (id x 1000 + hadronic
+generation x 10 + observation level): the generation of a muon from a charged-pion decay has
+51 added, one from a charmed-hadron decay 30 (CORSIKA user's guide, particle description of
+muons; the PANAMA reader, github.com/The-Ludwig/PANAMA ``read.py``, classifies muons the same
+way); every other muon (generation < 30) comes from a kaon (K+-, K0L; hyperon and K0S
+semileptonic decays are below 1e-3). Ours: the simulator is run with its decay step wrapped
+so that every muon is labelled by the parent decayed there (pi+-, K+-, K0L); muons made
+inside the model's collisions or by in-flight decays of the tracked unstable hadrons (charm)
+are ``other``. A muon is counted if its energy at the observation level (continuous loss in
+air, as the simulator's) is above the CORSIKA muon cut; decay in flight of > 1 TeV muons is
+neglected here (< 0.1 %), so ``ours_total`` and the simulator's own count agree within that.
+
+Usage: python benchmarks/muon_origins.py --corsika ../shared/data/corsika/panama/DAT* \
+           --decade 7 [--max-showers 60] [--repeat 2] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import vs_corsika  # noqa: E402  (the CORSIKA reader and primary ids of the comparison benchmark)
+
+
+def corsika_origins(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """(energy (S,), primary id (S,), per shower {category: muon count}) from CORSIKA files."""
+    from corsikaio import CorsikaParticleFile
+
+    energy, primary, origins = [], [], []
+    for path in paths:
+        with CorsikaParticleFile(path) as corsika:
+            for event in corsika:
+                description = event.particles["particle_description"]
+                kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
+                generation = (np.abs(description) % 1000) // 10
+                g = generation[(description > 0) & np.isin(kind, vs_corsika.MUON_IDS)]
+                origins.append({"pion": int((g >= 50).sum()), "charm": int(((g >= 30) & (g < 50)).sum()),
+                                "kaon": int((g < 30).sum())})
+                energy.append(float(event.header["total_energy"]))
+                primary.append(int(event.header["particle_id"]))
+    return np.array(energy), np.array(primary), origins
+
+
+def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: float, repeat: int, seed: int) -> dict:
+    """Mean muon counts per run by parent, from the simulator with its decay step wrapped."""
+    import mubundle.sim.cascade as cascade
+    from mubundle.sim.config import SimConfig
+    from mubundle.sim.run import simulate_primaries
+
+    parent_of: dict[float, int] = {}
+    counts: dict[str, float] = {"pion": 0.0, "kaon": 0.0, "kaon_K0L": 0.0, "other": 0.0}
+    total = 0
+    original_decay, original_to_ground = cascade.decay, cascade._muons_to_ground
+    label = {211: "pion", 321: "kaon", 130: "kaon_K0L"}
+
+    def labelled_decay(pid, energy_gev, slope_x, slope_y, rng):
+        daughters = original_decay(pid, energy_gev, slope_x, slope_y, rng)
+        muon = np.abs(daughters.pid) == 13
+        parent_of.update(zip(daughters.energy[muon].tolist(), np.abs(pid[daughters.parent[muon]]).tolist()))
+        return daughters
+
+    def counted_to_ground(muons, cos_zenith, ground_depth, *args, **kwargs):
+        column = np.maximum(ground_depth[muons.shower] - muons.depth, 0.0)
+        ratio = cascade.AIR_A_GEV_CM2_PER_G / cascade.AIR_B_CM2_PER_G
+        at_ground = (muons.energy + ratio) * np.exp(-cascade.AIR_B_CM2_PER_G * column) - ratio
+        for e in muons.energy[at_ground > cut_gev].tolist():
+            counts[label.get(parent_of.get(e, 0), "other")] += 1.0 / repeat
+        return original_to_ground(muons, cos_zenith, ground_depth, *args, **kwargs)
+
+    config = replace(SimConfig(), surface_altitude_m=level_m, min_energy=cut_gev)
+    cascade.decay, cascade._muons_to_ground = labelled_decay, counted_to_ground
+    try:
+        for k in range(repeat):
+            parent_of.clear()
+            batch = simulate_primaries(energy, np.zeros(energy.size), mass, np.zeros(energy.size), seed=seed + k, config=config)
+            total += int(batch.counts.sum())
+    finally:
+        cascade.decay, cascade._muons_to_ground = original_decay, original_to_ground
+    return {"by_parent": {k: round(v, 2) for k, v in counts.items()}, "total": total / repeat}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corsika", nargs="+", required=True, help="CORSIKA particle files (vertical showers, MUADDI)")
+    parser.add_argument("--decade", type=int, default=7, help="log10 of the decade's lower E0 edge")
+    parser.add_argument("--max-showers", type=int, default=None, help="first N showers of the decade only")
+    parser.add_argument("--repeat", type=int, default=2, help="simulations per CORSIKA primary")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    data = vs_corsika.read_corsika(args.corsika)  # also checks the showers are vertical and share a level and cut
+    energy, primary, origins = corsika_origins(args.corsika)
+    chosen = np.flatnonzero((energy >= 10.0**args.decade) & (energy < 10.0 ** (args.decade + 1)))[: args.max_showers]
+    if chosen.size == 0:
+        raise SystemExit(f"muon_origins: no CORSIKA shower in decade 1e{args.decade}")
+    theirs = {key: sum(origins[i][key] for i in chosen) for key in ("pion", "kaon", "charm")}
+    mass = np.array([vs_corsika.mass_of_corsika_id(p) for p in primary[chosen]])
+    start = time.process_time()
+    ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
+    cpu = time.process_time() - start
+    by = ours["by_parent"]
+    print(json.dumps({
+        "benchmark": "muon_origins", "decade": f"1e{args.decade}-1e{args.decade + 1}", "showers": int(chosen.size),
+        "repeat": args.repeat, "corsika": theirs, "ours": by, "ours_total": ours["total"],
+        "ratio_pion": round(by["pion"] / theirs["pion"], 4) if theirs["pion"] else None,
+        "ratio_kaon": round((by["kaon"] + by["kaon_K0L"]) / theirs["kaon"], 4) if theirs["kaon"] else None,
+        "ratio_other_vs_charm": round(by["other"] / theirs["charm"], 4) if theirs["charm"] else None,
+        "cpu_s": round(cpu, 1),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
