@@ -204,7 +204,6 @@ class AirInteractions:
 #: followed[|pid|] (|pid| clipped to the table end): a look-up, 10x faster than np.isin here
 _FOLLOWED = np.zeros(max(abs(p) for p in FOLLOWED_PIDS) + 2, bool)
 _FOLLOWED[[abs(p) for p in FOLLOWED_PIDS]] = True
-_LAST = np.int32(_FOLLOWED.size - 1)  # a Python int would make np.minimum 10x slower
 _HEPEVT_VIEWS: dict[int, tuple] = {}
 
 
@@ -249,6 +248,7 @@ def final_states_lab(raw: list[tuple], followed: np.ndarray | None = None) -> tu
     beta_gamma = np.repeat([r[4] for r in raw], sizes)
     if followed is None:
         followed = _FOLLOWED
+    # np.int32 bound: a Python int would make np.minimum 10x slower
     keep = followed[np.minimum(np.abs(pid), np.int32(followed.size - 1))] & (status == 1)
     px, py, pz, en = (momenta[keep, k] for k in range(4))
     gamma, beta_gamma = gamma[keep], beta_gamma[keep]
