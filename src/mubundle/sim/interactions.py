@@ -327,7 +327,6 @@ class AirInteractions:
 #: followed[|pid|] (|pid| clipped to the table end): a look-up, 10x faster than np.isin here
 _FOLLOWED = np.zeros(max(abs(p) for p in FOLLOWED_PIDS) + 2, bool)
 _FOLLOWED[[abs(p) for p in FOLLOWED_PIDS]] = True
-_LAST = np.int32(_FOLLOWED.size - 1)  # a Python int would make np.minimum 10x slower
 _HEPEVT_VIEWS: dict[int, tuple] = {}
 
 
