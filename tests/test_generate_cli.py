@@ -154,6 +154,26 @@ def test_vertical_depths_go_through_the_curved_overburden_of_a_model_trained_on_
     assert (conditions[:, 3] < 0.98 * 2.0 / np.cos(conditions[:, 1])).any()  # flat would be deeper near the horizon
 
 
+def test_flux_mode_samples_the_primaries_of_the_model_domain_unless_ranges_are_given(model_dir, tmp_path):
+    from mubundle.model.domain import ModelDomain
+
+    model = MuonBundleModel.load(model_dir)
+    model.domain = ModelDomain(energy_gev=(2e5, 3e6), zenith_rad=(0.2, 0.6), mass_number=(1.0, 56.0),
+                               slant_depth_km=(1.0, 10.0), vertical_depth_km=(1.0, 3.0), overburden_radius_m=6_374_134.0)
+    domain_dir = tmp_path / "domain"
+    model.save(domain_dir)
+    out = tmp_path / "domain.parquet"
+    assert generate("--model", domain_dir, "--flux", "H3a", "--events", 300, "--depths", "2.0", "--out", out) == 0
+    conditions = read_events(out).batch.conditions.astype(np.float64)
+    assert conditions[:, 0].min() >= 2e5 * (1 - 1e-6) and conditions[:, 0].max() <= 3e6 * (1 + 1e-6)
+    assert conditions[:, 1].min() >= 0.2 - 1e-6 and conditions[:, 1].max() <= 0.6 + 1e-6
+    assert read_metadata(out)["config"]["energy_range"] == pytest.approx([2e5, 3e6])
+    explicit = tmp_path / "explicit.parquet"  # a given range wins (here partly outside: extrapolation allowed)
+    assert generate("--model", domain_dir, "--flux", "H3a", "--events", 50, "--depths", "2.0", "--energy-range", 1e4, 1e5,
+                    "--allow-extrapolation", "--out", explicit) == 0
+    assert read_events(explicit).batch.conditions[:, 0].max() <= 1e5 * (1 + 1e-6)
+
+
 def test_flux_mode_without_events_is_a_clear_user_error(model_dir, tmp_path, capsys):
     assert generate("--model", model_dir, "--flux", "H3a", "--out", tmp_path / "x.parquet") == 2
     assert "--flux needs --events" in capsys.readouterr().err

@@ -51,9 +51,11 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     flux = parser.add_argument_group("flux mode")
     flux.add_argument("--events", type=positive_int, help="number of primaries to sample")
     flux.add_argument("--energy-range", nargs=2, type=_ENERGY_GEV, metavar=("LO", "HI"),
-                      default=_FLUX_DEFAULTS.energy_range, help="primary energy range [GeV]")
+                      help="primary energy range [GeV] (default: the model's domain; "
+                           f"{_FLUX_DEFAULTS.energy_range[0]:g} {_FLUX_DEFAULTS.energy_range[1]:g} for models without one)")
     flux.add_argument("--zenith-range", nargs=2, type=_ZENITH_RAD, metavar=("LO", "HI"),
-                      default=_FLUX_DEFAULTS.zenith_range, help="zenith range [rad], 0 = vertical")
+                      help="zenith range [rad], 0 = vertical (default: the model's domain; "
+                           f"{_FLUX_DEFAULTS.zenith_range[0]:g} {_FLUX_DEFAULTS.zenith_range[1]:.4f} for models without one)")
     flux.add_argument("--depths", type=parse_depths, default=_FLUX_DEFAULTS.depths_km, metavar="KM,...",
                       help="observation depths [km]; one event per primary and depth")
     flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=_FLUX_DEFAULTS.depth_kind,
@@ -117,9 +119,12 @@ def generate_from_args(args: argparse.Namespace) -> int:
                   metadata=metadata, progress=not args.no_progress, overwrite=args.overwrite,
                   allow_extrapolation=args.allow_extrapolation, dask=args.dask)
     if args.flux is not None:
+        # without --energy-range / --zenith-range: the primaries the model knows (its domain)
+        energy_range = args.energy_range or (domain.energy_gev if domain is not None else _FLUX_DEFAULTS.energy_range)
+        zenith_range = args.zenith_range or (domain.zenith_rad if domain is not None else _FLUX_DEFAULTS.zenith_range)
         settings = FluxSettings(
-            flux_model=args.flux, events=args.events, energy_range=tuple(args.energy_range),
-            zenith_range=tuple(args.zenith_range), depths_km=tuple(args.depths), depth_kind=args.depth_kind,
+            flux_model=args.flux, events=args.events, energy_range=tuple(energy_range),
+            zenith_range=tuple(zenith_range), depths_km=tuple(args.depths), depth_kind=args.depth_kind,
             area_m2=args.area, generation_gamma=args.generation_gamma,
         )
         summary = generate_from_flux(model, settings, args.out, **common)
