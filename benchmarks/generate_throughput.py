@@ -485,7 +485,9 @@ def main(argv: list[str] | None = None) -> dict:
                       help="GeV (default: the new domain, 3e2 1e9)")
     flux.add_argument("--zenith-range-deg", nargs=2, type=float, default=NEW_DOMAIN["zenith_range_deg"],
                       metavar=("LO", "HI"), help="deg, uniform in cos (default 0 85)")
-    flux.add_argument("--depths", type=lambda text: tuple(float(d) for d in text.split(",")),
+    from mubundle.sim.config import parse_depths
+
+    flux.add_argument("--depths", type=parse_depths,
                       default=NEW_DOMAIN["depths_km"], metavar="KM,...", help="vertical depths (default 1.4,...,2.6)")
     flux.add_argument("--generation-gamma", type=float, default=NEW_DOMAIN["generation_gamma"],
                       help="generation spectrum E^-G (default 1.3)")
