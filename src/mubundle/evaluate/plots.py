@@ -193,7 +193,8 @@ def bin_ratio_plot(variable: str, bins: list[dict], out_dir: Path) -> Figure | N
     figure.tight_layout()
     figure.savefig(out_dir / file, dpi=80)
     plt.close(figure)
-    return Figure(file, f"Ratio of every metric to its statistical floor in bins of {coordinate} (1 = as good as the data's own fluctuations).")
+    return Figure(file, f"Ratio of every metric to its statistical floor in bins of {coordinate} "
+                        "(1 = as good as the data's own fluctuations).")
 
 
 def calibration_plot(calibration: dict, out_dir: Path) -> Figure | None:

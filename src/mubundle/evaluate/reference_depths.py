@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from mubundle.data import native
-from mubundle.evaluate.binning import SLANT, DepthBinning
+from mubundle.evaluate.binning import DepthBinning
 from mubundle.sim.site import get_site
 
 #: An event belongs to a recorded vertical depth within this distance [km]. Slant depth and
