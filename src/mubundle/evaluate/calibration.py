@@ -42,7 +42,7 @@ import torch
 from scipy import stats
 
 from mubundle.data.batch import RaggedBatch
-from mubundle.evaluate.binning import VARIABLES, bins_for
+from mubundle.evaluate.binning import SLANT, VARIABLES, DepthBinning, bins_for
 from mubundle.evaluate.distances import NotAvailable
 from mubundle.evaluate.metrics import MIN_EVENTS, metric_entry, shower_ids
 
@@ -162,13 +162,15 @@ def pit_statistics(pit: np.ndarray, showers: np.ndarray, seed: int, n_repeats: i
 
 
 def multiplicity_calibration(
-    model: "MuonBundleModel", reference: RaggedBatch, seed: int = 0, n_bins: int = 20
+    model: "MuonBundleModel", reference: RaggedBatch, seed: int = 0, n_bins: int = 20,
+    depth: DepthBinning = SLANT,
 ) -> dict[str, Any]:
     """Randomised-PIT calibration of the model's P(N | conditions) on the reference events.
 
     ``reference``: events with their true multiplicities (physical conditions, see
     :class:`RaggedBatch`); ``seed`` fixes the PIT randomisation and the floors; ``n_bins``:
-    bins of the PIT histogram. Returns a JSON-serialisable dict (no NaN)::
+    bins of the PIT histogram; ``depth``: the depth binning
+    (:func:`mubundle.evaluate.reference_depths.depth_binning`). Returns a JSON-serialisable dict (no NaN)::
 
         {"n_events", "n_nonfinite", "overall": {"n_events", "ks": {"model", "floor", "ratio",
          "floor_correlated"}, "coverage_50", "coverage_90", "mean_pit", "histogram"},
@@ -187,7 +189,7 @@ def multiplicity_calibration(
     binned: dict[str, list[dict[str, Any]]] = {}
     for variable_index, variable in enumerate(VARIABLES):
         entries = []
-        for bin_index, condition_bin in enumerate(bins_for(variable, reference.conditions)):
+        for bin_index, condition_bin in enumerate(bins_for(variable, reference.conditions, depth)):
             selected = condition_bin.mask(reference.conditions) & finite
             bin_seed = seed + 1000 * (variable_index + 1) + 10 * bin_index
             entries.append(dict(condition_bin.to_dict(), **pit_statistics(pit[selected], showers[selected], bin_seed)))

@@ -135,9 +135,11 @@ def _bins_section(metrics: dict[str, Any]) -> str:
              "<p>Each cell is the ratio model / floor of one metric in one bin (n/a: see the "
              "tooltip or metrics.json for the reason). The number of reference events of the bin is "
              "given under its label.</p>"]
+    binning = metrics.get("binning", {})
     for variable, entries in metrics["bins"].items():
         if not entries:
             continue
+        parts.append(_binning_line(variable, binning.get(variable)))
         names = list(entries[0]["metrics"])
         header = "".join(
             f"<th>{html.escape(entry['label'])}<br><small>{entry['n_reference']} events</small></th>" for entry in entries
@@ -150,8 +152,23 @@ def _bins_section(metrics: dict[str, Any]) -> str:
                 css, status = _status(metric, max_ratio)
                 cells.append(f"<td class='{css}' title='{status}'>{_number(metric.get('ratio'), 3)}</td>")
             rows.append(f"<tr><td class='name'>{name}</td>{''.join(cells)}</tr>")
-        parts.append(f"<h3>{html.escape(variable)}</h3><table><tr><th>metric</th>{header}</tr>{''.join(rows)}</table>")
+        parts.append(f"<table><tr><th>metric</th>{header}</tr>{''.join(rows)}</table>")
     return "".join(parts)
+
+
+def _binning_line(variable: str, binning: dict[str, Any] | None) -> str:
+    """Heading of one bin variable: the binned coordinate with its unit, its bin edges (or the
+    values of categorical bins) and, for depth, why this binning was used."""
+    if not binning:
+        return f"<h3>{html.escape(variable)}</h3>"
+    if "values" in binning:
+        bounds = "one bin per value: " + ", ".join(f"{v:.4g}" for v in binning["values"])
+    else:
+        bounds = "bin edges: " + ", ".join(f"{v:.4g}" for v in binning.get("edges", []))
+    line = f"<h3>{html.escape(variable)}: {html.escape(str(binning['coordinate']))}</h3><p>{html.escape(bounds)}"
+    if binning.get("reason"):
+        line += f". Binning: {html.escape(str(binning['reason']))}"
+    return line + ".</p>"
 
 
 _CALIBRATION_EXPLANATION = """
@@ -206,7 +223,8 @@ def _calibration_section(metrics: dict[str, Any]) -> str:
               "<th>KS ratio</th><th>coverage 50 %</th><th>coverage 90 %</th><th>mean PIT</th></tr>")
     rows = [_calibration_row("all events", calibration["overall"])]
     for variable, entries in calibration["bins"].items():
-        rows.append(f"<tr><th colspan='9' style='text-align:left'>bins of {html.escape(variable)}</th></tr>")
+        coordinate = f" ({entries[0]['coordinate']})" if entries and entries[0].get("coordinate") else ""
+        rows.append(f"<tr><th colspan='9' style='text-align:left'>bins of {html.escape(variable + coordinate)}</th></tr>")
         rows.extend(_calibration_row(entry["label"], entry) for entry in entries)
     warning = calibration.get("warning")
     warning_html = f"<p class='bad'><b>Warning:</b> {html.escape(warning)}</p>" if warning else ""

@@ -186,13 +186,15 @@ def bin_ratio_plot(variable: str, bins: list[dict], out_dir: Path) -> Figure | N
         axis.text(column, row, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=8)
     axis.set_yticks(range(len(names)), names, fontsize=8)
     axis.set_xticks(range(len(bins)), [entry["label"] for entry in bins], rotation=30, ha="right", fontsize=8)
-    axis.set_title(f"ratio model / floor in bins of {variable}", fontsize=10)
+    coordinate = bins[0].get("coordinate") or variable
+    axis.set_title(f"ratio model / floor in bins of {coordinate}", fontsize=10)
     figure.colorbar(image, ax=axis, label="ratio")
     file = f"ratios_by_{variable}.png"
     figure.tight_layout()
     figure.savefig(out_dir / file, dpi=80)
     plt.close(figure)
-    return Figure(file, f"Ratio of every metric to its statistical floor in bins of {variable} (1 = as good as the data's own fluctuations).")
+    return Figure(file, f"Ratio of every metric to its statistical floor in bins of {coordinate} "
+                        "(1 = as good as the data's own fluctuations).")
 
 
 def calibration_plot(calibration: dict, out_dir: Path) -> Figure | None:

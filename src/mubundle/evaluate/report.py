@@ -21,7 +21,7 @@ import numpy as np
 from mubundle.data.batch import RaggedBatch
 from mubundle.errors import InvalidValueError, OutputRefusedError, check_integer
 from mubundle.data.remote import redact_paths
-from mubundle.evaluate.binning import VARIABLES, bins_for
+from mubundle.evaluate.binning import SLANT, VARIABLES, DepthBinning, bins_for, describe_bins
 from mubundle.evaluate.features import summary_quantities
 from mubundle.evaluate.metrics import METRICS, compare, is_paired
 from mubundle.evaluate.tails import tail_report
@@ -80,11 +80,12 @@ def seed_spread(overall_by_seed: dict[int, dict[str, dict[str, Any]]]) -> dict[s
 
 
 def compare_in_bins(
-    reference: RaggedBatch, candidate: RaggedBatch, seed: int = 0, n_splits: int = 4
+    reference: RaggedBatch, candidate: RaggedBatch, seed: int = 0, n_splits: int = 4, depth: DepthBinning = SLANT
 ) -> dict[str, list[dict[str, Any]]]:
     """:func:`~mubundle.evaluate.metrics.compare` repeated in bins of E0, A, zenith and depth.
 
-    Bins come from the reference conditions; a paired candidate is cut with the same event
+    Bins come from the reference conditions (depth: slant, or the recorded vertical depths
+    with a vertical ``depth`` binning, :mod:`mubundle.evaluate.reference_depths`); a paired candidate is cut with the same event
     indices, an unpaired one by its own conditions. Bins too small for a metric report it
     n/a with the reason.
     """
@@ -92,7 +93,7 @@ def compare_in_bins(
     result: dict[str, list[dict[str, Any]]] = {}
     for variable in VARIABLES:
         entries = []
-        for condition_bin in bins_for(variable, reference.conditions):
+        for condition_bin in bins_for(variable, reference.conditions, depth):
             reference_index = np.flatnonzero(condition_bin.mask(reference.conditions))
             candidate_index = reference_index if paired else np.flatnonzero(condition_bin.mask(candidate.conditions))
             metrics = compare(reference.take(reference_index), candidate.take(candidate_index), seed=seed, n_splits=n_splits)
@@ -106,7 +107,7 @@ def compare_in_bins(
 def evaluate_samples(
     reference: RaggedBatch, candidate: RaggedBatch, out_dir: str | os.PathLike, seed: int = 0,
     info: dict[str, Any] | None = None, plots: bool = True, calibration: dict[str, Any] | None = None,
-    other_candidates: dict[int, RaggedBatch] | None = None,
+    other_candidates: dict[int, RaggedBatch] | None = None, depth: DepthBinning = SLANT,
 ) -> dict[str, Any]:
     """Compare two samples and write ``metrics.json``, the PNGs and ``report.html`` to ``out_dir``.
 
@@ -115,7 +116,10 @@ def evaluate_samples(
     stored under ``metrics["calibration"]`` with its plot; its KS ratio is reported in the
     summary as information, not as a target. ``other_candidates``: generation seed -> sample
     generated with that seed (``candidate`` being the one of ``seed``); their overall ratios
-    go to ``metrics["seed_spread"]`` (:func:`seed_spread`). Returns the metrics dict.
+    go to ``metrics["seed_spread"]`` (:func:`seed_spread`). ``depth``: how depth is binned
+    (slant by default; :func:`mubundle.evaluate.reference_depths.depth_binning` finds the
+    reference's vertical depths); ``metrics["binning"]`` names every binned coordinate with its
+    unit and bin edges (:func:`~mubundle.evaluate.binning.describe_bins`). Returns the metrics dict.
     """
     from mubundle.evaluate.html import write_report
     from mubundle.evaluate.plots import bin_ratio_plot, calibration_plot, distribution_plots
@@ -124,7 +128,7 @@ def evaluate_samples(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     overall = compare(reference, candidate, seed=seed, classifier=True)
-    binned = compare_in_bins(reference, candidate, seed=seed)
+    binned = compare_in_bins(reference, candidate, seed=seed, depth=depth)
     figures = []
     if plots:
         figures = distribution_plots(reference, candidate, out_dir)
@@ -158,6 +162,7 @@ def evaluate_samples(
         "summary": summary,
         "quantities": {"reference": summary_quantities(reference), "model": summary_quantities(candidate)},
         "overall": overall,
+        "binning": describe_bins(reference.conditions, depth),
         "bins": binned,
         "tails": tails,
         "definitions": {name: vars(info_) for name, info_ in METRICS.items()},
@@ -202,6 +207,7 @@ def evaluate_model(
     from mubundle.data.lock import directory_lock
     from mubundle.data.sources import read_events
     from mubundle.evaluate.calibration import multiplicity_calibration
+    from mubundle.evaluate.reference_depths import depth_binning
     from mubundle.evaluate.tails import format_tail_table
     from mubundle.generate.api import load_model
     from mubundle.model.domain import check_primaries, describe, quiet_extrapolation
@@ -241,13 +247,16 @@ def evaluate_model(
             "model_domain": describe(model.domain),
             "extrapolated_events": domain_check.n_outside,
         }
+        depth = depth_binning(loaded.layouts, reference.conditions, getattr(model.domain, "overburden_radius_m", None))
+        print(f"depth bins: {depth.reason}")
         started = time.perf_counter()
-        calibration = multiplicity_calibration(model, reference, seed=seed)
+        calibration = multiplicity_calibration(model, reference, seed=seed, depth=depth)
         info["calibration_seconds"] = round(time.perf_counter() - started, 2)
         if calibration["n_nonfinite"]:
             print(f"warning: {calibration['warning']}", file=sys.stderr)
         metrics = evaluate_samples(
-            reference, candidate, out_dir, seed=seed, info=info, calibration=calibration, other_candidates=other_candidates
+            reference, candidate, out_dir, seed=seed, info=info, calibration=calibration, other_candidates=other_candidates,
+            depth=depth,
         )
         print(format_tail_table(metrics["tails"]))
         if info["extrapolated_events"]:
