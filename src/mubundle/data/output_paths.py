@@ -1,4 +1,4 @@
-"""Checks of a single-file output path before anything is written (issue 20, root cause 7).
+"""Checks of a single-file output path before anything is written.
 
 - the format follows the suffix (``.parquet``/``.pq`` -> ``parquet``, ``.h5``/``.hdf5``/``.hdf``
   -> ``hdf5``) unless given; a given format that contradicts the suffix is refused

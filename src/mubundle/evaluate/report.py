@@ -26,7 +26,7 @@ from mubundle.evaluate.features import summary_quantities
 from mubundle.evaluate.metrics import METRICS, compare, is_paired
 from mubundle.evaluate.tails import tail_report
 
-#: Quality targets of issue 5 (reported as pass/fail, never enforced).
+#: Quality targets of the project (reported as pass/fail, never enforced).
 TARGET_MAX_RATIO = 1.5
 TARGET_MAX_AUC = 0.55
 

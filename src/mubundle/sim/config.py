@@ -1,6 +1,6 @@
 """Configuration of ``mubundle simulate``: one dataclass, its CLI flags, and the conversion.
 
-``SimConfig`` is the single source of truth for every simulation default (issue 3):
+``SimConfig`` is the single source of truth for every simulation default:
 mixed composition, 1e4-1e7 GeV with spectral index 1 (flat in log E), zenith uniform in
 cos(zenith) over 0-70 deg, vertical ice depths 1.5, 2.0, 2.5 km.
 """
@@ -131,9 +131,9 @@ _PARSE_DEPTHS = finite_float_list(0.0, MAX_DEPTH_KM, unit="km")
 
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the ``mubundle simulate`` flags of issue 3 on ``parser`` (defaults: ``SimConfig``)."""
+    """Declare the ``mubundle simulate`` flags on ``parser`` (defaults: ``SimConfig``)."""
     defaults = SimConfig()
-    # flags are checked for finiteness and range while parsing (issue 20): energies in
+    # flags are checked for finiteness and range while parsing: energies in
     # (0, 1e10] GeV, zenith in [0, MAX_ZENITH_DEG], counts >= 1 (bounds: mubundle.argtypes)
     parser.add_argument("--out", required=True, type=Path, help="output dataset directory (resumed if it exists)")
     parser.add_argument("--showers", type=positive_int,
