@@ -33,6 +33,7 @@ from mubundle.configio import to_dict
 from mubundle.data.atomic import remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.lock import acquire as acquire_lock
+from mubundle.data.path_ranges import brace_paths
 from mubundle.data.reader import EventStream
 from mubundle.data.remote import redact_paths
 from mubundle.data.sources import read_events
@@ -164,7 +165,7 @@ def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os
     (native metadata of ``mubundle simulate``: energy, zenith, vertical depths), the site and
     medium from the metadata (``provenance``: :func:`training_provenance`, read if None)."""
     provenance = training_provenance(data_paths) if provenance is None else provenance
-    sources = " ".join(str(p) for p in data_paths)
+    sources = brace_paths(data_paths)  # consecutive shards folded into DIR/part-{00000..00239}.parquet
     return domain_of_events(loaded_conditions, training_data=sources, command=f"mubundle train --data {sources}",
                             file_config=provenance["file_config"], generated=provenance["generated"])
 
