@@ -186,12 +186,12 @@ def test_missing_pretrained_model_gives_a_clear_error_saying_how_to_get_one(tmp_
 
 
 def test_shipped_models_are_loaded_by_name_unless_a_directory_has_that_name(model_dir, tmp_path, monkeypatch, primaries_file):
-    full = mubundle.load("full")
-    default = mubundle.load()
-    assert api.resolve_model_path("fast") == api.default_model_path()
-    # the default is the distilled student: smaller networks without LayerNorm, the full model's transform
-    assert default.config.generator_hidden < full.config.generator_hidden and not default.config.layer_norm
-    assert default.transform.to_dict() == full.transform.to_dict()
+    full, fast = mubundle.load("full"), mubundle.load("fast")
+    assert api.resolve_model_path("icecube") == api.default_model_path()
+    assert mubundle.load().domain.site == "icecube"  # the default covers the whole IceCube domain
+    # fast is the distilled student of full: smaller networks without LayerNorm, full's transform
+    assert fast.config.generator_hidden < full.config.generator_hidden and not fast.config.layer_norm
+    assert fast.transform.to_dict() == full.transform.to_dict()
     path, conditions = primaries_file
     # the synthetic primaries reach zenith 89 deg, beyond the shipped models' 70 deg: allowed explicitly
     assert generate("--model", "full", "--primaries", path, "--out", tmp_path / "full.parquet", "--allow-extrapolation") == 0
@@ -200,7 +200,7 @@ def test_shipped_models_are_loaded_by_name_unless_a_directory_has_that_name(mode
     monkeypatch.chdir(tmp_path)
     MuonBundleModel.load(model_dir).save(tmp_path / "full")  # a local directory named "full" wins
     assert api.load_model("full").config == SMALL
-    with pytest.raises(FileNotFoundError, match="shipped models by name: fast, full"):
+    with pytest.raises(FileNotFoundError, match="shipped models by name: fast, full, icecube"):
         api.load_model("fastest")
 
 

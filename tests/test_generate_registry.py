@@ -45,9 +45,9 @@ def test_generate_selects_the_new_model_by_name(pretrained, tmp_path, monkeypatc
     assert len(read_events(out).batch) == 20
 
 
-def test_fast_stays_the_default_among_the_shipped_models():
-    assert api.DEFAULT_MODEL == "fast" and {"fast", "full"} <= set(api.shipped_models())
-    assert api.resolve_model_path(None) == api.shipped_model_path("fast")
-    default, fast = mubundle.load(), mubundle.load("fast")
+def test_icecube_is_the_default_among_the_shipped_models():
+    assert api.DEFAULT_MODEL == "icecube" and {"fast", "full", "icecube"} <= set(api.shipped_models())
+    assert api.resolve_model_path(None) == api.shipped_model_path("icecube")
+    default, icecube = mubundle.load(), mubundle.load("icecube")
     np.testing.assert_array_equal(default.sample(1e6, 0.2, 1, 2.0, seed=3).flat_muons,
-                                  fast.sample(1e6, 0.2, 1, 2.0, seed=3).flat_muons)
+                                  icecube.sample(1e6, 0.2, 1, 2.0, seed=3).flat_muons)

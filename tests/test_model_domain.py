@@ -73,6 +73,25 @@ def test_shipped_models_record_the_training_domain_of_the_standard_dataset(name)
     assert domain.to_dict()["zenith_deg"] == [0.0, 70.0]
 
 
+def test_the_shipped_default_covers_the_icecube_domain_and_refuses_beyond_it():
+    model = mubundle.load()
+    domain = model.domain
+    assert model.name == "icecube" and domain.site == "icecube" and domain.medium == "ice"
+    assert domain.energy_gev == (3e2, 1e9) and domain.mass_number == (1.0, 56.0)
+    assert domain.zenith_rad[1] == pytest.approx(math.radians(89.0))
+    assert domain.vertical_depths_km == (1.4, 1.7, 2.0, 2.3, 2.6)
+    assert domain.vertical_depth_km == pytest.approx((1.4, 2.6), abs=1e-5)
+    assert domain.overburden_radius_m == MUONITRON_SURFACE_RADIUS_M
+    # the whole flux range: 1e9 GeV iron at 85 deg (curved slant depth of 2 km vertical) is inside
+    slant = slant_from_vertical_depth(math.radians(85.0), np.array([2000.0])) / 1000.0
+    assert len(model.sample(1e9, math.radians(85.0), 56.0, float(slant[0]), seed=1)) == 1
+    assert "part-{00000..00239}.parquet" in domain.training_data and "mubundle train" in domain.command
+    with pytest.raises(ValueError, match=r"energy 2e\+09 GeV is above the domain of model 'icecube'"):
+        model.sample(2e9, 0.3, 56.0, 2.0, seed=1)
+    with pytest.raises(ValueError, match="vertical depth .*3 km is above"):
+        model.sample(1e5, 0.0, 1.0, 3.0, seed=1)
+
+
 def test_domain_round_trips_through_json_and_a_malformed_one_is_named():
     assert ModelDomain.from_dict(json.loads(json.dumps(DOMAIN.to_dict()))) == DOMAIN
     with pytest.raises(ValueError, match="missing energy_gev"):
@@ -82,7 +101,7 @@ def test_domain_round_trips_through_json_and_a_malformed_one_is_named():
 
 
 def test_sampling_outside_the_domain_is_refused_with_one_line_naming_value_bound_and_model():
-    model = mubundle.load()
+    model = mubundle.load("fast")
     with pytest.raises(ExtrapolationError) as refused:
         model.sample(1e9, 0.3, 56.0, 2.0, seed=1)
     message = str(refused.value)
@@ -96,7 +115,7 @@ def test_sampling_outside_the_domain_is_refused_with_one_line_naming_value_bound
 
 
 def test_allow_extrapolation_samples_and_warns_once_per_call_with_the_count():
-    model = mubundle.load()
+    model = mubundle.load("fast")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         batch = model.sample([1e9, 1e5, 2e9], 0.3, 56.0, 2.0, seed=1, allow_extrapolation=True)

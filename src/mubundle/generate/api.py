@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_MODEL_PACKAGE = "mubundle"
 PRETRAINED_FOLDER = "pretrained"
 #: the shipped model ``load_model()`` / commands without ``--model`` use
-DEFAULT_MODEL = "fast"
+DEFAULT_MODEL = "icecube"
 #: the shipped model ``mubundle distill`` learns from when no teacher is given
 DEFAULT_TEACHER = "full"
 #: Files that make a model directory (written by ``MuonBundleModel.save``).
