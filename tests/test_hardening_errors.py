@@ -433,7 +433,8 @@ def test_rc5_public_api_functions_check_their_arguments(tmp_path, events_file):
         (["demo", "--seed", "nan"], "--seed"),
     ],
 )
-def test_rc6_numeric_flags_refuse_nan_inf_and_out_of_range_at_parse_time(tmp_path, capsys, argv, flag):
+def test_rc6_numeric_flags_refuse_nan_inf_and_out_of_range_at_parse_time(tmp_path, monkeypatch, capsys, argv, flag):
+    monkeypatch.chdir(tmp_path)  # the relative outputs of a flag that is not refused land here, not in the checkout
     assert main(argv) == errors.EXIT_USAGE
     message = assert_one_line_error(capsys, f"error: argument {flag}", "must be")
     assert "got" in message
