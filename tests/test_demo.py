@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from mubundle.demo import DemoConfig, auc_summary, run_demo
 from mubundle.generate.api import load_model, shipped_model_path, shipped_models
@@ -24,7 +25,9 @@ def test_the_shipped_models_load_sample_and_fit_in_10_mb_together():
     assert len(files) >= 4  # model.safetensors + model.json each
     assert sum(f.stat().st_size for f in files) <= 10 * 1024 * 1024
     for name in (None, *shipped_models()):
-        bundles = load_model(name).sample([1e6, 1e6], [0.2, 0.2], [1, 56], [2.0, 2.0], seed=5)
+        model = load_model(name)
+        depth = sum(model.domain.vertical_depth_km) / 2 / math.cos(0.2)  # the middle of its depths, inside the domain
+        bundles = model.sample([1e6, 1e6], [0.2, 0.2], [1, 56], [depth, depth], seed=5)
         assert len(bundles) == 2 and (bundles.flat_muons[:, 0] > 0).all()
 
 

@@ -200,7 +200,7 @@ def test_shipped_models_are_loaded_by_name_unless_a_directory_has_that_name(mode
     monkeypatch.chdir(tmp_path)
     MuonBundleModel.load(model_dir).save(tmp_path / "full")  # a local directory named "full" wins
     assert api.load_model("full").config == SMALL
-    with pytest.raises(FileNotFoundError, match="shipped models by name: fast, full, icecube"):
+    with pytest.raises(FileNotFoundError, match="shipped models by name: fast, full, icecube, km3net-arca"):
         api.load_model("fastest")
 
 

@@ -46,7 +46,7 @@ def test_generate_selects_the_new_model_by_name(pretrained, tmp_path, monkeypatc
 
 
 def test_icecube_is_the_default_among_the_shipped_models():
-    assert api.DEFAULT_MODEL == "icecube" and {"fast", "full", "icecube"} <= set(api.shipped_models())
+    assert api.DEFAULT_MODEL == "icecube" and {"fast", "full", "icecube", "km3net-arca"} <= set(api.shipped_models())
     assert api.resolve_model_path(None) == api.shipped_model_path("icecube")
     default, icecube = mubundle.load(), mubundle.load("icecube")
     np.testing.assert_array_equal(default.sample(1e6, 0.2, 1, 2.0, seed=3).flat_muons,

@@ -25,6 +25,7 @@ from mubundle.model.domain import (
     domain_of_events,
 )
 from mubundle.model.transforms import FeatureTransform
+from mubundle.sim.site import get_site
 
 DOMAIN = ModelDomain(
     energy_gev=(1e4, 1e7), zenith_rad=(0.0, math.radians(70.0)), mass_number=(1.0, 56.0),
@@ -90,6 +91,18 @@ def test_the_shipped_default_covers_the_icecube_domain_and_refuses_beyond_it():
         model.sample(2e9, 0.3, 56.0, 2.0, seed=1)
     with pytest.raises(ValueError, match="vertical depth .*3 km is above"):
         model.sample(1e5, 0.0, 1.0, 3.0, seed=1)
+
+
+def test_the_km3net_arca_model_knows_its_sea_water_depths_and_refuses_icecube_ones():
+    model = mubundle.load("km3net-arca")
+    domain = model.domain
+    assert domain.site == "km3net-arca" and domain.medium == "sea water"
+    assert domain.energy_gev == (3e2, 1e9) and domain.vertical_depths_km == (2.9, 3.15, 3.4)
+    assert domain.overburden_radius_m == get_site("km3net-arca").overburden_radius_m
+    slant = get_site("km3net-arca").slant_km(3.15, math.cos(math.radians(60.0)))
+    assert len(model.sample(1e6, math.radians(60.0), 4.0, float(slant), seed=1)) == 1
+    with pytest.raises(ValueError, match=r"slant depth 2 km is below the domain of model 'km3net-arca' \(2.9-124.8 km\)"):
+        model.sample(1e6, 0.0, 1.0, 2.0, seed=1)  # an IceCube depth
 
 
 def test_domain_round_trips_through_json_and_a_malformed_one_is_named():

@@ -13,8 +13,8 @@ __version__ = "0.2.0"
 
 def load(path=None, device="cpu"):
     """Load a trained muon-bundle model: a model directory, or a shipped model by name (every
-    folder of ``mubundle/pretrained/``: ``"fast"``, the default when ``path`` is None, ``"full"``,
-    the model it was distilled from, ...; docs/pretrained.md).
+    folder of ``mubundle/pretrained/``: ``"icecube"``, the default when ``path`` is None,
+    ``"fast"``, ``"full"``, ...; docs/pretrained.md).
 
     Returns a :class:`mubundle.model.bundle.MuonBundleModel` whose ``sample`` method takes
     physical units (GeV, rad, mass number, km) and returns a :class:`RaggedBatch`.

@@ -4,9 +4,10 @@ The package ships its models in ``mubundle/pretrained/<name>/`` (``model.safeten
 ``model.json``; docs/pretrained.md). Every such folder holding both files is a model that
 ``load_model(name)`` / ``--model name`` selects: the names are read from the folders present
 (:func:`shipped_models`), so shipping a new model (e.g. ``icecube``) needs no code change.
-``fast``, a distilled student about 2x faster to sample, is the default (``load_model()``
-without a path); ``full`` is the WGAN-GP-trained model it was distilled from (the default
-teacher of ``mubundle distill``).
+``icecube`` (E0 3e2-1e9 GeV, zenith 0-89 deg, 1.4-2.6 km of South Pole ice) is the default
+(``load_model()`` without a path); ``fast`` and ``full`` know E0 1e4-1e7 GeV and zenith <= 70
+deg only (``fast``, a distilled student, samples ~2x faster; ``full`` is the WGAN-GP-trained
+model it was distilled from and the default teacher of ``mubundle distill``).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBund
     """Load a trained :class:`~mubundle.model.bundle.MuonBundleModel` in eval mode.
 
     ``path``: a directory written by ``MuonBundleModel.save``, or a shipped model's name
-    (:func:`shipped_models`: ``"fast"``, ``"full"``, ...); None = the shipped default (``fast``).
+    (:func:`shipped_models`: ``"icecube"``, ``"fast"``, ``"full"``, ...); None = the shipped default (``icecube``).
     ``device``: torch device string (``"cpu"``, ``"cuda"``, ...); one this torch cannot use is a
     :class:`~mubundle.errors.DeviceUnavailableError`.
     """
