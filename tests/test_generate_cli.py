@@ -174,6 +174,21 @@ def test_flux_mode_samples_the_primaries_of_the_model_domain_unless_ranges_are_g
     assert read_events(explicit).batch.conditions[:, 0].max() <= 1e5 * (1 + 1e-6)
 
 
+def test_flux_mode_observes_at_the_vertical_depths_the_model_was_trained_at_unless_depths_are_given(tmp_path):
+    from mubundle.model.domain import vertical_depth_km
+
+    arca = mubundle.load("km3net-arca")  # trained at 2.9 / 3.15 / 3.4 km of sea water, refuses 1.5-2.5 km
+    out = tmp_path / "arca.parquet"
+    assert generate("--model", "km3net-arca", "--flux", "H3a", "--events", 40, "--out", out) == 0
+    conditions = read_events(out).batch.conditions.astype(np.float64)
+    vertical = vertical_depth_km(conditions, arca.domain.overburden_radius_m)
+    np.testing.assert_allclose(np.unique(np.round(vertical, 4)), [2.9, 3.15, 3.4], atol=1e-4)
+    assert read_metadata(out)["config"]["depths_km"] == pytest.approx([2.9, 3.15, 3.4])
+    given = tmp_path / "given.parquet"
+    assert generate("--model", "km3net-arca", "--flux", "H3a", "--events", 10, "--depths", "3.0", "--out", given) == 0
+    assert len(read_events(given).batch) == 10
+
+
 def test_flux_mode_without_events_is_a_clear_user_error(model_dir, tmp_path, capsys):
     assert generate("--model", model_dir, "--flux", "H3a", "--out", tmp_path / "x.parquet") == 2
     assert "--flux needs --events" in capsys.readouterr().err

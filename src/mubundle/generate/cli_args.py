@@ -56,8 +56,10 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     flux.add_argument("--zenith-range", nargs=2, type=_ZENITH_RAD, metavar=("LO", "HI"),
                       help="zenith range [rad], 0 = vertical (default: the model's domain; "
                            f"{_FLUX_DEFAULTS.zenith_range[0]:g} {_FLUX_DEFAULTS.zenith_range[1]:.4f} for models without one)")
-    flux.add_argument("--depths", type=parse_depths, default=_FLUX_DEFAULTS.depths_km, metavar="KM,...",
-                      help="observation depths [km]; one event per primary and depth")
+    flux.add_argument("--depths", type=parse_depths, metavar="KM,...",
+                      help="observation depths [km]; one event per primary and depth (default: the vertical "
+                           "depths the model was trained at, with --depth-kind vertical; "
+                           f"{','.join(f'{d:g}' for d in _FLUX_DEFAULTS.depths_km)} for models without them)")
     flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=_FLUX_DEFAULTS.depth_kind,
                       help="--depths are slant depths along the axis, or vertical depths below the surface "
                            "(converted through the spherical overburden of the model's site, as mubundle simulate)")
@@ -122,9 +124,12 @@ def generate_from_args(args: argparse.Namespace) -> int:
         # without --energy-range / --zenith-range: the primaries the model knows (its domain)
         energy_range = args.energy_range or (domain.energy_gev if domain is not None else _FLUX_DEFAULTS.energy_range)
         zenith_range = args.zenith_range or (domain.zenith_rad if domain is not None else _FLUX_DEFAULTS.zenith_range)
+        # without --depths: the vertical depths the model was trained at (e.g. 2.9-3.4 km of sea water)
+        trained_depths = domain.vertical_depths_km if domain is not None and args.depth_kind == "vertical" else None
+        depths = args.depths or trained_depths or _FLUX_DEFAULTS.depths_km
         settings = FluxSettings(
             flux_model=args.flux, events=args.events, energy_range=tuple(energy_range),
-            zenith_range=tuple(zenith_range), depths_km=tuple(args.depths), depth_kind=args.depth_kind,
+            zenith_range=tuple(zenith_range), depths_km=tuple(depths), depth_kind=args.depth_kind,
             area_m2=args.area, generation_gamma=args.generation_gamma,
         )
         summary = generate_from_flux(model, settings, args.out, **common)
