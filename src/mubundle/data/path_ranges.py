@@ -21,26 +21,26 @@ def brace_paths(paths: Sequence[str | os.PathLike]) -> str:
     ``prefix{first..last}suffix`` (bash brace expansion restores them, in order). Order is kept;
     paths that are not part of a run of at least three are written as they are."""
     texts = [os.fspath(p) for p in paths]
+    numbered = [_NUMBERED.match(text) for text in texts]  # each name parsed once
     words: list[str] = []
     index = 0
     while index < len(texts):
-        match = _NUMBERED.match(texts[index])
         end = index + 1
-        if match:
-            prefix, digits, suffix = match.groups()
-            while end < len(texts):
-                following = _NUMBERED.match(texts[end])
-                if not (following and following.group(1) == prefix and following.group(3) == suffix
-                        and len(following.group(2)) == len(digits)
-                        and int(following.group(2)) == int(digits) + (end - index)):
-                    break
+        first = numbered[index]
+        if first is not None and "{" not in first.group(1) + first.group(3):
+            prefix, digits, suffix = first.groups()
+            while end < len(texts) and _continues(numbered[end], prefix, digits, suffix, end - index):
                 end += 1
-            if end - index >= 3 and "{" not in prefix + suffix:
-                last = _NUMBERED.match(texts[end - 1]).group(2)
-                words.append(f"{prefix}{{{digits}..{last}}}{suffix}")
-                index = end
-                continue
-            end = index + 1
-        words.append(texts[index])
+        if end - index >= 3:
+            words.append(f"{prefix}{{{digits}..{numbered[end - 1].group(2)}}}{suffix}")
+        else:  # a run of two cannot start a longer one at its second name: write both
+            words.extend(texts[index:end])
         index = end
     return " ".join(words)
+
+
+def _continues(match: "re.Match[str] | None", prefix: str, digits: str, suffix: str, offset: int) -> bool:
+    """Whether ``match`` is the name ``offset`` places after ``prefix + digits + suffix`` in a run:
+    same prefix, suffix and number width, number larger by ``offset``."""
+    return (match is not None and match.group(1) == prefix and match.group(3) == suffix
+            and len(match.group(2)) == len(digits) and int(match.group(2)) == int(digits) + offset)
