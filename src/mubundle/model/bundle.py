@@ -8,6 +8,7 @@ buffers) and ``model.json`` (format version, :class:`ModelConfig`, fitted transf
 from __future__ import annotations
 
 import json
+import math
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from mubundle.model.domain import ModelDomain, check_primaries, model_name_of, r
 from mubundle.model.generator import BundleGenerator, GeneratorNoise
 from mubundle.model.layers import event_index_of
 from mubundle.model.multiplicity import MultiplicityModel
+from mubundle.model.threshold import MuonThreshold
 from mubundle.model.transforms import FeatureTransform
 from mubundle.model.workers import SamplingWorkers, default_worker_count
 
@@ -124,12 +126,15 @@ class MuonBundleModel(nn.Module):
             if pool.closing:  # the caller has left (error, Ctrl-C): nobody waits for the rest
                 break
             chunk = torch.from_numpy(conditions[start : start + events_per_chunk]).to(self.device)
-            features = self.transform.condition_features(chunk)
-            if in_flight:
-                parameters = self.multiplicity.mixture_parameters(features)
-            else:  # the workers are idle: they run the multiplicity network, one block of rows each
-                parameters = pool.split_rows(self.multiplicity.mixture_parameters, features)
-            counts = self.multiplicity.sample_from_parameters(parameters, generator)
+            counts = torch.zeros(chunk.shape[0], dtype=torch.int64, device=self.device)
+            possible = self.possible_rows(chunk)  # below the kinematic zero N = 0 without the network
+            if possible.numel():
+                features = self.transform.condition_features(chunk.index_select(0, possible))
+                if in_flight:
+                    parameters = self.multiplicity.mixture_parameters(features)
+                else:  # the workers are idle: they run the multiplicity network, one block of rows each
+                    parameters = pool.split_rows(self.multiplicity.mixture_parameters, features)
+                counts[possible] = self.multiplicity.sample_from_parameters(parameters, generator)
             in_flight.append((chunk, counts, self._submit_generator_calls(chunk, counts, generator, pool)))
             while len(in_flight) > 1:
                 finish(*in_flight.pop(0))
@@ -202,22 +207,63 @@ class MuonBundleModel(nn.Module):
         return torch.cat([call.result() for call in calls])
 
     # ------------------------------------------------------------------ multiplicity in physical units
+    @property
+    def muon_threshold(self) -> "MuonThreshold | None":
+        """The kinematic zero of the training data's simulator (:mod:`mubundle.model.threshold`),
+        None when the model records none."""
+        return None if self.domain is None else self.domain.muon_threshold
+
+    def possible_rows(self, conditions: Tensor) -> Tensor:
+        """(K,) int64 indices of the rows of conditions (B, 4) physical that can have muons: those
+        above the kinematic zero (all rows for a model without one)."""
+        threshold = self.muon_threshold
+        if threshold is None:
+            return torch.arange(conditions.shape[0], device=conditions.device)
+        return torch.nonzero(~threshold.impossible(conditions), as_tuple=True)[0].to(conditions.device)
+
+    def _count_function(self, conditions: Tensor, counts: "Tensor | None", compute, below) -> "tuple[Tensor, ...]":
+        """``compute(features, counts)`` (a tuple of (B',) tensors) on the rows above the kinematic
+        zero; the rows below get ``below(counts)`` (a tuple of the same length)."""
+        conditions = conditions.to(self.device, torch.float32)
+        possible = self.possible_rows(conditions)
+        sub_counts = None if counts is None else counts.index_select(0, possible.to(counts.device))
+        above = compute(self.transform.condition_features(conditions.index_select(0, possible)), sub_counts)
+        if possible.numel() == conditions.shape[0]:
+            return above
+        results = []
+        for value_above, value_below in zip(above, below(counts)):
+            full = value_below.to(value_above.device, value_above.dtype).clone()
+            full[possible.to(full.device)] = value_above
+            results.append(full)
+        return tuple(results)
+
     @torch.no_grad()
     def count_cdf(self, conditions: Tensor, counts: Tensor) -> Tensor:
-        """P(N <= counts | conditions): conditions (B, 4) physical, counts (B,) -> (B,) float64 (PIT)."""
-        features = self.transform.condition_features(conditions.to(self.device, torch.float32))
-        return self.multiplicity.cdf(features, counts.to(self.device))
+        """P(N <= counts | conditions): conditions (B, 4) physical, counts (B,) -> (B,) float64
+        (1 for counts >= 0 below the kinematic zero, where N = 0)."""
+        counts = counts.to(self.device)
+        return self._count_function(
+            conditions, counts, lambda f, n: (self.multiplicity.cdf(f, n),),
+            lambda n: ((n >= 0).to(torch.float64),),
+        )[0]
 
     @torch.no_grad()
     def count_log_prob(self, conditions: Tensor, counts: Tensor) -> Tensor:
-        """log P(N = counts | conditions): conditions (B, 4) physical, counts (B,) -> (B,)."""
-        features = self.transform.condition_features(conditions.to(self.device, torch.float32))
-        return self.multiplicity.log_prob(features, counts.to(self.device, torch.int64))
+        """log P(N = counts | conditions): conditions (B, 4) physical, counts (B,) -> (B,) (below the
+        kinematic zero 0 for N = 0 and -inf otherwise)."""
+        counts = counts.to(self.device, torch.int64)
+        return self._count_function(
+            conditions, counts, lambda f, n: (self.multiplicity.log_prob(f, n),),
+            lambda n: (torch.where(n == 0, 0.0, -math.inf),),
+        )[0]
 
     @torch.no_grad()
     def count_mean_variance(self, conditions: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and variance of N: conditions (B, 4) physical -> (B,), (B,)."""
-        return self.multiplicity.mean_variance(self.transform.condition_features(conditions.to(self.device, torch.float32)))
+        """Mean and variance of N: conditions (B, 4) physical -> (B,), (B,) (0 below the kinematic zero)."""
+        zeros = torch.zeros(conditions.shape[0], device=self.device)
+        return self._count_function(
+            conditions, None, lambda f, n: self.multiplicity.mean_variance(f), lambda n: (zeros, zeros),
+        )
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: "str | Path") -> None:

@@ -31,6 +31,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, slant_from_vertical_depth, vertical_from_slant_depth
+from mubundle.model.threshold import MuonThreshold, threshold_of_configs
 
 #: Relative tolerance of the bounds: conditions are float32 (7 digits), bounds float64.
 RELATIVE_TOLERANCE = 1e-5
@@ -166,7 +167,9 @@ class ModelDomain:
     ``overburden_radius_m`` [m] (the site's, as the simulator used it), or as slant depth x
     cos(zenith) when that is None (records written before sites had a curved overburden). nuclei: the mass numbers trained on (A between them is interpolated, and not
     refused); vertical_depths_km: the vertical depths trained at; site, medium, training_data,
-    command: what a reader needs to know where the model comes from.
+    command: what a reader needs to know where the model comes from; muon_threshold: the
+    simulator settings of the training data that fix the kinematic zero
+    (:mod:`mubundle.model.threshold`; None: the model has none).
     """
 
     energy_gev: tuple[float, float]
@@ -182,6 +185,7 @@ class ModelDomain:
     command: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     overburden_radius_m: float | None = None
+    muon_threshold: MuonThreshold | None = None
 
     def check(
         self, energy: "np.ndarray | float", zenith: "np.ndarray | float", mass: "np.ndarray | float",
@@ -235,6 +239,8 @@ class ModelDomain:
         for key in ("site", "medium", "training_data", "command"):
             if getattr(self, key) is not None:
                 result[key] = getattr(self, key)
+        if self.muon_threshold is not None:
+            result["muon_threshold"] = self.muon_threshold.to_dict()
         if self.notes:
             result["notes"] = list(self.notes)
         return result
@@ -249,7 +255,7 @@ class ModelDomain:
             raise ValueError(f"model domain: missing {', '.join(missing)}")
         known = {"energy_gev", "zenith_rad", "zenith_deg", "mass_number", "slant_depth_km", "vertical_depth_km",
                  "nuclei", "vertical_depths_km", "site", "medium", "training_data", "command", "notes",
-                 "overburden_radius_m"}
+                 "overburden_radius_m", "muon_threshold"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"model domain: unknown key(s) {', '.join(unknown)}")
@@ -269,6 +275,8 @@ class ModelDomain:
             command=data.get("command"),
             notes=tuple(data.get("notes", ())),
             overburden_radius_m=_radius(data.get("overburden_radius_m")),
+            muon_threshold=(None if data.get("muon_threshold") is None
+                            else MuonThreshold.from_dict(data["muon_threshold"])),
         )
 
 
@@ -307,6 +315,7 @@ def generation_ranges(metadata: "list[Mapping[str, Any]]") -> dict[str, tuple[fl
 def domain_of_events(
     conditions: np.ndarray, training_data: str | None = None, command: str | None = None,
     file_config: Mapping[str, Any] | None = None, generated: Mapping[str, tuple[float, float]] | None = None,
+    file_configs: "list[Mapping[str, Any]] | None" = None,
 ) -> ModelDomain:
     """The domain spanned by training events: min/max of conditions (B, 4) [GeV, rad, A, slant km].
 
@@ -319,7 +328,10 @@ def domain_of_events(
     domain is then the union of those and the events' ranges, so that e.g. a model trained on
     E0 3e2-1e9 GeV is not refused at 1e9 GeV because no event of the training set hit it
     exactly; its slant depths are those of the vertical depth range at the zenith bounds.
-    Distinct mass numbers (at most 16) are recorded as ``nuclei``.
+    Distinct mass numbers (at most 16) are recorded as ``nuclei``. ``file_configs``: the
+    ``config`` of every training file; when all of them are ``mubundle simulate``'s with the same
+    ``min_energy`` and ``ice_v_cut`` (and the medium is known), the kinematic zero of that
+    simulator is recorded (:func:`mubundle.model.threshold.threshold_of_configs`).
     """
     conditions = np.asarray(conditions, dtype=np.float64).reshape(-1, 4)
     if not len(conditions):
@@ -370,6 +382,7 @@ def domain_of_events(
         command=command,
         notes=tuple(notes),
         overburden_radius_m=radius,
+        muon_threshold=threshold_of_configs(list(file_configs or []), medium),
     )
 
 

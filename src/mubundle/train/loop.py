@@ -127,7 +127,8 @@ def training_provenance(data_paths: Sequence[str | os.PathLike]) -> dict[str, An
     """What the training files' metadata says about the domain, read before any event:
     ``file_config`` (the first native file's ``config``, its ``site`` the one site of all files)
     and ``generated`` (:func:`mubundle.model.domain.generation_ranges` of all files, None unless
-    every file is a sampled ``mubundle simulate`` shard). Data of more than one site is refused
+    every file is a sampled ``mubundle simulate`` shard) and ``file_configs`` (every file's
+    ``config``, empty unless every file is native). Data of more than one site is refused
     here with one line naming the sites (:func:`mubundle.data.sites.require_one_site`)."""
     from mubundle.data.native import read_metadata
     from mubundle.data.sites import require_one_site
@@ -153,8 +154,10 @@ def training_provenance(data_paths: Sequence[str | os.PathLike]) -> dict[str, An
     file_config: dict[str, Any] = dict((metadata[0].get("config") or {}) if metadata else {})
     if metadata and (metadata[0].get("site") or file_config.get("site")):
         file_config["site"] = site
-    generated = generation_ranges(metadata) if files and len(metadata) == len(files) else None
-    return {"file_config": file_config, "generated": generated}
+    every_file = bool(files) and len(metadata) == len(files)
+    generated = generation_ranges(metadata) if every_file else None
+    file_configs = [entry.get("config") or {} for entry in metadata] if every_file else []
+    return {"file_config": file_config, "generated": generated, "file_configs": file_configs}
 
 
 def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os.PathLike],
@@ -167,7 +170,8 @@ def training_domain(loaded_conditions: np.ndarray, data_paths: Sequence[str | os
     provenance = training_provenance(data_paths) if provenance is None else provenance
     sources = brace_paths(data_paths)  # consecutive shards folded into DIR/part-{00000..00239}.parquet
     return domain_of_events(loaded_conditions, training_data=sources, command=f"mubundle train --data {sources}",
-                            file_config=provenance["file_config"], generated=provenance["generated"])
+                            file_config=provenance["file_config"], generated=provenance["generated"],
+                            file_configs=provenance.get("file_configs"))
 
 
 def fit_transform_and_domain(data_paths: Sequence[str | os.PathLike], n_events: int) -> tuple[FeatureTransform, ModelDomain]:

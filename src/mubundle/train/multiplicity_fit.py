@@ -204,6 +204,12 @@ def fit_multiplicity(
     """
     if len(train) == 0 or len(validation) == 0:
         raise ValueError(f"fit_multiplicity needs events: {len(train)} training, {len(validation)} validation")
+    all_train, all_train_events = train, len(train)
+    train = above_kinematic_zero(model, train, "training")
+    if len(train) == 0:
+        raise ValueError(f"fit_multiplicity: all {all_train_events} training events lie below the kinematic zero "
+                         "(N = 0 there exactly); nothing to fit")
+    above_kinematic_zero(model, validation, "validation")  # refuses muons below it; their log P is 0 otherwise
     generator = torch.Generator().manual_seed(int(config.seed))
     multiplicity = model.multiplicity
     if config.reinitialise:
@@ -249,15 +255,41 @@ def fit_multiplicity(
     return {
         "best_epoch": stopping.best_step,
         "best_validation_nll": stopping.best_nll,
-        "final_train_nll": multiplicity_nll(model, train),
+        "final_train_nll": multiplicity_nll(model, all_train),  # events below the kinematic zero add 0
         "epochs_run": epoch,
         "stopped_early": stopping.frozen,
         "skipped_steps": skipped,
-        "train_events": len(train),
+        "train_events": all_train_events,
+        "train_events_fitted": len(train),  # the others lie below the kinematic zero (N = 0 exactly)
         "validation_events": len(validation),
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "history": stopping.history,
     }
+
+
+def above_kinematic_zero(model: MuonBundleModel, sample: CountSample, role: str) -> CountSample:
+    """The events of ``sample`` above the model's kinematic zero (:mod:`mubundle.model.threshold`;
+    all of them for a model without one). Below it the model gives N = 0 without its network,
+    so those events teach the network nothing. ``ValueError`` (naming ``role``, the count and
+    one such event) if an event below it has muons: the data then does not come from the
+    simulator settings the model records."""
+    possible = model.possible_rows(sample.conditions)
+    if possible.numel() == len(sample):
+        return sample
+    below = torch.ones(len(sample), dtype=torch.bool, device=sample.counts.device)
+    below[possible.to(below.device)] = False
+    contradicting = torch.nonzero(below & (sample.counts > 0), as_tuple=True)[0]
+    if contradicting.numel():
+        first = contradicting[0]
+        energy, _, mass, depth = (float(v) for v in sample.conditions[first])
+        raise ValueError(
+            f"{role} data: {contradicting.numel()} events below the kinematic zero of the model's simulator settings "
+            f"({model.muon_threshold.to_dict()}) have muons, e.g. E0 {energy:.4g} GeV, A {mass:g}, slant depth "
+            f"{depth:.4g} km with N = {int(sample.counts[first])}: the data was not simulated with those settings"
+        )
+    logger.info("%s data: %d of %d events lie below the kinematic zero (N = 0 exactly) and are not fitted",
+                role, int(below.sum()), len(sample))
+    return CountSample(sample.conditions.index_select(0, possible), sample.counts.index_select(0, possible))
 
 
 def fit_multiplicity_restarts(
