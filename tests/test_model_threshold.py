@@ -132,6 +132,8 @@ def test_the_multiplicity_fit_leaves_out_events_below_and_refuses_data_contradic
     model.domain = zeroed.domain
     report = fit_multiplicity(model, sample, sample, MultiplicityFitConfig(max_epochs=2, batch_size=256))
     assert report["train_events"] == 600 and report["train_events_fitted"] == len(kept)
+    # the validation NLL is per event that can have muons: exact zeros would dilute its changes
+    assert report["validation_events"] == len(kept)
     assert math.isfinite(report["best_validation_nll"])
     wrong = CountSample(conditions, torch.where(below, 2, counts))
     with pytest.raises(ValueError, match=r"validation data: \d+ events below the kinematic zero .* have muons"):

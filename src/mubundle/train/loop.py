@@ -54,6 +54,7 @@ from mubundle.train.config import TrainConfig
 from mubundle.train.device import autocast_context, compile_modules, configure_backends, resolve_device
 from mubundle.train.guard import DivergenceGuard, GuardAction
 from mubundle.train.multiplicity_fit import (
+    above_kinematic_zero,
     CountSample,
     MultiplicityEarlyStopping,
     load_count_sample,
@@ -500,6 +501,8 @@ def _train(
         transform, domain = fit_transform_and_domain(data_paths, config.transform_fit_events)
     parts = _build(data_paths, run_dir, config, transform, device, context)
     parts.model.domain = domain  # exported with the model (model.json "domain")
+    if validation is not None:  # the NLL per event that can have muons (below the kinematic zero log P = 0)
+        validation = above_kinematic_zero(parts.model, validation, "validation")
     progress = Progress()
     if checkpoint is not None:
         _restore(parts, checkpoint, progress, restore_guard=True)

@@ -65,6 +65,10 @@ class CountSample:
         counts = torch.as_tensor(np.asarray(batch.counts, dtype=np.int64), device=device)
         return cls(conditions, counts)
 
+    def take(self, index: Tensor) -> "CountSample":
+        """The events at ``index`` ((K,) int64)."""
+        return CountSample(self.conditions.index_select(0, index), self.counts.index_select(0, index))
+
     def __len__(self) -> int:
         return int(self.counts.shape[0])
 
@@ -204,12 +208,12 @@ def fit_multiplicity(
     """
     if len(train) == 0 or len(validation) == 0:
         raise ValueError(f"fit_multiplicity needs events: {len(train)} training, {len(validation)} validation")
-    all_train, all_train_events = train, len(train)
+    all_train_events = len(train)
     train = above_kinematic_zero(model, train, "training")
     if len(train) == 0:
         raise ValueError(f"fit_multiplicity: all {all_train_events} training events lie below the kinematic zero "
                          "(N = 0 there exactly); nothing to fit")
-    above_kinematic_zero(model, validation, "validation")  # refuses muons below it; their log P is 0 otherwise
+    validation = above_kinematic_zero(model, validation, "validation")  # NLLs per event that can have muons
     generator = torch.Generator().manual_seed(int(config.seed))
     multiplicity = model.multiplicity
     if config.reinitialise:
@@ -255,7 +259,7 @@ def fit_multiplicity(
     return {
         "best_epoch": stopping.best_step,
         "best_validation_nll": stopping.best_nll,
-        "final_train_nll": multiplicity_nll(model, all_train),  # events below the kinematic zero add 0
+        "final_train_nll": multiplicity_nll(model, train),  # over the fitted events
         "epochs_run": epoch,
         "stopped_early": stopping.frozen,
         "skipped_steps": skipped,
@@ -289,7 +293,7 @@ def above_kinematic_zero(model: MuonBundleModel, sample: CountSample, role: str)
         )
     logger.info("%s data: %d of %d events lie below the kinematic zero (N = 0 exactly) and are not fitted",
                 role, int(below.sum()), len(sample))
-    return CountSample(sample.conditions.index_select(0, possible), sample.counts.index_select(0, possible))
+    return sample.take(possible)
 
 
 def fit_multiplicity_restarts(
@@ -388,6 +392,8 @@ def refit_multiplicity(
         validation, validation_report = load_count_sample(
             validation_paths, "validation", "cpu", out_dir / "quarantine" / "validation.parquet"
         )
+        # NLLs over the events that can have muons (the fit's own; below the kinematic zero log P = 0)
+        train, validation = above_kinematic_zero(source, train, "training"), above_kinematic_zero(source, validation, "validation")
         before = {"train_nll": multiplicity_nll(source, train), "validation_nll": multiplicity_nll(source, validation)}
         report = fit_multiplicity_restarts(model, train, validation, config)
         report.update(
