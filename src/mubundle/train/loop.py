@@ -54,9 +54,9 @@ from mubundle.train.config import TrainConfig
 from mubundle.train.device import autocast_context, compile_modules, configure_backends, resolve_device
 from mubundle.train.guard import DivergenceGuard, GuardAction
 from mubundle.train.multiplicity_fit import (
-    above_kinematic_zero,
     CountSample,
     MultiplicityEarlyStopping,
+    above_kinematic_zero,
     load_count_sample,
     multiplicity_nll,
 )
