@@ -80,9 +80,8 @@ class MuonThreshold:
         return self._per_nucleon_over_bound(conditions) < 1.0
 
     def _per_nucleon_over_bound(self, conditions: Tensor) -> Tensor:
-        a, b_c = self.coefficients()
         conditions = conditions.to(torch.float64)
-        needed = (self.min_energy_gev + a / b_c) * torch.exp(b_c * 1000.0 * conditions[:, 3]) - a / b_c
+        needed = torch.as_tensor(self.surface_energy_gev(conditions[:, 3].cpu().numpy()), device=conditions.device)
         return conditions[:, 0] / conditions[:, 2] / needed
 
     def to_dict(self) -> dict[str, Any]:
