@@ -117,6 +117,22 @@ def test_a_model_with_the_threshold_gives_no_muon_below_it_and_its_network_above
     assert np.array_equal(again.counts, sample.counts) and np.array_equal(again.flat_muons, sample.flat_muons)
 
 
+def test_primaries_below_the_threshold_draw_no_random_numbers(models):
+    """Only the primaries above the kinematic zero are chunked and sampled: removing those
+    below leaves every other bundle as it was, for any chunk size counted in possible primaries."""
+    _, zeroed = models
+    conditions = primaries(3000, seed=5)
+    below = ICE_THRESHOLD.impossible(torch.from_numpy(conditions)).numpy()
+    assert 0.2 < below.mean() < 0.9
+    for chunk in (64, 100_000):
+        full = zeroed.sample(*conditions.T, seed=6, events_per_chunk=chunk)
+        above = zeroed.sample(*conditions[~below].T, seed=6, events_per_chunk=chunk)
+        assert (full.counts[below] == 0).all() and full.counts.sum() > 0
+        assert np.array_equal(full.counts[~below], above.counts)
+        np.testing.assert_allclose(full.flat_muons, above.flat_muons, rtol=1e-5, atol=1e-5)
+        assert np.array_equal(full.conditions, conditions)
+
+
 def test_the_multiplicity_fit_leaves_out_events_below_and_refuses_data_contradicting_it(models):
     from mubundle.train.multiplicity_fit import CountSample, MultiplicityFitConfig, above_kinematic_zero, fit_multiplicity
 

@@ -75,9 +75,11 @@ class MuonBundleModel(nn.Module):
 
         energy (B,) GeV, zenith (B,) rad, mass (B,) mass number A, depth (B,) slant depth km;
         scalars broadcast. ``seed`` makes the result reproducible (None: fresh entropy).
-        Works in chunks of ``events_per_chunk`` events and about 2^14 muons per generator
-        call, so memory stays bounded for any number of primaries. The same seed and the same
-        ``events_per_chunk`` give the same result. ``workers``: threads running generator
+        Works in chunks of ``events_per_chunk`` primaries above the kinematic zero (those below
+        it get N = 0 at once) and about 2^14 muons per generator call, so memory stays bounded
+        for any number of primaries. The same seed and the same ``events_per_chunk`` give the
+        same result; adding or removing primaries below the kinematic zero or events drawn without
+        muons changes no other primary's bundle. ``workers``: threads running generator
         calls concurrently (default: :func:`~mubundle.model.workers.default_worker_count`,
         ``torch.get_num_threads()`` up to 4 on CPU, 1 on accelerators; with more than one, a
         producer thread draws the multiplicities and noise); the result does not depend on it.
@@ -103,44 +105,48 @@ class MuonBundleModel(nn.Module):
         else:
             generator.manual_seed(seed)
         with SamplingWorkers(self._worker_count(workers)) as pool:
-            parts = pool.produce(self._sample_chunks, conditions, events_per_chunk, generator, pool)
-        if not parts:
-            return RaggedBatch.empty()
-        return RaggedBatch.concat(parts)
+            counts, muons = pool.produce(self._sample_chunks, conditions, events_per_chunk, generator, pool)
+        return RaggedBatch(conditions, counts, muons)
 
     def _sample_chunks(
         self, conditions: np.ndarray, events_per_chunk: int, generator: torch.Generator, pool: SamplingWorkers
-    ) -> list[RaggedBatch]:
-        """The producer of :meth:`sample`: conditions (B, 4) physical -> one RaggedBatch per chunk.
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The producer of :meth:`sample`: conditions (B, 4) physical -> counts (B,) int64 and
+        muons (M, 3) [GeV, m, m] in event order.
 
-        Each chunk's multiplicities are drawn while the workers run the previous chunk's calls;
-        at most two chunks are in flight, so memory stays bounded by the chunk size.
+        Rows below the kinematic zero get N = 0 without the networks and draw no random numbers:
+        only the rows above it are cut into chunks of ``events_per_chunk``, so a primary's bundle
+        does not depend on how many impossible primaries surround it (95 % of a flux sample's).
+        Each chunk's multiplicities are drawn while the workers run the previous chunk's
+        generator calls; at most two chunks are in flight, so memory stays bounded by the chunk size.
         """
-        parts: list[RaggedBatch] = []
-        in_flight: list[tuple[Tensor, Tensor, list[Future]]] = []
+        counts = np.zeros(conditions.shape[0], dtype=np.int64)
+        muons: list[np.ndarray] = []
+        in_flight: list[tuple[np.ndarray, Tensor, list[Future]]] = []
 
-        def finish(chunk: Tensor, counts: Tensor, calls: list[Future]) -> None:
-            parts.append(RaggedBatch(chunk.cpu().numpy(), counts.cpu().numpy(), self._collect(calls).cpu().numpy()))
+        def finish(rows: np.ndarray, chunk_counts: Tensor, calls: list[Future]) -> None:
+            counts[rows] = chunk_counts.cpu().numpy()
+            muons.append(self._collect(calls).cpu().numpy())
 
-        for start in range(0, conditions.shape[0], events_per_chunk):
+        possible = self.possible_rows(torch.from_numpy(conditions)).cpu().numpy()
+        for start in range(0, possible.shape[0], events_per_chunk):
             if pool.closing:  # the caller has left (error, Ctrl-C): nobody waits for the rest
                 break
-            chunk = torch.from_numpy(conditions[start : start + events_per_chunk]).to(self.device)
-            counts = torch.zeros(chunk.shape[0], dtype=torch.int64, device=self.device)
-            possible = self.possible_rows(chunk)  # below the kinematic zero N = 0 without the network
-            if possible.numel():
-                features = self.transform.condition_features(chunk.index_select(0, possible))
-                if in_flight:
-                    parameters = self.multiplicity.mixture_parameters(features)
-                else:  # the workers are idle: they run the multiplicity network, one block of rows each
-                    parameters = pool.split_rows(self.multiplicity.mixture_parameters, features)
-                counts[possible] = self.multiplicity.sample_from_parameters(parameters, generator)
-            in_flight.append((chunk, counts, self._submit_generator_calls(chunk, counts, generator, pool)))
+            rows = possible[start : start + events_per_chunk]
+            chunk = torch.from_numpy(conditions[rows]).to(self.device)
+            features = self.transform.condition_features(chunk)
+            if in_flight:
+                parameters = self.multiplicity.mixture_parameters(features)
+            else:  # the workers are idle: they run the multiplicity network, one block of rows each
+                parameters = pool.split_rows(self.multiplicity.mixture_parameters, features)
+            chunk_counts = self.multiplicity.sample_from_parameters(parameters, generator)
+            in_flight.append((rows, chunk_counts, self._submit_generator_calls(chunk, chunk_counts, generator, pool)))
             while len(in_flight) > 1:
                 finish(*in_flight.pop(0))
         for pending in in_flight:
             finish(*pending)
-        return parts
+        flat = np.concatenate(muons) if muons else np.zeros((0, 3), dtype=np.float32)
+        return counts, flat
 
     @torch.no_grad()
     def sample_muons(
@@ -162,11 +168,9 @@ class MuonBundleModel(nn.Module):
         """Split events into generator calls of about 2^14 muons (CPU), draw each call's noise
         here in call order, and submit the calls to ``pool``; futures of (M_call, 3) muons.
 
-        Events without muons (~40 % at the ``mubundle simulate`` defaults) skip the generator:
-        each call's noise is drawn for all its events, as if they took part, and only the rows
-        of events with muons are used, so the result is that of running every event (no muon
-        depends on another event) with the same random numbers, up to float32 rounding (bitwise
-        for the shipped `full` model on the development CPU), at ~10 % less time.
+        Events without muons (~40 % at the ``mubundle simulate`` defaults) take no part: a
+        call's noise is drawn for its events with muons only, so the muons do not depend on
+        how many muon-less events lie between them (no muon depends on another event).
         """
         conditions = conditions.to(self.device, torch.float32)
         counts = counts.to(self.device, torch.int64)
@@ -177,11 +181,10 @@ class MuonBundleModel(nn.Module):
         budget = _MUONS_PER_GENERATOR_CALL_CPU if cpu else _MUONS_PER_GENERATOR_CALL_ACCELERATOR
         for event_start, event_stop in muon_budget_chunks(counts_host, budget):
             n_muons = int(offsets[event_stop] - offsets[event_start])
-            noise = self.generator.draw_noise(event_stop - event_start, n_muons, generator, self.device)
             if n_muons == 0:
                 continue
             with_muons = torch.from_numpy(np.flatnonzero(counts_host[event_start:event_stop])).to(self.device)
-            noise = GeneratorNoise(noise.global_noise.index_select(0, with_muons), noise.muon_noise)
+            noise = self.generator.draw_noise(with_muons.shape[0], n_muons, generator, self.device)
             calls.append(
                 pool.submit(
                     self._generator_call, conditions[event_start:event_stop], counts[event_start:event_stop],
