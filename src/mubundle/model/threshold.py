@@ -14,9 +14,9 @@ and a decay muon at most its parent's, so a primary with E0 / A < E_s(d) gives N
 its interactions: exactly, not approximately (none of the 9.5 M events below the bound among
 10.4 M simulated for the ``icecube`` model has a muon, nor of 4.8 M for ``km3net-arca``).
 
-A network cannot represent such a zero: the shipped ``icecube`` multiplicity model put 17 % of
-its flux-weighted muon rate on primaries below the bound (95 % of an H3a flux's primaries over
-E0 3e2-1e9 GeV, zenith 0-89 deg, 1.4-2.6 km). :class:`MuonThreshold` is that bound for one
+A network cannot represent such a zero: the ``icecube`` multiplicity networks of 0.2.x and 0.3.0
+put 17 % and 65 % of their flux-weighted muon rate on primaries below the bound (95 % of an H3a
+flux's primaries over E0 3e2-1e9 GeV, zenith 0-89 deg, 1.4-2.6 km). :class:`MuonThreshold` is that bound for one
 simulator configuration; a model whose training data came from ``mubundle simulate`` records it
 (``model.json``, ``domain.muon_threshold``) and gives N = 0 below it without running its
 multiplicity network (which also makes flux-weighted generation, mostly such primaries, cheap).
