@@ -19,7 +19,10 @@ generator update + one multiplicity-NLL update, on one batch of events:
   of the critic's input that comes from the sample: conditions and N are shared by real
   and fake).
 - Generator loss L_G = -mean_e D(fake_e) (during a critic warm-up, ``update_generator``
-  False, computed and reported but not applied); multiplicity loss m_loss = mean NLL over ALL
+  False, computed and reported but not applied), plus ``config.muon_w1_weight`` times
+  :func:`marginal_w1` of the generated and real muons of the generator batch (reported as
+  ``g_w1``; the critic weighs every event alike, the evaluation's per-muon distributions
+  weigh events by their N); multiplicity loss m_loss = mean NLL over ALL
   events (N = 0 included), own Adam optimiser.
 - A critic batch above ``config.max_muons_per_step`` muons is split into micro-batches
   (whole events) whose losses are weighted by (events in micro-batch) / (events in the
@@ -114,7 +117,7 @@ class WganStep:
         bad_inputs = non_finite_inputs(batch)
         if bad_inputs:
             result.applied, result.bad = False, bad_inputs
-            result.losses = {name: float("nan") for name in ("c_loss", "g_loss", "m_loss", "gp", "w_distance")}
+            result.losses = {name: float("nan") for name in ("c_loss", "g_loss", "g_w1", "m_loss", "gp", "w_distance")}
             return result
         self.model.train()
         self.critic.train()
@@ -131,7 +134,7 @@ class WganStep:
         if critic_batches or _distributed_world_size() > 1:
             adversarial_ok = self._adversarial_updates(critic_batches, rng, result)
         else:
-            result.losses.update(c_loss=0.0, g_loss=0.0, gp=0.0, w_distance=0.0)
+            result.losses.update(c_loss=0.0, g_loss=0.0, g_w1=0.0, gp=0.0, w_distance=0.0)
         multiplicity_ok = self._multiplicity_update(batch, result)
         result.applied = adversarial_ok and multiplicity_ok
         return result
@@ -191,7 +194,7 @@ class WganStep:
         result.losses.update(c_loss=losses[0], gp=losses[1], w_distance=losses[2])
         result.saturated_fraction = critic_totals[3].item() / max(n_scores, 1)
         if not ok:
-            result.losses["g_loss"] = float("nan")
+            result.losses.update(g_loss=float("nan"), g_w1=float("nan"))
             return False
         # the generator batch: one of the critic batches (Algorithm 1 uses batches of equal size)
         choice = int(torch.randint(max(len(critic_batches), 1), (1,), generator=rng, device=rng.device))
@@ -199,11 +202,14 @@ class WganStep:
         noise = self.model.generator.draw_noise(part.events.n_events, part.events.n_muons, rng, self.device)
         if not self.update_generator:  # critic warm-up
             with torch.no_grad():
-                result.losses["g_loss"] = self._generator_update(part.micro_batches, noise, part.events.n_events).item()
+                g_loss, g_w1 = self._generator_update(part.micro_batches, noise, part.events.n_events)
+            result.losses.update(g_loss=g_loss.item(), g_w1=g_w1.item())
             return True
-        g_loss = self._generator_update(part.micro_batches, noise, part.events.n_events)
-        ok = self._finish_update("generator", self.model.generator.parameters(), g_loss.unsqueeze(0), ("g_loss",), result)
-        result.losses["g_loss"] = g_loss.item()
+        g_loss, g_w1 = self._generator_update(part.micro_batches, noise, part.events.n_events)
+        ok = self._finish_update(
+            "generator", self.model.generator.parameters(), torch.stack((g_loss, g_w1)), ("g_loss", "g_w1"), result
+        )
+        result.losses.update(g_loss=g_loss.item(), g_w1=g_w1.item())
         if ok:
             self.generator_ema.update()
         return ok
@@ -246,13 +252,16 @@ class WganStep:
                 )
         return totals
 
-    def _generator_update(self, micro_batches: list[MicroBatch], noise, n_events: int) -> Tensor:
-        """Accumulate generator gradients of L_G = -mean D(fake); returns the loss (0-d).
-        Under ``torch.no_grad()`` only the loss is computed."""
+    def _generator_update(self, micro_batches: list[MicroBatch], noise, n_events: int) -> tuple[Tensor, Tensor]:
+        """Accumulate generator gradients of L_G = -mean D(fake) + w * W1 (module docstring);
+        returns (-mean D(fake), W1), both 0-d, W1 the event-weighted mean over the micro-batches
+        (0 when ``config.muon_w1_weight`` is 0). Under ``torch.no_grad()`` only the losses are computed."""
         generator, critic = self.model.generator, self.critic
+        weight = self.config.muon_w1_weight
         self.optimizers["generator"].zero_grad(set_to_none=True)
         critic.requires_grad_(False)  # no critic weight gradients needed here
         total = torch.zeros((), device=self.device)
+        total_w1 = torch.zeros((), device=self.device)
         try:
             for mb in micro_batches:
                 with self._autocast():
@@ -260,12 +269,15 @@ class WganStep:
                         mb.cond_features, mb.counts, mb.event_index, noise=noise.select(*mb.events, *mb.muons)
                     )
                     loss_sum = -critic(mb.cond_features, mb.counts, fake, mb.event_index).float().sum()
-                if loss_sum.requires_grad:
-                    (loss_sum / n_events).backward()
+                w1_sum = mb.n_events * marginal_w1(fake.float(), mb.real_features) if weight else total_w1.new_zeros(())
+                objective = loss_sum + weight * w1_sum
+                if objective.requires_grad:
+                    (objective / n_events).backward()
                 total += loss_sum.detach()
+                total_w1 += w1_sum.detach()
         finally:
             critic.requires_grad_(True)
-        return total / max(n_events, 1)
+        return total / max(n_events, 1), total_w1 / max(n_events, 1)
 
     # ------------------------------------------------------------------ multiplicity part
     def _multiplicity_update(self, batch: RaggedBatch, result: StepResult) -> bool:
@@ -325,6 +337,18 @@ class WganStep:
         result.bad += [n for n, ok in zip(loss_names + (f"grad:{name}",), finite_flags) if not ok]
         optimizer.zero_grad(set_to_none=True)
         return False
+
+
+def marginal_w1(generated: Tensor, real: Tensor) -> Tensor:
+    """Sum over the features of the 1-D Wasserstein-1 distance between two (M, F) samples of
+    equal size (muon features of the same events, generated and real): per feature the mean
+    absolute difference of the sorted values, 0-d, in feature units. The evaluation's per-muon
+    W1 of log10 E and log10 r (docs/evaluation.md) is this distance on pooled muons."""
+    if generated.shape != real.shape:
+        raise ValueError(f"marginal_w1: samples of shapes {tuple(generated.shape)} and {tuple(real.shape)}")
+    if generated.shape[0] == 0:
+        return generated.new_zeros(())
+    return (torch.sort(generated, dim=0).values - torch.sort(real, dim=0).values).abs().mean(dim=0).sum()
 
 
 def adversarial_lr_factor(step: int, config: TrainConfig) -> float:
