@@ -33,7 +33,7 @@ class TrainConfig:
     # (docs/training.md); 0 = export the raw weights
     generator_ema_decay: float = 0.999
     # weight of the per-muon Wasserstein-1 term of the generator loss (train.step.marginal_w1 of
-    # the log10 E feature of pooled muons, generated vs real, of the same events); 0 = off. docs/model.md
+    # the features of pooled muons, generated vs real, of the same events); 0 = off. docs/model.md
     muon_w1_weight: float = 0.0
     # multiplicity model has its own Adam optimiser (see docs/training.md); 0 keeps it as it
     # starts (e.g. the refitted multiplicity model of an ``init_from`` export)

@@ -20,9 +20,9 @@ generator update + one multiplicity-NLL update, on one batch of events:
   and fake).
 - Generator loss L_G = -mean_e D(fake_e) (during a critic warm-up, ``update_generator``
   False, computed and reported but not applied), plus ``config.muon_w1_weight`` times
-  :func:`marginal_w1` of the log10 E feature of the generated and real muons of the generator
-  batch (reported as ``g_w1``; the critic weighs every event alike, the evaluation's per-muon
-  distributions weigh events by their N); multiplicity loss m_loss = mean NLL over ALL
+  :func:`marginal_w1` of the generated and real muons of the generator batch (reported as
+  ``g_w1``; the critic weighs every event alike, the evaluation's per-muon distributions
+  weigh events by their N); multiplicity loss m_loss = mean NLL over ALL
   events (N = 0 included), own Adam optimiser.
 - A critic batch above ``config.max_muons_per_step`` muons is split into micro-batches
   (whole events) whose losses are weighted by (events in micro-batch) / (events in the
@@ -269,10 +269,7 @@ class WganStep:
                         mb.cond_features, mb.counts, mb.event_index, noise=noise.select(*mb.events, *mb.muons)
                     )
                     loss_sum = -critic(mb.cond_features, mb.counts, fake, mb.event_index).float().sum()
-                # log10 E only: with the lateral features the term also shrank the rare far tail
-                # (muons beyond 75 m 1.21 -> 0.73 of the reference; docs/experiments.md)
-                w1_sum = (mb.n_events * marginal_w1(fake[:, :1].float(), mb.real_features[:, :1]) if weight
-                          else total_w1.new_zeros(()))
+                w1_sum = mb.n_events * marginal_w1(fake.float(), mb.real_features) if weight else total_w1.new_zeros(())
                 objective = loss_sum + weight * w1_sum
                 if objective.requires_grad:
                     (objective / n_events).backward()
