@@ -295,3 +295,57 @@ def test_the_muon_w1_term_is_reported_and_pulls_the_generated_muons_towards_the_
     assert without == [0.0] * 25
     assert all(np.isfinite(with_term)) and with_term[0] > 0
     assert np.mean(with_term[-5:]) < 0.5 * with_term[0]  # the term dominates the loss at this weight: W1 falls
+
+
+def test_marginal_energy_distance_is_the_unbiased_u_statistic_of_all_pairs():
+    from mubundle.train.step import marginal_energy_distance
+
+    rng = np.random.default_rng(1)
+    generated = torch.from_numpy(rng.normal(size=(40, 2)))
+    real = torch.from_numpy(rng.normal(0.3, 1.5, size=(40, 2)))
+    expected = 0.0
+    for f in range(2):
+        a, b = generated[:, f], real[:, f]
+        cross = (a[:, None] - b[None, :]).abs().mean()
+        within_a = (a[:, None] - a[None, :]).abs().sum() / (40 * 39)  # self-pairs (0) excluded
+        within_b = (b[:, None] - b[None, :]).abs().sum() / (40 * 39)
+        expected += float(2 * cross - within_a - within_b)
+    assert float(marginal_energy_distance(generated, real)) == pytest.approx(expected, rel=1e-12)
+    assert float(marginal_energy_distance(real[:1], real[:1])) == 0.0
+    with pytest.raises(ValueError, match="shapes"):
+        marginal_energy_distance(real[:10], real[:11])
+
+
+def test_the_energy_distance_does_not_shrink_a_generator_that_matches_the_data_unlike_batch_w1():
+    """At equality the batch W1 still pulls a generator's spread in (it pays for the random
+    spread of its own order statistics); the unbiased energy distance has no mean gradient."""
+    from mubundle.train.step import marginal_energy_distance, marginal_w1
+
+    generator = torch.Generator().manual_seed(2)
+
+    def mean_scale_gradient(distance) -> tuple[float, float]:
+        gradients = []
+        for _ in range(1000):
+            scale = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+            generated = scale * torch.randn(100, 1, generator=generator, dtype=torch.float64)
+            distance(generated, torch.randn(100, 1, generator=generator, dtype=torch.float64)).backward()
+            gradients.append(float(scale.grad))
+        return float(np.mean(gradients)), float(np.std(gradients) / np.sqrt(len(gradients)))
+
+    w1_mean, w1_error = mean_scale_gradient(marginal_w1)
+    ed_mean, ed_error = mean_scale_gradient(marginal_energy_distance)
+    assert w1_mean > 5 * w1_error  # descent on W1 shrinks the spread of a correct generator
+    assert abs(ed_mean) < 3 * ed_error  # the energy distance leaves it
+
+
+def test_the_energy_distance_term_is_reported_and_pulls_the_generated_muons_towards_the_real_ones(batch):
+    assert _make_step(batch)(batch, _rng(3)).losses["g_ed"] == 0.0  # off by default
+
+    def run(weight: float) -> list[float]:
+        step = _make_step(batch, seed=5, muon_energy_distance_weight=weight, lr=3e-3, critic_steps=1)
+        return [step(batch, _rng(k)).losses["g_ed"] for k in range(25)]
+
+    without, with_term = run(0.0), run(1000.0)
+    assert without == [0.0] * 25
+    assert all(np.isfinite(with_term)) and with_term[0] > 0
+    assert np.mean(with_term[-5:]) < 0.5 * with_term[0]

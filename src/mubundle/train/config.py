@@ -35,6 +35,9 @@ class TrainConfig:
     # weight of the per-muon Wasserstein-1 term of the generator loss (train.step.marginal_w1 of
     # the features of pooled muons, generated vs real, of the same events); 0 = off. docs/model.md
     muon_w1_weight: float = 0.0
+    # weight of the per-muon energy-distance term of the generator loss (train.step.
+    # marginal_energy_distance: unbiased, no pull on the tails at equilibrium); 0 = off. docs/model.md
+    muon_energy_distance_weight: float = 0.0
     # multiplicity model has its own Adam optimiser (see docs/training.md); 0 keeps it as it
     # starts (e.g. the refitted multiplicity model of an ``init_from`` export)
     multiplicity_lr: float = 1e-3
@@ -84,7 +87,8 @@ class TrainConfig:
         for name in ("seed", "max_steps", "lr_decay_steps", "critic_warmup_steps", "multiplicity_patience", "max_rollbacks"):
             check_integer(name, getattr(self, name), 0)
         check_finite_number("lr", self.lr, 0.0, min_inclusive=False)
-        for name in ("gp_lambda", "grad_clip_norm", "lr_decay_final", "multiplicity_lr", "muon_w1_weight", "restart_backoff_s",
+        for name in ("gp_lambda", "grad_clip_norm", "lr_decay_final", "multiplicity_lr", "muon_w1_weight",
+                     "muon_energy_distance_weight", "restart_backoff_s",
                      "restart_backoff_max_s"):
             check_finite_number(name, getattr(self, name), 0.0)
         for name in ("generator_ema_decay", "best_smoothing"):
