@@ -283,18 +283,19 @@ def test_marginal_w1_is_the_per_feature_wasserstein_distance_of_sorted_samples()
         marginal_w1(real[:10], real[:11])
 
 
-def test_the_muon_w1_term_is_reported_and_pulls_the_generated_muons_towards_the_real_ones(batch):
+@pytest.mark.parametrize("weight_field, loss_name", [("muon_w1_weight", "g_w1"), ("muon_energy_distance_weight", "g_ed")])
+def test_a_per_muon_term_is_reported_and_pulls_the_generated_muons_towards_the_real_ones(batch, weight_field, loss_name):
     plain = _make_step(batch)
-    assert plain(batch, _rng(3)).losses["g_w1"] == 0.0  # off by default: not even computed
+    assert plain(batch, _rng(3)).losses[loss_name] == 0.0  # off by default: not even computed
 
     def run(weight: float) -> list[float]:
-        step = _make_step(batch, seed=5, muon_w1_weight=weight, lr=3e-3, critic_steps=1)
-        return [step(batch, _rng(k)).losses["g_w1"] for k in range(25)]
+        step = _make_step(batch, seed=5, lr=3e-3, critic_steps=1, **{weight_field: weight})
+        return [step(batch, _rng(k)).losses[loss_name] for k in range(25)]
 
     without, with_term = run(0.0), run(1000.0)
     assert without == [0.0] * 25
     assert all(np.isfinite(with_term)) and with_term[0] > 0
-    assert np.mean(with_term[-5:]) < 0.5 * with_term[0]  # the term dominates the loss at this weight: W1 falls
+    assert np.mean(with_term[-5:]) < 0.5 * with_term[0]  # the term dominates the loss at this weight: it falls
 
 
 def test_marginal_energy_distance_is_the_unbiased_u_statistic_of_all_pairs():
@@ -336,16 +337,3 @@ def test_the_energy_distance_does_not_shrink_a_generator_that_matches_the_data_u
     ed_mean, ed_error = mean_scale_gradient(marginal_energy_distance)
     assert w1_mean > 5 * w1_error  # descent on W1 shrinks the spread of a correct generator
     assert abs(ed_mean) < 3 * ed_error  # the energy distance leaves it
-
-
-def test_the_energy_distance_term_is_reported_and_pulls_the_generated_muons_towards_the_real_ones(batch):
-    assert _make_step(batch)(batch, _rng(3)).losses["g_ed"] == 0.0  # off by default
-
-    def run(weight: float) -> list[float]:
-        step = _make_step(batch, seed=5, muon_energy_distance_weight=weight, lr=3e-3, critic_steps=1)
-        return [step(batch, _rng(k)).losses["g_ed"] for k in range(25)]
-
-    without, with_term = run(0.0), run(1000.0)
-    assert without == [0.0] * 25
-    assert all(np.isfinite(with_term)) and with_term[0] > 0
-    assert np.mean(with_term[-5:]) < 0.5 * with_term[0]

@@ -22,7 +22,8 @@ generator update + one multiplicity-NLL update, on one batch of events:
   False, computed and reported but not applied), plus ``config.muon_w1_weight`` times
   :func:`marginal_w1` of the generated and real muons of the generator batch (reported as
   ``g_w1``; the critic weighs every event alike, the evaluation's per-muon distributions
-  weigh events by their N); multiplicity loss m_loss = mean NLL over ALL
+  weigh events by their N) and ``config.muon_energy_distance_weight`` times
+  :func:`marginal_energy_distance` of the same muons (``g_ed``); multiplicity loss m_loss = mean NLL over ALL
   events (N = 0 included), own Adam optimiser.
 - A critic batch above ``config.max_muons_per_step`` muons is split into micro-batches
   (whole events) whose losses are weighted by (events in micro-batch) / (events in the
@@ -117,7 +118,7 @@ class WganStep:
         bad_inputs = non_finite_inputs(batch)
         if bad_inputs:
             result.applied, result.bad = False, bad_inputs
-            result.losses = {name: float("nan") for name in ("c_loss", "g_loss", "g_w1", "m_loss", "gp", "w_distance")}
+            result.losses = {name: float("nan") for name in ("c_loss", "g_loss", "g_w1", "g_ed", "m_loss", "gp", "w_distance")}
             return result
         self.model.train()
         self.critic.train()
@@ -134,7 +135,7 @@ class WganStep:
         if critic_batches or _distributed_world_size() > 1:
             adversarial_ok = self._adversarial_updates(critic_batches, rng, result)
         else:
-            result.losses.update(c_loss=0.0, g_loss=0.0, g_w1=0.0, gp=0.0, w_distance=0.0)
+            result.losses.update(c_loss=0.0, g_loss=0.0, g_w1=0.0, g_ed=0.0, gp=0.0, w_distance=0.0)
         multiplicity_ok = self._multiplicity_update(batch, result)
         result.applied = adversarial_ok and multiplicity_ok
         return result
@@ -253,10 +254,11 @@ class WganStep:
                 )
         return totals
 
-    def _generator_update(self, micro_batches: list[MicroBatch], noise, n_events: int) -> tuple[Tensor, Tensor]:
-        """Accumulate generator gradients of L_G = -mean D(fake) + w * W1 (module docstring);
-        returns (-mean D(fake), W1), both 0-d, W1 the event-weighted mean over the micro-batches
-        (0 when ``config.muon_w1_weight`` is 0). Under ``torch.no_grad()`` only the losses are computed."""
+    def _generator_update(self, micro_batches: list[MicroBatch], noise, n_events: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Accumulate generator gradients of L_G = -mean D(fake) + w * W1 + w' * ED (module
+        docstring); returns (-mean D(fake), W1, ED), each 0-d, W1 and ED the event-weighted means
+        over the micro-batches (0 when their weight is 0). Under ``torch.no_grad()`` only the
+        losses are computed."""
         generator, critic = self.model.generator, self.critic
         weight = self.config.muon_w1_weight
         ed_weight = self.config.muon_energy_distance_weight
