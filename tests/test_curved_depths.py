@@ -13,7 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, slant_from_vertical_depth, vertical_from_slant_depth
+from mubundle.geometry import (
+    MUONITRON_SURFACE_RADIUS_M, slant_from_vertical_depth, vertical_from_slant_depth, vertical_from_slant_depth_cos,
+)
 from mubundle.generate.run import slant_depths
 from mubundle.model.domain import ModelDomain, domain_of_events
 from mubundle.sim.config import SimConfig
@@ -92,3 +94,22 @@ def test_a_malformed_overburden_radius_is_named():
     data = domain_of_events(np.array([[1e5, 0.1, 1.0, 2.0]])).to_dict()
     with pytest.raises(ValueError, match="overburden_radius_m"):
         ModelDomain.from_dict(dict(data, overburden_radius_m=-1.0))
+
+
+def test_the_domain_check_agrees_with_the_numpy_geometry_row_by_row():
+    # the domain's own cos (torch, for speed) and its two-pass fast path against numpy, row by row
+    rng = np.random.default_rng(5)
+    zenith = np.arccos(rng.uniform(0.0, 1.0, 20000))
+    vertical = rng.uniform(1.3, 2.7, 20000)  # some rows above and below 1.4-2.6 km
+    slant = slant_from_vertical_depth(zenith, vertical * 1000.0) / 1000.0
+    np.testing.assert_allclose(vertical_from_slant_depth_cos(np.cos(zenith), slant * 1000.0) / 1000.0, vertical,
+                               rtol=1e-9)
+    conditions = np.stack([np.full(20000, 1e5), zenith, np.ones(20000), slant], axis=1)
+    domain = ModelDomain.from_dict(dict(domain_of_events(conditions).to_dict(), vertical_depth_km=[1.4, 2.6],
+                                        overburden_radius_m=MUONITRON_SURFACE_RADIUS_M))
+    expected = (vertical < 1.4 * (1 - 1e-5)) | (vertical > 2.6 * (1 + 1e-5))
+    check = domain.check_conditions(conditions)
+    np.testing.assert_array_equal(check.outside, expected)
+    assert {(v.variable, v.side) for v in check.violations} == {("vertical_depth_km", "below"), ("vertical_depth_km", "above")}
+    inside = conditions[~expected]
+    assert domain.check_conditions(inside).n_outside == 0 and domain.check_conditions(inside).violations == ()

@@ -54,6 +54,13 @@ def vertical_from_slant_depth(
     From (r - d)^2 + x^2 + 2 (r - d) x c = r^2 for the slant length x:
     r - d = sqrt(r^2 - x^2 (1 - c^2)) - x c.
     """
-    c = np.cos(np.asarray(zenith_rad, dtype=np.float64))
+    return vertical_from_slant_depth_cos(np.cos(np.asarray(zenith_rad, dtype=np.float64)), slant_depth_m, radius_m)
+
+
+def vertical_from_slant_depth_cos(
+    cos_zenith: np.ndarray | float, slant_depth_m: np.ndarray | float, radius_m: float = MUONITRON_SURFACE_RADIUS_M
+) -> np.ndarray:
+    """:func:`vertical_from_slant_depth` for a given cos(zenith) (m, float64, broadcasts)."""
+    c = np.asarray(cos_zenith, dtype=np.float64)
     x = np.asarray(slant_depth_m, dtype=np.float64)
     return radius_m - (np.sqrt(radius_m * radius_m - x * x * (1.0 - c * c)) - x * c)

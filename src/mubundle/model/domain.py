@@ -29,8 +29,9 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+import torch
 
-from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, slant_from_vertical_depth, vertical_from_slant_depth
+from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, slant_from_vertical_depth, vertical_from_slant_depth_cos
 from mubundle.model.threshold import MuonThreshold, threshold_of_configs
 
 #: Relative tolerance of the bounds: conditions are float32 (7 digits), bounds float64.
@@ -72,9 +73,17 @@ def vertical_depth_km(conditions: np.ndarray, overburden_radius_m: float | None)
     """(B,) vertical depth [km] of conditions (B, 4) [GeV, rad, A, slant km]: through a spherical
     overburden of radius ``overburden_radius_m`` (Muonitron's formula, as ``mubundle simulate``
     makes slant depths), or slant x cos(zenith) (flat) when None."""
+    cos_zenith = _cos(conditions[:, 1])
     if overburden_radius_m is None:
-        return conditions[:, 3] * np.cos(conditions[:, 1])
-    return vertical_from_slant_depth(conditions[:, 1], conditions[:, 3] * 1000.0, overburden_radius_m) / 1000.0
+        return conditions[:, 3] * cos_zenith
+    return vertical_from_slant_depth_cos(cos_zenith, conditions[:, 3] * 1000.0, overburden_radius_m) / 1000.0
+
+
+def _cos(angle_rad: np.ndarray) -> np.ndarray:
+    """cos of a (B,) array in float64 through torch: its vectorised cos is ~3x numpy's on the
+    development CPU (1e5 values: 0.35 vs 1.2 ms; equal within 1 ulp), and every sampled batch
+    pays it (:func:`check_primaries`)."""
+    return torch.cos(torch.from_numpy(np.ascontiguousarray(angle_rad, dtype=np.float64))).numpy()
 
 
 def slant_depth_km(zenith_rad: "np.ndarray | float", vertical_km: "np.ndarray | float",
@@ -198,7 +207,8 @@ class ModelDomain:
 
     def check_conditions(self, conditions: np.ndarray) -> DomainCheck:
         """:meth:`check` on conditions (B, 4) [GeV, rad, A, slant km]."""
-        conditions = np.asarray(conditions, dtype=np.float64).reshape(-1, 4)
+        # column-major: each checked column contiguous (strided compares are ~5x slower)
+        conditions = np.asfortranarray(np.asarray(conditions, dtype=np.float64).reshape(-1, 4))
         outside = np.zeros(len(conditions), dtype=bool)
         violations = []
         for variable in _VARIABLES:
@@ -207,8 +217,12 @@ class ModelDomain:
                 continue
             values = _values(variable.key, conditions, self.overburden_radius_m)
             low, high = bounds
-            below = ~(values >= low - RELATIVE_TOLERANCE * abs(low) - ABSOLUTE_TOLERANCE)
-            above = values > high + RELATIVE_TOLERANCE * abs(high) + ABSOLUTE_TOLERANCE
+            low_tolerant = low - RELATIVE_TOLERANCE * abs(low) - ABSOLUTE_TOLERANCE
+            high_tolerant = high + RELATIVE_TOLERANCE * abs(high) + ABSOLUTE_TOLERANCE
+            if ((values >= low_tolerant) & (values <= high_tolerant)).all():  # the usual case: 2 passes, not 6
+                continue
+            below = ~(values >= low_tolerant)
+            above = values > high_tolerant
             nan = np.isnan(values)
             below &= ~nan
             for side, mask, pick in (("below", below, np.min), ("above", above, np.max)):
