@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mubundle`` console script; returns the exit code."""
-    # Before torch is imported: OpenMP's default spin-waiting made 2-thread steps 5-10x slower
+    # Before torch is imported: OpenMP's default spin-waiting made 2-thread steps 5-12x slower
     # than 1 thread on a shared 2-core machine (docs/model.md, Speed); passive waiting does not.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:

@@ -32,9 +32,9 @@ from mubundle.model.workers import SamplingWorkers, default_worker_count
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 # muons per generator call while sampling: bounds memory for events with N ~ 1e5. On CPU 16k
-# muons keep one call's (M, 64) activations in cache: 1.2-1.5x more events/s than 2^20
-# (benchmarks/generate_throughput.py, docs/model.md); on a GPU fewer, larger calls amortise
-# the ~100 kernel launches of one call (2^20 muons x 64 x 4 B = 256 MiB per activation).
+# muons keep one call's (M, 64) activations in cache (2^12 / 2^13 / 2^14 / 2^15 muons: 0.36 /
+# 0.30 / 0.31 / 0.38 s per 20 000 events; docs/model.md, Generation); on a GPU fewer, larger
+# calls amortise the ~100 kernel launches of one call (2^20 muons x 64 x 4 B = 256 MiB per activation).
 # Whole events; one above the budget gets a call alone.
 _MUONS_PER_GENERATOR_CALL_CPU = 1 << 14
 _MUONS_PER_GENERATOR_CALL_ACCELERATOR = 1 << 20
