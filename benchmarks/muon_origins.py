@@ -12,6 +12,15 @@ are ``other``. A muon is counted if its energy at the observation level (continu
 air, as the simulator's) is above the CORSIKA muon cut; decay in flight of > 1 TeV muons is
 neglected here (< 0.1 %), so ``ours_total`` and the simulator's own count agree within that.
 
+CORSIKA's "kaon" class is not kaons alone. Files written with EHISTORY (the shared PANAMA files)
+put the muon's mother and grandmother records (negative descriptions) between its MUADDI record
+and the muon; the mother is the hadron that left the collision (CORSIKA user's guide, EHISTORY
+option). Within the generation < 30 class, a mother eta (CORSIKA id 17), omega (50) or rho0 (51)
+means a direct mu+mu- decay (their pion decays would carry + 51), a mother muon (5, 6) a pair made
+in the collision, a charmed mother a charm decay without the + 30; all of these are ``not_kaon``.
+K+- (11, 12), K0L (10), K0S (16), K* (62-65: the muon of the K from its decay) and phi (49, whose
+mu mu branch is 3e-4 of its K K one) are ``kaon``; ``ratio_kaon_mothers`` compares ours with those.
+
 Usage: python benchmarks/muon_origins.py --corsika ../shared/data/corsika/panama/DAT* \
            --decade 7 [--max-showers 60] [--repeat 2] [--seed 0]
 """
@@ -31,8 +40,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vs_corsika  # noqa: E402  (the CORSIKA reader and primary ids of the comparison benchmark)
 
 
+#: CORSIKA ids of the EHISTORY mothers of generation < 30 muons that are kaon-decay muons, and of
+#: those that are not (docstring above): eta, omega, rho0 decaying to mu mu, muons of the collision
+KAON_MOTHERS = (10, 11, 12, 16, 49, 62, 63, 64, 65)
+MU_MU_MESON_MOTHERS = (17, 50, 51)
+COLLISION_MUON_MOTHERS = (5, 6)
+CHARMED_MOTHER_IDS = range(116, 200)
+
+
+def kaon_class_by_mother(description: np.ndarray) -> dict[str, int]:
+    """The generation < 30 muons of one shower's particle descriptions (P,) counted by the CORSIKA id
+    of their EHISTORY mother (two records before the muon): kaon, mu mu meson, collision muon,
+    charm without + 30, other, and ``no_mother_record`` (files without EHISTORY)."""
+    kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
+    generation = (np.abs(description) % 1000) // 10
+    muons = np.flatnonzero((description > 0) & np.isin(kind, vs_corsika.MUON_IDS) & (generation < 30))
+    with_mother = muons[muons >= 2]
+    with_mother = with_mother[description[with_mother - 2] < 0]
+    mother = kind[with_mother - 2]
+    counts = {
+        "kaon": int(np.isin(mother, KAON_MOTHERS).sum()),
+        "mu_mu_meson": int(np.isin(mother, MU_MU_MESON_MOTHERS).sum()),
+        "collision_muon": int(np.isin(mother, COLLISION_MUON_MOTHERS).sum()),
+        "charm_without_30": int(np.isin(mother, CHARMED_MOTHER_IDS).sum()),
+    }
+    counts["other"] = int(mother.size) - sum(counts.values())
+    counts["no_mother_record"] = int(muons.size - with_mother.size)
+    return counts
+
+
 def corsika_origins(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """(energy (S,), primary id (S,), per shower {category: muon count}) from CORSIKA files."""
+    """(energy (S,), primary id (S,), per shower {category: muon count}) from CORSIKA files;
+    ``kaon_by_mother``: :func:`kaon_class_by_mother` of the shower."""
     from corsikaio import CorsikaParticleFile
 
     energy, primary, origins = [], [], []
@@ -44,7 +83,7 @@ def corsika_origins(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict
                 generation = (np.abs(description) % 1000) // 10
                 g = generation[(description > 0) & np.isin(kind, vs_corsika.MUON_IDS)]
                 origins.append({"pion": int((g >= 50).sum()), "charm": int(((g >= 30) & (g < 50)).sum()),
-                                "kaon": int((g < 30).sum())})
+                                "kaon": int((g < 30).sum()), "kaon_by_mother": kaon_class_by_mother(description)})
                 energy.append(float(event.header["total_energy"]))
                 primary.append(int(event.header["particle_id"]))
     return np.array(energy), np.array(primary), origins
@@ -102,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     if chosen.size == 0:
         raise SystemExit(f"muon_origins: no CORSIKA shower in decade 1e{args.decade}")
     theirs = {key: sum(origins[i][key] for i in chosen) for key in ("pion", "kaon", "charm")}
+    by_mother = {key: sum(origins[i]["kaon_by_mother"][key] for i in chosen) for key in origins[0]["kaon_by_mother"]}
     mass = np.array([vs_corsika.mass_of_corsika_id(p) for p in primary[chosen]])
     start = time.process_time()
     ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
@@ -112,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
         "repeat": args.repeat, "corsika": theirs, "ours": by, "ours_total": ours["total"],
         "ratio_pion": round(by["pion"] / theirs["pion"], 4) if theirs["pion"] else None,
         "ratio_kaon": round((by["kaon"] + by["kaon_K0L"]) / theirs["kaon"], 4) if theirs["kaon"] else None,
+        "corsika_kaon_class_by_mother": by_mother,
+        "ratio_kaon_mothers": (round((by["kaon"] + by["kaon_K0L"]) / by_mother["kaon"], 4)
+                               if by_mother["kaon"] and not by_mother["no_mother_record"] else None),
         "ratio_other_vs_charm": round(by["other"] / theirs["charm"], 4) if theirs["charm"] else None,
         "cpu_s": round(cpu, 1),
     }), flush=True)

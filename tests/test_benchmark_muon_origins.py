@@ -1,0 +1,33 @@
+"""benchmarks/muon_origins.py: CORSIKA's generation < 30 muons split by their EHISTORY mother.
+
+Synthetic particle descriptions in CORSIKA's layout (MUADDI record, mother, grandmother, muon;
+id x 1000 + generation x 10 + level for particles, negative descriptions for the history).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helpers import load_benchmark
+
+origins = load_benchmark("muon_origins")
+
+
+def muon_with_history(mother_id: int, generation: int, muon_id: int = 5) -> list[float]:
+    """MUADDI record, mother, grandmother (a proton), then the muon of ``generation``."""
+    return [75001.0, -(mother_id * 1000.0 + 3), -14002.0, muon_id * 1000.0 + generation * 10 + 1]
+
+
+def test_the_kaon_class_is_split_by_the_mother_record():
+    description = np.array(
+        muon_with_history(11, 4) + muon_with_history(12, 4, 6) + muon_with_history(10, 4)  # K+, K-, K0L
+        + muon_with_history(63, 4) + muon_with_history(49, 4)  # muons of the K of a K* and of a phi
+        + muon_with_history(17, 4) + muon_with_history(50, 4)  # eta, omega -> mu mu
+        + muon_with_history(5, 3)  # a muon pair of the collision
+        + muon_with_history(117, 4)  # a charmed hadron without the + 30
+        + muon_with_history(8, 54)  # a pion-decay muon: not in the kaon class at all
+        + [14001.0, 5041.0]  # a muon without history records (and a proton)
+    )
+    counts = origins.kaon_class_by_mother(description)
+    assert counts == {"kaon": 5, "mu_mu_meson": 2, "collision_muon": 1, "charm_without_30": 1, "other": 0,
+                      "no_mother_record": 1}
