@@ -47,6 +47,10 @@ def test_the_bound_is_per_nucleon_and_refuses_bad_settings():
                                [56 * 1.01 * bound, 0.3, 56.0, 2.0], [56 * 0.99 * bound, 0.3, 56.0, 2.0],
                                [1e9, 0.0, 56.0, 2.0]])
     assert ICE_THRESHOLD.impossible(conditions).tolist() == [True, False, False, True, False]
+    depths = np.linspace(1.4, 2.6, 5)  # any numpy layout (here reversed: negative strides), scalars stay 0-d
+    reversed_bound = ICE_THRESHOLD.surface_energy_gev(depths[::-1])
+    np.testing.assert_array_equal(reversed_bound, ICE_THRESHOLD.surface_energy_gev(depths)[::-1])
+    assert np.shape(ICE_THRESHOLD.surface_energy_gev(2.0)) == ()
     assert MuonThreshold.from_dict(json.loads(json.dumps(ICE_THRESHOLD.to_dict()))) == ICE_THRESHOLD
     for bad, match in (({"medium": "lead", "min_energy_gev": 1, "v_cut": 0.05}, "unknown medium 'lead'"),
                        ({"medium": "ice", "min_energy_gev": 0, "v_cut": 0.05}, "min_energy_gev must be"),

@@ -70,7 +70,7 @@ class MuonThreshold:
     def surface_energy_gev(self, slant_depth_km: "np.ndarray | float") -> np.ndarray:
         """E_s(d) [GeV]: the least surface energy of a muon that reaches slant depth d [km of the
         medium's depth unit] with more than ``min_energy_gev`` (float64, shape of the input)."""
-        depth_km = torch.as_tensor(np.asarray(slant_depth_km, dtype=np.float64))
+        depth_km = torch.from_numpy(np.array(slant_depth_km, dtype=np.float64))  # a C-ordered copy, 0-d kept
         return self._surface_energy(depth_km).numpy()
 
     def _surface_energy(self, slant_depth_km: Tensor) -> Tensor:
