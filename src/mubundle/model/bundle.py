@@ -376,17 +376,11 @@ def validated_conditions(**columns: "np.ndarray | float") -> np.ndarray:
     conditions = np.empty((size, 4), dtype=np.float32)
     for column, (name, low, high, low_inclusive, unit) in enumerate(_CONDITION_BOUNDS):
         values = np.asarray(arrays[name], dtype=np.float64)
-        # the usual case in two passes: NaN fails both comparisons, +-inf one of them (low is finite)
+        # two passes: NaN fails both comparisons, +-inf one of them (low is finite)
         inside = (values >= low) if low_inclusive else (values > low)
         inside &= (values < np.inf) if high is None else (values <= high)
-        if inside.all():
-            conditions[:, column] = values
-            continue
-        bad = ~np.isfinite(values)
-        bad |= (values < low) if low_inclusive else (values <= low)
-        if high is not None:
-            bad |= values > high
-        if np.any(bad):
+        if not inside.all():
+            bad = ~inside
             index = int(np.flatnonzero(np.ravel(bad))[0])
             where = f"{name}[{index}]" if values.ndim else name
             bound = f"in [{low:g}, {high:.7g}]" if high is not None else f"{'>=' if low_inclusive else '>'} {low:g}"

@@ -276,7 +276,7 @@ class WganStep:
                     loss_sum = -critic(mb.cond_features, mb.counts, fake, mb.event_index).float().sum()
                 w1_sum = mb.n_events * marginal_w1(fake.float(), mb.real_features) if weight else total_w1.new_zeros(())
                 ed_sum = (mb.n_events * marginal_energy_distance(fake.float(), mb.real_features) if ed_weight
-                          else total_w1.new_zeros(()))
+                          else total_ed.new_zeros(()))
                 objective = loss_sum + weight * w1_sum + ed_weight * ed_sum
                 if objective.requires_grad:
                     (objective / n_events).backward()
