@@ -6,7 +6,12 @@ import numpy as np
 import torch
 
 from mubundle.model.config import ModelConfig
-from mubundle.model.multiplicity import MultiplicityModel, standard_gamma
+from mubundle.model.multiplicity import (
+    INVERSE_CDF_MAX_MEAN,
+    MultiplicityModel,
+    negative_binomial_inverse_cdf,
+    standard_gamma,
+)
 
 SMALL = ModelConfig(multiplicity_hidden=32, multiplicity_layers=2, multiplicity_components=3)
 
@@ -53,6 +58,57 @@ def test_standard_gamma_has_the_right_moments_and_is_reproducible_by_generator()
         assert (draws >= 0).all()
         np.testing.assert_allclose(float(draws.mean()), shape, rtol=0.03)
         np.testing.assert_allclose(float(draws.var()), shape, rtol=0.06)
+
+
+def test_the_inverse_cdf_is_scipys_negative_binomial_quantile_to_the_count():
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    # small means with dispersions from a near-point mass (r = e^-6, long tail) to near-Poisson
+    log_mean = np.log(rng.uniform(1e-4, INVERSE_CDF_MAX_MEAN, 30_000))
+    log_dispersion = rng.uniform(-6.0, 10.0, 30_000)
+    uniform = rng.uniform(0.0, 1.0, 30_000)
+    counts = negative_binomial_inverse_cdf(
+        torch.from_numpy(log_mean), torch.from_numpy(log_dispersion), torch.from_numpy(uniform), 200_000
+    ).numpy()
+    r, mu = np.exp(log_dispersion), np.exp(log_mean)
+    expected = stats.nbinom.ppf(uniform, r, r / (r + mu)).astype(np.int64)
+    assert counts.dtype == np.int64 and counts.max() > 100  # the long tails were walked
+    np.testing.assert_array_equal(counts, expected)
+    # the walk stops at max_count
+    capped = negative_binomial_inverse_cdf(
+        torch.tensor([np.log(4.0)]), torch.tensor([-6.0]), torch.tensor([1.0 - 1e-9]), 20
+    )
+    assert int(capped) == 20
+
+
+def test_drawn_counts_follow_the_mixture_in_both_sampling_regimes():
+    """Chi-square of 200 000 draws against the mixture's probabilities: a component drawn by
+    inversion (mean 0.02 and 2.5) and one by Gamma-Poisson (mean 40)."""
+    from scipy import stats
+
+    model = _model()
+    rows = 200_000
+    weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    means = torch.tensor([0.02, 2.5, 40.0], dtype=torch.float64)
+    dispersions = torch.tensor([0.1, 3.0, 8.0], dtype=torch.float64)
+    parameters = tuple(t.log().expand(rows, 3) for t in (weights, means, dispersions))
+    counts = model.sample_from_parameters(parameters, torch.Generator().manual_seed(11)).numpy()
+    n = np.arange(0, 400)
+    r, mu = dispersions.numpy()[:, None], means.numpy()[:, None]
+    pmf = (weights.numpy()[:, None] * stats.nbinom.pmf(n, r, r / (r + mu))).sum(0)
+    observed = np.bincount(counts, minlength=n.size)[: n.size].astype(float)
+    expected = rows * pmf
+    keep = expected >= 20
+    tail = ~keep
+    observed = np.append(observed[keep], observed[tail].sum() + (counts >= n.size).sum())
+    expected = np.append(expected[keep], rows - expected[keep].sum())
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert stats.chi2.sf(chi2, observed.size - 1) > 1e-3, chi2
+    # and a wrong mixture is rejected by the same statistic
+    wrong = rows * (0.9 * pmf + 0.1 * stats.nbinom.pmf(n, 3.0, 3.0 / 5.5))
+    wrong = np.append(wrong[keep], rows - wrong[keep].sum())
+    assert stats.chi2.sf(float(((observed - wrong) ** 2 / wrong).sum()), observed.size - 1) < 1e-6
 
 
 def test_sampling_is_reproducible_by_seed_and_differs_between_seeds():

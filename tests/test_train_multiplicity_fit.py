@@ -268,3 +268,76 @@ def test_a_run_with_validation_resumes_exactly(tmp_path, monkeypatch):
     a, b = (MuonBundleModel.load(tmp_path / r / "model").multiplicity.state_dict() for r in ("straight", "resumed"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+# ---------------------------------------------------------------------------- distillation (--distill)
+class _FixedMixture(torch.nn.Module):
+    """A multiplicity 'network' with given per-row mixture parameters (each (B, K))."""
+
+    def __init__(self, log_weights: torch.Tensor, log_mean: torch.Tensor, log_dispersion: torch.Tensor) -> None:
+        super().__init__()
+        self.parameters_ = (log_weights.log_softmax(1), log_mean, log_dispersion)
+
+    def mixture_parameters(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        assert features.shape[0] == self.parameters_[0].shape[0]
+        return self.parameters_
+
+
+def test_teacher_divergence_is_zero_for_the_teacher_and_estimates_the_exact_kl():
+    from mubundle.model.multiplicity import mixture_log_prob
+    from mubundle.train.multiplicity_fit import DISTILL_RATE_FLOOR, teacher_divergence
+
+    gen = torch.Generator().manual_seed(0)
+    rows = 6
+    # means from a rare rate (P(N > 0) ~ 1e-4 .. 1e-2) to tens of muons, some over-dispersed
+    log_mean = torch.tensor([-9.0, -6.0, -4.0, 0.0, 1.5, 3.0], dtype=torch.float64)[:, None] + torch.tensor(
+        [[-1.0, 0.0, 1.0]], dtype=torch.float64)
+    teacher = _FixedMixture(torch.randn(rows, 3, generator=gen, dtype=torch.float64), log_mean,
+                            torch.randn(rows, 3, generator=gen, dtype=torch.float64))
+    student = _FixedMixture(torch.randn(rows, 3, generator=gen, dtype=torch.float64), log_mean + 0.3,
+                            torch.randn(rows, 3, generator=gen, dtype=torch.float64))
+    features = torch.zeros(rows, 4)
+    same = teacher_divergence(teacher, teacher, features, torch.Generator().manual_seed(1))
+    assert torch.equal(same, torch.zeros_like(same))
+
+    estimate = teacher_divergence(teacher, student, features, torch.Generator().manual_seed(2), samples=20_000)
+    n = torch.arange(0, 20_000).expand(rows, -1)
+    log_p = mixture_log_prob(teacher.parameters_, n)
+    log_q = mixture_log_prob(student.parameters_, n)
+    p = log_p.exp()
+    torch.testing.assert_close(p.sum(1), torch.ones(rows, dtype=torch.float64), rtol=0, atol=1e-6)
+    exact = (p * (log_p - log_q)).sum(1)
+    positive = 1.0 - p[:, 0]
+    assert positive.min() < 1e-3 and positive.max() > 0.5  # both regimes are in the test
+    scaled = exact / torch.maximum(positive, positive.new_tensor(DISTILL_RATE_FLOOR))
+    torch.testing.assert_close(estimate, scaled, rtol=0.05, atol=1e-3)
+    assert (estimate > 0).all()
+
+
+def test_distill_fits_a_smaller_network_to_the_models_own_distribution(tmp_path, capsys):
+    batch = energy_dependent_events(600, seed=30)
+    teacher_model = tiny_model(batch)
+    train = CountSample.from_batch(batch, "cpu")
+    fit_multiplicity(teacher_model, train, CountSample.from_batch(energy_dependent_events(200, seed=31), "cpu"),
+                     MultiplicityFitConfig(seed=0, batch_size=128, max_epochs=15, lr=0.01))
+    teacher_model.save(tmp_path / "model")
+    write_shard(batch, tmp_path / "train" / "part-00000.parquet", {})
+    write_shard(energy_dependent_events(200, seed=32), tmp_path / "val" / "part-00000.parquet", {})
+    hidden = teacher_model.config.multiplicity_hidden // 2
+    assert main(["refit-multiplicity", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+                 "--validation", str(tmp_path / "val"), "--out", str(tmp_path / "student"), "--distill",
+                 "--multiplicity-hidden", str(hidden), "--max-epochs", "15", "--batch-size", "128", "--lr", "0.01"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = json.loads((tmp_path / "student" / "multiplicity_fit.json").read_text())
+    assert report["objective"].startswith("distillation")
+    first = report["history"][0]["val_m_nll"]  # the divergence of the fresh student
+    assert printed["best_validation_nll"] < 0.2 * first
+    # the student's mean N follows the teacher's
+    student = MuonBundleModel.load(tmp_path / "student")
+    assert student.config.multiplicity_hidden == hidden
+    conditions = torch.from_numpy(np.ascontiguousarray(energy_dependent_events(400, seed=33).conditions, dtype=np.float32))
+    with torch.no_grad():
+        mean_t = teacher_model.multiplicity.mean_variance(teacher_model.transform.condition_features(conditions))[0]
+        mean_s = student.multiplicity.mean_variance(student.transform.condition_features(conditions))[0]
+    assert abs(float(mean_s.sum() / mean_t.sum()) - 1.0) < 0.05
+    assert report["after"]["validation_nll"] < report["before"]["validation_nll"] + 0.05

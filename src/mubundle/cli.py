@@ -150,6 +150,9 @@ def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
                    help="fits from seeds SEED, SEED+1, ...; keep the lowest validation NLL (default 1)")
     p.add_argument("--keep-weights", action="store_true",
                    help="continue from the model's multiplicity weights instead of a fresh seeded start")
+    p.add_argument("--distill", action="store_true",
+                   help="fit to the model's own multiplicity network (the teacher) on the conditions of --data "
+                        "instead of their N: a smaller network (--multiplicity-hidden) that keeps its rates")
     for field, what in (("hidden", "hidden width"), ("layers", "hidden layers"), ("components", "mixture components")):
         p.add_argument(f"--multiplicity-{field}", type=positive_int, dest=f"multiplicity_{field}",
                        help=f"refit a multiplicity network with this many {what} (default: the model's)")

@@ -14,14 +14,19 @@ The shared location with bounded offsets keeps all components of one event withi
 e^5 of each other: a free mixture leaves rarely-needed components with ~1e-4 weight far out
 in N, which the likelihood barely notices but which inflate the predicted variance severalfold.
 
-Sampling is Gamma-Poisson: lambda ~ Gamma(r, scale = mu / r), N ~ Poisson(lambda), with the
-Gamma drawn by Marsaglia-Tsang from normals/uniforms of the caller's ``torch.Generator``
-(torch's own Gamma sampler takes no generator) so samples are reproducible by seed.
+Sampling takes two uniforms per event from the caller's ``torch.Generator`` (reproducible by
+seed): the first picks the component by inverting the cumulative mixture weights; for a
+component with mean mu <= ``INVERSE_CDF_MAX_MEAN`` the second is inverted in the NB's cumulative
+distribution (exact; one comparison with P(N = 0) settles the ~99 % of flux-sample rows that
+draw N = 0). Other components are drawn Gamma-Poisson: lambda ~ Gamma(r, scale = mu / r),
+N ~ Poisson(lambda), with the Gamma drawn by Marsaglia-Tsang from normals/uniforms of the same
+generator (torch's own Gamma sampler takes no generator).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
@@ -40,6 +45,10 @@ _LOG_OFFSET_HALF_WIDTH = 2.5  # components within a factor e^2.5 of the shared l
 _LOG_DISPERSION_CENTER, _LOG_DISPERSION_HALF_WIDTH = 2.0, 8.0  # r in ~[e^-6, e^10]
 # Marsaglia-Tsang proposals drawn per round; acceptance is > 95 % per proposal.
 _GAMMA_PROPOSALS_PER_ROUND = 4
+# Components with a mean up to this are drawn by inverting their cumulative distribution, in
+# blocks of _INVERSE_CDF_BLOCK counts per pass; larger means by Gamma-Poisson.
+INVERSE_CDF_MAX_MEAN = 4.0
+_INVERSE_CDF_BLOCK = 8
 
 
 class MultiplicityModel(nn.Module):
@@ -88,20 +97,10 @@ class MultiplicityModel(nn.Module):
         Evaluated in float64 where the device has it (lgamma(n + r) - lgamma(r) loses
         digits in float32 at n ~ 1e5).
         """
-        log_weights, log_mean, log_dispersion = self.mixture_parameters(cond_features)
+        parameters = self.mixture_parameters(cond_features)
         dtype = _likelihood_dtype(cond_features.device)
-        log_weights, log_mean, log_dispersion = (t.to(dtype) for t in (log_weights, log_mean, log_dispersion))
-        n = counts.to(dtype).unsqueeze(1)
-        dispersion = log_dispersion.exp()
-        # log(r / (r + mu)) = -softplus(log mu - log r), log(mu / (r + mu)) = -softplus(log r - log mu)
-        log_component = (
-            torch.lgamma(n + dispersion)
-            - torch.lgamma(dispersion)
-            - torch.lgamma(n + 1.0)
-            - dispersion * nn.functional.softplus(log_mean - log_dispersion)
-            - n * nn.functional.softplus(log_dispersion - log_mean)
-        )
-        return torch.logsumexp(log_weights + log_component, dim=1).to(cond_features.dtype)
+        log_p = mixture_log_prob(tuple(t.to(dtype) for t in parameters), counts.unsqueeze(1))
+        return log_p.squeeze(1).to(cond_features.dtype)
 
     def nll(self, cond_features: Tensor, counts: Tensor) -> Tensor:
         """Mean negative log-likelihood over the events (the training loss ``m_loss``)."""
@@ -152,13 +151,27 @@ class MultiplicityModel(nn.Module):
         on worker threads give the same parameters)."""
         log_weights, log_mean, log_dispersion = parameters
         device = log_mean.device
-        if log_mean.shape[0] == 0:
+        rows = log_mean.shape[0]
+        if rows == 0:
             return torch.zeros(0, dtype=torch.int64, device=device)
-        component = torch.multinomial(log_weights.exp().to(generator.device), 1, generator=generator).to(device)
-        log_mean = log_mean.gather(1, component).squeeze(1)
-        dispersion = log_dispersion.gather(1, component).squeeze(1).exp()
-        mean = log_mean.exp()
-        counts = _gamma_poisson(mean, dispersion, generator)
+        # two uniforms per row, drawn first and for every row: the component, then the count
+        uniforms = torch.rand((rows, 2), generator=generator, dtype=torch.float64, device=generator.device).to(device)
+        cumulative = log_weights.double().exp().cumsum(1)
+        # index of the first cumulative weight above u * total: 0 .. K - 1 by construction
+        component = (cumulative[:, :-1] < uniforms[:, :1] * cumulative[:, -1:]).sum(1, keepdim=True)
+        log_mean = log_mean.double().gather(1, component).squeeze(1)
+        log_dispersion = log_dispersion.double().gather(1, component).squeeze(1)
+        mean, dispersion = log_mean.exp(), log_dispersion.exp()
+        counts = torch.empty(rows, dtype=torch.int64, device=device)
+        by_inversion = mean <= INVERSE_CDF_MAX_MEAN
+        inverted = by_inversion.nonzero().squeeze(1)
+        drawn = (~by_inversion).nonzero().squeeze(1)
+        if inverted.numel():
+            counts[inverted] = negative_binomial_inverse_cdf(
+                log_mean[inverted], log_dispersion[inverted], uniforms[inverted, 1], self.max_count
+            )
+        if drawn.numel():
+            counts[drawn] = _gamma_poisson(mean[drawn], dispersion[drawn], generator)
         above = capped = 0
         for _ in range(4):
             too_large = (counts > self.max_count).nonzero().squeeze(1)  # one host sync per round
@@ -179,8 +192,116 @@ class MultiplicityModel(nn.Module):
         return torch.minimum(counts, torch.full_like(counts, self.max_count))
 
 
+def mixture_log_prob(parameters: tuple[Tensor, Tensor, Tensor], counts: Tensor) -> Tensor:
+    """log P(N = counts) of the mixture: parameters (each (B, K), :meth:`MultiplicityModel.mixture_parameters`),
+    counts (B, S) -> (B, S), in the parameters' dtype."""
+    log_weights, log_mean, log_dispersion = (t.unsqueeze(1) for t in parameters)  # (B, 1, K)
+    n = counts.to(log_mean.dtype).unsqueeze(2)  # (B, S, 1)
+    dispersion = log_dispersion.exp()
+    # log(r / (r + mu)) = -softplus(log mu - log r), log(mu / (r + mu)) = -softplus(log r - log mu)
+    log_component = (
+        torch.lgamma(n + dispersion)
+        - torch.lgamma(dispersion)
+        - torch.lgamma(n + 1.0)
+        - dispersion * nn.functional.softplus(log_mean - log_dispersion)
+        - n * nn.functional.softplus(log_dispersion - log_mean)
+    )
+    return torch.logsumexp(log_weights + log_component, dim=2)
+
+
+def component_log_p_zero(log_mean: Tensor, log_dispersion: Tensor) -> Tensor:
+    """log P(N = 0) = -r log(1 + mu / r) of negative binomials, elementwise."""
+    return -log_dispersion.exp() * nn.functional.softplus(log_mean - log_dispersion)
+
+
+def mixture_log_p_zero(parameters: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """log P(N = 0) of the mixture, (B, K) parameters -> (B,)."""
+    log_weights, log_mean, log_dispersion = parameters
+    return torch.logsumexp(log_weights + component_log_p_zero(log_mean, log_dispersion), dim=1)
+
+
+def log_one_minus_exp(x: Tensor) -> Tensor:
+    """log(1 - e^x) for x <= 0, accurate at both ends (Maechler 2012, "Accurately computing
+    log(1 - exp(-|a|))", the Rmpfr note): log(-expm1(x)) above -log 2, log1p(-e^x) below."""
+    near_zero = x > -math.log(2.0)
+    return torch.where(near_zero, torch.log(-torch.expm1(torch.where(near_zero, x, -1.0))),
+                       torch.log1p(-torch.exp(torch.where(near_zero, -1.0, x))))
+
+
+@torch.no_grad()
+def sample_positive(parameters: tuple[Tensor, Tensor, Tensor], samples: int, generator: torch.Generator) -> Tensor:
+    """Draws of N given N > 0 from the mixture: (B, K) float64 parameters -> (B, samples) int64 >= 1.
+
+    The component is chosen with weight w_k (1 - P_k(0)). Components of mean <= ``INVERSE_CDF_MAX_MEAN``
+    invert their cumulative distribution at u in (P_k(0), 1); the others draw Gamma-Poisson
+    and redraw zeros (their P_k(0) is mostly small) until none is left. For distillation
+    (``refit-multiplicity --distill``): the rare non-zero counts of near-threshold events are
+    drawn directly rather than waited for.
+    """
+    log_weights, log_mean, log_dispersion = (t.double() for t in parameters)
+    rows = log_mean.shape[0]
+    gen_device = generator.device
+    log_p0 = component_log_p_zero(log_mean, log_dispersion)
+    choice = (log_weights + log_one_minus_exp(log_p0)).repeat_interleave(samples, 0)  # (B S, K)
+    cumulative = (choice - choice.max(1, keepdim=True).values).exp().cumsum(1)
+    uniforms = torch.rand((rows * samples, 2), generator=generator, dtype=torch.float64, device=gen_device).to(log_mean.device)
+    component = (cumulative[:, :-1] < uniforms[:, :1] * cumulative[:, -1:]).sum(1, keepdim=True)
+
+    def pick(values: Tensor) -> Tensor:  # (B, K) -> (B S,): each draw's component
+        return values.repeat_interleave(samples, 0).gather(1, component).squeeze(1)
+
+    chosen_log_mean, chosen_log_dispersion, chosen_p0 = pick(log_mean), pick(log_dispersion), pick(log_p0).exp()
+    counts = torch.empty(rows * samples, dtype=torch.int64, device=log_mean.device)
+    by_inversion = chosen_log_mean.exp() <= INVERSE_CDF_MAX_MEAN
+    inverted, drawn = by_inversion.nonzero().squeeze(1), (~by_inversion).nonzero().squeeze(1)
+    if inverted.numel():
+        above_zero = chosen_p0[inverted] + uniforms[inverted, 1] * (1.0 - chosen_p0[inverted])
+        counts[inverted] = negative_binomial_inverse_cdf(
+            chosen_log_mean[inverted], chosen_log_dispersion[inverted], above_zero, 2**62
+        ).clamp(min=1)  # u = P(0) exactly (probability ~1e-16) inverts to 0
+    while drawn.numel():
+        counts[drawn] = _gamma_poisson(chosen_log_mean[drawn].exp(), chosen_log_dispersion[drawn].exp(), generator)
+        drawn = drawn[counts[drawn] == 0]
+    return counts.view(rows, samples)
+
+
 def _likelihood_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+def negative_binomial_inverse_cdf(log_mean: Tensor, log_dispersion: Tensor, uniform: Tensor, max_count: int) -> Tensor:
+    """The smallest n with P(N <= n) >= u for NB(mu, r): (B,) float64 log mu, log r, u -> (B,) int64.
+
+    P(N = 0) = (r / (r + mu))^r and P(N = n) = P(N = n - 1) (n - 1 + r) / n * mu / (r + mu),
+    accumulated in float64 in blocks of counts for the rows still searching. A row whose
+    cumulative sum stops growing before reaching u (u within ~1e-16 of 1), or that reaches
+    ``max_count``, stops there (the caller's cap rule then applies). Rows of mean <= 4 mostly need one
+    block but for the rare draws in a long tail (r << 1).
+    """
+    log_success = -nn.functional.softplus(log_dispersion - log_mean)  # log(mu / (r + mu))
+    log_pmf = -log_dispersion.exp() * nn.functional.softplus(log_mean - log_dispersion)  # log P(N = 0)
+    cdf = log_pmf.exp()
+    counts = torch.zeros_like(log_mean, dtype=torch.int64)
+    active = (cdf < uniform).nonzero().squeeze(1)
+    start = 0
+    steps = torch.arange(1, _INVERSE_CDF_BLOCK + 1, dtype=torch.float64, device=log_mean.device)
+    while active.numel() and start < max_count:
+        n = start + steps  # the counts of this block, (J,)
+        dispersion = log_dispersion[active].exp().unsqueeze(1)
+        log_ratio = torch.log((n - 1.0 + dispersion) / n) + log_success[active].unsqueeze(1)
+        block_log_pmf = log_pmf[active].unsqueeze(1) + log_ratio.cumsum(1)
+        block_cdf = cdf[active].unsqueeze(1) + block_log_pmf.exp().cumsum(1)
+        below = block_cdf < uniform[active].unsqueeze(1)
+        reached = ~below[:, -1]
+        exhausted = block_cdf[:, -1] <= cdf[active]  # a whole block added nothing representable
+        done = reached | exhausted | (start + _INVERSE_CDF_BLOCK >= max_count)
+        found = start + 1 + below[done].sum(1)  # start + J + 1 where the block ended below u
+        counts[active[done]] = torch.minimum(found, torch.full_like(found, min(start + _INVERSE_CDF_BLOCK, max_count)))
+        log_pmf[active] = block_log_pmf[:, -1]
+        cdf[active] = block_cdf[:, -1]
+        active = active[~done]
+        start += _INVERSE_CDF_BLOCK
+    return counts
 
 
 def _gamma_poisson(mean: Tensor, dispersion: Tensor, generator: torch.Generator) -> Tensor:

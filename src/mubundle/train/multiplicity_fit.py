@@ -16,6 +16,10 @@ model's run, docs/pretrained.md). Two tools here:
   :func:`fit_multiplicity_restarts` repeats it from several seeds and keeps the fit with the
   lowest validation NLL: the fit is not convex, and single fits stop at different points
   (docs/training.md).
+- Distillation (``refit-multiplicity --distill``): the same fit with a teacher's distribution
+  as the target instead of the events' N (:func:`teacher_divergence`), so a smaller network
+  can take over a trained one's rates, including the rare muons just above the kinematic
+  zero that the likelihood of the events hardly sees.
 
 NLL values are mean negative log-likelihoods in nats per event.
 """
@@ -40,7 +44,13 @@ from mubundle.data.lock import directory_lock
 from mubundle.data.sources import read_events
 from mubundle.data.validate import write_quarantine
 from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.multiplicity import MultiplicityModel
+from mubundle.model.multiplicity import (
+    MultiplicityModel,
+    log_one_minus_exp,
+    mixture_log_p_zero,
+    mixture_log_prob,
+    sample_positive,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -121,6 +131,61 @@ def multiplicity_nll(model: MuonBundleModel, sample: CountSample) -> float:
     return float(total) / len(sample)
 
 
+#: draws of N > 0 from the teacher per event in :func:`teacher_divergence`
+DISTILL_SAMPLES = 4
+#: the per-event divergence is divided by max(P_teacher(N > 0), this): equal weight to the
+#: relative error of rare rates down to this probability
+DISTILL_RATE_FLOOR = 1e-4
+#: seed of the teacher draws of every validation pass (the same draws each time)
+_DISTILL_VALIDATION_SEED = 0x5EED
+
+
+def teacher_divergence(
+    teacher: MultiplicityModel, student: MultiplicityModel, cond_features: Tensor, generator: torch.Generator,
+    samples: int = DISTILL_SAMPLES,
+) -> Tensor:
+    """Per-event KL(teacher || student) of P(N | conditions), scaled to rare rates: (B, C) -> (B,) float64.
+
+    Split at N = 0: KL = KL of the Bernoulli (N = 0, N > 0) + P_t(N > 0) KL of the distributions
+    given N > 0. The first term is exact, the second estimated from ``samples`` teacher draws
+    given N > 0 (:func:`sample_positive`): an event with P_t(N > 0) ~ 1e-3 contributes its rare
+    counts directly instead of one in a thousand draws. Divided by max(P_t(N > 0), 1e-4), a
+    small relative error of a rare rate weighs as much as one of a large mean (~(log ratio)^2 / 2).
+    The teacher takes no gradient.
+    """
+    with torch.no_grad():
+        teacher_parameters = tuple(t.double() for t in teacher.mixture_parameters(cond_features))
+        counts = sample_positive(teacher_parameters, samples, generator)
+        teacher_log_p0 = mixture_log_p_zero(teacher_parameters)
+        teacher_log_positive = log_one_minus_exp(teacher_log_p0)
+        teacher_log_p = mixture_log_prob(teacher_parameters, counts).mean(1) - teacher_log_positive
+    student_parameters = tuple(t.double() for t in student.mixture_parameters(cond_features))
+    student_log_p0 = mixture_log_p_zero(student_parameters)
+    student_log_positive = log_one_minus_exp(student_log_p0)
+    student_log_p = mixture_log_prob(student_parameters, counts).mean(1) - student_log_positive
+    positive = teacher_log_positive.exp()
+    binary = (1.0 - positive) * (teacher_log_p0 - student_log_p0) + positive * (teacher_log_positive - student_log_positive)
+    given_positive = teacher_log_p - student_log_p
+    return (binary + positive * given_positive) / torch.maximum(positive, positive.new_tensor(DISTILL_RATE_FLOOR))
+
+
+@torch.no_grad()
+def distillation_loss(model: MuonBundleModel, teacher: MultiplicityModel, sample: CountSample) -> float:
+    """Mean :func:`teacher_divergence` over ``sample``'s conditions, with the same teacher draws on
+    every call (a fixed seed), in passes of at most 65 536 events; NaN if not finite."""
+    generator = torch.Generator(device=sample.counts.device).manual_seed(_DISTILL_VALIDATION_SEED)
+    was_training = model.multiplicity.training
+    model.multiplicity.eval()
+    try:
+        total = torch.zeros((), dtype=torch.float64, device=sample.counts.device)
+        for start in range(0, len(sample), _VALIDATION_EVENTS_PER_PASS):
+            features = model.transform.condition_features(sample.conditions[start : start + _VALIDATION_EVENTS_PER_PASS])
+            total += teacher_divergence(teacher, model.multiplicity, features, generator).sum()
+    finally:
+        model.multiplicity.train(was_training)
+    return float(total) / len(sample)
+
+
 @dataclass
 class MultiplicityEarlyStopping:
     """Best validation NLL so far, its weights, and when to stop updating the model.
@@ -195,9 +260,15 @@ class MultiplicityFitConfig:
 
 
 def fit_multiplicity(
-    model: MuonBundleModel, train: CountSample, validation: CountSample, config: MultiplicityFitConfig
+    model: MuonBundleModel, train: CountSample, validation: CountSample, config: MultiplicityFitConfig,
+    teacher: MultiplicityModel | None = None,
 ) -> dict[str, Any]:
     """Fit ``model.multiplicity`` in place by maximum likelihood with early stopping.
+
+    With a ``teacher`` (same condition features) the objective is :func:`teacher_divergence`
+    on the events' conditions instead of -log P(N) of their counts, for training steps and for
+    the validation figure that early stopping and the learning rate follow ("NLL" in the logs
+    and report then means that divergence).
 
     Each epoch visits the training events once in a seeded random order in batches of
     ``config.batch_size``; every ``validate_every_epochs`` epochs the validation NLL is
@@ -227,7 +298,17 @@ def fit_multiplicity(
     )
     stopping = MultiplicityEarlyStopping(patience=config.patience)
     device = train.counts.device
-    stopping.observe(0, multiplicity_nll(model, validation), multiplicity)
+
+    def validation_figure() -> float:
+        return multiplicity_nll(model, validation) if teacher is None else distillation_loss(model, teacher, validation)
+
+    def batch_loss(index: Tensor) -> Tensor:
+        features = model.transform.condition_features(train.conditions[index])
+        if teacher is None:
+            return multiplicity.nll(features, train.counts[index])
+        return teacher_divergence(teacher, multiplicity, features, generator).mean()
+
+    stopping.observe(0, validation_figure(), multiplicity)
     skipped, epoch = 0, 0
     multiplicity.train()
     for epoch in range(1, config.max_epochs + 1):
@@ -236,7 +317,7 @@ def fit_multiplicity(
         for start in range(0, len(train), config.batch_size):
             index = order[start : start + config.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = multiplicity.nll(model.transform.condition_features(train.conditions[index]), train.counts[index])
+            loss = batch_loss(index)
             loss.backward()
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in multiplicity.parameters() if p.grad is not None])
             if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
@@ -246,7 +327,7 @@ def fit_multiplicity(
             optimizer.step()
             train_nll_sum += loss.item() * int(index.shape[0])
         if epoch % config.validate_every_epochs == 0 or epoch == config.max_epochs:
-            nll = multiplicity_nll(model, validation)
+            nll = validation_figure()
             if math.isfinite(nll):
                 scheduler.step(nll)
             if stopping.observe(epoch, nll, multiplicity):
@@ -259,7 +340,7 @@ def fit_multiplicity(
     return {
         "best_epoch": stopping.best_step,
         "best_validation_nll": stopping.best_nll,
-        "final_train_nll": multiplicity_nll(model, train),  # over the fitted events
+        "final_train_nll": multiplicity_nll(model, train) if teacher is None else distillation_loss(model, teacher, train),
         "epochs_run": epoch,
         "stopped_early": stopping.frozen,
         "skipped_steps": skipped,
@@ -297,7 +378,8 @@ def above_kinematic_zero(model: MuonBundleModel, sample: CountSample, role: str)
 
 
 def fit_multiplicity_restarts(
-    model: MuonBundleModel, train: CountSample, validation: CountSample, config: MultiplicityFitConfig
+    model: MuonBundleModel, train: CountSample, validation: CountSample, config: MultiplicityFitConfig,
+    teacher: MultiplicityModel | None = None,
 ) -> dict[str, Any]:
     """:func:`fit_multiplicity` from seeds ``config.seed .. config.seed + config.restarts - 1``,
     each from the same start (fresh weights of its seed, or the model's with
@@ -315,7 +397,7 @@ def fit_multiplicity_restarts(
     summaries = []
     for seed in range(config.seed, config.seed + config.restarts):
         model.multiplicity.load_state_dict(start)
-        report = fit_multiplicity(model, train, validation, dataclasses.replace(config, seed=seed))
+        report = fit_multiplicity(model, train, validation, dataclasses.replace(config, seed=seed), teacher)
         summaries.append({"seed": seed} | {key: report[key] for key in (
             "best_validation_nll", "best_epoch", "epochs_run", "final_train_nll", "skipped_steps")})
         logger.info("multiplicity fit seed %d: best validation NLL %.6f at epoch %s",
@@ -362,12 +444,15 @@ def refit_multiplicity(
     out_dir: str | os.PathLike,
     config: MultiplicityFitConfig,
     sizes: dict[str, int] | None = None,
+    distill: bool = False,
 ) -> dict[str, Any]:
     """``mubundle refit-multiplicity``: the model in ``model_dir`` (None: the shipped one) with
     its multiplicity part refitted (:func:`fit_multiplicity`), saved to ``out_dir`` with the
     report ``multiplicity_fit.json``; the generator and the feature transform are unchanged.
     ``sizes``: new values of the ``ModelConfig`` fields in :data:`MULTIPLICITY_SIZE_FIELDS`
-    (a multiplicity network of another size, fitted from fresh weights).
+    (a multiplicity network of another size, fitted from fresh weights). ``distill``: the
+    target is the model's own multiplicity network (the teacher, :func:`teacher_divergence`)
+    on the events' conditions, not their N; the report adds both networks' NLL of the events.
     Rejected rows go to ``out_dir/quarantine/{training,validation}.parquet``. CPU.
     """
     import json
@@ -395,7 +480,11 @@ def refit_multiplicity(
         # NLLs over the events that can have muons (the fit's own; below the kinematic zero log P = 0)
         train, validation = above_kinematic_zero(source, train, "training"), above_kinematic_zero(source, validation, "validation")
         before = {"train_nll": multiplicity_nll(source, train), "validation_nll": multiplicity_nll(source, validation)}
-        report = fit_multiplicity_restarts(model, train, validation, config)
+        teacher = copy.deepcopy(source.multiplicity).eval() if distill else None
+        report = fit_multiplicity_restarts(model, train, validation, config, teacher)
+        if distill:
+            report["objective"] = "distillation: KL(teacher || student), teacher_divergence"
+            report["after"] = {"train_nll": multiplicity_nll(model, train), "validation_nll": multiplicity_nll(model, validation)}
         report.update(
             source_model=str(model_dir) if model_dir is not None else "shipped default",
             multiplicity_sizes={name: getattr(model.config, name) for name in MULTIPLICITY_SIZE_FIELDS},
@@ -416,8 +505,8 @@ def refit_from_args(args: "argparse.Namespace") -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     sizes = {name: getattr(args, name) for name in MULTIPLICITY_SIZE_FIELDS if getattr(args, name, None) is not None}
-    report = refit_multiplicity(args.model, args.data, args.validation, args.out, config, sizes)
+    report = refit_multiplicity(args.model, args.data, args.validation, args.out, config, sizes, args.distill)
     keys = ("chosen_seed", "best_epoch", "best_validation_nll", "final_train_nll", "epochs_run", "stopped_early",
-            "skipped_steps", "before")
-    print(json.dumps({key: report[key] for key in keys} | {"out": str(args.out)}))
+            "skipped_steps", "before", "after")
+    print(json.dumps({key: report[key] for key in keys if key in report} | {"out": str(args.out)}))
     return 0
