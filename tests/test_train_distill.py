@@ -47,13 +47,14 @@ def student_weights(run_dir) -> dict[str, torch.Tensor]:
 
 def test_student_learns_the_teacher_and_is_a_normal_model(tmp_path):
     teacher = tiny_teacher(tmp_path / "teacher")
-    summary = distill(tmp_path / "teacher", tmp_path / "run", small_config(steps=60, checkpoint_every=30), show_progress=False)
+    summary = distill(tmp_path / "teacher", tmp_path / "run", small_config(steps=100, checkpoint_every=50), show_progress=False)
 
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     heldout = [r for r in records if "heldout_g_loss" in r]
-    assert [r["step"] for r in heldout] == [30, 60]
+    assert [r["step"] for r in heldout] == [50, 100]
     trained = [r for r in records if "g_loss" in r]
-    assert trained[-1]["g_loss"] < 0.5 * trained[0]["g_loss"]
+    # single batches scatter by ~15 %: the last five logged losses against the first
+    assert np.mean([r["g_loss"] for r in trained[-5:]]) < 0.5 * trained[0]["g_loss"]
     assert trained[-1]["m_kl"] < trained[0]["m_kl"]
     assert summary["skipped_steps"] == 0 and summary["heldout_g_loss"] == heldout[-1]["heldout_g_loss"]
 

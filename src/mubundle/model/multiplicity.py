@@ -258,7 +258,8 @@ def sample_positive(parameters: tuple[Tensor, Tensor, Tensor], samples: int, gen
         above_zero = chosen_p0[inverted] + uniforms[inverted, 1] * (1.0 - chosen_p0[inverted])
         counts[inverted] = negative_binomial_inverse_cdf(
             chosen_log_mean[inverted], chosen_log_dispersion[inverted], above_zero, 2**62
-        ).clamp(min=1)  # u = P(0) exactly (probability ~1e-16) inverts to 0
+        )
+        counts[inverted] = torch.maximum(counts[inverted], torch.ones_like(counts[inverted]))  # u = P(0) exactly: 0
     while drawn.numel():
         counts[drawn] = _gamma_poisson(chosen_log_mean[drawn].exp(), chosen_log_dispersion[drawn].exp(), generator)
         drawn = drawn[counts[drawn] == 0]
