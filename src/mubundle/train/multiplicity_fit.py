@@ -299,6 +299,8 @@ def fit_multiplicity(
     stopping = MultiplicityEarlyStopping(patience=config.patience)
     device = train.counts.device
 
+    figure = "NLL" if teacher is None else "divergence from the teacher"  # what the logs call the objective
+
     def validation_figure() -> float:
         return multiplicity_nll(model, validation) if teacher is None else distillation_loss(model, teacher, validation)
 
@@ -331,8 +333,8 @@ def fit_multiplicity(
             if math.isfinite(nll):
                 scheduler.step(nll)
             if stopping.observe(epoch, nll, multiplicity):
-                logger.info("multiplicity fit: epoch %d train NLL %.5f validation NLL %.5f (best), lr %.3g",
-                            epoch, train_nll_sum / len(train), nll, optimizer.param_groups[0]["lr"])
+                logger.info("multiplicity fit: epoch %d train %s %.5f validation %s %.5f (best), lr %.3g", epoch, figure,
+                            train_nll_sum / len(train), figure, nll, optimizer.param_groups[0]["lr"])
             if stopping.frozen:
                 break
     stopping.restore_best(multiplicity)
