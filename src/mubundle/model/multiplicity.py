@@ -156,9 +156,7 @@ class MultiplicityModel(nn.Module):
             return torch.zeros(0, dtype=torch.int64, device=device)
         # two uniforms per row, drawn first and for every row: the component, then the count
         uniforms = torch.rand((rows, 2), generator=generator, dtype=torch.float64, device=generator.device).to(device)
-        cumulative = log_weights.double().exp().cumsum(1)
-        # index of the first cumulative weight above u * total: 0 .. K - 1 by construction
-        component = (cumulative[:, :-1] < uniforms[:, :1] * cumulative[:, -1:]).sum(1, keepdim=True)
+        component = _component_by_inversion(log_weights.double(), uniforms[:, :1])
         log_mean = log_mean.double().gather(1, component).squeeze(1)
         log_dispersion = log_dispersion.double().gather(1, component).squeeze(1)
         mean, dispersion = log_mean.exp(), log_dispersion.exp()
@@ -190,6 +188,13 @@ class MultiplicityModel(nn.Module):
                 above, counts.shape[0], self.max_count, capped, self.max_count,
             )
         return torch.minimum(counts, torch.full_like(counts, self.max_count))
+
+
+def _component_by_inversion(log_weights: Tensor, uniform: Tensor) -> Tensor:
+    """(B, K) unnormalised log weights, (B, 1) uniforms -> (B, 1) int64 component: the first whose
+    cumulative weight exceeds u times the total (0 .. K - 1 by construction)."""
+    cumulative = log_weights.exp().cumsum(1)
+    return (cumulative[:, :-1] < uniform * cumulative[:, -1:]).sum(1, keepdim=True)
 
 
 def mixture_log_prob(parameters: tuple[Tensor, Tensor, Tensor], counts: Tensor) -> Tensor:
@@ -243,9 +248,8 @@ def sample_positive(parameters: tuple[Tensor, Tensor, Tensor], samples: int, gen
     gen_device = generator.device
     log_p0 = component_log_p_zero(log_mean, log_dispersion)
     choice = (log_weights + log_one_minus_exp(log_p0)).repeat_interleave(samples, 0)  # (B S, K)
-    cumulative = (choice - choice.max(1, keepdim=True).values).exp().cumsum(1)
     uniforms = torch.rand((rows * samples, 2), generator=generator, dtype=torch.float64, device=gen_device).to(log_mean.device)
-    component = (cumulative[:, :-1] < uniforms[:, :1] * cumulative[:, -1:]).sum(1, keepdim=True)
+    component = _component_by_inversion(choice - choice.max(1, keepdim=True).values, uniforms[:, :1])
 
     def pick(values: Tensor) -> Tensor:  # (B, K) -> (B S,): each draw's component
         return values.repeat_interleave(samples, 0).gather(1, component).squeeze(1)
@@ -280,7 +284,7 @@ def negative_binomial_inverse_cdf(log_mean: Tensor, log_dispersion: Tensor, unif
     block but for the rare draws in a long tail (r << 1).
     """
     log_success = -nn.functional.softplus(log_dispersion - log_mean)  # log(mu / (r + mu))
-    log_pmf = -log_dispersion.exp() * nn.functional.softplus(log_mean - log_dispersion)  # log P(N = 0)
+    log_pmf = component_log_p_zero(log_mean, log_dispersion)
     cdf = log_pmf.exp()
     counts = torch.zeros_like(log_mean, dtype=torch.int64)
     active = (cdf < uniform).nonzero().squeeze(1)

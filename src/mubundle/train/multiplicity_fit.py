@@ -267,8 +267,8 @@ def fit_multiplicity(
 
     With a ``teacher`` (same condition features) the objective is :func:`teacher_divergence`
     on the events' conditions instead of -log P(N) of their counts, for training steps and for
-    the validation figure that early stopping and the learning rate follow ("NLL" in the logs
-    and report then means that divergence).
+    the validation figure that early stopping and the learning rate follow (the report's "NLL"
+    keys then hold that divergence; the logs name it).
 
     Each epoch visits the training events once in a seeded random order in batches of
     ``config.batch_size``; every ``validate_every_epochs`` epochs the validation NLL is
