@@ -10,7 +10,8 @@ binned in x = (E0 / A) / E_s(depth), E_s the least surface energy that reaches t
 the simulator's defaults). Flux weights grow steeply towards low energy, so a network's small
 errors just above the zero weigh heavily in rates; this shows where.
 
-Reported per bin and overall: events, events with muons, the simulator's rate and the model's
+Also binned in half decades of E0 and by mass number (where a model's error sits). Reported per bin
+and overall: events, events with muons, the simulator's rate and the model's
 (both as fractions of the simulator's total), model / simulator and its standard error from
 ``--bootstrap`` resamplings of whole showers (paired; the depths of a shower share its muons).
 ``below_bound_fraction_bare_network``: the share of the bare network's rate (the kinematic zero
@@ -95,12 +96,17 @@ def main() -> None:
         }
 
     bins = {f"{lo:g}-{hi:g}": summary((x >= lo) & (x < hi)) for lo, hi in zip(EDGES[:-1], EDGES[1:])}
+    log_energy = np.log10(np.asarray(conditions[:, 0], np.float64))
+    energy_edges = np.arange(np.floor(2 * log_energy.min()), np.floor(2 * log_energy.max()) + 0.5) / 2 if len(batch) else []
+    energy_bins = {f"{lo:g}-{lo + 0.5:g}": summary((log_energy >= lo) & (log_energy < lo + 0.5)) for lo in energy_edges}
+    mass_bins = {f"{a:g}": summary(conditions[:, 2] == a) for a in np.unique(conditions[:, 2])}
     print(json.dumps({
         "benchmark": "multiplicity_flux_rate",
         "model": model.name, "muon_threshold": None if model.muon_threshold is None else model.muon_threshold.to_dict(),
         "data_events": len(batch), "rejected_rows": dict(loaded.rejected), "failed_files": list(loaded.failed_files),
         "unit": "rates as fractions of the simulator's flux-weighted total (sum w N)",
         "bins_of_energy_per_nucleon_over_bound": bins,
+        "bins_of_log10_energy_gev": energy_bins, "bins_of_mass_number": mass_bins,
         "overall": summary(np.ones(len(batch), dtype=bool)),
         "below_bound_fraction_bare_network": float((weights * bare)[x < 1].sum() / (weights * bare).sum()),
         "bootstrap": f"{args.bootstrap} resamplings of whole showers",

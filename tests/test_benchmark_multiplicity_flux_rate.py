@@ -51,3 +51,12 @@ def test_rates_are_weighted_sums_of_n_and_of_the_model_mean_with_nothing_below_t
     assert below["simulator_rate_fraction"] == 0 and below["model_rate_fraction"] == 0
     assert 0 < result["below_bound_fraction_bare_network"] < 1  # the bare network does put muons there
     assert result["muon_threshold"] == threshold.to_dict()
+    iron = result["bins_of_mass_number"]["56"]
+    assert iron["events"] == int((mass == 56).sum())
+    assert iron["model_over_simulator"] == pytest.approx(
+        (weights * mean)[mass == 56].sum() / (weights * counts)[mass == 56].sum(), rel=1e-5)
+    energy_bins = result["bins_of_log10_energy_gev"]
+    assert sum(b["events"] for b in energy_bins.values()) == n  # half decades cover every event once
+    top = energy_bins["5.5-6"]
+    chosen = np.log10(energy.astype(np.float32)) >= 5.5
+    assert top["simulator_rate_fraction"] == pytest.approx((weights * counts)[chosen].sum() / total, rel=1e-5)
