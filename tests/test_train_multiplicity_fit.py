@@ -13,6 +13,7 @@ from mubundle.cli import main
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import write_shard
 from mubundle.model.bundle import MuonBundleModel
+from mubundle.model.domain import ModelDomain
 from mubundle.model.transforms import FeatureTransform
 from mubundle.train import loop
 from mubundle.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -168,6 +169,7 @@ def test_refit_command_writes_the_model_and_report_and_quarantines_bad_rows(tmp_
     assert [f["path"].endswith("part-00001.parquet") for f in report["validation_data"]["failed_files"]] == [True]
     assert (tmp_path / "refit" / "quarantine" / "validation.parquet").exists()
     refit = MuonBundleModel.load(tmp_path / "refit")
+    assert refit.domain is None  # a model without a card gets none
     for name, value in refit.generator.state_dict().items():
         torch.testing.assert_close(value, source.generator.state_dict()[name], rtol=0, atol=0)
     assert len(refit.sample(np.full(5, 1e5), 0.2, 1.0, 2.0, seed=0)) == 5
@@ -341,3 +343,24 @@ def test_distill_fits_a_smaller_network_to_the_models_own_distribution(tmp_path,
         mean_s = student.multiplicity.mean_variance(student.transform.condition_features(conditions))[0]
     assert abs(float(mean_s.sum() / mean_t.sum()) - 1.0) < 0.05
     assert report["after"]["validation_nll"] < report["before"]["validation_nll"] + 0.05
+
+
+def test_refit_records_itself_in_the_model_card(tmp_path, capsys):
+    source = tiny_model(energy_dependent_events(300, seed=10))
+    source.domain = ModelDomain(energy_gev=(1e2, 1e7), zenith_rad=(0.0, 1.0), mass_number=(1.0, 56.0),
+                                slant_depth_km=(1.0, 3.0), notes=("trained on the tiny set",))
+    source.save(tmp_path / "model")
+    write_shard(energy_dependent_events(300, seed=11), tmp_path / "train" / "part-00000.parquet", {})
+    write_shard(energy_dependent_events(100, seed=12), tmp_path / "val" / "part-00000.parquet", {})
+
+    assert main(["refit-multiplicity", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+                 "--validation", str(tmp_path / "val"), "--out", str(tmp_path / "refit"), "--max-epochs", "3",
+                 "--batch-size", "64", "--lr", "0.01", "--keep-weights", "--seed", "2"]) == 0
+
+    report = json.loads((tmp_path / "refit" / "multiplicity_fit.json").read_text())
+    notes = MuonBundleModel.load(tmp_path / "refit").domain.notes
+    assert notes[0] == "trained on the tiny set" and len(notes) == 2
+    assert notes[1].startswith(f"multiplicity part refitted by mubundle refit-multiplicity from {tmp_path / 'model'} "
+                               "(the source's weights; seed 2, lr 0.01, batch 64, patience 50;")
+    assert "on 300 training and 100 validation events" in notes[1]
+    assert f"best validation NLL {report['best_validation_nll']:.6g} at epoch {report['best_epoch']}" in notes[1]

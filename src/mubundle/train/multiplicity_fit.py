@@ -492,9 +492,30 @@ def refit_multiplicity(
             multiplicity_sizes={name: getattr(model.config, name) for name in MULTIPLICITY_SIZE_FIELDS},
             before=before, training_data=train_report, validation_data=validation_report,
         )
+        if model.domain is not None:  # the model card says how its multiplicity part was made
+            model.domain = dataclasses.replace(model.domain, notes=model.domain.notes + (refit_note(report, config, distill),))
         model.save(out_dir)
         atomic_write_bytes(out_dir / REPORT_NAME, (json.dumps(report, indent=2) + "\n").encode())
     return report
+
+
+def refit_note(report: dict[str, Any], config: MultiplicityFitConfig, distill: bool) -> str:
+    """One line for ``model.json``'s domain notes: how :func:`refit_multiplicity` made the
+    multiplicity part (options, events, best validation figure and the source's)."""
+    objective = "divergence from the teacher" if distill else "NLL"
+    start = "fresh weights" if config.reinitialise else "the source's weights"
+    sizes = ", ".join(f"{name} {value}" for name, value in report["multiplicity_sizes"].items())
+    return (f"multiplicity part {'distilled' if distill else 'refitted'} by mubundle refit-multiplicity from "
+            f"{report['source_model']} ({start}; seed {report['chosen_seed']}, lr {config.lr:g}, batch {config.batch_size}, "
+            f"patience {config.patience}; {sizes}) on {report['training_data']['events']} training and "
+            f"{report['validation_data']['events']} validation events: best validation {objective} "
+            f"{_figure(report['best_validation_nll'])} at epoch {report['best_epoch']} (source's validation NLL "
+            f"{_figure(report['before']['validation_nll'])})")
+
+
+def _figure(value: float | None) -> str:
+    """A report figure for a note: 6 significant digits, or "none" where no finite one exists."""
+    return "none" if value is None or not math.isfinite(value) else f"{value:.6g}"
 
 
 def refit_from_args(args: "argparse.Namespace") -> int:
