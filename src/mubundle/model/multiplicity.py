@@ -159,24 +159,14 @@ class MultiplicityModel(nn.Module):
         component = _component_by_inversion(log_weights.double(), uniforms[:, :1])
         log_mean = log_mean.double().gather(1, component).squeeze(1)
         log_dispersion = log_dispersion.double().gather(1, component).squeeze(1)
-        mean, dispersion = log_mean.exp(), log_dispersion.exp()
-        counts = torch.empty(rows, dtype=torch.int64, device=device)
-        by_inversion = mean <= INVERSE_CDF_MAX_MEAN
-        inverted = by_inversion.nonzero().squeeze(1)
-        drawn = (~by_inversion).nonzero().squeeze(1)
-        if inverted.numel():
-            counts[inverted] = negative_binomial_inverse_cdf(
-                log_mean[inverted], log_dispersion[inverted], uniforms[inverted, 1], self.max_count
-            )
-        if drawn.numel():
-            counts[drawn] = _gamma_poisson(mean[drawn], dispersion[drawn], generator)
+        counts, _ = _component_counts(log_mean, log_dispersion, uniforms[:, 1], self.max_count, generator)
         above = capped = 0
         for _ in range(4):
             too_large = (counts > self.max_count).nonzero().squeeze(1)  # one host sync per round
             if too_large.numel() == 0:
                 break
             above = above or int(too_large.numel())
-            counts[too_large] = _gamma_poisson(mean[too_large], dispersion[too_large], generator)
+            counts[too_large] = _gamma_poisson(log_mean[too_large].exp(), log_dispersion[too_large].exp(), generator)
         else:
             capped = int((counts > self.max_count).sum())
         if above:
@@ -255,19 +245,30 @@ def sample_positive(parameters: tuple[Tensor, Tensor, Tensor], samples: int, gen
         return values.repeat_interleave(samples, 0).gather(1, component).squeeze(1)
 
     chosen_log_mean, chosen_log_dispersion, chosen_p0 = pick(log_mean), pick(log_dispersion), pick(log_p0).exp()
-    counts = torch.empty(rows * samples, dtype=torch.int64, device=log_mean.device)
-    by_inversion = chosen_log_mean.exp() <= INVERSE_CDF_MAX_MEAN
-    inverted, drawn = by_inversion.nonzero().squeeze(1), (~by_inversion).nonzero().squeeze(1)
-    if inverted.numel():
-        above_zero = chosen_p0[inverted] + uniforms[inverted, 1] * (1.0 - chosen_p0[inverted])
-        counts[inverted] = negative_binomial_inverse_cdf(
-            chosen_log_mean[inverted], chosen_log_dispersion[inverted], above_zero, 2**62
-        )
-        counts[inverted] = torch.maximum(counts[inverted], torch.ones_like(counts[inverted]))  # u = P(0) exactly: 0
-    while drawn.numel():
+    above_zero = chosen_p0 + uniforms[:, 1] * (1.0 - chosen_p0)  # inverted rows: u in (P(0), 1)
+    counts, drawn = _component_counts(chosen_log_mean, chosen_log_dispersion, above_zero, 2**62, generator)
+    drawn = drawn[counts[drawn] == 0]
+    while drawn.numel():  # Gamma-Poisson rows: redraw the zeros
         counts[drawn] = _gamma_poisson(chosen_log_mean[drawn].exp(), chosen_log_dispersion[drawn].exp(), generator)
         drawn = drawn[counts[drawn] == 0]
-    return counts.view(rows, samples)
+    return torch.maximum(counts, torch.ones_like(counts)).view(rows, samples)  # inverted at u = P(0) exactly: 0
+
+
+def _component_counts(
+    log_mean: Tensor, log_dispersion: Tensor, uniform: Tensor, max_count: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Counts of the chosen components, (B,) float64 log mu, log r, u -> ((B,) int64, indices drawn
+    Gamma-Poisson): mean <= ``INVERSE_CDF_MAX_MEAN`` inverts u in the cumulative distribution
+    (:func:`negative_binomial_inverse_cdf`, stopping at ``max_count``), larger means draw
+    Gamma-Poisson from ``generator`` (u unused)."""
+    counts = torch.empty(log_mean.shape[0], dtype=torch.int64, device=log_mean.device)
+    by_inversion = log_mean.exp() <= INVERSE_CDF_MAX_MEAN
+    inverted, drawn = by_inversion.nonzero().squeeze(1), (~by_inversion).nonzero().squeeze(1)
+    if inverted.numel():
+        counts[inverted] = negative_binomial_inverse_cdf(log_mean[inverted], log_dispersion[inverted], uniform[inverted], max_count)
+    if drawn.numel():
+        counts[drawn] = _gamma_poisson(log_mean[drawn].exp(), log_dispersion[drawn].exp(), generator)
+    return counts, drawn
 
 
 def _likelihood_dtype(device: torch.device) -> torch.dtype:

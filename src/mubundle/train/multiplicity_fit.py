@@ -136,6 +136,8 @@ DISTILL_SAMPLES = 4
 #: the per-event divergence is divided by max(P_teacher(N > 0), this): equal weight to the
 #: relative error of rare rates down to this probability
 DISTILL_RATE_FLOOR = 1e-4
+#: what reports and logs call the fit's objective, without and with a teacher
+OBJECTIVE_NAMES = {False: "NLL", True: "divergence from the teacher"}
 #: seed of the teacher draws of every validation pass (the same draws each time)
 _DISTILL_VALIDATION_SEED = 0x5EED
 
@@ -153,15 +155,17 @@ def teacher_divergence(
     small relative error of a rare rate weighs as much as one of a large mean (~(log ratio)^2 / 2).
     The teacher takes no gradient.
     """
+    def split_at_zero(network: MultiplicityModel) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
+        """float64 mixture parameters, (B,) log P(N = 0) and log P(N > 0) of ``network``."""
+        parameters = tuple(t.double() for t in network.mixture_parameters(cond_features))
+        log_p0 = mixture_log_p_zero(parameters)
+        return parameters, log_p0, log_one_minus_exp(log_p0)
+
     with torch.no_grad():
-        teacher_parameters = tuple(t.double() for t in teacher.mixture_parameters(cond_features))
+        teacher_parameters, teacher_log_p0, teacher_log_positive = split_at_zero(teacher)
         counts = sample_positive(teacher_parameters, samples, generator)
-        teacher_log_p0 = mixture_log_p_zero(teacher_parameters)
-        teacher_log_positive = log_one_minus_exp(teacher_log_p0)
         teacher_log_p = mixture_log_prob(teacher_parameters, counts).mean(1) - teacher_log_positive
-    student_parameters = tuple(t.double() for t in student.mixture_parameters(cond_features))
-    student_log_p0 = mixture_log_p_zero(student_parameters)
-    student_log_positive = log_one_minus_exp(student_log_p0)
+    student_parameters, student_log_p0, student_log_positive = split_at_zero(student)
     student_log_p = mixture_log_prob(student_parameters, counts).mean(1) - student_log_positive
     positive = teacher_log_positive.exp()
     binary = (1.0 - positive) * (teacher_log_p0 - student_log_p0) + positive * (teacher_log_positive - student_log_positive)
@@ -299,7 +303,7 @@ def fit_multiplicity(
     stopping = MultiplicityEarlyStopping(patience=config.patience)
     device = train.counts.device
 
-    figure = "NLL" if teacher is None else "divergence from the teacher"  # what the logs call the objective
+    figure = OBJECTIVE_NAMES[teacher is not None]
 
     def validation_figure() -> float:
         return multiplicity_nll(model, validation) if teacher is None else distillation_loss(model, teacher, validation)
@@ -502,7 +506,7 @@ def refit_multiplicity(
 def refit_note(report: dict[str, Any], config: MultiplicityFitConfig, distill: bool) -> str:
     """One line for ``model.json``'s domain notes: how :func:`refit_multiplicity` made the
     multiplicity part (options, events, best validation figure and the source's)."""
-    objective = "divergence from the teacher" if distill else "NLL"
+    objective = OBJECTIVE_NAMES[distill]
     start = "fresh weights" if config.reinitialise else "the source's weights"
     sizes = ", ".join(f"{name} {value}" for name, value in report["multiplicity_sizes"].items())
     return (f"multiplicity part {'distilled' if distill else 'refitted'} by mubundle refit-multiplicity from "
