@@ -283,17 +283,13 @@ def test_marginal_w1_is_the_per_feature_wasserstein_distance_of_sorted_samples()
         marginal_w1(real[:10], real[:11])
 
 
-@pytest.mark.parametrize(
-    "weight_field, loss_name, extra",
-    [("muon_w1_weight", "g_w1", {}), ("muon_energy_distance_weight", "g_ed", {}),
-     ("muon_energy_distance_weight", "g_ed", {"muon_energy_distance_radius": True})],
-)
-def test_a_per_muon_term_is_reported_and_pulls_the_generated_muons_towards_the_real_ones(batch, weight_field, loss_name, extra):
-    plain = _make_step(batch, **extra)
+@pytest.mark.parametrize("weight_field, loss_name", [("muon_w1_weight", "g_w1"), ("muon_energy_distance_weight", "g_ed")])
+def test_a_per_muon_term_is_reported_and_pulls_the_generated_muons_towards_the_real_ones(batch, weight_field, loss_name):
+    plain = _make_step(batch)
     assert plain(batch, _rng(3)).losses[loss_name] == 0.0  # off by default: not even computed
 
     def run(weight: float) -> list[float]:
-        step = _make_step(batch, seed=5, lr=3e-3, critic_steps=1, **{weight_field: weight}, **extra)
+        step = _make_step(batch, seed=5, lr=3e-3, critic_steps=1, **{weight_field: weight})
         return [step(batch, _rng(k)).losses[loss_name] for k in range(25)]
 
     without, with_term = run(0.0), run(1000.0)
@@ -319,48 +315,6 @@ def test_marginal_energy_distance_is_the_unbiased_u_statistic_of_all_pairs():
     assert float(marginal_energy_distance(real[:1], real[:1])) == 0.0
     with pytest.raises(ValueError, match="shapes"):
         marginal_energy_distance(real[:10], real[:11])
-
-
-def test_energy_radius_features_add_the_radial_feature_and_its_diagonals_with_log_energy(batch):
-    from mubundle.train.step import energy_radius_features
-
-    transform = FeatureTransform.fit(batch)
-    muons = torch.from_numpy(batch.flat_muons[:200].astype(np.float32))
-    features = transform.muon_features(muons)
-    extended = energy_radius_features(features, transform.position_scale)
-    assert extended.shape == (features.shape[0], 6) and torch.equal(extended[:, :3], features)
-    radius = np.hypot(batch.flat_muons[:200, 1], batch.flat_muons[:200, 2])
-    expected_rho = np.arcsinh(radius / float(transform.core_radius_m)) / float(transform.position_scale)
-    np.testing.assert_allclose(extended[:, 3].numpy(), expected_rho, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(extended[:, 4].numpy(), (features[:, 0].numpy() + expected_rho) / 2**0.5, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(extended[:, 5].numpy(), (features[:, 0].numpy() - expected_rho) / 2**0.5, rtol=1e-4, atol=1e-5)
-    on_axis = torch.zeros(3, 3, requires_grad=True)  # r = 0: finite gradient
-    energy_radius_features(on_axis, transform.position_scale).sum().backward()
-    assert torch.isfinite(on_axis.grad).all()
-
-
-def test_only_the_energy_radius_features_see_a_wrong_energy_radius_correlation():
-    """Same multiset of values in every feature, opposite pairing of energy and radius: the
-    energy distance of the axes cannot tell it from the real sample itself (the U-statistic of
-    two equal multisets), that of the energy-radius features can."""
-    from mubundle.train.step import energy_radius_features, marginal_energy_distance
-
-    rng = np.random.default_rng(3)
-    m = 400
-    log_energy = np.sort(rng.normal(size=m))
-    angle = rng.uniform(0, 2 * np.pi, m)
-    radius = np.sort(rng.exponential(1.0, m))[::-1].copy()  # real: energetic muons near the axis
-    real = torch.from_numpy(np.stack([log_energy, radius * np.cos(angle), radius * np.sin(angle)], axis=1))
-    anti = torch.from_numpy(np.stack([log_energy[::-1].copy(), radius * np.cos(angle), radius * np.sin(angle)], axis=1))
-    shuffled = real[torch.randperm(m, generator=torch.Generator().manual_seed(0))]  # the real muons in another order
-    scale = torch.tensor(1.0, dtype=torch.float64)
-    axes_anti, axes_same = marginal_energy_distance(anti, real), marginal_energy_distance(shuffled, real)
-    assert float(axes_anti) == pytest.approx(float(axes_same), abs=1e-12)
-
-    def radial(sample: torch.Tensor) -> float:
-        return float(marginal_energy_distance(energy_radius_features(sample, scale), energy_radius_features(real, scale)))
-
-    assert radial(anti) - radial(shuffled) > 0.5
 
 
 def test_the_energy_distance_does_not_shrink_a_generator_that_matches_the_data_unlike_batch_w1():
