@@ -283,13 +283,17 @@ def test_marginal_w1_is_the_per_feature_wasserstein_distance_of_sorted_samples()
         marginal_w1(real[:10], real[:11])
 
 
-@pytest.mark.parametrize("weight_field, loss_name", [("muon_w1_weight", "g_w1"), ("muon_energy_distance_weight", "g_ed")])
-def test_a_per_muon_term_is_reported_and_pulls_the_generated_muons_towards_the_real_ones(batch, weight_field, loss_name):
-    plain = _make_step(batch)
+@pytest.mark.parametrize(
+    "weight_field, loss_name, extra",
+    [("muon_w1_weight", "g_w1", {}), ("muon_energy_distance_weight", "g_ed", {}),
+     ("muon_energy_distance_weight", "g_ed", {"muon_energy_distance_radius": True})],
+)
+def test_a_per_muon_term_is_reported_and_pulls_the_generated_muons_towards_the_real_ones(batch, weight_field, loss_name, extra):
+    plain = _make_step(batch, **extra)
     assert plain(batch, _rng(3)).losses[loss_name] == 0.0  # off by default: not even computed
 
     def run(weight: float) -> list[float]:
-        step = _make_step(batch, seed=5, lr=3e-3, critic_steps=1, **{weight_field: weight})
+        step = _make_step(batch, seed=5, lr=3e-3, critic_steps=1, **{weight_field: weight}, **extra)
         return [step(batch, _rng(k)).losses[loss_name] for k in range(25)]
 
     without, with_term = run(0.0), run(1000.0)
@@ -315,6 +319,46 @@ def test_marginal_energy_distance_is_the_unbiased_u_statistic_of_all_pairs():
     assert float(marginal_energy_distance(real[:1], real[:1])) == 0.0
     with pytest.raises(ValueError, match="shapes"):
         marginal_energy_distance(real[:10], real[:11])
+
+
+def test_energy_radius_features_add_the_radial_feature(batch):
+    from mubundle.train.step import energy_radius_features
+
+    transform = FeatureTransform.fit(batch)
+    muons = torch.from_numpy(batch.flat_muons[:200].astype(np.float32))
+    features = transform.muon_features(muons)
+    extended = energy_radius_features(features, transform.position_scale)
+    assert extended.shape == (features.shape[0], 4) and torch.equal(extended[:, :3], features)
+    radius = np.hypot(batch.flat_muons[:200, 1], batch.flat_muons[:200, 2])
+    expected_rho = np.arcsinh(radius / float(transform.core_radius_m)) / float(transform.position_scale)
+    np.testing.assert_allclose(extended[:, 3].numpy(), expected_rho, rtol=1e-4, atol=1e-5)
+    on_axis = torch.zeros(3, 3, requires_grad=True)  # r = 0: finite gradient
+    energy_radius_features(on_axis, transform.position_scale).sum().backward()
+    assert torch.isfinite(on_axis.grad).all()
+
+
+def test_only_the_radial_feature_sees_a_wrong_radius_distribution_with_the_right_x_and_y():
+    """Muons on a ring (r ~ 1) against the same x and y values paired at random (r spread from 0
+    to ~1.4): every axis holds the same multiset, so the energy distance of the axes cannot tell
+    the two from the ring itself; with the radial feature it can."""
+    from mubundle.train.step import energy_radius_features, marginal_energy_distance
+
+    rng = np.random.default_rng(3)
+    m = 400
+    angle = rng.uniform(0, 2 * np.pi, m)
+    radius = rng.normal(1.0, 0.03, m)
+    ring = torch.from_numpy(np.stack([rng.normal(size=m), radius * np.cos(angle), radius * np.sin(angle)], axis=1))
+    order = torch.Generator().manual_seed(0)
+    shuffled = ring[torch.randperm(m, generator=order)]  # the ring in another order
+    unpaired = ring.clone()
+    unpaired[:, 2] = ring[torch.randperm(m, generator=order), 2]  # y paired with another muon's x
+    scale = torch.tensor(1.0, dtype=torch.float64)
+    assert float(marginal_energy_distance(unpaired, ring)) == pytest.approx(float(marginal_energy_distance(shuffled, ring)), abs=1e-12)
+
+    def radial(sample: torch.Tensor) -> float:
+        return float(marginal_energy_distance(energy_radius_features(sample, scale), energy_radius_features(ring, scale)))
+
+    assert radial(unpaired) - radial(shuffled) > 0.05  # 0.08; the U-statistic of equal samples is ~ +-0.015
 
 
 def test_the_energy_distance_does_not_shrink_a_generator_that_matches_the_data_unlike_batch_w1():

@@ -23,7 +23,8 @@ generator update + one multiplicity-NLL update, on one batch of events:
   :func:`marginal_w1` of the generated and real muons of the generator batch (reported as
   ``g_w1``; the critic weighs every event alike, the evaluation's per-muon distributions
   weigh events by their N) and ``config.muon_energy_distance_weight`` times
-  :func:`marginal_energy_distance` of the same muons (``g_ed``); multiplicity loss m_loss = mean NLL over ALL
+  :func:`marginal_energy_distance` of the same muons (``g_ed``; with ``config.muon_energy_distance_radius``
+  on :func:`energy_radius_features`); multiplicity loss m_loss = mean NLL over ALL
   events (N = 0 included), own Adam optimiser.
 - A critic batch above ``config.max_muons_per_step`` muons is split into micro-batches
   (whole events) whose losses are weighted by (events in micro-batch) / (events in the
@@ -275,8 +276,8 @@ class WganStep:
                     )
                     loss_sum = -critic(mb.cond_features, mb.counts, fake, mb.event_index).float().sum()
                 w1_sum = mb.n_events * marginal_w1(fake.float(), mb.real_features) if weight else total_w1.new_zeros(())
-                ed_sum = (mb.n_events * marginal_energy_distance(fake.float(), mb.real_features) if ed_weight
-                          else total_ed.new_zeros(()))
+                ed_sum = (mb.n_events * marginal_energy_distance(*self._energy_distance_features(fake.float(), mb.real_features))
+                          if ed_weight else total_ed.new_zeros(()))
                 objective = loss_sum + weight * w1_sum + ed_weight * ed_sum
                 if objective.requires_grad:
                     (objective / n_events).backward()
@@ -287,6 +288,14 @@ class WganStep:
             critic.requires_grad_(True)
         scale = max(n_events, 1)
         return total / scale, total_w1 / scale, total_ed / scale
+
+    def _energy_distance_features(self, generated: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
+        """The (M, F) muon features the energy-distance term compares: the feature axes, plus
+        with ``config.muon_energy_distance_radius`` the radial ones of :func:`energy_radius_features`."""
+        if not self.config.muon_energy_distance_radius:
+            return generated, real
+        scale = self.model.transform.position_scale
+        return energy_radius_features(generated, scale), energy_radius_features(real, scale)
 
     # ------------------------------------------------------------------ multiplicity part
     def _multiplicity_update(self, batch: RaggedBatch, result: StepResult) -> bool:
@@ -391,6 +400,21 @@ def marginal_energy_distance(generated: Tensor, real: Tensor) -> Tensor:
     pairs_within = m * (m - 1) / 2.0
     distance = 2.0 * cross / (m * m) - within_generated / pairs_within - within_real / pairs_within
     return distance.sum()
+
+
+def energy_radius_features(features: Tensor, position_scale: Tensor) -> Tensor:
+    """(M, 3) standardised muon features (log10 E, asinh(x / r0) / u, asinh(y / r0) / u;
+    :mod:`mubundle.model.transforms`) -> (M, 4): the same three and the radial feature
+    rho = asinh(r / r0) / u with r = sqrt(x^2 + y^2).
+
+    The axes x and y each see the lateral distribution only through a projection; rho, logarithmic
+    above r0, weighs radii as the evaluation's W1 of log10 r does. r0 cancels:
+    r / r0 = sqrt(sinh^2(u x') + sinh^2(u y')). A floor of 1e-12 under the square root keeps the
+    gradient finite on the axis (r = 0)."""
+    u = position_scale.to(features.dtype)
+    scaled_sinh = torch.sinh(features[:, 1:3] * u)
+    rho = torch.asinh(torch.sqrt(scaled_sinh.square().sum(dim=1) + 1e-12)) / u
+    return torch.cat((features, rho.unsqueeze(1)), dim=1)
 
 
 def adversarial_lr_factor(step: int, config: TrainConfig) -> float:
