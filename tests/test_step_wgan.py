@@ -321,19 +321,19 @@ def test_marginal_energy_distance_is_the_unbiased_u_statistic_of_all_pairs():
         marginal_energy_distance(real[:10], real[:11])
 
 
-def test_energy_radius_features_add_the_radial_feature(batch):
-    from mubundle.train.step import energy_radius_features
+def test_with_radial_feature_appends_rho_to_the_muon_features(batch):
+    from mubundle.train.step import with_radial_feature
 
     transform = FeatureTransform.fit(batch)
     muons = torch.from_numpy(batch.flat_muons[:200].astype(np.float32))
     features = transform.muon_features(muons)
-    extended = energy_radius_features(features, transform.position_scale)
+    extended = with_radial_feature(features, transform.position_scale)
     assert extended.shape == (features.shape[0], 4) and torch.equal(extended[:, :3], features)
     radius = np.hypot(batch.flat_muons[:200, 1], batch.flat_muons[:200, 2])
     expected_rho = np.arcsinh(radius / float(transform.core_radius_m)) / float(transform.position_scale)
     np.testing.assert_allclose(extended[:, 3].numpy(), expected_rho, rtol=1e-4, atol=1e-5)
     on_axis = torch.zeros(3, 3, requires_grad=True)  # r = 0: finite gradient
-    energy_radius_features(on_axis, transform.position_scale).sum().backward()
+    with_radial_feature(on_axis, transform.position_scale).sum().backward()
     assert torch.isfinite(on_axis.grad).all()
 
 
@@ -341,7 +341,7 @@ def test_only_the_radial_feature_sees_a_wrong_radius_distribution_with_the_right
     """Muons on a ring (r ~ 1) against the same x and y values paired at random (r spread from 0
     to ~1.4): every axis holds the same multiset, so the energy distance of the axes cannot tell
     the two from the ring itself; with the radial feature it can."""
-    from mubundle.train.step import energy_radius_features, marginal_energy_distance
+    from mubundle.train.step import with_radial_feature, marginal_energy_distance
 
     rng = np.random.default_rng(3)
     m = 400
@@ -356,7 +356,7 @@ def test_only_the_radial_feature_sees_a_wrong_radius_distribution_with_the_right
     assert float(marginal_energy_distance(unpaired, ring)) == pytest.approx(float(marginal_energy_distance(shuffled, ring)), abs=1e-12)
 
     def radial(sample: torch.Tensor) -> float:
-        return float(marginal_energy_distance(energy_radius_features(sample, scale), energy_radius_features(ring, scale)))
+        return float(marginal_energy_distance(with_radial_feature(sample, scale), with_radial_feature(ring, scale)))
 
     assert radial(unpaired) - radial(shuffled) > 0.05  # 0.08; the U-statistic of equal samples is ~ +-0.015
 

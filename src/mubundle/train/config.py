@@ -39,7 +39,7 @@ class TrainConfig:
     # marginal_energy_distance: unbiased, no pull on the tails at equilibrium); 0 = off. docs/model.md
     muon_energy_distance_weight: float = 0.0
     # the energy-distance term also on the radial feature asinh(r / r0) / u
-    # (train.step.energy_radius_features; docs/model.md)
+    # (train.step.with_radial_feature; docs/model.md)
     muon_energy_distance_radius: bool = False
     # multiplicity model has its own Adam optimiser (see docs/training.md); 0 keeps it as it
     # starts (e.g. the refitted multiplicity model of an ``init_from`` export)

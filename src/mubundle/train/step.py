@@ -24,7 +24,7 @@ generator update + one multiplicity-NLL update, on one batch of events:
   ``g_w1``; the critic weighs every event alike, the evaluation's per-muon distributions
   weigh events by their N) and ``config.muon_energy_distance_weight`` times
   :func:`marginal_energy_distance` of the same muons (``g_ed``; with ``config.muon_energy_distance_radius``
-  on :func:`energy_radius_features`); multiplicity loss m_loss = mean NLL over ALL
+  on :func:`with_radial_feature`); multiplicity loss m_loss = mean NLL over ALL
   events (N = 0 included), own Adam optimiser.
 - A critic batch above ``config.max_muons_per_step`` muons is split into micro-batches
   (whole events) whose losses are weighted by (events in micro-batch) / (events in the
@@ -291,11 +291,11 @@ class WganStep:
 
     def _energy_distance_features(self, generated: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
         """The (M, F) muon features the energy-distance term compares: the feature axes, plus
-        with ``config.muon_energy_distance_radius`` the radial ones of :func:`energy_radius_features`."""
+        with ``config.muon_energy_distance_radius`` the radial feature of :func:`with_radial_feature`."""
         if not self.config.muon_energy_distance_radius:
             return generated, real
         scale = self.model.transform.position_scale
-        return energy_radius_features(generated, scale), energy_radius_features(real, scale)
+        return with_radial_feature(generated, scale), with_radial_feature(real, scale)
 
     # ------------------------------------------------------------------ multiplicity part
     def _multiplicity_update(self, batch: RaggedBatch, result: StepResult) -> bool:
@@ -402,7 +402,7 @@ def marginal_energy_distance(generated: Tensor, real: Tensor) -> Tensor:
     return distance.sum()
 
 
-def energy_radius_features(features: Tensor, position_scale: Tensor) -> Tensor:
+def with_radial_feature(features: Tensor, position_scale: Tensor) -> Tensor:
     """(M, 3) standardised muon features (log10 E, asinh(x / r0) / u, asinh(y / r0) / u;
     :mod:`mubundle.model.transforms`) -> (M, 4): the same three and the radial feature
     rho = asinh(r / r0) / u with r = sqrt(x^2 + y^2).
