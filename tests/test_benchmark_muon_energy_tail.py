@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import BENCHMARKS, SMALL_MODEL, make_synthetic_batch
+from helpers import BENCHMARKS, SMALL_MODEL, load_benchmark, make_synthetic_batch
 from mubundle.data.native import write_shard
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.transforms import FeatureTransform
@@ -19,15 +18,8 @@ from mubundle.model.transforms import FeatureTransform
 SCRIPT = BENCHMARKS / "muon_energy_tail.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("muon_energy_tail", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tail_table_counts_muons_above_each_threshold_with_a_poisson_error():
-    rows = _module().tail_table(np.array([3.0, 3.6, 4.1, 4.2, 5.1]), np.array([3.7, 3.8, 3.9, 4.3]), (3.5, 4.0, 5.0, 6.0))
+    rows = load_benchmark("muon_energy_tail").tail_table(np.array([3.0, 3.6, 4.1, 4.2, 5.1]), np.array([3.7, 3.8, 3.9, 4.3]), (3.5, 4.0, 5.0, 6.0))
     assert [(r["reference"], r["model"]) for r in rows] == [(4, 4), (3, 1), (1, 0), (0, 0)]
     assert rows[0]["ratio"] == 1.0 and rows[0]["ratio_error"] == pytest.approx(np.sqrt(0.5))
     assert rows[1]["ratio"] == pytest.approx(1 / 3) and rows[1]["ratio_error"] == pytest.approx(np.sqrt(1 / 3 + 1) / 3)
