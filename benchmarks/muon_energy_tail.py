@@ -7,10 +7,10 @@ the model's generator draws muons for the event's conditions and TRUE N
 Reported: the number of muons above each energy threshold (``--thresholds``, log10 GeV) in the
 data and from the model, their ratio with its Poisson standard error (both counts), and the upper
 quantiles of log10 E. A generator that cannot reach the data's tail shows ratios above 1 just below
-its reach and below 1 beyond it (docs/model.md, "Per-muon noise distribution").
+its reach and below 1 beyond it (docs/model.md, "The tail of the muon spectrum").
 
 Run: ``python benchmarks/muon_energy_tail.py --model km3net-arca --data SHARDS... --min-e0 1e8``
-(~10 s for 200 shards of 600 events on 2 cores).
+(~3 s for 200 shards of 600 events on 2 cores).
 """
 
 from __future__ import annotations
