@@ -165,6 +165,24 @@ def _run_refit_multiplicity(args: argparse.Namespace) -> int:
     return refit_from_args(args)
 
 
+def _add_calibrate_energy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate-energy",
+        help="map the upper tail of a model's muon energies onto training data's (a monotone map; docs/model.md)",
+    )
+    p.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
+    p.add_argument("--data", nargs="+", required=True, help="training events: files, globs, directories")
+    p.add_argument("--out", required=True, type=Path, help="output model directory")
+    p.add_argument("--seed", type=seed_int, default=0, help="the generator's noise (default 0)")
+    p.set_defaults(run=_run_calibrate_energy)
+
+
+def _run_calibrate_energy(args: argparse.Namespace) -> int:
+    from mubundle.train.energy_calibration import calibrate_from_args
+
+    return calibrate_from_args(args)
+
+
 def _add_distill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("distill", help="train a smaller, faster student that reproduces a trained model")
     p.add_argument("--teacher", type=Path, help=f"teacher model directory or shipped model name (default: {DEFAULT_TEACHER})")
@@ -243,6 +261,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_simulate,
     _add_train,
     _add_refit_multiplicity,
+    _add_calibrate_energy,
     _add_distill,
     _add_generate,
     _add_evaluate,

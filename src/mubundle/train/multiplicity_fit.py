@@ -83,14 +83,14 @@ class CountSample:
         return int(self.counts.shape[0])
 
 
-def load_count_sample(
-    paths: Sequence[str | os.PathLike], role: str, device: torch.device | str, quarantine: Path | None = None
-) -> tuple[CountSample, dict[str, Any]]:
-    """Conditions and N of every valid event in ``paths`` (any layout), for ``role`` ("training", "validation").
+def load_valid_events(
+    paths: Sequence[str | os.PathLike], role: str, quarantine: Path | None = None
+) -> tuple[RaggedBatch, dict[str, Any]]:
+    """Every valid event in ``paths`` (any layout), for ``role`` ("training", "validation").
 
     Rejected rows are counted by reason, logged and (with ``quarantine``) written to that
     Parquet file; unreadable files are logged by name. Raises ``ValueError`` naming the paths
-    when no valid event is left. Returns the sample and ``{"events", "rejected_rows",
+    when no valid event is left. Returns the events and ``{"events", "rejected_rows",
     "failed_files", "quarantine"}``.
     """
     loaded = read_events(paths)
@@ -108,7 +108,15 @@ def load_count_sample(
         "events": len(loaded.batch), "rejected_rows": dict(loaded.rejected), "failed_files": list(loaded.failed_files),
         "quarantine": None if quarantined is None else str(quarantined),
     }
-    return CountSample.from_batch(loaded.batch, device), report
+    return loaded.batch, report
+
+
+def load_count_sample(
+    paths: Sequence[str | os.PathLike], role: str, device: torch.device | str, quarantine: Path | None = None
+) -> tuple[CountSample, dict[str, Any]]:
+    """Conditions and N of every valid event in ``paths`` (:func:`load_valid_events`) on ``device``."""
+    batch, report = load_valid_events(paths, role, quarantine)
+    return CountSample.from_batch(batch, device), report
 
 
 @torch.no_grad()
