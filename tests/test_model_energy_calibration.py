@@ -12,7 +12,7 @@ import torch
 from mubundle.cli import main
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import write_shard
-from mubundle.errors import InvalidValueError
+from mubundle.errors import EXIT_OUTPUT, InvalidValueError
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.calibration import EnergyCalibration
 from mubundle.train.energy_calibration import (
@@ -128,10 +128,11 @@ def test_calibrate_energy_writes_a_model_whose_energies_follow_the_map_and_whose
         assert abs(np.quantile(mapped, level) - np.quantile(data, level)) < 0.03 < abs(np.quantile(raw, level) - np.quantile(data, level))
 
 
-def test_calibrate_energy_refuses_to_overwrite_its_input_model(tmp_path):
+def test_calibrate_energy_refuses_to_overwrite_its_input_model(tmp_path, capsys):
     train = tail_events(200, seed=40)
     tiny_model(train).save(tmp_path / "model")
     write_shard(train, tmp_path / "train" / "part-00000.parquet", {})
     assert main(["calibrate-energy", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
-                 "--out", str(tmp_path / "model")]) != 0
+                 "--out", str(tmp_path / "model")]) == EXIT_OUTPUT
+    assert "is the input model" in capsys.readouterr().err
     assert "energy_calibration" not in json.loads((tmp_path / "model" / "model.json").read_text())
