@@ -34,6 +34,8 @@ def test_the_map_is_the_identity_below_the_first_knot_linear_between_knots_and_b
     expected = torch.tensor([1.0, 2.999, 3.0, 3.4, 3.8, 4.4, 5.0, 6.2])
     torch.testing.assert_close(mapped, expected)
     assert mapped.dtype == values.dtype
+    two_knots = EnergyCalibration((3.0, 4.0), (3.0, 5.0)).apply(torch.tensor([2.0, 3.5, 5.0]))
+    torch.testing.assert_close(two_knots, torch.tensor([2.0, 4.0, 7.0]))
     dense = torch.linspace(0, 7, 2001, dtype=torch.float64)
     assert torch.all(torch.diff(CALIBRATION.apply(dense)) > 0)  # strictly increasing: order kept
 

@@ -52,8 +52,9 @@ class EnergyCalibration:
         x = torch.tensor(self.generator_log10_gev, dtype=torch.float64, device=log10_energy.device)
         y = torch.tensor(self.calibrated_log10_gev, dtype=torch.float64, device=log10_energy.device)
         values = log10_energy.to(torch.float64)
-        # segment k covers [x_k, x_k+1]; above the last knot the last segment continues
-        segment = (torch.searchsorted(x, values, right=True) - 1).clamp(0, x.numel() - 2)
+        # segment k covers [x_k, x_k+1] (k = 0 .. K-2): the number of interior knots <= the value;
+        # below x_1 it is segment 0, above the last knot the last segment continues
+        segment = torch.searchsorted(x[1:-1].contiguous(), values, right=True)
         x0, y0 = x.index_select(0, segment), y.index_select(0, segment)
         slope = (y.index_select(0, segment + 1) - y0) / (x.index_select(0, segment + 1) - x0)
         mapped = y0 + slope * (values - x0)
