@@ -165,20 +165,22 @@ def _run_refit_multiplicity(args: argparse.Namespace) -> int:
     return refit_from_args(args)
 
 
-def _add_calibrate_energy(sub: argparse._SubParsersAction) -> None:
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "calibrate-energy",
-        help="map the upper tail of a model's muon energies onto training data's (a monotone map; docs/model.md)",
+        "calibrate",
+        help="map the tails of a model's muon energies and radii onto training data's (monotone maps; docs/model.md)",
     )
     p.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
     p.add_argument("--data", nargs="+", required=True, help="training events: files, globs, directories")
     p.add_argument("--out", required=True, type=Path, help="output model directory")
     p.add_argument("--seed", type=seed_int, default=0, help="the generator's noise (default 0)")
-    p.set_defaults(run=_run_calibrate_energy)
+    p.add_argument("--maps", nargs="+", choices=("energy", "radius"), default=["energy", "radius"],
+                   help="which tails to map: the muon energies' upper tail, the radii's two tails (default both)")
+    p.set_defaults(run=_run_calibrate)
 
 
-def _run_calibrate_energy(args: argparse.Namespace) -> int:
-    from mubundle.train.energy_calibration import calibrate_from_args
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from mubundle.train.calibration_fit import calibrate_from_args
 
     return calibrate_from_args(args)
 
@@ -261,7 +263,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_simulate,
     _add_train,
     _add_refit_multiplicity,
-    _add_calibrate_energy,
+    _add_calibrate,
     _add_distill,
     _add_generate,
     _add_evaluate,

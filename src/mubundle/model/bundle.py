@@ -3,7 +3,7 @@
 The critic is a training-only network and lives in training checkpoints.
 On disk a model is a directory with ``model.safetensors`` (all weights and transform
 buffers) and ``model.json`` (format version, :class:`ModelConfig`, fitted transform, training
-domain and, where fitted, the energy calibration of :mod:`mubundle.model.calibration`).
+domain and, where fitted, the calibration of :mod:`mubundle.model.calibration`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from mubundle import configio
 from mubundle.data.batch import RaggedBatch
 from mubundle.errors import InvalidTypeError, InvalidValueError, check_integer
-from mubundle.model.calibration import EnergyCalibration
+from mubundle.model.calibration import MuonCalibration
 from mubundle.model.chunking import muon_budget_chunks
 from mubundle.model.config import METADATA_FILE, ModelConfig
 from mubundle.model.domain import ModelDomain, check_primaries, model_name_of, read_domain
@@ -55,9 +55,9 @@ class MuonBundleModel(nn.Module):
         #: the name refusals use (docs/pretrained.md)
         self.domain: ModelDomain | None = None
         self.name = "unsaved model"
-        #: monotone map of the generator's log10 E in its upper tail (model.json
-        #: ``energy_calibration``, :mod:`mubundle.model.calibration`); None: the identity
-        self.energy_calibration: EnergyCalibration | None = None
+        #: monotone maps of the generator's muon energies and radii in their tails (model.json
+        #: ``calibration``, :mod:`mubundle.model.calibration`); None: the identity
+        self.calibration: MuonCalibration | None = None
 
     @property
     def device(self) -> torch.device:
@@ -207,9 +207,7 @@ class MuonBundleModel(nn.Module):
             noise=noise,
         )
         muons = self.transform.muons_from_features(features)
-        if self.energy_calibration is not None:
-            muons[:, 0] = torch.pow(10.0, self.energy_calibration.apply(torch.log10(muons[:, 0])))
-        return muons
+        return muons if self.calibration is None else self.calibration.apply(muons)
 
     def _collect(self, calls: list[Future]) -> Tensor:
         """Concatenate the muons of submitted generator calls, in order: (M, 3)."""
@@ -292,8 +290,8 @@ class MuonBundleModel(nn.Module):
         }
         if self.domain is not None:
             metadata["domain"] = self.domain.to_dict()
-        if self.energy_calibration is not None:
-            metadata["energy_calibration"] = self.energy_calibration.to_dict()
+        if self.calibration is not None:
+            metadata["calibration"] = self.calibration.to_dict()
         _atomic_write(directory / METADATA_FILE, lambda path: path.write_text(json.dumps(metadata, indent=2)))
 
     @classmethod
@@ -331,9 +329,9 @@ class MuonBundleModel(nn.Module):
         except (TypeError, ValueError, RuntimeError) as error:  # e.g. a width of 0 in the config
             raise InvalidValueError(f"{metadata_path}: 'config' does not describe a valid model: {error}") from None
         model.domain, model.name = read_domain(metadata, metadata_path), model_name_of(directory)
-        if "energy_calibration" in metadata:
+        if "calibration" in metadata:
             try:
-                model.energy_calibration = EnergyCalibration.from_dict(metadata["energy_calibration"])
+                model.calibration = MuonCalibration.from_dict(metadata["calibration"])
             except InvalidValueError as error:
                 raise InvalidValueError(f"{metadata_path}: {error}") from None
         weights_path = directory / WEIGHTS_FILE

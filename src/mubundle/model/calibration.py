@@ -1,19 +1,21 @@
-"""A monotone map of the generator's muon energies in their upper tail (``model.json``
-``energy_calibration``).
+"""Monotone maps of the generator's muon energies and radii in their tails (``model.json``
+``calibration``).
 
 Why: every path from the generator's noise to its features passes a LayerNorm, so the
 features are bounded and the power-law tail of the muon spectrum (an exponential tail in
 log10 E) is pressed against a bound: too many muons just below the generator's reach, too few
-beyond it (docs/model.md, "The tail of the muon spectrum"). The map moves the generator's
-upper tail onto the training data's, quantile by quantile: log10 E' = f(log10 E), the identity
-below the first knot, piecewise linear between knots, and linear with the last segment's slope
-above the last knot. It is strictly increasing, so it keeps the order of the muons' energies
-within a bundle and across bundles (what the generator learned about which muons are the
-energetic ones, and with which radius, stays), and it leaves the bulk of the spectrum alone.
+beyond it (docs/model.md, "The tail of the muon spectrum"). The radii show the same at both ends
+(too few muons very near the axis and very far from it). A :class:`TailMap` moves the tails of
+one variable onto the training data's, quantile by quantile: piecewise linear between knots,
+linear with the outermost segment's slope beyond the outermost knot, the identity between the
+tails. It is strictly increasing, so it keeps the order of the values (which muons of a bundle
+are the energetic or the distant ones stays the generator's), and it leaves the bulk alone.
 
-It is fitted by ``mubundle calibrate-energy`` (:mod:`mubundle.train.energy_calibration`) on the
-generator's muons for the training events' own conditions and multiplicities, so the
-multiplicity part does not enter. A model without the key has no map (the identity).
+:class:`MuonCalibration` holds a map of log10(E / GeV) (upper tail) and one of log10(r / m)
+(both tails; x and y are scaled by r' / r, so the azimuth is kept). It is fitted by
+``mubundle calibrate`` (:mod:`mubundle.train.calibration_fit`) on the generator's muons for the
+training events' own conditions and multiplicities, so the multiplicity part does not enter. A
+model without the key has no maps (the identity).
 """
 
 from __future__ import annotations
@@ -27,63 +29,121 @@ from torch import Tensor
 from mubundle.errors import InvalidValueError
 
 
-@dataclass(frozen=True)
-class EnergyCalibration:
-    """Knots (generator log10 E -> calibrated log10 E), both in log10(E / GeV), K >= 2 each,
-    strictly increasing; ``fitted_on``: what the knots were fitted on (events, muons, command)."""
+def _check_knots(where: str, x: tuple[float, ...], y: tuple[float, ...]) -> None:
+    for name, values in (("x", x), ("y", y)):
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise InvalidValueError(f"{where}_{name} must hold finite numbers, got {values!r}")
+        if any(b <= a for a, b in zip(values, values[1:])):
+            raise InvalidValueError(f"{where}_{name} must be strictly increasing, got {values!r}")
+    if len(x) != len(y):
+        raise InvalidValueError(f"{where}_x and {where}_y differ in length ({len(x)} vs {len(y)})")
+    if len(x) == 1:
+        raise InvalidValueError(f"{where} needs no knots or at least 2, got 1")
 
-    generator_log10_gev: tuple[float, ...]
-    calibrated_log10_gev: tuple[float, ...]
-    fitted_on: str = ""
+
+def _piecewise_linear(values: Tensor, x: tuple[float, ...], y: tuple[float, ...]) -> Tensor:
+    """Values (float64) through the knots (K >= 2), the outer segments extended linearly."""
+    xs = torch.tensor(x, dtype=torch.float64, device=values.device)
+    ys = torch.tensor(y, dtype=torch.float64, device=values.device)
+    # segment k covers [x_k, x_k+1] (k = 0 .. K-2): the number of interior knots <= the value
+    segment = torch.searchsorted(xs[1:-1].contiguous(), values, right=True)
+    x0, y0 = xs.index_select(0, segment), ys.index_select(0, segment)
+    slope = (ys.index_select(0, segment + 1) - y0) / (xs.index_select(0, segment + 1) - x0)
+    return y0 + slope * (values - x0)
+
+
+@dataclass(frozen=True)
+class TailMap:
+    """A strictly increasing map of one variable, the identity between its two tails.
+
+    ``lower_x`` -> ``lower_y``: knots of the lower tail, increasing, the last mapping onto itself
+    (continuity); the map acts below ``lower_x[-1]``. ``upper_x`` -> ``upper_y``: knots of the upper
+    tail, the first mapping onto itself; the map acts above ``upper_x[0]``. Either may be empty.
+    """
+
+    lower_x: tuple[float, ...] = ()
+    lower_y: tuple[float, ...] = ()
+    upper_x: tuple[float, ...] = ()
+    upper_y: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("generator_log10_gev", "calibrated_log10_gev"):
-            values = getattr(self, name)
-            if len(values) < 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-                raise InvalidValueError(f"energy_calibration.{name} must hold at least 2 finite numbers, got {values!r}")
-            if any(b <= a for a, b in zip(values, values[1:])):
-                raise InvalidValueError(f"energy_calibration.{name} must be strictly increasing, got {values!r}")
-        if len(self.generator_log10_gev) != len(self.calibrated_log10_gev):
-            raise InvalidValueError("energy_calibration: generator_log10_gev and calibrated_log10_gev differ in length "
-                                    f"({len(self.generator_log10_gev)} vs {len(self.calibrated_log10_gev)})")
+        _check_knots("lower", self.lower_x, self.lower_y)
+        _check_knots("upper", self.upper_x, self.upper_y)
+        if self.lower_x and self.lower_x[-1] != self.lower_y[-1]:
+            raise InvalidValueError(f"the last lower knot must map onto itself, got {self.lower_x[-1]} -> {self.lower_y[-1]}")
+        if self.upper_x and self.upper_x[0] != self.upper_y[0]:
+            raise InvalidValueError(f"the first upper knot must map onto itself, got {self.upper_x[0]} -> {self.upper_y[0]}")
+        if self.lower_x and self.upper_x and self.lower_x[-1] > self.upper_x[0]:
+            raise InvalidValueError(f"the lower tail ({self.lower_x[-1]}) reaches above the upper tail ({self.upper_x[0]})")
 
-    def apply(self, log10_energy: Tensor) -> Tensor:
-        """(M,) generator log10(E / GeV) -> (M,) calibrated log10(E / GeV), same dtype and device."""
-        x = torch.tensor(self.generator_log10_gev, dtype=torch.float64, device=log10_energy.device)
-        y = torch.tensor(self.calibrated_log10_gev, dtype=torch.float64, device=log10_energy.device)
-        values = log10_energy.to(torch.float64)
-        # segment k covers [x_k, x_k+1] (k = 0 .. K-2): the number of interior knots <= the value;
-        # below x_1 it is segment 0, above the last knot the last segment continues
-        segment = torch.searchsorted(x[1:-1].contiguous(), values, right=True)
-        x0, y0 = x.index_select(0, segment), y.index_select(0, segment)
-        slope = (y.index_select(0, segment + 1) - y0) / (x.index_select(0, segment + 1) - x0)
-        mapped = y0 + slope * (values - x0)
-        return torch.where(values < x[0], values, mapped).to(log10_energy.dtype)
+    def apply(self, values: Tensor) -> Tensor:
+        """(M,) values -> (M,) mapped values, same dtype and device."""
+        result = values.to(torch.float64)
+        if self.upper_x:
+            result = torch.where(result > self.upper_x[0], _piecewise_linear(result, self.upper_x, self.upper_y), result)
+        if self.lower_x:
+            result = torch.where(result < self.lower_x[-1], _piecewise_linear(result, self.lower_x, self.lower_y), result)
+        return result.to(values.dtype)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {name: list(getattr(self, name)) for name in ("lower_x", "lower_y", "upper_x", "upper_y")}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> "TailMap":
+        """Inverse of :meth:`to_dict`; ``InvalidValueError`` naming ``where``."""
+        if not isinstance(data, dict):
+            raise InvalidValueError(f"{where} must be a mapping of knot lists, got {type(data).__name__}")
+        unknown = set(data) - {"lower_x", "lower_y", "upper_x", "upper_y"}
+        if unknown:
+            raise InvalidValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+        try:
+            return cls(**{name: tuple(float(v) for v in values) for name, values in data.items()})
+        except InvalidValueError as error:
+            raise InvalidValueError(f"{where}: {error}") from None
+        except (TypeError, ValueError) as error:
+            raise InvalidValueError(f"{where} needs lists of numbers: {error!r}") from None
+
+
+@dataclass(frozen=True)
+class MuonCalibration:
+    """Maps of log10(E / GeV) and log10(r / m) (None: identity); ``fitted_on`` says on what."""
+
+    log10_energy: TailMap | None = None
+    log10_radius: TailMap | None = None
+    fitted_on: str = ""
+
+    def apply(self, muons: Tensor) -> Tensor:
+        """(M, 3) [GeV, m, m] -> (M, 3) calibrated, in place on ``muons`` (returned)."""
+        if self.log10_energy is not None:
+            muons[:, 0] = torch.pow(10.0, self.log10_energy.apply(torch.log10(muons[:, 0])))
+        if self.log10_radius is not None:
+            radius = torch.hypot(muons[:, 1], muons[:, 2])
+            positive = radius > 0  # a muon on the axis stays there
+            safe = torch.where(positive, radius, torch.ones_like(radius))
+            mapped = torch.pow(10.0, self.log10_radius.apply(torch.log10(safe)))
+            muons[:, 1:3] *= torch.where(positive, mapped / safe, torch.ones_like(radius)).unsqueeze(1)
+        return muons
 
     def to_dict(self) -> dict[str, object]:
         """The JSON form stored in ``model.json``."""
-        return {
-            "generator_log10_gev": list(self.generator_log10_gev),
-            "calibrated_log10_gev": list(self.calibrated_log10_gev),
-            "fitted_on": self.fitted_on,
-        }
+        result: dict[str, object] = {"fitted_on": self.fitted_on}
+        for name in ("log10_energy", "log10_radius"):
+            value = getattr(self, name)
+            if value is not None:
+                result[name] = value.to_dict()
+        return result
 
     @classmethod
-    def from_dict(cls, data: object) -> "EnergyCalibration":
+    def from_dict(cls, data: object) -> "MuonCalibration":
         """Inverse of :meth:`to_dict`; ``InvalidValueError`` naming what is wrong."""
         if not isinstance(data, dict):
-            raise InvalidValueError(f"energy_calibration must be a mapping, got {type(data).__name__}")
-        try:
-            return cls(
-                tuple(float(v) for v in data["generator_log10_gev"]),
-                tuple(float(v) for v in data["calibrated_log10_gev"]),
-                str(data.get("fitted_on", "")),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            if isinstance(error, InvalidValueError):
-                raise
-            raise InvalidValueError(f"energy_calibration needs lists of numbers generator_log10_gev and "
-                                    f"calibrated_log10_gev: {error!r}") from None
+            raise InvalidValueError(f"calibration must be a mapping, got {type(data).__name__}")
+        unknown = set(data) - {"log10_energy", "log10_radius", "fitted_on"}
+        if unknown:
+            raise InvalidValueError(f"calibration: unknown key(s) {sorted(unknown)}")
+        maps = {name: TailMap.from_dict(data[name], f"calibration.{name}") for name in ("log10_energy", "log10_radius")
+                if name in data}
+        return cls(**maps, fitted_on=str(data.get("fitted_on", "")))
 
 
-__all__ = ["EnergyCalibration"]
+__all__ = ["MuonCalibration", "TailMap"]
