@@ -166,6 +166,13 @@ def test_calibrate_writes_a_model_whose_muons_follow_the_maps_and_keeps_the_netw
     for value, q in ((lambda m: np.log10(m[:, 0]), levels[15]), (radius, levels[15]), (radius, 1 - levels[15])):
         assert abs(np.quantile(value(raw), q) - np.quantile(value(data), q)) > 0.05  # the distortion was there
 
+    # the evaluation names the maps of the model it evaluates
+    assert main(["evaluate", "--model", str(tmp_path / "calibrated"), "--reference", str(tmp_path / "train" / "part-00000.parquet"),
+                 "--out", str(tmp_path / "report")]) == 0
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["info"]["model_tail_maps"] == \
+        ["log10_energy", "log10_radius"]
+    assert "log10_energy, log10_radius" in (tmp_path / "report" / "report.html").read_text()
+
     # --maps energy: the radius is the generator's
     assert main(["calibrate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
                  "--out", str(tmp_path / "energy_only"), "--maps", "energy"]) == 0

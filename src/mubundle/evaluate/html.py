@@ -319,6 +319,8 @@ def _info_section(metrics: dict[str, Any]) -> str:
         ("generated with the reference's primaries", "yes" if info.get("paired") else "no (unpaired sample)"),
         ("seed", info.get("seed")),
     ]
+    if "model_tail_maps" in info:
+        rows.append(("model's tail maps (docs/model.md)", ", ".join(info["model_tail_maps"]) or "none"))
     rejected = info.get("reference_rejected_rows")
     if rejected:
         rows.append(("reference rows rejected (reason: count)", ", ".join(f"{k}: {v}" for k, v in rejected.items())))

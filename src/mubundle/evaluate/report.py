@@ -245,6 +245,9 @@ def evaluate_model(
             "reference_failed_files": loaded.failed_files,
             "generation_seconds": round(generation_seconds, 2),
             "model_domain": describe(model.domain),
+            # the tail maps of model.json "calibration" (docs/model.md); [] for a model without
+            "model_tail_maps": [] if model.calibration is None else
+            [name for name in ("log10_energy", "log10_radius") if getattr(model.calibration, name) is not None],
             "extrapolated_events": domain_check.n_outside,
         }
         depth = depth_binning(loaded.layouts, reference.conditions, getattr(model.domain, "overburden_radius_m", None))
