@@ -3,7 +3,8 @@ multiplicities. Prints ONE JSON object.
 
 For every event with muons in the shards (``--min-e0``: only primaries of at least that energy),
 the model's generator draws muons for the event's conditions and TRUE N
-(``MuonBundleModel.sample_muons``), so the comparison is of the generator alone, muon by muon.
+(``MuonBundleModel.sample_muons``, with the model's tail maps where it has them, docs/model.md), so the
+comparison is of the generator alone, muon by muon.
 Reported: the number of muons above each energy threshold (``--thresholds``, log10 GeV) in the
 data and from the model, their ratio with its Poisson standard error (both counts), and the upper
 quantiles of log10 E. A generator that cannot reach the data's tail shows ratios above 1 just below
