@@ -197,3 +197,15 @@ def test_the_shipped_models_carry_their_calibrations():
     assert load_model("km3net-arca").calibration.log10_radius is not None
     icecube = load_model("icecube").calibration
     assert icecube.log10_energy is not None and icecube.log10_radius is None
+
+
+def test_a_distilled_student_and_a_resized_multiplicity_refit_keep_the_tail_maps():
+    from mubundle.train.distill import DistillConfig, build_student
+    from mubundle.train.multiplicity_fit import with_multiplicity_sizes
+
+    model = tiny_model(energy_dependent_events(100, seed=50))
+    model.calibration = MuonCalibration(UPPER, BOTH, "test")
+    # the student regresses the generator before the maps, so it needs them as well
+    assert build_student(model, DistillConfig()).calibration == model.calibration
+    resized = with_multiplicity_sizes(model, {"multiplicity_hidden": model.config.multiplicity_hidden + 4})
+    assert resized is not model and resized.calibration == model.calibration

@@ -126,11 +126,13 @@ def build_student(teacher: MuonBundleModel, config: DistillConfig) -> MuonBundle
     """A freshly initialised student: the teacher's ModelConfig with ``config``'s sizes, same transform.
 
     The student records the teacher's domain: it learns the teacher's muons, which are
-    trustworthy only where the teacher was trained (:func:`warn_outside_teacher_domain`).
+    trustworthy only where the teacher was trained (:func:`warn_outside_teacher_domain`). It
+    regresses the teacher's generator before its tail maps, so it carries the teacher's maps.
     """
     student_config = dataclasses.replace(teacher.config, **config.student_fields())
     student = MuonBundleModel(student_config, teacher.transform)
     student.domain = teacher.domain
+    student.calibration = teacher.calibration
     return student
 
 

@@ -447,7 +447,8 @@ def with_multiplicity_sizes(model: MuonBundleModel, sizes: dict[str, int]) -> Mu
         return model
     resized = MuonBundleModel(config, copy.deepcopy(model.transform))
     resized.generator.load_state_dict(model.generator.state_dict())
-    resized.domain = model.domain  # same generator, same training domain
+    resized.domain = model.domain  # same generator, same training domain and tail maps
+    resized.calibration = model.calibration
     return resized.to(model.device)
 
 
