@@ -173,6 +173,11 @@ def test_calibrate_writes_a_model_whose_muons_follow_the_maps_and_keeps_the_netw
         ["log10_energy", "log10_radius"]
     assert "log10_energy, log10_radius" in (tmp_path / "report" / "report.html").read_text()
 
+    # the same seed and data give the same maps
+    assert main(["calibrate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+                 "--out", str(tmp_path / "again"), "--seed", "3"]) == 0
+    assert MuonBundleModel.load(tmp_path / "again").calibration == calibrated.calibration
+
     # --maps energy: the radius is the generator's
     assert main(["calibrate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
                  "--out", str(tmp_path / "energy_only"), "--maps", "energy"]) == 0
