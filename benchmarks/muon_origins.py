@@ -20,6 +20,12 @@ means a direct mu+mu- decay (their pion decays would carry + 51), a mother muon 
 in the collision, a charmed mother a charm decay without the + 30; all of these are ``not_kaon``.
 K+- (11, 12), K0L (10), K0S (16), K* (62-65: the muon of the K from its decay) and phi (49, whose
 mu mu branch is 3e-4 of its K K one) are ``kaon``; ``ratio_kaon_mothers`` compares ours with those.
+``kaon_by_grandmother`` splits these kaon muons by the grandmother record, the projectile of the
+collision that made the kaon (or its K* / phi): nucleon, pion, kaon, other; ours by the projectile
+of the collision that made the decaying kaon (kaons from in-flight decays of tracked hadrons: other).
+``pion_by_grandmother`` does the same for the pion-decay muons (a pion from a kaon decay has the kaon
+as grandmother in both; pions of K0S and hyperon decays in flight are ``other`` in ours, while
+CORSIKA, which writes the K0S as mother, books them under the projectile).
 
 Usage: python benchmarks/muon_origins.py --corsika ../shared/data/corsika/panama/DAT* \
            --decade 7 [--max-showers 60] [--repeat 2] [--seed 0]
@@ -46,6 +52,11 @@ KAON_MOTHERS = (10, 11, 12, 16, 49, 62, 63, 64, 65)
 MU_MU_MESON_MOTHERS = (17, 50, 51)
 COLLISION_MUON_MOTHERS = (5, 6)
 CHARMED_MOTHER_IDS = range(116, 200)
+#: CORSIKA ids of a kaon-muon's grandmother (the projectile of the collision that made the kaon, or
+#: of its K* / phi) by class: nucleons (n, p and antiparticles), charged pions, kaons (K0L, K+-, K0S)
+GRANDMOTHER_CLASSES = {"nucleon": (13, 14, 15, 25), "pion": (8, 9), "kaon": (10, 11, 12, 16)}
+#: the same classes in PDG ids, for the projectiles of our collisions
+PROJECTILE_CLASSES = {"nucleon": (2212, 2112), "pion": (211,), "kaon": (321, 130, 310)}
 
 
 def kaon_class_by_mother(description: np.ndarray) -> dict[str, int]:
@@ -69,6 +80,30 @@ def kaon_class_by_mother(description: np.ndarray) -> dict[str, int]:
     return counts
 
 
+def kaon_muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> dict[str, int]:
+    """The kaon-mother muons (generation < 30, mother in :data:`KAON_MOTHERS`) of one shower's
+    particle descriptions (P,) counted by the class of their EHISTORY grandmother (the record just
+    before the muon): :data:`GRANDMOTHER_CLASSES` and ``other``. ``pion_muons``: the pion-decay
+    muons (generation >= 50, any mother: a pion, or the rho / omega / eta / K0S it came from) instead."""
+    kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
+    generation = (np.abs(description) % 1000) // 10
+    selected = (generation >= 50) if pion_muons else (generation < 30)
+    muons = np.flatnonzero((description > 0) & np.isin(kind, vs_corsika.MUON_IDS) & selected)
+    muons = muons[muons >= 2]
+    muons = muons[(description[muons - 2] < 0) & (description[muons - 1] < 0)]
+    if not pion_muons:
+        muons = muons[np.isin(kind[muons - 2], KAON_MOTHERS)]
+    grandmother = kind[muons - 1]
+    counts = {name: int(np.isin(grandmother, ids).sum()) for name, ids in GRANDMOTHER_CLASSES.items()}
+    counts["other"] = int(muons.size) - sum(counts.values())
+    return counts
+
+
+def projectile_class(pid: int) -> str:
+    """The :data:`PROJECTILE_CLASSES` name of a PDG id (``other`` for anything else, 0 included)."""
+    return next((name for name, ids in PROJECTILE_CLASSES.items() if abs(pid) in ids), "other")
+
+
 def corsika_origins(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """(energy (S,), primary id (S,), per shower {category: muon count}) from CORSIKA files;
     ``kaon_by_mother``: :func:`kaon_class_by_mother` of the shower."""
@@ -83,28 +118,55 @@ def corsika_origins(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict
                 generation = (np.abs(description) % 1000) // 10
                 g = generation[(description > 0) & np.isin(kind, vs_corsika.MUON_IDS)]
                 origins.append({"pion": int((g >= 50).sum()), "charm": int(((g >= 30) & (g < 50)).sum()),
-                                "kaon": int((g < 30).sum()), "kaon_by_mother": kaon_class_by_mother(description)})
+                                "kaon": int((g < 30).sum()), "kaon_by_mother": kaon_class_by_mother(description),
+                                "kaon_by_grandmother": kaon_muons_by_grandmother(description),
+                                "pion_by_grandmother": kaon_muons_by_grandmother(description, pion_muons=True)})
                 energy.append(float(event.header["total_energy"]))
                 primary.append(int(event.header["particle_id"]))
     return np.array(energy), np.array(primary), origins
 
 
 def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: float, repeat: int, seed: int) -> dict:
-    """Mean muon counts per run by parent, from the simulator with its decay step wrapped."""
+    """Mean muon counts per run by parent, from the simulator with its decay step wrapped, and the
+    kaon-decay muons by the projectile of the collision that made the kaon (collisions wrapped;
+    kaons are matched to their collision by their energy, as muons to their decay)."""
     import mubundle.sim.cascade as cascade
+    from mubundle.sim import interactions
     from mubundle.sim.config import SimConfig
     from mubundle.sim.run import simulate_primaries
 
     parent_of: dict[float, int] = {}
+    kaon_made_by: dict[float, int] = {}  # kaons and charged pions: energy -> projectile or decayed parent
+    grandmother_of: dict[float, str] = {}
     counts: dict[str, float] = {"pion": 0.0, "kaon": 0.0, "kaon_K0L": 0.0, "other": 0.0}
+    by_grandmother: dict[str, float] = {name: 0.0 for name in (*PROJECTILE_CLASSES, "other")}
+    pion_by_grandmother: dict[str, float] = dict(by_grandmother)
+    pion_grandmother_of: dict[float, str] = {}
     total = 0
     original_decay, original_to_ground = cascade.decay, cascade._muons_to_ground
+    original_collide = interactions.AirInteractions.collide_many
     label = {211: "pion", 321: "kaon", 130: "kaon_K0L"}
+
+    def labelled_collide(self, pid, energy_gev, rng):
+        result = original_collide(self, pid, energy_gev, rng)
+        secondary_pid, secondary_energy, *_, collision = result
+        kaon = np.isin(np.abs(secondary_pid), (321, 130, 211))
+        kaon_made_by.update(zip(secondary_energy[kaon].astype(np.float64).tolist(), pid[collision[kaon]].tolist()))
+        return result
 
     def labelled_decay(pid, energy_gev, slope_x, slope_y, rng):
         daughters = original_decay(pid, energy_gev, slope_x, slope_y, rng)
         muon = np.abs(daughters.pid) == 13
-        parent_of.update(zip(daughters.energy[muon].tolist(), np.abs(pid[daughters.parent[muon]]).tolist()))
+        parents = daughters.parent[muon]
+        parent_of.update(zip(daughters.energy[muon].tolist(), np.abs(pid[parents]).tolist()))
+        for muon_energy, parent_pid, parent_energy in zip(daughters.energy[muon].tolist(), pid[parents].tolist(),
+                                                          np.asarray(energy_gev)[parents].tolist()):
+            if abs(parent_pid) in (321, 130):
+                grandmother_of[muon_energy] = projectile_class(kaon_made_by.get(parent_energy, 0))
+            elif abs(parent_pid) == 211:
+                pion_grandmother_of[muon_energy] = projectile_class(kaon_made_by.get(parent_energy, 0))
+        pions = np.abs(daughters.pid) == 211  # pions of kaon decays: their grandmother is the kaon
+        kaon_made_by.update(zip(daughters.energy[pions].astype(np.float64).tolist(), pid[daughters.parent[pions]].tolist()))
         return daughters
 
     def counted_to_ground(muons, cos_zenith, ground_depth, *args, **kwargs):
@@ -113,18 +175,26 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         at_ground = (muons.energy + ratio) * np.exp(-cascade.AIR_B_CM2_PER_G * column) - ratio
         for e in muons.energy[at_ground > cut_gev].tolist():
             counts[label.get(parent_of.get(e, 0), "other")] += 1.0 / repeat
+            if e in grandmother_of:
+                by_grandmother[grandmother_of[e]] += 1.0 / repeat
+            if e in pion_grandmother_of:
+                pion_by_grandmother[pion_grandmother_of[e]] += 1.0 / repeat
         return original_to_ground(muons, cos_zenith, ground_depth, *args, **kwargs)
 
     config = replace(SimConfig(), surface_altitude_m=level_m, min_energy=cut_gev)
     cascade.decay, cascade._muons_to_ground = labelled_decay, counted_to_ground
+    interactions.AirInteractions.collide_many = labelled_collide
     try:
         for k in range(repeat):
-            parent_of.clear()
+            parent_of.clear(), kaon_made_by.clear(), grandmother_of.clear(), pion_grandmother_of.clear()
             batch = simulate_primaries(energy, np.zeros(energy.size), mass, np.zeros(energy.size), seed=seed + k, config=config)
             total += int(batch.counts.sum())
     finally:
         cascade.decay, cascade._muons_to_ground = original_decay, original_to_ground
-    return {"by_parent": {k: round(v, 2) for k, v in counts.items()}, "total": total / repeat}
+        interactions.AirInteractions.collide_many = original_collide
+    return {"by_parent": {k: round(v, 2) for k, v in counts.items()}, "total": total / repeat,
+            "kaon_by_grandmother": {k: round(v, 2) for k, v in by_grandmother.items()},
+            "pion_by_grandmother": {k: round(v, 2) for k, v in pion_by_grandmother.items()}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"muon_origins: no CORSIKA shower in decade 1e{args.decade}")
     theirs = {key: sum(origins[i][key] for i in chosen) for key in ("pion", "kaon", "charm")}
     by_mother = {key: sum(origins[i]["kaon_by_mother"][key] for i in chosen) for key in origins[0]["kaon_by_mother"]}
+    by_grandmother = {kind: {key: sum(origins[i][kind][key] for i in chosen) for key in origins[0][kind]}
+                      for kind in ("kaon_by_grandmother", "pion_by_grandmother")}
     mass = np.array([vs_corsika.mass_of_corsika_id(p) for p in primary[chosen]])
     start = time.process_time()
     ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
@@ -156,6 +228,9 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_kaon_mothers": (round((by["kaon"] + by["kaon_K0L"]) / by_mother["kaon"], 4)
                                if by_mother["kaon"] and not by_mother["no_mother_record"] else None),
         "ratio_other_vs_charm": round(by["other"] / theirs["charm"], 4) if theirs["charm"] else None,
+        **{kind: {"corsika": by_grandmother[kind], "ours": ours[kind],
+                  "ratio": {k: round(ours[kind][k] / v, 4) if v else None for k, v in by_grandmother[kind].items()}}
+           for kind in ("kaon_by_grandmother", "pion_by_grandmother")},
         "cpu_s": round(cpu, 1),
     }), flush=True)
 

@@ -31,3 +31,20 @@ def test_the_kaon_class_is_split_by_the_mother_record():
     counts = origins.kaon_class_by_mother(description)
     assert counts == {"kaon": 5, "mu_mu_meson": 2, "collision_muon": 1, "charm_without_30": 1, "other": 0,
                       "no_mother_record": 1}
+
+
+def test_the_kaon_muons_are_split_by_the_grandmother_record():
+    def muon(mother_id: int, grandmother_id: int, generation: int = 4) -> list[float]:
+        return [75001.0, -(mother_id * 1000.0 + 3), -(grandmother_id * 1000.0 + 2), 5000.0 + generation * 10 + 1]
+
+    description = np.array(
+        muon(11, 14) + muon(12, 13) + muon(10, 8)  # K+ from p-air, K- from n-air, K0L from pi+-air
+        + muon(63, 9) + muon(11, 11) + muon(16, 12)  # K of a K* from pi--air, K+ from K+-air, K0S from K--air
+        + muon(11, 18)  # a kaon made by a Lambda (other)
+        + muon(17, 14)  # eta -> mu mu: not a kaon muon
+        + muon(8, 14, 54)  # a pion-decay muon
+    )
+    assert origins.kaon_muons_by_grandmother(description) == {"nucleon": 2, "pion": 2, "kaon": 2, "other": 1}
+    assert origins.kaon_muons_by_grandmother(description, pion_muons=True) == {"nucleon": 1, "pion": 0, "kaon": 0, "other": 0}
+    assert [origins.projectile_class(pid) for pid in (2212, -2112, 211, -321, 130, 3122, 0)] == \
+        ["nucleon", "nucleon", "pion", "kaon", "kaon", "other", "other"]
