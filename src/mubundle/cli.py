@@ -131,16 +131,21 @@ def _run_train(args: argparse.Namespace) -> int:
     return train_from_args(args)
 
 
+def _add_model_data_out(p: argparse.ArgumentParser) -> None:
+    """--model, --data, --out of the commands that make a new model directory from a trained one."""
+    p.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
+    p.add_argument("--data", nargs="+", required=True, help="training events: files, globs, directories")
+    p.add_argument("--out", required=True, type=Path, help="output model directory")
+
+
 def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "refit-multiplicity",
         help="refit a model's multiplicity part alone, with early stopping on validation events",
     )
     # defaults (None here) come from MultiplicityFitConfig: seed 0, lr 1e-3, 8192, 2000, 50
-    p.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
-    p.add_argument("--data", nargs="+", required=True, help="training events: files, globs, directories")
+    _add_model_data_out(p)
     p.add_argument("--validation", nargs="+", required=True, help="validation events (early stopping)")
-    p.add_argument("--out", required=True, type=Path, help="output model directory")
     p.add_argument("--seed", type=seed_int, help="initialisation and batch order (default 0)")
     p.add_argument("--lr", type=finite_float(0.0, min_inclusive=False), help="Adam learning rate (default 1e-3)")
     p.add_argument("--batch-size", type=positive_int, help="events per Adam step (default 8192)")
@@ -170,9 +175,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "calibrate",
         help="map the tails of a model's muon energies and radii onto training data's (monotone maps; docs/model.md)",
     )
-    p.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
-    p.add_argument("--data", nargs="+", required=True, help="training events: files, globs, directories")
-    p.add_argument("--out", required=True, type=Path, help="output model directory")
+    _add_model_data_out(p)
     p.add_argument("--seed", type=seed_int, default=0, help="the generator's noise (default 0)")
     p.add_argument("--maps", nargs="+", choices=("energy", "radius"), default=["energy", "radius"],
                    help="which tails to map: the muon energies' upper tail, the radii's two tails (default both)")

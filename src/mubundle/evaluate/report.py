@@ -246,8 +246,7 @@ def evaluate_model(
             "generation_seconds": round(generation_seconds, 2),
             "model_domain": describe(model.domain),
             # the tail maps of model.json "calibration" (docs/model.md); [] for a model without
-            "model_tail_maps": [] if model.calibration is None else
-            [name for name in ("log10_energy", "log10_radius") if getattr(model.calibration, name) is not None],
+            "model_tail_maps": [] if model.calibration is None else model.calibration.map_names,
             "extrapolated_events": domain_check.n_outside,
         }
         depth = depth_binning(loaded.layouts, reference.conditions, getattr(model.domain, "overburden_radius_m", None))

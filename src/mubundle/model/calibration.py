@@ -104,6 +104,10 @@ class TailMap:
             raise InvalidValueError(f"{where} needs lists of numbers: {error!r}") from None
 
 
+#: the variables a :class:`MuonCalibration` can map (its fields and model.json keys)
+MAP_NAMES = ("log10_energy", "log10_radius")
+
+
 @dataclass(frozen=True)
 class MuonCalibration:
     """Maps of log10(E / GeV) and log10(r / m) (None: identity); ``fitted_on`` says on what."""
@@ -111,6 +115,11 @@ class MuonCalibration:
     log10_energy: TailMap | None = None
     log10_radius: TailMap | None = None
     fitted_on: str = ""
+
+    @property
+    def map_names(self) -> list[str]:
+        """The :data:`MAP_NAMES` this calibration has a map for."""
+        return [name for name in MAP_NAMES if getattr(self, name) is not None]
 
     def apply(self, muons: Tensor) -> Tensor:
         """(M, 3) [GeV, m, m] -> (M, 3) calibrated, in place on ``muons`` (returned)."""
@@ -126,24 +135,18 @@ class MuonCalibration:
 
     def to_dict(self) -> dict[str, object]:
         """The JSON form stored in ``model.json``."""
-        result: dict[str, object] = {"fitted_on": self.fitted_on}
-        for name in ("log10_energy", "log10_radius"):
-            value = getattr(self, name)
-            if value is not None:
-                result[name] = value.to_dict()
-        return result
+        return {"fitted_on": self.fitted_on, **{name: getattr(self, name).to_dict() for name in self.map_names}}
 
     @classmethod
     def from_dict(cls, data: object) -> "MuonCalibration":
         """Inverse of :meth:`to_dict`; ``InvalidValueError`` naming what is wrong."""
         if not isinstance(data, dict):
             raise InvalidValueError(f"calibration must be a mapping, got {type(data).__name__}")
-        unknown = set(data) - {"log10_energy", "log10_radius", "fitted_on"}
+        unknown = set(data) - {*MAP_NAMES, "fitted_on"}
         if unknown:
             raise InvalidValueError(f"calibration: unknown key(s) {sorted(unknown)}")
-        maps = {name: TailMap.from_dict(data[name], f"calibration.{name}") for name in ("log10_energy", "log10_radius")
-                if name in data}
+        maps = {name: TailMap.from_dict(data[name], f"calibration.{name}") for name in MAP_NAMES if name in data}
         return cls(**maps, fitted_on=str(data.get("fitted_on", "")))
 
 
-__all__ = ["MuonCalibration", "TailMap"]
+__all__ = ["MAP_NAMES", "MuonCalibration", "TailMap"]

@@ -73,41 +73,38 @@ def _tail_probabilities(n_data: int, what: str) -> np.ndarray:
     return np.geomspace(TAIL_PROBABILITY, lowest, KNOTS)
 
 
-def _knots(generated: np.ndarray, data: np.ndarray, levels: np.ndarray, what: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Increasing knots (generator quantiles, data quantiles) at ``levels``, sorted by level."""
-    order = np.argsort(levels)
-    x, y = np.quantile(generated, levels[order]), np.quantile(data, levels[order])
-    for name, knots in (("generator", x), ("data", y)):
+def _tail_knots(generated: np.ndarray, data: np.ndarray, what: str, upper: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Increasing knots (generator quantiles, data quantiles) of the upper or the lower tail, the
+    innermost one mapping onto itself (continuity with the identity between the tails).
+
+    Raises ``ValueError`` when the data are too few (fewer than ``2 MIN_MUONS_BEYOND /
+    TAIL_PROBABILITY`` = 800) or a set of knots is not strictly increasing (ties, or a generator so
+    far from the data that the map would fold back)."""
+    probabilities = _tail_probabilities(len(data), what)
+    levels = np.sort(1.0 - probabilities if upper else probabilities)
+    x, y = np.quantile(generated, levels), np.quantile(data, levels)
+    continuous = y.copy()
+    inner = 0 if upper else -1
+    continuous[inner] = x[inner]
+    for name, knots in (("generator", x), ("data", y), ("data", continuous)):
         if np.any(np.diff(knots) <= 0):
             raise ValueError(f"the {name} knots of the {what} calibration are not strictly increasing: "
-                             f"{np.round(knots, 4).tolist()} at quantile levels {np.round(levels[order], 6).tolist()}")
-    return tuple(map(float, x)), tuple(map(float, y))
+                             f"{np.round(knots, 4).tolist()} at quantile levels {np.round(levels, 6).tolist()}")
+    return tuple(map(float, x)), tuple(map(float, continuous))
 
 
 def fit_upper_tail(generated: np.ndarray, data: np.ndarray, what: str = "log10 E") -> TailMap:
-    """Upper-tail map of one variable from the generator's (M,) and the data's (M',) values.
-
-    Raises ``ValueError`` when the data are too few (fewer than ``2 MIN_MUONS_BEYOND /
-    TAIL_PROBABILITY`` = 800) or a set of knots is not strictly increasing (ties, or a generator
-    so far above the data that the map would fold back).
-    """
-    levels = 1.0 - _tail_probabilities(len(data), what)
-    x, y = _knots(generated, data, levels, what)
-    y = (x[0],) + y[1:]  # continuous at the start of the tail
-    if any(b <= a for a, b in zip(y, y[1:])):
-        raise ValueError(f"the data knots of the {what} calibration are not strictly increasing: {np.round(y, 4).tolist()}")
+    """Upper-tail map of one variable from the generator's (M,) and the data's (M',) values
+    (:func:`_tail_knots` says when it raises ``ValueError``)."""
+    x, y = _tail_knots(generated, data, what, upper=True)
     return TailMap(upper_x=x, upper_y=y)
 
 
 def fit_both_tails(generated: np.ndarray, data: np.ndarray, what: str = "log10 r") -> TailMap:
     """Lower- and upper-tail map of one variable (as :func:`fit_upper_tail`, mirrored below)."""
-    upper = fit_upper_tail(generated, data, what)
-    levels = _tail_probabilities(len(data), what)
-    x, y = _knots(generated, data, levels, what)
-    y = y[:-1] + (x[-1],)  # continuous at the end of the lower tail
-    if any(b <= a for a, b in zip(y, y[1:])):
-        raise ValueError(f"the data knots of the {what} calibration are not strictly increasing: {np.round(y, 4).tolist()}")
-    return TailMap(lower_x=x, lower_y=y, upper_x=upper.upper_x, upper_y=upper.upper_y)
+    upper_x, upper_y = _tail_knots(generated, data, what, upper=True)
+    lower_x, lower_y = _tail_knots(generated, data, what, upper=False)
+    return TailMap(lower_x=lower_x, lower_y=lower_y, upper_x=upper_x, upper_y=upper_y)
 
 
 #: the maps ``mubundle calibrate --maps`` can fit
