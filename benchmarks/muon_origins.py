@@ -80,7 +80,7 @@ def kaon_class_by_mother(description: np.ndarray) -> dict[str, int]:
     return counts
 
 
-def kaon_muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> dict[str, int]:
+def muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> dict[str, int]:
     """The kaon-mother muons (generation < 30, mother in :data:`KAON_MOTHERS`) of one shower's
     particle descriptions (P,) counted by the class of their EHISTORY grandmother (the record just
     before the muon): :data:`GRANDMOTHER_CLASSES` and ``other``. ``pion_muons``: the pion-decay
@@ -119,8 +119,8 @@ def corsika_origins(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict
                 g = generation[(description > 0) & np.isin(kind, vs_corsika.MUON_IDS)]
                 origins.append({"pion": int((g >= 50).sum()), "charm": int(((g >= 30) & (g < 50)).sum()),
                                 "kaon": int((g < 30).sum()), "kaon_by_mother": kaon_class_by_mother(description),
-                                "kaon_by_grandmother": kaon_muons_by_grandmother(description),
-                                "pion_by_grandmother": kaon_muons_by_grandmother(description, pion_muons=True)})
+                                "kaon_by_grandmother": muons_by_grandmother(description),
+                                "pion_by_grandmother": muons_by_grandmother(description, pion_muons=True)})
                 energy.append(float(event.header["total_energy"]))
                 primary.append(int(event.header["particle_id"]))
     return np.array(energy), np.array(primary), origins
@@ -136,7 +136,7 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     from mubundle.sim.run import simulate_primaries
 
     parent_of: dict[float, int] = {}
-    kaon_made_by: dict[float, int] = {}  # kaons and charged pions: energy -> projectile or decayed parent
+    made_by: dict[float, int] = {}  # kaons and charged pions: energy -> projectile or decayed parent
     grandmother_of: dict[float, str] = {}
     counts: dict[str, float] = {"pion": 0.0, "kaon": 0.0, "kaon_K0L": 0.0, "other": 0.0}
     by_grandmother: dict[str, float] = {name: 0.0 for name in (*PROJECTILE_CLASSES, "other")}
@@ -150,8 +150,8 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     def labelled_collide(self, pid, energy_gev, rng):
         result = original_collide(self, pid, energy_gev, rng)
         secondary_pid, secondary_energy, *_, collision = result
-        kaon = np.isin(np.abs(secondary_pid), (321, 130, 211))
-        kaon_made_by.update(zip(secondary_energy[kaon].astype(np.float64).tolist(), pid[collision[kaon]].tolist()))
+        meson = np.isin(np.abs(secondary_pid), (321, 130, 211))
+        made_by.update(zip(secondary_energy[meson].astype(np.float64).tolist(), pid[collision[meson]].tolist()))
         return result
 
     def labelled_decay(pid, energy_gev, slope_x, slope_y, rng):
@@ -162,11 +162,11 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         for muon_energy, parent_pid, parent_energy in zip(daughters.energy[muon].tolist(), pid[parents].tolist(),
                                                           np.asarray(energy_gev)[parents].tolist()):
             if abs(parent_pid) in (321, 130):
-                grandmother_of[muon_energy] = projectile_class(kaon_made_by.get(parent_energy, 0))
+                grandmother_of[muon_energy] = projectile_class(made_by.get(parent_energy, 0))
             elif abs(parent_pid) == 211:
-                pion_grandmother_of[muon_energy] = projectile_class(kaon_made_by.get(parent_energy, 0))
+                pion_grandmother_of[muon_energy] = projectile_class(made_by.get(parent_energy, 0))
         pions = np.abs(daughters.pid) == 211  # pions of kaon decays: their grandmother is the kaon
-        kaon_made_by.update(zip(daughters.energy[pions].astype(np.float64).tolist(), pid[daughters.parent[pions]].tolist()))
+        made_by.update(zip(daughters.energy[pions].astype(np.float64).tolist(), pid[daughters.parent[pions]].tolist()))
         return daughters
 
     def counted_to_ground(muons, cos_zenith, ground_depth, *args, **kwargs):
@@ -186,7 +186,7 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     interactions.AirInteractions.collide_many = labelled_collide
     try:
         for k in range(repeat):
-            parent_of.clear(), kaon_made_by.clear(), grandmother_of.clear(), pion_grandmother_of.clear()
+            parent_of.clear(), made_by.clear(), grandmother_of.clear(), pion_grandmother_of.clear()
             batch = simulate_primaries(energy, np.zeros(energy.size), mass, np.zeros(energy.size), seed=seed + k, config=config)
             total += int(batch.counts.sum())
     finally:

@@ -44,7 +44,7 @@ def test_the_kaon_muons_are_split_by_the_grandmother_record():
         + muon(17, 14)  # eta -> mu mu: not a kaon muon
         + muon(8, 14, 54)  # a pion-decay muon
     )
-    assert origins.kaon_muons_by_grandmother(description) == {"nucleon": 2, "pion": 2, "kaon": 2, "other": 1}
-    assert origins.kaon_muons_by_grandmother(description, pion_muons=True) == {"nucleon": 1, "pion": 0, "kaon": 0, "other": 0}
+    assert origins.muons_by_grandmother(description) == {"nucleon": 2, "pion": 2, "kaon": 2, "other": 1}
+    assert origins.muons_by_grandmother(description, pion_muons=True) == {"nucleon": 1, "pion": 0, "kaon": 0, "other": 0}
     assert [origins.projectile_class(pid) for pid in (2212, -2112, 211, -321, 130, 3122, 0)] == \
         ["nucleon", "nucleon", "pion", "kaon", "kaon", "other", "other"]
