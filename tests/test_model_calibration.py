@@ -14,15 +14,19 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import write_shard
 from mubundle.errors import EXIT_OUTPUT, InvalidValueError
 from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.calibration import MuonCalibration, TailMap
+from mubundle.model.calibration import IDENTITY, MuonCalibration, PrimaryEnergyMap, QuantileMap, TailMap
 from mubundle.train.calibration_fit import (
+    BULK_LEVELS,
     KNOTS,
+    MIN_BIN_MUONS,
     MIN_MUONS_BEYOND,
     TAIL_PROBABILITY,
     fit_both_tails,
+    fit_by_primary_energy,
     fit_calibration,
     fit_upper_tail,
     generator_muons,
+    muon_log10_e0,
 )
 from test_train_multiplicity_fit import energy_dependent_events, tiny_model
 
@@ -102,6 +106,71 @@ def test_a_radius_map_scales_x_and_y_alike_and_leaves_a_muon_on_the_axis_where_i
     calibrated = MuonCalibration(None, BOTH).apply(muons.clone())
     # r = 5 m: log10 r 0.699 is between the tails; r = 0.5 m: log10 r -0.301 -> -0.602, r' = 0.25 m
     torch.testing.assert_close(calibrated, torch.tensor([[100.0, 3.0, 4.0], [100.0, 0.0, 0.0], [100.0, 0.15, -0.2]]))
+
+
+SHIFT = QuantileMap((0.0, 1.0), (0.3, 1.3))  # log10 r + 0.3: radii x 2
+BY_E0 = PrimaryEnergyMap((4.0, 5.0, 6.0), (IDENTITY, SHIFT, IDENTITY))
+
+
+def test_a_map_by_primary_energy_interpolates_in_log10_e0_and_holds_the_outer_maps_beyond_its_anchors():
+    values = torch.tensor([-1.0, 0.0, 0.5, 2.0, 0.5, 0.5, 0.5, 0.5], dtype=torch.float64)
+    log10_e0 = torch.tensor([5.0, 5.0, 5.0, 5.0, 4.5, 5.75, 3.0, 9.0], dtype=torch.float64)
+    # at the anchor 5: + 0.3 everywhere (the segments continue beyond the knots); halfway to an
+    # identity anchor: + 0.15; a quarter of the way: + 0.225; beyond the outer identity anchors: nothing
+    expected = torch.tensor([-0.7, 0.3, 0.8, 2.3, 0.65, 0.575, 0.5, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(BY_E0.apply(values, log10_e0), expected)
+    dense = torch.linspace(-3, 3, 601, dtype=torch.float64)
+    for e0 in (3.0, 4.2, 5.0, 5.9, 7.0):  # strictly increasing at every E0: the order of the radii is kept
+        assert torch.all(torch.diff(BY_E0.apply(dense, torch.full_like(dense, e0))) > 0)
+    muons = torch.tensor([[100.0, 3.0, 4.0], [100.0, 3.0, 4.0], [100.0, 0.0, 0.0]])
+    calibrated = MuonCalibration(log10_radius_by_e0=BY_E0).apply(muons.clone(), torch.tensor([5.0, 6.5, 5.0]))
+    torch.testing.assert_close(calibrated, torch.tensor([[100.0, 3 * 10**0.3, 4 * 10**0.3], [100.0, 3.0, 4.0],
+                                                         [100.0, 0.0, 0.0]]))
+    with pytest.raises(InvalidValueError, match="needs log10 E0 for each of the 3 muons"):
+        MuonCalibration(log10_radius_by_e0=BY_E0).apply(muons.clone())
+
+
+def test_a_map_by_primary_energy_round_trips_and_refuses_bad_anchors_and_a_second_radius_map():
+    calibration = MuonCalibration(UPPER, None, "test", BY_E0)
+    assert MuonCalibration.from_dict(json.loads(json.dumps(calibration.to_dict()))) == calibration
+    assert calibration.map_names == ["log10_energy", "log10_radius_by_e0"] and calibration.needs_primary_energy
+    good = BY_E0.to_dict()
+    for bad in ({**good, "log10_e0": [4.0, 4.0, 6.0]}, {**good, "log10_e0": [4.0, 5.0]},
+                {**good, "maps": [{"x": [0.0, 1.0], "y": [1.0, 0.0]}] * 3}, {"log10_e0": [4.0, 5.0]},
+                {**good, "maps": [{"x": [0.0, 1.0]}] * 3}):
+        with pytest.raises(InvalidValueError, match="calibration.log10_radius_by_e0"):
+            MuonCalibration.from_dict({"log10_radius_by_e0": bad})
+    with pytest.raises(InvalidValueError, match="not both"):
+        MuonCalibration.from_dict({"log10_radius": BOTH.to_dict(), "log10_radius_by_e0": good})
+
+
+def test_the_fit_by_primary_energy_maps_each_bin_onto_the_data_and_fades_out_beyond_the_fitted_bins():
+    rng = np.random.default_rng(2)
+    log10_e0 = rng.uniform(3.0, 6.0, 300_000)
+    generated = rng.normal(0.7, 0.3, log10_e0.size)
+    # the data: narrower and shifted by an amount that grows with E0; the bin 3.0-3.5 gets too few muons
+    data = 0.9 + 0.2 * (log10_e0 - 4.5) + 0.15 * rng.standard_t(4, log10_e0.size)
+    keep = (log10_e0 > 3.5) | (rng.random(log10_e0.size) < 0.03)
+    log10_e0, generated, data = log10_e0[keep], generated[keep], data[keep]
+    fitted = fit_by_primary_energy(generated, log10_e0, data, log10_e0)
+    assert fitted.log10_e0 == (3.25, 3.75, 4.25, 4.75, 5.25, 5.75, 6.25)  # 3.0-3.5: < MIN_BIN_MUONS
+    assert fitted.maps[0].is_identity and fitted.maps[-1].is_identity
+    assert len(fitted.maps[1].x) == 2 * KNOTS + len(BULK_LEVELS)
+    mapped = fitted.apply(torch.from_numpy(generated), torch.from_numpy(log10_e0)).numpy()
+    for centre in fitted.log10_e0[1:-1]:  # near each anchor the calibrated quantiles are the data's
+        near = np.abs(log10_e0 - centre) < 0.05
+        levels = (0.02, 0.1, 0.5, 0.9, 0.98)
+        for level in levels:
+            assert abs(np.quantile(mapped[near], level) - np.quantile(data[near], level)) < 0.04
+        assert max(abs(np.quantile(generated[near], q) - np.quantile(data[near], q)) for q in levels) > 0.1  # they differed
+    with pytest.raises(ValueError, match="holds 2000 data muons"):
+        fit_by_primary_energy(generated[:1000], log10_e0[:1000], data[:1000], log10_e0[:1000])
+    muons = np.abs(rng.normal(size=(5000, 3))) + 1
+    with pytest.raises(ValueError, match="choose one"):
+        fit_calibration(muons, muons, maps=("radius", "radius-by-energy"), log10_e0=np.full(5000, 5.0))
+    with pytest.raises(ValueError, match="needs the log10 E0"):
+        fit_calibration(muons, muons, maps=("radius-by-energy",))
+    assert MIN_BIN_MUONS == 2000
 
 
 def distorted_own_events(model: MuonBundleModel, n_events: int, seed: int) -> RaggedBatch:
@@ -184,6 +253,47 @@ def test_calibrate_writes_a_model_whose_muons_follow_the_maps_and_keeps_the_netw
     energy_only = MuonBundleModel.load(tmp_path / "energy_only")
     assert energy_only.calibration.log10_radius is None
     np.testing.assert_array_equal(energy_only.sample(*args, seed=5).flat_muons[:, 1:], before.flat_muons[:, 1:])
+
+
+def test_calibrate_by_primary_energy_corrects_the_radii_where_they_were_distorted_and_nowhere_else(tmp_path):
+    source = tiny_model(energy_dependent_events(300, seed=29))
+    source.save(tmp_path / "model")
+    conditions = energy_dependent_events(2500, seed=32).conditions
+    own = source.sample(*(conditions[:, i] for i in range(4)), seed=32)
+    log10_e0 = muon_log10_e0(own)
+    muons = own.flat_muons.astype(np.float64)
+    log10_radius = np.log10(np.hypot(muons[:, 1], muons[:, 2]))
+    # above E0 = 1e5 GeV the data's radii are wider and larger than the generator's
+    distorted = np.where(log10_e0 >= 5.0, 0.2 + log10_radius + 0.5 * (log10_radius - np.median(log10_radius)), log10_radius)
+    muons[:, 1:] *= (10 ** (distorted - log10_radius))[:, None]
+    write_shard(RaggedBatch(own.conditions, own.counts, muons.astype(np.float32)), tmp_path / "train" / "part-00000.parquet", {})
+
+    assert main(["calibrate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+                 "--out", str(tmp_path / "calibrated"), "--maps", "radius-by-energy", "--seed", "3"]) == 0
+    calibrated = MuonBundleModel.load(tmp_path / "calibrated")
+    by_e0 = calibrated.calibration.log10_radius_by_e0
+    # the bin 1e4-1e4.5 holds fewer than MIN_BIN_MUONS muons: no anchor of its own
+    assert np.sum(log10_e0 < 4.5) < MIN_BIN_MUONS <= np.sum((log10_e0 >= 4.5) & (log10_e0 < 5.0))
+    assert by_e0.log10_e0 == (4.25, 4.75, 5.25, 5.75, 6.25) and calibrated.calibration.log10_energy is None
+    report = json.loads((tmp_path / "calibrated" / "calibration.json").read_text())
+    assert set(report["tail_counts_by_e0"]) == {"log10 E0 4-4.5", "log10 E0 4.5-5", "log10 E0 5-5.5", "log10 E0 5.5-6"}
+
+    args = [own.conditions[:, i] for i in range(4)]
+    before, after = source.sample(*args, seed=5), calibrated.sample(*args, seed=5)
+    np.testing.assert_array_equal(after.flat_muons[:, 0], before.flat_muons[:, 0])  # energies untouched
+    below = muon_log10_e0(before) < 4.25  # the identity anchor and beyond
+    assert below.sum() > 100
+    np.testing.assert_allclose(after.flat_muons[below], before.flat_muons[below], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(after.flat_muons[~below], before.flat_muons[~below])
+    # in-sample (the fit's events, N and seed), the calibrated radii of the fitted bins follow the data's quantiles
+    fitted = RaggedBatch(own.conditions, own.counts, muons.astype(np.float32))
+    raw = generator_muons(calibrated, fitted, seed=3)
+    mapped = calibrated.calibration.apply(torch.from_numpy(raw.copy()), torch.from_numpy(log10_e0)).numpy()
+    radius = lambda m: np.log10(np.hypot(m[:, 1], m[:, 2]))  # noqa: E731
+    chosen = (log10_e0 >= 5.0) & (log10_e0 < 6.0)  # the two distorted bins (the neighbours' maps mix in between anchors)
+    for level, distortion in ((0.5, 0.2), (0.9, 0.3)):
+        assert abs(np.quantile(radius(raw)[chosen], level) - np.quantile(distorted[chosen], level)) > distortion
+        assert abs(np.quantile(radius(mapped)[chosen], level) - np.quantile(distorted[chosen], level)) < 0.05
 
 
 def test_calibrate_refuses_to_overwrite_its_input_model(tmp_path, capsys):

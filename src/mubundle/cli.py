@@ -177,8 +177,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     )
     _add_model_data_out(p)
     p.add_argument("--seed", type=seed_int, default=0, help="the generator's noise (default 0)")
-    p.add_argument("--maps", nargs="+", choices=("energy", "radius"), default=["energy", "radius"],
-                   help="which tails to map: the muon energies' upper tail, the radii's two tails (default both)")
+    p.add_argument("--maps", nargs="+", choices=("energy", "radius", "radius-by-energy"), default=["energy", "radius"],
+                   help="what to map: the muon energies' upper tail, the radii's two tails, or the radii's whole "
+                        "distribution per half decade of E0 (radius-by-energy; not with radius) (default: energy radius)")
     p.set_defaults(run=_run_calibrate)
 
 

@@ -202,12 +202,13 @@ class MuonBundleModel(nn.Module):
         """One generator call on the events ``with_muons`` of conditions (B, 4) / counts (B,) -> (M, 3) physical."""
         part_counts = counts.index_select(0, with_muons)
         event_index = event_index_of(part_counts, noise.muon_noise.shape[0])
-        features = self.generator(
-            self.transform.condition_features(conditions.index_select(0, with_muons)), part_counts, event_index,
-            noise=noise,
-        )
+        part_conditions = conditions.index_select(0, with_muons)
+        features = self.generator(self.transform.condition_features(part_conditions), part_counts, event_index, noise=noise)
         muons = self.transform.muons_from_features(features)
-        return muons if self.calibration is None else self.calibration.apply(muons)
+        if self.calibration is None:
+            return muons
+        log10_e0 = torch.log10(part_conditions[:, 0]).index_select(0, event_index) if self.calibration.needs_primary_energy else None
+        return self.calibration.apply(muons, log10_e0)
 
     def _collect(self, calls: list[Future]) -> Tensor:
         """Concatenate the muons of submitted generator calls, in order: (M, 3)."""

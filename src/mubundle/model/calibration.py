@@ -12,7 +12,10 @@ tails. It is strictly increasing, so it keeps the order of the values (which muo
 are the energetic or the distant ones stays the generator's), and it leaves the bulk alone.
 
 :class:`MuonCalibration` holds a map of log10(E / GeV) (upper tail) and one of log10(r / m)
-(both tails; x and y are scaled by r' / r, so the azimuth is kept). It is fitted by
+(both tails; x and y are scaled by r' / r, so the azimuth is kept), or instead of the latter a
+:class:`PrimaryEnergyMap` of log10(r / m): whole-distribution maps that depend on the primary
+energy (the generator's radii can be off at some E0 and right at others, which one map for all
+muons cannot correct). It is fitted by
 ``mubundle calibrate`` (:mod:`mubundle.train.calibration_fit`) on the generator's muons for the
 training events' own conditions and multiplicities, so the multiplicity part does not enter. A
 model without the key has no maps (the identity).
@@ -104,33 +107,146 @@ class TailMap:
             raise InvalidValueError(f"{where} needs lists of numbers: {error!r}") from None
 
 
+@dataclass(frozen=True)
+class QuantileMap:
+    """A strictly increasing piecewise-linear map ``x`` -> ``y`` (K >= 2 knots), continued beyond the
+    outermost knots with the outermost segments' slopes. ``x = y`` is the identity."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        _check_knots("map", self.x, self.y)
+        if not self.x:
+            raise InvalidValueError("a quantile map needs at least 2 knots, got none")
+
+    def apply(self, values: Tensor) -> Tensor:
+        """(M,) values -> (M,) float64 mapped values."""
+        return _piecewise_linear(values.to(torch.float64), self.x, self.y)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.x == self.y
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"x": list(self.x), "y": list(self.y)}
+
+
+#: the quantile map that moves nothing
+IDENTITY = QuantileMap((0.0, 1.0), (0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class PrimaryEnergyMap:
+    """Maps of one variable that depend on the primary energy E0.
+
+    ``maps[k]`` holds at log10(E0 / GeV) = ``log10_e0[k]`` (strictly increasing, K >= 2); between two
+    anchors the mapped values are interpolated linearly in log10 E0 (a convex combination of
+    strictly increasing maps is strictly increasing, so the order of the values at one E0 is kept);
+    below the first and above the last anchor, that anchor's map holds. ``mubundle calibrate`` puts
+    identity maps at both ends, so the correction fades out beyond the E0 it was fitted at.
+    """
+
+    log10_e0: tuple[float, ...]
+    maps: tuple[QuantileMap, ...]
+
+    def __post_init__(self) -> None:
+        anchors = self.log10_e0
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in anchors) or any(
+                b <= a for a, b in zip(anchors, anchors[1:])):
+            raise InvalidValueError(f"log10_e0 must hold strictly increasing finite numbers, got {anchors!r}")
+        if len(self.log10_e0) != len(self.maps) or len(self.maps) < 2:
+            raise InvalidValueError(f"{len(self.log10_e0)} anchors in log10_e0 but {len(self.maps)} maps; "
+                                    "one map per anchor, at least 2")
+
+    def apply(self, values: Tensor, log10_e0: Tensor) -> Tensor:
+        """(M,) values at (M,) log10(E0 / GeV) -> (M,) mapped values, same dtype and device."""
+        anchors = torch.tensor(self.log10_e0, dtype=torch.float64, device=values.device)
+        e0 = log10_e0.to(torch.float64)
+        # beyond the outer anchors their maps hold (a NaN stays NaN: it is not moved into range)
+        e0 = torch.where(e0 < anchors[0], anchors[0], torch.where(e0 > anchors[-1], anchors[-1], e0))
+        # segment k lies between anchors k and k + 1 (k = 0 .. K-2)
+        segment = torch.searchsorted(anchors[1:-1].contiguous(), e0, right=True)
+        low = anchors.index_select(0, segment)
+        weight = (e0 - low) / (anchors.index_select(0, segment + 1) - low)
+        source = values.to(torch.float64)
+        result = source.clone()
+        for k in range(len(self.maps) - 1):
+            chosen = torch.nonzero(segment == k).squeeze(1)
+            if chosen.numel() == 0 or (self.maps[k].is_identity and self.maps[k + 1].is_identity):
+                continue
+            part, w = source.index_select(0, chosen), weight.index_select(0, chosen)
+            mapped = (1.0 - w) * self.maps[k].apply(part) + w * self.maps[k + 1].apply(part)
+            result.index_copy_(0, chosen, mapped)
+        return result.to(values.dtype)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"log10_e0": list(self.log10_e0), "maps": [m.to_dict() for m in self.maps]}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> "PrimaryEnergyMap":
+        """Inverse of :meth:`to_dict`; ``InvalidValueError`` naming ``where``."""
+        if not isinstance(data, dict) or set(data) != {"log10_e0", "maps"} or not isinstance(data["maps"], list):
+            raise InvalidValueError(f"{where} must be a mapping with log10_e0 and a list of maps")
+        try:
+            maps = []
+            for k, entry in enumerate(data["maps"]):
+                if not isinstance(entry, dict) or set(entry) != {"x", "y"}:
+                    raise InvalidValueError(f"map {k} must be a mapping with x and y")
+                maps.append(QuantileMap(tuple(float(v) for v in entry["x"]), tuple(float(v) for v in entry["y"])))
+            return cls(tuple(float(v) for v in data["log10_e0"]), tuple(maps))
+        except InvalidValueError as error:
+            raise InvalidValueError(f"{where}: {error}") from None
+        except (TypeError, ValueError) as error:
+            raise InvalidValueError(f"{where} needs lists of numbers: {error!r}") from None
+
+
 #: the variables a :class:`MuonCalibration` can map (its fields and model.json keys)
-MAP_NAMES = ("log10_energy", "log10_radius")
+MAP_NAMES = ("log10_energy", "log10_radius", "log10_radius_by_e0")
 
 
 @dataclass(frozen=True)
 class MuonCalibration:
-    """Maps of log10(E / GeV) and log10(r / m) (None: identity); ``fitted_on`` says on what."""
+    """Maps of log10(E / GeV) and log10(r / m), the latter for all muons or by primary energy
+    (None: identity; at most one of the two radius maps); ``fitted_on`` says on what."""
 
     log10_energy: TailMap | None = None
     log10_radius: TailMap | None = None
     fitted_on: str = ""
+    log10_radius_by_e0: PrimaryEnergyMap | None = None
+
+    def __post_init__(self) -> None:
+        if self.log10_radius is not None and self.log10_radius_by_e0 is not None:
+            raise InvalidValueError("a calibration maps log10_radius for all muons or log10_radius_by_e0, not both")
+
+    @property
+    def needs_primary_energy(self) -> bool:
+        """Whether :meth:`apply` needs each muon's log10 E0."""
+        return self.log10_radius_by_e0 is not None
 
     @property
     def map_names(self) -> list[str]:
         """The :data:`MAP_NAMES` this calibration has a map for."""
         return [name for name in MAP_NAMES if getattr(self, name) is not None]
 
-    def apply(self, muons: Tensor) -> Tensor:
-        """(M, 3) [GeV, m, m] -> (M, 3) calibrated, in place on ``muons`` (returned)."""
+    def apply(self, muons: Tensor, log10_e0: Tensor | None = None) -> Tensor:
+        """(M, 3) [GeV, m, m] -> (M, 3) calibrated, in place on ``muons`` (returned). ``log10_e0``:
+        (M,) log10(E0 / GeV) of each muon's primary, needed by a map by primary energy."""
         if self.log10_energy is not None:
             muons[:, 0] = torch.pow(10.0, self.log10_energy.apply(torch.log10(muons[:, 0])))
+        if self.log10_radius is None and self.log10_radius_by_e0 is None:
+            return muons
+        if self.log10_radius_by_e0 is not None and (log10_e0 is None or log10_e0.shape != muons.shape[:1]):
+            raise InvalidValueError(f"the radius map by primary energy needs log10 E0 for each of the {muons.shape[0]} "
+                                    f"muons, got {None if log10_e0 is None else tuple(log10_e0.shape)}")
+        radius = torch.hypot(muons[:, 1], muons[:, 2])
+        positive = radius > 0  # a muon on the axis stays there
+        safe = torch.where(positive, radius, torch.ones_like(radius))
         if self.log10_radius is not None:
-            radius = torch.hypot(muons[:, 1], muons[:, 2])
-            positive = radius > 0  # a muon on the axis stays there
-            safe = torch.where(positive, radius, torch.ones_like(radius))
             mapped = torch.pow(10.0, self.log10_radius.apply(torch.log10(safe)))
-            muons[:, 1:3] *= torch.where(positive, mapped / safe, torch.ones_like(radius)).unsqueeze(1)
+        else:
+            mapped = torch.pow(10.0, self.log10_radius_by_e0.apply(torch.log10(safe), log10_e0))
+        muons[:, 1:3] *= torch.where(positive, mapped / safe, torch.ones_like(radius)).unsqueeze(1)
         return muons
 
     def to_dict(self) -> dict[str, object]:
@@ -145,8 +261,14 @@ class MuonCalibration:
         unknown = set(data) - {*MAP_NAMES, "fitted_on"}
         if unknown:
             raise InvalidValueError(f"calibration: unknown key(s) {sorted(unknown)}")
-        maps = {name: TailMap.from_dict(data[name], f"calibration.{name}") for name in MAP_NAMES if name in data}
-        return cls(**maps, fitted_on=str(data.get("fitted_on", "")))
+        maps: dict[str, object] = {name: TailMap.from_dict(data[name], f"calibration.{name}")
+                                   for name in ("log10_energy", "log10_radius") if name in data}
+        if "log10_radius_by_e0" in data:
+            maps["log10_radius_by_e0"] = PrimaryEnergyMap.from_dict(data["log10_radius_by_e0"], "calibration.log10_radius_by_e0")
+        try:
+            return cls(**maps, fitted_on=str(data.get("fitted_on", "")))
+        except InvalidValueError as error:
+            raise InvalidValueError(f"calibration: {error}") from None
 
 
-__all__ = ["MAP_NAMES", "MuonCalibration", "TailMap"]
+__all__ = ["IDENTITY", "MAP_NAMES", "MuonCalibration", "PrimaryEnergyMap", "QuantileMap", "TailMap"]

@@ -6,7 +6,10 @@ multiplicity part. Each tail's knots are the generator's and the data's quantile
 tail probabilities spaced logarithmically from ``TAIL_PROBABILITY`` (5 % of the muons) to the
 level with ``MIN_MUONS_BEYOND`` data muons beyond it; the innermost knot maps onto itself, so
 each map is continuous and the identity between the tails. log10 E gets its upper tail mapped,
-log10 r both tails. The result is a new model directory: the same networks, the maps in
+log10 r both tails; or (``radius-by-energy``) log10 r gets a whole-distribution map per bin of
+``E0_BIN_DEX`` in log10 E0 with at least ``MIN_BIN_MUONS`` data muons (knots at the tail levels
+above, mirrored, and at the deciles), interpolated in log10 E0 between the bins' centres and
+fading to the identity over one bin width beyond the outermost fitted bins. The result is a new model directory: the same networks, the maps in
 ``model.json`` and a line in its domain notes; the report ``calibration.json`` gives, on the fit
 events, the muons beyond energy and radius thresholds for the data, the generator and the
 calibrated generator (in-sample: check on held-out events with ``mubundle evaluate``).
@@ -28,7 +31,7 @@ from mubundle.data.atomic import atomic_write_bytes
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.lock import directory_lock
 from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.calibration import MuonCalibration, TailMap
+from mubundle.model.calibration import IDENTITY, MuonCalibration, PrimaryEnergyMap, QuantileMap, TailMap
 from mubundle.train.multiplicity_fit import load_valid_events
 
 if TYPE_CHECKING:
@@ -47,6 +50,17 @@ ENERGY_THRESHOLDS = (3.0, 3.5, 4.0, 4.25, 4.5, 4.75, 5.0)
 RADIUS_BELOW_M = (0.1, 0.3, 1.0)
 RADIUS_ABOVE_M = (30.0, 75.0, 150.0)
 REPORT_NAME = "calibration.json"
+#: width [dex] of the primary-energy bins of the radius map by E0
+E0_BIN_DEX = 0.5
+#: data muons a primary-energy bin needs for a map of its own
+MIN_BIN_MUONS = 2000
+#: knot levels between the tails of a whole-distribution map (the deciles)
+BULK_LEVELS = tuple(np.round(np.linspace(0.1, 0.9, 9), 2))
+
+
+def muon_log10_e0(batch: RaggedBatch) -> np.ndarray:
+    """(M,) log10(E0 / GeV) of the primary of each of ``batch``'s muons, in their order."""
+    return np.repeat(np.log10(batch.conditions[:, 0].astype(np.float64)), batch.counts)
 
 
 def generator_muons(model: MuonBundleModel, batch: RaggedBatch, seed: int) -> np.ndarray:
@@ -107,28 +121,75 @@ def fit_both_tails(generated: np.ndarray, data: np.ndarray, what: str = "log10 r
     return TailMap(lower_x=lower_x, lower_y=lower_y, upper_x=upper_x, upper_y=upper_y)
 
 
-#: the maps ``mubundle calibrate --maps`` can fit
-MAPS = ("energy", "radius")
+def e0_bins(log10_e0: np.ndarray) -> list[tuple[float, float]]:
+    """The (low, high) log10 E0 bins of width ``E0_BIN_DEX``, on multiples of it, that cover ``log10_e0``."""
+    first = np.floor(log10_e0.min() / E0_BIN_DEX) * E0_BIN_DEX
+    return [(float(low), float(low + E0_BIN_DEX)) for low in np.arange(first, log10_e0.max(), E0_BIN_DEX)]
+
+
+def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray, data: np.ndarray,
+                          data_log10_e0: np.ndarray, what: str = "log10 r") -> PrimaryEnergyMap:
+    """Whole-distribution maps of one variable per bin of log10 E0, from the generator's (M,) and
+    the data's (M',) values with each value's log10(E0 / GeV). A bin with at least
+    ``MIN_BIN_MUONS`` data muons gets knots at the generator's and the data's quantiles (the tail
+    levels of :func:`_tail_probabilities` at both ends and ``BULK_LEVELS``), anchored at its centre;
+    identity maps are added one bin width beyond the outermost anchors. ``ValueError`` when no bin
+    has enough muons or a bin's knots are not strictly increasing."""
+    anchors, maps = [], []
+    for low, high in e0_bins(data_log10_e0):
+        in_data = (data_log10_e0 >= low) & (data_log10_e0 < high)
+        in_generated = (generated_log10_e0 >= low) & (generated_log10_e0 < high)
+        n = int(in_data.sum())
+        if n < MIN_BIN_MUONS or in_generated.sum() < MIN_BIN_MUONS:
+            continue
+        where = f"{what} at log10 E0 {low:g}-{high:g}"
+        tail = np.sort(_tail_probabilities(n, where))
+        levels = np.concatenate([tail, BULK_LEVELS, 1.0 - tail[::-1]])
+        x, y = np.quantile(generated[in_generated], levels), np.quantile(data[in_data], levels)
+        for name, knots in (("generator", x), ("data", y)):
+            if np.any(np.diff(knots) <= 0):
+                raise ValueError(f"the {name} knots of the {where} calibration are not strictly increasing: "
+                                 f"{np.round(knots, 4).tolist()}")
+        anchors.append(0.5 * (low + high))
+        maps.append(QuantileMap(tuple(map(float, x)), tuple(map(float, y))))
+    if not anchors:
+        raise ValueError(f"no bin of {E0_BIN_DEX:g} in log10 E0 holds {MIN_BIN_MUONS} data muons with a {what}; "
+                         "a radius map by primary energy needs more events")
+    return PrimaryEnergyMap((anchors[0] - E0_BIN_DEX, *anchors, anchors[-1] + E0_BIN_DEX), (IDENTITY, *maps, IDENTITY))
+
+
+#: the maps ``mubundle calibrate --maps`` can fit (``radius`` or ``radius-by-energy``, not both)
+MAPS = ("energy", "radius", "radius-by-energy")
 
 
 def fit_calibration(
-    generated: np.ndarray, data: np.ndarray, fitted_on: str = "", maps: Sequence[str] = MAPS
+    generated: np.ndarray, data: np.ndarray, fitted_on: str = "", maps: Sequence[str] = ("energy", "radius"),
+    log10_e0: np.ndarray | None = None,
 ) -> MuonCalibration:
-    """Maps of log10 E (upper tail; ``"energy"`` in ``maps``) and log10 r (both tails; ``"radius"``)
-    from the generator's (M, 3) and the data's (M', 3) muons [GeV, m, m]; muons on the axis
-    (r = 0) do not enter the radius map."""
+    """Maps of log10 E (upper tail; ``"energy"`` in ``maps``) and log10 r (both tails; ``"radius"``;
+    or by primary energy, ``"radius-by-energy"``, which needs ``log10_e0``) from the generator's
+    (M, 3) and the data's (M, 3) muons [GeV, m, m] of the same events (same N); ``log10_e0`` (M,)
+    is each muon's log10(E0 / GeV). Muons on the axis (r = 0) do not enter the radius maps."""
     unknown = set(maps) - set(MAPS)
     if unknown or not maps:
         raise ValueError(f"maps must be one or more of {', '.join(MAPS)}, got {list(maps)}")
-    energy = radius = None
+    if {"radius", "radius-by-energy"} <= set(maps):
+        raise ValueError("maps radius and radius-by-energy both map log10 r: choose one")
+    energy = radius = radius_by_e0 = None
     if "energy" in maps:
         energy = fit_upper_tail(np.log10(generated[:, 0]), np.log10(data[:, 0].astype(np.float64)), "log10 E")
+    radius_generated = np.hypot(generated[:, 1], generated[:, 2])
+    radius_data = np.hypot(data[:, 1].astype(np.float64), data[:, 2].astype(np.float64))
+    on_generated, on_data = radius_generated > 0, radius_data > 0
     if "radius" in maps:
-        radius_generated = np.hypot(generated[:, 1], generated[:, 2])
-        radius_data = np.hypot(data[:, 1].astype(np.float64), data[:, 2].astype(np.float64))
-        radius = fit_both_tails(np.log10(radius_generated[radius_generated > 0]),
-                                np.log10(radius_data[radius_data > 0]), "log10 r")
-    return MuonCalibration(energy, radius, fitted_on)
+        radius = fit_both_tails(np.log10(radius_generated[on_generated]), np.log10(radius_data[on_data]), "log10 r")
+    if "radius-by-energy" in maps:
+        if log10_e0 is None or log10_e0.shape != radius_data.shape or radius_generated.shape != radius_data.shape:
+            raise ValueError("a radius map by primary energy needs the log10 E0 of each muon and the generator's "
+                             "muons for the same events")
+        radius_by_e0 = fit_by_primary_energy(np.log10(radius_generated[on_generated]), log10_e0[on_generated],
+                                             np.log10(radius_data[on_data]), log10_e0[on_data], "log10 r")
+    return MuonCalibration(energy, radius, fitted_on, radius_by_e0)
 
 
 def tail_counts(muons: np.ndarray) -> dict[str, int]:
@@ -141,13 +202,33 @@ def tail_counts(muons: np.ndarray) -> dict[str, int]:
     return counts
 
 
+def _with_kept_maps(fitted: MuonCalibration, kept: MuonCalibration | None, maps: Sequence[str]) -> MuonCalibration:
+    """``fitted`` plus the maps of ``kept`` (the input model's) of the variables ``maps`` did not fit."""
+    keep_energy = "energy" not in maps
+    keep_radius = not {"radius", "radius-by-energy"} & set(maps)
+    if kept is None or not (keep_energy and kept.log10_energy or keep_radius and (kept.log10_radius or kept.log10_radius_by_e0)):
+        return fitted
+    combined = MuonCalibration(
+        kept.log10_energy if keep_energy else fitted.log10_energy,
+        kept.log10_radius if keep_radius else fitted.log10_radius,
+        "",
+        kept.log10_radius_by_e0 if keep_radius else fitted.log10_radius_by_e0,
+    )
+    old = [name for name in combined.map_names if getattr(combined, name) is getattr(kept, name)]
+    new = [name for name in combined.map_names if name not in old]
+    return dataclasses.replace(combined, fitted_on=f"{', '.join(new)}: {fitted.fitted_on}; {', '.join(old)} kept from the "
+                                                   f"input model ({kept.fitted_on})")
+
+
 def calibrate(
     model_dir: str | os.PathLike | None, data_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-    seed: int = 0, maps: Sequence[str] = MAPS,
+    seed: int = 0, maps: Sequence[str] = ("energy", "radius"),
 ) -> dict[str, Any]:
     """``mubundle calibrate``: the model in ``model_dir`` (None: the shipped default) with its
     calibration (the ``maps`` of :data:`MAPS`) fitted on the events of ``data_paths``, saved to
-    ``out_dir`` with the report :data:`REPORT_NAME`. A model that has a calibration gets a new one fitted on its raw generator.
+    ``out_dir`` with the report :data:`REPORT_NAME`. The maps are fitted on the raw generator; the
+    input model's maps of a variable that ``maps`` does not name are kept (``--maps radius-by-energy``
+    on a model with an energy map keeps that map; the fitted radius map replaces any radius map).
     Rejected rows go to ``out_dir/quarantine/calibration.parquet``. CPU.
     """
     from mubundle.errors import OutputRefusedError
@@ -165,20 +246,29 @@ def calibrate(
         batch, data_report = load_valid_events(data_paths, "calibration", out_dir / "quarantine" / "calibration.parquet")
         data = batch.flat_muons.astype(np.float64)
         generated = generator_muons(model, batch, seed)
+        log10_e0 = muon_log10_e0(batch)
         source = str(model_dir) if model_dir is not None else "shipped default"
         fitted_on = (f"generator muons for the true conditions and N of {data_report['events']} events "
                      f"({len(data)} muons) of {len(data_paths)} path(s), seed {seed}")
-        model.calibration = fit_calibration(generated, data, fitted_on, maps)
-        calibrated = model.calibration.apply(torch.from_numpy(generated.copy())).numpy()
+        fitted = fit_calibration(generated, data, fitted_on, maps, log10_e0)
+        model.calibration = _with_kept_maps(fitted, model.calibration, maps)
+        calibrated = model.calibration.apply(torch.from_numpy(generated.copy()), torch.from_numpy(log10_e0)).numpy()
         report = {
             "source_model": source, "seed": seed, "maps": list(maps), "data": data_report, "muons": len(data),
             "calibration": model.calibration.to_dict(),
             "tail_counts": {"data": tail_counts(data), "generator": tail_counts(generated),
                             "calibrated": tail_counts(calibrated)},
         }
+        if "radius-by-energy" in maps:
+            report["tail_counts_by_e0"] = {
+                f"log10 E0 {low:g}-{high:g}": {name: tail_counts(muons[(log10_e0 >= low) & (log10_e0 < high)])
+                                               for name, muons in (("data", data), ("generator", generated),
+                                                                   ("calibrated", calibrated))}
+                for low, high in e0_bins(log10_e0)}
         if model.domain is not None:
             mapped = {"energy": f"the top {TAIL_PROBABILITY:.0%} of the muon energies",
-                      "radius": f"the bottom and top {TAIL_PROBABILITY:.0%} of the radii"}
+                      "radius": f"the bottom and top {TAIL_PROBABILITY:.0%} of the radii",
+                      "radius-by-energy": f"the radii per {E0_BIN_DEX:g} dex of E0 (whole distribution)"}
             note = (f"calibration by mubundle calibrate from {source}: {fitted_on}; "
                     f"{' and '.join(mapped[name] for name in MAPS if name in maps)} mapped onto the data's quantiles")
             model.domain = dataclasses.replace(model.domain, notes=model.domain.notes + (note,))
