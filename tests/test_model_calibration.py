@@ -130,7 +130,7 @@ def test_a_map_by_primary_energy_interpolates_in_log10_e0_and_holds_the_outer_ma
         MuonCalibration(log10_radius_by_e0=BY_E0).apply(muons.clone())
 
 
-def test_a_map_by_primary_energy_round_trips_and_refuses_bad_anchors_and_a_second_radius_map():
+def test_a_map_by_primary_energy_round_trips_refuses_bad_anchors_and_composes_with_the_tail_map():
     calibration = MuonCalibration(UPPER, None, "test", BY_E0)
     assert MuonCalibration.from_dict(json.loads(json.dumps(calibration.to_dict()))) == calibration
     assert calibration.map_names == ["log10_energy", "log10_radius_by_e0"] and calibration.needs_primary_energy
@@ -140,8 +140,16 @@ def test_a_map_by_primary_energy_round_trips_and_refuses_bad_anchors_and_a_secon
                 {**good, "maps": [{"x": [0.0, 1.0]}] * 3}):
         with pytest.raises(InvalidValueError, match="calibration.log10_radius_by_e0"):
             MuonCalibration.from_dict({"log10_radius_by_e0": bad})
-    with pytest.raises(InvalidValueError, match="not both"):
-        MuonCalibration.from_dict({"log10_radius": BOTH.to_dict(), "log10_radius_by_e0": good})
+    # a tail map and a map by E0 of one variable compose: the map by E0 takes the tail map's output
+    both = MuonCalibration(UPPER, BOTH, "test", BY_E0, BY_E0)
+    assert MuonCalibration.from_dict(json.loads(json.dumps(both.to_dict()))) == both
+    muons = torch.tensor([[1e4, 3.0, 4.0], [1e4, 3.0, 4.0]], dtype=torch.float64)
+    log10_e0 = torch.tensor([5.0, 3.0], dtype=torch.float64)
+    calibrated = both.apply(muons.clone(), log10_e0)
+    # log10 E 4 -> 3.8 (UPPER) -> 4.1 at E0 = 1e5 (BY_E0), 3.8 beyond the anchors; r 5 m: BOTH leaves it
+    # (between its tails), BY_E0 multiplies it by 10^0.3 at E0 = 1e5
+    torch.testing.assert_close(torch.log10(calibrated[:, 0]), torch.tensor([4.1, 3.8], dtype=torch.float64))
+    torch.testing.assert_close(calibrated[:, 1:], torch.tensor([[3 * 10**0.3, 4 * 10**0.3], [3.0, 4.0]], dtype=torch.float64))
 
 
 def test_the_fit_by_primary_energy_maps_each_bin_onto_the_data_and_fades_out_beyond_the_fitted_bins():
@@ -166,11 +174,33 @@ def test_the_fit_by_primary_energy_maps_each_bin_onto_the_data_and_fades_out_bey
     with pytest.raises(ValueError, match="holds 2000 data muons"):
         fit_by_primary_energy(generated[:1000], log10_e0[:1000], data[:1000], log10_e0[:1000])
     muons = np.abs(rng.normal(size=(5000, 3))) + 1
-    with pytest.raises(ValueError, match="choose one"):
-        fit_calibration(muons, muons, maps=("radius", "radius-by-energy"), log10_e0=np.full(5000, 5.0))
     with pytest.raises(ValueError, match="needs the log10 E0"):
         fit_calibration(muons, muons, maps=("radius-by-energy",))
     assert MIN_BIN_MUONS == 2000
+
+
+def test_fit_calibration_keeps_the_maps_it_does_not_fit_and_fits_a_map_by_e0_after_the_tail_map():
+    rng = np.random.default_rng(3)
+    n = 200_000
+    log10_e0 = rng.uniform(4.0, 6.0, n)
+    generated = np.stack([10 ** rng.normal(2.5, 0.5, n), rng.normal(0, 5, n), rng.normal(0, 5, n)], axis=1)
+    shift = 0.2 * (log10_e0 - 5.0)  # the data's energies: shifted by an amount that grows with E0
+    data = generated * np.stack([10**shift, np.ones(n), np.ones(n)], axis=1)
+    kept = MuonCalibration(UPPER, None, "the input's fit", BY_E0)
+    fitted = fit_calibration(generated, data, "this fit", ("energy-by-energy",), log10_e0, kept)
+    assert fitted.log10_energy is UPPER and fitted.log10_radius_by_e0 is BY_E0 and fitted.log10_energy_by_e0 is not None
+    assert fitted.fitted_on == ("log10_energy_by_e0: this fit; log10_energy, log10_radius_by_e0 kept from the input model "
+                                "(the input's fit)")
+    # the map by E0 was fitted on what UPPER puts out: together they take the generator onto the data
+    mapped = fitted.map_log10_energy(torch.from_numpy(np.log10(generated[:, 0])), torch.from_numpy(log10_e0)).numpy()
+    for centre in fitted.log10_energy_by_e0.log10_e0[1:-1]:
+        near = np.abs(log10_e0 - centre) < 0.03
+        for level in (0.05, 0.5, 0.95, 0.99):
+            assert abs(np.quantile(mapped[near], level) - np.quantile(np.log10(data[near, 0]), level)) < 0.03
+    with pytest.raises(ValueError, match="name radius-by-energy as well"):
+        fit_calibration(generated, data, "", ("radius",), log10_e0, kept)
+    refitted = fit_calibration(generated, data, "this fit", ("radius", "radius-by-energy"), log10_e0, kept)
+    assert refitted.log10_radius is not None and refitted.log10_radius_by_e0 is not BY_E0 and refitted.log10_energy is UPPER
 
 
 def distorted_own_events(model: MuonBundleModel, n_events: int, seed: int) -> RaggedBatch:

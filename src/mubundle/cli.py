@@ -177,9 +177,11 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     )
     _add_model_data_out(p)
     p.add_argument("--seed", type=seed_int, default=0, help="the generator's noise (default 0)")
-    p.add_argument("--maps", nargs="+", choices=("energy", "radius", "radius-by-energy"), default=["energy", "radius"],
-                   help="what to map: the muon energies' upper tail, the radii's two tails, or the radii's whole "
-                        "distribution per half decade of E0 (radius-by-energy; not with radius) (default: energy radius)")
+    p.add_argument("--maps", nargs="+", choices=("energy", "radius", "energy-by-energy", "radius-by-energy"),
+                   default=["energy", "radius"],
+                   help="what to fit: the muon energies' upper tail, the radii's two tails, and the whole distribution of "
+                        "either per half decade of E0 (*-by-energy, after the tail map); maps not named are kept from "
+                        "the input model (default: energy radius)")
     p.set_defaults(run=_run_calibrate)
 
 

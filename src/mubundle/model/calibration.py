@@ -12,10 +12,10 @@ tails. It is strictly increasing, so it keeps the order of the values (which muo
 are the energetic or the distant ones stays the generator's), and it leaves the bulk alone.
 
 :class:`MuonCalibration` holds a map of log10(E / GeV) (upper tail) and one of log10(r / m)
-(both tails; x and y are scaled by r' / r, so the azimuth is kept), or instead of the latter a
-:class:`PrimaryEnergyMap` of log10(r / m): whole-distribution maps that depend on the primary
-energy (the generator's radii can be off at some E0 and right at others, which one map for all
-muons cannot correct). It is fitted by
+(both tails; x and y are scaled by r' / r, so the azimuth is kept), and for either variable a
+:class:`PrimaryEnergyMap`: whole-distribution maps that depend on the primary energy (the
+generator can be off at some E0 and right at others, which one map for all muons cannot
+correct), applied after that variable's tail map. It is fitted by
 ``mubundle calibrate`` (:mod:`mubundle.train.calibration_fit`) on the generator's muons for the
 training events' own conditions and multiplicities, so the multiplicity part does not enter. A
 model without the key has no maps (the identity).
@@ -201,51 +201,58 @@ class PrimaryEnergyMap:
             raise InvalidValueError(f"{where} needs lists of numbers: {error!r}") from None
 
 
-#: the variables a :class:`MuonCalibration` can map (its fields and model.json keys)
-MAP_NAMES = ("log10_energy", "log10_radius", "log10_radius_by_e0")
+#: the maps a :class:`MuonCalibration` can hold (its fields and model.json keys)
+MAP_NAMES = ("log10_energy", "log10_radius", "log10_energy_by_e0", "log10_radius_by_e0")
 
 
 @dataclass(frozen=True)
 class MuonCalibration:
-    """Maps of log10(E / GeV) and log10(r / m), the latter for all muons or by primary energy
-    (None: identity; at most one of the two radius maps); ``fitted_on`` says on what."""
+    """Maps of log10(E / GeV) and log10(r / m): a tail map for all muons and a map by primary
+    energy for each variable (None: identity), applied in that order (the map by E0 takes the
+    tail map's output); ``fitted_on`` says on what."""
 
     log10_energy: TailMap | None = None
     log10_radius: TailMap | None = None
     fitted_on: str = ""
     log10_radius_by_e0: PrimaryEnergyMap | None = None
-
-    def __post_init__(self) -> None:
-        if self.log10_radius is not None and self.log10_radius_by_e0 is not None:
-            raise InvalidValueError("a calibration maps log10_radius for all muons or log10_radius_by_e0, not both")
+    log10_energy_by_e0: PrimaryEnergyMap | None = None
 
     @property
     def needs_primary_energy(self) -> bool:
         """Whether :meth:`apply` needs each muon's log10 E0."""
-        return self.log10_radius_by_e0 is not None
+        return self.log10_energy_by_e0 is not None or self.log10_radius_by_e0 is not None
 
     @property
     def map_names(self) -> list[str]:
         """The :data:`MAP_NAMES` this calibration has a map for."""
         return [name for name in MAP_NAMES if getattr(self, name) is not None]
 
+    def map_log10_energy(self, values: Tensor, log10_e0: Tensor | None = None) -> Tensor:
+        """(M,) log10(E / GeV) through the energy maps (``log10_e0`` (M,): needed by a map by E0)."""
+        if self.log10_energy is not None:
+            values = self.log10_energy.apply(values)
+        return values if self.log10_energy_by_e0 is None else self.log10_energy_by_e0.apply(values, log10_e0)
+
+    def map_log10_radius(self, values: Tensor, log10_e0: Tensor | None = None) -> Tensor:
+        """(M,) log10(r / m) through the radius maps (``log10_e0`` as for :meth:`map_log10_energy`)."""
+        if self.log10_radius is not None:
+            values = self.log10_radius.apply(values)
+        return values if self.log10_radius_by_e0 is None else self.log10_radius_by_e0.apply(values, log10_e0)
+
     def apply(self, muons: Tensor, log10_e0: Tensor | None = None) -> Tensor:
         """(M, 3) [GeV, m, m] -> (M, 3) calibrated, in place on ``muons`` (returned). ``log10_e0``:
         (M,) log10(E0 / GeV) of each muon's primary, needed by a map by primary energy."""
-        if self.log10_energy is not None:
-            muons[:, 0] = torch.pow(10.0, self.log10_energy.apply(torch.log10(muons[:, 0])))
+        if self.needs_primary_energy and (log10_e0 is None or log10_e0.shape != muons.shape[:1]):
+            raise InvalidValueError(f"a map by primary energy needs log10 E0 for each of the {muons.shape[0]} "
+                                    f"muons, got {None if log10_e0 is None else tuple(log10_e0.shape)}")
+        if self.log10_energy is not None or self.log10_energy_by_e0 is not None:
+            muons[:, 0] = torch.pow(10.0, self.map_log10_energy(torch.log10(muons[:, 0]), log10_e0))
         if self.log10_radius is None and self.log10_radius_by_e0 is None:
             return muons
-        if self.log10_radius_by_e0 is not None and (log10_e0 is None or log10_e0.shape != muons.shape[:1]):
-            raise InvalidValueError(f"the radius map by primary energy needs log10 E0 for each of the {muons.shape[0]} "
-                                    f"muons, got {None if log10_e0 is None else tuple(log10_e0.shape)}")
         radius = torch.hypot(muons[:, 1], muons[:, 2])
         positive = radius > 0  # a muon on the axis stays there
         safe = torch.where(positive, radius, torch.ones_like(radius))
-        if self.log10_radius is not None:
-            mapped = torch.pow(10.0, self.log10_radius.apply(torch.log10(safe)))
-        else:
-            mapped = torch.pow(10.0, self.log10_radius_by_e0.apply(torch.log10(safe), log10_e0))
+        mapped = torch.pow(10.0, self.map_log10_radius(torch.log10(safe), log10_e0))
         muons[:, 1:3] *= torch.where(positive, mapped / safe, torch.ones_like(radius)).unsqueeze(1)
         return muons
 
@@ -261,14 +268,12 @@ class MuonCalibration:
         unknown = set(data) - {*MAP_NAMES, "fitted_on"}
         if unknown:
             raise InvalidValueError(f"calibration: unknown key(s) {sorted(unknown)}")
-        maps: dict[str, object] = {name: TailMap.from_dict(data[name], f"calibration.{name}")
-                                   for name in ("log10_energy", "log10_radius") if name in data}
-        if "log10_radius_by_e0" in data:
-            maps["log10_radius_by_e0"] = PrimaryEnergyMap.from_dict(data["log10_radius_by_e0"], "calibration.log10_radius_by_e0")
-        try:
-            return cls(**maps, fitted_on=str(data.get("fitted_on", "")))
-        except InvalidValueError as error:
-            raise InvalidValueError(f"calibration: {error}") from None
+        maps: dict[str, object] = {}
+        for name in MAP_NAMES:
+            if name in data:
+                kind = PrimaryEnergyMap if name.endswith("_by_e0") else TailMap
+                maps[name] = kind.from_dict(data[name], f"calibration.{name}")
+        return cls(**maps, fitted_on=str(data.get("fitted_on", "")))
 
 
 __all__ = ["IDENTITY", "MAP_NAMES", "MuonCalibration", "PrimaryEnergyMap", "QuantileMap", "TailMap"]

@@ -6,10 +6,11 @@ multiplicity part. Each tail's knots are the generator's and the data's quantile
 tail probabilities spaced logarithmically from ``TAIL_PROBABILITY`` (5 % of the muons) to the
 level with ``MIN_MUONS_BEYOND`` data muons beyond it; the innermost knot maps onto itself, so
 each map is continuous and the identity between the tails. log10 E gets its upper tail mapped,
-log10 r both tails; or (``radius-by-energy``) log10 r gets a whole-distribution map per bin of
-``E0_BIN_DEX`` in log10 E0 with at least ``MIN_BIN_MUONS`` data muons (knots at the tail levels
-above, mirrored, and at the deciles), interpolated in log10 E0 between the bins' centres and
-fading to the identity over one bin width beyond the outermost fitted bins. The result is a new model directory: the same networks, the maps in
+log10 r both tails. A map by primary energy (``energy-by-energy``, ``radius-by-energy``) is a
+whole-distribution map per bin of ``E0_BIN_DEX`` in log10 E0 with at least ``MIN_BIN_MUONS`` data
+muons (knots at the tail levels above, mirrored, and at the deciles), interpolated in log10 E0
+between the bins' centres and fading to the identity over one bin width beyond the outermost
+fitted bins; it acts after its variable's tail map. The result is a new model directory: the same networks, the maps in
 ``model.json`` and a line in its domain notes; the report ``calibration.json`` gives, on the fit
 events, the muons beyond energy and radius thresholds for the data, the generator and the
 calibrated generator (in-sample: check on held-out events with ``mubundle evaluate``).
@@ -158,38 +159,57 @@ def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray,
     return PrimaryEnergyMap((anchors[0] - E0_BIN_DEX, *anchors, anchors[-1] + E0_BIN_DEX), (IDENTITY, *maps, IDENTITY))
 
 
-#: the maps ``mubundle calibrate --maps`` can fit (``radius`` or ``radius-by-energy``, not both)
-MAPS = ("energy", "radius", "radius-by-energy")
+#: the maps ``mubundle calibrate --maps`` can fit, and the ``MuonCalibration`` field of each
+MAPS = ("energy", "radius", "energy-by-energy", "radius-by-energy")
+_FIELDS = {"energy": "log10_energy", "radius": "log10_radius", "energy-by-energy": "log10_energy_by_e0",
+           "radius-by-energy": "log10_radius_by_e0"}
 
 
 def fit_calibration(
     generated: np.ndarray, data: np.ndarray, fitted_on: str = "", maps: Sequence[str] = ("energy", "radius"),
-    log10_e0: np.ndarray | None = None,
+    log10_e0: np.ndarray | None = None, kept: MuonCalibration | None = None,
 ) -> MuonCalibration:
-    """Maps of log10 E (upper tail; ``"energy"`` in ``maps``) and log10 r (both tails; ``"radius"``;
-    or by primary energy, ``"radius-by-energy"``, which needs ``log10_e0``) from the generator's
-    (M, 3) and the data's (M, 3) muons [GeV, m, m] of the same events (same N); ``log10_e0`` (M,)
-    is each muon's log10(E0 / GeV). Muons on the axis (r = 0) do not enter the radius maps."""
+    """The ``maps`` (of :data:`MAPS`) fitted on the generator's (M, 3) and the data's (M, 3) muons
+    [GeV, m, m] of the same events (same N): the upper tail of log10 E (``energy``), both tails of
+    log10 r (``radius``), and whole-distribution maps of either by primary energy (``energy-by-energy``,
+    ``radius-by-energy``; they need ``log10_e0``, (M,) log10(E0 / GeV) of each muon). The maps not
+    named are ``kept``'s (the input model's). A map by E0 is fitted on the values its variable's tail
+    map (fitted here or kept) puts out, as it is applied; refitting a tail map while keeping the
+    map by E0 of the same variable is refused (it was fitted on the old tail map's output). Muons
+    on the axis (r = 0) do not enter the radius maps."""
     unknown = set(maps) - set(MAPS)
     if unknown or not maps:
         raise ValueError(f"maps must be one or more of {', '.join(MAPS)}, got {list(maps)}")
-    if {"radius", "radius-by-energy"} <= set(maps):
-        raise ValueError("maps radius and radius-by-energy both map log10 r: choose one")
-    energy = radius = radius_by_e0 = None
-    if "energy" in maps:
-        energy = fit_upper_tail(np.log10(generated[:, 0]), np.log10(data[:, 0].astype(np.float64)), "log10 E")
+    fields = {field: getattr(kept, field) if kept is not None else None for field in _FIELDS.values()}
+    for variable in ("energy", "radius"):
+        if variable in maps and f"{variable}-by-energy" not in maps and fields[_FIELDS[f"{variable}-by-energy"]] is not None:
+            raise ValueError(f"refitting the {variable} tail map would leave the input model's {variable} map by E0 "
+                             f"fitted on the old tail map's output: name {variable}-by-energy as well")
+    if {"energy-by-energy", "radius-by-energy"} & set(maps) and (
+            log10_e0 is None or log10_e0.shape != generated.shape[:1] or generated.shape != data.shape):
+        raise ValueError("a map by primary energy needs the log10 E0 of each muon and the generator's muons for the "
+                         "same events")
+    energy_generated, energy_data = np.log10(generated[:, 0]), np.log10(data[:, 0].astype(np.float64))
     radius_generated = np.hypot(generated[:, 1], generated[:, 2])
     radius_data = np.hypot(data[:, 1].astype(np.float64), data[:, 2].astype(np.float64))
     on_generated, on_data = radius_generated > 0, radius_data > 0
-    if "radius" in maps:
-        radius = fit_both_tails(np.log10(radius_generated[on_generated]), np.log10(radius_data[on_data]), "log10 r")
-    if "radius-by-energy" in maps:
-        if log10_e0 is None or log10_e0.shape != radius_data.shape or radius_generated.shape != radius_data.shape:
-            raise ValueError("a radius map by primary energy needs the log10 E0 of each muon and the generator's "
-                             "muons for the same events")
-        radius_by_e0 = fit_by_primary_energy(np.log10(radius_generated[on_generated]), log10_e0[on_generated],
-                                             np.log10(radius_data[on_data]), log10_e0[on_data], "log10 r")
-    return MuonCalibration(energy, radius, fitted_on, radius_by_e0)
+    values = {"energy": (energy_generated, energy_data, np.ones_like(on_generated), np.ones_like(on_data), "log10 E"),
+              "radius": (np.log10(np.where(on_generated, radius_generated, 1.0)), np.log10(np.where(on_data, radius_data, 1.0)),
+                         on_generated, on_data, "log10 r")}
+    for variable, (x_generated, x_data, use_generated, use_data, what) in values.items():
+        if variable in maps:
+            fit = fit_upper_tail if variable == "energy" else fit_both_tails
+            fields[_FIELDS[variable]] = fit(x_generated[use_generated], x_data[use_data], what)
+        if f"{variable}-by-energy" in maps:
+            tail = fields[_FIELDS[variable]]
+            after_tail = x_generated if tail is None else tail.apply(torch.from_numpy(x_generated)).numpy()
+            fields[_FIELDS[f"{variable}-by-energy"]] = fit_by_primary_energy(
+                after_tail[use_generated], log10_e0[use_generated], x_data[use_data], log10_e0[use_data], what)
+    new = [_FIELDS[name] for name in MAPS if name in maps]
+    old = [field for field, value in fields.items() if value is not None and field not in new]
+    described = fitted_on if not old else (f"{', '.join(new)}: {fitted_on}; {', '.join(old)} kept from the input model "
+                                           f"({kept.fitted_on})")
+    return MuonCalibration(fitted_on=described, **fields)
 
 
 def tail_counts(muons: np.ndarray) -> dict[str, int]:
@@ -200,24 +220,6 @@ def tail_counts(muons: np.ndarray) -> dict[str, int]:
     counts.update({f"radius < {t:g} m": int(np.sum(radius < t)) for t in RADIUS_BELOW_M})
     counts.update({f"radius > {t:g} m": int(np.sum(radius > t)) for t in RADIUS_ABOVE_M})
     return counts
-
-
-def _with_kept_maps(fitted: MuonCalibration, kept: MuonCalibration | None, maps: Sequence[str]) -> MuonCalibration:
-    """``fitted`` plus the maps of ``kept`` (the input model's) of the variables ``maps`` did not fit."""
-    keep_energy = "energy" not in maps
-    keep_radius = not {"radius", "radius-by-energy"} & set(maps)
-    if kept is None or not (keep_energy and kept.log10_energy or keep_radius and (kept.log10_radius or kept.log10_radius_by_e0)):
-        return fitted
-    combined = MuonCalibration(
-        kept.log10_energy if keep_energy else fitted.log10_energy,
-        kept.log10_radius if keep_radius else fitted.log10_radius,
-        "",
-        kept.log10_radius_by_e0 if keep_radius else fitted.log10_radius_by_e0,
-    )
-    old = [name for name in combined.map_names if getattr(combined, name) is getattr(kept, name)]
-    new = [name for name in combined.map_names if name not in old]
-    return dataclasses.replace(combined, fitted_on=f"{', '.join(new)}: {fitted.fitted_on}; {', '.join(old)} kept from the "
-                                                   f"input model ({kept.fitted_on})")
 
 
 def calibrate(
@@ -250,8 +252,7 @@ def calibrate(
         source = str(model_dir) if model_dir is not None else "shipped default"
         fitted_on = (f"generator muons for the true conditions and N of {data_report['events']} events "
                      f"({len(data)} muons) of {len(data_paths)} path(s), seed {seed}")
-        fitted = fit_calibration(generated, data, fitted_on, maps, log10_e0)
-        model.calibration = _with_kept_maps(fitted, model.calibration, maps)
+        model.calibration = fit_calibration(generated, data, fitted_on, maps, log10_e0, model.calibration)
         calibrated = model.calibration.apply(torch.from_numpy(generated.copy()), torch.from_numpy(log10_e0)).numpy()
         report = {
             "source_model": source, "seed": seed, "maps": list(maps), "data": data_report, "muons": len(data),
@@ -259,7 +260,7 @@ def calibrate(
             "tail_counts": {"data": tail_counts(data), "generator": tail_counts(generated),
                             "calibrated": tail_counts(calibrated)},
         }
-        if "radius-by-energy" in maps:
+        if {"energy-by-energy", "radius-by-energy"} & set(maps):
             report["tail_counts_by_e0"] = {
                 f"log10 E0 {low:g}-{high:g}": {name: tail_counts(muons[(log10_e0 >= low) & (log10_e0 < high)])
                                                for name, muons in (("data", data), ("generator", generated),
@@ -268,6 +269,7 @@ def calibrate(
         if model.domain is not None:
             mapped = {"energy": f"the top {TAIL_PROBABILITY:.0%} of the muon energies",
                       "radius": f"the bottom and top {TAIL_PROBABILITY:.0%} of the radii",
+                      "energy-by-energy": f"the muon energies per {E0_BIN_DEX:g} dex of E0 (whole distribution)",
                       "radius-by-energy": f"the radii per {E0_BIN_DEX:g} dex of E0 (whole distribution)"}
             note = (f"calibration by mubundle calibrate from {source}: {fitted_on}; "
                     f"{' and '.join(mapped[name] for name in MAPS if name in maps)} mapped onto the data's quantiles")
