@@ -341,7 +341,10 @@ def test_the_shipped_models_carry_their_calibrations():
 
     assert load_model("km3net-arca").calibration.log10_radius is not None
     icecube = load_model("icecube").calibration
-    assert icecube.log10_energy is not None and icecube.log10_radius is None
+    assert icecube.map_names == ["log10_energy", "log10_energy_by_e0", "log10_radius_by_e0"]
+    for by_e0 in (icecube.log10_energy_by_e0, icecube.log10_radius_by_e0):  # fitted from 10^4.5 to 10^7.5 GeV
+        assert by_e0.log10_e0 == (4.25, 4.75, 5.25, 5.75, 6.25, 6.75, 7.25, 7.75)
+        assert by_e0.maps[0].is_identity and by_e0.maps[-1].is_identity
 
 
 def test_a_distilled_student_and_a_resized_multiplicity_refit_keep_the_tail_maps():
