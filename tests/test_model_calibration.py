@@ -326,6 +326,15 @@ def test_calibrate_by_primary_energy_corrects_the_radii_where_they_were_distorte
         assert abs(np.quantile(radius(mapped)[chosen], level) - np.quantile(distorted[chosen], level)) < 0.05
 
 
+def test_calibrate_refuses_to_refit_a_tail_map_under_a_kept_map_by_e0_before_writing_anything(tmp_path, capsys):
+    train = energy_dependent_events(200, seed=41)
+    write_shard(train, tmp_path / "train" / "part-00000.parquet", {})
+    assert main(["calibrate", "--model", "icecube", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "out"),
+                 "--maps", "energy"]) != 0
+    assert "name energy-by-energy as well" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_calibrate_refuses_to_overwrite_its_input_model(tmp_path, capsys):
     train = energy_dependent_events(200, seed=40)
     tiny_model(train).save(tmp_path / "model")

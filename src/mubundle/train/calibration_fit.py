@@ -165,6 +165,19 @@ _FIELDS = {"energy": "log10_energy", "radius": "log10_radius", "energy-by-energy
            "radius-by-energy": "log10_radius_by_e0"}
 
 
+def check_maps(maps: Sequence[str], kept: MuonCalibration | None) -> None:
+    """``ValueError`` for ``maps`` that are not :data:`MAPS`, or that refit a tail map of ``kept``
+    (the input model's calibration) while keeping its map by E0 of the same variable."""
+    unknown = set(maps) - set(MAPS)
+    if unknown or not maps:
+        raise ValueError(f"maps must be one or more of {', '.join(MAPS)}, got {list(maps)}")
+    for variable in ("energy", "radius"):
+        by_e0 = f"{variable}-by-energy"
+        if variable in maps and by_e0 not in maps and kept is not None and getattr(kept, _FIELDS[by_e0]) is not None:
+            raise ValueError(f"refitting the {variable} tail map would leave the input model's {variable} map by E0 "
+                             f"fitted on the old tail map's output: name {by_e0} as well")
+
+
 def fit_calibration(
     generated: np.ndarray, data: np.ndarray, fitted_on: str = "", maps: Sequence[str] = ("energy", "radius"),
     log10_e0: np.ndarray | None = None, kept: MuonCalibration | None = None,
@@ -177,14 +190,8 @@ def fit_calibration(
     map (fitted here or kept) puts out, as it is applied; refitting a tail map while keeping the
     map by E0 of the same variable is refused (it was fitted on the old tail map's output). Muons
     on the axis (r = 0) do not enter the radius maps."""
-    unknown = set(maps) - set(MAPS)
-    if unknown or not maps:
-        raise ValueError(f"maps must be one or more of {', '.join(MAPS)}, got {list(maps)}")
+    check_maps(maps, kept)
     fields = {field: getattr(kept, field) if kept is not None else None for field in _FIELDS.values()}
-    for variable in ("energy", "radius"):
-        if variable in maps and f"{variable}-by-energy" not in maps and fields[_FIELDS[f"{variable}-by-energy"]] is not None:
-            raise ValueError(f"refitting the {variable} tail map would leave the input model's {variable} map by E0 "
-                             f"fitted on the old tail map's output: name {variable}-by-energy as well")
     if {"energy-by-energy", "radius-by-energy"} & set(maps) and (
             log10_e0 is None or log10_e0.shape != generated.shape[:1] or generated.shape != data.shape):
         raise ValueError("a map by primary energy needs the log10 E0 of each muon and the generator's muons for the "
@@ -244,6 +251,7 @@ def calibrate(
         raise OutputRefusedError(f"--out {out_dir} is the input model {source_dir}; write the calibrated model to "
                                  "another directory")
     model = load_model(None if model_dir is None else str(model_dir), device="cpu")
+    check_maps(maps, model.calibration)  # before anything is written
     with directory_lock(out_dir, "mubundle calibrate"):
         batch, data_report = load_valid_events(data_paths, "calibration", out_dir / "quarantine" / "calibration.parquet")
         data = batch.flat_muons.astype(np.float64)
