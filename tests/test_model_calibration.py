@@ -351,6 +351,7 @@ def test_the_shipped_models_carry_their_calibrations():
     arca = load_model("km3net-arca").calibration
     assert arca.map_names == ["log10_energy", "log10_radius", "log10_energy_by_e0", "log10_radius_by_e0"]
     assert arca.log10_radius_by_e0.log10_e0 == (5.25, 5.75, 6.25, 6.75, 7.25, 7.75)
+    assert arca.log10_energy_by_e0.log10_e0 == (5.25, 5.75, 6.25, 6.75, 7.25, 7.75, 8.25, 8.75, 9.25)  # + training shards
     icecube = load_model("icecube").calibration
     assert icecube.map_names == ["log10_energy", "log10_energy_by_e0", "log10_radius_by_e0"]
     for by_e0 in (icecube.log10_energy_by_e0, icecube.log10_radius_by_e0):  # fitted from 10^4.5 to 10^7.5 GeV
