@@ -186,7 +186,8 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     interactions.AirInteractions.collide_many = labelled_collide
     try:
         for k in range(repeat):
-            parent_of.clear(), made_by.clear(), grandmother_of.clear(), pion_grandmother_of.clear()
+            for per_run in (parent_of, made_by, grandmother_of, pion_grandmother_of):
+                per_run.clear()
             batch = simulate_primaries(energy, np.zeros(energy.size), mass, np.zeros(energy.size), seed=seed + k, config=config)
             total += int(batch.counts.sum())
     finally:

@@ -32,12 +32,16 @@ from torch import Tensor
 from mubundle.errors import InvalidValueError
 
 
+def _check_increasing(name: str, values: tuple[float, ...]) -> None:
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        raise InvalidValueError(f"{name} must hold finite numbers, got {values!r}")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise InvalidValueError(f"{name} must be strictly increasing, got {values!r}")
+
+
 def _check_knots(where: str, x: tuple[float, ...], y: tuple[float, ...]) -> None:
-    for name, values in (("x", x), ("y", y)):
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-            raise InvalidValueError(f"{where}_{name} must hold finite numbers, got {values!r}")
-        if any(b <= a for a, b in zip(values, values[1:])):
-            raise InvalidValueError(f"{where}_{name} must be strictly increasing, got {values!r}")
+    _check_increasing(f"{where}_x", x)
+    _check_increasing(f"{where}_y", y)
     if len(x) != len(y):
         raise InvalidValueError(f"{where}_x and {where}_y differ in length ({len(x)} vs {len(y)})")
     if len(x) == 1:
@@ -151,10 +155,7 @@ class PrimaryEnergyMap:
     maps: tuple[QuantileMap, ...]
 
     def __post_init__(self) -> None:
-        anchors = self.log10_e0
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in anchors) or any(
-                b <= a for a, b in zip(anchors, anchors[1:])):
-            raise InvalidValueError(f"log10_e0 must hold strictly increasing finite numbers, got {anchors!r}")
+        _check_increasing("log10_e0", self.log10_e0)
         if len(self.log10_e0) != len(self.maps) or len(self.maps) < 2:
             raise InvalidValueError(f"{len(self.log10_e0)} anchors in log10_e0 but {len(self.maps)} maps; "
                                     "one map per anchor, at least 2")

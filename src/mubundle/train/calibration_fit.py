@@ -51,7 +51,7 @@ ENERGY_THRESHOLDS = (3.0, 3.5, 4.0, 4.25, 4.5, 4.75, 5.0)
 RADIUS_BELOW_M = (0.1, 0.3, 1.0)
 RADIUS_ABOVE_M = (30.0, 75.0, 150.0)
 REPORT_NAME = "calibration.json"
-#: width [dex] of the primary-energy bins of the radius map by E0
+#: width [dex] of the primary-energy bins of the maps by E0
 E0_BIN_DEX = 0.5
 #: data muons a primary-energy bin needs for a map of its own
 MIN_BIN_MUONS = 2000
@@ -155,12 +155,14 @@ def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray,
         maps.append(QuantileMap(tuple(map(float, x)), tuple(map(float, y))))
     if not anchors:
         raise ValueError(f"no bin of {E0_BIN_DEX:g} in log10 E0 holds {MIN_BIN_MUONS} data muons with a {what}; "
-                         "a radius map by primary energy needs more events")
+                         "a map by primary energy needs more events")
     return PrimaryEnergyMap((anchors[0] - E0_BIN_DEX, *anchors, anchors[-1] + E0_BIN_DEX), (IDENTITY, *maps, IDENTITY))
 
 
 #: the maps ``mubundle calibrate --maps`` can fit, and the ``MuonCalibration`` field of each
 MAPS = ("energy", "radius", "energy-by-energy", "radius-by-energy")
+#: what ``mubundle calibrate`` fits without ``--maps``
+DEFAULT_MAPS = ("energy", "radius")
 _FIELDS = {"energy": "log10_energy", "radius": "log10_radius", "energy-by-energy": "log10_energy_by_e0",
            "radius-by-energy": "log10_radius_by_e0"}
 
@@ -179,7 +181,7 @@ def check_maps(maps: Sequence[str], kept: MuonCalibration | None) -> None:
 
 
 def fit_calibration(
-    generated: np.ndarray, data: np.ndarray, fitted_on: str = "", maps: Sequence[str] = ("energy", "radius"),
+    generated: np.ndarray, data: np.ndarray, fitted_on: str = "", maps: Sequence[str] = DEFAULT_MAPS,
     log10_e0: np.ndarray | None = None, kept: MuonCalibration | None = None,
 ) -> MuonCalibration:
     """The ``maps`` (of :data:`MAPS`) fitted on the generator's (M, 3) and the data's (M, 3) muons
@@ -231,13 +233,13 @@ def tail_counts(muons: np.ndarray) -> dict[str, int]:
 
 def calibrate(
     model_dir: str | os.PathLike | None, data_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-    seed: int = 0, maps: Sequence[str] = ("energy", "radius"),
+    seed: int = 0, maps: Sequence[str] = DEFAULT_MAPS,
 ) -> dict[str, Any]:
     """``mubundle calibrate``: the model in ``model_dir`` (None: the shipped default) with its
     calibration (the ``maps`` of :data:`MAPS`) fitted on the events of ``data_paths``, saved to
-    ``out_dir`` with the report :data:`REPORT_NAME`. The maps are fitted on the raw generator; the
-    input model's maps of a variable that ``maps`` does not name are kept (``--maps radius-by-energy``
-    on a model with an energy map keeps that map; the fitted radius map replaces any radius map).
+    ``out_dir`` with the report :data:`REPORT_NAME`. The input model's maps that ``maps`` does not
+    name are kept, map by map (:func:`fit_calibration`; ``--maps radius-by-energy`` on a model with
+    an energy tail map keeps that map); a refused combination (:func:`check_maps`) writes nothing.
     Rejected rows go to ``out_dir/quarantine/calibration.parquet``. CPU.
     """
     from mubundle.errors import OutputRefusedError
