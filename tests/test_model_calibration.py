@@ -130,6 +130,31 @@ def test_a_map_by_primary_energy_interpolates_in_log10_e0_and_holds_the_outer_ma
         MuonCalibration(log10_radius_by_e0=BY_E0).apply(muons.clone())
 
 
+def test_a_map_by_primary_energy_is_the_anchor_by_anchor_interpolation_for_any_knot_counts_and_values():
+    # maps of 2, 3 and 5 knots (padded to a common length inside), values far beyond every knot,
+    # E0 on, between and beyond the anchors: each muon as the interpolation of its two anchors' maps
+    maps = (IDENTITY, QuantileMap((-1.0, 0.0, 2.0), (-1.5, 0.2, 2.1)),
+            QuantileMap((-3.0, -1.0, 0.5, 1.0, 4.0), (-2.0, -0.5, 0.6, 1.4, 3.0)), IDENTITY)
+    by_e0 = PrimaryEnergyMap((4.0, 5.0, 6.0, 7.0), maps)
+    generator = torch.Generator().manual_seed(3)
+    values = torch.cat((torch.randn(500, generator=generator, dtype=torch.float64) * 3,
+                        torch.tensor([-1e3, 1e3, -1.0, 0.5, 4.0], dtype=torch.float64)))
+    log10_e0 = torch.cat((torch.rand(500, generator=generator, dtype=torch.float64) * 5 + 3.0,
+                          torch.tensor([4.0, 5.0, 5.5, 6.0, 9.0], dtype=torch.float64)))
+    expected = []
+    for value, e0 in zip(values.tolist(), log10_e0.tolist()):
+        e0 = min(max(e0, 4.0), 7.0)
+        k = min(int(e0 - 4.0), 2)
+        w = e0 - 4.0 - k
+        one = torch.tensor([value], dtype=torch.float64)
+        expected.append(float((1 - w) * maps[k].apply(one) + w * maps[k + 1].apply(one)))
+    torch.testing.assert_close(by_e0.apply(values, log10_e0), torch.tensor(expected, dtype=torch.float64),
+                               rtol=1e-12, atol=1e-9)
+    # float32 in, float32 out; a NaN value or E0 stays NaN instead of being moved into range
+    mapped = by_e0.apply(torch.tensor([0.5, float("nan"), 0.5]), torch.tensor([5.0, 5.0, float("nan")]))
+    assert mapped.dtype == torch.float32 and mapped[0] == pytest.approx(0.675) and mapped[1:].isnan().all()
+
+
 def test_a_map_by_primary_energy_round_trips_refuses_bad_anchors_and_composes_with_the_tail_map():
     calibration = MuonCalibration(UPPER, None, "test", BY_E0)
     assert MuonCalibration.from_dict(json.loads(json.dumps(calibration.to_dict()))) == calibration

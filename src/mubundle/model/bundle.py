@@ -387,21 +387,39 @@ def validated_conditions(**columns: "np.ndarray | float") -> np.ndarray:
         raise InvalidValueError(f"energy, zenith, mass and depth must be scalars or 1-D arrays of one common length, "
                                 f"got {shapes}")
     size = next(iter(lengths.values()), 1)
-    conditions = np.empty((size, 4), dtype=np.float32)
+    # one (4, B) float64 copy checked in two vectorised passes (the usual case: all valid)
+    checked = np.empty((4, size), dtype=np.float64)
+    for column, (name, *_) in enumerate(_CONDITION_BOUNDS):
+        checked[column] = arrays[name]
+    inside = checked >= _CONDITION_LOWS
+    inside &= checked <= _CONDITION_HIGHS  # NaN fails both comparisons, +-inf one of them
+    if not inside.all():
+        _raise_first_invalid(arrays, checked, inside)
+    return checked.T.astype(np.float32, order="C")
+
+
+# the bounds as (4, 1) columns for the vectorised check: the strict lower bound 0 of the energy
+# as the least positive float64 (x > 0 exactly when x >= it); no upper bound as the largest
+# finite float64 (which also refuses +inf)
+_CONDITION_LOWS = np.array([[low if inclusive else np.nextafter(low, np.inf)]
+                            for _, low, _, inclusive, _ in _CONDITION_BOUNDS])
+_CONDITION_HIGHS = np.array([[np.finfo(np.float64).max if high is None else high]
+                             for _, _, high, _, _ in _CONDITION_BOUNDS])
+
+
+def _raise_first_invalid(arrays: dict[str, np.ndarray], columns: np.ndarray, inside: np.ndarray) -> None:
+    """The error of :func:`validated_conditions` for the first argument (energy, zenith, mass,
+    depth) with an invalid value: its first index, the value, the valid range and the count."""
     for column, (name, low, high, low_inclusive, unit) in enumerate(_CONDITION_BOUNDS):
-        values = np.asarray(arrays[name], dtype=np.float64)
-        # two passes: NaN fails both comparisons, +-inf one of them (low is finite)
-        inside = (values >= low) if low_inclusive else (values > low)
-        inside &= (values < np.inf) if high is None else (values <= high)
-        if not inside.all():
-            bad = ~inside
-            index = int(np.flatnonzero(np.ravel(bad))[0])
-            where = f"{name}[{index}]" if values.ndim else name
-            bound = f"in [{low:g}, {high:.7g}]" if high is not None else f"{'>=' if low_inclusive else '>'} {low:g}"
-            raise InvalidValueError(f"{where} must be finite and {bound} {unit}, got {float(np.ravel(values)[index])!r}"
-                                    + (f" ({int(bad.sum())} invalid values)" if bad.sum() > 1 else ""))
-        conditions[:, column] = values
-    return conditions
+        bad = ~inside[column]
+        if not bad.any():
+            continue
+        index = int(np.flatnonzero(bad)[0])
+        where = f"{name}[{index}]" if arrays[name].ndim else name
+        bound = f"in [{low:g}, {high:.7g}]" if high is not None else f"{'>=' if low_inclusive else '>'} {low:g}"
+        invalid = int(bad.sum()) if arrays[name].ndim else 1
+        raise InvalidValueError(f"{where} must be finite and {bound} {unit}, got {float(columns[column, index])!r}"
+                                + (f" ({invalid} invalid values)" if invalid > 1 else ""))
 
 
 def safetensors_error() -> type[Exception]:

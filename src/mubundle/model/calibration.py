@@ -23,9 +23,11 @@ model without the key has no maps (the identity).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -48,10 +50,16 @@ def _check_knots(where: str, x: tuple[float, ...], y: tuple[float, ...]) -> None
         raise InvalidValueError(f"{where} needs no knots or at least 2, got 1")
 
 
+@functools.lru_cache(maxsize=256)
+def _knot_tensor(values: tuple[float, ...], device: torch.device) -> Tensor:
+    """The knots ``values`` as a float64 tensor on ``device``, built once per map and device (every
+    generator call applies the maps; shared: never modified in place)."""
+    return torch.tensor(values, dtype=torch.float64, device=device)
+
+
 def _piecewise_linear(values: Tensor, x: tuple[float, ...], y: tuple[float, ...]) -> Tensor:
     """Values (float64) through the knots (K >= 2), the outer segments extended linearly."""
-    xs = torch.tensor(x, dtype=torch.float64, device=values.device)
-    ys = torch.tensor(y, dtype=torch.float64, device=values.device)
+    xs, ys = _knot_tensor(x, values.device), _knot_tensor(y, values.device)
     # segment k covers [x_k, x_k+1] (k = 0 .. K-2): the number of interior knots <= the value
     segment = torch.searchsorted(xs[1:-1].contiguous(), values, right=True)
     x0, y0 = xs.index_select(0, segment), ys.index_select(0, segment)
@@ -161,8 +169,12 @@ class PrimaryEnergyMap:
                                     "one map per anchor, at least 2")
 
     def apply(self, values: Tensor, log10_e0: Tensor) -> Tensor:
-        """(M,) values at (M,) log10(E0 / GeV) -> (M,) mapped values, same dtype and device."""
-        anchors = torch.tensor(self.log10_e0, dtype=torch.float64, device=values.device)
+        """(M,) values at (M,) log10(E0 / GeV) -> (M,) mapped values, same dtype and device.
+
+        Vectorised over the muons whatever their E0 (no loop over anchors): each muon's two maps
+        are found in one sorted key array of all maps' knots (:meth:`_stacked`)."""
+        stacked = self._stacked(values.device)
+        anchors = stacked.anchors
         e0 = log10_e0.to(torch.float64)
         # beyond the outer anchors their maps hold (a NaN stays NaN: it is not moved into range)
         e0 = torch.where(e0 < anchors[0], anchors[0], torch.where(e0 > anchors[-1], anchors[-1], e0))
@@ -171,15 +183,12 @@ class PrimaryEnergyMap:
         low = anchors.index_select(0, segment)
         weight = (e0 - low) / (anchors.index_select(0, segment + 1) - low)
         source = values.to(torch.float64)
-        result = source.clone()
-        for k in range(len(self.maps) - 1):
-            chosen = torch.nonzero(segment == k).squeeze(1)
-            if chosen.numel() == 0 or (self.maps[k].is_identity and self.maps[k + 1].is_identity):
-                continue
-            part, w = source.index_select(0, chosen), weight.index_select(0, chosen)
-            mapped = (1.0 - w) * self.maps[k].apply(part) + w * self.maps[k + 1].apply(part)
-            result.index_copy_(0, chosen, mapped)
-        return result.to(values.dtype)
+        mapped = (1.0 - weight) * stacked.through(segment, source) + weight * stacked.through(segment + 1, source)
+        return mapped.to(values.dtype)
+
+    @functools.lru_cache(maxsize=8)
+    def _stacked(self, device: torch.device) -> "_StackedMaps":
+        return _StackedMaps.of(self, device)
 
     def to_dict(self) -> dict[str, object]:
         return {"log10_e0": list(self.log10_e0), "maps": [m.to_dict() for m in self.maps]}
@@ -200,6 +209,58 @@ class PrimaryEnergyMap:
             raise InvalidValueError(f"{where}: {error}") from None
         except (TypeError, ValueError) as error:
             raise InvalidValueError(f"{where} needs lists of numbers: {error!r}") from None
+
+
+@dataclass(frozen=True)
+class _StackedMaps:
+    """The maps of a :class:`PrimaryEnergyMap` as tensors for vectorised lookup.
+
+    ``x``, ``y``: (K * Q,) the knots of map k at k * Q .. k * Q + Q - 1, every map padded to the
+    longest one's Q knots with knots on its outer segment's extension (the same function). ``keys``:
+    (K * (Q - 2),) the interior knots of map k shifted by k * ``stride``, sorted as a whole (the maps'
+    blocks do not overlap), so one ``searchsorted`` finds each value's segment in its own map.
+    """
+
+    anchors: Tensor
+    x: Tensor
+    y: Tensor
+    keys: Tensor
+    stride: float
+    low: float
+    high: float
+    knots: int
+
+    @classmethod
+    def of(cls, energy_map: PrimaryEnergyMap, device: torch.device) -> "_StackedMaps":
+        knots = max(len(m.x) for m in energy_map.maps)
+        x = np.empty((len(energy_map.maps), knots))
+        y = np.empty_like(x)
+        for k, quantile_map in enumerate(energy_map.maps):
+            mx, my = np.array(quantile_map.x), np.array(quantile_map.y)
+            extra = np.arange(1.0, knots - len(mx) + 1.0)  # 1, 2, ... beyond the last knot
+            slope = (my[-1] - my[-2]) / (mx[-1] - mx[-2])
+            x[k] = np.concatenate((mx, mx[-1] + extra))
+            y[k] = np.concatenate((my, my[-1] + slope * extra))
+        # a searched value is first brought into [low, high] (beyond, the outer segments hold)
+        low, high = float(x.min()) - 1.0, float(x.max()) + 1.0
+        stride = 2.0 * (high - low) + 1.0
+        keys = (x[:, 1:-1] + stride * np.arange(len(x))[:, None]).ravel()
+
+        def tensor(array: np.ndarray) -> Tensor:
+            return torch.tensor(array.ravel(), dtype=torch.float64, device=device)
+
+        return cls(tensor(np.array(energy_map.log10_e0)), tensor(x), tensor(y), tensor(keys), stride, low, high, knots)
+
+    def through(self, map_index: Tensor, values: Tensor) -> Tensor:
+        """(M,) float64 values, each through map ``map_index`` (M,) int64 -> (M,) float64."""
+        search = torch.where(values < self.low, self.low, torch.where(values > self.high, self.high, values))
+        segment = torch.searchsorted(self.keys, search + map_index * self.stride, right=True)
+        segment -= map_index * (self.knots - 2)
+        # a NaN key sorts last: keep its index inside the map (the value stays NaN below)
+        first = torch.minimum(segment, torch.full_like(segment, self.knots - 2)) + map_index * self.knots
+        x0, y0 = self.x.index_select(0, first), self.y.index_select(0, first)
+        slope = (self.y.index_select(0, first + 1) - y0) / (self.x.index_select(0, first + 1) - x0)
+        return y0 + slope * (values - x0)
 
 
 #: the maps a :class:`MuonCalibration` can hold (its fields and model.json keys)

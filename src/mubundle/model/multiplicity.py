@@ -82,7 +82,7 @@ class MultiplicityModel(nn.Module):
         logits, raw_offset, raw_log_dispersion, raw_location = raw.split(
             (self.components, self.components, self.components, 1), dim=1
         )
-        log_weights = torch.log_softmax(logits, dim=1)
+        log_weights = _log_softmax_over_components(logits)
         log_location = _LOG_MEAN_CENTER + _LOG_MEAN_HALF_WIDTH * torch.tanh(raw_location / _LOG_MEAN_HALF_WIDTH)
         log_mean = log_location + _LOG_OFFSET_HALF_WIDTH * torch.tanh(raw_offset / _LOG_OFFSET_HALF_WIDTH)
         log_dispersion = _LOG_DISPERSION_CENTER + _LOG_DISPERSION_HALF_WIDTH * torch.tanh(
@@ -178,6 +178,22 @@ class MultiplicityModel(nn.Module):
                 above, counts.shape[0], self.max_count, capped, self.max_count,
             )
         return torch.minimum(counts, torch.full_like(counts, self.max_count))
+
+
+def _log_softmax_over_components(logits: Tensor) -> Tensor:
+    """(B, K) -> (B, K) log_softmax over the K components, computed on the transposed (K, B') tensor
+    with B' = B rounded up to a multiple of 64 (zero rows appended, then dropped).
+
+    On CPU a softmax over a last dimension of size K ~ 8 is ~8x slower (0.75 vs 0.09 ms for 5 700
+    events). Along the first dimension the kernel is vectorised over the events, and events in the
+    remainder after the last full vector would take a scalar path that can differ in the last bit:
+    with B' a multiple of every vector width, each event's weights do not depend on B (a sample in
+    chunks of any size gives the same result as one whole).
+    """
+    rows = logits.shape[0]
+    padded = logits.new_zeros((logits.shape[1], -(-rows // 64) * 64))
+    padded[:, :rows] = logits.t()
+    return torch.log_softmax(padded, dim=0)[:, :rows].t()
 
 
 def _component_by_inversion(log_weights: Tensor, uniform: Tensor) -> Tensor:
