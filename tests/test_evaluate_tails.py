@@ -19,6 +19,7 @@ from mubundle.evaluate.tails import (
     garwood_interval,
     log_w1,
     poisson_ratio_interval,
+    relative_error_by_cluster,
     tail_report,
 )
 
@@ -138,3 +139,33 @@ def test_metrics_json_and_the_report_carry_the_tail_table(tmp_path):
     assert stored["summary"]["tails_flagged"] == metrics["tails"]["flagged"] != []
     page = (tmp_path / "report.html").read_text()
     assert "Tails: rare classes" in page and "E_mu &gt; 30 TeV" in page and "Garwood 1936" in page
+
+
+def test_the_error_by_shower_is_poisson_for_independent_events_and_grows_with_repeated_showers():
+    # 20 000 events, 2 % in the class: independent events give the Poisson error 1 / sqrt(k) ...
+    rng = np.random.default_rng(5)
+    selected = rng.random(20_000) < 0.02
+    independent = relative_error_by_cluster(selected, np.arange(20_000))
+    assert independent == pytest.approx(1 / np.sqrt(selected.sum()), rel=0.02)
+    # ... the same showers each seen at five depths with the same outcome: sqrt(5) x that error
+    repeated = np.repeat(selected[:4_000], 5)
+    error = relative_error_by_cluster(repeated, np.repeat(np.arange(4_000), 5))
+    assert error == pytest.approx(np.sqrt(5) / np.sqrt(repeated.sum()), rel=0.02)
+    assert relative_error_by_cluster(np.zeros(10, dtype=bool), np.arange(10)) is None
+    assert relative_error_by_cluster(np.ones(10, dtype=bool), np.zeros(10, dtype=np.int64)) is None
+
+
+def test_tail_rates_report_errors_by_shower_for_reference_model_and_ratio():
+    batch = make_synthetic_batch(600, seed=1)
+    muons = batch.flat_muons.copy()
+    bright = np.random.default_rng(1).random(len(batch)) < 0.2  # whole bundles above 10 TeV
+    muons[:, 0] = np.where(bright[batch.event_index], 2e4, 1e2)
+    reference = RaggedBatch(batch.conditions, batch.counts, muons)
+    report = tail_report(reference, tail_deficit(reference, 0.5, seed=2), seed=0)
+    entry = report["overall"]["rates"]["muons.energy_gt_10tev"]
+    ref, model = entry["reference"]["relative_error_by_shower"], entry["model"]["relative_error_by_shower"]
+    # muons of one bundle are clustered: the error is larger than Poisson's, the effective count smaller
+    assert ref > 1 / np.sqrt(entry["reference"]["count"]) and entry["reference"]["effective_count"] < entry["reference"]["count"]
+    assert entry["ratio"]["relative_error_by_shower"] == pytest.approx(np.hypot(ref, model))
+    assert "by shower" in format_tail_table(report)
+    json.dumps(report)  # JSON-ready

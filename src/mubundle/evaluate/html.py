@@ -248,9 +248,11 @@ def _ratio_cell(ratio: dict[str, Any]) -> str:
     if ratio["low"] is None:
         return f"<td class='na'>{html.escape(ratio.get('rule') or 'n/a')}</td>"
     css = "bad" if ratio["flag"] else "ok"
+    by_shower = ratio.get("relative_error_by_shower")
     return (f"<td class='{css}' title='{html.escape(ratio['rule'])}'><b>{_number(ratio['value'], 3)}</b> "
             f"<small>[{_number(ratio['low'], 3)}, {'&infin;' if ratio['high'] is None else _number(ratio['high'], 3)}]"
-            "</small></td>")
+            + ("" if by_shower is None else f"<br>&plusmn;{100 * by_shower:.0f} % by shower")
+            + "</small></td>")
 
 
 def _tail_rows(label: str, part: dict[str, Any], definitions: dict[str, Any]) -> list[str]:
@@ -288,8 +290,10 @@ def _tails_section(metrics: dict[str, Any]) -> str:
         "&gt; 10 TeV, &gt; 30 TeV; lateral distance &gt; 75 m, &lt; 1 m) in each class, k of n, with exact central "
         f"Poisson intervals at {tails['confidence_level']:.1%} (Garwood 1936) and the exact interval of the "
         "ratio model / reference (conditional binomial, Clopper-Pearson). "
-        f"<b>Flag</b> (red): {html.escape(tails['flag_rule'])}. Muons of one bundle are correlated, so the "
-        "per-muon intervals are somewhat too narrow. The W1 rows are the Wasserstein-1 distances of "
+        f"<b>Flag</b> (red): {html.escape(tails['flag_rule'])}. Muons of one bundle are correlated, and a "
+        "reference shower seen at several depths repeats its muons, so the Poisson intervals are too narrow; "
+        "&plusmn; <i>by shower</i> is the ratio's relative standard error with whole showers as the sampling "
+        "units (ratio estimator, Cochran 1977; not used by the flag). The W1 rows are the Wasserstein-1 distances of "
         "log10 E<sub>&mu;</sub> and log10 r in dex, with the floor of two reference halves.</p>"
         f"<p>Flagged: {html.escape(flagged)}</p><table>{header}{''.join(rows)}</table>"
     )

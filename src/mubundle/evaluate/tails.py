@@ -18,8 +18,16 @@ reference and the model, overall and per E0 bin:
   1 +- :data:`MAX_RELATIVE_DEVIATION`; with fewer, 1 must lie inside the 2-sigma
   (95.45 %) interval of the ratio.
 
-Per-muon classes treat muons as independent; the muons of one bundle are correlated (a
-large bundle brings many far-out muons at once), so their intervals are somewhat too narrow.
+The Poisson intervals treat events and muons as independent. They are not: the muons of one
+bundle are correlated (a large bundle brings many far-out muons at once), and a reference shower
+seen at several depths repeats its bright muons in each of those events. So every rate also gets
+its **relative error by shower**: the standard error of the ratio estimator k / n = sum_c k_c /
+sum_c n_c over whole showers c (events of one primary energy, zenith and mass,
+:func:`~mubundle.evaluate.metrics.shower_ids`), sqrt(C / (C - 1) sum_c (k_c - rate n_c)^2) / k
+(W. G. Cochran, Sampling Techniques, 3rd ed., Wiley 1977, chapter 6, the ratio estimator's
+linearised variance), and ``effective_count`` = 1 / that^2, the Poisson count with the same
+relative error; the ratio gets sqrt(model^2 + reference^2) of them. They inform, the flag does
+not use them.
 
 Plus the per-muon Wasserstein-1 distances of log10(E_mu / GeV) and log10(r / m), in dex
 (not standardised), each with its statistical floor the way every metric has one: the
@@ -166,14 +174,47 @@ def class_counts(batch: RaggedBatch) -> dict[str, tuple[int, int]]:
     return result
 
 
+def relative_error_by_cluster(selected: np.ndarray, clusters: np.ndarray) -> float | None:
+    """Relative standard error of the rate k / n of ``selected`` (U,) bool units (events or muons)
+    that come in correlated ``clusters`` (U,) int ids >= 0: sqrt(C / (C - 1) sum_c (k_c - rate n_c)^2) / k
+    over the C clusters with units (module docstring). None when k = 0 or C < 2."""
+    count = int(np.count_nonzero(selected))
+    if count == 0:
+        return None
+    sizes = np.bincount(clusters)
+    n_clusters = int(np.count_nonzero(sizes))
+    if n_clusters < 2:
+        return None
+    residual = np.bincount(clusters, weights=selected.astype(np.float64), minlength=len(sizes))
+    residual -= count / len(selected) * sizes
+    return math.sqrt(n_clusters / (n_clusters - 1) * float(np.dot(residual, residual))) / count
+
+
+def class_errors_by_shower(batch: RaggedBatch) -> dict[str, float | None]:
+    """Every class's :func:`relative_error_by_cluster`, events and muons clustered by shower."""
+    showers = shower_ids(batch.conditions)
+    muon_showers = showers[batch.event_index]
+    return {tail.name: relative_error_by_cluster(tail.select(batch), showers if tail.per == "event" else muon_showers)
+            for tail in TAIL_CLASSES}
+
+
 def tail_rates(reference: RaggedBatch, candidate: RaggedBatch) -> dict[str, dict[str, Any]]:
-    """Per class: reference and model rates with intervals, the ratio, the flag."""
+    """Per class: reference and model rates with intervals and errors by shower, the ratio, the flag."""
     reference_counts, model_counts = class_counts(reference), class_counts(candidate)
+    reference_errors, model_errors = class_errors_by_shower(reference), class_errors_by_shower(candidate)
     result = {}
     for tail in TAIL_CLASSES:
         (k_r, n_r), (k_m, n_m) = reference_counts[tail.name], model_counts[tail.name]
-        result[tail.name] = {"per": tail.per, "reference": rate_entry(k_r, n_r), "model": rate_entry(k_m, n_m),
-                             "ratio": compare_rates(k_m, n_m, k_r, n_r)}
+        entries = {"reference": rate_entry(k_r, n_r), "model": rate_entry(k_m, n_m)}
+        for side, errors in (("reference", reference_errors), ("model", model_errors)):
+            error = errors[tail.name]
+            entries[side]["relative_error_by_shower"] = error
+            # no error (every unit of every cluster in the class): no finite effective count
+            entries[side]["effective_count"] = 1.0 / error**2 if error else None
+        ratio = compare_rates(k_m, n_m, k_r, n_r)
+        both = (reference_errors[tail.name], model_errors[tail.name])
+        ratio["relative_error_by_shower"] = None if None in both else math.hypot(*both)
+        result[tail.name] = {"per": tail.per, **entries, "ratio": ratio}
     return result
 
 
@@ -252,7 +293,8 @@ def tail_report(reference: RaggedBatch, candidate: RaggedBatch, seed: int = 0) -
 def format_tail_table(tails: dict[str, Any]) -> str:
     """The overall tail rates and log W1 as a plain-text table (printed by ``mubundle evaluate``)."""
     lines = [f"tails (all events; {tails['confidence_level']:.1%} Poisson intervals; flag: {tails['flag_rule']})",
-             f"{'class':<26}{'per':<7}{'reference k/n = rate':>30}{'model k/n = rate':>30}{'ratio [interval]':>26}  flag"]
+             f"{'class':<26}{'per':<7}{'reference k/n = rate':>30}{'model k/n = rate':>30}{'ratio [interval]':>26}"
+             f"{'by shower':>11}  flag"]
     for name, entry in tails["overall"]["rates"].items():
         cells = []
         for side in ("reference", "model"):
@@ -266,7 +308,9 @@ def format_tail_table(tails: dict[str, Any]) -> str:
             high = "inf" if ratio["high"] is None else f"{ratio['high']:.2f}"
             ratio_text = f"{value} [{ratio['low']:.2f}, {high}]"
         title = tails["definitions"][name]["title"]
-        lines.append(f"{title:<26}{entry['per']:<7}{cells[0]:>30}{cells[1]:>30}{ratio_text:>26}  "
+        by_shower = ratio.get("relative_error_by_shower")
+        by_shower_text = "n/a" if by_shower is None else f"+-{by_shower:.0%}"
+        lines.append(f"{title:<26}{entry['per']:<7}{cells[0]:>30}{cells[1]:>30}{ratio_text:>26}{by_shower_text:>11}  "
                      f"{'FLAG' if ratio['flag'] else ''}")
     for name, entry in tails["overall"]["log_w1"].items():
         if entry["ratio"] is None:
