@@ -14,7 +14,7 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import write_shard
 from mubundle.errors import EXIT_OUTPUT, InvalidValueError
 from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.calibration import IDENTITY, MuonCalibration, PrimaryEnergyMap, QuantileMap, TailMap
+from mubundle.model.calibration import IDENTITY, MuonCalibration, MuonEnergyMaps, PrimaryEnergyMap, QuantileMap, TailMap
 from mubundle.train.calibration_fit import (
     BULK_LEVELS,
     KNOTS,
@@ -23,6 +23,7 @@ from mubundle.train.calibration_fit import (
     TAIL_PROBABILITY,
     fit_both_tails,
     fit_by_primary_energy,
+    check_maps,
     fit_calibration,
     fit_upper_tail,
     generator_muons,
@@ -204,6 +205,57 @@ def test_the_fit_by_primary_energy_maps_each_bin_onto_the_data_and_fades_out_bey
     assert MIN_BIN_MUONS == 2000
 
 
+def test_a_map_by_e0_and_muon_energy_interpolates_in_both_and_round_trips():
+    # at E0 anchor 5: identity for muons at 10 GeV, x 2 (+0.3 dex) from 1 TeV up; identity anchors at 4 and 6
+    by_both = PrimaryEnergyMap((4.0, 5.0, 6.0), (IDENTITY, MuonEnergyMaps((1.0, 3.0), (IDENTITY, SHIFT)), IDENTITY))
+    assert by_both.needs_muon_energy and not BY_E0.needs_muon_energy
+    values = torch.full((6,), 0.5, dtype=torch.float64)
+    log10_e0 = torch.tensor([5.0, 5.0, 5.0, 5.0, 4.5, 5.0], dtype=torch.float64)
+    log10_energy = torch.tensor([0.0, 1.0, 2.0, 4.0, 3.0, 2.5], dtype=torch.float64)
+    expected = torch.tensor([0.5, 0.5, 0.65, 0.8, 0.65, 0.725], dtype=torch.float64)
+    torch.testing.assert_close(by_both.apply(values, log10_e0, log10_energy), expected)
+    with pytest.raises(InvalidValueError, match="needs log10 E_mu"):
+        by_both.apply(values, log10_e0)
+    assert PrimaryEnergyMap.from_dict(json.loads(json.dumps(by_both.to_dict())), "test") == by_both
+    with pytest.raises(InvalidValueError, match="at least 2"):
+        MuonEnergyMaps((1.0,), (SHIFT,))
+    # the calibration classes each muon by its energy after the energy maps: 10^2.7 -> 10^3.19 GeV (radius + 0.3 dex)
+    calibration = MuonCalibration(log10_energy=TailMap(upper_x=(2.0, 3.0), upper_y=(2.0, 3.7)), log10_radius_by_e0=by_both)
+    muons = torch.tensor([[10**2.7, 3.0, 4.0], [10.0, 3.0, 4.0]])
+    calibrated = calibration.apply(muons.clone(), torch.tensor([5.0, 5.0]))
+    torch.testing.assert_close(calibrated[:, 1:], torch.tensor([[3.0 * 10**0.3, 4.0 * 10**0.3], [3.0, 4.0]]))
+
+
+def test_the_fit_by_e0_and_muon_energy_corrects_a_radius_error_that_depends_on_the_muon_energy():
+    rng = np.random.default_rng(4)
+    n = 60_000
+    log10_e0 = rng.uniform(5.0, 5.5, n)
+    log10_energy = rng.uniform(1.0, 3.0, n)
+    data = rng.normal(1.0 - 0.3 * (log10_energy - 2.0), 0.2)  # energetic muons nearer the axis
+    generated = rng.normal(1.0 - 0.6 * (log10_energy - 2.0), 0.2)  # too strongly so
+    one = fit_by_primary_energy(generated, log10_e0, data, log10_e0)
+    four = fit_by_primary_energy(generated, log10_e0, data, log10_e0, muon_energy_classes=4,
+                                 generated_log10_energy=log10_energy, data_log10_energy=log10_energy)
+    assert isinstance(four.maps[1], MuonEnergyMaps) and len(four.maps[1].maps) == 4
+    e0, energy = torch.from_numpy(log10_e0), torch.from_numpy(log10_energy)
+    by_e0 = one.apply(torch.from_numpy(generated), e0).numpy()
+    by_both = four.apply(torch.from_numpy(generated), e0, energy).numpy()
+
+    near = np.abs(log10_e0 - 5.25) < 0.05  # at the bin's anchor (between anchors the map fades out)
+
+    def slope(values):
+        return np.polyfit(log10_energy[near], values[near], 1)[0]
+
+    assert abs(slope(by_e0) - slope(data)) > 0.1  # one map per E0 bin keeps much of the generator's slope
+    assert abs(slope(by_both) - slope(data)) < 0.05
+    # a bin without 4 x 2000 muons gets one map; classes need both sets of energies
+    thin = fit_by_primary_energy(generated[:5000], log10_e0[:5000], data[:5000], log10_e0[:5000], muon_energy_classes=4,
+                                 generated_log10_energy=log10_energy[:5000], data_log10_energy=log10_energy[:5000])
+    assert isinstance(thin.maps[1], QuantileMap)
+    with pytest.raises(ValueError, match="need the muon energies"):
+        fit_by_primary_energy(generated, log10_e0, data, log10_e0, muon_energy_classes=4)
+
+
 def test_fit_calibration_keeps_the_maps_it_does_not_fit_and_fits_a_map_by_e0_after_the_tail_map():
     rng = np.random.default_rng(3)
     n = 200_000
@@ -358,6 +410,15 @@ def test_calibrate_refuses_to_refit_a_tail_map_under_a_kept_map_by_e0_before_wri
                  "--maps", "energy"]) != 0
     assert "name energy-by-energy as well" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    assert main(["calibrate", "--model", "icecube", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "out"),
+                 "--maps", "energy-by-energy", "--muon-energy-classes", "4"]) != 0
+    assert "name radius-by-energy in --maps" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # an energy map refitted under a kept radius map that depends on the muon energy
+    by_both = PrimaryEnergyMap((4.0, 5.0, 6.0), (IDENTITY, MuonEnergyMaps((1.0, 3.0), (IDENTITY, SHIFT)), IDENTITY))
+    with pytest.raises(ValueError, match="radius map by E0 and muon energy"):
+        check_maps(["energy-by-energy"], MuonCalibration(log10_radius_by_e0=by_both))
+    check_maps(["energy-by-energy"], MuonCalibration(log10_radius_by_e0=BY_E0))  # by E0 only: kept
 
 
 def test_calibrate_refuses_to_overwrite_its_input_model(tmp_path, capsys):
@@ -377,11 +438,17 @@ def test_the_shipped_models_carry_their_calibrations():
     assert arca.map_names == ["log10_energy", "log10_radius", "log10_energy_by_e0", "log10_radius_by_e0"]
     assert arca.log10_radius_by_e0.log10_e0 == (5.25, 5.75, 6.25, 6.75, 7.25, 7.75)
     assert arca.log10_energy_by_e0.log10_e0 == (5.25, 5.75, 6.25, 6.75, 7.25, 7.75, 8.25, 8.75, 9.25)  # + training shards
+    assert [len(m.maps) if isinstance(m, MuonEnergyMaps) else 1 for m in arca.log10_radius_by_e0.maps] == [1, 1, 4, 4, 4, 1]
     icecube = load_model("icecube").calibration
     assert icecube.map_names == ["log10_energy", "log10_energy_by_e0", "log10_radius_by_e0"]
     for by_e0 in (icecube.log10_energy_by_e0, icecube.log10_radius_by_e0):  # fitted from 10^4.5 to 10^7.5 GeV
         assert by_e0.log10_e0 == (4.25, 4.75, 5.25, 5.75, 6.25, 6.75, 7.25, 7.75)
         assert by_e0.maps[0].is_identity and by_e0.maps[-1].is_identity
+    # 0.6.5: the radius map also by muon energy (8 classes where a bin holds 16 000 data muons), the energy
+    # map with the minima as its first knots (the data's lowest muon energy: just above --min-energy, 1 GeV)
+    assert icecube.log10_radius_by_e0.needs_muon_energy and not icecube.log10_energy_by_e0.needs_muon_energy
+    assert {len(m.maps) for m in icecube.log10_radius_by_e0.maps if isinstance(m, MuonEnergyMaps)} == {8}
+    assert all(0.0 <= m.y[0] < 0.03 for m in icecube.log10_energy_by_e0.maps[1:-1])
 
 
 def test_a_distilled_student_and_a_resized_multiplicity_refit_keep_the_tail_maps():

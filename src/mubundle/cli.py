@@ -182,6 +182,10 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
                    help="what to fit: the muon energies' upper tail, the radii's two tails, and the whole distribution of "
                         "either per half decade of E0 (*-by-energy, after the tail map); maps not named are kept from "
                         "the input model (default: energy radius)")
+    p.add_argument("--muon-energy-classes", type=positive_int, default=1, metavar="K",
+                   help="radius-by-energy: also by the muon's energy, in K classes at the data's muon-energy quantiles "
+                        "per half decade of E0 (K x 2000 muons per bin, else one map); corrects how radius and energy "
+                        "go together (default 1: by E0 only)")
     p.set_defaults(run=_run_calibrate)
 
 

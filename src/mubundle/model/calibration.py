@@ -119,10 +119,31 @@ class TailMap:
             raise InvalidValueError(f"{where} needs lists of numbers: {error!r}") from None
 
 
+#: the steepest slope a :class:`QuantileMap` continues with beyond its outermost knots
+MAX_OUTER_SLOPE = 1.0
+
+
+def _extended_knots(x: tuple[float, ...], y: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The knots of a :class:`QuantileMap` with one more at each end, 1 beyond the outermost, on the
+    outer segment's slope capped at :data:`MAX_OUTER_SLOPE` (the same function, continued linearly)."""
+    low_slope = min((y[1] - y[0]) / (x[1] - x[0]), MAX_OUTER_SLOPE)
+    high_slope = min((y[-1] - y[-2]) / (x[-1] - x[-2]), MAX_OUTER_SLOPE)
+    return (x[0] - 1.0, *x, x[-1] + 1.0), (y[0] - low_slope, *y, y[-1] + high_slope)
+
+
 @dataclass(frozen=True)
 class QuantileMap:
     """A strictly increasing piecewise-linear map ``x`` -> ``y`` (K >= 2 knots), continued beyond the
-    outermost knots with the outermost segments' slopes. ``x = y`` is the identity."""
+    outermost knots with the outermost segments' slopes, at most :data:`MAX_OUTER_SLOPE`. ``x = y``
+    is the identity.
+
+    The cap: the outermost knots are the generator's and the data's most extreme quantiles that
+    still have ~20 muons beyond them, so the outer segments' slopes are noisy, and beyond them
+    nothing is known; a steep one continued without end moved a few muons far past anything the
+    data holds (``icecube`` 0.6.4: 0.6 % of the muons of E0 10^4.5-10^5 GeV below 1 GeV, down to
+    10^-4 GeV, through a slope of 6.9 below its lowest energy knot). Beyond the knots a value keeps
+    at most its distance from the outermost knot.
+    """
 
     x: tuple[float, ...]
     y: tuple[float, ...]
@@ -134,7 +155,12 @@ class QuantileMap:
 
     def apply(self, values: Tensor) -> Tensor:
         """(M,) values -> (M,) float64 mapped values."""
-        return _piecewise_linear(values.to(torch.float64), self.x, self.y)
+        return _piecewise_linear(values.to(torch.float64), *self.extended_knots)
+
+    @property
+    def extended_knots(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``x``, ``y`` with the capped continuation as one more knot at each end (:func:`_extended_knots`)."""
+        return _extended_knots(self.x, self.y)
 
     @property
     def is_identity(self) -> bool:
@@ -149,6 +175,33 @@ IDENTITY = QuantileMap((0.0, 1.0), (0.0, 1.0))
 
 
 @dataclass(frozen=True)
+class MuonEnergyMaps:
+    """Maps of one variable at one E0 anchor that depend on the muon's own energy: ``maps[j]`` holds
+    at log10(E_mu / GeV) = ``log10_energy[j]`` (strictly increasing, >= 2 anchors); between two
+    anchors the mapped values are interpolated linearly in log10 E_mu (strictly increasing in the
+    value at every E_mu), beyond the outer anchors their maps hold. So the map of the radius can
+    differ for energetic and soft muons of one E0: it corrects how radius and energy go together."""
+
+    log10_energy: tuple[float, ...]
+    maps: tuple[QuantileMap, ...]
+
+    def __post_init__(self) -> None:
+        _check_increasing("log10_energy", self.log10_energy)
+        if len(self.log10_energy) != len(self.maps) or len(self.maps) < 2:
+            raise InvalidValueError(f"{len(self.log10_energy)} muon-energy anchors but {len(self.maps)} maps; "
+                                    "one map per anchor, at least 2")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"log10_energy": list(self.log10_energy), "maps": [m.to_dict() for m in self.maps]}
+
+
+def _quantile_map_from_dict(entry: object, name: str) -> QuantileMap:
+    if not isinstance(entry, dict) or set(entry) != {"x", "y"}:
+        raise InvalidValueError(f"{name} must be a mapping with x and y")
+    return QuantileMap(tuple(float(v) for v in entry["x"]), tuple(float(v) for v in entry["y"]))
+
+
+@dataclass(frozen=True)
 class PrimaryEnergyMap:
     """Maps of one variable that depend on the primary energy E0.
 
@@ -156,11 +209,13 @@ class PrimaryEnergyMap:
     anchors the mapped values are interpolated linearly in log10 E0 (a convex combination of
     strictly increasing maps is strictly increasing, so the order of the values at one E0 is kept);
     below the first and above the last anchor, that anchor's map holds. ``mubundle calibrate`` puts
-    identity maps at both ends, so the correction fades out beyond the E0 it was fitted at.
+    identity maps at both ends, so the correction fades out beyond the E0 it was fitted at. An
+    anchor's map may itself depend on the muon energy (:class:`MuonEnergyMaps`; then the order is
+    kept among muons of one E0 and one energy, and :meth:`apply` needs each muon's log10 E_mu).
     """
 
     log10_e0: tuple[float, ...]
-    maps: tuple[QuantileMap, ...]
+    maps: tuple["QuantileMap | MuonEnergyMaps", ...]
 
     def __post_init__(self) -> None:
         _check_increasing("log10_e0", self.log10_e0)
@@ -168,11 +223,20 @@ class PrimaryEnergyMap:
             raise InvalidValueError(f"{len(self.log10_e0)} anchors in log10_e0 but {len(self.maps)} maps; "
                                     "one map per anchor, at least 2")
 
-    def apply(self, values: Tensor, log10_e0: Tensor) -> Tensor:
-        """(M,) values at (M,) log10(E0 / GeV) -> (M,) mapped values, same dtype and device.
+    @property
+    def needs_muon_energy(self) -> bool:
+        """Whether :meth:`apply` needs each muon's log10 E_mu (an anchor's map depends on it)."""
+        return any(isinstance(m, MuonEnergyMaps) for m in self.maps)
 
-        Vectorised over the muons whatever their E0 (no loop over anchors): each muon's two maps
-        are found in one sorted key array of all maps' knots (:meth:`_stacked`)."""
+    def apply(self, values: Tensor, log10_e0: Tensor, log10_energy: Tensor | None = None) -> Tensor:
+        """(M,) values at (M,) log10(E0 / GeV) -> (M,) mapped values, same dtype and device;
+        ``log10_energy`` (M,) log10(E_mu / GeV) of each muon, needed when :attr:`needs_muon_energy`.
+
+        Vectorised over the muons whatever their E0 and energy (no loop over anchors): each muon's
+        maps are found in one sorted key array of all maps' knots (:class:`_StackedMaps`)."""
+        if self.needs_muon_energy and (log10_energy is None or log10_energy.shape != values.shape):
+            raise InvalidValueError(f"this map by primary energy depends on the muon energy: it needs log10 E_mu for "
+                                    f"each of the {values.shape[0]} values")
         stacked = self._stacked(values.device)
         anchors = stacked.anchors
         e0 = log10_e0.to(torch.float64)
@@ -183,7 +247,9 @@ class PrimaryEnergyMap:
         low = anchors.index_select(0, segment)
         weight = (e0 - low) / (anchors.index_select(0, segment + 1) - low)
         source = values.to(torch.float64)
-        mapped = (1.0 - weight) * stacked.through(segment, source) + weight * stacked.through(segment + 1, source)
+        energy = None if log10_energy is None else log10_energy.to(torch.float64)
+        mapped = ((1.0 - weight) * stacked.at_anchor(segment, source, energy)
+                  + weight * stacked.at_anchor(segment + 1, source, energy))
         return mapped.to(values.dtype)
 
     @functools.lru_cache(maxsize=8)
@@ -195,15 +261,19 @@ class PrimaryEnergyMap:
 
     @classmethod
     def from_dict(cls, data: object, where: str) -> "PrimaryEnergyMap":
-        """Inverse of :meth:`to_dict`; ``InvalidValueError`` naming ``where``."""
+        """Inverse of :meth:`to_dict` (a map is ``{"x", "y"}`` or ``{"log10_energy", "maps"}``);
+        ``InvalidValueError`` naming ``where``."""
         if not isinstance(data, dict) or set(data) != {"log10_e0", "maps"} or not isinstance(data["maps"], list):
             raise InvalidValueError(f"{where} must be a mapping with log10_e0 and a list of maps")
         try:
-            maps = []
+            maps: list[QuantileMap | MuonEnergyMaps] = []
             for k, entry in enumerate(data["maps"]):
-                if not isinstance(entry, dict) or set(entry) != {"x", "y"}:
-                    raise InvalidValueError(f"map {k} must be a mapping with x and y")
-                maps.append(QuantileMap(tuple(float(v) for v in entry["x"]), tuple(float(v) for v in entry["y"])))
+                if isinstance(entry, dict) and set(entry) == {"log10_energy", "maps"} and isinstance(entry["maps"], list):
+                    maps.append(MuonEnergyMaps(tuple(float(v) for v in entry["log10_energy"]),
+                                               tuple(_quantile_map_from_dict(m, f"map {k}.{j}")
+                                                     for j, m in enumerate(entry["maps"]))))
+                else:
+                    maps.append(_quantile_map_from_dict(entry, f"map {k} (or a mapping with log10_energy and maps)"))
             return cls(tuple(float(v) for v in data["log10_e0"]), tuple(maps))
         except InvalidValueError as error:
             raise InvalidValueError(f"{where}: {error}") from None
@@ -215,10 +285,14 @@ class PrimaryEnergyMap:
 class _StackedMaps:
     """The maps of a :class:`PrimaryEnergyMap` as tensors for vectorised lookup.
 
-    ``x``, ``y``: (K * Q,) the knots of map k at k * Q .. k * Q + Q - 1, every map padded to the
-    longest one's Q knots with knots on its outer segment's extension (the same function). ``keys``:
-    (K * (Q - 2),) the interior knots of map k shifted by k * ``stride``, sorted as a whole (the maps'
-    blocks do not overlap), so one ``searchsorted`` finds each value's segment in its own map.
+    Every quantile map, one per E0 anchor or several (:class:`MuonEnergyMaps`), is map g of G in
+    anchor order. ``x``, ``y``: (G * Q,) the knots of map g at g * Q .. g * Q + Q - 1, every map padded
+    to the longest one's Q knots with knots on its outer segment's extension (the same function).
+    ``keys``: (G * (Q - 2),) the interior knots of map g shifted by g * ``stride``, sorted as a whole
+    (the maps' blocks do not overlap), so one ``searchsorted`` finds each value's segment in its own
+    map. Anchor k's maps are ``first[k]`` .. ``first[k] + count[k] - 1``, at the muon energies
+    ``muon_anchor`` (G,) (0 for an anchor with one map); ``muon_keys`` are their interior ones shifted
+    by k * ``muon_stride``, found the same way.
     """
 
     anchors: Tensor
@@ -229,27 +303,68 @@ class _StackedMaps:
     low: float
     high: float
     knots: int
+    first: Tensor
+    count: Tensor
+    muon_anchor: Tensor
+    muon_keys: Tensor
+    muon_interior_before: Tensor
+    muon_stride: float
 
     @classmethod
     def of(cls, energy_map: PrimaryEnergyMap, device: torch.device) -> "_StackedMaps":
-        knots = max(len(m.x) for m in energy_map.maps)
-        x = np.empty((len(energy_map.maps), knots))
+        per_anchor = [(m.log10_energy, m.maps) if isinstance(m, MuonEnergyMaps) else ((0.0,), (m,))
+                      for m in energy_map.maps]
+        flat = [quantile_map for _, maps in per_anchor for quantile_map in maps]
+        knots = max(len(m.x) for m in flat) + 2  # with the capped continuation at both ends
+        x = np.empty((len(flat), knots))
         y = np.empty_like(x)
-        for k, quantile_map in enumerate(energy_map.maps):
-            mx, my = np.array(quantile_map.x), np.array(quantile_map.y)
+        for g, quantile_map in enumerate(flat):
+            mx, my = (np.array(v) for v in quantile_map.extended_knots)
             extra = np.arange(1.0, knots - len(mx) + 1.0)  # 1, 2, ... beyond the last knot
             slope = (my[-1] - my[-2]) / (mx[-1] - mx[-2])
-            x[k] = np.concatenate((mx, mx[-1] + extra))
-            y[k] = np.concatenate((my, my[-1] + slope * extra))
+            x[g] = np.concatenate((mx, mx[-1] + extra))
+            y[g] = np.concatenate((my, my[-1] + slope * extra))
         # a searched value is first brought into [low, high] (beyond, the outer segments hold)
         low, high = float(x.min()) - 1.0, float(x.max()) + 1.0
         stride = 2.0 * (high - low) + 1.0
         keys = (x[:, 1:-1] + stride * np.arange(len(x))[:, None]).ravel()
+        muon_anchor = np.concatenate([np.array(anchors, dtype=np.float64) for anchors, _ in per_anchor])
+        counts = np.array([len(maps) for _, maps in per_anchor])
+        muon_stride = float(muon_anchor.max() - muon_anchor.min()) + 1.0
+        muon_keys = np.concatenate([np.array(anchors[1:-1], dtype=np.float64) + k * muon_stride
+                                    for k, (anchors, _) in enumerate(per_anchor)])
+        interior = np.maximum(counts - 2, 0)
 
-        def tensor(array: np.ndarray) -> Tensor:
-            return torch.tensor(array.ravel(), dtype=torch.float64, device=device)
+        def tensor(array: np.ndarray, dtype: torch.dtype = torch.float64) -> Tensor:
+            return torch.tensor(np.ravel(array), dtype=dtype, device=device)
 
-        return cls(tensor(np.array(energy_map.log10_e0)), tensor(x), tensor(y), tensor(keys), stride, low, high, knots)
+        return cls(tensor(np.array(energy_map.log10_e0)), tensor(x), tensor(y), tensor(keys), stride, low, high, knots,
+                   tensor(np.concatenate(([0], np.cumsum(counts)[:-1])), torch.int64), tensor(counts, torch.int64),
+                   tensor(muon_anchor), tensor(muon_keys), tensor(np.concatenate(([0], np.cumsum(interior)[:-1])), torch.int64),
+                   muon_stride)
+
+    def at_anchor(self, anchor: Tensor, values: Tensor, log10_energy: Tensor | None) -> Tensor:
+        """(M,) float64 values through the map of E0 anchor ``anchor`` (M,) int64 at each muon's
+        log10 E_mu (M,) float64 (None: every anchor has one map) -> (M,) float64."""
+        first = self.first.index_select(0, anchor)
+        if log10_energy is None:
+            return self.through(first, values)
+        count = self.count.index_select(0, anchor)
+        last = first + count - 1
+        low, high = self.muon_anchor.index_select(0, first), self.muon_anchor.index_select(0, last)
+        energy = torch.where(log10_energy < low, low, torch.where(log10_energy > high, high, log10_energy))
+        if self.muon_keys.numel():
+            segment = torch.searchsorted(self.muon_keys, energy + anchor * self.muon_stride, right=True)
+            segment -= self.muon_interior_before.index_select(0, anchor)
+        else:
+            segment = torch.zeros_like(anchor)
+        # a NaN energy sorts last: keep the index inside the anchor's maps (the result is NaN)
+        lower = first + torch.minimum(segment, (count - 2).clamp_min(0))
+        upper = torch.minimum(lower + 1, last)
+        span = self.muon_anchor.index_select(0, upper) - self.muon_anchor.index_select(0, lower)
+        weight = torch.where(span > 0, (energy - self.muon_anchor.index_select(0, lower)) / torch.where(span > 0, span, 1.0),
+                             torch.zeros_like(span))
+        return (1.0 - weight) * self.through(lower, values) + weight * self.through(upper, values)
 
     def through(self, map_index: Tensor, values: Tensor) -> Tensor:
         """(M,) float64 values, each through map ``map_index`` (M,) int64 -> (M,) float64."""
@@ -295,11 +410,16 @@ class MuonCalibration:
             values = self.log10_energy.apply(values)
         return values if self.log10_energy_by_e0 is None else self.log10_energy_by_e0.apply(values, log10_e0)
 
-    def map_log10_radius(self, values: Tensor, log10_e0: Tensor | None = None) -> Tensor:
-        """(M,) log10(r / m) through the radius maps (``log10_e0`` as for :meth:`map_log10_energy`)."""
+    def map_log10_radius(self, values: Tensor, log10_e0: Tensor | None = None,
+                         log10_energy: Tensor | None = None) -> Tensor:
+        """(M,) log10(r / m) through the radius maps (``log10_e0`` as for :meth:`map_log10_energy`;
+        ``log10_energy`` (M,) the muons' calibrated log10(E / GeV), needed by a map by E0 that
+        depends on the muon energy)."""
         if self.log10_radius is not None:
             values = self.log10_radius.apply(values)
-        return values if self.log10_radius_by_e0 is None else self.log10_radius_by_e0.apply(values, log10_e0)
+        if self.log10_radius_by_e0 is None:
+            return values
+        return self.log10_radius_by_e0.apply(values, log10_e0, log10_energy)
 
     def apply(self, muons: Tensor, log10_e0: Tensor | None = None) -> Tensor:
         """(M, 3) [GeV, m, m] -> (M, 3) calibrated, in place on ``muons`` (returned). ``log10_e0``:
@@ -314,7 +434,10 @@ class MuonCalibration:
         radius = torch.hypot(muons[:, 1], muons[:, 2])
         positive = radius > 0  # a muon on the axis stays there
         safe = torch.where(positive, radius, torch.ones_like(radius))
-        mapped = torch.pow(10.0, self.map_log10_radius(torch.log10(safe), log10_e0))
+        log10_energy = None
+        if self.log10_radius_by_e0 is not None and self.log10_radius_by_e0.needs_muon_energy:
+            log10_energy = torch.log10(muons[:, 0])  # after the energy maps, as fitted
+        mapped = torch.pow(10.0, self.map_log10_radius(torch.log10(safe), log10_e0, log10_energy))
         muons[:, 1:3] *= torch.where(positive, mapped / safe, torch.ones_like(radius)).unsqueeze(1)
         return muons
 
@@ -338,4 +461,4 @@ class MuonCalibration:
         return cls(**maps, fitted_on=str(data.get("fitted_on", "")))
 
 
-__all__ = ["IDENTITY", "MAP_NAMES", "MuonCalibration", "PrimaryEnergyMap", "QuantileMap", "TailMap"]
+__all__ = ["IDENTITY", "MAP_NAMES", "MuonCalibration", "MuonEnergyMaps", "PrimaryEnergyMap", "QuantileMap", "TailMap"]

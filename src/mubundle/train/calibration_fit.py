@@ -32,7 +32,7 @@ from mubundle.data.atomic import atomic_write_bytes
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.lock import directory_lock
 from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.calibration import IDENTITY, MuonCalibration, PrimaryEnergyMap, QuantileMap, TailMap
+from mubundle.model.calibration import IDENTITY, MuonCalibration, MuonEnergyMaps, PrimaryEnergyMap, QuantileMap, TailMap
 from mubundle.train.multiplicity_fit import load_valid_events
 
 if TYPE_CHECKING:
@@ -128,14 +128,45 @@ def e0_bins(log10_e0: np.ndarray) -> list[tuple[float, float]]:
     return [(float(low), float(low + E0_BIN_DEX)) for low in np.arange(first, log10_e0.max(), E0_BIN_DEX)]
 
 
+def _whole_distribution_map(generated: np.ndarray, data: np.ndarray, where: str, with_minimum: bool = False) -> QuantileMap:
+    """The quantile map of the generator's values onto the data's: knots at the tail levels of
+    :func:`_tail_probabilities` at both ends and ``BULK_LEVELS``, and with ``with_minimum`` one more
+    at the two minima (a variable with a hard lower bound in the data: the muon energy, kept above
+    ``--min-energy``; the generator's lowest values then land at the data's lowest, not below the
+    bound); ``ValueError`` naming ``where`` when the knots are not strictly increasing."""
+    tail = np.sort(_tail_probabilities(len(data), where))
+    levels = np.concatenate([tail, BULK_LEVELS, 1.0 - tail[::-1]])
+    x, y = np.quantile(generated, levels), np.quantile(data, levels)
+    if with_minimum and generated.min() < x[0] and data.min() < y[0]:
+        x, y = np.concatenate(([generated.min()], x)), np.concatenate(([data.min()], y))
+    for name, knots in (("generator", x), ("data", y)):
+        if np.any(np.diff(knots) <= 0):
+            raise ValueError(f"the {name} knots of the {where} calibration are not strictly increasing: "
+                             f"{np.round(knots, 4).tolist()}")
+    return QuantileMap(tuple(map(float, x)), tuple(map(float, y)))
+
+
 def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray, data: np.ndarray,
-                          data_log10_e0: np.ndarray, what: str = "log10 r") -> PrimaryEnergyMap:
+                          data_log10_e0: np.ndarray, what: str = "log10 r",
+                          muon_energy_classes: int = 1, generated_log10_energy: np.ndarray | None = None,
+                          data_log10_energy: np.ndarray | None = None, with_minimum: bool = False) -> PrimaryEnergyMap:
     """Whole-distribution maps of one variable per bin of log10 E0, from the generator's (M,) and
     the data's (M',) values with each value's log10(E0 / GeV). A bin with at least
     ``MIN_BIN_MUONS`` data muons gets knots at the generator's and the data's quantiles (the tail
     levels of :func:`_tail_probabilities` at both ends and ``BULK_LEVELS``), anchored at its centre;
     identity maps are added one bin width beyond the outermost anchors. ``ValueError`` when no bin
-    has enough muons or a bin's knots are not strictly increasing."""
+    has enough muons or a bin's knots are not strictly increasing.
+
+    ``muon_energy_classes`` K > 1 (with each value's muon log10 E_mu, the generator's as the
+    calibration puts it out): a bin with K x ``MIN_BIN_MUONS`` data muons is cut into K classes at
+    the data's muon-energy quantiles, the generator's muons classed at the same edges, one map per
+    class anchored at the class's median data log10 E_mu (:class:`MuonEnergyMaps`); thinner bins
+    get one map. This corrects the radius of energetic and soft muons separately: their correlation.
+    ``with_minimum``: each map also maps the generator's minimum onto the data's (:func:`_whole_distribution_map`)."""
+    if muon_energy_classes < 1:
+        raise ValueError(f"muon_energy_classes must be >= 1, got {muon_energy_classes}")
+    if muon_energy_classes > 1 and (generated_log10_energy is None or data_log10_energy is None):
+        raise ValueError("muon-energy classes need the muon energies of the generator and of the data")
     anchors, maps = [], []
     for low, high in e0_bins(data_log10_e0):
         in_data = (data_log10_e0 >= low) & (data_log10_e0 < high)
@@ -144,15 +175,23 @@ def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray,
         if n < MIN_BIN_MUONS or in_generated.sum() < MIN_BIN_MUONS:
             continue
         where = f"{what} at log10 E0 {low:g}-{high:g}"
-        tail = np.sort(_tail_probabilities(n, where))
-        levels = np.concatenate([tail, BULK_LEVELS, 1.0 - tail[::-1]])
-        x, y = np.quantile(generated[in_generated], levels), np.quantile(data[in_data], levels)
-        for name, knots in (("generator", x), ("data", y)):
-            if np.any(np.diff(knots) <= 0):
-                raise ValueError(f"the {name} knots of the {where} calibration are not strictly increasing: "
-                                 f"{np.round(knots, 4).tolist()}")
+        classes = muon_energy_classes if n >= muon_energy_classes * MIN_BIN_MUONS else 1
+        if classes > 1:
+            edges = np.quantile(data_log10_energy[in_data], np.linspace(0, 1, classes + 1)[1:-1])
+            class_data = np.searchsorted(edges, data_log10_energy)
+            class_generated = np.searchsorted(edges, generated_log10_energy)
+            members = [(in_data & (class_data == k), in_generated & (class_generated == k)) for k in range(classes)]
+            if min(int(g.sum()) for _, g in members) < MIN_BIN_MUONS:
+                classes = 1
+        if classes == 1:
+            maps.append(_whole_distribution_map(generated[in_generated], data[in_data], where, with_minimum))
+        else:
+            maps.append(MuonEnergyMaps(
+                tuple(float(np.median(data_log10_energy[d])) for d, _ in members),
+                tuple(_whole_distribution_map(generated[g], data[d], f"{where}, muon-energy class {k + 1} of {classes}",
+                                              with_minimum)
+                      for k, (d, g) in enumerate(members))))
         anchors.append(0.5 * (low + high))
-        maps.append(QuantileMap(tuple(map(float, x)), tuple(map(float, y))))
     if not anchors:
         raise ValueError(f"no bin of {E0_BIN_DEX:g} in log10 E0 holds {MIN_BIN_MUONS} data muons with a {what}; "
                          "a map by primary energy needs more events")
@@ -178,11 +217,16 @@ def check_maps(maps: Sequence[str], kept: MuonCalibration | None) -> None:
         if variable in maps and by_e0 not in maps and kept is not None and getattr(kept, _FIELDS[by_e0]) is not None:
             raise ValueError(f"refitting the {variable} tail map would leave the input model's {variable} map by E0 "
                              f"fitted on the old tail map's output: name {by_e0} as well")
+    kept_radius = None if kept is None else kept.log10_radius_by_e0
+    if ({"energy", "energy-by-energy"} & set(maps) and "radius-by-energy" not in maps
+            and kept_radius is not None and kept_radius.needs_muon_energy):
+        raise ValueError("refitting an energy map would leave the input model's radius map by E0 and muon energy "
+                         "fitted on the old muon energies: name radius-by-energy as well")
 
 
 def fit_calibration(
     generated: np.ndarray, data: np.ndarray, fitted_on: str = "", maps: Sequence[str] = DEFAULT_MAPS,
-    log10_e0: np.ndarray | None = None, kept: MuonCalibration | None = None,
+    log10_e0: np.ndarray | None = None, kept: MuonCalibration | None = None, muon_energy_classes: int = 1,
 ) -> MuonCalibration:
     """The ``maps`` (of :data:`MAPS`) fitted on the generator's (M, 3) and the data's (M, 3) muons
     [GeV, m, m] of the same events (same N): the upper tail of log10 E (``energy``), both tails of
@@ -191,7 +235,9 @@ def fit_calibration(
     named are ``kept``'s (the input model's). A map by E0 is fitted on the values its variable's tail
     map (fitted here or kept) puts out, as it is applied; refitting a tail map while keeping the
     map by E0 of the same variable is refused (it was fitted on the old tail map's output). Muons
-    on the axis (r = 0) do not enter the radius maps."""
+    on the axis (r = 0) do not enter the radius maps. ``muon_energy_classes`` > 1: the radius map
+    by E0 also depends on the muon energy (:func:`fit_by_primary_energy`), classed by the energies
+    the energy maps (fitted here or kept) put out."""
     check_maps(maps, kept)
     fields = {field: getattr(kept, field) if kept is not None else None for field in _FIELDS.values()}
     if {"energy-by-energy", "radius-by-energy"} & set(maps) and (
@@ -212,8 +258,17 @@ def fit_calibration(
         if f"{variable}-by-energy" in maps:
             tail = fields[_FIELDS[variable]]
             after_tail = x_generated if tail is None else tail.apply(torch.from_numpy(x_generated)).numpy()
+            classes: dict[str, Any] = {}
+            if variable == "radius" and muon_energy_classes > 1:
+                energy_maps = MuonCalibration(log10_energy=fields["log10_energy"], log10_energy_by_e0=fields["log10_energy_by_e0"])
+                calibrated_energy = energy_maps.map_log10_energy(torch.from_numpy(energy_generated),
+                                                                 torch.from_numpy(log10_e0)).numpy()
+                classes = {"muon_energy_classes": muon_energy_classes,
+                           "generated_log10_energy": calibrated_energy[use_generated],
+                           "data_log10_energy": energy_data[use_data]}
             fields[_FIELDS[f"{variable}-by-energy"]] = fit_by_primary_energy(
-                after_tail[use_generated], log10_e0[use_generated], x_data[use_data], log10_e0[use_data], what)
+                after_tail[use_generated], log10_e0[use_generated], x_data[use_data], log10_e0[use_data], what,
+                with_minimum=variable == "energy", **classes)
     new = [_FIELDS[name] for name in MAPS if name in maps]
     old = [field for field, value in fields.items() if value is not None and field not in new]
     described = fitted_on if not old else (f"{', '.join(new)}: {fitted_on}; {', '.join(old)} kept from the input model "
@@ -233,13 +288,14 @@ def tail_counts(muons: np.ndarray) -> dict[str, int]:
 
 def calibrate(
     model_dir: str | os.PathLike | None, data_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-    seed: int = 0, maps: Sequence[str] = DEFAULT_MAPS,
+    seed: int = 0, maps: Sequence[str] = DEFAULT_MAPS, muon_energy_classes: int = 1,
 ) -> dict[str, Any]:
     """``mubundle calibrate``: the model in ``model_dir`` (None: the shipped default) with its
     calibration (the ``maps`` of :data:`MAPS`) fitted on the events of ``data_paths``, saved to
     ``out_dir`` with the report :data:`REPORT_NAME`. The input model's maps that ``maps`` does not
     name are kept, map by map (:func:`fit_calibration`; ``--maps radius-by-energy`` on a model with
     an energy tail map keeps that map); a refused combination (:func:`check_maps`) writes nothing.
+    ``muon_energy_classes``: see :func:`fit_by_primary_energy` (radius map by E0 only).
     Rejected rows go to ``out_dir/quarantine/calibration.parquet``. CPU.
     """
     from mubundle.errors import OutputRefusedError
@@ -254,6 +310,8 @@ def calibrate(
                                  "another directory")
     model = load_model(None if model_dir is None else str(model_dir), device="cpu")
     check_maps(maps, model.calibration)  # before anything is written
+    if muon_energy_classes > 1 and "radius-by-energy" not in maps:
+        raise ValueError("--muon-energy-classes applies to the radius map by E0: name radius-by-energy in --maps")
     with directory_lock(out_dir, "mubundle calibrate"):
         batch, data_report = load_valid_events(data_paths, "calibration", out_dir / "quarantine" / "calibration.parquet")
         data = batch.flat_muons.astype(np.float64)
@@ -262,10 +320,12 @@ def calibrate(
         source = str(model_dir) if model_dir is not None else "shipped default"
         fitted_on = (f"generator muons for the true conditions and N of {data_report['events']} events "
                      f"({len(data)} muons) of {len(data_paths)} path(s), seed {seed}")
-        model.calibration = fit_calibration(generated, data, fitted_on, maps, log10_e0, model.calibration)
+        model.calibration = fit_calibration(generated, data, fitted_on, maps, log10_e0, model.calibration,
+                                            muon_energy_classes)
         calibrated = model.calibration.apply(torch.from_numpy(generated.copy()), torch.from_numpy(log10_e0)).numpy()
         report = {
-            "source_model": source, "seed": seed, "maps": list(maps), "data": data_report, "muons": len(data),
+            "source_model": source, "seed": seed, "maps": list(maps), "muon_energy_classes": muon_energy_classes,
+            "data": data_report, "muons": len(data),
             "calibration": model.calibration.to_dict(),
             "tail_counts": {"data": tail_counts(data), "generator": tail_counts(generated),
                             "calibrated": tail_counts(calibrated)},
@@ -280,7 +340,9 @@ def calibrate(
             mapped = {"energy": f"the top {TAIL_PROBABILITY:.0%} of the muon energies",
                       "radius": f"the bottom and top {TAIL_PROBABILITY:.0%} of the radii",
                       "energy-by-energy": f"the muon energies per {E0_BIN_DEX:g} dex of E0 (whole distribution)",
-                      "radius-by-energy": f"the radii per {E0_BIN_DEX:g} dex of E0 (whole distribution)"}
+                      "radius-by-energy": f"the radii per {E0_BIN_DEX:g} dex of E0"
+                                          + (f" and {muon_energy_classes} classes of muon energy" if muon_energy_classes > 1 else "")
+                                          + " (whole distribution)"}
             note = (f"calibration by mubundle calibrate from {source}: {fitted_on}; "
                     f"{' and '.join(mapped[name] for name in MAPS if name in maps)} mapped onto the data's quantiles")
             model.domain = dataclasses.replace(model.domain, notes=model.domain.notes + (note,))
@@ -292,6 +354,6 @@ def calibrate(
 def calibrate_from_args(args: "argparse.Namespace") -> int:
     """Run ``mubundle calibrate``; prints a JSON summary and returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    report = calibrate(args.model, args.data, args.out, args.seed, args.maps)
+    report = calibrate(args.model, args.data, args.out, args.seed, args.maps, args.muon_energy_classes)
     print(json.dumps({"out": str(args.out), "muons": report["muons"], "tail_counts": report["tail_counts"]}))
     return 0
