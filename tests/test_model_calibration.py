@@ -414,6 +414,10 @@ def test_calibrate_refuses_to_refit_a_tail_map_under_a_kept_map_by_e0_before_wri
                  "--maps", "energy-by-energy", "--muon-energy-classes", "4"]) != 0
     assert "name radius-by-energy in --maps" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    assert main(["calibrate", "--model", "icecube", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "out"),
+                 "--maps", "energy-by-energy"]) != 0  # the shipped radius map depends on the muon energy
+    assert "radius map by E0 and muon energy" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
     # an energy map refitted under a kept radius map that depends on the muon energy
     by_both = PrimaryEnergyMap((4.0, 5.0, 6.0), (IDENTITY, MuonEnergyMaps((1.0, 3.0), (IDENTITY, SHIFT)), IDENTITY))
     with pytest.raises(ValueError, match="radius map by E0 and muon energy"):

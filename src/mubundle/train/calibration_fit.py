@@ -309,9 +309,9 @@ def calibrate(
         raise OutputRefusedError(f"--out {out_dir} is the input model {source_dir}; write the calibrated model to "
                                  "another directory")
     model = load_model(None if model_dir is None else str(model_dir), device="cpu")
-    check_maps(maps, model.calibration)  # before anything is written
     if muon_energy_classes > 1 and "radius-by-energy" not in maps:
         raise ValueError("--muon-energy-classes applies to the radius map by E0: name radius-by-energy in --maps")
+    check_maps(maps, model.calibration)  # before anything is written
     with directory_lock(out_dir, "mubundle calibrate"):
         batch, data_report = load_valid_events(data_paths, "calibration", out_dir / "quarantine" / "calibration.parquet")
         data = batch.flat_muons.astype(np.float64)
