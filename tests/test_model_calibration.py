@@ -254,6 +254,20 @@ def test_the_fit_by_e0_and_muon_energy_corrects_a_radius_error_that_depends_on_t
     assert isinstance(thin.maps[1], QuantileMap)
     with pytest.raises(ValueError, match="need the muon energies"):
         fit_by_primary_energy(generated, log10_e0, data, log10_e0, muon_energy_classes=4)
+    # through fit_calibration: the classes use the energies after the energy maps (here an energy map by E0 that
+    # halves every generator energy: the classes must be found at the data's energies, not the raw generator's)
+    phi = rng.uniform(0, 2 * np.pi, n)
+
+    def muons(log10_r, energy):
+        return np.stack([10**energy, 10**log10_r * np.cos(phi), 10**log10_r * np.sin(phi)], axis=1)
+
+    fitted = fit_calibration(muons(generated, log10_energy + np.log10(2.0)), muons(data, log10_energy),
+                             maps=("energy-by-energy", "radius-by-energy"), log10_e0=log10_e0, muon_energy_classes=4)
+    anchors = fitted.log10_radius_by_e0.maps[1].log10_energy
+    assert len(anchors) == 4 and anchors[0] == pytest.approx(1.25, abs=0.02) and anchors[-1] == pytest.approx(2.75, abs=0.02)
+    calibrated = fitted.apply(torch.from_numpy(muons(generated, log10_energy + np.log10(2.0))), torch.from_numpy(log10_e0))
+    calibrated_log10_r = np.log10(np.hypot(calibrated[:, 1].numpy(), calibrated[:, 2].numpy()))
+    assert abs(slope(calibrated_log10_r) - slope(data)) < 0.05
 
 
 def test_fit_calibration_keeps_the_maps_it_does_not_fit_and_fits_a_map_by_e0_after_the_tail_map():

@@ -360,7 +360,7 @@ class _StackedMaps:
         else:
             segment = torch.zeros_like(anchor)
         # a NaN energy sorts last: keep the index inside the anchor's maps (the result is NaN)
-        lower = first + torch.minimum(segment, (count - 2).clamp_min(0))
+        lower = first + torch.minimum(segment, torch.maximum(count - 2, torch.zeros_like(count)))
         upper = torch.minimum(lower + 1, last)
         span = self.muon_anchor.index_select(0, upper) - self.muon_anchor.index_select(0, lower)
         weight = torch.where(span > 0, (energy - self.muon_anchor.index_select(0, lower)) / torch.where(span > 0, span, 1.0),
