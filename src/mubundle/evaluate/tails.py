@@ -164,14 +164,18 @@ def _finite_or_none(value: float) -> float | None:
 
 
 # ---------------------------------------------------------------------------- rates
-def class_counts(batch: RaggedBatch) -> dict[str, tuple[int, int]]:
-    """Every class's (count, total): total = events or muons of ``batch``."""
-    result = {}
-    for tail in TAIL_CLASSES:
-        selected = tail.select(batch)
-        total = len(batch) if tail.per == "event" else batch.n_muons
-        result[tail.name] = (int(np.count_nonzero(selected)), int(total))
-    return result
+def _selections(batch: RaggedBatch) -> dict[str, np.ndarray]:
+    """Every class's selected units of ``batch``: (B,) or (M,) bool."""
+    return {tail.name: tail.select(batch) for tail in TAIL_CLASSES}
+
+
+def class_counts(batch: RaggedBatch, selections: dict[str, np.ndarray] | None = None) -> dict[str, tuple[int, int]]:
+    """Every class's (count, total): total = events or muons of ``batch`` (``selections``: those of
+    :func:`_selections`, if already made)."""
+    selections = _selections(batch) if selections is None else selections
+    return {tail.name: (int(np.count_nonzero(selections[tail.name])),
+                        int(len(batch) if tail.per == "event" else batch.n_muons))
+            for tail in TAIL_CLASSES}
 
 
 def relative_error_by_cluster(selected: np.ndarray, clusters: np.ndarray) -> float | None:
@@ -190,18 +194,22 @@ def relative_error_by_cluster(selected: np.ndarray, clusters: np.ndarray) -> flo
     return math.sqrt(n_clusters / (n_clusters - 1) * float(np.dot(residual, residual))) / count
 
 
-def class_errors_by_shower(batch: RaggedBatch) -> dict[str, float | None]:
-    """Every class's :func:`relative_error_by_cluster`, events and muons clustered by shower."""
+def class_errors_by_shower(batch: RaggedBatch, selections: dict[str, np.ndarray] | None = None) -> dict[str, float | None]:
+    """Every class's :func:`relative_error_by_cluster`, events and muons clustered by shower
+    (``selections`` as for :func:`class_counts`)."""
+    selections = _selections(batch) if selections is None else selections
     showers = shower_ids(batch.conditions)
     muon_showers = showers[batch.event_index]
-    return {tail.name: relative_error_by_cluster(tail.select(batch), showers if tail.per == "event" else muon_showers)
+    return {tail.name: relative_error_by_cluster(selections[tail.name], showers if tail.per == "event" else muon_showers)
             for tail in TAIL_CLASSES}
 
 
 def tail_rates(reference: RaggedBatch, candidate: RaggedBatch) -> dict[str, dict[str, Any]]:
     """Per class: reference and model rates with intervals and errors by shower, the ratio, the flag."""
-    reference_counts, model_counts = class_counts(reference), class_counts(candidate)
-    reference_errors, model_errors = class_errors_by_shower(reference), class_errors_by_shower(candidate)
+    reference_selections, model_selections = _selections(reference), _selections(candidate)
+    reference_counts, model_counts = class_counts(reference, reference_selections), class_counts(candidate, model_selections)
+    reference_errors = class_errors_by_shower(reference, reference_selections)
+    model_errors = class_errors_by_shower(candidate, model_selections)
     result = {}
     for tail in TAIL_CLASSES:
         (k_r, n_r), (k_m, n_m) = reference_counts[tail.name], model_counts[tail.name]

@@ -253,9 +253,16 @@ class PrimaryEnergyMap:
         low_map, high_map = stacked.at_anchor(torch.cat((segment, segment + 1)), source.repeat(2), energy).chunk(2)
         return ((1.0 - weight) * low_map + weight * high_map).to(values.dtype)
 
-    @functools.lru_cache(maxsize=8)
     def _stacked(self, device: torch.device) -> "_StackedMaps":
-        return _StackedMaps.of(self, device)
+        """The maps as tensors on ``device``, built on first use and kept with this (immutable) map;
+        not pickled (:meth:`__getstate__`)."""
+        cache = self.__dict__.setdefault("_stacked_by_device", {})  # not a field: eq, hash, repr ignore it
+        if device not in cache:
+            cache[device] = _StackedMaps.of(self, device)
+        return cache[device]
+
+    def __getstate__(self) -> dict[str, object]:
+        return {key: value for key, value in self.__dict__.items() if key != "_stacked_by_device"}
 
     def to_dict(self) -> dict[str, object]:
         return {"log10_e0": list(self.log10_e0), "maps": [m.to_dict() for m in self.maps]}

@@ -206,12 +206,16 @@ _FIELDS = {"energy": "log10_energy", "radius": "log10_radius", "energy-by-energy
            "radius-by-energy": "log10_radius_by_e0"}
 
 
-def check_maps(maps: Sequence[str], kept: MuonCalibration | None) -> None:
-    """``ValueError`` for ``maps`` that are not :data:`MAPS`, or that refit a tail map of ``kept``
-    (the input model's calibration) while keeping its map by E0 of the same variable."""
+def check_maps(maps: Sequence[str], kept: MuonCalibration | None, muon_energy_classes: int = 1) -> None:
+    """``ValueError`` for ``maps`` that are not :data:`MAPS`, for muon-energy classes without the
+    radius map by E0, or for maps that refit a tail map of ``kept`` (the input model's calibration)
+    while keeping its map by E0 of the same variable, or an energy map while keeping a radius map
+    by E0 and muon energy."""
     unknown = set(maps) - set(MAPS)
     if unknown or not maps:
         raise ValueError(f"maps must be one or more of {', '.join(MAPS)}, got {list(maps)}")
+    if muon_energy_classes > 1 and "radius-by-energy" not in maps:
+        raise ValueError("--muon-energy-classes applies to the radius map by E0: name radius-by-energy in --maps")
     for variable in ("energy", "radius"):
         by_e0 = f"{variable}-by-energy"
         if variable in maps and by_e0 not in maps and kept is not None and getattr(kept, _FIELDS[by_e0]) is not None:
@@ -238,7 +242,7 @@ def fit_calibration(
     on the axis (r = 0) do not enter the radius maps. ``muon_energy_classes`` > 1: the radius map
     by E0 also depends on the muon energy (:func:`fit_by_primary_energy`), classed by the energies
     the energy maps (fitted here or kept) put out."""
-    check_maps(maps, kept)
+    check_maps(maps, kept, muon_energy_classes)
     fields = {field: getattr(kept, field) if kept is not None else None for field in _FIELDS.values()}
     if {"energy-by-energy", "radius-by-energy"} & set(maps) and (
             log10_e0 is None or log10_e0.shape != generated.shape[:1] or generated.shape != data.shape):
@@ -309,9 +313,7 @@ def calibrate(
         raise OutputRefusedError(f"--out {out_dir} is the input model {source_dir}; write the calibrated model to "
                                  "another directory")
     model = load_model(None if model_dir is None else str(model_dir), device="cpu")
-    if muon_energy_classes > 1 and "radius-by-energy" not in maps:
-        raise ValueError("--muon-energy-classes applies to the radius map by E0: name radius-by-energy in --maps")
-    check_maps(maps, model.calibration)  # before anything is written
+    check_maps(maps, model.calibration, muon_energy_classes)  # before anything is written
     with directory_lock(out_dir, "mubundle calibrate"):
         batch, data_report = load_valid_events(data_paths, "calibration", out_dir / "quarantine" / "calibration.parquet")
         data = batch.flat_muons.astype(np.float64)
