@@ -459,13 +459,13 @@ def test_the_shipped_models_carry_their_calibrations():
     assert [len(m.maps) if isinstance(m, MuonEnergyMaps) else 1 for m in arca.log10_radius_by_e0.maps] == [1, 1, 4, 4, 4, 1]
     icecube = load_model("icecube").calibration
     assert icecube.map_names == ["log10_energy", "log10_energy_by_e0", "log10_radius_by_e0"]
-    for by_e0 in (icecube.log10_energy_by_e0, icecube.log10_radius_by_e0):  # fitted from 10^4.5 to 10^7.5 GeV
-        assert by_e0.log10_e0 == (4.25, 4.75, 5.25, 5.75, 6.25, 6.75, 7.25, 7.75)
+    for by_e0 in (icecube.log10_energy_by_e0, icecube.log10_radius_by_e0):  # fitted from 10^4 to 10^9 GeV (0.6.6)
+        assert by_e0.log10_e0 == (3.75, 4.25, 4.75, 5.25, 5.75, 6.25, 6.75, 7.25, 7.75, 8.25, 8.75, 9.25)
         assert by_e0.maps[0].is_identity and by_e0.maps[-1].is_identity
-    # 0.6.5: the radius map also by muon energy (8 classes where a bin holds 16 000 data muons), the energy
-    # map with the minima as its first knots (the data's lowest muon energy: just above --min-energy, 1 GeV)
+    # the radius map also by muon energy (8 classes where a bin holds 16 000 data muons: from 10^4.5 GeV), the
+    # energy map with the minima as its first knots (the data's lowest muon energy: just above --min-energy, 1 GeV)
     assert icecube.log10_radius_by_e0.needs_muon_energy and not icecube.log10_energy_by_e0.needs_muon_energy
-    assert {len(m.maps) for m in icecube.log10_radius_by_e0.maps if isinstance(m, MuonEnergyMaps)} == {8}
+    assert [len(m.maps) if isinstance(m, MuonEnergyMaps) else 1 for m in icecube.log10_radius_by_e0.maps] == [1, 1] + [8] * 9 + [1]
     assert all(0.0 <= m.y[0] < 0.03 for m in icecube.log10_energy_by_e0.maps[1:-1])
 
 
