@@ -454,9 +454,10 @@ def test_the_shipped_models_carry_their_calibrations():
 
     arca = load_model("km3net-arca").calibration
     assert arca.map_names == ["log10_energy", "log10_radius", "log10_energy_by_e0", "log10_radius_by_e0"]
-    assert arca.log10_radius_by_e0.log10_e0 == (5.25, 5.75, 6.25, 6.75, 7.25, 7.75)
-    assert arca.log10_energy_by_e0.log10_e0 == (5.25, 5.75, 6.25, 6.75, 7.25, 7.75, 8.25, 8.75, 9.25)  # + training shards
-    assert [len(m.maps) if isinstance(m, MuonEnergyMaps) else 1 for m in arca.log10_radius_by_e0.maps] == [1, 1, 4, 4, 4, 1]
+    # both maps by E0 up to 10^9 GeV (the radius map since 0.6.6, with sets up to 1e9 GeV; 4 muon-energy classes)
+    assert arca.log10_radius_by_e0.log10_e0 == arca.log10_energy_by_e0.log10_e0 == (5.25, 5.75, 6.25, 6.75, 7.25, 7.75,
+                                                                                    8.25, 8.75, 9.25)
+    assert [len(m.maps) if isinstance(m, MuonEnergyMaps) else 1 for m in arca.log10_radius_by_e0.maps] == [1, 1] + [4] * 6 + [1]
     icecube = load_model("icecube").calibration
     assert icecube.map_names == ["log10_energy", "log10_energy_by_e0", "log10_radius_by_e0"]
     for by_e0 in (icecube.log10_energy_by_e0, icecube.log10_radius_by_e0):  # fitted from 10^4 to 10^9 GeV (0.6.6)
