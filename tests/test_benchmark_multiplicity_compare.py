@@ -16,11 +16,8 @@ import pytest
 import torch
 
 from helpers import BENCHMARKS, load_benchmark
-from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import write_shard
-from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.transforms import FeatureTransform
-from test_evaluate_cli import SMALL, reference_batch
+from test_evaluate_cli import small_model_and_own_sample
 
 SCRIPT = BENCHMARKS / "multiplicity_compare.py"
 
@@ -28,13 +25,9 @@ SCRIPT = BENCHMARKS / "multiplicity_compare.py"
 @pytest.fixture(scope="module")
 def models_and_sample(tmp_path_factory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("compare")
-    conditions = reference_batch(1500, seed=7)
-    torch.manual_seed(0)
-    model = MuonBundleModel(SMALL, FeatureTransform.fit(conditions))
+    model, sample = small_model_and_own_sample(1500, seed=7, sample_seed=3)
     model.save(root / "true")
-    c = conditions.conditions
-    sample = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=3)
-    write_shard(RaggedBatch(sample.conditions, sample.counts, sample.flat_muons), root / "data" / "a.parquet", {})
+    write_shard(sample, root / "data" / "a.parquet", {})
     with torch.no_grad():  # the shared log location of the components up by ~0.3: ~35 % more muons
         model.multiplicity.head.bias[-1] += 0.3
     model.save(root / "perturbed")

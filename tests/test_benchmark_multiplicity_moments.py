@@ -13,14 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from helpers import BENCHMARKS, load_benchmark
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import write_shard
-from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.transforms import FeatureTransform
-from test_evaluate_cli import SMALL, reference_batch
+from test_evaluate_cli import small_model_and_own_sample
 
 SCRIPT = BENCHMARKS / "multiplicity_moments.py"
 
@@ -28,12 +25,8 @@ SCRIPT = BENCHMARKS / "multiplicity_moments.py"
 @pytest.fixture(scope="module")
 def model_and_own_sample(tmp_path_factory) -> tuple[Path, RaggedBatch]:
     root = tmp_path_factory.mktemp("moments")
-    conditions = reference_batch(2000, seed=5)
-    torch.manual_seed(0)
-    model = MuonBundleModel(SMALL, FeatureTransform.fit(conditions))
+    model, sample = small_model_and_own_sample(2000, seed=5, sample_seed=11)
     model.save(root / "model")
-    c = conditions.conditions
-    sample = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=11)
     return root / "model", sample
 
 

@@ -30,6 +30,16 @@ def reference_batch(n_events: int, seed: int) -> RaggedBatch:
     return RaggedBatch(conditions, batch.counts, batch.flat_muons)
 
 
+def small_model_and_own_sample(n_events: int, seed: int, sample_seed: int) -> tuple[MuonBundleModel, RaggedBatch]:
+    """An untrained SMALL model (torch seed 0) on ``reference_batch(n_events, seed)``'s conditions, and
+    bundles sampled from it at those conditions: a reference the model describes exactly."""
+    conditions = reference_batch(n_events, seed=seed)
+    torch.manual_seed(0)
+    model = MuonBundleModel(SMALL, FeatureTransform.fit(conditions))
+    c = conditions.conditions
+    return model, model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=sample_seed)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     torch.manual_seed(0)
