@@ -453,7 +453,12 @@ def test_the_shipped_models_carry_their_calibrations():
     from mubundle.generate.api import load_model
 
     arca = load_model("km3net-arca").calibration
-    assert arca.map_names == ["log10_energy", "log10_radius", "log10_energy_by_e0", "log10_radius_by_e0"]
+    assert arca.map_names == ["log10_energy", "log10_radius", "log10_energy_by_e0", "log10_radius_by_e0", "log10_energy_by_n"]
+    # since 0.6.8 the energies by class of N: single muons harder, pairs softer, N >= 11 untouched
+    by_n = arca.log10_energy_by_n
+    assert by_n.first_n == (1, 2, 4, 11) and by_n.maps[-1].is_identity
+    at_median = [float(m.apply(torch.tensor([2.3], dtype=torch.float64))) - 2.3 for m in by_n.maps[:2]]
+    assert at_median[0] > 0.05 and at_median[1] < -0.01
     # both maps by E0 up to 10^9 GeV (the radius map since 0.6.6, with sets up to 1e9 GeV; 4 muon-energy classes)
     assert arca.log10_radius_by_e0.log10_e0 == arca.log10_energy_by_e0.log10_e0 == (5.25, 5.75, 6.25, 6.75, 7.25, 7.75,
                                                                                     8.25, 8.75, 9.25)

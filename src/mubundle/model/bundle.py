@@ -208,7 +208,8 @@ class MuonBundleModel(nn.Module):
         if self.calibration is None:
             return muons
         log10_e0 = torch.log10(part_conditions[:, 0]).index_select(0, event_index) if self.calibration.needs_primary_energy else None
-        return self.calibration.apply(muons, log10_e0)
+        multiplicity = part_counts.index_select(0, event_index) if self.calibration.needs_multiplicity else None
+        return self.calibration.apply(muons, log10_e0, multiplicity)
 
     def _collect(self, calls: list[Future]) -> Tensor:
         """Concatenate the muons of submitted generator calls, in order: (M, 3)."""

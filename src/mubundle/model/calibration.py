@@ -15,7 +15,9 @@ are the energetic or the distant ones stays the generator's), and it leaves the 
 (both tails; x and y are scaled by r' / r, so the azimuth is kept), and for either variable a
 :class:`PrimaryEnergyMap`: whole-distribution maps that depend on the primary energy (the
 generator can be off at some E0 and right at others, which one map for all muons cannot
-correct), applied after that variable's tail map. It is fitted by
+correct), applied after that variable's tail map, and a :class:`MultiplicityMap` of log10 E by the class of the
+muon's event's multiplicity N (a generator can make its single muons too soft and its pairs too
+hard at a right energy spectrum of all muons), applied last. It is fitted by
 ``mubundle calibrate`` (:mod:`mubundle.train.calibration_fit`) on the generator's muons for the
 training events' own conditions and multiplicities, so the multiplicity part does not enter. A
 model without the key has no maps (the identity).
@@ -387,26 +389,85 @@ class _StackedMaps:
         return y0 + slope * (values - x0)
 
 
+@dataclass(frozen=True)
+class MultiplicityMap:
+    """Maps of one variable by the class of the multiplicity N of the muon's event: ``maps[k]``
+    holds for ``first_n[k]`` <= N < ``first_n[k + 1]`` and the last one for N >= ``first_n[-1]``;
+    ``first_n`` strictly increasing from 1. Each map is strictly increasing, so the order of the
+    values within one event is kept."""
+
+    first_n: tuple[int, ...]
+    maps: tuple[QuantileMap, ...]
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in self.first_n):
+            raise InvalidValueError(f"first_n must hold integers, got {self.first_n!r}")
+        _check_increasing("first_n", tuple(float(n) for n in self.first_n))
+        if not self.first_n or self.first_n[0] != 1:
+            raise InvalidValueError(f"first_n must start at 1 (the single muons), got {self.first_n!r}")
+        if len(self.first_n) != len(self.maps):
+            raise InvalidValueError(f"{len(self.first_n)} classes of N but {len(self.maps)} maps; one map per class")
+
+    def apply(self, values: Tensor, multiplicity: Tensor) -> Tensor:
+        """(M,) values of muons whose events have (M,) multiplicities -> (M,) mapped values, same
+        dtype and device."""
+        if multiplicity.shape != values.shape:
+            raise InvalidValueError(f"a map by multiplicity needs N for each of the {values.shape[0]} values, "
+                                    f"got shape {tuple(multiplicity.shape)}")
+        first = _knot_tensor(tuple(float(n) for n in self.first_n), values.device)
+        category = torch.searchsorted(first, multiplicity.to(torch.float64), right=True) - 1
+        result = values.to(torch.float64)
+        for k, quantile_map in enumerate(self.maps):
+            if quantile_map.is_identity:
+                continue
+            members = category == k
+            result = torch.where(members, quantile_map.apply(result), result)
+        return result.to(values.dtype)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"first_n": list(self.first_n), "maps": [m.to_dict() for m in self.maps]}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> "MultiplicityMap":
+        """Inverse of :meth:`to_dict`; ``InvalidValueError`` naming ``where``."""
+        if not isinstance(data, dict) or set(data) != {"first_n", "maps"} or not isinstance(data["maps"], list):
+            raise InvalidValueError(f"{where} must be a mapping with first_n and a list of maps")
+        try:
+            first_n = tuple(int(n) if isinstance(n, (int, float)) and float(n).is_integer() else n for n in data["first_n"])
+            return cls(first_n, tuple(_quantile_map_from_dict(m, f"map {k}") for k, m in enumerate(data["maps"])))
+        except InvalidValueError as error:
+            raise InvalidValueError(f"{where}: {error}") from None
+        except (TypeError, ValueError) as error:
+            raise InvalidValueError(f"{where} needs lists of numbers: {error!r}") from None
+
+
 #: the maps a :class:`MuonCalibration` can hold (its fields and model.json keys)
-MAP_NAMES = ("log10_energy", "log10_radius", "log10_energy_by_e0", "log10_radius_by_e0")
+MAP_NAMES = ("log10_energy", "log10_radius", "log10_energy_by_e0", "log10_radius_by_e0", "log10_energy_by_n")
 
 
 @dataclass(frozen=True)
 class MuonCalibration:
     """Maps of log10(E / GeV) and log10(r / m): a tail map for all muons and a map by primary
     energy for each variable (None: identity), applied in that order (the map by E0 takes the
-    tail map's output); ``fitted_on`` says on what."""
+    tail map's output), then the radius maps, then the map of log10 E by the event's N (so the
+    radius map's muon-energy classes see the energies it was fitted on); ``fitted_on`` says on what."""
 
     log10_energy: TailMap | None = None
     log10_radius: TailMap | None = None
     fitted_on: str = ""
     log10_radius_by_e0: PrimaryEnergyMap | None = None
     log10_energy_by_e0: PrimaryEnergyMap | None = None
+    log10_energy_by_n: MultiplicityMap | None = None
 
     @property
     def needs_primary_energy(self) -> bool:
         """Whether :meth:`apply` needs each muon's log10 E0."""
         return self.log10_energy_by_e0 is not None or self.log10_radius_by_e0 is not None
+
+    @property
+    def needs_multiplicity(self) -> bool:
+        """Whether :meth:`apply` needs the N of each muon's event."""
+        return self.log10_energy_by_n is not None
 
     @property
     def map_names(self) -> list[str]:
@@ -430,16 +491,26 @@ class MuonCalibration:
             return values
         return self.log10_radius_by_e0.apply(values, log10_e0, log10_energy)
 
-    def apply(self, muons: Tensor, log10_e0: Tensor | None = None) -> Tensor:
+    def apply(self, muons: Tensor, log10_e0: Tensor | None = None, multiplicity: Tensor | None = None) -> Tensor:
         """(M, 3) [GeV, m, m] -> (M, 3) calibrated, in place on ``muons`` (returned). ``log10_e0``:
-        (M,) log10(E0 / GeV) of each muon's primary, needed by a map by primary energy."""
+        (M,) log10(E0 / GeV) of each muon's primary, needed by a map by primary energy;
+        ``multiplicity``: (M,) N of each muon's event, needed by the map by multiplicity."""
         if self.needs_primary_energy and (log10_e0 is None or log10_e0.shape != muons.shape[:1]):
             raise InvalidValueError(f"a map by primary energy needs log10 E0 for each of the {muons.shape[0]} "
                                     f"muons, got {None if log10_e0 is None else tuple(log10_e0.shape)}")
+        if self.needs_multiplicity and (multiplicity is None or multiplicity.shape != muons.shape[:1]):
+            raise InvalidValueError(f"a map by multiplicity needs the N of each of the {muons.shape[0]} muons' events, "
+                                    f"got {None if multiplicity is None else tuple(multiplicity.shape)}")
         if self.log10_energy is not None or self.log10_energy_by_e0 is not None:
             muons[:, 0] = torch.pow(10.0, self.map_log10_energy(torch.log10(muons[:, 0]), log10_e0))
-        if self.log10_radius is None and self.log10_radius_by_e0 is None:
-            return muons
+        if self.log10_radius is not None or self.log10_radius_by_e0 is not None:
+            self._map_radii(muons, log10_e0)
+        if self.log10_energy_by_n is not None:
+            muons[:, 0] = torch.pow(10.0, self.log10_energy_by_n.apply(torch.log10(muons[:, 0]), multiplicity))
+        return muons
+
+    def _map_radii(self, muons: Tensor, log10_e0: Tensor | None) -> None:
+        """The radius maps on (M, 3) ``muons``, in place (x and y scaled alike)."""
         radius = torch.hypot(muons[:, 1], muons[:, 2])
         positive = radius > 0  # a muon on the axis stays there
         safe = torch.where(positive, radius, torch.ones_like(radius))
@@ -448,7 +519,6 @@ class MuonCalibration:
             log10_energy = torch.log10(muons[:, 0])  # after the energy maps, as fitted
         mapped = torch.pow(10.0, self.map_log10_radius(torch.log10(safe), log10_e0, log10_energy))
         muons[:, 1:3] *= torch.where(positive, mapped / safe, torch.ones_like(radius)).unsqueeze(1)
-        return muons
 
     def to_dict(self) -> dict[str, object]:
         """The JSON form stored in ``model.json``."""
@@ -465,9 +535,10 @@ class MuonCalibration:
         maps: dict[str, object] = {}
         for name in MAP_NAMES:
             if name in data:
-                kind = PrimaryEnergyMap if name.endswith("_by_e0") else TailMap
+                kind = PrimaryEnergyMap if name.endswith("_by_e0") else MultiplicityMap if name.endswith("_by_n") else TailMap
                 maps[name] = kind.from_dict(data[name], f"calibration.{name}")
         return cls(**maps, fitted_on=str(data.get("fitted_on", "")))
 
 
-__all__ = ["IDENTITY", "MAP_NAMES", "MuonCalibration", "MuonEnergyMaps", "PrimaryEnergyMap", "QuantileMap", "TailMap"]
+__all__ = ["IDENTITY", "MAP_NAMES", "MuonCalibration", "MuonEnergyMaps", "MultiplicityMap", "PrimaryEnergyMap", "QuantileMap",
+           "TailMap"]

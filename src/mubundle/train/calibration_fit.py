@@ -10,7 +10,10 @@ log10 r both tails. A map by primary energy (``energy-by-energy``, ``radius-by-e
 whole-distribution map per bin of ``E0_BIN_DEX`` in log10 E0 with at least ``MIN_BIN_MUONS`` data
 muons (knots at the tail levels above, mirrored, and at the deciles), interpolated in log10 E0
 between the bins' centres and fading to the identity over one bin width beyond the outermost
-fitted bins; it acts after its variable's tail map. The result is a new model directory: the same networks, the maps in
+fitted bins; it acts after its variable's tail map. The map by multiplicity (``energy-by-multiplicity``) is a
+whole-distribution map of log10 E per class of the event's N (``N_CLASSES``: 1, 2-3, 4-10), fitted
+on what the energy maps put out, the identity for N >= 11 (the many-muon bundles hold most muons,
+so the maps by E0 are theirs already). The result is a new model directory: the same networks, the maps in
 ``model.json`` and a line in its domain notes; the report ``calibration.json`` gives, on the fit
 events, the muons beyond energy and radius thresholds for the data, the generator and the
 calibrated generator (in-sample: check on held-out events with ``mubundle evaluate``).
@@ -32,7 +35,9 @@ from mubundle.data.atomic import atomic_write_bytes
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.lock import directory_lock
 from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.calibration import IDENTITY, MuonCalibration, MuonEnergyMaps, PrimaryEnergyMap, QuantileMap, TailMap
+from mubundle.model.calibration import (
+    IDENTITY, MuonCalibration, MuonEnergyMaps, MultiplicityMap, PrimaryEnergyMap, QuantileMap, TailMap,
+)
 from mubundle.train.multiplicity_fit import load_valid_events
 
 if TYPE_CHECKING:
@@ -57,6 +62,8 @@ E0_BIN_DEX = 0.5
 MIN_BIN_MUONS = 2000
 #: knot levels between the tails of a whole-distribution map (the deciles)
 BULK_LEVELS = tuple(np.round(np.linspace(0.1, 0.9, 9), 2))
+#: the classes of the event's N of the map by multiplicity, by their lowest N; the last (N >= 11) keeps the identity
+N_CLASSES = (1, 2, 4, 11)
 
 
 def muon_log10_e0(batch: RaggedBatch) -> np.ndarray:
@@ -198,12 +205,34 @@ def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray,
     return PrimaryEnergyMap((anchors[0] - E0_BIN_DEX, *anchors, anchors[-1] + E0_BIN_DEX), (IDENTITY, *maps, IDENTITY))
 
 
+def fit_by_multiplicity(generated: np.ndarray, data: np.ndarray, multiplicity: np.ndarray,
+                        what: str = "log10 E") -> MultiplicityMap:
+    """Whole-distribution maps of one variable per class of the event's N (:data:`N_CLASSES`), from
+    the generator's and the data's (M,) values of the same events, (M,) N of each value's event. A
+    class below the last with ``MIN_BIN_MUONS`` data and generator muons gets the quantile map
+    (:func:`_whole_distribution_map`, with the minima), a thinner one and the last the identity;
+    ``ValueError`` when no class can be fitted."""
+    maps = []
+    for k, first in enumerate(N_CLASSES):
+        last = N_CLASSES[k + 1] - 1 if k + 1 < len(N_CLASSES) else None
+        members = (multiplicity >= first) & (multiplicity <= last) if last is not None else multiplicity >= first
+        if last is None or members.sum() < MIN_BIN_MUONS:
+            maps.append(IDENTITY)
+            continue
+        where = f"{what} of events with N = {first}" + (f"-{last}" if last > first else "")
+        maps.append(_whole_distribution_map(generated[members], data[members], where, with_minimum=True))
+    if all(m is IDENTITY for m in maps):
+        raise ValueError(f"no class of N below {N_CLASSES[-1]} holds {MIN_BIN_MUONS} muons with a {what}; "
+                         "a map by multiplicity needs more events")
+    return MultiplicityMap(N_CLASSES, tuple(maps))
+
+
 #: the maps ``mubundle calibrate --maps`` can fit, and the ``MuonCalibration`` field of each
-MAPS = ("energy", "radius", "energy-by-energy", "radius-by-energy")
+MAPS = ("energy", "radius", "energy-by-energy", "radius-by-energy", "energy-by-multiplicity")
 #: what ``mubundle calibrate`` fits without ``--maps``
 DEFAULT_MAPS = ("energy", "radius")
 _FIELDS = {"energy": "log10_energy", "radius": "log10_radius", "energy-by-energy": "log10_energy_by_e0",
-           "radius-by-energy": "log10_radius_by_e0"}
+           "radius-by-energy": "log10_radius_by_e0", "energy-by-multiplicity": "log10_energy_by_n"}
 
 
 def check_maps(maps: Sequence[str], kept: MuonCalibration | None, muon_energy_classes: int = 1) -> None:
@@ -226,11 +255,16 @@ def check_maps(maps: Sequence[str], kept: MuonCalibration | None, muon_energy_cl
             and kept_radius is not None and kept_radius.needs_muon_energy):
         raise ValueError("refitting an energy map would leave the input model's radius map by E0 and muon energy "
                          "fitted on the old muon energies: name radius-by-energy as well")
+    if ({"energy", "energy-by-energy"} & set(maps) and "energy-by-multiplicity" not in maps
+            and kept is not None and kept.log10_energy_by_n is not None):
+        raise ValueError("refitting an energy map would leave the input model's energy map by multiplicity fitted on "
+                         "the old energy maps' output: name energy-by-multiplicity as well")
 
 
 def fit_calibration(
     generated: np.ndarray, data: np.ndarray, fitted_on: str = "", maps: Sequence[str] = DEFAULT_MAPS,
     log10_e0: np.ndarray | None = None, kept: MuonCalibration | None = None, muon_energy_classes: int = 1,
+    multiplicity: np.ndarray | None = None,
 ) -> MuonCalibration:
     """The ``maps`` (of :data:`MAPS`) fitted on the generator's (M, 3) and the data's (M, 3) muons
     [GeV, m, m] of the same events (same N): the upper tail of log10 E (``energy``), both tails of
@@ -241,7 +275,9 @@ def fit_calibration(
     map by E0 of the same variable is refused (it was fitted on the old tail map's output). Muons
     on the axis (r = 0) do not enter the radius maps. ``muon_energy_classes`` > 1: the radius map
     by E0 also depends on the muon energy (:func:`fit_by_primary_energy`), classed by the energies
-    the energy maps (fitted here or kept) put out."""
+    the energy maps (fitted here or kept) put out. ``energy-by-multiplicity`` fits log10 E by the class
+    of the event's N (``multiplicity``, (M,) N of each muon's event) on what the energy maps put out
+    (:func:`fit_by_multiplicity`)."""
     check_maps(maps, kept, muon_energy_classes)
     fields = {field: getattr(kept, field) if kept is not None else None for field in _FIELDS.values()}
     if {"energy-by-energy", "radius-by-energy"} & set(maps) and (
@@ -273,6 +309,16 @@ def fit_calibration(
             fields[_FIELDS[f"{variable}-by-energy"]] = fit_by_primary_energy(
                 after_tail[use_generated], log10_e0[use_generated], x_data[use_data], log10_e0[use_data], what,
                 with_minimum=variable == "energy", **classes)
+    if "energy-by-multiplicity" in maps:
+        if multiplicity is None or multiplicity.shape != generated.shape[:1] or generated.shape != data.shape:
+            raise ValueError("a map by multiplicity needs the N of each muon's event and the generator's muons for the "
+                             "same events")
+        energy_maps = MuonCalibration(log10_energy=fields["log10_energy"], log10_energy_by_e0=fields["log10_energy_by_e0"])
+        e0 = None if log10_e0 is None else torch.from_numpy(log10_e0)
+        if energy_maps.log10_energy_by_e0 is not None and e0 is None:
+            raise ValueError("a map by multiplicity after a map by primary energy needs the log10 E0 of each muon")
+        after_energy_maps = energy_maps.map_log10_energy(torch.from_numpy(energy_generated), e0).numpy()
+        fields["log10_energy_by_n"] = fit_by_multiplicity(after_energy_maps, energy_data, multiplicity, "log10 E")
     new = [_FIELDS[name] for name in MAPS if name in maps]
     old = [field for field, value in fields.items() if value is not None and field not in new]
     described = fitted_on if not old else (f"{', '.join(new)}: {fitted_on}; {', '.join(old)} kept from the input model "
@@ -319,12 +365,14 @@ def calibrate(
         data = batch.flat_muons.astype(np.float64)
         generated = generator_muons(model, batch, seed)
         log10_e0 = muon_log10_e0(batch)
+        multiplicity = np.repeat(batch.counts, batch.counts).astype(np.int64)
         source = str(model_dir) if model_dir is not None else "shipped default"
         fitted_on = (f"generator muons for the true conditions and N of {data_report['events']} events "
                      f"({len(data)} muons) of {len(data_paths)} path(s), seed {seed}")
         model.calibration = fit_calibration(generated, data, fitted_on, maps, log10_e0, model.calibration,
-                                            muon_energy_classes)
-        calibrated = model.calibration.apply(torch.from_numpy(generated.copy()), torch.from_numpy(log10_e0)).numpy()
+                                            muon_energy_classes, multiplicity)
+        calibrated = model.calibration.apply(torch.from_numpy(generated.copy()), torch.from_numpy(log10_e0),
+                                             torch.from_numpy(multiplicity)).numpy()
         report = {
             "source_model": source, "seed": seed, "maps": list(maps), "muon_energy_classes": muon_energy_classes,
             "data": data_report, "muons": len(data),
@@ -344,7 +392,8 @@ def calibrate(
                       "energy-by-energy": f"the muon energies per {E0_BIN_DEX:g} dex of E0 (whole distribution)",
                       "radius-by-energy": f"the radii per {E0_BIN_DEX:g} dex of E0"
                                           + (f" and {muon_energy_classes} classes of muon energy" if muon_energy_classes > 1 else "")
-                                          + " (whole distribution)"}
+                                          + " (whole distribution)",
+                      "energy-by-multiplicity": "the muon energies per class of the event's N (1, 2-3, 4-10; whole distribution)"}
             note = (f"calibration by mubundle calibrate from {source}: {fitted_on}; "
                     f"{' and '.join(mapped[name] for name in MAPS if name in maps)} mapped onto the data's quantiles")
             model.domain = dataclasses.replace(model.domain, notes=model.domain.notes + (note,))
