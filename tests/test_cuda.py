@@ -80,3 +80,25 @@ def test_generate_command_on_cuda(tmp_path, capsys):
     generated = read_events([out])
     assert len(generated.batch) == 100 and not generated.rejected
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["events"] == 100
+
+
+def test_the_shipped_arca_maps_including_the_map_by_multiplicity_agree_on_cuda_and_cpu():
+    from mubundle.model.calibration import MuonCalibration
+
+    calibration = load_model("km3net-arca", device="cpu").calibration
+    assert calibration.needs_multiplicity
+    rng = np.random.default_rng(4)
+    n = 50_000
+    muons = np.stack([10 ** rng.uniform(0, 5, n), rng.normal(0, 5, n), rng.normal(0, 5, n)], axis=1)
+    log10_e0, multiplicity = rng.uniform(3, 9, n), rng.integers(1, 40, n)
+    cpu = calibration.apply(torch.tensor(muons), torch.tensor(log10_e0), torch.tensor(multiplicity))
+    gpu = MuonCalibration.from_dict(calibration.to_dict()).apply(
+        torch.tensor(muons, device="cuda"), torch.tensor(log10_e0, device="cuda"), torch.tensor(multiplicity, device="cuda"))
+    np.testing.assert_allclose(gpu.cpu().numpy(), cpu.numpy(), rtol=1e-9)
+    from mubundle.model.domain import slant_depth_km
+
+    model = load_model("km3net-arca", device="cuda")
+    energy, zenith, mass, _ = primaries(20_000, seed=5)
+    depth = slant_depth_km(zenith, rng.uniform(2.9, 3.4, zenith.size), model.domain.overburden_radius_m)
+    bundles = model.sample(energy, zenith, mass, depth, seed=2)
+    assert bundles.counts.sum() > 1000 and np.isfinite(bundles.flat_muons).all() and (bundles.flat_muons[:, 0] > 0).all()
