@@ -46,10 +46,11 @@ def test_the_map_round_trips_through_model_json_and_refuses_bad_classes():
                                    ((1, 2), (UP,), "one map per class"), ((1, 2.5), (UP, DOWN), "integers")):
         with pytest.raises(InvalidValueError, match=message):
             MultiplicityMap(first_n, maps)
-    broken = json.loads(text)
-    broken["log10_energy_by_n"]["first_n"] = [1, "two", 4]
-    with pytest.raises(InvalidValueError, match="calibration.log10_energy_by_n"):
-        MuonCalibration.from_dict(broken)
+    for bad in ([1, "two", 4], [True, 2, 4], [1, 2, 4.5]):
+        broken = json.loads(text)
+        broken["log10_energy_by_n"]["first_n"] = bad
+        with pytest.raises(InvalidValueError, match="calibration.log10_energy_by_n"):
+            MuonCalibration.from_dict(broken)
 
 
 def test_the_fit_maps_each_class_below_the_last_onto_the_data_and_leaves_the_many_muon_bundles_alone():

@@ -433,7 +433,8 @@ class MultiplicityMap:
         if not isinstance(data, dict) or set(data) != {"first_n", "maps"} or not isinstance(data["maps"], list):
             raise InvalidValueError(f"{where} must be a mapping with first_n and a list of maps")
         try:
-            first_n = tuple(int(n) if isinstance(n, (int, float)) and float(n).is_integer() else n for n in data["first_n"])
+            first_n = tuple(int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and float(n).is_integer() else n
+                            for n in data["first_n"])
             return cls(first_n, tuple(_quantile_map_from_dict(m, f"map {k}") for k, m in enumerate(data["maps"])))
         except InvalidValueError as error:
             raise InvalidValueError(f"{where}: {error}") from None
