@@ -41,6 +41,17 @@ def synthetic(n_events: int, mean_muons: float, seed: int) -> RaggedBatch:
     return RaggedBatch(conditions, counts, muons)
 
 
+def same_events(loaded: RaggedBatch, written: RaggedBatch, layout: str) -> bool:
+    """Whether a layout read back what was written: exactly for the native format; for the legacy
+    layouts, which store the vertical depth in m (the original pipeline's units), up to one
+    float32 rounding of the slant depth (slant km -> vertical m -> slant km, <= 1.2e-7 relative)."""
+    if layout == "native":
+        return loaded.equals(written)
+    return (np.array_equal(loaded.conditions[:, :3], written.conditions[:, :3])
+            and np.allclose(loaded.conditions[:, 3], written.conditions[:, 3], rtol=3e-7, atol=0)
+            and np.array_equal(loaded.counts, written.counts) and np.array_equal(loaded.flat_muons, written.flat_muons))
+
+
 def best_time(function, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -83,7 +94,7 @@ def main() -> None:
         results["native_read_shard_muons_per_s"] = batch.n_muons / seconds
         for name, path in files.items():
             loaded = sources.read_events(path)
-            assert loaded.batch.equals(batch) and not loaded.failed_files, name
+            assert same_events(loaded.batch, batch, name) and not loaded.failed_files, name
             seconds = best_time(lambda: sources.read_events(path), args.repeats)
             results[f"{name}_read_events_s"] = seconds
             results[f"{name}_read_events_muons_per_s"] = batch.n_muons / seconds

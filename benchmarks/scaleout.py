@@ -150,13 +150,16 @@ def reading(args: argparse.Namespace, work: Path) -> dict:
     from mubundle.data.native import batch_to_table, read_shard
     from mubundle.data.sources import read_events
     from mubundle.generate.api import load_model
+    from mubundle.model.domain import slant_depth_km
 
     source = work / "read" / "events.parquet"
     source.parent.mkdir()
     rng = np.random.default_rng(0)
     n = args.read_events
-    conditions = np.column_stack([10 ** rng.uniform(4, 7, n), rng.uniform(0, 1.2, n), rng.choice([1.0, 4.0, 56.0], n), rng.uniform(1.5, 3, n)])
-    batch = load_model().sample(conditions[:, 0], conditions[:, 1], conditions[:, 2], conditions[:, 3], seed=0)
+    model = load_model()
+    zenith = rng.uniform(0, 1.2, n)  # slant depths to vertical depths inside the default model's domain
+    depth = slant_depth_km(zenith, rng.uniform(1.5, 2.5, n), model.domain.overburden_radius_m)
+    batch = model.sample(10 ** rng.uniform(4, 7, n), zenith, rng.choice([1.0, 4.0, 56.0], n), depth, seed=0)
     pq.write_table(batch_to_table(batch), source, row_group_size=50_000)
     size_mb = source.stat().st_size / 1e6
     reference = read_shard(source)
