@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -119,6 +120,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """The local HTTP server of the read benchmark; a reader that closes its connection before the
+    end of a response (fsspec does, after the bytes it asked for) is not an error worth a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class _RangeHandler(SimpleHTTPRequestHandler):
     """http.server with single byte-range GETs (what fsspec's HTTP file needs)."""
 
@@ -169,7 +179,7 @@ def reading(args: argparse.Namespace, work: Path) -> dict:
                       AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{port}")
     s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     s3_server.start()
-    http_server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_RangeHandler, directory=str(source.parent)))
+    http_server = _QuietHTTPServer(("127.0.0.1", 0), functools.partial(_RangeHandler, directory=str(source.parent)))
     threading.Thread(target=http_server.serve_forever, daemon=True).start()
     try:
         boto3.client("s3").create_bucket(Bucket="mubundle-bench")
