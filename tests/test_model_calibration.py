@@ -464,7 +464,10 @@ def test_the_shipped_models_carry_their_calibrations():
                                                                                     8.25, 8.75, 9.25)
     assert [len(m.maps) if isinstance(m, MuonEnergyMaps) else 1 for m in arca.log10_radius_by_e0.maps] == [1, 1] + [4] * 6 + [1]
     icecube = load_model("icecube").calibration
-    assert icecube.map_names == ["log10_energy", "log10_energy_by_e0", "log10_radius_by_e0"]
+    assert icecube.map_names == ["log10_energy", "log10_energy_by_e0", "log10_radius_by_e0", "log10_energy_by_n"]
+    # since 0.6.8 the energies by class of N and E0 (fitted where a half decade holds 2 000 muons of the class)
+    assert [isinstance(m, PrimaryEnergyMap) for m in icecube.log10_energy_by_n.maps] == [True, True, True, False]
+    assert icecube.log10_energy_by_n.needs_primary_energy and icecube.needs_primary_energy
     for by_e0 in (icecube.log10_energy_by_e0, icecube.log10_radius_by_e0):  # fitted from 10^4 to 10^9 GeV (0.6.6)
         assert by_e0.log10_e0 == (3.75, 4.25, 4.75, 5.25, 5.75, 6.25, 6.75, 7.25, 7.75, 8.25, 8.75, 9.25)
         assert by_e0.maps[0].is_identity and by_e0.maps[-1].is_identity

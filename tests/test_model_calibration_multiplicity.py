@@ -119,3 +119,37 @@ def test_calibrate_by_multiplicity_makes_the_single_muons_harder_and_nothing_els
     assert abs(np.median(lift[n == 1]) - 0.3) < 0.05
     assert np.all(np.abs(lift[(n >= 2) & (n <= 10)]) < 0.1)  # undistorted classes: maps near the identity
     np.testing.assert_array_equal(lift[n >= 11], 0.0)
+
+
+def test_a_class_map_by_e0_needs_each_values_e0_and_round_trips():
+    by_e0 = PrimaryEnergyMap((4.0, 5.0, 6.0), (IDENTITY, UP, IDENTITY))  # + 0.2 dex at E0 = 1e5 GeV, fading out
+    by_n_and_e0 = MultiplicityMap((1, 2), (by_e0, IDENTITY))
+    calibration = MuonCalibration(log10_energy_by_n=by_n_and_e0)
+    assert by_n_and_e0.needs_primary_energy and calibration.needs_primary_energy and not BY_N.needs_primary_energy
+    values = torch.full((4,), 2.0, dtype=torch.float64)
+    n, e0 = torch.tensor([1, 1, 1, 2]), torch.tensor([5.0, 4.5, 7.0, 5.0], dtype=torch.float64)
+    np.testing.assert_allclose(by_n_and_e0.apply(values, n, e0).numpy(), [2.2, 2.1, 2.0, 2.0])
+    with pytest.raises(InvalidValueError, match="depends on E0"):
+        by_n_and_e0.apply(values, n)
+    assert MuonCalibration.from_dict(json.loads(json.dumps(calibration.to_dict()))) == calibration
+
+
+def test_the_fit_by_n_and_e0_follows_an_error_that_changes_with_e0_and_leaves_thin_classes_alone():
+    rng = np.random.default_rng(8)
+    multiplicity = rng.choice([1, 2, 5, 50], 120_000, p=[0.45, 0.45, 0.05, 0.05])
+    log10_e0 = rng.uniform(4.0, 6.0, multiplicity.size)
+    generated = rng.normal(2.4, 0.5, multiplicity.size)
+    shift = np.where(multiplicity == 1, np.where(log10_e0 < 5.0, 0.2, -0.1), 0.0)  # single muons only
+    data = generated + shift
+    fitted = fit_by_multiplicity(generated, data, multiplicity, log10_e0=log10_e0)
+    assert isinstance(fitted.maps[0], PrimaryEnergyMap) and isinstance(fitted.maps[1], PrimaryEnergyMap)
+    assert fitted.maps[2] is IDENTITY and fitted.maps[3] is IDENTITY  # 6 000 muons over four bins; the last class
+    mapped = fitted.apply(torch.from_numpy(generated), torch.from_numpy(multiplicity), torch.from_numpy(log10_e0)).numpy()
+    for low, high in ((4.0, 4.5), (4.5, 5.0), (5.0, 5.5), (5.5, 6.0)):
+        # near the bins' centres (between them the neighbours' maps mix in)
+        for cls in (multiplicity == 1, multiplicity == 2):
+            near = cls & (np.abs(log10_e0 - (low + high) / 2) < 0.05)
+            assert abs(np.median(mapped[near]) - np.median(data[near])) < 0.03
+    np.testing.assert_array_equal(mapped[multiplicity >= 4], generated[multiplicity >= 4])
+    with pytest.raises(ValueError, match="fit the same map"):
+        check_maps(["energy-by-multiplicity", "energy-by-multiplicity-and-energy"], None)

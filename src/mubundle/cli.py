@@ -178,11 +178,13 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     _add_model_data_out(p)
     p.add_argument("--seed", type=seed_int, default=0, help="the generator's noise (default 0)")
     p.add_argument("--maps", nargs="+",
-                   choices=("energy", "radius", "energy-by-energy", "radius-by-energy", "energy-by-multiplicity"),
+                   choices=("energy", "radius", "energy-by-energy", "radius-by-energy", "energy-by-multiplicity",
+                            "energy-by-multiplicity-and-energy"),
                    default=["energy", "radius"],
                    help="what to fit: the muon energies' upper tail, the radii's two tails, the whole distribution of "
                         "either per half decade of E0 (*-by-energy, after the tail map), and of the muon energies per "
-                        "class of the event's N (energy-by-multiplicity: 1, 2-3, 4-10; applied last); maps not named "
+                        "class of the event's N (energy-by-multiplicity: 1, 2-3, 4-10; applied last; "
+                        "energy-by-multiplicity-and-energy: per class and half decade of E0); maps not named "
                         "are kept from the input model (default: energy radius)")
     p.add_argument("--muon-energy-classes", type=positive_int, default=1, metavar="K",
                    help="radius-by-energy: also by the muon's energy, in K classes at the data's muon-energy quantiles "

@@ -393,11 +393,12 @@ class _StackedMaps:
 class MultiplicityMap:
     """Maps of one variable by the class of the multiplicity N of the muon's event: ``maps[k]``
     holds for ``first_n[k]`` <= N < ``first_n[k + 1]`` and the last one for N >= ``first_n[-1]``;
-    ``first_n`` strictly increasing from 1. Each map is strictly increasing, so the order of the
-    values within one event is kept."""
+    ``first_n`` strictly increasing from 1. A class's map is one quantile map for all E0 or a
+    :class:`PrimaryEnergyMap` (then :meth:`apply` needs each value's log10 E0). Each map is
+    strictly increasing, so the order of the values within one event is kept."""
 
     first_n: tuple[int, ...]
-    maps: tuple[QuantileMap, ...]
+    maps: tuple["QuantileMap | PrimaryEnergyMap", ...]
 
     def __post_init__(self) -> None:
         if not all(isinstance(n, int) and not isinstance(n, bool) for n in self.first_n):
@@ -408,20 +409,28 @@ class MultiplicityMap:
         if len(self.first_n) != len(self.maps):
             raise InvalidValueError(f"{len(self.first_n)} classes of N but {len(self.maps)} maps; one map per class")
 
-    def apply(self, values: Tensor, multiplicity: Tensor) -> Tensor:
-        """(M,) values of muons whose events have (M,) multiplicities -> (M,) mapped values, same
-        dtype and device."""
+    @property
+    def needs_primary_energy(self) -> bool:
+        """Whether a class's map depends on E0 (:meth:`apply` then needs each value's log10 E0)."""
+        return any(isinstance(m, PrimaryEnergyMap) for m in self.maps)
+
+    def apply(self, values: Tensor, multiplicity: Tensor, log10_e0: Tensor | None = None) -> Tensor:
+        """(M,) values of muons whose events have (M,) multiplicities (and (M,) log10(E0 / GeV),
+        needed by a class map by E0) -> (M,) mapped values, same dtype and device."""
         if multiplicity.shape != values.shape:
             raise InvalidValueError(f"a map by multiplicity needs N for each of the {values.shape[0]} values, "
                                     f"got shape {tuple(multiplicity.shape)}")
+        if self.needs_primary_energy and (log10_e0 is None or log10_e0.shape != values.shape):
+            raise InvalidValueError(f"this map by multiplicity depends on E0: it needs log10 E0 for each of the "
+                                    f"{values.shape[0]} values")
         first = _knot_tensor(tuple(float(n) for n in self.first_n), values.device)
         category = torch.searchsorted(first, multiplicity.to(torch.float64), right=True) - 1
         result = values.to(torch.float64)
-        for k, quantile_map in enumerate(self.maps):
-            if quantile_map.is_identity:
+        for k, class_map in enumerate(self.maps):
+            if isinstance(class_map, QuantileMap) and class_map.is_identity:
                 continue
-            members = category == k
-            result = torch.where(members, quantile_map.apply(result), result)
+            mapped = class_map.apply(result, log10_e0) if isinstance(class_map, PrimaryEnergyMap) else class_map.apply(result)
+            result = torch.where(category == k, mapped, result)
         return result.to(values.dtype)
 
     def to_dict(self) -> dict[str, object]:
@@ -435,7 +444,10 @@ class MultiplicityMap:
         try:
             first_n = tuple(int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and float(n).is_integer() else n
                             for n in data["first_n"])
-            return cls(first_n, tuple(_quantile_map_from_dict(m, f"map {k}") for k, m in enumerate(data["maps"])))
+            maps = tuple(PrimaryEnergyMap.from_dict(m, f"map {k}") if isinstance(m, dict) and "log10_e0" in m
+                         else _quantile_map_from_dict(m, f"map {k} (or a mapping with log10_e0 and maps)")
+                         for k, m in enumerate(data["maps"]))
+            return cls(first_n, maps)
         except InvalidValueError as error:
             raise InvalidValueError(f"{where}: {error}") from None
         except (TypeError, ValueError) as error:
@@ -463,7 +475,8 @@ class MuonCalibration:
     @property
     def needs_primary_energy(self) -> bool:
         """Whether :meth:`apply` needs each muon's log10 E0."""
-        return self.log10_energy_by_e0 is not None or self.log10_radius_by_e0 is not None
+        return (self.log10_energy_by_e0 is not None or self.log10_radius_by_e0 is not None
+                or (self.log10_energy_by_n is not None and self.log10_energy_by_n.needs_primary_energy))
 
     @property
     def needs_multiplicity(self) -> bool:
@@ -507,7 +520,7 @@ class MuonCalibration:
         if self.log10_radius is not None or self.log10_radius_by_e0 is not None:
             self._map_radii(muons, log10_e0)
         if self.log10_energy_by_n is not None:
-            muons[:, 0] = torch.pow(10.0, self.log10_energy_by_n.apply(torch.log10(muons[:, 0]), multiplicity))
+            muons[:, 0] = torch.pow(10.0, self.log10_energy_by_n.apply(torch.log10(muons[:, 0]), multiplicity, log10_e0))
         return muons
 
     def _map_radii(self, muons: Tensor, log10_e0: Tensor | None) -> None:

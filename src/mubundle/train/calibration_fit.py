@@ -205,13 +205,22 @@ def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray,
     return PrimaryEnergyMap((anchors[0] - E0_BIN_DEX, *anchors, anchors[-1] + E0_BIN_DEX), (IDENTITY, *maps, IDENTITY))
 
 
+def _has_a_fittable_e0_bin(generated_log10_e0: np.ndarray, data_log10_e0: np.ndarray) -> bool:
+    """Whether a bin of :func:`e0_bins` holds ``MIN_BIN_MUONS`` data and generator muons."""
+    return data_log10_e0.size > 0 and any(
+        min(int(((e0 >= low) & (e0 < high)).sum()) for e0 in (generated_log10_e0, data_log10_e0)) >= MIN_BIN_MUONS
+        for low, high in e0_bins(data_log10_e0))
+
+
 def fit_by_multiplicity(generated: np.ndarray, data: np.ndarray, multiplicity: np.ndarray,
-                        what: str = "log10 E") -> MultiplicityMap:
+                        what: str = "log10 E", log10_e0: np.ndarray | None = None) -> MultiplicityMap:
     """Whole-distribution maps of one variable per class of the event's N (:data:`N_CLASSES`), from
     the generator's and the data's (M,) values of the same events, (M,) N of each value's event. A
     class below the last with ``MIN_BIN_MUONS`` data and generator muons gets the quantile map
     (:func:`_whole_distribution_map`, with the minima), a thinner one and the last the identity;
-    ``ValueError`` when no class can be fitted."""
+    with ``log10_e0`` ((M,) log10 E0 of each value) a class gets a map by E0 instead
+    (:func:`fit_by_primary_energy`, its bins of ``MIN_BIN_MUONS``, fading to the identity beyond
+    them), the identity when no bin of E0 holds enough. ``ValueError`` when no class can be fitted."""
     maps = []
     for k, first in enumerate(N_CLASSES):
         last = N_CLASSES[k + 1] - 1 if k + 1 < len(N_CLASSES) else None
@@ -220,7 +229,13 @@ def fit_by_multiplicity(generated: np.ndarray, data: np.ndarray, multiplicity: n
             maps.append(IDENTITY)
             continue
         where = f"{what} of events with N = {first}" + (f"-{last}" if last > first else "")
-        maps.append(_whole_distribution_map(generated[members], data[members], where, with_minimum=True))
+        if log10_e0 is None:
+            maps.append(_whole_distribution_map(generated[members], data[members], where, with_minimum=True))
+        elif _has_a_fittable_e0_bin(log10_e0[members], log10_e0[members]):
+            maps.append(fit_by_primary_energy(generated[members], log10_e0[members], data[members], log10_e0[members],
+                                              where, with_minimum=True))
+        else:
+            maps.append(IDENTITY)
     if all(m is IDENTITY for m in maps):
         raise ValueError(f"no class of N below {N_CLASSES[-1]} holds {MIN_BIN_MUONS} muons with a {what}; "
                          "a map by multiplicity needs more events")
@@ -228,11 +243,15 @@ def fit_by_multiplicity(generated: np.ndarray, data: np.ndarray, multiplicity: n
 
 
 #: the maps ``mubundle calibrate --maps`` can fit, and the ``MuonCalibration`` field of each
-MAPS = ("energy", "radius", "energy-by-energy", "radius-by-energy", "energy-by-multiplicity")
+MAPS = ("energy", "radius", "energy-by-energy", "radius-by-energy", "energy-by-multiplicity",
+        "energy-by-multiplicity-and-energy")
 #: what ``mubundle calibrate`` fits without ``--maps``
 DEFAULT_MAPS = ("energy", "radius")
 _FIELDS = {"energy": "log10_energy", "radius": "log10_radius", "energy-by-energy": "log10_energy_by_e0",
-           "radius-by-energy": "log10_radius_by_e0", "energy-by-multiplicity": "log10_energy_by_n"}
+           "radius-by-energy": "log10_radius_by_e0", "energy-by-multiplicity": "log10_energy_by_n",
+           "energy-by-multiplicity-and-energy": "log10_energy_by_n"}
+#: the two fits of the map by multiplicity (one field): for all E0, or by E0 as well
+_BY_MULTIPLICITY = ("energy-by-multiplicity", "energy-by-multiplicity-and-energy")
 
 
 def check_maps(maps: Sequence[str], kept: MuonCalibration | None, muon_energy_classes: int = 1) -> None:
@@ -255,7 +274,9 @@ def check_maps(maps: Sequence[str], kept: MuonCalibration | None, muon_energy_cl
             and kept_radius is not None and kept_radius.needs_muon_energy):
         raise ValueError("refitting an energy map would leave the input model's radius map by E0 and muon energy "
                          "fitted on the old muon energies: name radius-by-energy as well")
-    if ({"energy", "energy-by-energy"} & set(maps) and "energy-by-multiplicity" not in maps
+    if set(_BY_MULTIPLICITY) <= set(maps):
+        raise ValueError("energy-by-multiplicity and energy-by-multiplicity-and-energy fit the same map: name one")
+    if ({"energy", "energy-by-energy"} & set(maps) and not set(_BY_MULTIPLICITY) & set(maps)
             and kept is not None and kept.log10_energy_by_n is not None):
         raise ValueError("refitting an energy map would leave the input model's energy map by multiplicity fitted on "
                          "the old energy maps' output: name energy-by-multiplicity as well")
@@ -309,17 +330,20 @@ def fit_calibration(
             fields[_FIELDS[f"{variable}-by-energy"]] = fit_by_primary_energy(
                 after_tail[use_generated], log10_e0[use_generated], x_data[use_data], log10_e0[use_data], what,
                 with_minimum=variable == "energy", **classes)
-    if "energy-by-multiplicity" in maps:
+    if set(_BY_MULTIPLICITY) & set(maps):
+        by_e0 = "energy-by-multiplicity-and-energy" in maps
         if multiplicity is None or multiplicity.shape != generated.shape[:1] or generated.shape != data.shape:
             raise ValueError("a map by multiplicity needs the N of each muon's event and the generator's muons for the "
                              "same events")
         energy_maps = MuonCalibration(log10_energy=fields["log10_energy"], log10_energy_by_e0=fields["log10_energy_by_e0"])
         e0 = None if log10_e0 is None else torch.from_numpy(log10_e0)
-        if energy_maps.log10_energy_by_e0 is not None and e0 is None:
-            raise ValueError("a map by multiplicity after a map by primary energy needs the log10 E0 of each muon")
+        if (energy_maps.log10_energy_by_e0 is not None or by_e0) and e0 is None:
+            raise ValueError("a map by multiplicity after a map by primary energy, or by E0 itself, needs the log10 E0 "
+                             "of each muon")
         after_energy_maps = energy_maps.map_log10_energy(torch.from_numpy(energy_generated), e0).numpy()
-        fields["log10_energy_by_n"] = fit_by_multiplicity(after_energy_maps, energy_data, multiplicity, "log10 E")
-    new = [_FIELDS[name] for name in MAPS if name in maps]
+        fields["log10_energy_by_n"] = fit_by_multiplicity(after_energy_maps, energy_data, multiplicity, "log10 E",
+                                                          log10_e0 if by_e0 else None)
+    new = list(dict.fromkeys(_FIELDS[name] for name in MAPS if name in maps))
     old = [field for field, value in fields.items() if value is not None and field not in new]
     described = fitted_on if not old else (f"{', '.join(new)}: {fitted_on}; {', '.join(old)} kept from the input model "
                                            f"({kept.fitted_on})")
@@ -380,7 +404,7 @@ def calibrate(
             "tail_counts": {"data": tail_counts(data), "generator": tail_counts(generated),
                             "calibrated": tail_counts(calibrated)},
         }
-        if {"energy-by-energy", "radius-by-energy"} & set(maps):
+        if {"energy-by-energy", "radius-by-energy", "energy-by-multiplicity-and-energy"} & set(maps):
             report["tail_counts_by_e0"] = {
                 f"log10 E0 {low:g}-{high:g}": {name: tail_counts(muons[(log10_e0 >= low) & (log10_e0 < high)])
                                                for name, muons in (("data", data), ("generator", generated),
@@ -393,7 +417,9 @@ def calibrate(
                       "radius-by-energy": f"the radii per {E0_BIN_DEX:g} dex of E0"
                                           + (f" and {muon_energy_classes} classes of muon energy" if muon_energy_classes > 1 else "")
                                           + " (whole distribution)",
-                      "energy-by-multiplicity": "the muon energies per class of the event's N (1, 2-3, 4-10; whole distribution)"}
+                      "energy-by-multiplicity": "the muon energies per class of the event's N (1, 2-3, 4-10; whole distribution)",
+                      "energy-by-multiplicity-and-energy": "the muon energies per class of the event's N (1, 2-3, 4-10) and "
+                                                           f"per {E0_BIN_DEX:g} dex of E0 (whole distribution)"}
             note = (f"calibration by mubundle calibrate from {source}: {fitted_on}; "
                     f"{' and '.join(mapped[name] for name in MAPS if name in maps)} mapped onto the data's quantiles")
             model.domain = dataclasses.replace(model.domain, notes=model.domain.notes + (note,))
