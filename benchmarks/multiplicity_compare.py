@@ -86,8 +86,7 @@ def main() -> None:
     conditions = np.ascontiguousarray(loaded.batch.conditions, dtype=np.float32)
     counts = np.asarray(loaded.batch.counts, dtype=np.int64)
     difference = log_probabilities(models[1], conditions, counts) - log_probabilities(models[0], conditions, counts)
-    _, showers = np.unique(shower_ids(conditions), return_inverse=True)
-    showers = showers.reshape(-1)
+    showers = shower_ids(conditions)  # dense: 0 .. S-1
     n_showers = int(showers.max()) + 1 if len(showers) else 0
     rng = np.random.default_rng(args.seed)
     draws = np.stack([np.bincount(rng.integers(0, n_showers, n_showers), minlength=n_showers)

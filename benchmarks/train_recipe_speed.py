@@ -104,7 +104,8 @@ def measure(train_args: list[str], time_limit: float | None = None) -> dict[str,
     """
     run_dir = run_dir_of(train_args)
     metrics = run_dir / "metrics.jsonl"
-    start_step = read_records(metrics)[-1]["step"] if metrics.exists() and read_records(metrics) else 0
+    before = read_records(metrics)  # a resumed run: time from the first record after its last one
+    start_step = before[-1]["step"] if before else 0
     seen: dict[int, float] = {}
     records: list[dict[str, Any]] = []
     start = time.perf_counter()

@@ -205,11 +205,11 @@ def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray,
     return PrimaryEnergyMap((anchors[0] - E0_BIN_DEX, *anchors, anchors[-1] + E0_BIN_DEX), (IDENTITY, *maps, IDENTITY))
 
 
-def _has_a_fittable_e0_bin(generated_log10_e0: np.ndarray, data_log10_e0: np.ndarray) -> bool:
-    """Whether a bin of :func:`e0_bins` holds ``MIN_BIN_MUONS`` data and generator muons."""
-    return data_log10_e0.size > 0 and any(
-        min(int(((e0 >= low) & (e0 < high)).sum()) for e0 in (generated_log10_e0, data_log10_e0)) >= MIN_BIN_MUONS
-        for low, high in e0_bins(data_log10_e0))
+def _has_a_fittable_e0_bin(log10_e0: np.ndarray) -> bool:
+    """Whether a bin of :func:`e0_bins` holds ``MIN_BIN_MUONS`` of the (M,) muons with these log10 E0
+    (the generator's and the data's muons of the same events share them)."""
+    return log10_e0.size > 0 and any(int(((log10_e0 >= low) & (log10_e0 < high)).sum()) >= MIN_BIN_MUONS
+                                     for low, high in e0_bins(log10_e0))
 
 
 def fit_by_multiplicity(generated: np.ndarray, data: np.ndarray, multiplicity: np.ndarray,
@@ -231,7 +231,7 @@ def fit_by_multiplicity(generated: np.ndarray, data: np.ndarray, multiplicity: n
         where = f"{what} of events with N = {first}" + (f"-{last}" if last > first else "")
         if log10_e0 is None:
             maps.append(_whole_distribution_map(generated[members], data[members], where, with_minimum=True))
-        elif _has_a_fittable_e0_bin(log10_e0[members], log10_e0[members]):
+        elif _has_a_fittable_e0_bin(log10_e0[members]):
             maps.append(fit_by_primary_energy(generated[members], log10_e0[members], data[members], log10_e0[members],
                                               where, with_minimum=True))
         else:
