@@ -103,21 +103,26 @@ class MuonBundleModel(nn.Module):
         events_per_chunk = check_integer("events_per_chunk", events_per_chunk, 1)
         if workers is not None:
             workers = check_integer("workers", workers, 1)
-        check_primaries(self.domain, conditions, self.name, allow_extrapolation)
+        # the float32 conditions once more as float64 columns (a (B, 4) view of a (4, B) array): the
+        # domain check and the kinematic zero read whole columns, each contiguous, without a copy
+        columns = conditions.T.astype(np.float64).T
+        check_primaries(self.domain, columns, self.name, allow_extrapolation)
         generator = torch.Generator(device=self.device)
         if seed is None:
             generator.seed()
         else:
             generator.manual_seed(seed)
         with SamplingWorkers(self._worker_count(workers)) as pool:
-            counts, muons = pool.produce(self._sample_chunks, conditions, events_per_chunk, generator, pool)
+            counts, muons = pool.produce(self._sample_chunks, conditions, columns, events_per_chunk, generator, pool)
         return RaggedBatch(conditions, counts, muons)
 
     def _sample_chunks(
-        self, conditions: np.ndarray, events_per_chunk: int, generator: torch.Generator, pool: SamplingWorkers
+        self, conditions: np.ndarray, columns: np.ndarray, events_per_chunk: int, generator: torch.Generator,
+        pool: SamplingWorkers,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The producer of :meth:`sample`: conditions (B, 4) physical -> counts (B,) int64 and
-        muons (M, 3) [GeV, m, m] in event order.
+        """The producer of :meth:`sample`: conditions (B, 4) float32 physical (and the same values as
+        float64 ``columns`` (B, 4), column-major) -> counts (B,) int64 and muons (M, 3) [GeV, m, m]
+        in event order.
 
         Rows below the kinematic zero get N = 0 without the networks and draw no random numbers:
         only the rows above it are cut into chunks of ``events_per_chunk``, so a primary's bundle
@@ -133,7 +138,7 @@ class MuonBundleModel(nn.Module):
             counts[rows] = chunk_counts.cpu().numpy()
             muons.append(self._collect(calls).cpu().numpy())
 
-        possible = self.possible_rows(torch.from_numpy(conditions)).cpu().numpy()
+        possible = self.possible_rows(torch.from_numpy(columns)).cpu().numpy()
         for start in range(0, possible.shape[0], events_per_chunk):
             if pool.closing:  # the caller has left (error, Ctrl-C): nobody waits for the rest
                 break
@@ -388,15 +393,24 @@ def validated_conditions(**columns: "np.ndarray | float") -> np.ndarray:
         raise InvalidValueError(f"energy, zenith, mass and depth must be scalars or 1-D arrays of one common length, "
                                 f"got {shapes}")
     size = next(iter(lengths.values()), 1)
-    # one (4, B) float64 copy checked in two vectorised passes (the usual case: all valid)
-    checked = np.empty((4, size), dtype=np.float64)
-    for column, (name, *_) in enumerate(_CONDITION_BOUNDS):
-        checked[column] = arrays[name]
-    inside = checked >= _CONDITION_LOWS
-    inside &= checked <= _CONDITION_HIGHS  # NaN fails both comparisons, +-inf one of them
-    if not inside.all():
+    # the usual case (all valid) in two reductions per argument, no temporaries: NaN propagates
+    # through min and max and fails the comparison, +-inf fails one of them
+    if size and not all(_within(arrays[name], column) for column, (name, *_) in enumerate(_CONDITION_BOUNDS)):
+        checked = np.empty((4, size), dtype=np.float64)
+        for column, (name, *_) in enumerate(_CONDITION_BOUNDS):
+            checked[column] = arrays[name]
+        inside = checked >= _CONDITION_LOWS
+        inside &= checked <= _CONDITION_HIGHS
         _raise_first_invalid(arrays, checked, inside)
-    return checked.T.astype(np.float32, order="C")
+    conditions = np.empty((size, 4), dtype=np.float32)
+    for column, (name, *_) in enumerate(_CONDITION_BOUNDS):
+        conditions[:, column] = arrays[name]  # one strided write per column (a transposed copy is ~3x slower)
+    return conditions
+
+
+def _within(values: np.ndarray, column: int) -> bool:
+    """Whether every value of one argument lies within the bounds of condition ``column``."""
+    return bool(values.min() >= _CONDITION_LOWS[column, 0]) and bool(values.max() <= _CONDITION_HIGHS[column, 0])
 
 
 # the bounds as (4, 1) columns for the vectorised check: the strict lower bound 0 of the energy

@@ -81,9 +81,35 @@ def vertical_depth_km(conditions: np.ndarray, overburden_radius_m: float | None)
 
 def _cos(angle_rad: np.ndarray) -> np.ndarray:
     """cos of a (B,) array in float64 through torch: its vectorised cos is ~3x numpy's on the
-    development CPU (1e5 values: 0.35 vs 1.2 ms; equal within 1 ulp), and every sampled batch
-    pays it (:func:`check_primaries`)."""
+    development CPU (1e5 values: 0.28 vs 0.90 ms; equal within 1 ulp)."""
     return torch.cos(torch.from_numpy(np.ascontiguousarray(angle_rad, dtype=np.float64))).numpy()
+
+
+def _vertical_depth_to_check(conditions: np.ndarray, overburden_radius_m: float | None) -> np.ndarray:
+    """:func:`vertical_depth_km` for the domain check, which every sampled batch pays: cos(zenith)
+    in float32 (numpy's vectorised float32 cos: 0.06 ms for 1e5 values against 0.28 ms for torch's
+    float64 one on the development CPU), the rest in float64. The zenith is a float32 number in
+    the model's conditions; its float32 cos is within 1 ulp (6e-8 relative) of the float64 one, so
+    the vertical depth within ~1e-7 relative, far inside the check's tolerance
+    (:data:`RELATIVE_TOLERANCE`)."""
+    cos_zenith = np.cos(conditions[:, 1].astype(np.float32)).astype(np.float64)
+    if overburden_radius_m is None:
+        return conditions[:, 3] * cos_zenith
+    # vertical_from_slant_depth_cos (r - (sqrt(r^2 - x^2 (1 - c^2)) - x c)) in place: the same
+    # operations in the same order, without its eight temporaries
+    radius = float(overburden_radius_m)
+    slant_m = conditions[:, 3] * 1000.0
+    sine_squared = np.multiply(cos_zenith, cos_zenith)
+    np.subtract(1.0, sine_squared, out=sine_squared)
+    vertical = np.multiply(slant_m, slant_m)
+    vertical *= sine_squared
+    np.subtract(radius * radius, vertical, out=vertical)
+    np.sqrt(vertical, out=vertical)
+    slant_m *= cos_zenith
+    vertical -= slant_m
+    np.subtract(radius, vertical, out=vertical)
+    vertical /= 1000.0
+    return vertical
 
 
 def slant_depth_km(zenith_rad: "np.ndarray | float", vertical_km: "np.ndarray | float",
@@ -99,7 +125,7 @@ def slant_depth_km(zenith_rad: "np.ndarray | float", vertical_km: "np.ndarray | 
 def _values(key: str, conditions: np.ndarray, overburden_radius_m: float | None = None) -> np.ndarray:
     """(B,) float64 values of the checked quantity ``key`` from conditions (B, 4) [GeV, rad, A, km]."""
     if key == "vertical_depth_km":
-        return vertical_depth_km(conditions, overburden_radius_m)
+        return _vertical_depth_to_check(conditions, overburden_radius_m)
     return conditions[:, {"energy_gev": 0, "zenith_rad": 1, "mass_number": 2, "slant_depth_km": 3}[key]]
 
 
@@ -209,7 +235,7 @@ class ModelDomain:
         """:meth:`check` on conditions (B, 4) [GeV, rad, A, slant km]."""
         # column-major: each checked column contiguous (strided compares are ~5x slower), made
         # in one copy (the transpose of a C-ordered (B, 4) is a Fortran-ordered (4, B))
-        conditions = np.array(np.asarray(conditions).reshape(-1, 4).T, dtype=np.float64, order="C").T
+        conditions = np.asarray(np.asarray(conditions).reshape(-1, 4).T, dtype=np.float64, order="C").T
         outside = np.zeros(len(conditions), dtype=bool)
         violations = []
         for variable in _VARIABLES:
@@ -220,7 +246,8 @@ class ModelDomain:
             low, high = bounds
             low_tolerant = low - RELATIVE_TOLERANCE * abs(low) - ABSOLUTE_TOLERANCE
             high_tolerant = high + RELATIVE_TOLERANCE * abs(high) + ABSOLUTE_TOLERANCE
-            if ((values >= low_tolerant) & (values <= high_tolerant)).all():  # the usual case: 2 passes, not 6
+            # the usual case, all inside: two reductions (NaN propagates through min and max and fails)
+            if values.size == 0 or (values.min() >= low_tolerant and values.max() <= high_tolerant):
                 continue
             below = ~(values >= low_tolerant)
             above = values > high_tolerant
