@@ -425,12 +425,22 @@ class MultiplicityMap:
                                     f"{values.shape[0]} values")
         first = _knot_tensor(tuple(float(n) for n in self.first_n), values.device)
         category = torch.searchsorted(first, multiplicity.to(torch.float64), right=True) - 1
-        result = values.to(torch.float64)
+        source = values.to(torch.float64)
+        result = source.clone()
+        # each class's map on its own values only (the maps work value by value, so this equals
+        # mapping all and selecting; a flux sample's call holds ~50 muons, mostly of one class)
         for k, class_map in enumerate(self.maps):
             if isinstance(class_map, QuantileMap) and class_map.is_identity:
                 continue
-            mapped = class_map.apply(result, log10_e0) if isinstance(class_map, PrimaryEnergyMap) else class_map.apply(result)
-            result = torch.where(category == k, mapped, result)
+            rows = (category == k).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            part = source.index_select(0, rows)
+            if isinstance(class_map, PrimaryEnergyMap):
+                mapped = class_map.apply(part, log10_e0.index_select(0, rows))
+            else:
+                mapped = class_map.apply(part)
+            result.index_copy_(0, rows, mapped)
         return result.to(values.dtype)
 
     def to_dict(self) -> dict[str, object]:
