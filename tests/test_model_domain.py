@@ -225,6 +225,20 @@ def test_training_domain_joins_the_simulated_ranges_and_the_events_with_the_site
     assert fit_transform_and_domain([path], 1000)[1].energy_gev == (conditions[:, 0].min(), conditions[:, 0].max())
 
 
+def test_the_domain_checks_vertical_depths_within_a_small_part_of_its_tolerance():
+    # the check computes cos(zenith) in float32 (speed); the vertical depth stays ~1e-7 relative
+    # to the exact one, so a primary on a bound is still judged by the tolerance alone
+    from mubundle.model.domain import RELATIVE_TOLERANCE, _vertical_depth_to_check, vertical_depth_km
+
+    rng = np.random.default_rng(3)
+    zenith = rng.uniform(0.0, math.radians(89.0), 100_000).astype(np.float32)
+    slant = rng.uniform(1.4, 110.0, 100_000).astype(np.float32)
+    conditions = np.stack([np.full(100_000, 1e5), zenith, np.ones(100_000), slant], axis=1).astype(np.float32)
+    for radius in (6_374_134.0, None):
+        checked, exact = _vertical_depth_to_check(conditions, radius), vertical_depth_km(conditions, radius)
+        assert np.abs(checked / exact - 1.0).max() < RELATIVE_TOLERANCE / 20
+
+
 def test_the_vertical_depth_of_a_curved_domain_is_through_the_spherical_overburden():
     from mubundle.geometry import slant_from_vertical_depth
     from mubundle.model.domain import vertical_depth_km

@@ -93,12 +93,13 @@ def _vertical_depth_to_check(conditions: np.ndarray, overburden_radius_m: float 
     the vertical depth within ~1e-7 relative, far inside the check's tolerance
     (:data:`RELATIVE_TOLERANCE`)."""
     cos_zenith = np.cos(conditions[:, 1].astype(np.float32)).astype(np.float64)
+    slant_km = conditions[:, 3].astype(np.float64)  # a copy (float64 whatever the input's dtype)
     if overburden_radius_m is None:
-        return conditions[:, 3] * cos_zenith
+        return slant_km * cos_zenith
     # vertical_from_slant_depth_cos (r - (sqrt(r^2 - x^2 (1 - c^2)) - x c)) in place: the same
     # operations in the same order, without its eight temporaries
     radius = float(overburden_radius_m)
-    slant_m = conditions[:, 3] * 1000.0
+    slant_m = slant_km * 1000.0
     sine_squared = np.multiply(cos_zenith, cos_zenith)
     np.subtract(1.0, sine_squared, out=sine_squared)
     vertical = np.multiply(slant_m, slant_m)
