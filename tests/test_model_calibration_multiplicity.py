@@ -27,6 +27,11 @@ def test_each_muon_takes_the_map_of_its_events_class_of_n():
     values = torch.tensor([2.0, 2.0, 2.0, 2.0, 2.0, 2.0], dtype=torch.float64)
     n = torch.tensor([1, 2, 3, 4, 50, 10_000])
     np.testing.assert_allclose(BY_N.apply(values, n).numpy(), [2.2, 1.9, 1.9, 2.0, 2.0, 2.0])
+    assert (values == 2.0).all()  # the caller's values are not mapped in place
+    # classes in any order, or one absent: each value by its own class, as mapping all and selecting
+    shuffled, without_pairs = torch.tensor([3, 50, 1, 1, 2, 7]), torch.tensor([50, 1, 7, 1, 4, 9])
+    np.testing.assert_allclose(BY_N.apply(values + torch.arange(6.0), shuffled).numpy(), [1.9, 3.0, 4.2, 5.2, 5.9, 7.0])
+    np.testing.assert_allclose(BY_N.apply(values + torch.arange(6.0), without_pairs).numpy(), [2.0, 3.2, 4.0, 5.2, 6.0, 7.0])
     assert BY_N.apply(values.float(), n).dtype == torch.float32
     with pytest.raises(InvalidValueError, match="needs N for each of the 6 values"):
         BY_N.apply(values, n[:3])
