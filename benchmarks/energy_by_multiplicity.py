@@ -39,9 +39,8 @@ MIN_MUONS = 20
 
 def event_sums(batch: RaggedBatch) -> tuple[np.ndarray, np.ndarray]:
     """(B,) sum of log10(E_mu / GeV) over each event's muons and (B,) its muon count."""
-    event = np.repeat(np.arange(len(batch.counts)), batch.counts)
     log_energy = np.log10(np.asarray(batch.flat_muons[:, 0], dtype=np.float64))
-    return np.bincount(event, weights=log_energy, minlength=len(batch.counts)), batch.counts.astype(np.float64)
+    return np.bincount(batch.event_index, weights=log_energy, minlength=len(batch.counts)), batch.counts.astype(np.float64)
 
 
 def class_mask(counts: np.ndarray, low: int, high: int | None) -> np.ndarray:

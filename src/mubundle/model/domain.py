@@ -93,24 +93,10 @@ def _vertical_depth_to_check(conditions: np.ndarray, overburden_radius_m: float 
     the vertical depth within ~1e-7 relative, far inside the check's tolerance
     (:data:`RELATIVE_TOLERANCE`)."""
     cos_zenith = np.cos(conditions[:, 1].astype(np.float32)).astype(np.float64)
-    slant_km = conditions[:, 3].astype(np.float64)  # a copy (float64 whatever the input's dtype)
+    slant_km = conditions[:, 3].astype(np.float64)  # float64 whatever the input's dtype
     if overburden_radius_m is None:
         return slant_km * cos_zenith
-    # vertical_from_slant_depth_cos (r - (sqrt(r^2 - x^2 (1 - c^2)) - x c)) in place: the same
-    # operations in the same order, without its eight temporaries
-    radius = float(overburden_radius_m)
-    slant_m = slant_km * 1000.0
-    sine_squared = np.multiply(cos_zenith, cos_zenith)
-    np.subtract(1.0, sine_squared, out=sine_squared)
-    vertical = np.multiply(slant_m, slant_m)
-    vertical *= sine_squared
-    np.subtract(radius * radius, vertical, out=vertical)
-    np.sqrt(vertical, out=vertical)
-    slant_m *= cos_zenith
-    vertical -= slant_m
-    np.subtract(radius, vertical, out=vertical)
-    vertical /= 1000.0
-    return vertical
+    return vertical_from_slant_depth_cos(cos_zenith, slant_km * 1000.0, overburden_radius_m) / 1000.0
 
 
 def slant_depth_km(zenith_rad: "np.ndarray | float", vertical_km: "np.ndarray | float",
