@@ -26,6 +26,10 @@ of the collision that made the decaying kaon (kaons from in-flight decays of tra
 ``pion_by_grandmother`` does the same for the pion-decay muons (a pion from a kaon decay has the kaon
 as grandmother in both; pions of K0S and hyperon decays in flight are ``other`` in ours, while
 CORSIKA, which writes the K0S as mother, books them under the projectile).
+``kaon_spectra`` / ``pion_spectra`` count the kaon-mother and pion-decay muons by their energy at the
+observation level (log10 GeV) and by their production height (km: CORSIKA's MUADDI record, three
+records before the muon; ours: the decay point), to see whether a deficit sits at some kaon energy
+(the balance of decay and interaction moves with energy) or is flat (the number of kaons made).
 
 Usage: python benchmarks/muon_origins.py --corsika ../shared/data/corsika/panama/DAT* \
            --decade 7 [--max-showers 60] [--repeat 2] [--seed 0]
@@ -57,6 +61,9 @@ CHARMED_MOTHER_IDS = range(116, 200)
 GRANDMOTHER_CLASSES = {"nucleon": (13, 14, 15, 25), "pion": (8, 9), "kaon": (10, 11, 12, 16)}
 #: the same classes in PDG ids, for the projectiles of our collisions
 PROJECTILE_CLASSES = {"nucleon": (2212, 2112), "pion": (211,), "kaon": (321, 130, 310)}
+#: bins of the muon spectra: log10 of the energy at the observation level (GeV), production height (km)
+LOG10_ENERGY_EDGES = (3.0, 3.3, 3.7, 4.0, 4.5, 7.0)
+HEIGHT_EDGES_KM = (0.0, 6.0, 9.0, 12.0, 16.0, 60.0)
 
 
 def kaon_class_by_mother(description: np.ndarray) -> dict[str, int]:
@@ -99,6 +106,29 @@ def muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> d
     return counts
 
 
+def muon_spectra(particles: np.ndarray, pion_muons: bool = False) -> dict[str, list[int]]:
+    """One shower's kaon-mother muons (or pion-decay muons) with mother and grandmother records counted
+    by ``log10_energy`` (:data:`LOG10_ENERGY_EDGES`, energy from the momentum, GeV) and ``height_km``
+    (:data:`HEIGHT_EDGES_KM`, the MUADDI record's last column in cm, three records before the muon;
+    muons without it are left out of the heights). ``particles``: CORSIKA particle records (P,)."""
+    description = particles["particle_description"]
+    kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
+    generation = (np.abs(description) % 1000) // 10
+    selected = (generation >= 50) if pion_muons else (generation < 30)
+    muons = np.flatnonzero((description > 0) & np.isin(kind, vs_corsika.MUON_IDS) & selected)
+    muons = muons[muons >= 2]
+    muons = muons[(description[muons - 2] < 0) & (description[muons - 1] < 0)]
+    if not pion_muons:
+        muons = muons[np.isin(kind[muons - 2], KAON_MOTHERS)]
+    p2 = sum(particles[axis][muons].astype(np.float64) ** 2 for axis in ("px", "py", "pz"))
+    log10_energy = 0.5 * np.log10(p2 + vs_corsika.MUON_MASS_GEV**2)
+    with_muaddi = muons[muons >= 3]
+    with_muaddi = with_muaddi[np.isin(kind[with_muaddi - 3], (75, 76))]
+    height_km = particles["t"][with_muaddi - 3].astype(np.float64) / 1e5
+    return {"log10_energy": np.histogram(log10_energy, LOG10_ENERGY_EDGES)[0].tolist(),
+            "height_km": np.histogram(height_km, HEIGHT_EDGES_KM)[0].tolist()}
+
+
 def projectile_class(pid: int) -> str:
     """The :data:`PROJECTILE_CLASSES` name of a PDG id (``other`` for anything else, 0 included)."""
     return next((name for name, ids in PROJECTILE_CLASSES.items() if abs(pid) in ids), "other")
@@ -120,7 +150,9 @@ def corsika_origins(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict
                 origins.append({"pion": int((g >= 50).sum()), "charm": int(((g >= 30) & (g < 50)).sum()),
                                 "kaon": int((g < 30).sum()), "kaon_by_mother": kaon_class_by_mother(description),
                                 "kaon_by_grandmother": muons_by_grandmother(description),
-                                "pion_by_grandmother": muons_by_grandmother(description, pion_muons=True)})
+                                "pion_by_grandmother": muons_by_grandmother(description, pion_muons=True),
+                                "kaon_spectra": muon_spectra(event.particles),
+                                "pion_spectra": muon_spectra(event.particles, pion_muons=True)})
                 energy.append(float(event.header["total_energy"]))
                 primary.append(int(event.header["particle_id"]))
     return np.array(energy), np.array(primary), origins
@@ -142,6 +174,8 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     by_grandmother: dict[str, float] = {name: 0.0 for name in (*PROJECTILE_CLASSES, "other")}
     pion_by_grandmother: dict[str, float] = dict(by_grandmother)
     pion_grandmother_of: dict[float, str] = {}
+    spectra = {kind: {"log10_energy": np.zeros(len(LOG10_ENERGY_EDGES) - 1), "height_km": np.zeros(len(HEIGHT_EDGES_KM) - 1)}
+               for kind in ("kaon_spectra", "pion_spectra")}
     total = 0
     original_decay, original_to_ground = cascade.decay, cascade._muons_to_ground
     original_collide = interactions.AirInteractions.collide_many
@@ -169,17 +203,24 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         made_by.update(zip(daughters.energy[pions].astype(np.float64).tolist(), pid[daughters.parent[pions]].tolist()))
         return daughters
 
-    def counted_to_ground(muons, cos_zenith, ground_depth, *args, **kwargs):
+    def counted_to_ground(muons, cos_zenith, ground_depth, ground_altitude_m, rng, geometry, *args):
         column = np.maximum(ground_depth[muons.shower] - muons.depth, 0.0)
         ratio = cascade.AIR_A_GEV_CM2_PER_G / cascade.AIR_B_CM2_PER_G
         at_ground = (muons.energy + ratio) * np.exp(-cascade.AIR_B_CM2_PER_G * column) - ratio
-        for e in muons.energy[at_ground > cut_gev].tolist():
-            counts[label.get(parent_of.get(e, 0), "other")] += 1.0 / repeat
+        counted = at_ground > cut_gev
+        height_km = geometry.height_of_slant_depth(muons.depth[counted], muons.shower[counted]) / 1000.0
+        for e, e_ground, h in zip(muons.energy[counted].tolist(), at_ground[counted].tolist(), height_km.tolist()):
+            category = label.get(parent_of.get(e, 0), "other")
+            counts[category] += 1.0 / repeat
+            spectrum = spectra.get({"pion": "pion_spectra", "kaon": "kaon_spectra", "kaon_K0L": "kaon_spectra"}.get(category, ""))
+            if spectrum is not None:
+                spectrum["log10_energy"] += np.histogram([np.log10(e_ground)], LOG10_ENERGY_EDGES)[0] / repeat
+                spectrum["height_km"] += np.histogram([h], HEIGHT_EDGES_KM)[0] / repeat
             if e in grandmother_of:
                 by_grandmother[grandmother_of[e]] += 1.0 / repeat
             if e in pion_grandmother_of:
                 pion_by_grandmother[pion_grandmother_of[e]] += 1.0 / repeat
-        return original_to_ground(muons, cos_zenith, ground_depth, *args, **kwargs)
+        return original_to_ground(muons, cos_zenith, ground_depth, ground_altitude_m, rng, geometry, *args)
 
     config = replace(SimConfig(), surface_altitude_m=level_m, min_energy=cut_gev)
     cascade.decay, cascade._muons_to_ground = labelled_decay, counted_to_ground
@@ -195,7 +236,8 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         interactions.AirInteractions.collide_many = original_collide
     return {"by_parent": {k: round(v, 2) for k, v in counts.items()}, "total": total / repeat,
             "kaon_by_grandmother": {k: round(v, 2) for k, v in by_grandmother.items()},
-            "pion_by_grandmother": {k: round(v, 2) for k, v in pion_by_grandmother.items()}}
+            "pion_by_grandmother": {k: round(v, 2) for k, v in pion_by_grandmother.items()},
+            **{kind: {key: np.round(v, 2).tolist() for key, v in spectrum.items()} for kind, spectrum in spectra.items()}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     by_mother = {key: sum(origins[i]["kaon_by_mother"][key] for i in chosen) for key in origins[0]["kaon_by_mother"]}
     by_grandmother = {kind: {key: sum(origins[i][kind][key] for i in chosen) for key in origins[0][kind]}
                       for kind in ("kaon_by_grandmother", "pion_by_grandmother")}
+    spectra = {kind: {key: np.sum([origins[i][kind][key] for i in chosen], axis=0).tolist() for key in origins[0][kind]}
+               for kind in ("kaon_spectra", "pion_spectra")}
     mass = np.array([vs_corsika.mass_of_corsika_id(p) for p in primary[chosen]])
     start = time.process_time()
     ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
@@ -232,6 +276,10 @@ def main(argv: list[str] | None = None) -> None:
         **{kind: {"corsika": by_grandmother[kind], "ours": ours[kind],
                   "ratio": {k: round(ours[kind][k] / v, 4) if v else None for k, v in by_grandmother[kind].items()}}
            for kind in ("kaon_by_grandmother", "pion_by_grandmother")},
+        "spectra_edges": {"log10_energy": LOG10_ENERGY_EDGES, "height_km": HEIGHT_EDGES_KM},
+        **{kind: {key: {"corsika": spectra[kind][key], "ours": ours[kind][key],
+                        "ratio": [round(o / c, 3) if c else None for o, c in zip(ours[kind][key], spectra[kind][key])]}
+                  for key in spectra[kind]} for kind in ("kaon_spectra", "pion_spectra")},
         "cpu_s": round(cpu, 1),
     }), flush=True)
 
