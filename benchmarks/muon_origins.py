@@ -87,11 +87,10 @@ def kaon_class_by_mother(description: np.ndarray) -> dict[str, int]:
     return counts
 
 
-def muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> dict[str, int]:
-    """The kaon-mother muons (generation < 30, mother in :data:`KAON_MOTHERS`) of one shower's
-    particle descriptions (P,) counted by the class of their EHISTORY grandmother (the record just
-    before the muon): :data:`GRANDMOTHER_CLASSES` and ``other``. ``pion_muons``: the pion-decay
-    muons (generation >= 50, any mother: a pion, or the rho / omega / eta / K0S it came from) instead."""
+def history_muons(description: np.ndarray, pion_muons: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the kaon-mother muons (generation < 30, mother in :data:`KAON_MOTHERS`) with mother and
+    grandmother records, or of the pion-decay muons (generation >= 50, any mother: a pion, or the rho /
+    omega / eta / K0S it came from) with ``pion_muons``; CORSIKA ids of all P records (P,))."""
     kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
     generation = (np.abs(description) % 1000) // 10
     selected = (generation >= 50) if pion_muons else (generation < 30)
@@ -100,6 +99,13 @@ def muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> d
     muons = muons[(description[muons - 2] < 0) & (description[muons - 1] < 0)]
     if not pion_muons:
         muons = muons[np.isin(kind[muons - 2], KAON_MOTHERS)]
+    return muons, kind
+
+
+def muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> dict[str, int]:
+    """The :func:`history_muons` of one shower's particle descriptions (P,) counted by the class of their
+    EHISTORY grandmother (the record just before the muon): :data:`GRANDMOTHER_CLASSES` and ``other``."""
+    muons, kind = history_muons(description, pion_muons)
     grandmother = kind[muons - 1]
     counts = {name: int(np.isin(grandmother, ids).sum()) for name, ids in GRANDMOTHER_CLASSES.items()}
     counts["other"] = int(muons.size) - sum(counts.values())
@@ -107,19 +113,12 @@ def muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> d
 
 
 def muon_spectra(particles: np.ndarray, pion_muons: bool = False) -> dict[str, list[int]]:
-    """One shower's kaon-mother muons (or pion-decay muons) with mother and grandmother records counted
-    by ``log10_energy`` (:data:`LOG10_ENERGY_EDGES`, energy from the momentum, GeV) and ``height_km``
-    (:data:`HEIGHT_EDGES_KM`, the MUADDI record's last column in cm, three records before the muon;
-    muons without it are left out of the heights). ``particles``: CORSIKA particle records (P,)."""
+    """One shower's :func:`history_muons` counted by ``log10_energy`` (:data:`LOG10_ENERGY_EDGES`, energy
+    from the momentum, GeV) and ``height_km`` (:data:`HEIGHT_EDGES_KM`, the MUADDI record's last column in
+    cm, three records before the muon; muons without it are left out of the heights). ``particles``:
+    CORSIKA particle records (P,)."""
     description = particles["particle_description"]
-    kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
-    generation = (np.abs(description) % 1000) // 10
-    selected = (generation >= 50) if pion_muons else (generation < 30)
-    muons = np.flatnonzero((description > 0) & np.isin(kind, vs_corsika.MUON_IDS) & selected)
-    muons = muons[muons >= 2]
-    muons = muons[(description[muons - 2] < 0) & (description[muons - 1] < 0)]
-    if not pion_muons:
-        muons = muons[np.isin(kind[muons - 2], KAON_MOTHERS)]
+    muons, kind = history_muons(description, pion_muons)
     p2 = sum(particles[axis][muons].astype(np.float64) ** 2 for axis in ("px", "py", "pz"))
     log10_energy = 0.5 * np.log10(p2 + vs_corsika.MUON_MASS_GEV**2)
     with_muaddi = muons[muons >= 3]
