@@ -28,8 +28,9 @@ as grandmother in both; pions of K0S and hyperon decays in flight are ``other`` 
 CORSIKA, which writes the K0S as mother, books them under the projectile).
 ``kaon_spectra`` / ``pion_spectra`` count the kaon-mother and pion-decay muons by their energy at the
 observation level (log10 GeV) and by their production height (km: CORSIKA's MUADDI record, three
-records before the muon; ours: the decay point), to see whether a deficit sits at some kaon energy
-(the balance of decay and interaction moves with energy) or is flat (the number of kaons made).
+records before the muon; ours: the decay point) and by ``charge`` (mu+, mu-: CORSIKA ids 5, 6), to see
+whether a deficit sits at some kaon energy (the balance of decay and interaction moves with energy) or
+is flat (the number of kaons made), and whether it follows one kaon charge.
 
 Usage: python benchmarks/muon_origins.py --corsika ../shared/data/corsika/panama/DAT* \
            --decade 7 [--max-showers 60] [--repeat 2] [--seed 0]
@@ -114,9 +115,9 @@ def muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> d
 
 def muon_spectra(particles: np.ndarray, pion_muons: bool = False) -> dict[str, list[int]]:
     """One shower's :func:`history_muons` counted by ``log10_energy`` (:data:`LOG10_ENERGY_EDGES`, energy
-    from the momentum, GeV) and ``height_km`` (:data:`HEIGHT_EDGES_KM`, the MUADDI record's last column in
-    cm, three records before the muon; muons without it are left out of the heights). ``particles``:
-    CORSIKA particle records (P,)."""
+    from the momentum, GeV), ``height_km`` (:data:`HEIGHT_EDGES_KM`, the MUADDI record's last column in
+    cm, three records before the muon; muons without it are left out of the heights) and ``charge``
+    ([mu+, mu-]). ``particles``: CORSIKA particle records (P,)."""
     description = particles["particle_description"]
     muons, kind = history_muons(description, pion_muons)
     p2 = sum(particles[axis][muons].astype(np.float64) ** 2 for axis in ("px", "py", "pz"))
@@ -125,7 +126,8 @@ def muon_spectra(particles: np.ndarray, pion_muons: bool = False) -> dict[str, l
     with_muaddi = with_muaddi[np.isin(kind[with_muaddi - 3], (75, 76))]
     height_km = particles["t"][with_muaddi - 3].astype(np.float64) / 1e5
     return {"log10_energy": np.histogram(log10_energy, LOG10_ENERGY_EDGES)[0].tolist(),
-            "height_km": np.histogram(height_km, HEIGHT_EDGES_KM)[0].tolist()}
+            "height_km": np.histogram(height_km, HEIGHT_EDGES_KM)[0].tolist(),
+            "charge": [int((kind[muons] == 5).sum()), int((kind[muons] == 6).sum())]}
 
 
 def projectile_class(pid: int) -> str:
@@ -173,7 +175,8 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     by_grandmother: dict[str, float] = {name: 0.0 for name in (*PROJECTILE_CLASSES, "other")}
     pion_by_grandmother: dict[str, float] = dict(by_grandmother)
     pion_grandmother_of: dict[float, str] = {}
-    spectra = {kind: {"log10_energy": np.zeros(len(LOG10_ENERGY_EDGES) - 1), "height_km": np.zeros(len(HEIGHT_EDGES_KM) - 1)}
+    spectra = {kind: {"log10_energy": np.zeros(len(LOG10_ENERGY_EDGES) - 1), "height_km": np.zeros(len(HEIGHT_EDGES_KM) - 1),
+                      "charge": np.zeros(2)}
                for kind in ("kaon_spectra", "pion_spectra")}
     total = 0
     original_decay, original_to_ground = cascade.decay, cascade._muons_to_ground
@@ -208,13 +211,15 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         at_ground = (muons.energy + ratio) * np.exp(-cascade.AIR_B_CM2_PER_G * column) - ratio
         counted = at_ground > cut_gev
         height_km = geometry.height_of_slant_depth(muons.depth[counted], muons.shower[counted]) / 1000.0
-        for e, e_ground, h in zip(muons.energy[counted].tolist(), at_ground[counted].tolist(), height_km.tolist()):
+        for e, e_ground, h, pid in zip(muons.energy[counted].tolist(), at_ground[counted].tolist(), height_km.tolist(),
+                                       muons.pid[counted].tolist()):
             category = label.get(parent_of.get(e, 0), "other")
             counts[category] += 1.0 / repeat
             spectrum = spectra.get({"pion": "pion_spectra", "kaon": "kaon_spectra", "kaon_K0L": "kaon_spectra"}.get(category, ""))
             if spectrum is not None:
                 spectrum["log10_energy"] += np.histogram([np.log10(e_ground)], LOG10_ENERGY_EDGES)[0] / repeat
                 spectrum["height_km"] += np.histogram([h], HEIGHT_EDGES_KM)[0] / repeat
+                spectrum["charge"][0 if pid == -13 else 1] += 1.0 / repeat
             if e in grandmother_of:
                 by_grandmother[grandmother_of[e]] += 1.0 / repeat
             if e in pion_grandmother_of:

@@ -51,20 +51,21 @@ def test_the_kaon_muons_are_split_by_the_grandmother_record():
 
 
 def test_the_muon_spectra_count_energy_at_the_level_and_the_production_height():
-    def records(mother_id: int, generation: int, momentum_gev: float, height_cm: float) -> list[tuple]:
+    def records(mother_id: int, generation: int, momentum_gev: float, height_cm: float, muon_id: int = 5) -> list[tuple]:
         muaddi = (75001.0, 0.0, 0.0, momentum_gev, 0.0, 0.0, height_cm)
         mother = (-(mother_id * 1000.0 + 3), 0.0, 0.0, 5.0 * momentum_gev, 0.0, 0.0, 0.0)
         grandmother = (-14002.0, 0.0, 0.0, 50.0 * momentum_gev, 0.0, 0.0, 0.0)
-        return [muaddi, mother, grandmother, (5000.0 + generation * 10 + 1, 0.0, 0.0, momentum_gev, 0.0, 0.0, 0.0)]
+        return [muaddi, mother, grandmother, (muon_id * 1000.0 + generation * 10 + 1, 0.0, 0.0, momentum_gev, 0.0, 0.0, 0.0)]
 
     dtype = [(name, "f4") for name in ("particle_description", "px", "py", "pz", "x", "y", "t")]
     particles = np.array(
-        records(11, 4, 1500.0, 7.0e5) + records(63, 5, 5.0e4, 1.3e6)  # K+ muon, 1.5 TeV from 7 km; K* muon 50 TeV from 13 km
+        records(11, 4, 1500.0, 7.0e5)  # a mu+ of a K+, 1.5 TeV from 7 km
+        + records(63, 5, 5.0e4, 1.3e6, muon_id=6)  # a mu- of the K of a K*, 50 TeV from 13 km
         + records(17, 4, 3000.0, 10.0e5)  # eta -> mu mu: not a kaon muon
         + records(8, 55, 1200.0, 20.0e5),  # a pion-decay muon
         dtype=dtype,
     )
     kaons = origins.muon_spectra(particles)
-    assert kaons == {"log10_energy": [1, 0, 0, 0, 1], "height_km": [0, 1, 0, 1, 0]}
+    assert kaons == {"log10_energy": [1, 0, 0, 0, 1], "height_km": [0, 1, 0, 1, 0], "charge": [1, 1]}
     pions = origins.muon_spectra(particles, pion_muons=True)
-    assert pions == {"log10_energy": [1, 0, 0, 0, 0], "height_km": [0, 0, 0, 0, 1]}
+    assert pions == {"log10_energy": [1, 0, 0, 0, 0], "height_km": [0, 0, 0, 0, 1], "charge": [1, 0]}
