@@ -19,10 +19,20 @@ def self_contained() -> list[str]:
 
 
 def needs_input(script: Path) -> bool:
-    """Whether the script refuses to run without arguments: a required option, or a command to
-    run given after ``--`` (train_recipe_speed)."""
+    """Whether the script refuses to run without arguments: a required option, a positional argument
+    (not optional: no ``nargs="?"`` or ``"*"``; plot_vs_corsika's result files), or a command to run
+    given after ``--`` (train_recipe_speed)."""
     source = script.read_text()
-    return "required=True" in source or "nargs=argparse.REMAINDER" in source
+    positional = re.search(r'add_argument\(\s*"[^-"][^"]*"(?![^)]*nargs="[?*]")', source)
+    return "required=True" in source or "nargs=argparse.REMAINDER" in source or positional is not None
+
+
+def test_a_positional_argument_counts_as_input(tmp_path):
+    script = tmp_path / "b.py"
+    script.write_text('parser.add_argument("results", nargs="+", help="files")\n')
+    assert needs_input(script)
+    script.write_text('parser.add_argument("results", nargs="*", help="files")\nparser.add_argument("--out", default="x")\n')
+    assert not needs_input(script)
 
 
 def test_make_bench_runs_every_benchmark_that_needs_no_input_and_only_those():
