@@ -73,10 +73,15 @@ def vertical_depth_km(conditions: np.ndarray, overburden_radius_m: float | None)
     """(B,) vertical depth [km] of conditions (B, 4) [GeV, rad, A, slant km]: through a spherical
     overburden of radius ``overburden_radius_m`` (Muonitron's formula, as ``mubundle simulate``
     makes slant depths), or slant x cos(zenith) (flat) when None."""
-    cos_zenith = _cos(conditions[:, 1])
+    return _vertical_from_cos(_cos(conditions[:, 1]), conditions[:, 3], overburden_radius_m)
+
+
+def _vertical_from_cos(cos_zenith: np.ndarray, slant_km: np.ndarray, overburden_radius_m: float | None) -> np.ndarray:
+    """(B,) vertical depth [km] from cos(zenith) (B,) and the slant depth (B,) [km]: through the spherical
+    overburden of radius ``overburden_radius_m``, or slant x cos(zenith) (flat) when None."""
     if overburden_radius_m is None:
-        return conditions[:, 3] * cos_zenith
-    return vertical_from_slant_depth_cos(cos_zenith, conditions[:, 3] * 1000.0, overburden_radius_m) / 1000.0
+        return slant_km * cos_zenith
+    return vertical_from_slant_depth_cos(cos_zenith, slant_km * 1000.0, overburden_radius_m) / 1000.0
 
 
 def _cos(angle_rad: np.ndarray) -> np.ndarray:
@@ -93,10 +98,8 @@ def _vertical_depth_to_check(conditions: np.ndarray, overburden_radius_m: float 
     the vertical depth within ~1e-7 relative, far inside the check's tolerance
     (:data:`RELATIVE_TOLERANCE`)."""
     cos_zenith = np.cos(conditions[:, 1].astype(np.float32)).astype(np.float64)
-    slant_km = conditions[:, 3].astype(np.float64)  # float64 whatever the input's dtype
-    if overburden_radius_m is None:
-        return slant_km * cos_zenith
-    return vertical_from_slant_depth_cos(cos_zenith, slant_km * 1000.0, overburden_radius_m) / 1000.0
+    # the slant depth in float64 whatever the input's dtype
+    return _vertical_from_cos(cos_zenith, conditions[:, 3].astype(np.float64), overburden_radius_m)
 
 
 def slant_depth_km(zenith_rad: "np.ndarray | float", vertical_km: "np.ndarray | float",
