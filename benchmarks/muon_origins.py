@@ -65,6 +65,8 @@ PROJECTILE_CLASSES = {"nucleon": (2212, 2112), "pion": (211,), "kaon": (321, 130
 #: bins of the muon spectra: log10 of the energy at the observation level (GeV), production height (km)
 LOG10_ENERGY_EDGES = (3.0, 3.3, 3.7, 4.0, 4.5, 7.0)
 HEIGHT_EDGES_KM = (0.0, 6.0, 9.0, 12.0, 16.0, 60.0)
+#: our parent categories of the muons of each spectrum (K0L muons are kaon muons, as in CORSIKA's class)
+SPECTRUM_PARENTS = {"kaon_spectra": ("kaon", "kaon_K0L"), "pion_spectra": ("pion",)}
 
 
 def kaon_class_by_mother(description: np.ndarray) -> dict[str, int]:
@@ -177,7 +179,7 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     pion_grandmother_of: dict[float, str] = {}
     spectra = {kind: {"log10_energy": np.zeros(len(LOG10_ENERGY_EDGES) - 1), "height_km": np.zeros(len(HEIGHT_EDGES_KM) - 1),
                       "charge": np.zeros(2)}
-               for kind in ("kaon_spectra", "pion_spectra")}
+               for kind in SPECTRUM_PARENTS}
     total = 0
     original_decay, original_to_ground = cascade.decay, cascade._muons_to_ground
     original_collide = interactions.AirInteractions.collide_many
@@ -210,20 +212,22 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         ratio = cascade.AIR_A_GEV_CM2_PER_G / cascade.AIR_B_CM2_PER_G
         at_ground = (muons.energy + ratio) * np.exp(-cascade.AIR_B_CM2_PER_G * column) - ratio
         counted = at_ground > cut_gev
-        height_km = geometry.height_of_slant_depth(muons.depth[counted], muons.shower[counted]) / 1000.0
-        for e, e_ground, h, pid in zip(muons.energy[counted].tolist(), at_ground[counted].tolist(), height_km.tolist(),
-                                       muons.pid[counted].tolist()):
-            category = label.get(parent_of.get(e, 0), "other")
-            counts[category] += 1.0 / repeat
-            spectrum = spectra.get({"pion": "pion_spectra", "kaon": "kaon_spectra", "kaon_K0L": "kaon_spectra"}.get(category, ""))
-            if spectrum is not None:
-                spectrum["log10_energy"] += np.histogram([np.log10(e_ground)], LOG10_ENERGY_EDGES)[0] / repeat
-                spectrum["height_km"] += np.histogram([h], HEIGHT_EDGES_KM)[0] / repeat
-                spectrum["charge"][0 if pid == -13 else 1] += 1.0 / repeat
+        categories = []
+        for e in muons.energy[counted].tolist():
+            categories.append(label.get(parent_of.get(e, 0), "other"))
+            counts[categories[-1]] += 1.0 / repeat
             if e in grandmother_of:
                 by_grandmother[grandmother_of[e]] += 1.0 / repeat
             if e in pion_grandmother_of:
                 pion_by_grandmother[pion_grandmother_of[e]] += 1.0 / repeat
+        height_km = geometry.height_of_slant_depth(muons.depth[counted], muons.shower[counted]) / 1000.0
+        pid, energy_at_level = muons.pid[counted], at_ground[counted]
+        for kind, parents in SPECTRUM_PARENTS.items():
+            chosen = np.isin(categories, parents)
+            spectrum = spectra[kind]
+            spectrum["log10_energy"] += np.histogram(np.log10(energy_at_level[chosen]), LOG10_ENERGY_EDGES)[0] / repeat
+            spectrum["height_km"] += np.histogram(height_km[chosen], HEIGHT_EDGES_KM)[0] / repeat
+            spectrum["charge"] += np.array([(pid[chosen] == -13).sum(), (pid[chosen] == 13).sum()]) / repeat
         return original_to_ground(muons, cos_zenith, ground_depth, ground_altitude_m, rng, geometry, *args)
 
     config = replace(SimConfig(), surface_altitude_m=level_m, min_energy=cut_gev)
@@ -262,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     by_grandmother = {kind: {key: sum(origins[i][kind][key] for i in chosen) for key in origins[0][kind]}
                       for kind in ("kaon_by_grandmother", "pion_by_grandmother")}
     spectra = {kind: {key: np.sum([origins[i][kind][key] for i in chosen], axis=0).tolist() for key in origins[0][kind]}
-               for kind in ("kaon_spectra", "pion_spectra")}
+               for kind in SPECTRUM_PARENTS}
     mass = np.array([vs_corsika.mass_of_corsika_id(p) for p in primary[chosen]])
     start = time.process_time()
     ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
@@ -283,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
         "spectra_edges": {"log10_energy": LOG10_ENERGY_EDGES, "height_km": HEIGHT_EDGES_KM},
         **{kind: {key: {"corsika": spectra[kind][key], "ours": ours[kind][key],
                         "ratio": [round(o / c, 3) if c else None for o, c in zip(ours[kind][key], spectra[kind][key])]}
-                  for key in spectra[kind]} for kind in ("kaon_spectra", "pion_spectra")},
+                  for key in spectra[kind]} for kind in SPECTRUM_PARENTS},
         "cpu_s": round(cpu, 1),
     }), flush=True)
 
