@@ -31,6 +31,12 @@ observation level (log10 GeV) and by their production height (km: CORSIKA's MUAD
 records before the muon; ours: the decay point) and by ``charge`` (mu+, mu-: CORSIKA ids 5, 6), to see
 whether a deficit sits at some kaon energy (the balance of decay and interaction moves with energy) or
 is flat (the number of kaons made), and whether it follows one kaon charge.
+``kaon_collisions`` counts the muons of charged kaons by the collision that made the kaon, per
+projectile class (nucleon, pion, kaon): by the projectile's energy (log10 GeV) and by the kaon's
+share of it, x = E_kaon / E_projectile; CORSIKA's from the mother and grandmother records (mothers
+K+- and the K* and phi whose K decayed: their x is the resonance's, which carries ~1.5 times the
+energy of its K), ours from the wrapped collisions (every K+- that left SIBYLL's collision, whether
+SIBYLL made it directly or from a resonance); x above 1 (float32 momenta) is counted in the last bin.
 
 Usage: python benchmarks/muon_origins.py --corsika ../shared/data/corsika/panama/DAT* \
            --decade 7 [--max-showers 60] [--repeat 2] [--seed 0]
@@ -65,6 +71,11 @@ PROJECTILE_CLASSES = {"nucleon": (2212, 2112), "pion": (211,), "kaon": (321, 130
 #: bins of the muon spectra: log10 of the energy at the observation level (GeV), production height (km)
 LOG10_ENERGY_EDGES = (3.0, 3.3, 3.7, 4.0, 4.5, 7.0)
 HEIGHT_EDGES_KM = (0.0, 6.0, 9.0, 12.0, 16.0, 60.0)
+#: bins of ``kaon_collisions``: log10 of the projectile's energy (GeV), the kaon's share x of it
+LOG10_PROJECTILE_EDGES = (3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 9.0)
+X_EDGES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+#: CORSIKA mothers of the charged-kaon muons: K+- and the phi and K* whose K decayed
+CHARGED_KAON_MOTHERS = (11, 12, 49, 62, 63, 64, 65)
 #: our parent categories of the muons of each spectrum (K0L muons are kaon muons, as in CORSIKA's class)
 SPECTRUM_PARENTS = {"kaon_spectra": ("kaon", "kaon_K0L"), "pion_spectra": ("pion",)}
 
@@ -132,33 +143,50 @@ def muon_spectra(particles: np.ndarray, pion_muons: bool = False) -> dict[str, l
             "charge": [int((kind[muons] == 5).sum()), int((kind[muons] == 6).sum())]}
 
 
+def collision_histograms(classes: list[str], log10_projectile_energy: np.ndarray, x: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Kaon muons (one per element of the (M,) arrays) counted per projectile class (of
+    :data:`PROJECTILE_CLASSES`; ``other`` is left out) by log10 of the projectile's energy and by x
+    (clipped to 1): {class: {"log10_projectile_energy": counts, "x": counts}}."""
+    classes = np.asarray(classes)
+    return {name: {"log10_projectile_energy": np.histogram(log10_projectile_energy[classes == name], LOG10_PROJECTILE_EDGES)[0],
+                   "x": np.histogram(np.minimum(x[classes == name], 1.0), X_EDGES)[0]}
+            for name in PROJECTILE_CLASSES}
+
+
+def kaon_collisions(particles: np.ndarray) -> dict[str, dict[str, list[int]]]:
+    """One shower's charged-kaon muons (mothers :data:`CHARGED_KAON_MOTHERS`) by their grandmother's
+    class (:data:`GRANDMOTHER_CLASSES`), its energy and the mother's share of it
+    (:func:`collision_histograms`). ``particles``: CORSIKA particle records (P,)."""
+    muons, kind = history_muons(particles["particle_description"])
+    muons = muons[np.isin(kind[muons - 2], CHARGED_KAON_MOTHERS)]
+    momentum = {offset: np.sqrt(sum(particles[axis][muons - offset].astype(np.float64) ** 2 for axis in ("px", "py", "pz")))
+                for offset in (1, 2)}
+    grandmother = kind[muons - 1]
+    classes = [next((name for name, ids in GRANDMOTHER_CLASSES.items() if g in ids), "other") for g in grandmother.tolist()]
+    counts = collision_histograms(classes, np.log10(momentum[1]), momentum[2] / momentum[1])
+    return {name: {key: v.tolist() for key, v in hist.items()} for name, hist in counts.items()}
+
+
 def projectile_class(pid: int) -> str:
     """The :data:`PROJECTILE_CLASSES` name of a PDG id (``other`` for anything else, 0 included)."""
     return next((name for name, ids in PROJECTILE_CLASSES.items() if abs(pid) in ids), "other")
 
 
-def corsika_origins(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """(energy (S,), primary id (S,), per shower {category: muon count}) from CORSIKA files;
-    ``kaon_by_mother``: :func:`kaon_class_by_mother` of the shower."""
-    from corsikaio import CorsikaParticleFile
-
-    energy, primary, origins = [], [], []
-    for path in paths:
-        with CorsikaParticleFile(path) as corsika:
-            for event in corsika:
-                description = event.particles["particle_description"]
-                kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
-                generation = (np.abs(description) % 1000) // 10
-                g = generation[(description > 0) & np.isin(kind, vs_corsika.MUON_IDS)]
-                origins.append({"pion": int((g >= 50).sum()), "charm": int(((g >= 30) & (g < 50)).sum()),
-                                "kaon": int((g < 30).sum()), "kaon_by_mother": kaon_class_by_mother(description),
-                                "kaon_by_grandmother": muons_by_grandmother(description),
-                                "pion_by_grandmother": muons_by_grandmother(description, pion_muons=True),
-                                "kaon_spectra": muon_spectra(event.particles),
-                                "pion_spectra": muon_spectra(event.particles, pion_muons=True)})
-                energy.append(float(event.header["total_energy"]))
-                primary.append(int(event.header["particle_id"]))
-    return np.array(energy), np.array(primary), origins
+def shower_origins(particles: np.ndarray) -> dict:
+    """One CORSIKA shower's muons (particle records (P,)) by origin: {category: muon count},
+    ``kaon_by_mother`` (:func:`kaon_class_by_mother`), the splits by grandmother, the spectra and
+    ``kaon_collisions``."""
+    description = particles["particle_description"]
+    kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
+    generation = (np.abs(description) % 1000) // 10
+    g = generation[(description > 0) & np.isin(kind, vs_corsika.MUON_IDS)]
+    return {"pion": int((g >= 50).sum()), "charm": int(((g >= 30) & (g < 50)).sum()),
+            "kaon": int((g < 30).sum()), "kaon_by_mother": kaon_class_by_mother(description),
+            "kaon_by_grandmother": muons_by_grandmother(description),
+            "pion_by_grandmother": muons_by_grandmother(description, pion_muons=True),
+            "kaon_spectra": muon_spectra(particles),
+            "pion_spectra": muon_spectra(particles, pion_muons=True),
+            "kaon_collisions": kaon_collisions(particles)}
 
 
 def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: float, repeat: int, seed: int) -> dict:
@@ -171,12 +199,14 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     from mubundle.sim.run import simulate_primaries
 
     parent_of: dict[float, int] = {}
-    made_by: dict[float, int] = {}  # kaons and charged pions: energy -> projectile or decayed parent
+    made_by: dict[float, tuple[int, float]] = {}  # kaons and charged pions: energy -> projectile or decayed parent (pid, GeV)
     grandmother_of: dict[float, str] = {}
     counts: dict[str, float] = {"pion": 0.0, "kaon": 0.0, "kaon_K0L": 0.0, "other": 0.0}
     by_grandmother: dict[str, float] = {name: 0.0 for name in (*PROJECTILE_CLASSES, "other")}
     pion_by_grandmother: dict[str, float] = dict(by_grandmother)
     pion_grandmother_of: dict[float, str] = {}
+    collision_of: dict[float, tuple[str, float, float]] = {}  # muons of K+-: (projectile class, log10 E_proj, x)
+    collisions: list[tuple[str, float, float]] = []
     spectra = {kind: {"log10_energy": np.zeros(len(LOG10_ENERGY_EDGES) - 1), "height_km": np.zeros(len(HEIGHT_EDGES_KM) - 1),
                       "charge": np.zeros(2)}
                for kind in SPECTRUM_PARENTS}
@@ -189,7 +219,8 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         result = original_collide(self, pid, energy_gev, rng)
         secondary_pid, secondary_energy, *_, collision = result
         meson = np.isin(np.abs(secondary_pid), (321, 130, 211))
-        made_by.update(zip(secondary_energy[meson].astype(np.float64).tolist(), pid[collision[meson]].tolist()))
+        made_by.update(zip(secondary_energy[meson].astype(np.float64).tolist(),
+                           zip(pid[collision[meson]].tolist(), np.asarray(energy_gev, np.float64)[collision[meson]].tolist())))
         return result
 
     def labelled_decay(pid, energy_gev, slope_x, slope_y, rng):
@@ -199,12 +230,18 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         parent_of.update(zip(daughters.energy[muon].tolist(), np.abs(pid[parents]).tolist()))
         for muon_energy, parent_pid, parent_energy in zip(daughters.energy[muon].tolist(), pid[parents].tolist(),
                                                           np.asarray(energy_gev)[parents].tolist()):
+            projectile, projectile_energy = made_by.get(parent_energy, (0, np.nan))
             if abs(parent_pid) in (321, 130):
-                grandmother_of[muon_energy] = projectile_class(made_by.get(parent_energy, 0))
+                grandmother_of[muon_energy] = projectile_class(projectile)
+                if abs(parent_pid) == 321 and projectile:
+                    collision_of[muon_energy] = (projectile_class(projectile), np.log10(projectile_energy),
+                                                 parent_energy / projectile_energy)
             elif abs(parent_pid) == 211:
-                pion_grandmother_of[muon_energy] = projectile_class(made_by.get(parent_energy, 0))
+                pion_grandmother_of[muon_energy] = projectile_class(projectile)
         pions = np.abs(daughters.pid) == 211  # pions of kaon decays: their grandmother is the kaon
-        made_by.update(zip(daughters.energy[pions].astype(np.float64).tolist(), pid[daughters.parent[pions]].tolist()))
+        parent = daughters.parent[pions]
+        made_by.update(zip(daughters.energy[pions].astype(np.float64).tolist(),
+                           zip(pid[parent].tolist(), np.asarray(energy_gev, np.float64)[parent].tolist())))
         return daughters
 
     def counted_to_ground(muons, cos_zenith, ground_depth, ground_altitude_m, rng, geometry, *args):
@@ -220,6 +257,8 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
                 by_grandmother[grandmother_of[e]] += 1.0 / repeat
             if e in pion_grandmother_of:
                 pion_by_grandmother[pion_grandmother_of[e]] += 1.0 / repeat
+            if e in collision_of:
+                collisions.append(collision_of[e])
         height_km = geometry.height_of_slant_depth(muons.depth[counted], muons.shower[counted]) / 1000.0
         pid, energy_at_level = muons.pid[counted], at_ground[counted]
         for kind, parents in SPECTRUM_PARENTS.items():
@@ -235,14 +274,18 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     interactions.AirInteractions.collide_many = labelled_collide
     try:
         for k in range(repeat):
-            for per_run in (parent_of, made_by, grandmother_of, pion_grandmother_of):
+            for per_run in (parent_of, made_by, grandmother_of, pion_grandmother_of, collision_of):
                 per_run.clear()
             batch = simulate_primaries(energy, np.zeros(energy.size), mass, np.zeros(energy.size), seed=seed + k, config=config)
             total += int(batch.counts.sum())
     finally:
         cascade.decay, cascade._muons_to_ground = original_decay, original_to_ground
         interactions.AirInteractions.collide_many = original_collide
+    classes, log10_projectile_energy, x = (list(column) for column in zip(*collisions)) if collisions else ([], [], [])
+    by_collision = collision_histograms(classes, np.array(log10_projectile_energy), np.array(x))
     return {"by_parent": {k: round(v, 2) for k, v in counts.items()}, "total": total / repeat,
+            "kaon_collisions": {name: {key: np.round(v / repeat, 2).tolist() for key, v in hist.items()}
+                                for name, hist in by_collision.items()},
             "kaon_by_grandmother": {k: round(v, 2) for k, v in by_grandmother.items()},
             "pion_by_grandmother": {k: round(v, 2) for k, v in pion_by_grandmother.items()},
             **{kind: {key: np.round(v, 2).tolist() for key, v in spectrum.items()} for kind, spectrum in spectra.items()}}
@@ -256,8 +299,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=2, help="simulations per CORSIKA primary")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    data = vs_corsika.read_corsika(args.corsika)  # also checks the showers are vertical and share a level and cut
-    energy, primary, origins = corsika_origins(args.corsika)
+    # also checks the showers are vertical and share a level and cut
+    data = vs_corsika.read_corsika(args.corsika, per_shower=shower_origins)
+    energy, primary, origins = data["energy"], data["primary"], data["per_shower"]
     chosen = np.flatnonzero((energy >= 10.0**args.decade) & (energy < 10.0 ** (args.decade + 1)))[: args.max_showers]
     if chosen.size == 0:
         raise SystemExit(f"muon_origins: no CORSIKA shower in decade 1e{args.decade}")
@@ -267,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
                       for kind in ("kaon_by_grandmother", "pion_by_grandmother")}
     spectra = {kind: {key: np.sum([origins[i][kind][key] for i in chosen], axis=0).tolist() for key in origins[0][kind]}
                for kind in SPECTRUM_PARENTS}
+    collisions = {name: {key: np.sum([origins[i]["kaon_collisions"][name][key] for i in chosen], axis=0).tolist()
+                         for key in origins[0]["kaon_collisions"][name]} for name in PROJECTILE_CLASSES}
     mass = np.array([vs_corsika.mass_of_corsika_id(p) for p in primary[chosen]])
     start = time.process_time()
     ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
@@ -288,6 +334,11 @@ def main(argv: list[str] | None = None) -> None:
         **{kind: {key: {"corsika": spectra[kind][key], "ours": ours[kind][key],
                         "ratio": [round(o / c, 3) if c else None for o, c in zip(ours[kind][key], spectra[kind][key])]}
                   for key in spectra[kind]} for kind in SPECTRUM_PARENTS},
+        "kaon_collisions_edges": {"log10_projectile_energy": LOG10_PROJECTILE_EDGES, "x": X_EDGES},
+        "kaon_collisions": {name: {key: {"corsika": collisions[name][key], "ours": ours["kaon_collisions"][name][key],
+                                         "ratio": [round(o / c, 3) if c else None
+                                                   for o, c in zip(ours["kaon_collisions"][name][key], collisions[name][key])]}
+                                   for key in collisions[name]} for name in PROJECTILE_CLASSES},
         "cpu_s": round(cpu, 1),
     }), flush=True)
 

@@ -37,6 +37,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -46,11 +47,13 @@ MUON_MASS_GEV = 0.1056583755
 QUANTILES = (25, 50, 75, 90)
 
 
-def read_corsika(paths: list[str]) -> dict:
-    """Vertical CORSIKA showers: energy (S,) GeV, primary id (S,), muon lists, obs level, cut."""
+def read_corsika(paths: list[str], per_shower: Callable[[np.ndarray], object] | None = None) -> dict:
+    """Vertical CORSIKA showers: energy (S,) GeV, primary id (S,), muon lists, obs level, cut;
+    ``per_shower``: a function of one shower's particle records (P,) whose results are returned
+    as the list ``per_shower`` (benchmarks that look at more than the muons read the files once)."""
     from corsikaio import CorsikaParticleFile
 
-    energy, primary, muons, levels, cuts = [], [], [], set(), set()
+    energy, primary, muons, levels, cuts, extra = [], [], [], set(), set(), []
     for path in paths:
         with CorsikaParticleFile(path) as corsika:
             levels.add(float(corsika.run_header["observation_height"][0]) / 100.0)
@@ -68,10 +71,12 @@ def read_corsika(paths: list[str]) -> dict:
                 muons.append(np.column_stack([np.sqrt(momentum2 + MUON_MASS_GEV**2), p["x"] / 100.0, p["y"] / 100.0]))
                 energy.append(float(header["total_energy"]))
                 primary.append(int(header["particle_id"]))
+                if per_shower is not None:
+                    extra.append(per_shower(particles))
     if len(levels) != 1 or len(cuts) != 1:
         raise ValueError(f"files mix observation levels {sorted(levels)} m or muon cuts {sorted(cuts)} GeV")
     return {"energy": np.array(energy), "primary": np.array(primary), "muons": muons,
-            "level_m": levels.pop(), "cut_gev": cuts.pop()}
+            "level_m": levels.pop(), "cut_gev": cuts.pop(), "per_shower": extra}
 
 
 def mass_of_corsika_id(pid: int) -> float:

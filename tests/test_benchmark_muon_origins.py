@@ -69,3 +69,26 @@ def test_the_muon_spectra_count_energy_at_the_level_and_the_production_height():
     assert kaons == {"log10_energy": [1, 0, 0, 0, 1], "height_km": [0, 1, 0, 1, 0], "charge": [1, 1]}
     pions = origins.muon_spectra(particles, pion_muons=True)
     assert pions == {"log10_energy": [1, 0, 0, 0, 0], "height_km": [0, 0, 0, 0, 1], "charge": [1, 0]}
+
+
+def test_the_charged_kaon_muons_are_counted_by_projectile_energy_and_kaon_share():
+    def records(mother_id: int, grandmother_id: int, kaon_gev: float, projectile_gev: float) -> list[tuple]:
+        muaddi = (75001.0, 0.0, 0.0, 0.5 * kaon_gev, 0.0, 0.0, 1.0e6)
+        mother = (-(mother_id * 1000.0 + 3), 0.0, 0.0, kaon_gev, 0.0, 0.0, 0.0)
+        grandmother = (-(grandmother_id * 1000.0 + 2), 0.0, 0.0, projectile_gev, 0.0, 0.0, 0.0)
+        return [muaddi, mother, grandmother, (5041.0, 0.0, 0.0, 0.5 * kaon_gev, 0.0, 0.0, 0.0)]
+
+    dtype = [(name, "f4") for name in ("particle_description", "px", "py", "pz", "x", "y", "t")]
+    particles = np.array(
+        records(11, 14, 2.0e3, 1.0e5)  # K+ with x = 0.02 from a 1e5 GeV proton
+        + records(63, 8, 8.0e4, 1.0e5)  # the K of a K*+ (x of the K*: 0.8) from a 1e5 GeV pi+
+        + records(12, 11, 3.0e4, 3.0e4 * (1 + 1e-7))  # a leading K- of a K- (x at 1 within float32)
+        + records(10, 14, 5.0e3, 1.0e4)  # a K0L: not a charged-kaon muon
+        + records(11, 18, 5.0e3, 1.0e4),  # a K+ made by a Lambda: class other, left out
+        dtype=dtype,
+    )
+    counts = origins.kaon_collisions(particles)
+    assert set(counts) == {"nucleon", "pion", "kaon"}
+    assert counts["nucleon"] == {"log10_projectile_energy": [0, 0, 0, 0, 1, 0, 0], "x": [1, 0, 0, 0, 0, 0, 0]}
+    assert counts["pion"] == {"log10_projectile_energy": [0, 0, 0, 0, 1, 0, 0], "x": [0, 0, 0, 0, 0, 0, 1]}
+    assert counts["kaon"] == {"log10_projectile_energy": [0, 0, 1, 0, 0, 0, 0], "x": [0, 0, 0, 0, 0, 0, 1]}

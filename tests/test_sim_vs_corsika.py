@@ -34,6 +34,11 @@ def test_corsika_reader_counts_only_muons_and_takes_the_run_settings():
             # every muon has its additional-information record (75/76) in MUADDI files
             assert muons.shape[0] == np.sum((description > 0) & np.isin(ids, [75, 76]))
     assert all(np.all(m[:, 0] > 1000.0) for m in data["muons"])  # the CORSIKA muon cut
+    assert data["per_shower"] == []
+    # a per-shower function sees every shower's records, in order, in the same reading
+    sizes = load_benchmark().read_corsika([str(PANAMA / "DAT000020")], per_shower=len)["per_shower"]
+    with CorsikaParticleFile(PANAMA / "DAT000020") as corsika:
+        assert sizes == [len(event.particles) for event in corsika]
 
 
 def test_one_decade_prints_every_metric(capsys):
