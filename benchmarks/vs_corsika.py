@@ -19,10 +19,17 @@ The PANAMA files hold protons (DAT000000-09), C12 (CORSIKA id 1206, DAT000020-29
   about our K-run mean, sqrt(mean_i (C_i - m_i)^2 - mean_i s_i^2 / K) / mean_i C_i (the
   s^2/K term removes the noise of m_i). ``rel_fluct_scaled`` uses r m_i with r = sum C /
   sum m instead of m_i, i.e. the spread with the overall normalisation difference removed.
+  ``ratio_se_bootstrap``: the spread of the ratio over 400 resamples of the showers;
+  ``bootstrap_left_out``: resamples without a defined ratio (with few runs K the noise of our
+  mean can exceed CORSIKA's spread in a resample; many left out: do not trust that error).
 - ``energy_quantiles``: muon-energy quantiles 25/50/75/90 % (all muons of the decade pooled),
   ours / CORSIKA.
 - ``radius_quantiles``: quantiles 25/50/75/90 % of the muons' distance to the shower axis at
   the observation level, ours / CORSIKA.
+- ``corsika_first_interaction``: CORSIKA's first-interaction depth (event header height through
+  the atmosphere) of the decade's proton showers over the proton-air production interaction
+  length of our model at their E0 (ours is that length by construction): mean and standard error
+  (null without proton showers; nuclei interact earlier and are left out).
 Targets (issue 21): sum within +-5 % or 2 standard errors, fluctuation within +-15 %,
 energy and radius quantiles within +-10 %.
 
@@ -48,12 +55,13 @@ QUANTILES = (25, 50, 75, 90)
 
 
 def read_corsika(paths: list[str], per_shower: Callable[[np.ndarray], object] | None = None) -> dict:
-    """Vertical CORSIKA showers: energy (S,) GeV, primary id (S,), muon lists, obs level, cut;
+    """Vertical CORSIKA showers: energy (S,) GeV, primary id (S,), first-interaction height (S,) m
+    (CORSIKA writes it negative when tracking starts at the top of the atmosphere), muon lists, obs level, cut;
     ``per_shower``: a function of one shower's particle records (P,) whose results are returned
     as the list ``per_shower`` (benchmarks that look at more than the muons read the files once)."""
     from corsikaio import CorsikaParticleFile
 
-    energy, primary, muons, levels, cuts, extra = [], [], [], set(), set(), []
+    energy, primary, first_m, muons, levels, cuts, extra = [], [], [], [], set(), set(), []
     for path in paths:
         with CorsikaParticleFile(path) as corsika:
             levels.add(float(corsika.run_header["observation_height"][0]) / 100.0)
@@ -71,11 +79,12 @@ def read_corsika(paths: list[str], per_shower: Callable[[np.ndarray], object] | 
                 muons.append(np.column_stack([np.sqrt(momentum2 + MUON_MASS_GEV**2), p["x"] / 100.0, p["y"] / 100.0]))
                 energy.append(float(header["total_energy"]))
                 primary.append(int(header["particle_id"]))
+                first_m.append(abs(float(header["first_interaction_height"])) / 100.0)
                 if per_shower is not None:
                     extra.append(per_shower(particles))
     if len(levels) != 1 or len(cuts) != 1:
         raise ValueError(f"files mix observation levels {sorted(levels)} m or muon cuts {sorted(cuts)} GeV")
-    return {"energy": np.array(energy), "primary": np.array(primary), "muons": muons,
+    return {"energy": np.array(energy), "primary": np.array(primary), "first_interaction_m": np.array(first_m), "muons": muons,
             "level_m": levels.pop(), "cut_gev": cuts.pop(), "per_shower": extra}
 
 
@@ -107,17 +116,24 @@ def _ratio_quantiles(ours: np.ndarray, theirs_per_shower: list[np.ndarray], resa
 
 
 def _rel_fluct_ratio(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int) -> float:
+    """The ``rel_fluct`` ratio ours / CORSIKA of counts (K, S) and CORSIKA counts (S,); NaN where
+    CORSIKA's spread about our K-run mean is not above the noise of that mean (undefined)."""
     mean = counts.mean(axis=0)
     var = counts.var(axis=0, ddof=1)
     ours = np.sqrt(np.mean(var)) / np.mean(mean)
-    theirs = np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 1e-300)) / np.mean(corsika_counts)
-    return float(ours / theirs)
-
-
-def _bootstrap_fluct_ratio_se(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int, resamples: int = 400) -> float:
-    """Standard error of the fluctuation ratio ours / CORSIKA from resampling the showers."""
-    if repeat < 2:
+    theirs_var = np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat
+    if theirs_var <= 0.0:
         return float("nan")
+    return float(ours / (np.sqrt(theirs_var) / np.mean(corsika_counts)))
+
+
+def _bootstrap_fluct_ratio_se(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int,
+                              resamples: int = 400) -> tuple[float, int]:
+    """(standard error of the fluctuation ratio ours / CORSIKA from resampling the showers, number
+    of resamples left out: no muon on one side, or the ratio undefined (:func:`_rel_fluct_ratio`;
+    with few runs K the noise of our mean can exceed CORSIKA's spread in a resample))."""
+    if repeat < 2:
+        return float("nan"), 0
     rng = np.random.default_rng(12345)
     n = corsika_counts.size
     ratios = []
@@ -125,7 +141,10 @@ def _bootstrap_fluct_ratio_se(counts: np.ndarray, corsika_counts: np.ndarray, re
         pick = rng.integers(0, n, n)
         if corsika_counts[pick].sum() > 0 and counts[:, pick].sum() > 0:
             ratios.append(_rel_fluct_ratio(counts[:, pick], corsika_counts[pick], repeat))
-    return float(np.std(ratios)) if ratios else float("nan")  # no resample with muons on both sides
+    ratios = np.array(ratios)
+    finite = ratios[np.isfinite(ratios)]
+    se = float(np.std(finite)) if finite.size else float("nan")  # no resample with a defined ratio
+    return se, resamples - int(finite.size)
 
 
 def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) -> dict:
@@ -157,7 +176,7 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
         rel_ours = float(np.sqrt(np.mean(var)) / np.mean(mean))
         rel_corsika = float(np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
         rel_corsika_scaled = float(np.sqrt(max(np.mean((corsika_counts - scale * mean) ** 2) - scale**2 * np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
-        fluct_ratio_se = _bootstrap_fluct_ratio_se(counts, corsika_counts, repeat)
+        fluct_ratio_se, fluct_left_out = _bootstrap_fluct_ratio_se(counts, corsika_counts, repeat)
         tolerance = max(0.05, 2.0 * corsika_sum_se / sum_corsika)
     row = {
         "showers": int(n),
@@ -168,7 +187,7 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
         "rel_fluct": {"ours": round(rel_ours, 4), "corsika": round(rel_corsika, 4), "ratio": round(rel_ours / rel_corsika, 4) if rel_corsika else None,
                       "corsika_scaled": round(rel_corsika_scaled, 4),
                       "ratio_scaled": round(rel_ours / rel_corsika_scaled, 4) if rel_corsika_scaled else None,
-                      "ratio_se_bootstrap": round(fluct_ratio_se, 4)},
+                      "ratio_se_bootstrap": round(fluct_ratio_se, 4), "bootstrap_left_out": fluct_left_out},
         "energy_quantiles_gev": _ratio_quantiles(np.concatenate(energies), [m[:, 0] for m in corsika_muons]),
         "radius_quantiles_m": _ratio_quantiles(np.concatenate(radii), [np.hypot(m[:, 1], m[:, 2]) for m in corsika_muons]),
         "cpu_s": round(cpu, 1),
@@ -177,6 +196,21 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
     if not (sum_corsika > 0 and sum_ours > 0):
         row["note"] = f"no muons above the cut ({sum_corsika:g} CORSIKA, {sum_ours:g} ours): ratios undefined"
     return _nulls_for_undefined(row)
+
+
+def first_interaction_ratio(energy: np.ndarray, height_m: np.ndarray, interaction_model: str) -> dict | None:
+    """Proton showers (energy (S,) GeV, first-interaction height (S,) m): mean and standard error of
+    their first-interaction depth over ``interaction_model``'s proton-air production interaction
+    length; None for S = 0."""
+    from mubundle.sim.atmosphere import vertical_depth
+    from mubundle.sim.interactions import get_model
+
+    if energy.size == 0:
+        return None
+    length = get_model(interaction_model).interaction_length(np.full(energy.size, 2212), energy)
+    ratio = vertical_depth(height_m) / length
+    se = float(ratio.std(ddof=1) / np.sqrt(ratio.size)) if ratio.size > 1 else float("nan")
+    return {"protons": int(ratio.size), "depth_over_length": round(float(ratio.mean()), 3), "se": round(se, 3)}
 
 
 def _nulls_for_undefined(value):
@@ -216,6 +250,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"vs_corsika: no CORSIKA shower in decade 1e{decade}", file=sys.stderr)
             continue
         row = compare_decade(data["energy"][chosen], mass[chosen], [data["muons"][i] for i in chosen], config, args.repeat, args.seed)
+        protons = chosen[data["primary"][chosen] == 14]
+        row["corsika_first_interaction"] = _nulls_for_undefined(first_interaction_ratio(
+            data["energy"][protons], data["first_interaction_m"][protons], config.interaction_model))
         ids, counts = np.unique(data["primary"][chosen], return_counts=True)
         print(json.dumps({"benchmark": "vs_corsika", "decade": f"1e{decade}-1e{decade + 1}", "surface_altitude_m": config.surface_altitude_m,
                           "min_energy_gev": config.min_energy, "primaries": {str(i): int(c) for i, c in zip(ids, counts)}, **row}), flush=True)
