@@ -37,6 +37,13 @@ share of it, x = E_kaon / E_projectile; CORSIKA's from the mother and grandmothe
 K+- and the K* and phi whose K decayed: their x is the resonance's, which carries ~1.5 times the
 energy of its K), ours from the wrapped collisions (every K+- that left SIBYLL's collision, whether
 SIBYLL made it directly or from a resonance); x above 1 (float32 momenta) is counted in the last bin.
+``kaon_paths`` asks whether the muon-making kaons decay and interact as CORSIKA's do: for the muons of
+direct K+- mothers (CORSIKA: the mother record's height is where the kaon was made, the MUADDI
+record's where it decayed; ours: the K+- that left a collision and decayed), the kaon's path to its
+decay in units of its mean decay length (u = L m_K / (p c tau)), the air column on that path in
+units of its kaon-air interaction length (v; ours, :meth:`AirInteractions.interaction_length`) and
+its production depth (slant g/cm^2), as counts and as shapes ours / CORSIKA (each normalised to
+its sum: ours also holds the kaons of K* and phi decays, which CORSIKA books under those mothers).
 
 Usage: python benchmarks/muon_origins.py --corsika ../shared/data/corsika/panama/DAT* \
            --decade 7 [--max-showers 60] [--repeat 2] [--seed 0]
@@ -76,6 +83,9 @@ LOG10_PROJECTILE_EDGES = (3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 9.0)
 X_EDGES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 #: CORSIKA mothers of the charged-kaon muons: K+- and the phi and K* whose K decayed
 CHARGED_KAON_MOTHERS = (11, 12, 49, 62, 63, 64, 65)
+#: bins of ``kaon_paths``: decay path / mean decay length, air column / interaction length, production depth
+PATH_EDGES = {"u": (0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 100.0), "v": (0.0, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5, 2.5, 100.0),
+              "production_depth_gcm2": (0.0, 50.0, 100.0, 150.0, 200.0, 300.0, 450.0, 2000.0)}
 #: our parent categories of the muons of each spectrum (K0L muons are kaon muons, as in CORSIKA's class)
 SPECTRUM_PARENTS = {"kaon_spectra": ("kaon", "kaon_K0L"), "pion_spectra": ("pion",)}
 
@@ -167,6 +177,37 @@ def kaon_collisions(particles: np.ndarray) -> dict[str, dict[str, list[int]]]:
     return {name: {key: v.tolist() for key, v in hist.items()} for name, hist in counts.items()}
 
 
+def kaon_paths(particles: np.ndarray) -> np.ndarray:
+    """One shower's muons of direct K+- mothers with a MUADDI record: (M, 4) [kaon energy GeV, path
+    to the decay / mean decay length u, air column on it g/cm^2, production depth g/cm^2] (vertical
+    showers: the columns scaled by the kaon's p / p_z). ``particles``: CORSIKA records (P,)."""
+    from mubundle.sim.atmosphere import vertical_depth
+    from mubundle.sim.decays import CTAU_M, MASS_GEV
+
+    muons, kind = history_muons(particles["particle_description"])
+    muons = muons[np.isin(kind[muons - 2], (11, 12)) & (muons >= 3)]
+    muons = muons[np.isin(kind[muons - 3], (75, 76))]
+    mother = particles[muons - 2]
+    momentum = np.sqrt(sum(mother[axis].astype(np.float64) ** 2 for axis in ("px", "py", "pz")))
+    slant = momentum / mother["pz"].astype(np.float64)
+    made_m, decayed_m = mother["t"].astype(np.float64) / 100.0, particles["t"][muons - 3].astype(np.float64) / 100.0
+    u = (made_m - decayed_m) * slant / (momentum / MASS_GEV[321] * CTAU_M[321])
+    made_depth = vertical_depth(made_m) * slant
+    column = vertical_depth(decayed_m) * slant - made_depth
+    return np.column_stack([np.sqrt(momentum**2 + MASS_GEV[321] ** 2), u, column, made_depth])
+
+
+def path_histograms(paths: np.ndarray, interaction_model: str) -> dict[str, np.ndarray]:
+    """:func:`kaon_paths` rows (M, 4) counted in :data:`PATH_EDGES` (v with ``interaction_model``'s
+    kaon-air interaction length at each kaon's energy)."""
+    from mubundle.sim.interactions import get_model
+
+    energy, u, column, made_depth = paths.T
+    length = get_model(interaction_model).interaction_length(np.full(energy.size, 321), energy) if energy.size else energy
+    values = {"u": u, "v": column / length, "production_depth_gcm2": made_depth}
+    return {key: np.histogram(values[key], edges)[0] for key, edges in PATH_EDGES.items()}
+
+
 def projectile_class(pid: int) -> str:
     """The :data:`PROJECTILE_CLASSES` name of a PDG id (``other`` for anything else, 0 included)."""
     return next((name for name, ids in PROJECTILE_CLASSES.items() if abs(pid) in ids), "other")
@@ -186,7 +227,7 @@ def shower_origins(particles: np.ndarray) -> dict:
             "pion_by_grandmother": muons_by_grandmother(description, pion_muons=True),
             "kaon_spectra": muon_spectra(particles),
             "pion_spectra": muon_spectra(particles, pion_muons=True),
-            "kaon_collisions": kaon_collisions(particles)}
+            "kaon_collisions": kaon_collisions(particles), "kaon_paths": kaon_paths(particles)}
 
 
 def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: float, repeat: int, seed: int) -> dict:
@@ -196,6 +237,7 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     import mubundle.sim.cascade as cascade
     from mubundle.sim import interactions
     from mubundle.sim.config import SimConfig
+    from mubundle.sim.decays import CTAU_M, MASS_GEV
     from mubundle.sim.run import simulate_primaries
 
     parent_of: dict[float, int] = {}
@@ -207,12 +249,16 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
     pion_grandmother_of: dict[float, str] = {}
     collision_of: dict[float, tuple[str, float, float]] = {}  # muons of K+-: (projectile class, log10 E_proj, x)
     collisions: list[tuple[str, float, float]] = []
+    made_at: dict[float, float] = {}  # K+- energy -> slant depth where it was made (g/cm^2)
+    kaon_of: dict[float, tuple[float, float]] = {}  # muons of K+- that left a collision: (kaon GeV, depth made)
+    paths: list[tuple[float, float, float, float]] = []  # kaon GeV, u, column g/cm^2, depth made
     spectra = {kind: {"log10_energy": np.zeros(len(LOG10_ENERGY_EDGES) - 1), "height_km": np.zeros(len(HEIGHT_EDGES_KM) - 1),
                       "charge": np.zeros(2)}
                for kind in SPECTRUM_PARENTS}
     total = 0
     original_decay, original_to_ground = cascade.decay, cascade._muons_to_ground
     original_collide = interactions.AirInteractions.collide_many
+    original_step = cascade._step
     label = {211: "pion", 321: "kaon", 130: "kaon_K0L"}
 
     def labelled_collide(self, pid, energy_gev, rng):
@@ -222,6 +268,11 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         made_by.update(zip(secondary_energy[meson].astype(np.float64).tolist(),
                            zip(pid[collision[meson]].tolist(), np.asarray(energy_gev, np.float64)[collision[meson]].tolist())))
         return result
+
+    def located_step(hadrons, *args):
+        kaons = np.abs(hadrons.pid) == 321
+        made_at.update(zip(hadrons.energy[kaons].tolist(), hadrons.depth[kaons].tolist()))
+        return original_step(hadrons, *args)
 
     def labelled_decay(pid, energy_gev, slope_x, slope_y, rng):
         daughters = original_decay(pid, energy_gev, slope_x, slope_y, rng)
@@ -236,6 +287,7 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
                 if abs(parent_pid) == 321 and projectile:
                     collision_of[muon_energy] = (projectile_class(projectile), np.log10(projectile_energy),
                                                  parent_energy / projectile_energy)
+                    kaon_of[muon_energy] = (parent_energy, made_at[parent_energy])
             elif abs(parent_pid) == 211:
                 pion_grandmother_of[muon_energy] = projectile_class(projectile)
         pions = np.abs(daughters.pid) == 211  # pions of kaon decays: their grandmother is the kaon
@@ -259,6 +311,12 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
                 pion_by_grandmother[pion_grandmother_of[e]] += 1.0 / repeat
             if e in collision_of:
                 collisions.append(collision_of[e])
+        for e, decayed, shower in zip(muons.energy[counted].tolist(), muons.depth[counted].tolist(), muons.shower[counted].tolist()):
+            if e in kaon_of:
+                kaon_energy, made = kaon_of[e]
+                made_m, decayed_m = geometry.height_of_slant_depth(np.array([made, decayed]), np.array([shower, shower]))
+                mean_decay_m = np.sqrt(kaon_energy**2 - MASS_GEV[321] ** 2) / MASS_GEV[321] * CTAU_M[321]
+                paths.append((kaon_energy, (made_m - decayed_m) / cos_zenith[shower] / mean_decay_m, decayed - made, made))
         height_km = geometry.height_of_slant_depth(muons.depth[counted], muons.shower[counted]) / 1000.0
         pid, energy_at_level = muons.pid[counted], at_ground[counted]
         for kind, parents in SPECTRUM_PARENTS.items():
@@ -270,22 +328,24 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
         return original_to_ground(muons, cos_zenith, ground_depth, ground_altitude_m, rng, geometry, *args)
 
     config = replace(SimConfig(), surface_altitude_m=level_m, min_energy=cut_gev)
-    cascade.decay, cascade._muons_to_ground = labelled_decay, counted_to_ground
+    cascade.decay, cascade._muons_to_ground, cascade._step = labelled_decay, counted_to_ground, located_step
     interactions.AirInteractions.collide_many = labelled_collide
     try:
         for k in range(repeat):
-            for per_run in (parent_of, made_by, grandmother_of, pion_grandmother_of, collision_of):
+            for per_run in (parent_of, made_by, grandmother_of, pion_grandmother_of, collision_of, made_at, kaon_of):
                 per_run.clear()
             batch = simulate_primaries(energy, np.zeros(energy.size), mass, np.zeros(energy.size), seed=seed + k, config=config)
             total += int(batch.counts.sum())
     finally:
-        cascade.decay, cascade._muons_to_ground = original_decay, original_to_ground
+        cascade.decay, cascade._muons_to_ground, cascade._step = original_decay, original_to_ground, original_step
         interactions.AirInteractions.collide_many = original_collide
     classes, log10_projectile_energy, x = (list(column) for column in zip(*collisions)) if collisions else ([], [], [])
     by_collision = collision_histograms(classes, np.array(log10_projectile_energy), np.array(x))
     return {"by_parent": {k: round(v, 2) for k, v in counts.items()}, "total": total / repeat,
             "kaon_collisions": {name: {key: np.round(v / repeat, 2).tolist() for key, v in hist.items()}
                                 for name, hist in by_collision.items()},
+            "kaon_paths": {key: np.round(v / repeat, 2).tolist()
+                           for key, v in path_histograms(np.array(paths).reshape(-1, 4), config.interaction_model).items()},
             "kaon_by_grandmother": {k: round(v, 2) for k, v in by_grandmother.items()},
             "pion_by_grandmother": {k: round(v, 2) for k, v in pion_by_grandmother.items()},
             **{kind: {key: np.round(v, 2).tolist() for key, v in spectrum.items()} for kind, spectrum in spectra.items()}}
@@ -313,6 +373,9 @@ def main(argv: list[str] | None = None) -> None:
                for kind in SPECTRUM_PARENTS}
     collisions = {name: {key: np.sum([origins[i]["kaon_collisions"][name][key] for i in chosen], axis=0).tolist()
                          for key in origins[0]["kaon_collisions"][name]} for name in PROJECTILE_CLASSES}
+    from mubundle.sim.config import SimConfig
+
+    their_paths = path_histograms(np.concatenate([origins[i]["kaon_paths"] for i in chosen]), SimConfig().interaction_model)
     mass = np.array([vs_corsika.mass_of_corsika_id(p) for p in primary[chosen]])
     start = time.process_time()
     ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
@@ -339,6 +402,11 @@ def main(argv: list[str] | None = None) -> None:
                                          "ratio": [round(o / c, 3) if c else None
                                                    for o, c in zip(ours["kaon_collisions"][name][key], collisions[name][key])]}
                                    for key in collisions[name]} for name in PROJECTILE_CLASSES},
+        "kaon_paths_edges": PATH_EDGES,
+        "kaon_paths": {key: {"corsika": their_paths[key].tolist(), "ours": ours["kaon_paths"][key],
+                             "shape_ratio": [round(o * sum(their_paths[key]) / (c * sum(ours["kaon_paths"][key])), 3) if c else None
+                                             for o, c in zip(ours["kaon_paths"][key], their_paths[key])]}
+                       for key in PATH_EDGES},
         "cpu_s": round(cpu, 1),
     }), flush=True)
 

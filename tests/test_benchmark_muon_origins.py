@@ -7,6 +7,7 @@ id x 1000 + generation x 10 + level for particles, negative descriptions for the
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from helpers import load_benchmark
 
@@ -92,3 +93,27 @@ def test_the_charged_kaon_muons_are_counted_by_projectile_energy_and_kaon_share(
     assert counts["nucleon"] == {"log10_projectile_energy": [0, 0, 0, 0, 1, 0, 0], "x": [1, 0, 0, 0, 0, 0, 0]}
     assert counts["pion"] == {"log10_projectile_energy": [0, 0, 0, 0, 1, 0, 0], "x": [0, 0, 0, 0, 0, 0, 1]}
     assert counts["kaon"] == {"log10_projectile_energy": [0, 0, 1, 0, 0, 0, 0], "x": [0, 0, 0, 0, 0, 0, 1]}
+
+
+def test_the_kaon_paths_run_from_the_mother_record_to_the_muaddi_record():
+    from mubundle.sim.atmosphere import vertical_depth
+    from mubundle.sim.decays import CTAU_M, MASS_GEV
+
+    def records(mother_id: int, kaon_gev: float, made_cm: float, decayed_cm: float) -> list[tuple]:
+        muaddi = (75001.0, 0.0, 0.0, 0.5 * kaon_gev, 0.0, 0.0, decayed_cm)
+        mother = (-(mother_id * 1000.0 + 3), 0.0, 0.0, kaon_gev, 0.0, 0.0, made_cm)
+        grandmother = (-14002.0, 0.0, 0.0, 10.0 * kaon_gev, 0.0, 0.0, -made_cm)
+        return [muaddi, mother, grandmother, (5041.0, 0.0, 0.0, 0.5 * kaon_gev, 0.0, 0.0, 0.0)]
+
+    dtype = [(name, "f4") for name in ("particle_description", "px", "py", "pz", "x", "y", "t")]
+    particles = np.array(records(11, 1000.0, 2.0e6, 1.5e6) + records(63, 1000.0, 2.0e6, 1.5e6)  # the K of a K*: left out
+                         + records(12, 4000.0, 1.0e6, 0.9e6), dtype=dtype)
+    paths = origins.kaon_paths(particles)
+    assert paths.shape == (2, 4)
+    mean_decay_m = 1000.0 / MASS_GEV[321] * CTAU_M[321]
+    assert paths[0, 1] == pytest.approx(5000.0 / mean_decay_m, rel=1e-4)  # 5 km of a 7.5 km decay length
+    assert paths[0, 2] == pytest.approx(vertical_depth(15000.0) - vertical_depth(20000.0), rel=1e-4)
+    assert paths[1, 3] == pytest.approx(vertical_depth(10000.0), rel=1e-4)
+    counts = origins.path_histograms(paths, "SIBYLL-2.3d")
+    assert [int(c.sum()) for c in counts.values()] == [2, 2, 2]
+    assert counts["u"].tolist() == [1, 0, 0, 0, 1, 0, 0]  # u = 0.665 and 100 m of a 30 km decay length, 0.033
