@@ -215,8 +215,8 @@ def projectile_class(pid: int) -> str:
 
 def shower_origins(particles: np.ndarray) -> dict:
     """One CORSIKA shower's muons (particle records (P,)) by origin: {category: muon count},
-    ``kaon_by_mother`` (:func:`kaon_class_by_mother`), the splits by grandmother, the spectra and
-    ``kaon_collisions``."""
+    ``kaon_by_mother`` (:func:`kaon_class_by_mother`), the splits by grandmother, the spectra,
+    ``kaon_collisions`` and the rows of :func:`kaon_paths`."""
     description = particles["particle_description"]
     kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
     generation = (np.abs(description) % 1000) // 10
@@ -233,7 +233,9 @@ def shower_origins(particles: np.ndarray) -> dict:
 def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: float, repeat: int, seed: int) -> dict:
     """Mean muon counts per run by parent, from the simulator with its decay step wrapped, and the
     kaon-decay muons by the projectile of the collision that made the kaon (collisions wrapped;
-    kaons are matched to their collision by their energy, as muons to their decay)."""
+    kaons are matched to their collision by their energy, as muons to their decay); the muons of
+    K+- that left a collision by that collision (``kaon_collisions``) and by the kaon's path
+    (``kaon_paths``: the cascade step wrapped to know where each kaon was made)."""
     import mubundle.sim.cascade as cascade
     from mubundle.sim import interactions
     from mubundle.sim.config import SimConfig
