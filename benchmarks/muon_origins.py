@@ -44,6 +44,14 @@ decay in units of its mean decay length (u = L m_K / (p c tau)), the air column 
 units of its kaon-air interaction length (v; ours, :meth:`AirInteractions.interaction_length`) and
 its production depth (slant g/cm^2), as counts and as shapes ours / CORSIKA (each normalised to
 its sum: ours also holds the kaons of K* and phi decays, which CORSIKA books under those mothers).
+``corsika_kstar_mothers`` counts CORSIKA's kaon-mother and pion-decay muons whose mother is a K*(892)
+by its charge (CORSIKA ids 62 K*0, 63 K*+, 64 K*-, 65 anti-K*0; ``particle``'s Corsika7ID), with the
+ratio charged / neutral; ``sibyll_kstar_decays`` gives the fraction of K*+- and of K*0 decays that
+leave a K+- in the decay table of the model we use (SIBYLL's, isospin: 1/3 and 2/3), and
+``sibyll_kstar_made`` the K* above 1 TeV (lab) that the model makes in 1 000 proton-air collisions at
+1e6 GeV: the four alike, so with these decays the K+- of K*+- are half those of K*0, and the pi+- of
+K*+- as many as those of K*0. ``--kstar-charged-kaon F`` is a test: for this run only, K*+- decay to
+K+- pi0 with probability F and to K0 pi+- with 1 - F (the table is restored afterwards).
 
 Usage: python benchmarks/muon_origins.py --corsika ../shared/data/corsika/panama/DAT* \
            --decade 7 [--max-showers 60] [--repeat 2] [--seed 0]
@@ -55,6 +63,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -86,6 +96,9 @@ CHARGED_KAON_MOTHERS = (11, 12, 49, 62, 63, 64, 65)
 #: bins of ``kaon_paths``: decay path / mean decay length, air column / interaction length, production depth
 PATH_EDGES = {"u": (0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 100.0), "v": (0.0, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5, 2.5, 100.0),
               "production_depth_gcm2": (0.0, 50.0, 100.0, 150.0, 200.0, 300.0, 450.0, 2000.0)}
+#: CORSIKA ids of the K*(892): K*0, K*+, K*-, anti-K*0 (PDG 313, 323, -323, -313)
+KSTAR_IDS = {"K*0": 62, "K*+": 63, "K*-": 64, "anti-K*0": 65}
+KSTAR_PDG = {"K*0": 313, "K*+": 323, "K*-": -323, "anti-K*0": -313}
 #: our parent categories of the muons of each spectrum (K0L muons are kaon muons, as in CORSIKA's class)
 SPECTRUM_PARENTS = {"kaon_spectra": ("kaon", "kaon_K0L"), "pion_spectra": ("pion",)}
 
@@ -208,6 +221,94 @@ def path_histograms(paths: np.ndarray, interaction_model: str) -> dict[str, np.n
     return {key: np.histogram(values[key], edges)[0] for key, edges in PATH_EDGES.items()}
 
 
+def kstar_mothers(description: np.ndarray) -> dict[str, list[int]]:
+    """One shower's kaon-mother and pion-decay muons (particle descriptions (P,)) whose mother is
+    a K*(892), counted by :data:`KSTAR_IDS` (in that order)."""
+    out = {}
+    for kind, pion_muons in (("kaon_muons", False), ("pion_muons", True)):
+        muons, ids = history_muons(description, pion_muons)
+        mother = ids[muons - 2]
+        out[kind] = [int((mother == code).sum()) for code in KSTAR_IDS.values()]
+    return out
+
+
+def _kstar_channels(lib, pdg: int) -> tuple[int, list[tuple[float, tuple[int, ...]]]]:
+    """(first index of ``pdg``'s channels in SIBYLL's decay table, [(branching ratio, SIBYLL codes of
+    the products)] of its channels), from the common block S_CSYDEC (cumulative CBR, KDEC rows of 6:
+    number of products, matrix-element flag, products)."""
+    table = lib.s_csydec
+    first = int(table.idb[abs(int(lib.isib_pdg2pid(pdg))) - 1])
+    channels, cumulative, k = [], 0.0, first
+    while cumulative < 1.0 - 1e-6:
+        row = table.kdec[6 * (k - 1):6 * k]
+        channels.append((float(table.cbr[k - 1]) - cumulative, tuple(int(c) for c in row[2:2 + int(row[0])])))
+        cumulative = float(table.cbr[k - 1])
+        k += 1
+    return first, channels
+
+
+def _charged_kaon_codes(lib) -> set[int]:
+    """SIBYLL's codes of K+ and K- (|code|)."""
+    return {abs(int(lib.isib_pdg2pid(pdg))) for pdg in (321, -321)}
+
+
+def sibyll_kstar_decays(lib) -> dict[str, float]:
+    """Fraction of the decays of each K*(892) that leave a K+- (SIBYLL's decay table, ``lib``: the
+    model's library), by :data:`KSTAR_PDG` name."""
+    charged = _charged_kaon_codes(lib)
+    return {name: round(sum(br for br, products in _kstar_channels(lib, pdg)[1] if charged & {abs(c) for c in products}), 4)
+            for name, pdg in KSTAR_PDG.items()}
+
+
+def sibyll_kstar_made(air, collisions: int = 1000, energy_gev: float = 1e6, seed: int = 0) -> dict[str, int]:
+    """K*(892) above 1 TeV (lab) made in ``collisions`` proton-N14 collisions at ``energy_gev`` by the
+    model of ``air`` (:class:`AirInteractions`, SIBYLL 2.3; reseeded with ``seed``), read from SIBYLL's
+    particle list, where a decayed K* stays with its code +- 10000, by :data:`KSTAR_PDG` name."""
+    air.reseed(seed)
+    lib = air.model._lib
+    code, projectile_mass = air.sibyll_beams[2212]
+    nucleon_mass = air.sibyll_beams["nucleon_mass"]
+    ecm = np.sqrt(projectile_mass**2 + nucleon_mass**2 + 2.0 * energy_gev * nucleon_mass)
+    gamma, beta_gamma = (energy_gev + nucleon_mass) / ecm, np.sqrt(energy_gev**2 - projectile_mass**2) / ecm
+    codes = {name: int(lib.isib_pdg2pid(pdg)) for name, pdg in KSTAR_PDG.items()}
+    made = dict.fromkeys(KSTAR_PDG, 0)
+    for _ in range(collisions):
+        lib.sibyll(code, 14, ecm)
+        lib.decsib()
+        k = int(lib.s_plist.np)
+        llist, momenta = lib.s_plist.llist[:k], lib.s_plist.p[:k]
+        base = np.sign(llist) * (np.abs(llist) % 10000)  # a decayed particle carries its code +- 10000
+        above = gamma * momenta[:, 3] + beta_gamma * momenta[:, 2] > 1000.0
+        for name, sibyll_code in codes.items():
+            made[name] += int(((base == sibyll_code) & above).sum())
+    return made
+
+
+@contextmanager
+def kstar_charged_kaon(lib, fraction: float | None) -> Iterator[None]:
+    """Within the block, K*+- decay to K+- pi0 with probability ``fraction`` and to K0 pi+- with the
+    rest (SIBYLL's table: 1/3 and 2/3); the table is restored on exit. None: unchanged."""
+    if fraction is None:
+        yield
+        return
+    if not 0.0 <= fraction <= 1.0:
+        raise SystemExit(f"muon_origins: --kstar-charged-kaon must lie in [0, 1], got {fraction}")
+    charged = _charged_kaon_codes(lib)
+    saved = []
+    for pdg in (323, -323):
+        first, channels = _kstar_channels(lib, pdg)
+        kinds = [bool(charged & {abs(c) for c in products}) for _, products in channels]
+        if len(channels) != 2 or kinds != [False, True]:
+            raise SystemExit(f"muon_origins: unexpected SIBYLL decay table for {pdg}: {channels}")
+        saved.append((first, float(lib.s_csydec.cbr[first - 1])))
+        lib.s_csydec.cbr[first - 1] = 1.0 - fraction  # cumulative: K0 pi+- first, then K+- pi0
+    try:
+        yield
+    finally:
+        for first, value in saved:
+            lib.s_csydec.cbr[first - 1] = value
+
+
 def projectile_class(pid: int) -> str:
     """The :data:`PROJECTILE_CLASSES` name of a PDG id (``other`` for anything else, 0 included)."""
     return next((name for name, ids in PROJECTILE_CLASSES.items() if abs(pid) in ids), "other")
@@ -227,7 +328,8 @@ def shower_origins(particles: np.ndarray) -> dict:
             "pion_by_grandmother": muons_by_grandmother(description, pion_muons=True),
             "kaon_spectra": muon_spectra(particles),
             "pion_spectra": muon_spectra(particles, pion_muons=True),
-            "kaon_collisions": kaon_collisions(particles), "kaon_paths": kaon_paths(particles)}
+            "kaon_collisions": kaon_collisions(particles), "kaon_paths": kaon_paths(particles),
+            "kstar_mothers": kstar_mothers(description)}
 
 
 def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: float, repeat: int, seed: int) -> dict:
@@ -360,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-showers", type=int, default=None, help="first N showers of the decade only")
     parser.add_argument("--repeat", type=int, default=2, help="simulations per CORSIKA primary")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kstar-charged-kaon", type=float, default=None, metavar="F",
+                        help="test only: K*+- -> K+- pi0 with probability F in this run (SIBYLL: 1/3)")
     args = parser.parse_args(argv)
     # also checks the showers are vertical and share a level and cut
     data = vs_corsika.read_corsika(args.corsika, per_shower=shower_origins)
@@ -375,12 +479,19 @@ def main(argv: list[str] | None = None) -> None:
                for kind in SPECTRUM_PARENTS}
     collisions = {name: {key: np.sum([origins[i]["kaon_collisions"][name][key] for i in chosen], axis=0).tolist()
                          for key in origins[0]["kaon_collisions"][name]} for name in PROJECTILE_CLASSES}
+    kstar = {kind: np.sum([origins[i]["kstar_mothers"][kind] for i in chosen], axis=0).tolist()
+             for kind in ("kaon_muons", "pion_muons")}
     from mubundle.sim.config import SimConfig
+    from mubundle.sim.interactions import get_model
 
     their_paths = path_histograms(np.concatenate([origins[i]["kaon_paths"] for i in chosen]), SimConfig().interaction_model)
     mass = np.array([vs_corsika.mass_of_corsika_id(p) for p in primary[chosen]])
+    air = get_model(SimConfig().interaction_model)
+    lib = air.model._lib
     start = time.process_time()
-    ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
+    with kstar_charged_kaon(lib, args.kstar_charged_kaon):
+        kstar_decays = sibyll_kstar_decays(lib)
+        ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
     cpu = time.process_time() - start
     by = ours["by_parent"]
     print(json.dumps({
@@ -409,6 +520,12 @@ def main(argv: list[str] | None = None) -> None:
                              "shape_ratio": [round(o * sum(their_paths[key]) / (c * sum(ours["kaon_paths"][key])), 3) if c else None
                                              for o, c in zip(ours["kaon_paths"][key], their_paths[key])]}
                        for key in PATH_EDGES},
+        "corsika_kstar_mothers": {kind: {**dict(zip(KSTAR_IDS, counts)),
+                                         "charged_over_neutral": round((counts[1] + counts[2]) / (counts[0] + counts[3]), 3)
+                                         if counts[0] + counts[3] else None}
+                                  for kind, counts in kstar.items()},
+        "sibyll_kstar_decays": kstar_decays,
+        "sibyll_kstar_made": sibyll_kstar_made(air),
         "cpu_s": round(cpu, 1),
     }), flush=True)
 

@@ -117,3 +117,37 @@ def test_the_kaon_paths_run_from_the_mother_record_to_the_muaddi_record():
     counts = origins.path_histograms(paths, "SIBYLL-2.3d")
     assert [int(c.sum()) for c in counts.values()] == [2, 2, 2]
     assert counts["u"].tolist() == [1, 0, 0, 0, 1, 0, 0]  # u = 0.665 and 100 m of a 30 km decay length, 0.033
+
+
+def test_the_kstar_mothers_are_counted_by_charge():
+    description = np.array(
+        muon_with_history(62, 4) + muon_with_history(63, 4) + muon_with_history(63, 4)  # kaon muons: K*0, 2 x K*+
+        + muon_with_history(65, 4) + muon_with_history(64, 4, 6) + muon_with_history(11, 4)  # anti-K*0, K*-, a K+
+        + muon_with_history(62, 55) + muon_with_history(51, 55)  # pion muons: a K*0 and a rho0 mother
+    )
+    assert origins.kstar_mothers(description) == {"kaon_muons": [1, 2, 1, 1], "pion_muons": [1, 0, 0, 0]}
+
+
+def test_sibyll_decays_kstar_by_isospin_and_the_test_switch_restores_the_table():
+    from mubundle.sim.interactions import get_model
+
+    lib = get_model("SIBYLL-2.3d").model._lib
+    isospin = {"K*0": 0.667, "K*+": 0.333, "K*-": 0.333, "anti-K*0": 0.667}  # PDG: K*(892) -> K pi, Clebsch-Gordan
+    assert origins.sibyll_kstar_decays(lib) == pytest.approx(isospin, abs=1e-3)
+    with origins.kstar_charged_kaon(lib, 0.9):
+        assert origins.sibyll_kstar_decays(lib) == pytest.approx({**isospin, "K*+": 0.9, "K*-": 0.9}, abs=1e-3)
+    assert origins.sibyll_kstar_decays(lib) == pytest.approx(isospin, abs=1e-3)
+    with pytest.raises(SystemExit, match="must lie in"):
+        with origins.kstar_charged_kaon(lib, 1.5):
+            pass
+    assert origins.sibyll_kstar_decays(lib) == pytest.approx(isospin, abs=1e-3)
+
+
+def test_sibyll_makes_the_four_kstar_alike():
+    from mubundle.sim.interactions import get_model
+
+    air = get_model("SIBYLL-2.3d")
+    made = origins.sibyll_kstar_made(air, collisions=300)
+    assert made == origins.sibyll_kstar_made(air, collisions=300)  # reseeded: the same collisions
+    assert set(made) == {"K*0", "K*+", "K*-", "anti-K*0"} and min(made.values()) > 50
+    assert max(made.values()) < 1.5 * min(made.values())  # isospin partners made alike (~150 each)
