@@ -262,25 +262,16 @@ def sibyll_kstar_decays(lib) -> dict[str, float]:
 
 def sibyll_kstar_made(air, collisions: int = 1000, energy_gev: float = 1e6, seed: int = 0) -> dict[str, int]:
     """K*(892) above 1 TeV (lab) made in ``collisions`` proton-N14 collisions at ``energy_gev`` by the
-    model of ``air`` (:class:`AirInteractions`, SIBYLL 2.3; reseeded with ``seed``), read from SIBYLL's
-    particle list, where a decayed K* stays with its code +- 10000, by :data:`KSTAR_PDG` name."""
+    model of ``air`` (:class:`AirInteractions`, SIBYLL 2.3; reseeded with ``seed``), by :data:`KSTAR_PDG`
+    name: the decayed records (status 2) of each collision's HEPEVT list, boosted to the lab as the
+    cascade boosts its secondaries (``AirInteractions.collide_raw``)."""
     air.reseed(seed)
-    lib = air.model._lib
-    code, projectile_mass = air.sibyll_beams[2212]
-    nucleon_mass = air.sibyll_beams["nucleon_mass"]
-    ecm = np.sqrt(projectile_mass**2 + nucleon_mass**2 + 2.0 * energy_gev * nucleon_mass)
-    gamma, beta_gamma = (energy_gev + nucleon_mass) / ecm, np.sqrt(energy_gev**2 - projectile_mass**2) / ecm
-    codes = {name: int(lib.isib_pdg2pid(pdg)) for name, pdg in KSTAR_PDG.items()}
     made = dict.fromkeys(KSTAR_PDG, 0)
     for _ in range(collisions):
-        lib.sibyll(code, 14, ecm)
-        lib.decsib()
-        k = int(lib.s_plist.np)
-        llist, momenta = lib.s_plist.llist[:k], lib.s_plist.p[:k]
-        base = np.sign(llist) * (np.abs(llist) % 10000)  # a decayed particle carries its code +- 10000
-        above = gamma * momenta[:, 3] + beta_gamma * momenta[:, 2] > 1000.0
-        for name, sibyll_code in codes.items():
-            made[name] += int(((base == sibyll_code) & above).sum())
+        pid, status, momenta, gamma, beta_gamma = air._collide_sibyll(2212, energy_gev, "N14")
+        above = (status == 2) & (gamma * momenta[:, 3] + beta_gamma * momenta[:, 2] > 1000.0)
+        for name, pdg in KSTAR_PDG.items():
+            made[name] += int((above & (pid == pdg)).sum())
     return made
 
 
@@ -415,12 +406,14 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
                 pion_by_grandmother[pion_grandmother_of[e]] += 1.0 / repeat
             if e in collision_of:
                 collisions.append(collision_of[e])
-        for e, decayed, shower in zip(muons.energy[counted].tolist(), muons.depth[counted].tolist(), muons.shower[counted].tolist()):
-            if e in kaon_of:
-                kaon_energy, made = kaon_of[e]
-                made_m, decayed_m = geometry.height_of_slant_depth(np.array([made, decayed]), np.array([shower, shower]))
-                mean_decay_m = np.sqrt(kaon_energy**2 - MASS_GEV[321] ** 2) / MASS_GEV[321] * CTAU_M[321]
-                paths.append((kaon_energy, (made_m - decayed_m) / cos_zenith[shower] / mean_decay_m, decayed - made, made))
+        counted_energy = muons.energy[counted].tolist()
+        of_kaon = np.array([e in kaon_of for e in counted_energy], dtype=bool)
+        if of_kaon.any():  # the muons of K+- that left a collision, all at once
+            kaon_energy, made = np.array([kaon_of[e] for e, hit in zip(counted_energy, of_kaon) if hit]).T
+            decayed, shower = muons.depth[counted][of_kaon], muons.shower[counted][of_kaon]
+            made_m, decayed_m = (geometry.height_of_slant_depth(depth, shower) for depth in (made, decayed))
+            mean_decay_m = np.sqrt(kaon_energy**2 - MASS_GEV[321] ** 2) / MASS_GEV[321] * CTAU_M[321]
+            paths.extend(zip(kaon_energy, (made_m - decayed_m) / cos_zenith[shower] / mean_decay_m, decayed - made, made))
         height_km = geometry.height_of_slant_depth(muons.depth[counted], muons.shower[counted]) / 1000.0
         pid, energy_at_level = muons.pid[counted], at_ground[counted]
         for kind, parents in SPECTRUM_PARENTS.items():
