@@ -65,7 +65,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,13 +103,42 @@ KSTAR_PDG = {"K*0": 313, "K*+": 323, "K*-": -323, "anti-K*0": -313}
 SPECTRUM_PARENTS = {"kaon_spectra": ("kaon", "kaon_K0L"), "pion_spectra": ("pion",)}
 
 
-def kaon_class_by_mother(description: np.ndarray) -> dict[str, int]:
-    """The generation < 30 muons of one shower's particle descriptions (P,) counted by the CORSIKA id
-    of their EHISTORY mother (two records before the muon): kaon, mu mu meson, collision muon,
-    charm without + 30, other, and ``no_mother_record`` (files without EHISTORY)."""
-    kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
-    generation = (np.abs(description) % 1000) // 10
-    muons = np.flatnonzero((description > 0) & np.isin(kind, vs_corsika.MUON_IDS) & (generation < 30))
+@dataclass(frozen=True)
+class ShowerHistory:
+    """One CORSIKA shower's particle descriptions (P,) decoded once: the CORSIKA id (``kind``) and
+    hadronic generation of every record, and the muons with EHISTORY mother and grandmother records
+    (negative descriptions two and one records before them): ``kaon_muons`` (generation < 30, mother
+    in :data:`KAON_MOTHERS`) and ``pion_muons`` (generation >= 50, any mother: a pion, or the rho /
+    omega / eta / K0S it came from), indices into the records."""
+
+    description: np.ndarray
+    kind: np.ndarray
+    generation: np.ndarray
+    kaon_muons: np.ndarray
+    pion_muons: np.ndarray
+
+    @classmethod
+    def of(cls, description: np.ndarray) -> "ShowerHistory":
+        kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
+        generation = (np.abs(description) % 1000) // 10
+        muon = (description > 0) & np.isin(kind, vs_corsika.MUON_IDS)
+        with_history = np.flatnonzero(muon)
+        with_history = with_history[with_history >= 2]
+        with_history = with_history[(description[with_history - 2] < 0) & (description[with_history - 1] < 0)]
+        kaon = with_history[(generation[with_history] < 30) & np.isin(kind[with_history - 2], KAON_MOTHERS)]
+        return cls(description, kind, generation, kaon, with_history[generation[with_history] >= 50])
+
+    def muons(self, pion_muons: bool = False) -> np.ndarray:
+        """Indices of the pion-decay muons if ``pion_muons``, else of the kaon-mother muons."""
+        return self.pion_muons if pion_muons else self.kaon_muons
+
+
+def kaon_class_by_mother(history: ShowerHistory) -> dict[str, int]:
+    """The generation < 30 muons of one shower counted by the CORSIKA id of their EHISTORY mother
+    (two records before the muon): kaon, mu mu meson, collision muon, charm without + 30, other, and
+    ``no_mother_record`` (files without EHISTORY)."""
+    description, kind = history.description, history.kind
+    muons = np.flatnonzero((description > 0) & np.isin(kind, vs_corsika.MUON_IDS) & (history.generation < 30))
     with_mother = muons[muons >= 2]
     with_mother = with_mother[description[with_mother - 2] < 0]
     mother = kind[with_mother - 2]
@@ -124,38 +153,23 @@ def kaon_class_by_mother(description: np.ndarray) -> dict[str, int]:
     return counts
 
 
-def history_muons(description: np.ndarray, pion_muons: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the kaon-mother muons (generation < 30, mother in :data:`KAON_MOTHERS`) with mother and
-    grandmother records, or of the pion-decay muons (generation >= 50, any mother: a pion, or the rho /
-    omega / eta / K0S it came from) with ``pion_muons``; CORSIKA ids of all P records (P,))."""
-    kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
-    generation = (np.abs(description) % 1000) // 10
-    selected = (generation >= 50) if pion_muons else (generation < 30)
-    muons = np.flatnonzero((description > 0) & np.isin(kind, vs_corsika.MUON_IDS) & selected)
-    muons = muons[muons >= 2]
-    muons = muons[(description[muons - 2] < 0) & (description[muons - 1] < 0)]
-    if not pion_muons:
-        muons = muons[np.isin(kind[muons - 2], KAON_MOTHERS)]
-    return muons, kind
-
-
-def muons_by_grandmother(description: np.ndarray, pion_muons: bool = False) -> dict[str, int]:
-    """The :func:`history_muons` of one shower's particle descriptions (P,) counted by the class of their
+def muons_by_grandmother(history: ShowerHistory, pion_muons: bool = False) -> dict[str, int]:
+    """One shower's kaon-mother (or pion-decay) muons of ``history`` counted by the class of their
     EHISTORY grandmother (the record just before the muon): :data:`GRANDMOTHER_CLASSES` and ``other``."""
-    muons, kind = history_muons(description, pion_muons)
-    grandmother = kind[muons - 1]
+    muons = history.muons(pion_muons)
+    grandmother = history.kind[muons - 1]
     counts = {name: int(np.isin(grandmother, ids).sum()) for name, ids in GRANDMOTHER_CLASSES.items()}
     counts["other"] = int(muons.size) - sum(counts.values())
     return counts
 
 
-def muon_spectra(particles: np.ndarray, pion_muons: bool = False) -> dict[str, list[int]]:
-    """One shower's :func:`history_muons` counted by ``log10_energy`` (:data:`LOG10_ENERGY_EDGES`, energy
-    from the momentum, GeV), ``height_km`` (:data:`HEIGHT_EDGES_KM`, the MUADDI record's last column in
-    cm, three records before the muon; muons without it are left out of the heights) and ``charge``
-    ([mu+, mu-]). ``particles``: CORSIKA particle records (P,)."""
-    description = particles["particle_description"]
-    muons, kind = history_muons(description, pion_muons)
+def muon_spectra(particles: np.ndarray, history: ShowerHistory, pion_muons: bool = False) -> dict[str, list[int]]:
+    """One shower's kaon-mother (or pion-decay) muons counted by ``log10_energy``
+    (:data:`LOG10_ENERGY_EDGES`, energy from the momentum, GeV), ``height_km`` (:data:`HEIGHT_EDGES_KM`, the
+    MUADDI record's last column in cm, three records before the muon; muons without it are left out of
+    the heights) and ``charge`` ([mu+, mu-]). ``particles``: CORSIKA particle records (P,), ``history``
+    their :class:`ShowerHistory`."""
+    muons, kind = history.muons(pion_muons), history.kind
     p2 = sum(particles[axis][muons].astype(np.float64) ** 2 for axis in ("px", "py", "pz"))
     log10_energy = 0.5 * np.log10(p2 + vs_corsika.MUON_MASS_GEV**2)
     with_muaddi = muons[muons >= 3]
@@ -176,11 +190,11 @@ def collision_histograms(classes: list[str], log10_projectile_energy: np.ndarray
             for name in PROJECTILE_CLASSES}
 
 
-def kaon_collisions(particles: np.ndarray) -> dict[str, dict[str, list[int]]]:
+def kaon_collisions(particles: np.ndarray, history: ShowerHistory) -> dict[str, dict[str, list[int]]]:
     """One shower's charged-kaon muons (mothers :data:`CHARGED_KAON_MOTHERS`) by their grandmother's
     class (:data:`GRANDMOTHER_CLASSES`), its energy and the mother's share of it
-    (:func:`collision_histograms`). ``particles``: CORSIKA particle records (P,)."""
-    muons, kind = history_muons(particles["particle_description"])
+    (:func:`collision_histograms`). ``particles``: CORSIKA particle records (P,), ``history`` theirs."""
+    muons, kind = history.kaon_muons, history.kind
     muons = muons[np.isin(kind[muons - 2], CHARGED_KAON_MOTHERS)]
     momentum = {offset: np.sqrt(sum(particles[axis][muons - offset].astype(np.float64) ** 2 for axis in ("px", "py", "pz")))
                 for offset in (1, 2)}
@@ -190,14 +204,14 @@ def kaon_collisions(particles: np.ndarray) -> dict[str, dict[str, list[int]]]:
     return {name: {key: v.tolist() for key, v in hist.items()} for name, hist in counts.items()}
 
 
-def kaon_paths(particles: np.ndarray) -> np.ndarray:
+def kaon_paths(particles: np.ndarray, history: ShowerHistory) -> np.ndarray:
     """One shower's muons of direct K+- mothers with a MUADDI record: (M, 4) [kaon energy GeV, path
     to the decay / mean decay length u, air column on it g/cm^2, production depth g/cm^2] (vertical
-    showers: the columns scaled by the kaon's p / p_z). ``particles``: CORSIKA records (P,)."""
+    showers: the columns scaled by the kaon's p / p_z). ``particles``: CORSIKA records (P,), ``history`` theirs."""
     from mubundle.sim.atmosphere import vertical_depth
     from mubundle.sim.decays import CTAU_M, MASS_GEV
 
-    muons, kind = history_muons(particles["particle_description"])
+    muons, kind = history.kaon_muons, history.kind
     muons = muons[np.isin(kind[muons - 2], (11, 12)) & (muons >= 3)]
     muons = muons[np.isin(kind[muons - 3], (75, 76))]
     mother = particles[muons - 2]
@@ -221,13 +235,12 @@ def path_histograms(paths: np.ndarray, interaction_model: str) -> dict[str, np.n
     return {key: np.histogram(values[key], edges)[0] for key, edges in PATH_EDGES.items()}
 
 
-def kstar_mothers(description: np.ndarray) -> dict[str, list[int]]:
-    """One shower's kaon-mother and pion-decay muons (particle descriptions (P,)) whose mother is
-    a K*(892), counted by :data:`KSTAR_IDS` (in that order)."""
+def kstar_mothers(history: ShowerHistory) -> dict[str, list[int]]:
+    """One shower's kaon-mother and pion-decay muons whose mother is a K*(892), counted by
+    :data:`KSTAR_IDS` (in that order)."""
     out = {}
     for kind, pion_muons in (("kaon_muons", False), ("pion_muons", True)):
-        muons, ids = history_muons(description, pion_muons)
-        mother = ids[muons - 2]
+        mother = history.kind[history.muons(pion_muons) - 2]
         out[kind] = [int((mother == code).sum()) for code in KSTAR_IDS.values()]
     return out
 
@@ -309,18 +322,17 @@ def shower_origins(particles: np.ndarray) -> dict:
     """One CORSIKA shower's muons (particle records (P,)) by origin: {category: muon count},
     ``kaon_by_mother`` (:func:`kaon_class_by_mother`), the splits by grandmother, the spectra,
     ``kaon_collisions`` and the rows of :func:`kaon_paths`."""
-    description = particles["particle_description"]
-    kind = np.trunc(np.abs(description) / 1000.0).astype(np.int64)
-    generation = (np.abs(description) % 1000) // 10
-    g = generation[(description > 0) & np.isin(kind, vs_corsika.MUON_IDS)]
+    history = ShowerHistory.of(particles["particle_description"])
+    description = history.description
+    g = history.generation[(description > 0) & np.isin(history.kind, vs_corsika.MUON_IDS)]
     return {"pion": int((g >= 50).sum()), "charm": int(((g >= 30) & (g < 50)).sum()),
-            "kaon": int((g < 30).sum()), "kaon_by_mother": kaon_class_by_mother(description),
-            "kaon_by_grandmother": muons_by_grandmother(description),
-            "pion_by_grandmother": muons_by_grandmother(description, pion_muons=True),
-            "kaon_spectra": muon_spectra(particles),
-            "pion_spectra": muon_spectra(particles, pion_muons=True),
-            "kaon_collisions": kaon_collisions(particles), "kaon_paths": kaon_paths(particles),
-            "kstar_mothers": kstar_mothers(description)}
+            "kaon": int((g < 30).sum()), "kaon_by_mother": kaon_class_by_mother(history),
+            "kaon_by_grandmother": muons_by_grandmother(history),
+            "pion_by_grandmother": muons_by_grandmother(history, pion_muons=True),
+            "kaon_spectra": muon_spectra(particles, history),
+            "pion_spectra": muon_spectra(particles, history, pion_muons=True),
+            "kaon_collisions": kaon_collisions(particles, history), "kaon_paths": kaon_paths(particles, history),
+            "kstar_mothers": kstar_mothers(history)}
 
 
 def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: float, repeat: int, seed: int) -> dict:

@@ -29,7 +29,7 @@ def test_the_kaon_class_is_split_by_the_mother_record():
         + muon_with_history(8, 54)  # a pion-decay muon: not in the kaon class at all
         + [14001.0, 5041.0]  # a muon without history records (and a proton)
     )
-    counts = origins.kaon_class_by_mother(description)
+    counts = origins.kaon_class_by_mother(origins.ShowerHistory.of(description))
     assert counts == {"kaon": 5, "mu_mu_meson": 2, "collision_muon": 1, "charm_without_30": 1, "other": 0,
                       "no_mother_record": 1}
 
@@ -45,8 +45,9 @@ def test_the_kaon_muons_are_split_by_the_grandmother_record():
         + muon(17, 14)  # eta -> mu mu: not a kaon muon
         + muon(8, 14, 54)  # a pion-decay muon
     )
-    assert origins.muons_by_grandmother(description) == {"nucleon": 2, "pion": 2, "kaon": 2, "other": 1}
-    assert origins.muons_by_grandmother(description, pion_muons=True) == {"nucleon": 1, "pion": 0, "kaon": 0, "other": 0}
+    history = origins.ShowerHistory.of(description)
+    assert origins.muons_by_grandmother(history) == {"nucleon": 2, "pion": 2, "kaon": 2, "other": 1}
+    assert origins.muons_by_grandmother(history, pion_muons=True) == {"nucleon": 1, "pion": 0, "kaon": 0, "other": 0}
     assert [origins.projectile_class(pid) for pid in (2212, -2112, 211, -321, 130, 3122, 0)] == \
         ["nucleon", "nucleon", "pion", "kaon", "kaon", "other", "other"]
 
@@ -66,9 +67,10 @@ def test_the_muon_spectra_count_energy_at_the_level_and_the_production_height():
         + records(8, 55, 1200.0, 20.0e5),  # a pion-decay muon
         dtype=dtype,
     )
-    kaons = origins.muon_spectra(particles)
+    history = origins.ShowerHistory.of(particles["particle_description"])
+    kaons = origins.muon_spectra(particles, history)
     assert kaons == {"log10_energy": [1, 0, 0, 0, 1], "height_km": [0, 1, 0, 1, 0], "charge": [1, 1]}
-    pions = origins.muon_spectra(particles, pion_muons=True)
+    pions = origins.muon_spectra(particles, history, pion_muons=True)
     assert pions == {"log10_energy": [1, 0, 0, 0, 0], "height_km": [0, 0, 0, 0, 1], "charge": [1, 0]}
 
 
@@ -88,7 +90,7 @@ def test_the_charged_kaon_muons_are_counted_by_projectile_energy_and_kaon_share(
         + records(11, 18, 5.0e3, 1.0e4),  # a K+ made by a Lambda: class other, left out
         dtype=dtype,
     )
-    counts = origins.kaon_collisions(particles)
+    counts = origins.kaon_collisions(particles, origins.ShowerHistory.of(particles["particle_description"]))
     assert set(counts) == {"nucleon", "pion", "kaon"}
     assert counts["nucleon"] == {"log10_projectile_energy": [0, 0, 0, 0, 1, 0, 0], "x": [1, 0, 0, 0, 0, 0, 0]}
     assert counts["pion"] == {"log10_projectile_energy": [0, 0, 0, 0, 1, 0, 0], "x": [0, 0, 0, 0, 0, 0, 1]}
@@ -108,7 +110,7 @@ def test_the_kaon_paths_run_from_the_mother_record_to_the_muaddi_record():
     dtype = [(name, "f4") for name in ("particle_description", "px", "py", "pz", "x", "y", "t")]
     particles = np.array(records(11, 1000.0, 2.0e6, 1.5e6) + records(63, 1000.0, 2.0e6, 1.5e6)  # the K of a K*: left out
                          + records(12, 4000.0, 1.0e6, 0.9e6), dtype=dtype)
-    paths = origins.kaon_paths(particles)
+    paths = origins.kaon_paths(particles, origins.ShowerHistory.of(particles["particle_description"]))
     assert paths.shape == (2, 4)
     mean_decay_m = 1000.0 / MASS_GEV[321] * CTAU_M[321]
     assert paths[0, 1] == pytest.approx(5000.0 / mean_decay_m, rel=1e-4)  # 5 km of a 7.5 km decay length
@@ -125,7 +127,7 @@ def test_the_kstar_mothers_are_counted_by_charge():
         + muon_with_history(65, 4) + muon_with_history(64, 4, 6) + muon_with_history(11, 4)  # anti-K*0, K*-, a K+
         + muon_with_history(62, 55) + muon_with_history(51, 55)  # pion muons: a K*0 and a rho0 mother
     )
-    assert origins.kstar_mothers(description) == {"kaon_muons": [1, 2, 1, 1], "pion_muons": [1, 0, 0, 0]}
+    assert origins.kstar_mothers(origins.ShowerHistory.of(description)) == {"kaon_muons": [1, 2, 1, 1], "pion_muons": [1, 0, 0, 0]}
 
 
 def test_sibyll_decays_kstar_by_isospin_and_the_test_switch_restores_the_table():
