@@ -44,7 +44,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -97,6 +97,14 @@ def mass_of_corsika_id(pid: int) -> float:
     raise ValueError(f"unsupported CORSIKA primary id {pid}")
 
 
+def _resampled_showers(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """``resamples`` bootstrap draws of the indices of ``n`` showers, with replacement (showers, not
+    muons, are resampled: the muons of one shower are correlated); fixed ``seed``."""
+    rng = np.random.default_rng(seed)
+    for _ in range(resamples):
+        yield rng.integers(0, n, n)
+
+
 def _ratio_quantiles(ours: np.ndarray, theirs_per_shower: list[np.ndarray], resamples: int = 300) -> dict:
     """Quantiles ours / CORSIKA; ``ratio_se``: bootstrap over the CORSIKA showers (muons of one
     shower are correlated, so showers, not muons, are resampled; ours has K times the showers)."""
@@ -104,10 +112,8 @@ def _ratio_quantiles(ours: np.ndarray, theirs_per_shower: list[np.ndarray], resa
     if ours.size == 0 or theirs.size == 0:
         return {"ours": None, "corsika": None, "ratio": None}
     q_ours, q_theirs = np.percentile(ours, QUANTILES), np.percentile(theirs, QUANTILES)
-    rng = np.random.default_rng(54321)
     boot = []
-    for _ in range(resamples):
-        pick = rng.integers(0, len(theirs_per_shower), len(theirs_per_shower))
+    for pick in _resampled_showers(len(theirs_per_shower), resamples, seed=54321):
         sample = np.concatenate([theirs_per_shower[i] for i in pick])
         if sample.size:
             boot.append(q_ours / np.percentile(sample, QUANTILES))
@@ -115,16 +121,22 @@ def _ratio_quantiles(ours: np.ndarray, theirs_per_shower: list[np.ndarray], resa
             "ratio": (q_ours / q_theirs).round(3).tolist(), "ratio_se": np.std(boot, axis=0).round(3).tolist()}
 
 
-def _rel_fluct_ratio(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int) -> float:
-    """The ``rel_fluct`` ratio ours / CORSIKA of counts (K, S) and CORSIKA counts (S,); NaN where
-    CORSIKA's spread about our K-run mean is not above the noise of that mean (undefined)."""
+def _rel_fluct(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int, scale: float = 1.0) -> tuple[float, float]:
+    """(ours, CORSIKA's) relative fluctuation at fixed E0 of counts (K, S) and CORSIKA counts (S,): ours
+    the spread of one run about our K-run mean, CORSIKA's its spread about ``scale`` x that mean less the
+    noise of the mean, each over the mean count; CORSIKA's NaN where the spread is not above that noise
+    (undefined), both NaN for K = 1."""
     mean = counts.mean(axis=0)
-    var = counts.var(axis=0, ddof=1)
-    ours = np.sqrt(np.mean(var)) / np.mean(mean)
-    theirs_var = np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat
-    if theirs_var <= 0.0:
-        return float("nan")
-    return float(ours / (np.sqrt(theirs_var) / np.mean(corsika_counts)))
+    var = counts.var(axis=0, ddof=1) if repeat > 1 else np.full(counts.shape[1], np.nan)
+    ours = float(np.sqrt(np.mean(var)) / np.mean(mean))
+    theirs_var = float(np.mean((corsika_counts - scale * mean) ** 2) - scale**2 * np.mean(var) / repeat)
+    return ours, (float(np.sqrt(theirs_var) / np.mean(corsika_counts)) if theirs_var > 0.0 else float("nan"))
+
+
+def _rel_fluct_ratio(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int) -> float:
+    """The ``rel_fluct`` ratio ours / CORSIKA of :func:`_rel_fluct` (NaN where undefined)."""
+    ours, theirs = _rel_fluct(counts, corsika_counts, repeat)
+    return ours / theirs
 
 
 def _bootstrap_fluct_ratio_se(counts: np.ndarray, corsika_counts: np.ndarray, repeat: int,
@@ -134,11 +146,8 @@ def _bootstrap_fluct_ratio_se(counts: np.ndarray, corsika_counts: np.ndarray, re
     with few runs K the noise of our mean can exceed CORSIKA's spread in a resample))."""
     if repeat < 2:
         return float("nan"), 0
-    rng = np.random.default_rng(12345)
-    n = corsika_counts.size
     ratios = []
-    for _ in range(resamples):
-        pick = rng.integers(0, n, n)
+    for pick in _resampled_showers(corsika_counts.size, resamples, seed=12345):
         if corsika_counts[pick].sum() > 0 and counts[:, pick].sum() > 0:
             ratios.append(_rel_fluct_ratio(counts[:, pick], corsika_counts[pick], repeat))
     ratios = np.array(ratios)
@@ -173,9 +182,8 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
         ratio = sum_ours / sum_corsika
         ratio_se = ratio * float(np.hypot(ours_sum_se / sum_ours, corsika_sum_se / sum_corsika))
         scale = sum_corsika / sum_ours
-        rel_ours = float(np.sqrt(np.mean(var)) / np.mean(mean))
-        rel_corsika = float(np.sqrt(max(np.mean((corsika_counts - mean) ** 2) - np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
-        rel_corsika_scaled = float(np.sqrt(max(np.mean((corsika_counts - scale * mean) ** 2) - scale**2 * np.mean(var) / repeat, 0.0)) / np.mean(corsika_counts))
+        rel_ours, rel_corsika = _rel_fluct(counts, corsika_counts, repeat)
+        rel_corsika_scaled = _rel_fluct(counts, corsika_counts, repeat, scale)[1]
         fluct_ratio_se, fluct_left_out = _bootstrap_fluct_ratio_se(counts, corsika_counts, repeat)
         tolerance = max(0.05, 2.0 * corsika_sum_se / sum_corsika)
     row = {
@@ -184,9 +192,9 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
         "n_mu_sum": {"ours": round(float(sum_ours), 2), "ours_se": round(ours_sum_se, 2), "corsika": float(sum_corsika),
                      "corsika_sum_se": round(corsika_sum_se, 2), "ratio": round(float(ratio), 4), "ratio_se": round(ratio_se, 4),
                      "tolerance": round(tolerance, 4), "within_target": bool(abs(ratio - 1.0) <= tolerance) if np.isfinite(ratio) else None},
-        "rel_fluct": {"ours": round(rel_ours, 4), "corsika": round(rel_corsika, 4), "ratio": round(rel_ours / rel_corsika, 4) if rel_corsika else None,
+        "rel_fluct": {"ours": round(rel_ours, 4), "corsika": round(rel_corsika, 4), "ratio": round(rel_ours / rel_corsika, 4),
                       "corsika_scaled": round(rel_corsika_scaled, 4),
-                      "ratio_scaled": round(rel_ours / rel_corsika_scaled, 4) if rel_corsika_scaled else None,
+                      "ratio_scaled": round(rel_ours / rel_corsika_scaled, 4),
                       "ratio_se_bootstrap": round(fluct_ratio_se, 4), "bootstrap_left_out": fluct_left_out},
         "energy_quantiles_gev": _ratio_quantiles(np.concatenate(energies), [m[:, 0] for m in corsika_muons]),
         "radius_quantiles_m": _ratio_quantiles(np.concatenate(radii), [np.hypot(m[:, 1], m[:, 2]) for m in corsika_muons]),
