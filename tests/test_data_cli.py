@@ -1,4 +1,5 @@
-"""`mubundle convert` and `mubundle inspect`: summaries, one JSON object, exit code 0 on bad input."""
+"""`mubundle convert` and `mubundle inspect`: summaries, one JSON object, exit code 0 on bad input (convert:
+1 with a line saying why when nothing was converted)."""
 
 from __future__ import annotations
 
@@ -89,3 +90,47 @@ def test_cli_convert_exits_zero_and_writes_shards(tmp_path):
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert list((tmp_path / "out").rglob("part-*.parquet"))
+
+
+def test_cli_convert_of_a_missing_file_prints_the_summary_then_why_nothing_was_converted_and_exits_1(tmp_path, capsys):
+    from mubundle import errors
+    from mubundle.cli import main
+
+    missing = tmp_path / "missing.parquet"
+    assert main(["convert", str(missing), "--out", str(tmp_path / "out")]) == errors.EXIT_NOTHING
+    captured = capsys.readouterr()
+    assert "events 0" in captured.out and f"FAILED {missing}: file not found" in captured.out
+    assert captured.err.strip().splitlines() == [
+        "mubundle convert: nothing converted: no input file could be read (1 FAILED above)"
+    ]
+
+
+def test_cli_convert_with_every_row_rejected_says_so_and_exits_1(tmp_path, capsys):
+    from mubundle import errors
+    from mubundle.cli import main
+
+    batch = make_synthetic_batch(6, seed=3)
+    conditions = batch.conditions.copy()
+    conditions[:, 1] = 2.0  # every zenith beyond pi/2
+    write_batch(RaggedBatch(conditions, batch.counts, batch.flat_muons), tmp_path / "bad.parquet",
+                format="legacy-parquet")
+    out = tmp_path / "out"
+    argv = ["convert", str(tmp_path / "bad.parquet"), str(tmp_path / "gone.h5"), "--out", str(out)]
+    assert main(argv) == errors.EXIT_NOTHING
+    captured = capsys.readouterr()
+    assert "zenith_out_of_range" in captured.out and not list(out.rglob("part-*.parquet"))
+    assert captured.err.strip().splitlines() == [
+        "mubundle convert: nothing converted: 1 input file could not be read (FAILED above); all 6 rows read were "
+        f"rejected (zenith_out_of_range: 6; kept in {out / '_quarantine' / 'rejected.parquet'})"
+    ]
+
+
+def test_cli_convert_of_an_input_without_events_exits_1_saying_the_file_held_none(tmp_path, capsys):
+    from mubundle import errors
+    from mubundle.cli import main
+
+    write_batch(make_synthetic_batch(0, seed=3), tmp_path / "empty.parquet")
+    assert main(["convert", str(tmp_path / "empty.parquet"), "--out", str(tmp_path / "out")]) == errors.EXIT_NOTHING
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "mubundle convert: nothing converted: 1 readable file held no event"
+    ]

@@ -47,6 +47,28 @@ def test_layout_detection_reads_signatures_not_suffixes(tmp_path):
     assert detect_layout(tmp_path / "old.dat") == "legacy-hdf5"
 
 
+def test_a_parquet_file_of_primaries_only_is_read_as_primaries_and_refused_as_events_saying_why(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mubundle.data.primaries import PrimaryReadReport, iter_primaries
+
+    pq.write_table(pa.table({"energy": [1e5, np.nan, 1e6], "zenith": [0.3, 0.2, 0.1], "mass": [1, 4, 56],
+                             "depth": [2.0, 2.0, 1.5]}), tmp_path / "primaries.parquet")  # float64 and int64 as pandas writes
+    pq.write_table(pa.table({"energy": [1e5], "zen": [0.3]}), tmp_path / "other.parquet")
+    loaded = read_events([tmp_path / "primaries.parquet", tmp_path / "other.parquet"])
+    assert len(loaded.batch) == 0
+    errors = [f["error"] for f in loaded.failed_files]
+    assert "primaries only" in errors[0] and "generate --primaries" in errors[0]
+    assert "missing zenith, mass, depth, muons" in errors[1]
+    assert detect_layout(tmp_path / "primaries.parquet", primaries=True) == "primaries"
+    report = PrimaryReadReport()
+    pieces = list(iter_primaries([tmp_path / "primaries.parquet", tmp_path / "other.parquet"], report))
+    np.testing.assert_allclose(pieces[0].conditions, [[1e5, 0.3, 1, 2.0], [1e6, 0.1, 56, 1.5]], rtol=1e-6)
+    assert pieces[0].rows.tolist() == [0, 2] and pieces[0].rejected.rows.tolist() == [1]
+    assert report.rejected == {"non_finite": 1} and [f["path"] for f in report.failed_files] == [str(tmp_path / "other.parquet")]
+
+
 def test_expand_paths_is_sorted_deduplicated_and_skips_underscore_and_dot_entries(tmp_path):
     for name in ("b.parquet", "a.h5", "sub/c.parquet", "_quarantine/rejected.parquet", ".hidden.parquet", "x.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -183,3 +183,17 @@ def test_evaluate_model_writes_the_calibration_its_plot_and_the_report_section(t
     report = (out / "report.html").read_text()
     assert "Multiplicity calibration" in report and "U-shape" in report
     assert report.count("<img") == len(metrics["figures"])
+
+
+def test_the_calibration_plot_of_a_tiny_reference_draws_no_empty_legend_and_warns_nothing(model, truth_from_model,
+                                                                                          tmp_path):
+    import warnings
+
+    from mubundle.evaluate.plots import calibration_plot
+
+    tiny = multiplicity_calibration(model, truth_from_model.take(np.arange(4)), seed=0)
+    assert not [entry for entry in tiny["bins"]["energy"] if entry["coverage_50"]["observed"] is not None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "No artists with labels found to put in legend" fails here
+        figure = calibration_plot(tiny, tmp_path)
+    assert figure is not None and (tmp_path / figure.file).stat().st_size > 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -12,7 +13,9 @@ from helpers import make_synthetic_batch
 from mubundle.cli import main
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.native import write_shard
+from mubundle.data.sources import read_events
 from mubundle.data.writers import write_batch
+from mubundle.evaluate.report import QUARANTINE_NAME, quarantine_reference
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.config import ModelConfig
 from mubundle.model.transforms import FeatureTransform
@@ -107,3 +110,61 @@ def test_evaluate_rejects_zero_seeds(model_dir, tmp_path, capsys):
     assert main(["evaluate", "--model", str(model_dir), "--reference", str(tmp_path), "--out", str(tmp_path / "o"),
                  "--seeds", "0"]) == 2
     assert "--seeds: must be an integer >= 1" in capsys.readouterr().err
+
+
+def with_conditions(batch: RaggedBatch, conditions: np.ndarray) -> RaggedBatch:
+    return RaggedBatch(conditions.astype(np.float32), batch.counts, batch.flat_muons)
+
+
+def test_evaluate_names_rejected_rows_and_unreadable_files_on_stderr_and_quarantines_the_rows(
+    model_dir, tmp_path, capsys
+):
+    batch = reference_batch(80, seed=2)
+    conditions = batch.conditions.copy()
+    conditions[7, 0] = np.nan  # one row with a NaN energy
+    write_shard(with_conditions(batch, conditions), tmp_path / "nan.parquet", {})
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(model_dir), "--reference", str(tmp_path / "nan.parquet"),
+                 str(tmp_path / "missing.parquet"), "--out", str(out)]) == 0
+    quarantine = out / "_quarantine" / "reference.parquet"
+    err = capsys.readouterr().err
+    assert f"could not read reference file {tmp_path / 'missing.parquet'}: file not found" in err
+    assert f"reference: 1 rows rejected (non_finite: 1); rejected rows in {quarantine}" in err
+    rows = pq.read_table(quarantine).to_pylist()
+    assert [(r["file"], r["row"], r["reason"]) for r in rows] == [(str(tmp_path / "nan.parquet"), 7, "non_finite")]
+    assert np.isnan(rows[0]["energy"]) and rows[0]["zenith"] == pytest.approx(conditions[7, 1])
+    info = json.loads((out / "metrics.json").read_text())["info"]
+    assert info["reference_rejected_rows"] == {"non_finite": 1}
+    assert info["reference_quarantine"] == str(quarantine)
+    assert info["n_reference"] == 79
+
+
+def test_a_reference_without_rejected_rows_removes_the_quarantine_file_of_an_earlier_evaluation(tmp_path, capsys):
+    write_shard(reference_batch(5, seed=2), tmp_path / "clean.parquet", {})
+    stale = tmp_path / "report" / QUARANTINE_NAME
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"rows of an earlier run")
+    assert quarantine_reference(read_events(tmp_path / "clean.parquet"), tmp_path / "report") is None
+    assert not stale.exists()
+    assert capsys.readouterr().err == ""
+
+
+def test_evaluate_with_every_reference_row_rejected_says_why_and_quarantines_them(model_dir, tmp_path, capsys):
+    batch = reference_batch(4, seed=2)
+    conditions = batch.conditions.copy()
+    conditions[:, 1] = 100.0 + np.degrees(conditions[:, 1])  # zenith in degrees: out of [0, pi/2]
+    write_shard(with_conditions(batch, conditions), tmp_path / "deg.parquet", {})
+    out = tmp_path / "report"
+    code = main(["evaluate", "--model", str(model_dir), "--reference", str(tmp_path / "deg.parquet"),
+                 str(tmp_path / "missing.parquet"), "--out", str(out)])
+    assert code == 2
+    quarantine = out / "_quarantine" / "reference.parquet"
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        f"mubundle evaluate: error: no reference events could be read from {tmp_path / 'deg.parquet'}, "
+        f"{tmp_path / 'missing.parquet'}: 4 rows rejected (zenith_out_of_range: 4); rejected rows in {quarantine}; "
+        f"1 file(s) could not be read ({tmp_path / 'missing.parquet'}: file not found)"
+    )
+    rows = pq.read_table(quarantine).to_pylist()
+    assert [(r["row"], r["reason"]) for r in rows] == [(i, "zenith_out_of_range") for i in range(4)]
+    assert not (out / "metrics.json").exists()

@@ -109,6 +109,20 @@ def test_unreadable_primaries_files_are_reported_not_fatal(model_dir, primaries_
     assert "could not read" in err and "broken.parquet" in err
 
 
+def test_nothing_usable_leaves_no_output_and_says_why(model_dir, tmp_path, capsys):
+    import pyarrow as pa
+
+    primaries = tmp_path / "degrees.parquet"  # primaries only, no muons column: the zenith in degrees
+    pq.write_table(pa.table({"energy": [1e5, 1e6], "zenith": [30.0, 45.0], "mass": [1.0, 4.0], "depth": [2.0, 2.0]}),
+                   primaries)
+    out = tmp_path / "out.parquet"
+    assert generate("--model", model_dir, "--primaries", primaries, tmp_path / "missing.parquet", "--out", out) == 1
+    err = capsys.readouterr().err
+    assert "rejected 2 primaries (zenith_out_of_range: 2)" in err and "missing.parquet: file not found" in err
+    assert "generated no event (2 primaries rejected, 1 files not read, none usable): no output written" in err
+    assert not out.exists() and pq.read_table(str(out) + ".rejected.parquet").num_rows == 2
+
+
 def test_flux_mode_writes_weights_in_hz_for_every_primary_and_depth(model_dir, tmp_path, capsys):
     out = tmp_path / "flux.parquet"
     code = generate("--model", model_dir, "--flux", "H3a", "--events", 200, "--energy-range", 1e4, 1e5,
@@ -192,6 +206,16 @@ def test_flux_mode_observes_at_the_vertical_depths_the_model_was_trained_at_unle
 def test_flux_mode_without_events_is_a_clear_user_error(model_dir, tmp_path, capsys):
     assert generate("--model", model_dir, "--flux", "H3a", "--out", tmp_path / "x.parquet") == 2
     assert "--flux needs --events" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--energy-range", "1e6", "1e4"], "energy_range must have LO <= HI, got 1e+06 10000 GeV"),
+    (["--zenith-range", "0.5", "0.2"], "zenith_range must have LO <= HI, got 0.5 0.2 rad"),
+])
+def test_a_reversed_range_is_refused_naming_that_range_only(model_dir, tmp_path, capsys, flags, says):
+    assert generate("--model", model_dir, "--flux", "H3a", "--events", 5, *flags, "--out", tmp_path / "x.parquet") == 2
+    err = capsys.readouterr().err
+    assert says in err and ("zenith" in says) == ("zenith" in err)
 
 
 def test_missing_pretrained_model_gives_a_clear_error_saying_how_to_get_one(tmp_path, monkeypatch):

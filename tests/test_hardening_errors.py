@@ -297,7 +297,7 @@ def test_rc1_exit_codes_are_the_documented_ones():
     codes = {name: getattr(errors, name) for name in dir(errors) if name.startswith("EXIT_")}
     assert codes == {"EXIT_OK": 0, "EXIT_NOTHING": 1, "EXIT_USAGE": 2, "EXIT_DIVERGED": 3, "EXIT_OUTPUT": 4,
                      "EXIT_FILESYSTEM": 5, "EXIT_DEVICE": 6, "EXIT_INTERNAL": 70, "EXIT_INTERRUPTED": 130,
-                     "EXIT_TERMINATED": 143}
+                     "EXIT_BROKEN_PIPE": 141, "EXIT_TERMINATED": 143}
     docs = (Path(__file__).resolve().parents[1] / "docs" / "data_format.md").read_text()
     section = docs[docs.index("## Errors and exit codes"):]
     for code in codes.values():
@@ -305,6 +305,107 @@ def test_rc1_exit_codes_are_the_documented_ones():
     from mubundle.train.supervisor import NOT_RETRIED_EXIT_CODES
 
     assert set(NOT_RETRIED_EXIT_CODES) == {2, 3, 4, 5, 6, 130, 143}
+
+
+def test_rc1_stdout_closed_by_its_reader_stops_quietly_with_exit_141(tmp_path, events_file):
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader quit before a byte was written, like `| head -0`
+    source = Path(__file__).resolve().parents[1] / "src"
+    env = dict(os.environ, PYTHONPATH=str(source))
+    env.pop(errors.DEBUG_ENV, None)
+    try:
+        done = subprocess.run([sys.executable, "-m", "mubundle", "inspect", str(events_file)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (errors.EXIT_BROKEN_PIPE, "")
+
+
+def test_rc1_a_broken_pipe_while_a_command_prints_stops_quietly(tmp_path, capsys, monkeypatch):
+    import mubundle.cli as cli
+    import mubundle.data.inspect as inspect_module
+
+    def reader_quit(paths):
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    redirected = []
+    monkeypatch.setattr(inspect_module, "inspect_paths", reader_quit)
+    monkeypatch.setattr(cli, "_stdout_reader_gone", lambda: True)
+    monkeypatch.setattr(cli, "_redirect_stdout_to_devnull", lambda: redirected.append(True))
+    assert main(["inspect", str(tmp_path)]) == errors.EXIT_BROKEN_PIPE
+    assert capsys.readouterr().err == "" and redirected == [True]
+
+
+def test_rc1_a_broken_pipe_that_is_not_stdout_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import mubundle.data.inspect as inspect_module
+
+    def worker_gone(paths):  # stdout (captured here) is fine: another process's pipe broke
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    monkeypatch.setattr(inspect_module, "inspect_paths", worker_gone)
+    assert main(["inspect", str(tmp_path)]) == errors.EXIT_FILESYSTEM
+    assert_one_line_error(capsys, "mubundle inspect: error:", "Broken pipe")
+
+
+_WARNING_COMMAND = """
+import sys, warnings
+import mubundle.data.inspect as inspect_module
+from mubundle.cli import main
+from mubundle.model.domain import ExtrapolationWarning
+
+real_inspect_paths = inspect_module.inspect_paths
+
+def warning_inspect_paths(paths):
+    warnings.warn("extrapolating 2 of 4 events outside the domain of model 'm'", ExtrapolationWarning)
+    warnings.warn("overflow encountered in exp\\n(second line)", RuntimeWarning)
+    return real_inspect_paths(paths)
+
+inspect_module.inspect_paths = warning_inspect_paths
+python_format = warnings.formatwarning
+code = main(["inspect", sys.argv[1]])
+assert warnings.formatwarning is python_format, "main must restore Python's warning format"
+warnings.warn("after main", UserWarning)
+sys.exit(code)
+"""
+
+
+def test_rc1_warnings_print_as_one_line_naming_the_command_without_source_lines(events_file):
+    import subprocess
+    import sys
+
+    source = Path(__file__).resolve().parents[1] / "src"
+    env = dict(os.environ, PYTHONPATH=str(source))
+    env.pop("PYTHONWARNINGS", None)
+    done = subprocess.run([sys.executable, "-c", _WARNING_COMMAND, str(events_file)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[:2] == [
+        "mubundle inspect: warning: extrapolating 2 of 4 events outside the domain of model 'm'",
+        "mubundle inspect: warning: RuntimeWarning: overflow encountered in exp; (second line)",
+    ]
+    # programs that import mubundle keep Python's format (file:line: Category: message) after main returns
+    assert "UserWarning: after main" in lines[2] and "mubundle" not in lines[2]
+
+
+def test_rc1_warnings_during_a_command_still_reach_whoever_records_them(events_file, monkeypatch):
+    import warnings
+
+    import mubundle.data.inspect as inspect_module
+    from mubundle.model.domain import ExtrapolationWarning
+
+    real_inspect_paths = inspect_module.inspect_paths
+
+    def warning_inspect_paths(paths):
+        warnings.warn("extrapolating 2 of 4 events outside the domain of model 'm'", ExtrapolationWarning)
+        return real_inspect_paths(paths)
+
+    monkeypatch.setattr(inspect_module, "inspect_paths", warning_inspect_paths)
+    with pytest.warns(ExtrapolationWarning, match="2 of 4 events"):
+        assert main(["inspect", str(events_file)]) == 0
 
 
 # ============================================================================ root cause 5

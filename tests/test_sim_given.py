@@ -57,6 +57,12 @@ def test_each_primary_is_simulated_k_times_in_order_at_every_depth(tmp_path):
     assert read_manifest(tmp_path / "out")["events"] == len(batch)  # a complete dataset, as for sampled primaries
     assert metadata["site"] == "icecube"
     assert metadata["config"]["surface_altitude_m"] == 110.0
+    from mubundle.configio import from_yaml
+    from mubundle.sim.config import SimConfig
+
+    written = (tmp_path / "out" / "sim_config.yaml").read_text()
+    assert written.startswith("# mubundle simulate --primaries") and "were not used" in written.splitlines()[2]
+    assert from_yaml(SimConfig, tmp_path / "out" / "sim_config.yaml").showers == len(ROWS) * 2
     # the K repetitions of one primary are different showers
     surface = batch.counts[0::2]
     assert surface.sum() > 0
@@ -84,21 +90,48 @@ def test_other_repeat_in_an_existing_directory_is_refused(tmp_path, capsys):
     assert "other primaries, repeat" in capsys.readouterr().err
 
 
-def test_unusable_rows_are_reported_and_counted_not_dropped_silently(tmp_path, capsys):
-    rows = [(1e4, 0.0, 1.0, 0.0), (1e4, np.radians(89.5), 1.0, 0.0)]  # beyond the simulator's 89 deg
-    primaries = primaries_file(tmp_path, rows)
-    assert run(tmp_path / "a", primaries) == 0
+def test_unusable_rows_are_reported_by_file_and_row_and_quarantined(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mubundle.data.dataset import read_manifest
+
+    first = primaries_file(tmp_path, [(1e4, 0.0, 1.0, 0.0)])
+    second = tmp_path / "more.parquet"  # primaries only, no muons column; one NaN, one beyond the simulator's 89 deg
+    pq.write_table(pa.table({"energy": [2e4, np.nan, 1e4], "zenith": [0.1, 0.2, np.radians(89.5)],
+                             "mass": [4.0, 1.0, 1.0], "depth": [1.0, 1.0, 1.0]}), second)
+    out = tmp_path / "a"
+    assert main(["simulate", "--primaries", str(first), str(second), "--out", str(out), "--depths", "0,0.5",
+                 "--min-energy", "20", "--seed", "3"]) == 0
     err = capsys.readouterr().err
-    assert "primary row 1" in err and "zenith" in err and "1 of 2 primaries not simulated" in err
-    batch, _ = read_all(tmp_path / "a")
-    assert len(batch) == 2  # one primary x two depths
+    assert f"{second} row 2 (E=10000 GeV" in err and "zenith must be in [0, 89 deg]" in err  # its own file and row
+    assert "1 rows rejected by the reader (non_finite: 1)" in err
+    assert "2 of 4 primaries not simulated" in err
+    batch, _ = read_all(out)
+    np.testing.assert_allclose(batch.conditions[::2, 0], [1e4, 2e4])  # the two usable primaries, in order
+    quarantine = pq.read_table(out / "_quarantine" / "rejected.parquet").to_pydict()
+    assert quarantine["file"] == [str(second)] * 2 and sorted(quarantine["row"]) == [1, 2]
+    assert sorted(quarantine["reason"]) == ["non_finite", "zenith must be in [0, 89 deg]"]
+    manifest = read_manifest(out)
+    assert manifest["quarantine"] == ["_quarantine/rejected.parquet"] and manifest["not_simulated"] == 2
 
 
-@pytest.mark.parametrize("flags", [["--showers", "3"], ["--repeat", "0"]])
-def test_conflicting_or_bad_flags_are_refused(tmp_path, capsys, flags):
+@pytest.mark.parametrize("flags, says", [
+    (["--showers", "3"], "--showers and --primaries exclude each other"), (["--repeat", "0"], "--repeat"),
+    (["--energy", "1e5"], "--energy: sampled primaries only"),
+    (["--zenith-range", "0", "10", "--primary", "p"], "--primary, --zenith-range: sampled primaries only"),
+    (["--flux", "H3a"], "--flux: sampled primaries only"),
+])
+def test_conflicting_bad_or_ignored_flags_are_refused(tmp_path, capsys, flags, says):
     primaries = primaries_file(tmp_path, ROWS[:1])
-    assert run(tmp_path / "a", primaries, *flags) != 0
-    assert "--" in capsys.readouterr().err
+    assert run(tmp_path / "a", primaries, *flags) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_repeat_without_primaries_is_refused_not_ignored(tmp_path, capsys):
+    assert main(["simulate", "--showers", "2", "--repeat", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "--repeat: only with --primaries" in capsys.readouterr().err
 
 
 def test_simulate_needs_showers_or_primaries(tmp_path, capsys):

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 from mubundle import __version__
 from mubundle.argtypes import finite_float, non_negative_int, positive_int, seed_int
-from mubundle.errors import DEBUG_ENV, debug_enabled, exit_code_and_message
+from mubundle.errors import (
+    DEBUG_ENV,
+    EXIT_BROKEN_PIPE,
+    EXIT_NOTHING,
+    debug_enabled,
+    exit_code_and_message,
+    warning_text,
+)
 from mubundle.generate.api import DEFAULT_TEACHER, MODEL_OPTION_HELP
 from mubundle.host_allocator import tune_host_allocator
 from mubundle.signals import install_sigterm_handler
@@ -42,7 +51,7 @@ def _depth_list(text: str) -> tuple[float, ...]:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from mubundle.data.convert import convert, print_convert_summary
+    from mubundle.data.convert import convert, nothing_converted_reason, print_convert_summary
 
     propagation = None
     if args.depths is not None:
@@ -51,7 +60,12 @@ def _run_convert(args: argparse.Namespace) -> int:
         propagation = DepthPropagation(args.depths, seed=args.seed)
     summary = convert(args.inputs, args.out, events_per_shard=args.events_per_shard, depth_propagation=propagation)
     print_convert_summary(summary)
-    return 0
+    reason = nothing_converted_reason(summary)
+    if reason is None:
+        return 0
+    sys.stdout.flush()  # the summary above the line that explains it, also when both go to one terminal or file
+    print(f"mubundle convert: {reason}", file=sys.stderr)
+    return EXIT_NOTHING
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +103,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
         if args.dask is not None:
             raise ValueError("--dask runs sampled primaries only; simulate --primaries with --workers K")
-        simulate_given_primaries(args.primaries, args.out, config_from_args(args), repeat=args.repeat, workers=args.workers)
+        simulate_given_primaries(args.primaries, args.out, config_from_args(args), repeat=args.repeat or 1, workers=args.workers)
         return 0
     simulate_dataset(config_from_args(args), args.out, workers=args.workers, dask=args.dask)
     return 0
@@ -299,28 +313,95 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mubundle`` console script; returns the exit code."""
+    """Entry point of the ``mubundle`` console script; returns the exit code.
+
+    While it runs, Python warnings print as one line each, ``mubundle COMMAND: warning: MESSAGE``
+    (:func:`_warning_formatter`); programs that ``import mubundle`` keep Python's own format.
+    """
     # Before torch is imported: OpenMP's default spin-waiting made 2-thread steps 5-12x slower
     # than 1 thread on a shared 2-core machine (docs/model.md, Speed); passive waiting does not.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # formatwarning, not showwarning: a caller that records warnings (catch_warnings(record=True),
+    # pytest.warns) still gets them; only the text Python prints on stderr changes
+    python_format = warnings.formatwarning
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as done:  # argparse printed its one line (or --help / --version): its code
-        return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
-    # keep freed activation buffers for reuse: 20-30 % faster CPU sampling (host_allocator.py)
-    tune_host_allocator()
-    install_sigterm_handler()  # SIGTERM (batch schedulers) cleans up like Ctrl-C
+        warnings.formatwarning = _warning_formatter("mubundle")
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # argparse printed its one line (or --help / --version): its code
+            return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
+        warnings.formatwarning = _warning_formatter(f"mubundle {args.command}")
+        # keep freed activation buffers for reuse: 20-30 % faster CPU sampling (host_allocator.py)
+        tune_host_allocator()
+        install_sigterm_handler()  # SIGTERM (batch schedulers) cleans up like Ctrl-C
+        return _run_command(args)
+    finally:
+        warnings.formatwarning = python_format
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; a failure becomes one line on stderr and its documented exit code."""
     try:
-        return int(args.run(args) or 0)
-    except (Exception, KeyboardInterrupt) as error:  # one line + documented exit code (mubundle.errors)
-        code, message = exit_code_and_message(error)
-        if debug_enabled(args.debug):
-            traceback.print_exc()
-        if isinstance(error, KeyboardInterrupt):  # exit code 130 (Ctrl-C) or 143 (SIGTERM)
-            print("mubundle: interrupted", file=sys.stderr)
-        else:
-            print(f"mubundle {args.command}: error: {message}", file=sys.stderr)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a reader that quit early (`| head`) shows here, not at interpreter exit
         return code
+    except BrokenPipeError as error:
+        if not _stdout_reader_gone():  # a pipe to another process broke: a real error
+            return _report_failure(args, error)
+        _redirect_stdout_to_devnull()
+        return EXIT_BROKEN_PIPE
+    except (Exception, KeyboardInterrupt) as error:
+        return _report_failure(args, error)
+
+
+def _report_failure(args: argparse.Namespace, error: BaseException) -> int:
+    """Print the one line (and with --debug the traceback) for ``error``; its exit code (mubundle.errors)."""
+    code, message = exit_code_and_message(error)
+    if debug_enabled(args.debug):
+        traceback.print_exc()
+    if isinstance(error, KeyboardInterrupt):  # exit code 130 (Ctrl-C) or 143 (SIGTERM)
+        print("mubundle: interrupted", file=sys.stderr)
+    else:
+        print(f"mubundle {args.command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe or socket whose reader has closed it (``mubundle inspect ... | head``).
+
+    The write end of such a pipe polls as an error or hang-up. An stdout without a file descriptor
+    (replaced by an in-memory stream) cannot be the broken pipe. Without ``select.poll`` (Windows) the
+    broken pipe is taken to be stdout, as in the Python docs' recipe (library reference, signal module,
+    "Note on SIGPIPE").
+    """
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation, or closed
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
+
+
+def _redirect_stdout_to_devnull() -> None:
+    """Point stdout's file descriptor at os.devnull: the output still buffered is dropped at exit
+    instead of failing a second time in the interpreter's final flush ("Exception ignored ...")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _warning_formatter(prefix: str) -> Callable[..., str]:
+    """A ``warnings.formatwarning`` giving ``PREFIX: warning: MESSAGE`` as one line, without the file
+    path and source line Python shows (meant for the package's developers, not its users)."""
+
+    def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                       line: str | None = None) -> str:
+        return f"{prefix}: warning: {warning_text(message, category)}\n"
+
+    return format_warning
 
 
 if __name__ == "__main__":  # pragma: no cover

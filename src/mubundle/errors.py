@@ -40,6 +40,10 @@ EXIT_DEVICE = 6
 EXIT_INTERNAL = 70
 #: interrupted by Ctrl-C (SIGINT), 128 + 2 as in the shell.
 EXIT_INTERRUPTED = 130
+#: the reader of stdout quit before the output was written (``mubundle inspect ... | head``):
+#: the command stops quietly, nothing on stderr, 128 + 13 (SIGPIPE) as a shell reports a
+#: process that SIGPIPE ended (not Python's suggested 1, which here means "produced nothing").
+EXIT_BROKEN_PIPE = 141
 #: stopped by SIGTERM (batch schedulers), 128 + 15, where the command turns SIGTERM into an
 #: interrupt carrying ``signum`` (a ``KeyboardInterrupt`` subclass).
 EXIT_TERMINATED = 143
@@ -130,6 +134,18 @@ def exit_code_and_message(error: BaseException) -> tuple[int, str]:
     return EXIT_INTERNAL, _one_line(
         f"internal error {name}: {error} (a bug: rerun with --debug and report the traceback)"
     )
+
+
+def warning_text(message: Warning | str, category: type[Warning]) -> str:
+    """One line for a Python warning shown to a command-line user: its message, without the
+    file path and source line Python adds. The category name is kept where it says what kind of
+    problem this is (``RuntimeWarning: overflow encountered in exp``, ``DeprecationWarning: ...``)
+    and left out for plain ``UserWarning`` and the package's own categories, whose messages say it
+    (``ExtrapolationWarning``: "extrapolating 2 of 4 events outside the domain of model ...")."""
+    text = _one_line(str(message))
+    if category is UserWarning or category.__module__.split(".")[0] == "mubundle":
+        return text
+    return f"{category.__name__}: {text}"
 
 
 def _one_line(text: str) -> str:

@@ -196,6 +196,31 @@ def _convert_files(
     }
 
 
+def nothing_converted_reason(summary: dict[str, Any]) -> str | None:
+    """Why a :func:`convert` ``summary`` holds no event (one line), or None if it converted some.
+
+    The reasons, combined where several apply: input files that could not be read (the summary
+    lists each as FAILED), rows that were all rejected (counted by reason, kept in the quarantine
+    file) and files that were read but hold no event.
+    """
+    if summary["events"] > 0:
+        return None
+    failed = len(summary["failed_files"])
+    rejected = sum(summary["rejected"].values())
+    read = len(summary["inputs"]) - failed
+    reasons: list[str] = []
+    if failed:
+        reasons.append(f"no input file could be read ({failed} FAILED above)" if read == 0
+                       else f"{failed} input file{'' if failed == 1 else 's'} could not be read (FAILED above)")
+    if rejected:
+        by_reason = ", ".join(f"{reason}: {n}" for reason, n in summary["rejected"].items())
+        reasons.append(f"all {rejected} row{'' if rejected == 1 else 's'} read were rejected ({by_reason}; "
+                       f"kept in {summary['quarantine']})")
+    elif read:
+        reasons.append(f"{read} readable file{'' if read == 1 else 's'} held no event")
+    return "nothing converted: " + "; ".join(reasons)
+
+
 def print_convert_summary(summary: dict[str, Any], stream: TextIO | None = None) -> None:
     """Human-readable summary of :func:`convert` (failures and rejections listed by name)."""
     out = stream or sys.stdout

@@ -172,6 +172,28 @@ def decode_table(table: pa.Table) -> tuple[RaggedBatch, np.ndarray]:
     missing = [name for name in (*schema.CONDITION_FIELDS, schema.MUONS_COLUMN) if name not in names]
     if missing:
         raise NativeFormatError(f"missing column(s) {', '.join(missing)}")
+    conditions, weights, ids, null_rows = _decode_conditions(table)
+    offsets, flat_muons, null_muons = decode_muons(table.column(schema.MUONS_COLUMN))
+    return RaggedBatch.from_offsets(conditions, offsets, flat_muons, weights, ids), null_rows | null_muons
+
+
+def decode_primaries_table(table: pa.Table) -> tuple[RaggedBatch, np.ndarray]:
+    """A table of primaries (the native condition columns, optional weight and id columns, no
+    ``muons`` column) -> (RaggedBatch of raw values without muons, (B,) bool rows with a null value)."""
+    conditions, weights, ids, null_rows = _decode_conditions(table)
+    n_events = conditions.shape[0]
+    return RaggedBatch.from_offsets(conditions, np.zeros(n_events + 1, np.int64), np.zeros((0, 3), np.float32),
+                                    weights, ids), null_rows
+
+
+def _decode_conditions(table: pa.Table) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """(conditions (B, 4) float32 [GeV, rad, A, km], weights (B,) float64 [Hz] or None, ids (B, 2)
+    uint64 or None, (B,) bool rows with a null value) of a native table; raises
+    :class:`NativeFormatError` naming missing condition columns."""
+    names = set(table.column_names)
+    missing = [name for name in schema.CONDITION_FIELDS if name not in names]
+    if missing:
+        raise NativeFormatError(f"missing column(s) {', '.join(missing)}")
     n_events = table.num_rows
     conditions = np.empty((n_events, 4), dtype=np.float32)
     null_rows = np.zeros(n_events, dtype=bool)
@@ -192,8 +214,7 @@ def decode_table(table: pa.Table) -> tuple[RaggedBatch, np.ndarray]:
         for i, name in enumerate(schema.ID_COLUMNS):
             column = _single_chunk(table.column(name))
             ids[:, i] = column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.uint64)
-    offsets, flat_muons, null_muons = decode_muons(table.column(schema.MUONS_COLUMN))
-    return RaggedBatch.from_offsets(conditions, offsets, flat_muons, weights, ids), null_rows | null_muons
+    return conditions, weights, ids, null_rows
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:

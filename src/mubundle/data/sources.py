@@ -160,8 +160,15 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "special file")
 
 
-def detect_layout(path: str | os.PathLike) -> str:
-    """``native``, ``legacy-parquet``, ``legacy-hdf5`` or ``corsika`` (raises DataFileError otherwise)."""
+#: Parquet files of primaries only: the native condition columns without ``muons`` (read by
+#: ``generate --primaries`` and ``simulate --primaries``, refused as events).
+PRIMARIES_LAYOUT = "primaries"
+
+
+def detect_layout(path: str | os.PathLike, primaries: bool = False) -> str:
+    """``native``, ``legacy-parquet``, ``legacy-hdf5`` or ``corsika`` (raises DataFileError otherwise);
+    with ``primaries`` (a reader of primaries only) also :data:`PRIMARIES_LAYOUT`, which a reader of
+    events refuses with a message saying what the file is."""
     path = remote.as_path(path)
     with file_errors(path):
         if not remote.exists(path):
@@ -181,7 +188,15 @@ def detect_layout(path: str | os.PathLike) -> str:
                 return "native"
             if {legacy.PRIMARY_COLUMN, legacy.MUONS_COLUMN} <= names:
                 return "legacy-parquet"
-            raise DataFileError(path, f"Parquet file with unknown columns {sorted(names)}")
+            if set(schema.CONDITION_FIELDS) <= names:
+                if primaries:
+                    return PRIMARIES_LAYOUT
+                raise DataFileError(path, f"Parquet file of primaries only ({', '.join(schema.CONDITION_FIELDS)}; no "
+                                          f"'{schema.MUONS_COLUMN}' column): events need their muons; primaries are read "
+                                          "by generate --primaries and simulate --primaries")
+            missing = [name for name in (*schema.CONDITION_FIELDS, schema.MUONS_COLUMN) if name not in names]
+            raise DataFileError(path, f"Parquet file with unknown columns {sorted(names)}: neither the native layout "
+                                      f"(missing {', '.join(missing)}) nor the original pipeline's")
         if head == _HDF5_MAGIC:
             return "legacy-hdf5"
         if corsika.looks_like_corsika(path):
@@ -205,10 +220,11 @@ class Piece:
     thinning: bool = False  # CORSIKA only: thinned block format
 
 
-def list_pieces(path: str | os.PathLike) -> list[Piece]:
-    """Pieces of one file from its metadata only (no event data is read)."""
+def list_pieces(path: str | os.PathLike, primaries: bool = False) -> list[Piece]:
+    """Pieces of one file from its metadata only (no event data is read); ``primaries``: a file of
+    primaries only is accepted too (:func:`detect_layout`)."""
     path = remote.as_path(path)
-    layout = detect_layout(path)
+    layout = detect_layout(path, primaries)
     with file_errors(path), remote.opened(path) as source:
         if layout == "legacy-hdf5":
             import h5py
@@ -253,7 +269,8 @@ def decode_piece(piece: Piece) -> DecodedRows:
         table = parquet.read_row_group(piece.index, use_threads=False)
         if piece.layout == "legacy-parquet":
             return legacy.decode_parquet_table(table, piece.path, piece.first_row, piece.units, piece.primary_width)
-        batch, null_rows = native.decode_table(table)
+        decode = native.decode_primaries_table if piece.layout == PRIMARIES_LAYOUT else native.decode_table
+        batch, null_rows = decode(table)
         structural = np.where(null_rows, np.int8(1), np.int8(0)).astype(np.int8)  # code 1 = null_value
         rows = piece.first_row + np.arange(len(batch), dtype=np.int64)
         return DecodedRows(piece.path, batch, structural, rows)

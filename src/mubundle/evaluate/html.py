@@ -328,6 +328,8 @@ def _info_section(metrics: dict[str, Any]) -> str:
     rejected = info.get("reference_rejected_rows")
     if rejected:
         rows.append(("reference rows rejected (reason: count)", ", ".join(f"{k}: {v}" for k, v in rejected.items())))
+    if info.get("reference_quarantine"):
+        rows.append(("rejected reference rows (file, row, reason, raw values)", info["reference_quarantine"]))
     for failed in info.get("reference_failed_files", []):
         rows.append(("unreadable reference file", f"{failed['path']}: {failed['error']}"))
     body = "".join(f"<tr><td class='name'>{html.escape(str(k))}</td><td class='name'>{html.escape(str(v))}</td></tr>" for k, v in rows)

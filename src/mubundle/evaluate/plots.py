@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.schema import ENERGY
 from mubundle.evaluate.features import event_observables, muon_observables
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,14 @@ def _pyplot():
 
 def _finite(values: np.ndarray) -> np.ndarray:
     return values[np.isfinite(values)]
+
+
+def _legend(axis: Axes, **options: Any) -> None:
+    """``axis.legend(**options)`` when the axis has a labelled artist; none otherwise (matplotlib
+    would warn "No artists with labels found", e.g. with no E0 bin of enough events for a coverage)."""
+    handles, _ = axis.get_legend_handles_labels()
+    if handles:
+        axis.legend(**options)
 
 
 def _edges(reference: np.ndarray, model: np.ndarray, n_bins: int = 40) -> np.ndarray | None:
@@ -81,7 +93,7 @@ def histogram_with_ratio(
         if logy and (ref_density > 0).any():
             top.set_yscale("log")
         top.set_ylabel("normalised density")
-        top.legend(fontsize=10)
+        _legend(top, fontsize=10)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = model_density / ref_density
             error = ratio * np.sqrt(1.0 / model_counts + 1.0 / ref_counts)
@@ -121,7 +133,7 @@ def profile_plot(
             axis.errorbar(centres, mean, yerr=sem, fmt="o-", ms=4, label=label, color=colour)
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)
-        axis.legend(fontsize=10)
+        _legend(axis, fontsize=10)
         figure.savefig(path, dpi=80)
         plt.close(figure)
     return True
@@ -238,7 +250,7 @@ def calibration_plot(calibration: dict, out_dir: Path) -> Figure | None:
         if ks["ratio"] is not None:
             title += f": KS {ks['model']:.3g} = {ks['ratio']:.2g} x floor"
         pit_axis.set_title(title, fontsize=14)
-        pit_axis.legend(fontsize=12, loc="upper center", ncol=2)
+        _legend(pit_axis, fontsize=12, loc="upper center", ncol=2)
 
         energy_bins = [entry for entry in calibration["bins"].get("energy", [])
                        if entry["coverage_50"]["observed"] is not None]
@@ -256,7 +268,7 @@ def calibration_plot(calibration: dict, out_dir: Path) -> Figure | None:
         coverage_axis.set_ylim(0.0, 1.05)
         coverage_axis.set_ylabel("fraction of true N inside")
         coverage_axis.set_title("central-interval coverage vs E0", fontsize=14)
-        coverage_axis.legend(fontsize=11, loc="lower right")
+        _legend(coverage_axis, fontsize=11, loc="lower right")
 
         rows = np.arange(len(mean_pit_rows))
         mean_axis.axvline(0.5, color="tab:green", lw=1.5)

@@ -4,7 +4,8 @@ Output directory: ``metrics.json`` (every metric ``{"model", "floor", "ratio"}``
 and per condition bin; ``"tails"``, the rates of rare classes with Poisson intervals and the
 per-muon log W1 (:mod:`mubundle.evaluate.tails`); with a model also ``"calibration"``, the
 multiplicity PIT check),
-PNG plots, and ``report.html`` (see :mod:`mubundle.evaluate.html`).
+PNG plots, and ``report.html`` (see :mod:`mubundle.evaluate.html`); rejected reference rows
+go to ``_quarantine/reference.parquet`` (:data:`QUARANTINE_NAME`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -26,9 +27,60 @@ from mubundle.evaluate.features import summary_quantities
 from mubundle.evaluate.metrics import METRICS, compare, is_paired
 from mubundle.evaluate.tails import tail_report
 
+if TYPE_CHECKING:
+    from mubundle.data.sources import LoadResult
+
 #: Quality targets of the project (reported as pass/fail, never enforced).
 TARGET_MAX_RATIO = 1.5
 TARGET_MAX_AUC = 0.55
+
+#: Rejected reference rows, inside the output directory. ``_quarantine`` as ``mubundle convert``'s:
+#: readers skip entries starting with ``_``, so a report directory inside a reference directory
+#: never feeds its rejected rows back in as reference data.
+QUARANTINE_NAME = Path("_quarantine") / "reference.parquet"
+#: Unreadable files named in the error when no reference event is left (all are on stderr).
+FAILED_FILES_IN_ERROR = 3
+
+
+def rejected_rows_line(rejected: dict[str, int], quarantine: Path | None) -> str:
+    """``"4 rows rejected (zenith_out_of_range: 4); rejected rows in OUT/_quarantine/reference.parquet"``."""
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in rejected.items())
+    where = f"; rejected rows in {quarantine}" if quarantine is not None else ""
+    return f"{sum(rejected.values())} rows rejected ({reasons}){where}"
+
+
+def reference_problem_lines(loaded: LoadResult, quarantine: Path | None) -> list[str]:
+    """One line per unreadable reference file (path and error), one for the rejected rows by reason."""
+    lines = [f"could not read reference file {failed['path']}: {failed['error']}" for failed in loaded.failed_files]
+    if loaded.rejected:
+        lines.append(f"reference: {rejected_rows_line(loaded.rejected, quarantine)}")
+    return lines
+
+
+def no_reference_events_message(reference_paths: Any, loaded: LoadResult, quarantine: Path | None) -> str:
+    """Why no reference event is left: the rejected rows by reason and the unreadable files."""
+    causes = []
+    if loaded.rejected:
+        causes.append(rejected_rows_line(loaded.rejected, quarantine))
+    failed = loaded.failed_files
+    if failed:
+        named = "; ".join(f"{f['path']}: {f['error']}" for f in failed[:FAILED_FILES_IN_ERROR])
+        more = f"; {len(failed) - FAILED_FILES_IN_ERROR} more listed above" if len(failed) > FAILED_FILES_IN_ERROR else ""
+        causes.append(f"{len(failed)} file(s) could not be read ({named}{more})")
+    why = "; ".join(causes) or "the files hold no events"
+    return f"no reference events could be read from {', '.join(redact_paths(reference_paths))}: {why}"
+
+
+def quarantine_reference(loaded: LoadResult, out_dir: str | os.PathLike) -> Path | None:
+    """Write the rejected reference rows to ``out_dir/QUARANTINE_NAME`` (file, row, reason, raw values)
+    and print the reference's problems to stderr. Returns the quarantine path, or None when no row
+    was rejected (an earlier run's quarantine file there is then removed)."""
+    from mubundle.data.validate import write_quarantine
+
+    quarantine = write_quarantine(loaded.rejected_rows, Path(out_dir) / QUARANTINE_NAME)
+    for line in reference_problem_lines(loaded, quarantine):
+        print(line, file=sys.stderr)
+    return quarantine
 
 
 def summarise(overall: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -196,8 +248,11 @@ def evaluate_model(
     metric's ratio per seed and its mean (``metrics["seed_spread"]``): one generated sample
     moves a ratio by tens of percent, so model choices should rest on the mean.
 
-    Rejected reference rows and unreadable files are counted in ``metrics["info"]`` and the
-    report; raises ``ValueError`` when no reference event could be read, and
+    Rejected reference rows and unreadable files are printed to stderr and counted in
+    ``metrics["info"]`` and the report; the rejected rows are written to
+    ``out_dir/_quarantine/reference.parquet`` (``info["reference_quarantine"]``, None if none).
+    Raises ``ValueError`` naming the rejection reasons and unreadable files when no reference
+    event could be read, and
     ``ValueError``/``TypeError`` naming the argument for a seed that is not an integer >= 0,
     ``seeds`` < 1 or ``max_events`` < 1. Reference primaries
     outside the model's domain (:mod:`mubundle.model.domain`) raise ``ExtrapolationError``
@@ -222,10 +277,10 @@ def evaluate_model(
         raise OutputRefusedError(f"--out {out_dir} is a file; evaluate writes a directory (metrics.json, plots, report.html)")
     with directory_lock(out_dir, "mubundle evaluate"):  # one live evaluation per output directory
         loaded = read_events(reference_paths, max_events=max_events)
+        quarantine = quarantine_reference(loaded, out_dir)
         reference = loaded.batch
         if len(reference) == 0:
-            failures = "; ".join(f"{f['path']}: {f['error']}" for f in loaded.failed_files) or "no events found"
-            raise ValueError(f"no reference events could be read from {', '.join(redact_paths(reference_paths))} ({failures})")
+            raise ValueError(no_reference_events_message(reference_paths, loaded, quarantine))
         reference = RaggedBatch(reference.conditions, reference.counts, reference.flat_muons)  # weights are not compared
         model = load_model(model_path, device=device)
         c = reference.conditions
@@ -243,6 +298,7 @@ def evaluate_model(
             "reference": redact_paths(reference_paths),  # URL credentials never reach the report
             "reference_rejected_rows": loaded.rejected,
             "reference_failed_files": loaded.failed_files,
+            "reference_quarantine": None if quarantine is None else str(quarantine),
             "generation_seconds": round(generation_seconds, 2),
             "model_domain": describe(model.domain),
             # the tail maps of model.json "calibration" (docs/model.md); [] for a model without

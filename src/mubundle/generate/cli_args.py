@@ -72,8 +72,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 def print_summary(summary: GenerationSummary, stream=None) -> None:
     """Human-readable lines (to ``stream``, default stderr) about what was written, rejected and failed."""
     stream = sys.stderr if stream is None else stream
-    print(f"wrote {summary.events} events ({summary.muons} muons) to {summary.out} "
-          f"[{summary.format}] in {summary.seconds:.1f} s", file=stream)
+    if summary.events:
+        print(f"wrote {summary.events} events ({summary.muons} muons) to {summary.out} "
+              f"[{summary.format}] in {summary.seconds:.1f} s", file=stream)
     if summary.rejected:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in summary.rejected.items())
         where = f"; rows quarantined in {summary.quarantine}" if summary.quarantine else ""
@@ -86,6 +87,9 @@ def print_summary(summary: GenerationSummary, stream=None) -> None:
     if summary.rate_hz is not None:
         print(f"summed weight (rate per depth) {summary.rate_hz:.6g} Hz; "
               f"direct integral of the flux {summary.reference_rate_hz:.6g} Hz", file=stream)
+    if not summary.events:
+        print(f"generated no event ({sum(summary.rejected.values())} primaries rejected, {len(summary.failed_files)} "
+              f"files not read, none usable): no output written to {summary.out}", file=stream)
 
 
 def model_ref(model: Path | None, device: str) -> ModelRef:
@@ -135,6 +139,8 @@ def generate_from_args(args: argparse.Namespace) -> int:
         summary = generate_from_flux(model, settings, args.out, **common)
     else:
         summary = generate_from_primaries(model, args.primaries, args.out, **common)
+    if not summary.events:  # an empty file would pass for a result
+        Path(summary.out).unlink(missing_ok=True)
     print_summary(summary)
     print(json.dumps(summary.to_dict()))
     return 0 if summary.events > 0 else 1

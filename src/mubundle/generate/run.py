@@ -20,6 +20,7 @@ from mubundle.argtypes import MAX_DEPTH_KM, MAX_PRIMARY_ENERGY_GEV, SPECTRAL_IND
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.output_paths import check_output_file, output_format
 from mubundle.data.native import default_metadata
+from mubundle.data.primaries import PrimaryReadReport, iter_primaries
 from mubundle.data.sources import DataFileError, expand_paths, list_pieces
 from mubundle.data.validate import QuarantineWriter
 from mubundle.errors import InvalidValueError, check_finite_number, check_integer
@@ -33,7 +34,6 @@ from mubundle.generate.flux import (
     sample_flux_primaries,
 )
 from mubundle.generate.output import FORMATS, EventFileWriter
-from mubundle.generate.primaries import PrimaryReadReport, iter_primaries
 from mubundle.model.domain import check_primaries
 from mubundle.generate.tasks import ModelRef, require_model_ref, sample_chunk_job, sample_conditions  # noqa: F401 (sample_conditions: API)
 from mubundle.sim.config import SimConfig
@@ -129,11 +129,11 @@ class GenerationSummary:
 
 
 def count_rows(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> int | None:
-    """Rows in ``paths`` from file metadata (for the progress bar); None if unknown."""
+    """Rows of primaries in ``paths`` from file metadata (for the progress bar); None if unknown."""
     total = 0
     try:
         for path in expand_paths(paths):
-            total += sum(piece.n_rows for piece in list_pieces(path))
+            total += sum(piece.n_rows for piece in list_pieces(path, primaries=True))
     except DataFileError:
         return None  # the failing file is reported by the reader; the bar just has no total
     return total
@@ -185,10 +185,10 @@ def generate_from_primaries(
     with QuarantineWriter(quarantine_path(out)) as quarantine, EventFileWriter(out, format, file_metadata) as writer, bar:
 
         def accepted_pieces() -> Iterator[np.ndarray]:
-            for conditions, rejected in iter_primaries(primaries, report):
-                quarantine.write(rejected)
-                bar.update(len(rejected))
-                yield conditions
+            for piece in iter_primaries(primaries, report):
+                quarantine.write(piece.rejected)
+                bar.update(len(piece.rejected))
+                yield piece.conditions
 
         def jobs() -> Iterator[tuple]:
             nonlocal extrapolated
@@ -271,9 +271,9 @@ class FluxSettings:
                                          unit="GeV") for i, e in enumerate(self.energy_range))
         zlow, zhigh = (check_finite_number(f"zenith_range[{i}]", z, 0.0, np.pi / 2, unit="rad")
                        for i, z in enumerate(self.zenith_range))
-        if low > high or zlow > zhigh:
-            raise InvalidValueError(f"ranges must have LO <= HI, got energy_range {self.energy_range}, "
-                                    f"zenith_range {self.zenith_range}")
+        for name, (lo, hi), unit in (("energy_range", (low, high), "GeV"), ("zenith_range", (zlow, zhigh), "rad")):
+            if lo > hi:
+                raise InvalidValueError(f"{name} must have LO <= HI, got {lo:g} {hi:g} {unit}")
         if not self.depths_km:
             raise InvalidValueError("depths_km must hold at least one depth [km]")
         for i, depth in enumerate(self.depths_km):

@@ -138,14 +138,14 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output dataset directory (resumed if it exists)")
     parser.add_argument("--showers", type=positive_int,
                         help="number of air showers (one event per depth each); not with --primaries")
-    parser.add_argument("--primary", default=defaults.primary, choices=[*PRIMARY_MASSES, "mix"],
-                        help="primary nucleus, or 'mix' (uniform over p, He4, N14, Al27, Fe56)")
+    parser.add_argument("--primary", default=None, choices=[*PRIMARY_MASSES, "mix"],
+                        help=f"primary nucleus, or 'mix' (uniform over p, He4, N14, Al27, Fe56; default {defaults.primary})")
     energy = parser.add_mutually_exclusive_group()
     energy.add_argument("--energy", type=_ENERGY, metavar="GEV", help="fixed primary energy in GeV")
     energy.add_argument("--energy-range", type=_ENERGY, nargs=2, metavar=("LO", "HI"),
                         help=f"primary energy range in GeV (default {defaults.energy_range[0]:g} {defaults.energy_range[1]:g})")
-    parser.add_argument("--spectral-index", type=finite_float(*SPECTRAL_INDEX_RANGE), default=defaults.spectral_index, metavar="G",
-                        help="dN/dE ~ E^-G between LO and HI (1 = flat in log E)")
+    parser.add_argument("--spectral-index", type=finite_float(*SPECTRAL_INDEX_RANGE), default=None, metavar="G",
+                        help=f"dN/dE ~ E^-G between LO and HI (1 = flat in log E; default {defaults.spectral_index:g})")
     zenith = parser.add_mutually_exclusive_group()
     zenith.add_argument("--zenith", type=_ZENITH_DEG, metavar="DEG", help="fixed zenith angle in degrees")
     zenith.add_argument("--zenith-range", type=_ZENITH_DEG, nargs=2, metavar=("LO", "HI"),
@@ -167,8 +167,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight each event to this cosmic-ray flux (Hz, as `mubundle generate --flux`)")
     parser.add_argument("--generation-gamma", type=finite_float(*SPECTRAL_INDEX_RANGE), default=None, metavar="G",
                         help="generation spectrum E^-G (same as --spectral-index)")
-    parser.add_argument("--area", type=finite_float(0.0, None, min_inclusive=False, unit="m^2"), default=defaults.area_m2,
-                        metavar="M2", help="disc perpendicular to the axis (m^2) the flux weights refer to")
+    parser.add_argument("--area", type=finite_float(0.0, None, min_inclusive=False, unit="m^2"), default=None,
+                        metavar="M2", help=f"disc perpendicular to the axis (m^2) the flux weights refer to (default {defaults.area_m2:g})")
     add_given_primaries_arguments(parser)
 
 
@@ -176,10 +176,24 @@ def add_given_primaries_arguments(parser: argparse.ArgumentParser) -> None:
     """``--primaries FILE... [--repeat K]`` and ``--surface-altitude M``."""
     parser.add_argument("--primaries", nargs="+", metavar="FILE",
                         help="simulate one shower per event of these files (any readable layout) instead of sampling")
-    parser.add_argument("--repeat", type=positive_int, default=1, metavar="K",
-                        help="with --primaries: simulate each primary K times in a row")
+    parser.add_argument("--repeat", type=positive_int, default=None, metavar="K",
+                        help="with --primaries: simulate each primary K times in a row (default 1)")
     parser.add_argument("--surface-altitude", type=finite_float(-1000.0, 100_000.0, unit="m"), default=None, metavar="M",
                         help="observation level (the medium's surface) in m a.s.l. (default: the site's; IceCube 2835)")
+
+
+#: ``mubundle simulate`` flags that only sampled primaries use (argparse dest, flag)
+_SAMPLING_FLAGS = (("primary", "--primary"), ("energy", "--energy"), ("energy_range", "--energy-range"),
+                   ("spectral_index", "--spectral-index"), ("generation_gamma", "--generation-gamma"),
+                   ("zenith", "--zenith"), ("zenith_range", "--zenith-range"), ("flux", "--flux"), ("area", "--area"))
+
+
+def given_sampling_conflicts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(flags given that need --primaries, flags given that only sampled primaries use, when
+    --primaries is given): a flag that would be ignored is refused instead."""
+    if getattr(args, "primaries", None):
+        return [], [flag for dest, flag in _SAMPLING_FLAGS if getattr(args, dest, None) is not None]
+    return ["--repeat"] if getattr(args, "repeat", None) is not None else [], []
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -189,7 +203,13 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         raise ValueError("--showers and --primaries exclude each other (--primaries gives one shower per event)")
     if not primaries and args.showers is None:
         raise ValueError("give --showers N (sampled primaries) or --primaries FILE...")
-    if getattr(args, "repeat", 1) < 1:
+    given_only, sampled_only = given_sampling_conflicts(args)
+    if given_only:
+        raise ValueError(f"{', '.join(given_only)}: only with --primaries")
+    if sampled_only:
+        raise ValueError(f"{', '.join(sampled_only)}: sampled primaries only; --primaries takes energy, zenith and mass "
+                         "from its files (and weights no flux)")
+    if getattr(args, "repeat", None) is not None and args.repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
     config = SimConfig(showers=args.showers if args.showers is not None else 0)
     energy_range = config.energy_range
@@ -204,7 +224,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         zenith_range = tuple(args.zenith_range)
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    spectral_index = args.spectral_index
+    spectral_index = config.spectral_index if args.spectral_index is None else args.spectral_index
     generation_gamma = getattr(args, "generation_gamma", None)
     if generation_gamma is not None:
         if spectral_index != config.spectral_index and spectral_index != generation_gamma:
@@ -212,7 +232,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         spectral_index = generation_gamma
     return replace(
         config,
-        primary=args.primary,
+        primary=config.primary if args.primary is None else args.primary,
         energy_range=energy_range,
         spectral_index=spectral_index,
         zenith_range_deg=zenith_range,
@@ -222,6 +242,6 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         seed=args.seed,
         site=getattr(args, "site", config.site),
         flux=getattr(args, "flux", None),
-        area_m2=getattr(args, "area", config.area_m2),
+        area_m2=config.area_m2 if getattr(args, "area", None) is None else args.area,
         surface_altitude_m=getattr(args, "surface_altitude", config.surface_altitude_m),
     )

@@ -1,11 +1,14 @@
 """``mubundle simulate --primaries FILE...``: one simulated shower per given primary.
 
-The primaries are the events of any readable file (``mubundle.data.sources.read_events``:
-native shards, legacy layouts, CORSIKA files where supported): each accepted event row gives
-one primary (energy, zenith, mass), simulated ``repeat`` times in a row (row 0 K times, then
-row 1 K times, ...), each shower observed at the configured ``--depths`` like sampled
-primaries. Rows the simulator cannot take (zenith beyond the flat-earth limit, mass < 1, ...)
-are reported one line each and counted, never silently dropped.
+The primaries are the rows of any readable file (:func:`mubundle.data.primaries.iter_primaries`:
+native shards, Parquet files of primaries only, legacy layouts, CORSIKA files), their muons
+ignored: each row with a valid primary gives one primary (energy, zenith, mass), simulated
+``repeat`` times in a row (row 0 K times, then row 1 K times, ...), each shower observed at the
+configured ``--depths`` like sampled primaries. Rows the reader rejects (NaN, zenith outside
+[0, pi/2], ...) and rows the simulator cannot take (zenith beyond its 89 deg, mass < 1, ...) are
+counted on stderr (the simulator's refusals with file and row), listed in
+``OUT/_quarantine/rejected.parquet`` (file, row, reason, raw values) and in the manifest, never
+silently dropped.
 
 Chunking, seeding, atomic shards and resumption are those of ``simulate_dataset``: chunk k
 of the expanded list (``showers_per_chunk`` showers) draws everything from
@@ -26,28 +29,71 @@ import numpy as np
 
 from mubundle.configio import to_yaml
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.convert import QUARANTINE_NAME
+from mubundle.data.primaries import PrimaryPiece, PrimaryReadReport, iter_primaries
+from mubundle.data.validate import RejectedRows, write_quarantine
 from mubundle.sim.config import SimConfig
 
 PRODUCER = "mubundle simulate --primaries"
 
 
-def primaries_from_events(conditions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(energy GeV, zenith rad, mass A) of the usable rows of event ``conditions`` (B, 4), plus
-    one message per unusable row (its row number and why). Mass is rounded to an integer A."""
+#: The first lines of a --primaries dataset's sim_config.yaml: which of its settings are not used.
+CONFIG_HEADER = (
+    "# mubundle simulate --primaries: energy, zenith and mass of each shower are those of the files named in the\n"
+    "# shards' metadata ('primaries', each row 'repeat' times in a row); primary, energy_range, spectral_index,\n"
+    "# zenith_range_deg, flux and area_m2 below are defaults that were not used; showers = rows x repeat.\n"
+)
+
+#: Messages printed one per unusable row; the rest are counted (all of them are in the quarantine file).
+MAX_ROW_MESSAGES = 10
+
+
+def usable_primaries(piece: PrimaryPiece) -> tuple[np.ndarray, np.ndarray, np.ndarray, RejectedRows]:
+    """(energy GeV, zenith rad, mass A) of the rows of ``piece`` the simulator can take, and the
+    others as rejected rows (file, row, the rule they break, raw values). Mass is rounded to an
+    integer A."""
+    conditions = piece.conditions
     energy = conditions[:, 0].astype(np.float64)
     zenith = conditions[:, 1].astype(np.float64)
     mass = np.rint(conditions[:, 2].astype(np.float64))
     from mubundle.sim.run import primary_problems  # the rules of simulate_primaries
 
-    problems = primary_problems(energy, zenith, mass)
-    bad = np.zeros(energy.shape, bool)
-    messages = []
-    for reason, rows in problems.items():
-        for row in np.flatnonzero(rows & ~bad):
-            messages.append(f"primary row {row} (E={energy[row]:g} GeV, zenith={zenith[row]:g} rad, A={mass[row]:g}) not simulated: {reason}")
-        bad |= rows
+    reasons = np.full(energy.shape, None, dtype=object)
+    for reason, rows in primary_problems(energy, zenith, mass).items():
+        reasons[rows & (reasons == None)] = reason  # noqa: E711  (element-wise: rows without a reason yet)
+    bad = reasons != None  # noqa: E711
+    raw = RaggedBatch(conditions[bad], np.zeros(int(bad.sum()), np.int64), np.zeros((0, 3), np.float32))
+    refused = RejectedRows(np.full(int(bad.sum()), piece.file, dtype=object), piece.rows[bad], reasons[bad], raw)
     keep = ~bad
-    return energy[keep], zenith[keep], mass[keep], messages
+    return energy[keep], zenith[keep], mass[keep], refused
+
+
+def read_given_primaries(paths: list[str | os.PathLike]) -> tuple[np.ndarray, np.ndarray, np.ndarray, RejectedRows, int]:
+    """(energy GeV, zenith rad, mass A) of every usable row of ``paths`` in file order, all rows not
+    simulated (rejected by the reader or refused by the simulator; file, row, reason, raw values),
+    and the number of rows read. Prints one stderr line per unreadable file, the reader's
+    rejections by reason and the first :data:`MAX_ROW_MESSAGES` refusals (file and row)."""
+    report = PrimaryReadReport()
+    parts, not_simulated, refusals, rows_read = [], [], 0, 0
+    for piece in iter_primaries(paths, report):
+        energy, zenith, mass, refused = usable_primaries(piece)
+        parts.append((energy, zenith, mass))
+        not_simulated += [piece.rejected, refused]
+        rows_read += len(piece.conditions) + len(piece.rejected)
+        for file, row, reason, values in zip(refused.files, refused.rows, refused.reasons, refused.raw.conditions):
+            refusals += 1
+            if refusals <= MAX_ROW_MESSAGES:
+                print(f"mubundle simulate: {file} row {row} (E={values[0]:g} GeV, zenith={values[1]:g} rad, "
+                      f"A={values[2]:g}) not simulated: {reason}", file=sys.stderr)
+    for failed in report.failed_files:
+        print(f"mubundle simulate: {failed['path']}: not read: {failed['error']}", file=sys.stderr)
+    if report.rejected:
+        counts = ", ".join(f"{reason}: {n}" for reason, n in report.rejected.items())
+        print(f"mubundle simulate: {report.n_rejected} rows rejected by the reader ({counts})", file=sys.stderr)
+    if refusals > MAX_ROW_MESSAGES:
+        print(f"mubundle simulate: ... and {refusals - MAX_ROW_MESSAGES} more rows the simulator cannot take", file=sys.stderr)
+    energy, zenith, mass = (np.concatenate([part[i] for part in parts]) if parts else np.zeros(0) for i in range(3))
+    return energy, zenith, mass, RejectedRows.concat(not_simulated), rows_read
 
 
 def fingerprint(energy: np.ndarray, zenith: np.ndarray, mass: np.ndarray, repeat: int) -> str:
@@ -105,7 +151,6 @@ def simulate_given_primaries(
     from mubundle.data.dataset import begin_dataset, finish_dataset
     from mubundle.data.lock import directory_lock
     from mubundle.data.native import shard_path, write_shard
-    from mubundle.data.sources import read_events
     from mubundle.executors import open_executor
     from mubundle.sim.interactions import model_class
     from mubundle.sim.run import pending_chunks
@@ -113,28 +158,23 @@ def simulate_given_primaries(
     if repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {repeat}")
     model_class(config.interaction_model)
-    loaded = read_events(paths)
-    for failed in loaded.failed_files:
-        print(f"mubundle simulate: {failed['path']}: not read: {failed['error']}", file=sys.stderr)
-    for reason, count in loaded.rejected.items():
-        print(f"mubundle simulate: {count} event rows rejected by the reader: {reason}", file=sys.stderr)
-    energy, zenith, mass, messages = primaries_from_events(loaded.batch.conditions)
-    for message in messages:
-        print(f"mubundle simulate: {message}", file=sys.stderr)
-    if messages:
-        print(f"mubundle simulate: {len(messages)} of {len(loaded.batch)} primaries not simulated", file=sys.stderr)
+    energy, zenith, mass, not_simulated, rows_read = read_given_primaries(paths)
+    out_dir = Path(out_dir)
+    if len(not_simulated):
+        print(f"mubundle simulate: {len(not_simulated)} of {rows_read} primaries not simulated (rows in "
+              f"{out_dir / QUARANTINE_NAME})", file=sys.stderr)
     if energy.size == 0:
         raise ValueError(f"--primaries: no usable primary in {[str(p) for p in paths]}")
     print_ = fingerprint(energy, zenith, mass, repeat)
     config = replace(config, showers=energy.size * repeat)
     energy, zenith, mass = expand(energy, zenith, mass, repeat)
-    out_dir = Path(out_dir)
     with directory_lock(out_dir, PRODUCER):  # one writer per directory, as for sampled primaries
         remove_stale_temporaries(out_dir)
         todo = pending_chunks(config, out_dir, print_)
         begin_dataset(out_dir, PRODUCER, f"run the same `mubundle simulate --primaries` command again (--out {out_dir}) "
                       "to continue it; its finished shards are kept")
-        to_yaml(config, out_dir / "sim_config.yaml")
+        (out_dir / "sim_config.yaml").write_text(CONFIG_HEADER + to_yaml(config))
+        quarantine = write_quarantine(not_simulated, out_dir / QUARANTINE_NAME)
         sources = [str(p) for p in paths]
         done = config.showers - sum(_showers_in(config, c) for c in todo)
         if done:
@@ -152,5 +192,6 @@ def simulate_given_primaries(
             bar.close()
             remove_stale_temporaries(out_dir)
         shards = [shard_path(out_dir, chunk) for chunk in range(config.n_chunks)]
-        finish_dataset(out_dir, shards, PRODUCER, showers=config.showers, seed=config.seed, primaries=print_)
+        finish_dataset(out_dir, shards, PRODUCER, quarantine=[] if quarantine is None else [quarantine],
+                       showers=config.showers, seed=config.seed, primaries=print_, not_simulated=len(not_simulated))
     return shards

@@ -1,10 +1,11 @@
-"""Primaries of existing event files (any layout), piece by piece, muons ignored.
+"""Primaries of existing event files (any layout, or Parquet files of primaries only), piece by
+piece, muons ignored.
 
-``mubundle generate --primaries FILE`` generates one event per primary of FILE. Only the
-primary (energy, zenith, mass, depth) is validated: a row whose *muons* are bad still has a
-usable primary. Rows whose primary is bad are returned as
-:class:`~mubundle.data.validate.RejectedRows` (reported and quarantined by the caller),
-files that cannot be read are listed in ``failed_files``.
+``mubundle generate --primaries FILE`` and ``mubundle simulate --primaries FILE`` take one primary
+per row of FILE. Only the primary (energy, zenith, mass, depth) is validated: a row whose *muons*
+are bad still has a usable primary. Rows whose primary is bad are returned as
+:class:`~mubundle.data.validate.RejectedRows` (reported and quarantined by the caller), files that
+cannot be read are listed in ``failed_files``.
 """
 
 from __future__ import annotations
@@ -40,20 +41,33 @@ class PrimaryReadReport:
         return int(sum(self.rejected.values()))
 
 
+@dataclass(frozen=True)
+class PrimaryPiece:
+    """The primaries of one file piece: ``conditions`` (B, 4) float32 [GeV, rad, A, km] of the accepted
+    rows, their ``rows`` (B,) int64 in ``file`` (0-based), and the ``rejected`` rows."""
+
+    file: str
+    conditions: np.ndarray
+    rows: np.ndarray
+    rejected: RejectedRows
+
+
 def iter_primaries(
     paths: Sequence[str | os.PathLike] | str | os.PathLike, report: PrimaryReadReport
-) -> Iterator[tuple[np.ndarray, RejectedRows]]:
-    """Yield ``(conditions (B, 4) float32 [GeV, rad, A, km], rejected rows)`` per file piece, in file order.
+) -> Iterator[PrimaryPiece]:
+    """Yield the :class:`PrimaryPiece` of every file piece, in file order.
 
     ``report`` is updated in place. Memory is bounded by one piece (a Parquet row group or
     an HDF5 chunk).
     """
     for path in expand_paths(paths):
         try:
-            for piece in list_pieces(path):
-                accepted, rejected = validate(primaries_only(decode_piece(piece)))
+            for piece in list_pieces(path, primaries=True):
+                decoded = primaries_only(decode_piece(piece))
+                accepted, rejected = validate(decoded)
+                rows = decoded.rows[~np.isin(decoded.rows, rejected.rows)] if len(rejected) else decoded.rows
                 report.accepted += len(accepted)
                 add_counts(report.rejected, rejected.counts_by_reason())
-                yield accepted.conditions, rejected
+                yield PrimaryPiece(decoded.file, accepted.conditions, rows.astype(np.int64), rejected)
         except DataFileError as error:
             report.failed_files.append({"path": str(path), "error": error.reason})
