@@ -125,6 +125,11 @@ def test_sampling_outside_the_domain_is_refused_with_one_line_naming_value_bound
         model.sample(1e5, 1.5, 56.0, 2.0 / math.cos(1.5), seed=1)
     with pytest.raises(ValueError, match="vertical depth .*3 km is above"):  # slant 3 km straight down
         model.sample(1e5, 0.0, 1.0, 3.0, seed=1)
+    with pytest.raises(ExtrapolationError) as refused:  # two bounds crossed: both named, on one line
+        model.sample([1e5, 1e9, 1e5], 0.3, [1.0, 1.0, 60.0], 2.0, seed=1)
+    message = str(refused.value)
+    assert "\n" not in message and "energy 1e+09 GeV is above" in message
+    assert "(also mass number A 60 above 1-56): 2 of 3 events outside" in message
 
 
 def test_allow_extrapolation_samples_and_warns_once_per_call_with_the_count():

@@ -150,6 +150,11 @@ class Violation:
         return (f"{variable.title} {_format_value(variable, self.value)} is {self.side} the domain of model "
                 f"'{model_name}' ({_format_range(variable, self.bound)})")
 
+    def brief(self) -> str:
+        """The violation without the model's name, for a second one on the same line."""
+        variable = next(v for v in _VARIABLES if v.key == self.variable)
+        return f"{variable.title} {_format_value(variable, self.value)} {self.side} {_format_range(variable, self.bound)}"
+
 
 @dataclass(frozen=True)
 class DomainCheck:
@@ -168,7 +173,8 @@ class DomainCheck:
         if not self.violations:
             return f"all primaries are inside the domain of model '{model_name}'"
         first = self.violations[0].describe(model_name)
-        others = f" (and {len(self.violations) - 1} other bound(s))" if len(self.violations) > 1 else ""
+        others = "; ".join(v.brief() for v in self.violations[1:])
+        others = f" (also {others})" if others else ""
         return f"{first}{others}: {self.n_outside} of {len(self.outside)} events outside; {PROCEED_HINT}"
 
 
