@@ -167,7 +167,7 @@ def test_primary_codes_map_to_mass_numbers_and_other_primaries_to_none():
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("truncated", "truncated"),
+        ("truncated", "file is truncated: it ends inside a record after 0 complete shower(s)"),  # one Fortran record
         ("missing_event_end", "without its end record"),
         ("not_corsika_version", "is not a CORSIKA 7 version"),
         ("garbage_after_runh", "no event header after the run header"),
@@ -224,3 +224,14 @@ def test_depths_without_any_corsika_input_is_refused_not_ignored(tmp_path):
                              str(tmp_path / "out"), "--depths", "1.5"], capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--depths applies to CORSIKA particle files only" in result.stderr
+
+
+def test_depths_with_a_truncated_corsika_input_name_the_file_not_a_missing_corsika_input(tmp_path):
+    shower = dict(code=14, energy=1e6, zenith=0.1, particles=muon_rows([2e3], [0], [0]))
+    path = tmp_path / "DAT000098"
+    path.write_bytes(corsika_bytes([shower, shower])[: -273 * 4 - 100])  # cut inside the last record
+    result = subprocess.run([sys.executable, "-m", "mubundle", "convert", str(path), "--out", str(tmp_path / "out"),
+                             "--depths", "1.5"], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"FAILED {path}" in result.stdout and "file is truncated: it ends inside a record" in result.stdout
+    assert "applies to CORSIKA particle files only" not in result.stderr

@@ -32,6 +32,17 @@ def test_corrupt_truncated_and_foreign_files_are_reported_and_good_files_still_l
     assert all(error for error in failed.values())
 
 
+def test_a_foreign_hdf5_file_says_which_datasets_of_the_layout_it_lacks_and_what_it_holds(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "foreign.h5", "w") as handle:
+        handle["energies"] = np.arange(3.0)
+        handle["muons"] = np.zeros((2, 6))
+    error = read_events(tmp_path / "foreign.h5").failed_files[0]["error"]
+    assert "without the dataset(s) 'primaries', 'counts' of the original pipeline's layout" in error
+    assert error.endswith("it holds energies, muons") and "\n" not in error
+
+
 def test_missing_file_and_empty_glob_are_failures_not_silence(tmp_path):
     result = read_events([tmp_path / "nope.parquet", str(tmp_path / "*.h5")])
     assert len(result.batch) == 0

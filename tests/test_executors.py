@@ -87,6 +87,14 @@ def test_workers_and_dask_exclude_each_other_and_local_needs_a_count():
         require_model_ref(object(), "local:2")
 
 
+@pytest.mark.parametrize("flags", [["--dask", "local:0"], ["--dask", "local:2", "--workers", "2"]])
+def test_simulate_refuses_impossible_executor_flags_before_it_writes_anything(tmp_path, capsys, flags):
+    from mubundle.cli import main
+
+    assert main(["simulate", "--showers", "2", "--out", str(tmp_path / "out"), *flags]) == 2
+    assert "--dask" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A LocalCluster of 2 single-threaded worker processes (nannies restart killed ones)."""

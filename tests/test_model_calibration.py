@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,6 +16,7 @@ from mubundle.data.native import write_shard
 from mubundle.errors import EXIT_OUTPUT, InvalidValueError
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.calibration import IDENTITY, MuonCalibration, MuonEnergyMaps, PrimaryEnergyMap, QuantileMap, TailMap
+from mubundle.model.domain import ExtrapolationWarning, ModelDomain
 from mubundle.train.calibration_fit import (
     BULK_LEVELS,
     KNOTS,
@@ -27,6 +29,8 @@ from mubundle.train.calibration_fit import (
     fit_calibration,
     fit_upper_tail,
     generator_muons,
+    maps_of,
+    muon_energy_classes_of,
     muon_log10_e0,
 )
 from test_train_multiplicity_fit import energy_dependent_events, tiny_model
@@ -93,13 +97,41 @@ def test_the_fits_refuse_too_few_muons_a_generator_far_from_the_data_and_unknown
     rng = np.random.default_rng(1)
     with pytest.raises(ValueError, match="too few"):
         fit_upper_tail(rng.normal(size=500), rng.normal(size=500))
-    with pytest.raises(ValueError, match="not strictly increasing"):
+    with pytest.raises(ValueError, match="the generator's upper tail is so far from the data's that the map would fold back"):
         fit_upper_tail(rng.normal(5.0, 0.01, 5000), rng.normal(2.0, 0.01, 5000))
     muons = np.abs(rng.normal(size=(5000, 3))) + 1
     with pytest.raises(ValueError, match="one or more of energy, radius"):
         fit_calibration(muons, muons, maps=("size",))
     only_energy = fit_calibration(muons, muons, maps=("energy",))
     assert only_energy.log10_energy is not None and only_energy.log10_radius is None
+
+
+def test_a_map_that_cannot_be_fitted_names_the_map_its_e0_bin_whose_knots_and_what_to_do():
+    rng = np.random.default_rng(3)
+    # the generator's upper tail starts above the data's: the innermost knot, the generator's 95 % quantile
+    # (which maps onto itself), is not below the data's next knot
+    with pytest.raises(ValueError) as refused:
+        fit_upper_tail(rng.normal(5.0, 0.01, 5000), rng.normal(2.0, 0.01, 5000), "log10 E", "energy")
+    message = str(refused.value)
+    assert message.startswith("the energy map (log10 E, upper tail, all E0): the generator's quantile at level 0.95, 5")
+    assert "lies at or above the data's next knot 2" in message and message.endswith("or leave energy out of --maps")
+    # the data's radii tie in the E0 bin 5-5.5 (all at 5 m): that bin's data knots are named
+    n = 6000
+    log10_e0 = np.where(np.arange(n) < n // 2, 4.2, 5.2)
+    generated = np.stack([10 ** rng.uniform(1, 3, n), rng.normal(0, 10, n), rng.normal(0, 10, n)], axis=1)
+    data = generated.copy()
+    data[n // 2:, 1:] = (3.0, 4.0)
+    with pytest.raises(ValueError) as refused:
+        fit_calibration(generated, data, maps=("radius-by-energy",), log10_e0=log10_e0)
+    message = str(refused.value)
+    assert message.startswith("the radius-by-energy map (log10 r at log10 E0 5-5.5): the data's knots (quantiles at levels")
+    assert "are not strictly increasing: [0.699, 0.699," in message
+    assert message.endswith("fit on more events in that E0 range (e.g. a set restricted in energy, `mubundle simulate "
+                            "--energy-range`), or leave radius-by-energy out of --maps")
+    with pytest.raises(ValueError, match=r"the energy-by-energy map \(log10 E by E0\): no bin of 0.5 in log10 E0 holds "
+                                         r"2000 data muons with a log10 E \(the fullest: 1998 at log10 E0 4-4.5\); .*"
+                                         "or leave energy-by-energy out of --maps"):
+        fit_calibration(generated[:1998], data[:1998], maps=("energy-by-energy",), log10_e0=log10_e0[:1998])
 
 
 def test_a_radius_map_scales_x_and_y_alike_and_leaves_a_muon_on_the_axis_where_it_is():
@@ -437,6 +469,78 @@ def test_calibrate_refuses_to_refit_a_tail_map_under_a_kept_map_by_e0_before_wri
     with pytest.raises(ValueError, match="radius map by E0 and muon energy"):
         check_maps(["energy-by-energy"], MuonCalibration(log10_radius_by_e0=by_both))
     check_maps(["energy-by-energy"], MuonCalibration(log10_radius_by_e0=BY_E0))  # by E0 only: kept
+
+
+def test_calibrate_without_maps_refits_the_kinds_of_maps_the_input_model_holds(tmp_path, capsys):
+    from mubundle.generate.api import load_model
+
+    # the shipped models: every kind they hold, so that none is kept over a refitted one (check_maps passes)
+    icecube, arca = load_model("icecube").calibration, load_model("km3net-arca").calibration
+    assert maps_of(icecube) == ("energy", "energy-by-energy", "radius-by-energy", "energy-by-multiplicity-and-energy")
+    assert maps_of(arca) == ("energy", "radius", "energy-by-energy", "radius-by-energy", "energy-by-multiplicity")
+    assert (muon_energy_classes_of(icecube), muon_energy_classes_of(arca)) == (8, 4)
+    check_maps(maps_of(icecube), icecube, 8)
+    check_maps(maps_of(arca), arca, 4)
+    assert maps_of(None) == maps_of(MuonCalibration()) == ("energy", "radius") and muon_energy_classes_of(None) == 1
+
+    # `mubundle calibrate` without --maps on a model with an energy tail map and an energy map by E0
+    source = tiny_model(energy_dependent_events(300, seed=29))
+    conditions = energy_dependent_events(2500, seed=32).conditions
+    own = source.sample(*(conditions[:, i] for i in range(4)), seed=32)
+    write_shard(own, tmp_path / "train" / "part-00000.parquet", {})
+    source.calibration = MuonCalibration(log10_energy=UPPER, log10_energy_by_e0=BY_E0, fitted_on="test")
+    source.save(tmp_path / "model")
+    assert main(["calibrate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+                 "--out", str(tmp_path / "calibrated")]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["maps"] == ["energy", "energy-by-energy"] and printed["muon_energy_classes"] == 1
+    assert printed["maps_chosen_by"] == "the kinds of maps the input model holds"
+    calibrated = MuonBundleModel.load(tmp_path / "calibrated").calibration
+    assert calibrated.map_names == ["log10_energy", "log10_energy_by_e0"]
+    assert calibrated.log10_energy != UPPER and calibrated.log10_energy_by_e0 != BY_E0  # both refitted
+    report = json.loads((tmp_path / "calibrated" / "calibration.json").read_text())
+    assert report["maps"] == printed["maps"] and report["maps_chosen_by"] == printed["maps_chosen_by"]
+
+
+def test_calibrate_refuses_data_of_another_site_or_outside_the_domain_unless_extrapolation_is_allowed(tmp_path, capsys):
+    source = tiny_model(energy_dependent_events(300, seed=29))
+    write_shard(distorted_own_events(source, 1000, seed=30), tmp_path / "train" / "part-00000.parquet", {})
+    command = ["calibrate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+               "--out", str(tmp_path / "calibrated"), "--maps", "energy"]
+    name = str(tmp_path / "model")
+    # a sea-water model and files without a site key (South Pole ice): refused, extrapolation or not
+    source.domain = ModelDomain(energy_gev=(1e2, 1e7), zenith_rad=(0.0, 1.25), mass_number=(1.0, 56.0),
+                                slant_depth_km=(1.0, 3.0), site="km3net-arca", medium="sea water")
+    source.save(tmp_path / "model")
+    for extra in ([], ["--allow-extrapolation"]):
+        assert main([*command, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert f"calibration data {tmp_path / 'train'} is of site 'icecube', but model '{name}' was trained at site " \
+               "'km3net-arca' (sea water)" in err
+        assert not (tmp_path / "calibrated").exists()
+
+    # an ice model trained up to 1e5 GeV and events up to 1e6 GeV
+    source.domain = dataclasses.replace(source.domain, energy_gev=(1e2, 1e5), site="icecube", medium="ice")
+    source.save(tmp_path / "model")
+    outside = source.domain.check_conditions(energy_dependent_events(1000, seed=30).conditions)
+    assert 0 < outside.n_outside < 1000
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mubundle calibrate: error: calibration data: energy ")
+    assert f"is above the domain of model '{name}' (100-1e+05 GeV)" in err
+    assert f"{outside.n_outside} of 1000 events outside" in err and "--allow-extrapolation" in err
+    assert not (tmp_path / "calibrated" / "model.json").exists()
+
+    with pytest.warns(ExtrapolationWarning) as warned:
+        assert main([*command, "--allow-extrapolation"]) == 0
+    messages = [str(w.message) for w in warned if w.category is ExtrapolationWarning]
+    assert len(messages) == 1 and messages[0].startswith(f"extrapolating: {outside.n_outside} of 1000 calibration events "
+                                                         f"lie outside the domain of model '{name}'")
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["extrapolated_events"] == outside.n_outside
+    assert f"{outside.n_outside} events outside this domain (--allow-extrapolation)" in \
+        MuonBundleModel.load(tmp_path / "calibrated").domain.notes[-1]
 
 
 def test_calibrate_refuses_to_overwrite_its_input_model(tmp_path, capsys):

@@ -107,7 +107,7 @@ def test_an_interrupted_run_continues_without_duplicating_showers(tmp_path):
 def test_continuing_with_a_different_configuration_is_refused(tmp_path):
     out = tmp_path / "sim"
     simulate_dataset(replace(TINY, showers=2), out, workers=1)
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match=rf"different configuration \(seed: {TINY.seed} -> 99\); use a new --out"):
         simulate_dataset(replace(TINY, showers=2, seed=99), out, workers=1)
 
 

@@ -196,6 +196,71 @@ def test_init_from_starts_the_student_at_that_model(tmp_path):
         distill(tmp_path / "teacher", tmp_path / "third", dataclasses.replace(config, generator_hidden=16), show_progress=False)
 
 
+def test_default_primaries_outside_the_teachers_domain_are_counted_and_logged_like_given_ones(tmp_path, caplog):
+    from mubundle.model.domain import ModelDomain
+
+    teacher = tiny_teacher(tmp_path / "teacher")
+    # a teacher of 2.9-3.4 km (as km3net-arca): the simulate defaults' 1.5-2.5 km of ice lie outside
+    teacher.domain = ModelDomain(energy_gev=(1e4, 1e7), zenith_rad=(0.0, 1.25), mass_number=(1.0, 56.0),
+                                 slant_depth_km=(2.9, 125.0), site="km3net-arca", medium="sea water")
+    teacher.save(tmp_path / "teacher")
+    held_out = PrimarySampler().draw(128, np.random.default_rng([0, distill_module._HELDOUT_STREAM]))
+    expected = teacher.domain.check_conditions(held_out).n_outside
+    assert 0 < expected < 128
+    with caplog.at_level("WARNING", logger="mubundle.train.distill"):
+        summary = distill(tmp_path / "teacher", tmp_path / "run", small_config(steps=2), show_progress=False)
+    lines = [r.getMessage() for r in caplog.records if "outside the domain of the teacher" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"distill: {expected} of 128 default training primaries (`mubundle simulate` defaults, drawn for the held-out "
+        f"batch; --primaries gives others) lie outside the domain of the teacher {tmp_path / 'teacher'} (e.g. slant depth")
+    assert summary["primaries_outside_teacher_domain"] == {"outside": expected, "checked": 128, "primaries": "default"}
+    # given rows: the same line, all of them counted
+    caplog.clear()
+    rows = held_out[:10]
+    with caplog.at_level("WARNING", logger="mubundle.train.distill"):
+        summary = distill(tmp_path / "teacher", tmp_path / "given", small_config(steps=2), primaries=rows, show_progress=False)
+    outside = teacher.domain.check_conditions(rows).n_outside
+    assert any(r.getMessage().startswith(f"distill: {outside} of 10 training primaries lie outside the domain of the teacher")
+               for r in caplog.records)
+    assert summary["primaries_outside_teacher_domain"] == {"outside": outside, "checked": 10, "primaries": "given"}
+
+
+DISTILL = ["distill", "--steps", "2", "--batch-size", "8", "--device", "cpu"]
+
+
+def test_an_unreadable_primaries_file_is_named_with_what_is_wrong_not_printed_as_a_dict(tmp_path, capsys):
+    tiny_teacher(tmp_path / "teacher")
+    assert main([*DISTILL, "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "run"),
+                 "--primaries", str(tmp_path / "nope.parquet")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"mubundle distill: {tmp_path / 'nope.parquet'}: file not found",
+        f"mubundle distill: error: no usable primaries in {tmp_path / 'nope.parquet'}"]
+
+
+def test_a_student_size_no_network_can_have_is_refused_naming_the_config_file_before_anything_is_written(tmp_path, capsys):
+    tiny_teacher(tmp_path / "teacher")
+    config = tmp_path / "student.yaml"
+    config.write_text("multiplicity_hidden: 0\n")
+    assert main([*DISTILL, "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "run"),
+                 "--config", str(config)]) == 2
+    assert capsys.readouterr().err.strip() == f"mubundle distill: error: {config}: distill multiplicity_hidden must be >= 1, got 0"
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="distill generator_set_layers must be >= 0, got -1"):
+        small_config(generator_set_layers=-1)
+
+
+def test_init_from_a_missing_model_directory_is_one_line_naming_it_before_anything_is_written(tmp_path, capsys):
+    tiny_teacher(tmp_path / "teacher")
+    config = tmp_path / "student.yaml"
+    config.write_text(f"init_from: {tmp_path / 'nope'}\n")
+    assert main([*DISTILL, "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "run"),
+                 "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Errno" not in err
+    assert err.startswith(f"mubundle distill: error: distill init_from: model directory {tmp_path / 'nope'} does not exist")
+    assert not (tmp_path / "run").exists()
+
+
 def test_sliced_wasserstein_compares_distributions_not_pairs():
     generator = torch.Generator().manual_seed(0)
     target = torch.randn(5000, 3, generator=generator)

@@ -44,11 +44,26 @@ def test_cli_trains_then_resumes_the_same_run_with_a_larger_max_steps(tmp_path, 
 
 def test_run_directory_config_wins_over_a_config_file_on_resume(tmp_path):
     run = tmp_path / "run"
-    run.mkdir()
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "step-000000006.pt").touch()  # a run to resume (only the name is looked at)
     to_yaml(tiny_config(batch_size=16), run / "config.yaml")
     other = write_config(tmp_path / "other.yaml", batch_size=64)
-    config, changes = resolve_config(run, other, {"max_steps": 9})
+    with pytest.warns(UserWarning, match="--config .*other.yaml is ignored"):
+        config, changes = resolve_config(run, other, {"max_steps": 9})
     assert config.batch_size == 16 and config.max_steps == 9 and changes == {"max_steps": [6, 9]}
+
+
+def test_a_config_file_starts_a_directory_without_checkpoint_as_a_new_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    to_yaml(tiny_config(batch_size=16), run / "config.yaml")  # left by a first start that was refused
+    other = write_config(tmp_path / "other.yaml", batch_size=64)
+    with pytest.warns(UserWarning, match="has no checkpoint: starting it as a new run with --config"):
+        config, changes = resolve_config(run, other, {"max_steps": 9})
+    assert config.batch_size == 64 and config.max_steps == 9 and changes == {}
+    # without --config, the config.yaml of that start is the base of the new run
+    config, changes = resolve_config(run, None, {"max_steps": 9})
+    assert config.batch_size == 16 and changes == {}
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):

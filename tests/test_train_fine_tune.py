@@ -129,5 +129,8 @@ def test_supervised_children_get_the_fine_tuning_flags():
 
 
 def test_an_unreadable_init_model_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="cannot read the model config"):
+    with pytest.raises(ValueError, match="init_from: model directory .*missing does not exist"):
         with_init_model_config(TrainConfig(init_from=str(tmp_path / "missing")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="cannot read the model config"):
+        with_init_model_config(TrainConfig(init_from=str(tmp_path / "empty")))

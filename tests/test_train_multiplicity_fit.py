@@ -332,8 +332,8 @@ def test_distill_fits_a_smaller_network_to_the_models_own_distribution(tmp_path,
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     report = json.loads((tmp_path / "student" / "multiplicity_fit.json").read_text())
     assert report["objective"].startswith("distillation")
-    first = report["history"][0]["val_m_nll"]  # the divergence of the fresh student
-    assert printed["best_validation_nll"] < 0.2 * first
+    first = report["history"][0]["val_divergence"]  # the divergence of the fresh student
+    assert printed["best_validation_divergence"] < 0.2 * first
     # the student's mean N follows the teacher's
     student = MuonBundleModel.load(tmp_path / "student")
     assert student.config.multiplicity_hidden == hidden
@@ -345,9 +345,94 @@ def test_distill_fits_a_smaller_network_to_the_models_own_distribution(tmp_path,
     assert report["after"]["validation_nll"] < report["before"]["validation_nll"] + 0.05
 
 
+def test_distill_reports_divergences_not_nlls_and_refuses_keep_weights(tmp_path, capsys):
+    source = tiny_model(energy_dependent_events(300, seed=10))
+    source.domain = ModelDomain(energy_gev=(1e2, 1e7), zenith_rad=(0.0, 1.25), mass_number=(1.0, 56.0),
+                                slant_depth_km=(1.0, 3.0))
+    source.save(tmp_path / "model")
+    write_shard(energy_dependent_events(300, seed=11), tmp_path / "train" / "part-00000.parquet", {})
+    write_shard(energy_dependent_events(100, seed=12), tmp_path / "val" / "part-00000.parquet", {})
+    common = ["refit-multiplicity", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+              "--validation", str(tmp_path / "val"), "--max-epochs", "2", "--batch-size", "64", "--distill"]
+
+    # the student would start at the teacher's weights: divergence 0, nothing to fit
+    assert main([*common, "--out", str(tmp_path / "kept"), "--keep-weights"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--distill" in err and "drop --keep-weights" in err
+    assert not (tmp_path / "kept").exists()
+
+    assert main([*common, "--out", str(tmp_path / "student")]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = json.loads((tmp_path / "student" / "multiplicity_fit.json").read_text())
+    for figures in (printed, report, report["restarts"][0]):
+        assert "best_validation_divergence" in figures and "final_train_divergence" in figures
+        assert not {"best_validation_nll", "final_train_nll"} & set(figures)
+    assert all(set(entry) == {"step", "val_divergence", "best"} for entry in report["history"])
+    assert printed["before"]["validation_nll"] == report["before"]["validation_nll"]  # true NLLs keep their name
+    note = MuonBundleModel.load(tmp_path / "student").domain.notes[-1]
+    assert f"best validation divergence from the teacher {report['best_validation_divergence']:.6g}" in note
+
+
+def domain_model(tmp_path, site: str | None = "icecube", energy_gev=(1e2, 1e7)) -> None:
+    """tiny_model with a domain (energy_gev, zenith 0-1.25 rad, A 1-56, slant 1-3 km, ``site``) in tmp_path/model,
+    and its training and validation events (E0 1e4-1e6 GeV: files without a site key, South Pole ice)."""
+    source = tiny_model(energy_dependent_events(300, seed=10))
+    source.domain = ModelDomain(energy_gev=energy_gev, zenith_rad=(0.0, 1.25), mass_number=(1.0, 56.0),
+                                slant_depth_km=(1.0, 3.0), site=site, medium="sea water" if site == "km3net-arca" else "ice")
+    source.save(tmp_path / "model")
+    write_shard(energy_dependent_events(300, seed=11), tmp_path / "train" / "part-00000.parquet", {})
+    write_shard(energy_dependent_events(100, seed=12), tmp_path / "val" / "part-00000.parquet", {})
+
+
+def test_refit_refuses_data_of_another_site_even_with_allow_extrapolation(tmp_path, capsys):
+    domain_model(tmp_path, site="km3net-arca")
+    for extra in ([], ["--allow-extrapolation"]):
+        code = main(["refit-multiplicity", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+                     "--validation", str(tmp_path / "val"), "--out", str(tmp_path / "refit"), "--max-epochs", "2", *extra])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"training data {tmp_path / 'train'} is of site 'icecube', but model '{tmp_path / 'model'}' was trained " \
+               "at site 'km3net-arca' (sea water)" in err and "mubundle simulate --site km3net-arca" in err
+        assert not (tmp_path / "refit").exists()
+
+
+def test_refit_refuses_primaries_outside_the_models_domain_unless_extrapolation_is_allowed(tmp_path, capsys):
+    from mubundle.model.domain import ExtrapolationWarning
+
+    domain_model(tmp_path, energy_gev=(1e2, 1e5))  # the data reach 1e6 GeV
+    domain = MuonBundleModel.load(tmp_path / "model").domain
+    outside = {role: domain.check_conditions(energy_dependent_events(n, seed).conditions).n_outside
+               for role, n, seed in (("training", 300, 11), ("validation", 100, 12))}
+    assert 0 < outside["training"] < 300 and 0 < outside["validation"] < 100
+    command = ["refit-multiplicity", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "train"),
+               "--validation", str(tmp_path / "val"), "--out", str(tmp_path / "refit"), "--max-epochs", "2",
+               "--batch-size", "64"]
+
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "training data: energy " in err
+    assert f"is above the domain of model '{tmp_path / 'model'}' (100-1e+05 GeV)" in err
+    assert f"{outside['training']} of 300 events outside" in err and "--allow-extrapolation" in err
+    assert not (tmp_path / "refit" / "model.json").exists()
+
+    with pytest.warns(ExtrapolationWarning) as warned:
+        assert main([*command, "--allow-extrapolation"]) == 0
+    example = domain.check_conditions(energy_dependent_events(300, seed=11).conditions).violations[0]
+    assert [str(w.message) for w in warned if w.category is ExtrapolationWarning] == [  # one warning for both sets
+        f"extrapolating: {outside['training']} of 300 training and {outside['validation']} of 100 validation events "
+        f"lie outside the domain of model '{tmp_path / 'model'}' (e.g. {example.describe(str(tmp_path / 'model'))}); "
+        "they are fitted (--allow-extrapolation) and the model keeps its recorded domain"]
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["extrapolated_events"] == outside
+    refit = MuonBundleModel.load(tmp_path / "refit")
+    assert refit.domain.energy_gev == (1e2, 1e5)  # the domain stays the model's; its card says what was fitted
+    assert refit.domain.notes[-1].endswith(f"; {outside['training']} training and {outside['validation']} validation "
+                                           "events outside this domain (--allow-extrapolation)")
+
+
 def test_refit_records_itself_in_the_model_card(tmp_path, capsys):
     source = tiny_model(energy_dependent_events(300, seed=10))
-    source.domain = ModelDomain(energy_gev=(1e2, 1e7), zenith_rad=(0.0, 1.0), mass_number=(1.0, 56.0),
+    source.domain = ModelDomain(energy_gev=(1e2, 1e7), zenith_rad=(0.0, 1.25), mass_number=(1.0, 56.0),
                                 slant_depth_km=(1.0, 3.0), notes=("trained on the tiny set",))
     source.save(tmp_path / "model")
     write_shard(energy_dependent_events(300, seed=11), tmp_path / "train" / "part-00000.parquet", {})

@@ -95,19 +95,26 @@ seed_int = integer(0, 2**64 - 1)
 def finite_float_list(
     minimum: float | None = None, maximum: float | None = None, *, unit: str = ""
 ) -> Callable[[str], tuple[float, ...]]:
-    """argparse type for ``1.5,2.0,2.5``: one or more comma-separated finite floats in range."""
+    """argparse type for ``1.5,2.0,2.5``: one or more comma-separated finite floats in range, each
+    once (an empty item, as in ``1.5,,2``, or a repeated value is refused, not skipped)."""
     one = finite_float(minimum, maximum, unit=unit)
 
     def parse(text: str) -> tuple[float, ...]:
-        parts = [part.strip() for part in text.split(",") if part.strip()]
-        if not parts:
+        parts = [part.strip() for part in text.split(",")]
+        if not any(parts):
             raise argparse.ArgumentTypeError(f"expects comma-separated {unit or 'values'}, got {text!r}")
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"must be comma-separated {unit or 'values'} without empty items, got {text!r}")
         values = []
         for part in parts:
             try:
                 values.append(one(part))
             except argparse.ArgumentTypeError as error:
                 raise argparse.ArgumentTypeError(f"{part!r} of {text!r} {error}".replace(" must", ": must", 1)) from None
+        repeated = sorted({value for value in values if values.count(value) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(f"must be distinct values, got {', '.join(f'{v:g}' for v in repeated)} "
+                                             f"more than once in {text!r}")
         return tuple(values)
 
     parse.__name__ = "list"

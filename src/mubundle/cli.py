@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from mubundle import __version__
-from mubundle.argtypes import finite_float, non_negative_int, positive_int, seed_int
+from mubundle.argtypes import MAX_DEPTH_KM, finite_float, finite_float_list, non_negative_int, positive_int, seed_int
 from mubundle.errors import (
     DEBUG_ENV,
     EXIT_BROKEN_PIPE,
@@ -43,11 +43,8 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_convert)
 
 
-def _depth_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(value) for value in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated depths in km, got {text!r}") from None
+#: ``convert --depths``: slant depths in km of ice, as ``simulate --depths`` parses its vertical ones
+_depth_list = finite_float_list(0.0, MAX_DEPTH_KM, unit="km")
 
 
 def _run_convert(args: argparse.Namespace) -> int:
@@ -95,8 +92,11 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from mubundle.executors import check_executor_arguments
     from mubundle.sim.config import config_from_args
     from mubundle.sim.run import simulate_dataset
+
+    check_executor_arguments(args.dask, args.workers)  # before the output directory is made
 
     if args.primaries:
         from mubundle.sim.given import simulate_given_primaries
@@ -171,10 +171,14 @@ def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
                    help="continue from the model's multiplicity weights instead of a fresh seeded start")
     p.add_argument("--distill", action="store_true",
                    help="fit to the model's own multiplicity network (the teacher) on the conditions of --data "
-                        "instead of their N: a smaller network (--multiplicity-hidden) that keeps its rates")
+                        "instead of their N: a smaller network (--multiplicity-hidden) that keeps its rates; the "
+                        "figures reported are then divergences from the teacher (not with --keep-weights)")
     for field, what in (("hidden", "hidden width"), ("layers", "hidden layers"), ("components", "mixture components")):
         p.add_argument(f"--multiplicity-{field}", type=positive_int, dest=f"multiplicity_{field}",
                        help=f"refit a multiplicity network with this many {what} (default: the model's)")
+    p.add_argument("--allow-extrapolation", action="store_true",
+                   help="fit events outside the model's training domain (refused otherwise; counted and warned "
+                        "about); data of another site than the model's is always refused")
     p.set_defaults(run=_run_refit_multiplicity)
 
 
@@ -194,16 +198,20 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--maps", nargs="+",
                    choices=("energy", "radius", "energy-by-energy", "radius-by-energy", "energy-by-multiplicity",
                             "energy-by-multiplicity-and-energy"),
-                   default=["energy", "radius"],
+                   default=None,
                    help="what to fit: the muon energies' upper tail, the radii's two tails, the whole distribution of "
                         "either per half decade of E0 (*-by-energy, after the tail map), and of the muon energies per "
                         "class of the event's N (energy-by-multiplicity: 1, 2-3, 4-10; applied last; "
                         "energy-by-multiplicity-and-energy: per class and half decade of E0); maps not named "
-                        "are kept from the input model (default: energy radius)")
-    p.add_argument("--muon-energy-classes", type=positive_int, default=1, metavar="K",
+                        "are kept from the input model (default: the kinds of maps the input model holds, refitted; "
+                        "energy radius for a model without maps)")
+    p.add_argument("--muon-energy-classes", type=positive_int, default=None, metavar="K",
                    help="radius-by-energy: also by the muon's energy, in K classes at the data's muon-energy quantiles "
                         "per half decade of E0 (K x 2000 muons per bin, else one map); corrects how radius and energy "
-                        "go together (default 1: by E0 only)")
+                        "go together (default: without --maps the input model's K, else 1: by E0 only)")
+    p.add_argument("--allow-extrapolation", action="store_true",
+                   help="fit on events outside the model's training domain (refused otherwise; counted and warned "
+                        "about); data of another site than the model's is always refused")
     p.set_defaults(run=_run_calibrate)
 
 

@@ -209,8 +209,6 @@ class DaskExecutor(Executor):
         self._cluster = None
         if address.startswith("local:"):
             count = address.split(":", 1)[1]
-            if not count.isdigit() or int(count) < 1:
-                raise ValueError(f"--dask local:N needs a positive number of workers, got {address!r}")
             self._cluster = LocalCluster(
                 n_workers=int(count), threads_per_worker=1, processes=True, dashboard_address=None
             )
@@ -247,6 +245,19 @@ class DaskExecutor(Executor):
             self._cluster.close()
 
 
+def check_executor_arguments(dask: str | None, workers: int = 1) -> None:
+    """Refuse ``--dask`` / ``--workers`` combinations that cannot run (``ValueError``, one line), before a
+    command writes anything: both given, or ``local:N`` without a positive N."""
+    if dask is None:
+        return
+    if workers > 1:
+        raise ValueError("--workers and --dask exclude each other; use --dask local:N for N local Dask workers")
+    if dask.startswith("local:"):
+        count = dask.split(":", 1)[1]
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"--dask local:N needs a positive number of workers, got {dask!r}")
+
+
 def open_executor(dask: str | None = None, workers: int = 1, jobs: int | None = None) -> Executor:
     """The executor for ``--dask`` / ``--workers``.
 
@@ -254,9 +265,8 @@ def open_executor(dask: str | None = None, workers: int = 1, jobs: int | None = 
     ``workers`` > 1 gives :class:`ProcessExecutor` (capped at ``jobs`` when the number of
     jobs is known; one job runs in this process) and 1 :class:`SerialExecutor`.
     """
+    check_executor_arguments(dask, workers)
     if dask is not None:
-        if workers > 1:
-            raise ValueError("--workers and --dask exclude each other; use --dask local:N for N local Dask workers")
         return DaskExecutor(dask)
     if jobs is not None:
         workers = min(workers, jobs)
@@ -264,6 +274,7 @@ def open_executor(dask: str | None = None, workers: int = 1, jobs: int | None = 
 
 
 __all__ = [
-    "Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "open_executor", "add_dask_argument",
+    "Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "open_executor", "check_executor_arguments",
+    "add_dask_argument",
     "DASK_OPTION_HELP",
 ]

@@ -102,16 +102,19 @@ def clear_previous_output(out_dir: Path) -> list[Path]:
     return removed
 
 
-def _corsika_runs(files: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Run headers of the CORSIKA inputs ({path: scan}); unreadable files are reported later by the reader."""
+def _corsika_runs(files: Sequence[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(the inputs that are CORSIKA files by their signature, run headers of those that scan ({path: scan}));
+    a file that fails its scan (truncated, ...) is reported later by the reader."""
+    corsika_files: list[str] = []
     runs: dict[str, dict[str, Any]] = {}
     for path in files:
         try:
             if detect_layout(path) == corsika.LAYOUT:
+                corsika_files.append(path)
                 runs[path] = corsika_scan(path).to_dict()
         except DataFileError:
             continue
-    return runs
+    return corsika_files, runs
 
 
 def convert(
@@ -155,8 +158,8 @@ def _convert_files(
 ) -> dict[str, Any]:
     """The conversion itself (``out_dir`` locked and marked incomplete by :func:`convert`)."""
     extra: dict[str, Any] = {}
-    runs = _corsika_runs(files)
-    if depth_propagation is not None and not runs:
+    corsika_files, runs = _corsika_runs(files)
+    if depth_propagation is not None and not corsika_files:
         raise ValueError("--depths applies to CORSIKA particle files only, and none of the inputs is one")
     if runs:
         extra["corsika"] = runs

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -122,6 +124,18 @@ def _count_records(block: bytes, words: int, records: dict[str, int]) -> None:
     records["history"] += int((description < 0).sum())
 
 
+@contextmanager
+def _truncation_named(showers: Callable[[], int]) -> Iterator[None]:
+    """corsikaio's error for a file cut inside a record ("Read less bytes than expected, file seems to
+    be truncated") as this module's one line, with the showers read (``showers()``) before the cut."""
+    try:
+        yield
+    except OSError as error:
+        if "truncated" not in str(error):
+            raise
+        raise OSError(f"file is truncated: it ends inside a record after {showers()} complete shower(s)") from error
+
+
 def scan(path: str | os.PathLike) -> CorsikaScan:
     """Check the record structure of a CORSIKA particle file and read its headers.
 
@@ -146,7 +160,7 @@ def _scan_cached(path: str, size: int, mtime_ns: int) -> CorsikaScan:
     showers, open_event, run_end = 0, False, False
     run_block = event_block = None
     records = {"muons": 0, "muon_information": 0, "other_particles": 0, "history": 0, "unknown": 0}
-    with _open(path) as handle:
+    with _open(path) as handle, _truncation_named(lambda: showers - int(open_event)):
         for block in iter_blocks(handle, thinning=thinning):
             marker = block[:4]
             if marker == b"RUNH":

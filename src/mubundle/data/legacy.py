@@ -244,9 +244,12 @@ def decode_parquet_table(
 
 def hdf5_shapes(handle) -> tuple[int, int]:
     """(N events, M muon rows) after checking the three datasets' shapes (reads no data)."""
+    missing = [name for name in ("primaries", "muons", "counts") if name not in handle]
+    if missing:
+        found = ", ".join(sorted(handle.keys())[:8]) or "nothing"
+        raise ValueError(f"HDF5 file without the dataset(s) {', '.join(repr(m) for m in missing)} of the original "
+                         f"pipeline's layout (primaries, muons, counts; docs/data_format.md): it holds {found}")
     for name in ("primaries", "muons", "counts"):
-        if name not in handle:
-            raise ValueError(f"missing dataset '{name}'")
         if not hasattr(handle[name], "shape"):  # an HDF5 group (or named datatype) where the dataset belongs
             raise ValueError(f"'{name}' is an HDF5 {type(handle[name]).__name__.lower()}, expected a dataset")
     primaries, muons, counts = handle["primaries"], handle["muons"], handle["counts"]

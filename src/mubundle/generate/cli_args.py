@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE, finite_float, positive_int, seed_int
 from mubundle.data.output_paths import check_output_file, output_format
-from mubundle.executors import add_dask_argument
+from mubundle.executors import add_dask_argument, check_executor_arguments
 from mubundle.generate.api import MODEL_OPTION_HELP
 from mubundle.generate.flux import FLUX_MODELS
 from mubundle.generate.output import FORMATS
@@ -110,6 +110,7 @@ def generate_from_args(args: argparse.Namespace) -> int:
 
     if args.events_per_chunk <= 0:
         raise ValueError(f"--events-per-chunk must be positive, got {args.events_per_chunk}")
+    check_executor_arguments(args.dask)
     if args.flux is not None and args.events is None:
         raise ValueError("--flux needs --events N")
     if args.primaries is not None and args.events is not None:

@@ -245,10 +245,18 @@ def pending_chunks(config: SimConfig, out_dir: Path, primaries_sha256: str | Non
             )
         if found != expected:
             raise ValueError(
-                f"{path} was simulated with a different configuration; use a new --out or the same "
-                f"command to continue (existing: {found}, requested: {expected})"
+                f"{path} was simulated with a different configuration ({config_differences(found, expected)}); "
+                "use a new --out or the same command to continue"
             )
     return pending
+
+
+def config_differences(existing: "dict | None", requested: dict) -> str:
+    """``key: existing -> requested`` for each setting that differs (one line)."""
+    if not isinstance(existing, dict):
+        return f"no configuration recorded: {existing!r}"
+    keys = [key for key in {**existing, **requested} if existing.get(key) != requested.get(key)]
+    return ", ".join(f"{key}: {existing.get(key)!r} -> {requested.get(key)!r}" for key in keys)
 
 
 def simulate_dataset(

@@ -38,7 +38,7 @@ from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.calibration import (
     IDENTITY, MuonCalibration, MuonEnergyMaps, MultiplicityMap, PrimaryEnergyMap, QuantileMap, TailMap,
 )
-from mubundle.train.multiplicity_fit import load_valid_events
+from mubundle.train.multiplicity_fit import check_data_domain, check_data_site, load_valid_events
 
 if TYPE_CHECKING:
     import argparse
@@ -87,45 +87,79 @@ def generator_muons(model: MuonBundleModel, batch: RaggedBatch, seed: int) -> np
     return muons.to(torch.float64).cpu().numpy()
 
 
-def _tail_probabilities(n_data: int, what: str) -> np.ndarray:
+def _tail_probabilities(n_data: int, what: str, map_name: str | None = None) -> np.ndarray:
     lowest = MIN_MUONS_BEYOND / max(n_data, 1)
     if lowest > TAIL_PROBABILITY / 2:
-        raise ValueError(f"{n_data} data muons with a {what} are too few for a calibration (at least "
-                         f"{int(2 * MIN_MUONS_BEYOND / TAIL_PROBABILITY)} needed)")
+        label = _map_label(map_name, what) if map_name else "a calibration"
+        raise ValueError(f"{n_data} data muons with a {what} are too few for {label} (at least "
+                         f"{int(2 * MIN_MUONS_BEYOND / TAIL_PROBABILITY)} needed); "
+                         f"{_remedy(map_name, in_e0_bin='E0' in what)}")
     return np.geomspace(TAIL_PROBABILITY, lowest, KNOTS)
 
 
-def _tail_knots(generated: np.ndarray, data: np.ndarray, what: str, upper: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _map_label(map_name: str | None, what: str) -> str:
+    """How messages name a map: its ``--maps`` name and what it maps ("the energy map (log10 E, upper
+    tail, all E0)", "the radius-by-energy map (log10 r at log10 E0 5-5.5)"), or what it maps alone."""
+    return f"the {map_name} map ({what})" if map_name else f"the map of {what}"
+
+
+def _remedy(map_name: str | None, in_e0_bin: bool) -> str:
+    """What a user can do about a map that cannot be fitted."""
+    more = "more events in that E0 range (e.g. a set restricted in energy, `mubundle simulate --energy-range`)" \
+        if in_e0_bin else "more events"
+    leave = f", or leave {map_name} out of --maps" if map_name else ""
+    return f"fit on {more}{leave}"
+
+
+def _refuse_unless_increasing(knots: np.ndarray, levels: np.ndarray, whose: str, label: str, remedy: str) -> None:
+    """``ValueError`` naming ``whose`` knots ("the generator's", "the data's") of the map ``label``
+    when ``knots`` are not strictly increasing (tied quantiles: too few distinct values there)."""
+    if np.any(np.diff(knots) <= 0):
+        raise ValueError(f"{label}: {whose} knots (quantiles at levels {np.round(levels, 6).tolist()}) are not strictly "
+                         f"increasing: {np.round(knots, 4).tolist()}; {remedy}")
+
+
+def _tail_knots(generated: np.ndarray, data: np.ndarray, what: str, upper: bool,
+                map_name: str | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Increasing knots (generator quantiles, data quantiles) of the upper or the lower tail, the
     innermost one mapping onto itself (continuity with the identity between the tails).
 
     Raises ``ValueError`` when the data are too few (fewer than ``2 MIN_MUONS_BEYOND /
     TAIL_PROBABILITY`` = 800) or a set of knots is not strictly increasing (ties, or a generator so
-    far from the data that the map would fold back)."""
-    probabilities = _tail_probabilities(len(data), what)
+    far from the data that the map would fold back); the message names the map (``map_name``, the
+    ``--maps`` name), whose knots and what to do."""
+    side = "upper" if upper else "lower"
+    label = _map_label(map_name, f"{what}, {side} tail, all E0")
+    remedy = _remedy(map_name, in_e0_bin=False)
+    probabilities = _tail_probabilities(len(data), what, map_name)
     levels = np.sort(1.0 - probabilities if upper else probabilities)
     x, y = np.quantile(generated, levels), np.quantile(data, levels)
+    _refuse_unless_increasing(x, levels, "the generator's", label, remedy)
+    _refuse_unless_increasing(y, levels, "the data's", label, remedy)
     continuous = y.copy()
-    inner = 0 if upper else -1
+    inner, neighbour = (0, 1) if upper else (-1, -2)
     continuous[inner] = x[inner]
-    for name, knots in (("generator", x), ("data", y), ("data", continuous)):
-        if np.any(np.diff(knots) <= 0):
-            raise ValueError(f"the {name} knots of the {what} calibration are not strictly increasing: "
-                             f"{np.round(knots, 4).tolist()} at quantile levels {np.round(levels, 6).tolist()}")
+    if np.any(np.diff(continuous) <= 0):
+        beyond = "at or above" if upper else "at or below"
+        raise ValueError(
+            f"{label}: the generator's quantile at level {levels[inner]:.6g}, {x[inner]:.4g} (the innermost knot, which "
+            f"maps onto itself), lies {beyond} the data's next knot {y[neighbour]:.4g} (level {levels[neighbour]:.6g}): "
+            f"the generator's {side} tail is so far from the data's that the map would fold back; check that the data "
+            f"belong to this model (site, depths, E0), {remedy}")
     return tuple(map(float, x)), tuple(map(float, continuous))
 
 
-def fit_upper_tail(generated: np.ndarray, data: np.ndarray, what: str = "log10 E") -> TailMap:
+def fit_upper_tail(generated: np.ndarray, data: np.ndarray, what: str = "log10 E", map_name: str | None = None) -> TailMap:
     """Upper-tail map of one variable from the generator's (M,) and the data's (M',) values
     (:func:`_tail_knots` says when it raises ``ValueError``)."""
-    x, y = _tail_knots(generated, data, what, upper=True)
+    x, y = _tail_knots(generated, data, what, upper=True, map_name=map_name)
     return TailMap(upper_x=x, upper_y=y)
 
 
-def fit_both_tails(generated: np.ndarray, data: np.ndarray, what: str = "log10 r") -> TailMap:
+def fit_both_tails(generated: np.ndarray, data: np.ndarray, what: str = "log10 r", map_name: str | None = None) -> TailMap:
     """Lower- and upper-tail map of one variable (as :func:`fit_upper_tail`, mirrored below)."""
-    upper_x, upper_y = _tail_knots(generated, data, what, upper=True)
-    lower_x, lower_y = _tail_knots(generated, data, what, upper=False)
+    upper_x, upper_y = _tail_knots(generated, data, what, upper=True, map_name=map_name)
+    lower_x, lower_y = _tail_knots(generated, data, what, upper=False, map_name=map_name)
     return TailMap(lower_x=lower_x, lower_y=lower_y, upper_x=upper_x, upper_y=upper_y)
 
 
@@ -135,28 +169,31 @@ def e0_bins(log10_e0: np.ndarray) -> list[tuple[float, float]]:
     return [(float(low), float(low + E0_BIN_DEX)) for low in np.arange(first, log10_e0.max(), E0_BIN_DEX)]
 
 
-def _whole_distribution_map(generated: np.ndarray, data: np.ndarray, where: str, with_minimum: bool = False) -> QuantileMap:
+def _whole_distribution_map(generated: np.ndarray, data: np.ndarray, where: str, with_minimum: bool = False,
+                            map_name: str | None = None) -> QuantileMap:
     """The quantile map of the generator's values onto the data's: knots at the tail levels of
     :func:`_tail_probabilities` at both ends and ``BULK_LEVELS``, and with ``with_minimum`` one more
     at the two minima (a variable with a hard lower bound in the data: the muon energy, kept above
     ``--min-energy``; the generator's lowest values then land at the data's lowest, not below the
-    bound); ``ValueError`` naming ``where`` when the knots are not strictly increasing."""
-    tail = np.sort(_tail_probabilities(len(data), where))
+    bound); ``ValueError`` naming the map (``map_name``, ``where``: the variable and its bin), whose
+    knots and what to do when the knots are not strictly increasing."""
+    tail = np.sort(_tail_probabilities(len(data), where, map_name))
     levels = np.concatenate([tail, BULK_LEVELS, 1.0 - tail[::-1]])
     x, y = np.quantile(generated, levels), np.quantile(data, levels)
     if with_minimum and generated.min() < x[0] and data.min() < y[0]:
         x, y = np.concatenate(([generated.min()], x)), np.concatenate(([data.min()], y))
-    for name, knots in (("generator", x), ("data", y)):
-        if np.any(np.diff(knots) <= 0):
-            raise ValueError(f"the {name} knots of the {where} calibration are not strictly increasing: "
-                             f"{np.round(knots, 4).tolist()}")
+        levels = np.concatenate(([0.0], levels))
+    label, remedy = _map_label(map_name, where), _remedy(map_name, in_e0_bin="E0" in where)
+    _refuse_unless_increasing(x, levels, "the generator's", label, remedy)
+    _refuse_unless_increasing(y, levels, "the data's", label, remedy)
     return QuantileMap(tuple(map(float, x)), tuple(map(float, y)))
 
 
 def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray, data: np.ndarray,
                           data_log10_e0: np.ndarray, what: str = "log10 r",
                           muon_energy_classes: int = 1, generated_log10_energy: np.ndarray | None = None,
-                          data_log10_energy: np.ndarray | None = None, with_minimum: bool = False) -> PrimaryEnergyMap:
+                          data_log10_energy: np.ndarray | None = None, with_minimum: bool = False,
+                          map_name: str | None = None) -> PrimaryEnergyMap:
     """Whole-distribution maps of one variable per bin of log10 E0, from the generator's (M,) and
     the data's (M',) values with each value's log10(E0 / GeV). A bin with at least
     ``MIN_BIN_MUONS`` data muons gets knots at the generator's and the data's quantiles (the tail
@@ -169,7 +206,8 @@ def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray,
     the data's muon-energy quantiles, the generator's muons classed at the same edges, one map per
     class anchored at the class's median data log10 E_mu (:class:`MuonEnergyMaps`); thinner bins
     get one map. This corrects the radius of energetic and soft muons separately: their correlation.
-    ``with_minimum``: each map also maps the generator's minimum onto the data's (:func:`_whole_distribution_map`)."""
+    ``with_minimum``: each map also maps the generator's minimum onto the data's (:func:`_whole_distribution_map`).
+    ``map_name``: the ``--maps`` name that errors name."""
     if muon_energy_classes < 1:
         raise ValueError(f"muon_energy_classes must be >= 1, got {muon_energy_classes}")
     if muon_energy_classes > 1 and (generated_log10_energy is None or data_log10_energy is None):
@@ -191,17 +229,21 @@ def fit_by_primary_energy(generated: np.ndarray, generated_log10_e0: np.ndarray,
             if min(int(g.sum()) for _, g in members) < MIN_BIN_MUONS:
                 classes = 1
         if classes == 1:
-            maps.append(_whole_distribution_map(generated[in_generated], data[in_data], where, with_minimum))
+            maps.append(_whole_distribution_map(generated[in_generated], data[in_data], where, with_minimum, map_name))
         else:
             maps.append(MuonEnergyMaps(
                 tuple(float(np.median(data_log10_energy[d])) for d, _ in members),
                 tuple(_whole_distribution_map(generated[g], data[d], f"{where}, muon-energy class {k + 1} of {classes}",
-                                              with_minimum)
+                                              with_minimum, map_name)
                       for k, (d, g) in enumerate(members))))
         anchors.append(0.5 * (low + high))
     if not anchors:
-        raise ValueError(f"no bin of {E0_BIN_DEX:g} in log10 E0 holds {MIN_BIN_MUONS} data muons with a {what}; "
-                         "a map by primary energy needs more events")
+        bins = e0_bins(data_log10_e0) if data_log10_e0.size else []
+        most = max(((int(((data_log10_e0 >= low) & (data_log10_e0 < high)).sum()), low, high) for low, high in bins),
+                   default=(0, 0.0, 0.0))
+        fullest = f" (the fullest: {most[0]} at log10 E0 {most[1]:g}-{most[2]:g})" if bins else ""
+        raise ValueError(f"{_map_label(map_name, what + ' by E0')}: no bin of {E0_BIN_DEX:g} in log10 E0 holds "
+                         f"{MIN_BIN_MUONS} data muons with a {what}{fullest}; {_remedy(map_name, in_e0_bin=True)}")
     return PrimaryEnergyMap((anchors[0] - E0_BIN_DEX, *anchors, anchors[-1] + E0_BIN_DEX), (IDENTITY, *maps, IDENTITY))
 
 
@@ -213,14 +255,16 @@ def _has_a_fittable_e0_bin(log10_e0: np.ndarray) -> bool:
 
 
 def fit_by_multiplicity(generated: np.ndarray, data: np.ndarray, multiplicity: np.ndarray,
-                        what: str = "log10 E", log10_e0: np.ndarray | None = None) -> MultiplicityMap:
+                        what: str = "log10 E", log10_e0: np.ndarray | None = None,
+                        map_name: str | None = None) -> MultiplicityMap:
     """Whole-distribution maps of one variable per class of the event's N (:data:`N_CLASSES`), from
     the generator's and the data's (M,) values of the same events, (M,) N of each value's event. A
     class below the last with ``MIN_BIN_MUONS`` data and generator muons gets the quantile map
     (:func:`_whole_distribution_map`, with the minima), a thinner one and the last the identity;
     with ``log10_e0`` ((M,) log10 E0 of each value) a class gets a map by E0 instead
     (:func:`fit_by_primary_energy`, its bins of ``MIN_BIN_MUONS``, fading to the identity beyond
-    them), the identity when no bin of E0 holds enough. ``ValueError`` when no class can be fitted."""
+    them), the identity when no bin of E0 holds enough. ``ValueError`` when no class can be fitted
+    (``map_name``: the ``--maps`` name that errors name)."""
     maps = []
     for k, first in enumerate(N_CLASSES):
         last = N_CLASSES[k + 1] - 1 if k + 1 < len(N_CLASSES) else None
@@ -230,28 +274,52 @@ def fit_by_multiplicity(generated: np.ndarray, data: np.ndarray, multiplicity: n
             continue
         where = f"{what} of events with N = {first}" + (f"-{last}" if last > first else "")
         if log10_e0 is None:
-            maps.append(_whole_distribution_map(generated[members], data[members], where, with_minimum=True))
+            maps.append(_whole_distribution_map(generated[members], data[members], where, with_minimum=True,
+                                                map_name=map_name))
         elif _has_a_fittable_e0_bin(log10_e0[members]):
             maps.append(fit_by_primary_energy(generated[members], log10_e0[members], data[members], log10_e0[members],
-                                              where, with_minimum=True))
+                                              where, with_minimum=True, map_name=map_name))
         else:
             maps.append(IDENTITY)
     if all(m is IDENTITY for m in maps):
-        raise ValueError(f"no class of N below {N_CLASSES[-1]} holds {MIN_BIN_MUONS} muons with a {what}; "
-                         "a map by multiplicity needs more events")
+        raise ValueError(f"{_map_label(map_name, what + ' by N')}: no class of N below {N_CLASSES[-1]} holds "
+                         f"{MIN_BIN_MUONS} muons with a {what}; {_remedy(map_name, in_e0_bin=False)}")
     return MultiplicityMap(N_CLASSES, tuple(maps))
 
 
 #: the maps ``mubundle calibrate --maps`` can fit, and the ``MuonCalibration`` field of each
 MAPS = ("energy", "radius", "energy-by-energy", "radius-by-energy", "energy-by-multiplicity",
         "energy-by-multiplicity-and-energy")
-#: what ``mubundle calibrate`` fits without ``--maps``
+#: what ``mubundle calibrate`` fits without ``--maps`` for a model without maps (:func:`maps_of`)
 DEFAULT_MAPS = ("energy", "radius")
 _FIELDS = {"energy": "log10_energy", "radius": "log10_radius", "energy-by-energy": "log10_energy_by_e0",
            "radius-by-energy": "log10_radius_by_e0", "energy-by-multiplicity": "log10_energy_by_n",
            "energy-by-multiplicity-and-energy": "log10_energy_by_n"}
 #: the two fits of the map by multiplicity (one field): for all E0, or by E0 as well
 _BY_MULTIPLICITY = ("energy-by-multiplicity", "energy-by-multiplicity-and-energy")
+
+
+def maps_of(calibration: MuonCalibration | None) -> tuple[str, ...]:
+    """The ``--maps`` that refit the kinds of maps ``calibration`` (an input model's) holds, in the
+    order of :data:`MAPS` (its map by multiplicity as ``energy-by-multiplicity-and-energy`` when
+    that map depends on E0); :data:`DEFAULT_MAPS` for a model without maps. They pass
+    :func:`check_maps` against ``calibration``: every map is refitted, none is kept over a refit one."""
+    if calibration is None or not calibration.map_names:
+        return DEFAULT_MAPS
+    by_n = calibration.log10_energy_by_n
+    names = [name for name in MAPS if name not in _BY_MULTIPLICITY and getattr(calibration, _FIELDS[name]) is not None]
+    if by_n is not None:
+        names.append(_BY_MULTIPLICITY[1] if by_n.needs_primary_energy else _BY_MULTIPLICITY[0])
+    return tuple(names)
+
+
+def muon_energy_classes_of(calibration: MuonCalibration | None) -> int:
+    """The muon-energy classes of ``calibration``'s radius map by E0: the most maps at one E0 anchor
+    (:class:`MuonEnergyMaps`), 1 when it has none (or no such map)."""
+    by_e0 = None if calibration is None else calibration.log10_radius_by_e0
+    if by_e0 is None:
+        return 1
+    return max((len(m.maps) for m in by_e0.maps if isinstance(m, MuonEnergyMaps)), default=1)
 
 
 def check_maps(maps: Sequence[str], kept: MuonCalibration | None, muon_energy_classes: int = 1) -> None:
@@ -315,7 +383,7 @@ def fit_calibration(
     for variable, (x_generated, x_data, use_generated, use_data, what) in values.items():
         if variable in maps:
             fit = fit_upper_tail if variable == "energy" else fit_both_tails
-            fields[_FIELDS[variable]] = fit(x_generated[use_generated], x_data[use_data], what)
+            fields[_FIELDS[variable]] = fit(x_generated[use_generated], x_data[use_data], what, variable)
         if f"{variable}-by-energy" in maps:
             tail = fields[_FIELDS[variable]]
             after_tail = x_generated if tail is None else tail.apply(torch.from_numpy(x_generated)).numpy()
@@ -329,7 +397,7 @@ def fit_calibration(
                            "data_log10_energy": energy_data[use_data]}
             fields[_FIELDS[f"{variable}-by-energy"]] = fit_by_primary_energy(
                 after_tail[use_generated], log10_e0[use_generated], x_data[use_data], log10_e0[use_data], what,
-                with_minimum=variable == "energy", **classes)
+                with_minimum=variable == "energy", map_name=f"{variable}-by-energy", **classes)
     if set(_BY_MULTIPLICITY) & set(maps):
         by_e0 = "energy-by-multiplicity-and-energy" in maps
         if multiplicity is None or multiplicity.shape != generated.shape[:1] or generated.shape != data.shape:
@@ -342,7 +410,8 @@ def fit_calibration(
                              "of each muon")
         after_energy_maps = energy_maps.map_log10_energy(torch.from_numpy(energy_generated), e0).numpy()
         fields["log10_energy_by_n"] = fit_by_multiplicity(after_energy_maps, energy_data, multiplicity, "log10 E",
-                                                          log10_e0 if by_e0 else None)
+                                                          log10_e0 if by_e0 else None,
+                                                          map_name=next(m for m in _BY_MULTIPLICITY if m in maps))
     new = list(dict.fromkeys(_FIELDS[name] for name in MAPS if name in maps))
     old = [field for field, value in fields.items() if value is not None and field not in new]
     described = fitted_on if not old else (f"{', '.join(new)}: {fitted_on}; {', '.join(old)} kept from the input model "
@@ -362,14 +431,23 @@ def tail_counts(muons: np.ndarray) -> dict[str, int]:
 
 def calibrate(
     model_dir: str | os.PathLike | None, data_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-    seed: int = 0, maps: Sequence[str] = DEFAULT_MAPS, muon_energy_classes: int = 1,
+    seed: int = 0, maps: Sequence[str] | None = None, muon_energy_classes: int | None = None,
+    allow_extrapolation: bool = False,
 ) -> dict[str, Any]:
     """``mubundle calibrate``: the model in ``model_dir`` (None: the shipped default) with its
     calibration (the ``maps`` of :data:`MAPS`) fitted on the events of ``data_paths``, saved to
-    ``out_dir`` with the report :data:`REPORT_NAME`. The input model's maps that ``maps`` does not
-    name are kept, map by map (:func:`fit_calibration`; ``--maps radius-by-energy`` on a model with
-    an energy tail map keeps that map); a refused combination (:func:`check_maps`) writes nothing.
-    ``muon_energy_classes``: see :func:`fit_by_primary_energy` (radius map by E0 only).
+    ``out_dir`` with the report :data:`REPORT_NAME`. ``maps`` None: the kinds of maps the input
+    model holds, all refitted (:func:`maps_of`; ``energy radius`` for a model without maps). The
+    input model's maps that ``maps`` does not name are kept, map by map (:func:`fit_calibration`;
+    ``--maps radius-by-energy`` on a model with an energy tail map keeps that map); a refused
+    combination (:func:`check_maps`) writes nothing. ``muon_energy_classes``: see
+    :func:`fit_by_primary_energy` (radius map by E0 only); None: the input model's
+    (:func:`muon_energy_classes_of`) when ``maps`` is None, else 1.
+
+    The data are checked against the model first: files of another observation site are refused
+    (:func:`~mubundle.train.multiplicity_fit.check_data_site`), events outside its domain too unless
+    ``allow_extrapolation`` (then counted, the report's ``extrapolated_events``, and warned about
+    once: :func:`~mubundle.train.multiplicity_fit.check_data_domain`).
     Rejected rows go to ``out_dir/quarantine/calibration.parquet``. CPU.
     """
     from mubundle.errors import OutputRefusedError
@@ -383,9 +461,23 @@ def calibrate(
         raise OutputRefusedError(f"--out {out_dir} is the input model {source_dir}; write the calibrated model to "
                                  "another directory")
     model = load_model(None if model_dir is None else str(model_dir), device="cpu")
+    if muon_energy_classes is None:
+        muon_energy_classes = muon_energy_classes_of(model.calibration) if maps is None else 1
+    if maps is not None:
+        chosen_by = "--maps"
+    elif model.calibration is not None and model.calibration.map_names:
+        chosen_by = "the kinds of maps the input model holds"
+    else:
+        chosen_by = "the default for a model without maps"
+    maps = tuple(maps) if maps is not None else maps_of(model.calibration)
+    if chosen_by != "--maps":
+        logger.info("calibrate: fitting %s%s: %s", " ".join(maps),
+                    f" (muon-energy classes {muon_energy_classes})" if muon_energy_classes > 1 else "", chosen_by)
     check_maps(maps, model.calibration, muon_energy_classes)  # before anything is written
+    check_data_site(model, data_paths, "calibration")
     with directory_lock(out_dir, "mubundle calibrate"):
         batch, data_report = load_valid_events(data_paths, "calibration", out_dir / "quarantine" / "calibration.parquet")
+        extrapolated = check_data_domain(model, {"calibration": batch.conditions}, allow_extrapolation)["calibration"]
         data = batch.flat_muons.astype(np.float64)
         generated = generator_muons(model, batch, seed)
         log10_e0 = muon_log10_e0(batch)
@@ -398,8 +490,10 @@ def calibrate(
         calibrated = model.calibration.apply(torch.from_numpy(generated.copy()), torch.from_numpy(log10_e0),
                                              torch.from_numpy(multiplicity)).numpy()
         report = {
-            "source_model": source, "seed": seed, "maps": list(maps), "muon_energy_classes": muon_energy_classes,
-            "data": data_report, "muons": len(data),
+            "source_model": source, "seed": seed, "maps": list(maps),
+            "maps_chosen_by": chosen_by,
+            "muon_energy_classes": muon_energy_classes,
+            "data": data_report, "muons": len(data), "extrapolated_events": extrapolated,
             "calibration": model.calibration.to_dict(),
             "tail_counts": {"data": tail_counts(data), "generator": tail_counts(generated),
                             "calibrated": tail_counts(calibrated)},
@@ -420,7 +514,8 @@ def calibrate(
                       "energy-by-multiplicity": "the muon energies per class of the event's N (1, 2-3, 4-10; whole distribution)",
                       "energy-by-multiplicity-and-energy": "the muon energies per class of the event's N (1, 2-3, 4-10) and "
                                                            f"per {E0_BIN_DEX:g} dex of E0 (whole distribution)"}
-            note = (f"calibration by mubundle calibrate from {source}: {fitted_on}; "
+            outside = f"; {extrapolated} events outside this domain (--allow-extrapolation)" if extrapolated else ""
+            note = (f"calibration by mubundle calibrate from {source}: {fitted_on}{outside}; "
                     f"{' and '.join(mapped[name] for name in MAPS if name in maps)} mapped onto the data's quantiles")
             model.domain = dataclasses.replace(model.domain, notes=model.domain.notes + (note,))
         model.save(out_dir)
@@ -431,6 +526,9 @@ def calibrate(
 def calibrate_from_args(args: "argparse.Namespace") -> int:
     """Run ``mubundle calibrate``; prints a JSON summary and returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    report = calibrate(args.model, args.data, args.out, args.seed, args.maps, args.muon_energy_classes)
-    print(json.dumps({"out": str(args.out), "muons": report["muons"], "tail_counts": report["tail_counts"]}))
+    report = calibrate(args.model, args.data, args.out, args.seed, args.maps, args.muon_energy_classes,
+                       args.allow_extrapolation)
+    print(json.dumps({"out": str(args.out), "maps": report["maps"], "maps_chosen_by": report["maps_chosen_by"],
+                      "muon_energy_classes": report["muon_energy_classes"], "muons": report["muons"],
+                      "extrapolated_events": report["extrapolated_events"], "tail_counts": report["tail_counts"]}))
     return 0

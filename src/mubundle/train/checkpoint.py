@@ -9,6 +9,9 @@ over the final name with ``os.replace`` and the directory is fsynced, so a crash
 moment leaves either the old or the new checkpoint, never a torn one. A checkpoint damaged
 afterwards (disk error, truncated copy) is set aside on resume and the previous intact one
 is used (:func:`load_latest_intact_checkpoint`).
+
+torch is imported inside the functions that need it: ``mubundle train`` tells a run to resume
+from an empty directory (:func:`list_checkpoints`) in the supervising parent, which stays light.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from mubundle.data.atomic import atomic_write_bytes, fsync_directory
 from mubundle.errors import InvalidValueError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 logger = logging.getLogger("mubundle.train")
 
@@ -66,6 +71,8 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
     Older numbered checkpoints beyond the newest ``keep`` are deleted after the new one is
     safely on disk. Returns the path of the numbered checkpoint.
     """
+    import torch
+
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
@@ -81,6 +88,8 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint on the CPU (tensors, numbers, strings and lists only: ``weights_only``)."""
+    import torch
+
     return torch.load(Path(path), map_location="cpu", weights_only=True)
 
 
@@ -150,6 +159,8 @@ def capture_rng_states(step_generator: torch.Generator) -> dict[str, Any]:
     global torch, numpy and Python states are saved too so that any library code that uses
     them also replays identically after a resume.
     """
+    import torch
+
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
     return {
@@ -168,6 +179,8 @@ def capture_rng_states(step_generator: torch.Generator) -> dict[str, Any]:
 
 def restore_rng_states(states: dict[str, Any], step_generator: torch.Generator) -> None:
     """Inverse of :func:`capture_rng_states`."""
+    import torch
+
     step_generator.set_state(states["step_generator"])
     torch.set_rng_state(states["torch"])
     numpy_state = states["numpy"]

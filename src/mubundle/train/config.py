@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from mubundle.errors import check_finite_number, check_integer
+from mubundle.errors import InvalidValueError, check_finite_number, check_integer
 from mubundle.model.config import ModelConfig, differing_model_fields, read_model_config
+
+#: the values of ``TrainConfig.device`` (``auto`` picks cuda, then mps, then cpu: train/device.py)
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
@@ -15,7 +19,7 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | mps
+    device: str = "auto"  # one of DEVICE_CHOICES
     batch_size: int = 1024  # events per step (B)
     max_steps: int = 10_000  # generator steps
     max_muons_per_step: int = 262_144  # micro-batch muon budget (gradient accumulation above it)
@@ -100,16 +104,23 @@ class TrainConfig:
         check_finite_number("saturation_warn_fraction", self.saturation_warn_fraction, 0.0, 1.0)
         for index, beta in enumerate(self.betas):
             check_finite_number(f"betas[{index}]", beta, 0.0, 1.0, max_inclusive=False)
+        if self.device not in DEVICE_CHOICES:  # checked here, before a run directory is written
+            raise InvalidValueError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got {self.device!r}")
 
 
 def with_init_model_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, tuple[object, object]]]:
     """``config`` with the multiplicity/generator sizes of its ``init_from`` model directory.
 
     Returns ``(config, changes)``, ``changes = {field: (old, new)}``; the critic fields stay
-    as configured. Without ``init_from`` the config is returned unchanged.
+    as configured. Without ``init_from`` the config is returned unchanged. An ``init_from``
+    that is not a directory is an :class:`~mubundle.errors.InvalidValueError` naming it.
     """
     if not config.init_from:
         return config, {}
+    if not Path(config.init_from).is_dir():
+        what = "is a file, not a model directory" if Path(config.init_from).exists() else "does not exist"
+        raise InvalidValueError(f"init_from: model directory {config.init_from} {what} "
+                                f"(a directory holding model.json and model.safetensors, e.g. RUN/model)")
     changes = differing_model_fields(config.model, read_model_config(config.init_from))
     model = dataclasses.replace(config.model, **{name: new for name, (_, new) in changes.items()})
     return dataclasses.replace(config, model=model), changes

@@ -13,9 +13,7 @@ from typing import ContextManager
 import torch
 
 from mubundle.errors import DeviceUnavailableError, InvalidValueError
-from mubundle.train.config import TrainConfig
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+from mubundle.train.config import DEVICE_CHOICES, TrainConfig
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -41,7 +41,7 @@ from mubundle.data.lock import directory_lock
 from mubundle.model.bundle import WEIGHTS_FILE, MuonBundleModel
 from mubundle.model.generator import BundleGenerator
 from mubundle.model.layers import event_index_of
-from mubundle.train.checkpoint import export_model, load_latest_intact_checkpoint, save_checkpoint
+from mubundle.train.checkpoint import export_model, list_checkpoints, load_latest_intact_checkpoint, save_checkpoint
 from mubundle.train.device import resolve_device
 from mubundle.train.monitor import MetricsLog, TensorBoardLog, progress_bar
 
@@ -81,9 +81,15 @@ class DistillConfig:
     max_consecutive_skips: int = 20  # then the run stops with an error
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "heldout_events", "keep_checkpoints"):
+        # the student's sizes here, not when its ModelConfig is built: a config file's error then
+        # names the file (configio.from_yaml), and nothing is written before it
+        for name in ("multiplicity_hidden", "generator_context_dim", "generator_hidden", "steps", "batch_size",
+                     "checkpoint_every", "log_every", "heldout_events", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"distill {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("multiplicity_layers", "generator_set_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"distill {name} must be >= 0, got {getattr(self, name)}")
         if self.sliced_weight < 0:
             raise ValueError(f"distill sliced_weight must be >= 0, got {self.sliced_weight}")
         if not 0 < self.final_learning_rate <= self.learning_rate:
@@ -136,21 +142,25 @@ def build_student(teacher: MuonBundleModel, config: DistillConfig) -> MuonBundle
     return student
 
 
-def warn_outside_teacher_domain(teacher: MuonBundleModel, primaries: np.ndarray | None) -> int:
-    """Count (and log once) given training primaries (n, 4) outside the teacher's domain.
+def warn_outside_teacher_domain(teacher: MuonBundleModel, primaries: np.ndarray | None,
+                                what: str = "training primaries") -> int:
+    """Count (and log once, with the first bound crossed) the training primaries (n, 4) outside the
+    teacher's domain: the given rows, or a draw of the default distribution (``what`` names them in
+    the line; :func:`_distill` checks its held-out batch); None: nothing to check, 0.
 
     They are used: the student learns the teacher's extrapolation there, and its recorded
     domain stays the teacher's, so sampling the student there is refused like the teacher.
-    The default primaries (the ``mubundle simulate`` defaults) are the shipped teacher's domain.
+    The default primaries (the ``mubundle simulate`` defaults) are the domain of the shipped
+    ``full`` teacher, not that of a teacher of another site or depth range.
     """
     if primaries is None or teacher.domain is None:
         return 0
-    outside = teacher.domain.check_conditions(np.asarray(primaries)).n_outside
-    if outside:
-        log.warning("distill: %d of %d training primaries lie outside the domain of the teacher %s; the "
-                    "student learns its extrapolation there and records the teacher's domain", outside,
-                    len(primaries), teacher.name)
-    return outside
+    check = teacher.domain.check_conditions(np.asarray(primaries))
+    if check.n_outside:
+        log.warning("distill: %d of %d %s lie outside the domain of the teacher %s (e.g. %s); the student learns "
+                    "its extrapolation there and records the teacher's domain", check.n_outside, len(primaries), what,
+                    teacher.name, check.violations[0].describe(teacher.name))
+    return check.n_outside
 
 
 def step_seeds(seed: int, step: int) -> tuple[np.random.Generator, int]:
@@ -227,6 +237,8 @@ def distill(
     ``run_dir`` is locked for the run (:mod:`mubundle.data.lock`): a second distillation into
     it is refused while this one lives. Details: :func:`_distill`.
     """
+    if config.init_from is not None and not list_checkpoints(Path(run_dir)):  # before anything is written
+        _initial_model_dir(config.init_from)
     with directory_lock(run_dir, "mubundle distill"):
         remove_stale_temporaries(run_dir)  # checkpoints half-written by a killed run
         return _distill(teacher_dir, run_dir, config, primaries, show_progress)
@@ -258,7 +270,11 @@ def _distill(
     student = build_student(teacher, config).to(device).train()
     optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
     sampler = PrimarySampler(primaries)
-    warn_outside_teacher_domain(teacher, primaries)
+    heldout = _heldout_batch(sampler, config, device)
+    checked = primaries if primaries is not None else heldout.cpu().numpy()
+    outside = warn_outside_teacher_domain(
+        teacher, checked, "training primaries" if primaries is not None else
+        "default training primaries (`mubundle simulate` defaults, drawn for the held-out batch; --primaries gives others)")
     start_step, skipped = 0, 0
     latest = load_latest_intact_checkpoint(run_dir, ("student", "optimizer", "step", "skipped_steps"))
     if latest is not None:
@@ -268,11 +284,10 @@ def _distill(
         start_step, skipped = int(state["step"]), int(state["skipped_steps"])
         log.info("distill: resuming %s from step %d", run_dir, start_step)
     elif config.init_from is not None:  # a resumed run has its weights from the checkpoint
-        _load_initial_weights(student, Path(config.init_from))
+        _load_initial_weights(student, _initial_model_dir(config.init_from))
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     metrics.truncate_after(start_step)
     board = TensorBoardLog(run_dir, start_step)
-    heldout = _heldout_batch(sampler, config, device)
 
     last_heldout: dict[str, float] = {}
 
@@ -346,7 +361,20 @@ def _distill(
     # else the last step was a checkpoint (save() runs at step == steps): its held-out losses
     return {"steps": config.steps, "resumed_from_step": start_step, "skipped_steps": skipped,
             **{f"heldout_{k}": v for k, v in last_heldout.items()}, "seconds": time.perf_counter() - started,
-            "student_parameters": sum(p.numel() for p in student.parameters()), "model": str(run_dir / "model")}
+            "student_parameters": sum(p.numel() for p in student.parameters()), "model": str(run_dir / "model"),
+            "primaries_outside_teacher_domain": {"outside": outside, "checked": len(checked),
+                                                 "primaries": "given" if primaries is not None else "default"}}
+
+
+def _initial_model_dir(init_from: str) -> Path:
+    """The model directory of ``init_from`` (a path or a shipped model's name); ``ValueError`` in one
+    line naming it when it is not one."""
+    from mubundle.generate.api import resolve_model_path
+
+    try:
+        return resolve_model_path(init_from)
+    except FileNotFoundError as error:
+        raise ValueError(f"distill init_from: {error}") from None
 
 
 def _load_initial_weights(student: MuonBundleModel, model_dir: Path) -> None:
@@ -408,11 +436,12 @@ def distill_from_args(args: Any) -> int:
 
         loaded = read_events(args.primaries)
         for failure in loaded.failed_files:
-            print(f"mubundle distill: unreadable file {failure}", file=sys.stderr)
+            print(f"mubundle distill: {failure['path']}: {failure['error']}", file=sys.stderr)
         if loaded.rejected:
-            print(f"mubundle distill: rejected primaries (not used): {dict(loaded.rejected)}", file=sys.stderr)
+            rejected = ", ".join(f"{count} {reason}" for reason, count in loaded.rejected.items())
+            print(f"mubundle distill: rejected primaries (not used): {rejected}", file=sys.stderr)
         if not len(loaded.batch):
-            raise ValueError(f"no usable primaries in {args.primaries}")
+            raise ValueError(f"no usable primaries in {', '.join(map(str, args.primaries))}")
         primaries = loaded.batch.conditions
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     summary = distill(resolve_model_path(args.teacher or DEFAULT_TEACHER), args.out, config, primaries)

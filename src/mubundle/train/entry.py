@@ -1,11 +1,16 @@
 """``mubundle train``: resolve the run's configuration, then train or supervise.
 
 Configuration precedence (lowest to highest): TrainConfig defaults, ``--config FILE``
-(fresh runs only), ``RUN/config.yaml`` (an existing run: its own config wins over
-``--config``), command-line flags; a fresh run with ``--init-from MODEL`` then takes the
-multiplicity/generator sizes of MODEL. The resolved config is written back to
-``RUN/config.yaml``; every change a command line makes to an existing run's config is
-appended to ``RUN/config_history.jsonl`` and logged.
+(new runs only), ``RUN/config.yaml`` (a run to resume: its own config wins over
+``--config``), command-line flags; a new run with ``--init-from MODEL`` then takes the
+multiplicity/generator sizes of MODEL. A run directory is a run to resume when it holds a
+checkpoint: one without (a first start that was refused or killed before its step-0
+checkpoint) is started as a new run, its config.yaml replaced by ``--config`` when given.
+
+The resolved config is written back to ``RUN/config.yaml``, and every change a command line
+makes to a resumed run's config appended to ``RUN/config_history.jsonl`` and logged, only
+once the training loop has accepted the run (:func:`mubundle.train.loop.train`,
+``before_writing``): a refused resume changes nothing.
 
 The run directory is locked (:mod:`mubundle.data.lock`) by the single process, by rank 0
 of a torchrun job, or by the supervisor (which hands the lock to its attempts): a second
@@ -21,11 +26,13 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from mubundle.configio import from_yaml, to_yaml
 from mubundle.data.lock import directory_lock
+from mubundle.train.checkpoint import list_checkpoints
 from mubundle.train.config import TrainConfig, with_init_model_config
 from mubundle.train.supervisor import EXIT_DIVERGED, supervise
 
@@ -54,25 +61,34 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resolve_config(run_dir: Path, config_file: Path | None, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-    """The run's TrainConfig and the changes ``overrides`` made to an existing run's config.
+    """The run's TrainConfig and the changes ``overrides`` made to a resumed run's config.
 
-    Returns ``(config, changes)`` with ``changes = {field: [old, new]}`` (empty for fresh runs).
+    Returns ``(config, changes)`` with ``changes = {field: [old, new]}`` (empty for new runs).
+    A run to resume (``RUN/config.yaml`` and a checkpoint) keeps its config.yaml over
+    ``--config`` (a warning says so); in a directory without a checkpoint ``--config`` (or else
+    the config.yaml a refused or killed first start left) is the base of a new run.
     """
     run_config = Path(run_dir) / CONFIG_NAME
-    existing = run_config.exists()
-    if existing:
+    resuming = run_config.exists() and bool(list_checkpoints(Path(run_dir)))
+    if resuming:
         base = from_yaml(TrainConfig, run_config)
         if config_file is not None:
-            logger.warning("%s exists: resuming with it; --config %s is ignored", run_config, config_file)
+            warnings.warn(f"{run_config} exists: resuming the run with it; --config {config_file} is ignored",
+                          stacklevel=2)
     elif config_file is not None:
         if not Path(config_file).exists():
             raise FileNotFoundError(f"config file {config_file} does not exist")
         base = from_yaml(TrainConfig, Path(config_file))
+        if run_config.exists():
+            warnings.warn(f"{run_dir} has no checkpoint: starting it as a new run with --config {config_file} "
+                          f"(its config.yaml is replaced)", stacklevel=2)
+    elif run_config.exists():
+        base = from_yaml(TrainConfig, run_config)
     else:
         base = TrainConfig()
     config = dataclasses.replace(base, **overrides)
     changes = {}
-    if existing:
+    if resuming:
         changes = {k: [getattr(base, k), v] for k, v in overrides.items() if getattr(base, k) != v}
     else:
         config, adopted = with_init_model_config(config)
@@ -130,12 +146,12 @@ def train_from_args(args: argparse.Namespace) -> int:
     from mubundle.train.loop import train
 
     is_main = context_from_env().is_main
-    # rank 0 (or the single process) locks the run directory before writing anything in it
+    # rank 0 (or the single process) locks the run directory; the loop calls write_run_config
+    # once every check that can refuse the run has passed, before it writes anything itself
     with directory_lock(run_dir, "mubundle train") if is_main else contextlib.nullcontext():
-        if is_main:
-            write_run_config(run_dir, config, changes)
         try:
-            summary = train(args.data, run_dir, config, validation_paths=getattr(args, "validation", None))
+            summary = train(args.data, run_dir, config, validation_paths=getattr(args, "validation", None),
+                            before_writing=lambda: write_run_config(run_dir, config, changes))
         except TrainingDiverged as error:
             print(f"mubundle train: {error}", file=sys.stderr)
             return EXIT_DIVERGED

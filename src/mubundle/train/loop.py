@@ -9,6 +9,10 @@ Step numbering: ``step`` counts generator steps attempted (a step the guard skip
 consumed its batch); the checkpoint ``step-k`` holds the state after k steps and the
 ``metrics.jsonl`` record with ``"step": k`` describes the k-th step.
 
+Nothing in the run directory is written before every check that can refuse the run has
+passed (:func:`train`): a refused resume leaves a run as it was, and a refused first start
+leaves no run behind.
+
 Testing hook: ``MUBUNDLE_FAIL_AT_STEP=k`` makes the loop raise right before step k, but
 only in the first attempt of a supervised run (``MUBUNDLE_ATTEMPT`` unset or 1); the
 supervisor tests use it to simulate a crash.
@@ -19,12 +23,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import logging.handlers
 import math
 import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,9 +41,10 @@ from mubundle.data.lock import acquire as acquire_lock
 from mubundle.data.path_ranges import brace_paths
 from mubundle.data.reader import EventStream
 from mubundle.data.remote import redact_paths
-from mubundle.data.sources import read_events
-from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.config import differing_model_fields
+from mubundle.data.sources import Piece, read_events
+from mubundle.errors import InvalidValueError
+from mubundle.model.bundle import WEIGHTS_FILE, MuonBundleModel
+from mubundle.model.config import METADATA_FILE, differing_model_fields
 from mubundle.model.critic import BundleCritic
 from mubundle.model.domain import ModelDomain, domain_of_events, generation_ranges, read_domain
 from mubundle.model.transforms import FeatureTransform
@@ -80,6 +86,12 @@ FAIL_AT_STEP_ENV = "MUBUNDLE_FAIL_AT_STEP"
 QUARANTINE_DIR = "quarantine"
 SUMMARY_NAME = "summary.json"
 TRAIN_LOG = "logs/train.log"
+MODEL_DIR = "model"
+#: settings a resumed run must share with its checkpoint (the order of the data, the networks);
+#: the others (max_steps, lr, batch_size, ...) may change on resume (docs/training.md)
+RESUME_FIXED_SETTINGS = ("seed", "shuffle_buffer_events", "model")
+#: loggers whose records rank 0 shows on stderr and keeps in RUN/logs/train.log
+_RUN_LOGGERS = ("mubundle.train", "mubundle.data")
 
 
 @dataclass
@@ -259,6 +271,7 @@ def _checkpoint_payload(parts: Components, progress: Progress) -> dict[str, Any]
         "critic": parts.critic.state_dict(),
         "optimizers": parts.step_fn.state_dict(),
         "per_rank": per_rank,
+        "data_files": data_files(parts.stream.pieces),
         "guard": parts.guard.state_dict(),
         "multiplicity_validation": parts.multiplicity_stopping.state_dict(),
         "progress": {
@@ -276,7 +289,7 @@ def _write_checkpoint(parts: Components, progress: Progress, run_dir: Path, is_b
     payload = _checkpoint_payload(parts, progress)
     if payload is not None:
         path = save_checkpoint(run_dir, progress.step, payload, parts.config.keep_checkpoints, is_best)
-        export_model(_averaged_model(parts), run_dir)
+        export_model(_averaged_model(parts), run_dir, MODEL_DIR)
         logger.info("step %d: checkpoint %s%s", progress.step, path.name, " (best)" if is_best else "")
     distributed.barrier(parts.context)  # other ranks may read it (rollback) only once it exists
 
@@ -290,6 +303,73 @@ def _averaged_model(parts: Components) -> MuonBundleModel:
     return exported
 
 
+def data_files(pieces: Sequence[Piece]) -> list[list[Any]]:
+    """``[[path, pieces, rows], ...]`` of the files of a data stream in its order (paths
+    redacted): what a checkpoint records to name the file that changed when a resume is refused."""
+    listing: dict[str, list[int]] = {}
+    for piece in pieces:
+        counts = listing.setdefault(redact_paths(piece.path)[0], [0, 0])
+        counts[0] += 1
+        counts[1] += int(piece.n_rows)
+    return [[path, n_pieces, n_rows] for path, (n_pieces, n_rows) in listing.items()]
+
+
+def describe_data_change(saved: list[list[Any]] | None, pieces: Sequence[Piece]) -> str:
+    """What differs between a checkpoint's :func:`data_files` and the files of ``pieces``: the
+    first file added, removed or changed (pieces, rows) and how many of each."""
+    if saved is None:  # checkpoints of older versions hold only a hash of the listing
+        return "the files, or their row groups, are not those of the checkpoint (which predates the per-file record)"
+    before = {path: (n_pieces, n_rows) for path, n_pieces, n_rows in saved}
+    now = {path: (n_pieces, n_rows) for path, n_pieces, n_rows in data_files(pieces)}
+    added = [path for path in now if path not in before]
+    removed = [path for path in before if path not in now]
+    changed = [path for path in now if path in before and now[path] != before[path]]
+    if changed:
+        (p0, r0), (p1, r1) = before[changed[0]], now[changed[0]]
+        first = f"{changed[0]} changed ({p0} row group(s), {r0} rows then; {p1}, {r1} now)"
+    elif added:
+        first = f"{added[0]} was added"
+    elif removed:
+        first = f"{removed[0]} is missing"
+    else:
+        return "the same files are listed in another order"
+    return f"{first}; {len(added)} file(s) added, {len(removed)} missing, {len(changed)} changed"
+
+
+def _check_resume_settings(checkpoint: dict[str, Any], path: Path, config: TrainConfig) -> None:
+    """Refuse to resume with a :data:`RESUME_FIXED_SETTINGS` setting other than the checkpoint's,
+    naming the setting and both values (before anything is built or written)."""
+    saved = checkpoint.get("config")
+    if not isinstance(saved, dict):  # not in checkpoints of older versions: the data stream's checks remain
+        return
+    current = to_dict(config)
+    differing = []
+    for name in RESUME_FIXED_SETTINGS:
+        if name not in saved:
+            continue
+        if isinstance(saved[name], dict):
+            differing += [(f"{name}.{key}", value, current[name][key]) for key, value in saved[name].items()
+                          if key in current[name] and current[name][key] != value]
+        elif saved[name] != current[name]:
+            differing.append((name, saved[name], current[name]))
+    if differing:
+        listed = "; ".join(f"{name} is {new!r} but the run was trained with {old!r}" for name, old, new in differing)
+        raise InvalidValueError(
+            f"cannot resume {path.parent.parent} from {path.name}: {listed} (a resumed run keeps its seed, "
+            f"shuffle_buffer_events and model sizes; train another --run directory to change them)"
+        )
+
+
+def _check_resume_data(parts: Components, checkpoint: dict[str, Any], path: Path) -> None:
+    """Refuse to resume on other data files than the checkpoint's, naming the first that differs."""
+    if checkpoint["per_rank"][parts.context.rank]["data"].get("fingerprint") != parts.stream.fingerprint:
+        raise InvalidValueError(
+            f"cannot resume {path.parent.parent} from {path.name}: the --data files differ from the run's: "
+            f"{describe_data_change(checkpoint.get('data_files'), parts.stream.pieces)} (resume with the same "
+            f"--data, or train another --run directory)"
+        )
+
+
 def _restore(parts: Components, checkpoint: dict[str, Any], progress: Progress, restore_guard: bool) -> None:
     """Load a checkpoint into the components; ``restore_guard`` is False for rollbacks."""
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
@@ -299,13 +379,13 @@ def _restore(parts: Components, checkpoint: dict[str, Any], progress: Progress, 
             f"checkpoint was written by {checkpoint['world_size']} process(es) but this run has "
             f"{parts.context.world_size}: exact resume needs the same world size"
         )
+    mine = checkpoint["per_rank"][parts.context.rank]
     parts.model.load_state_dict(checkpoint["model"])
     parts.critic.load_state_dict(checkpoint["critic"])
     parts.step_fn.load_state_dict(checkpoint["optimizers"])
     if "multiplicity_validation" in checkpoint:  # absent in checkpoints of older versions: fresh start
         parts.multiplicity_stopping.load_state_dict(checkpoint["multiplicity_validation"])
     parts.step_fn.multiplicity_frozen = parts.multiplicity_stopping.frozen
-    mine = checkpoint["per_rank"][parts.context.rank]
     restore_rng_states(mine["rng"], parts.rng)
     parts.stream.load_state_dict(mine["data"])
     if restore_guard:
@@ -400,17 +480,66 @@ def _warn_new_failed_files(stream: EventStream, already_reported: int) -> int:
     return len(failed)
 
 
-def _setup_logging(run_dir: Path, is_main: bool) -> list[logging.Handler]:
-    """Rank 0 logs to ``RUN/logs/train.log`` and stderr (the supervisor's attempt log)."""
-    if not is_main:
-        return []
-    path = run_dir / TRAIN_LOG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(path), logging.StreamHandler()]
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-    return handlers
+class _RunLog:
+    """Rank 0's log of the training (the ``mubundle.train`` and ``mubundle.data`` records): on
+    stderr (the supervisor's attempt log) at once, in ``RUN/logs/train.log`` from the moment the
+    run is accepted (:meth:`open_file`) with the records logged before it, so that a refused
+    start writes no log into the run directory."""
+
+    def __init__(self, run_dir: Path, is_main: bool) -> None:
+        self.path = run_dir / TRAIN_LOG
+        self.formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+        self.handlers: list[logging.Handler] = []
+        # no target yet: every record is kept until open_file gives it one
+        self.pending: logging.handlers.MemoryHandler | None = None
+        if is_main:
+            stderr = logging.StreamHandler()
+            stderr.setFormatter(self.formatter)
+            self.pending = logging.handlers.MemoryHandler(capacity=1 << 30, flushLevel=logging.CRITICAL + 1)
+            self._attach(stderr)
+            self._attach(self.pending)
+
+    def _attach(self, handler: logging.Handler) -> None:
+        self.handlers.append(handler)
+        for name in _RUN_LOGGERS:
+            logging.getLogger(name).addHandler(handler)
+
+    def _detach(self, handler: logging.Handler) -> None:
+        self.handlers.remove(handler)
+        for name in _RUN_LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
+        handler.close()
+
+    def open_file(self) -> None:
+        """Start ``RUN/logs/train.log`` (appending) with the records kept so far."""
+        if self.pending is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(self.path)
+        file_handler.setFormatter(self.formatter)
+        self.pending.setTarget(file_handler)
+        self.pending.flush()
+        self._detach(self.pending)
+        self.pending = None
+        self._attach(file_handler)
+
+    def close(self) -> None:
+        for handler in list(self.handlers):
+            self._detach(handler)
+
+
+def _export_problem(run_dir: Path, checkpoint_path: Path) -> str | None:
+    """Why ``RUN/model`` is not the export of ``checkpoint_path`` (missing, incomplete, older), or None."""
+    model_dir = run_dir / MODEL_DIR
+    files = [model_dir / WEIGHTS_FILE, model_dir / METADATA_FILE]
+    if not model_dir.is_dir():
+        return f"{model_dir} is missing"
+    missing = [path.name for path in files if not path.is_file()]
+    if missing:
+        return f"{model_dir} lacks {', '.join(missing)}"
+    if min(path.stat().st_mtime_ns for path in files) < checkpoint_path.stat().st_mtime_ns:
+        return f"{model_dir} is older than {checkpoint_path.name}"
+    return None
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -419,6 +548,7 @@ def train(
     run_dir: str | os.PathLike,
     config: TrainConfig,
     validation_paths: Sequence[str | os.PathLike] | None = None,
+    before_writing: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the run in ``run_dir`` up to ``config.max_steps`` generator steps.
 
@@ -428,6 +558,14 @@ def train(
     summary (also written to ``RUN/summary.json`` by rank 0): steps, epochs, events and
     muons seen, skipped steps, rollbacks, rejected rows by reason, unreadable files, best
     checkpoint, last losses.
+
+    Every check that can refuse the run comes first: the device, the training and validation
+    data, the ``init_from`` model and, when resuming, the checkpoint's settings
+    (:data:`RESUME_FIXED_SETTINGS`), data files and world size. Only then does rank 0 write into
+    ``run_dir`` (``before_writing`` is called first: ``mubundle train`` writes ``RUN/config.yaml``
+    there), so a refused resume leaves the run directory as it was; the exceptions are a
+    damaged checkpoint, which is set aside (:func:`~mubundle.train.checkpoint.load_latest_intact_checkpoint`),
+    and the rejected rows of the validation data, quarantined as they are read.
     """
     run_dir = Path(run_dir)
     context = distributed.context_from_env()
@@ -435,10 +573,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     # one live training per run directory (re-entrant: `mubundle train` already holds it)
     run_lock = acquire_lock(run_dir, "mubundle train") if context.is_main else None
-    if run_lock is not None:
-        remove_stale_temporaries(run_dir)  # checkpoints half-written by a killed run
     try:
-        return _train_locked(data_paths, run_dir, config, context, device, validation_paths)
+        return _train_locked(data_paths, run_dir, config, context, device, validation_paths, before_writing)
     finally:
         if run_lock is not None:
             run_lock.release()
@@ -451,20 +587,28 @@ def _train_locked(
     context: distributed.DistContext,
     device: torch.device,
     validation_paths: Sequence[str | os.PathLike] | None,
+    before_writing: Callable[[], None] | None,
 ) -> dict[str, Any]:
     """:func:`train` with the run directory locked: logging, distributed set-up, the loop."""
-    handlers = _setup_logging(run_dir, context.is_main)
+    run_log = _RunLog(run_dir, context.is_main)
     previous_level = logger.level
     if context.is_main and (previous_level == logging.NOTSET or previous_level > logging.INFO):
         logger.setLevel(logging.INFO)
+
+    def accept() -> None:
+        """Every check passed: from here on rank 0 writes into the run directory."""
+        if context.is_main:
+            run_log.open_file()
+            remove_stale_temporaries(run_dir)  # checkpoints half-written by a killed run
+            if before_writing is not None:
+                before_writing()
+
     distributed.init_distributed(context, device)
     try:
-        return _train(data_paths, run_dir, config, context, device, validation_paths)
+        return _train(data_paths, run_dir, config, context, device, validation_paths, accept)
     finally:
         distributed.shutdown_distributed(context)
-        for handler in handlers:
-            logger.removeHandler(handler)
-            handler.close()
+        run_log.close()
         logger.setLevel(previous_level)
 
 
@@ -475,22 +619,19 @@ def _train(
     context: distributed.DistContext,
     device: torch.device,
     validation_paths: Sequence[str | os.PathLike] | None,
+    accept: Callable[[], None],
 ) -> dict[str, Any]:
+    """The checks (nothing written), then ``accept()``, then the loop."""
     configure_backends(device, config)
-    validation: CountSample | None = None
-    validation_report: dict[str, Any] | None = None
     if validation_paths:
         from mubundle.data.sites import site_of_paths
 
         # validation events of another site would pick the checkpoint by another medium's physics
         site_of_paths([*data_paths, *validation_paths], what="the training and validation data mix")
-        # every rank loads the same events; only rank 0 writes the quarantine file
-        quarantine = run_dir / QUARANTINE_DIR / "validation.parquet" if context.is_main else None
-        validation, validation_report = load_count_sample(validation_paths, "validation", device, quarantine)
-        logger.info("validation: %d events for the multiplicity model's NLL", len(validation))
     resume_path, checkpoint = load_latest_intact_checkpoint(run_dir, _CHECKPOINT_KEYS) or (None, None)
     initial: MuonBundleModel | None = None
     if checkpoint is not None:
+        _check_resume_settings(checkpoint, resume_path, config)
         transform = FeatureTransform.from_dict(checkpoint["transform"])
         domain = read_domain(checkpoint, resume_path)  # None in checkpoints of older versions
     elif config.init_from:
@@ -501,19 +642,35 @@ def _train(
         transform, domain = fit_transform_and_domain(data_paths, config.transform_fit_events)
     parts = _build(data_paths, run_dir, config, transform, device, context)
     parts.model.domain = domain  # exported with the model (model.json "domain")
-    if validation is not None:  # the NLL per event that can have muons (below the kinematic zero log P = 0)
-        validation = above_kinematic_zero(parts.model, validation, "validation")
     progress = Progress()
     if checkpoint is not None:
+        _check_resume_data(parts, checkpoint, resume_path)
         _restore(parts, checkpoint, progress, restore_guard=True)
-        logger.info("resumed from %s at step %d (epoch %d)", resume_path, progress.step, parts.stream.epoch)
         del checkpoint
+    elif initial is not None:
+        parts.model.load_state_dict(initial.state_dict())
+        parts.step_fn.generator_ema.restart()  # the average starts at the loaded generator
+        del initial
+    validation: CountSample | None = None
+    validation_report: dict[str, Any] | None = None
+    if validation_paths:
+        # every rank loads the same events; only rank 0 writes the quarantine file
+        quarantine = run_dir / QUARANTINE_DIR / "validation.parquet" if context.is_main else None
+        validation, validation_report = load_count_sample(validation_paths, "validation", device, quarantine)
+        logger.info("validation: %d events for the multiplicity model's NLL", len(validation))
+        # the NLL per event that can have muons (below the kinematic zero log P = 0)
+        validation = above_kinematic_zero(parts.model, validation, "validation")
+
+    accept()
+    if resume_path is not None:
+        logger.info("resumed from %s at step %d (epoch %d)", resume_path, progress.step, parts.stream.epoch)
+        problem = _export_problem(run_dir, resume_path) if context.is_main else None
+        if problem is not None:  # deleted, or a kill between the checkpoint and its export
+            export_model(_averaged_model(parts), run_dir, MODEL_DIR)
+            logger.warning("%s: exported the model of %s again", problem, resume_path.name)
     else:
-        if initial is not None:
-            parts.model.load_state_dict(initial.state_dict())
-            parts.step_fn.generator_ema.restart()  # the average starts at the loaded generator
+        if config.init_from:
             logger.info("fine-tuning %s: transform, multiplicity model and generator loaded, fresh critic", config.init_from)
-            del initial
         _write_checkpoint(parts, progress, run_dir, is_best=False)  # the rollback target of the first steps
     resumed_from = progress.step
 

@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -44,6 +45,7 @@ from mubundle.data.lock import directory_lock
 from mubundle.data.sources import read_events
 from mubundle.data.validate import write_quarantine
 from mubundle.model.bundle import MuonBundleModel
+from mubundle.model.domain import ExtrapolationError, ExtrapolationWarning, ModelDomain, check_primaries
 from mubundle.model.multiplicity import (
     MultiplicityModel,
     log_one_minus_exp,
@@ -119,6 +121,69 @@ def load_count_sample(
     return CountSample.from_batch(batch, device), report
 
 
+def recorded_site(domain: ModelDomain | None) -> str | None:
+    """The observation site (a :data:`mubundle.sim.site.SITES` name) ``domain`` records: its ``site``
+    when it is one, ``icecube`` for the free-text South Pole sites of older records (and of files
+    without a ``site`` key, :data:`mubundle.data.sites.LEGACY_SITE`), None when it records none or
+    another free text (then the data's site is not checked)."""
+    from mubundle.data.sites import LEGACY_SITE
+    from mubundle.sim.site import SITES
+
+    site = None if domain is None else domain.site
+    if site in SITES:
+        return site
+    return LEGACY_SITE if isinstance(site, str) and site.startswith("south-pole") else None
+
+
+def check_data_site(model: MuonBundleModel, paths: Sequence[str | os.PathLike], role: str) -> None:
+    """``ValueError`` (one line: the data's site, the model's, the paths) when the files of ``paths``
+    (``role`` data: "training", "validation", "calibration") belong to another observation site than
+    the one ``model``'s domain records (:func:`recorded_site`; the files' metadata ``site``,
+    :mod:`mubundle.data.sites`), or mix sites. Depths and muons of another site are in another
+    medium: a fit on them would not be this model's any more, whatever its domain says."""
+    from mubundle.data.sites import site_of_paths
+
+    expected = recorded_site(model.domain)
+    if expected is None:
+        return
+    site = site_of_paths(paths, what=f"the {role} data mixes")
+    if site != expected:
+        medium = f" ({model.domain.medium})" if model.domain.medium else ""
+        raise ValueError(
+            f"{role} data {', '.join(map(str, paths))} is of site {site!r}, but model '{model.name}' was trained at site "
+            f"{expected!r}{medium}: depths and muons of another site are in another medium; use data of "
+            f"`mubundle simulate --site {expected}`"
+        )
+
+
+def check_data_domain(model: MuonBundleModel, conditions: dict[str, np.ndarray], allow_extrapolation: bool) -> dict[str, int]:
+    """The events of each role outside ``model``'s domain (:func:`mubundle.model.domain.check_primaries`):
+    ``conditions`` maps a role ("training", "validation", ...) to its (B, 4) conditions [GeV, rad, A, km].
+
+    Outside events are refused with one line (the role, value, bound, model, how many:
+    :class:`~mubundle.model.domain.ExtrapolationError`) unless ``allow_extrapolation``; then one
+    :class:`~mubundle.model.domain.ExtrapolationWarning` counts them over all roles. A fit on them
+    makes the model follow data where its domain says it was not trained, while the domain it
+    keeps says nothing of it. Returns {role: events outside}.
+    """
+    outside: dict[str, int] = {}
+    example = None
+    for role, values in conditions.items():
+        try:
+            check = check_primaries(model.domain, values, model.name, allow_extrapolation, warn=False)
+        except ExtrapolationError as error:
+            raise ExtrapolationError(f"{role} data: {error}") from None
+        outside[role] = check.n_outside
+        if check.violations and example is None:
+            example = check.violations[0].describe(model.name)
+    if any(outside.values()):
+        counts = " and ".join(f"{outside[role]} of {len(values)} {role}" for role, values in conditions.items())
+        warnings.warn(f"extrapolating: {counts} events lie outside the domain of model '{model.name}' (e.g. {example}); "
+                      "they are fitted (--allow-extrapolation) and the model keeps its recorded domain",
+                      ExtrapolationWarning, stacklevel=2)
+    return outside
+
+
 @torch.no_grad()
 def multiplicity_nll(model: MuonBundleModel, sample: CountSample) -> float:
     """Mean -log P(N | conditions) of ``sample`` under ``model`` [nats / event] (NaN if it is not finite).
@@ -146,6 +211,10 @@ DISTILL_SAMPLES = 4
 DISTILL_RATE_FLOOR = 1e-4
 #: what reports and logs call the fit's objective, without and with a teacher
 OBJECTIVE_NAMES = {False: "NLL", True: "divergence from the teacher"}
+#: the report's keys of the best validation figure, the final training figure and a history entry's
+#: validation figure, without and with a teacher (with one they are a KL divergence, not an NLL)
+REPORT_KEYS = {False: ("best_validation_nll", "final_train_nll", "val_m_nll"),
+               True: ("best_validation_divergence", "final_train_divergence", "val_divergence")}
 #: seed of the teacher draws of every validation pass (the same draws each time)
 _DISTILL_VALIDATION_SEED = 0x5EED
 
@@ -279,8 +348,8 @@ def fit_multiplicity(
 
     With a ``teacher`` (same condition features) the objective is :func:`teacher_divergence`
     on the events' conditions instead of -log P(N) of their counts, for training steps and for
-    the validation figure that early stopping and the learning rate follow (the report's "NLL"
-    keys then hold that divergence; the logs name it).
+    the validation figure that early stopping and the learning rate follow (the report's keys
+    then say "divergence" where they say "nll" without one, :data:`REPORT_KEYS`; the logs name it).
 
     Each epoch visits the training events once in a seeded random order in batches of
     ``config.batch_size``; every ``validate_every_epochs`` epochs the validation NLL is
@@ -351,10 +420,11 @@ def fit_multiplicity(
                 break
     stopping.restore_best(multiplicity)
     multiplicity.eval()
+    best_key, train_key, history_key = REPORT_KEYS[teacher is not None]
     return {
         "best_epoch": stopping.best_step,
-        "best_validation_nll": stopping.best_nll,
-        "final_train_nll": multiplicity_nll(model, train) if teacher is None else distillation_loss(model, teacher, train),
+        best_key: stopping.best_nll,
+        train_key: multiplicity_nll(model, train) if teacher is None else distillation_loss(model, teacher, train),
         "epochs_run": epoch,
         "stopped_early": stopping.frozen,
         "skipped_steps": skipped,
@@ -362,7 +432,8 @@ def fit_multiplicity(
         "train_events_fitted": len(train),  # the others lie below the kinematic zero (N = 0 exactly)
         "validation_events": len(validation),
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
-        "history": stopping.history,
+        "history": [{"step": entry["step"], history_key: entry["val_m_nll"], "best": entry["best"]}
+                    for entry in stopping.history],
     }
 
 
@@ -401,10 +472,12 @@ def fit_multiplicity_restarts(
     validation NLL (the first on a tie). Each fit is the one a single run with its seed gives.
 
     Returns that fit's report with ``chosen_seed`` and ``restarts``: per seed the best
-    validation NLL, best epoch, epochs run, final training NLL and skipped steps.
+    validation NLL, best epoch, epochs run, final training NLL and skipped steps (with a
+    ``teacher``: the divergences, :data:`REPORT_KEYS`).
     """
     if config.restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {config.restarts}")
+    best_key, train_key, _ = REPORT_KEYS[teacher is not None]
     start = {name: t.detach().clone() for name, t in model.multiplicity.state_dict().items()}
     best_report: dict[str, Any] | None = None
     best_state: dict[str, Tensor] | None = None
@@ -413,20 +486,19 @@ def fit_multiplicity_restarts(
         model.multiplicity.load_state_dict(start)
         report = fit_multiplicity(model, train, validation, dataclasses.replace(config, seed=seed), teacher)
         summaries.append({"seed": seed} | {key: report[key] for key in (
-            "best_validation_nll", "best_epoch", "epochs_run", "final_train_nll", "skipped_steps")})
-        logger.info("multiplicity fit seed %d: best validation NLL %.6f at epoch %s",
-                    seed, report["best_validation_nll"], report["best_epoch"])
-        if best_report is None or _nll_or_inf(report) < _nll_or_inf(best_report):
+            best_key, "best_epoch", "epochs_run", train_key, "skipped_steps")})
+        logger.info("multiplicity fit seed %d: best validation %s %s at epoch %s",
+                    seed, OBJECTIVE_NAMES[teacher is not None], _figure(report[best_key]), report["best_epoch"])
+        if best_report is None or _finite_or_inf(report[best_key]) < _finite_or_inf(best_report[best_key]):
             best_report = report | {"chosen_seed": seed}
             best_state = {name: t.detach().clone() for name, t in model.multiplicity.state_dict().items()}
     model.multiplicity.load_state_dict(best_state)
     return best_report | {"restarts": summaries}
 
 
-def _nll_or_inf(report: dict[str, Any]) -> float:
-    """A fit's best validation NLL; +inf when it never had a finite one."""
-    nll = report["best_validation_nll"]
-    return math.inf if nll is None else float(nll)
+def _finite_or_inf(figure: float | None) -> float:
+    """A fit's best validation figure; +inf when it never had a finite one."""
+    return math.inf if figure is None else float(figure)
 
 
 REPORT_NAME = "multiplicity_fit.json"
@@ -460,6 +532,7 @@ def refit_multiplicity(
     config: MultiplicityFitConfig,
     sizes: dict[str, int] | None = None,
     distill: bool = False,
+    allow_extrapolation: bool = False,
 ) -> dict[str, Any]:
     """``mubundle refit-multiplicity``: the model in ``model_dir`` (None: the shipped one) with
     its multiplicity part refitted (:func:`fit_multiplicity`), saved to ``out_dir`` with the
@@ -467,13 +540,20 @@ def refit_multiplicity(
     ``sizes``: new values of the ``ModelConfig`` fields in :data:`MULTIPLICITY_SIZE_FIELDS`
     (a multiplicity network of another size, fitted from fresh weights). ``distill``: the
     target is the model's own multiplicity network (the teacher, :func:`teacher_divergence`)
-    on the events' conditions, not their N; the report adds both networks' NLL of the events.
-    Rejected rows go to ``out_dir/quarantine/{training,validation}.parquet``. CPU.
+    on the events' conditions, not their N; the report adds both networks' NLL of the events and
+    calls its figures divergences (:data:`REPORT_KEYS`). ``distill`` with ``reinitialise=False``
+    is refused: the student would start at the teacher's weights, where the divergence is 0.
+
+    Both data sets are checked against the model before the fit: files of another observation
+    site than the model's are refused (:func:`check_data_site`), and so are events outside its
+    domain unless ``allow_extrapolation`` (:func:`check_data_domain`; their numbers are the
+    report's ``extrapolated_events``). Rejected rows go to
+    ``out_dir/quarantine/{training,validation}.parquet``. CPU.
     """
     import json
 
     from mubundle.data.atomic import atomic_write_bytes
-    from mubundle.errors import OutputRefusedError
+    from mubundle.errors import InvalidValueError, OutputRefusedError
     from mubundle.generate.api import load_model, resolve_model_path
 
     out_dir = Path(out_dir)
@@ -483,15 +563,24 @@ def refit_multiplicity(
     if out_dir.resolve() == source_dir.resolve():  # the input model must survive a failed or worse refit
         raise OutputRefusedError(f"--out {out_dir} is the input model {source_dir}; write the refitted model to "
                                  "another directory")
+    if distill and not config.reinitialise:
+        raise InvalidValueError("--distill fits a new multiplicity network to the model's own (the teacher); "
+                                "--keep-weights would start it at the teacher's weights, where the divergence is "
+                                "already 0 and nothing is fitted: drop --keep-weights")
     source = load_model(None if model_dir is None else str(model_dir), device="cpu")
     model = with_multiplicity_sizes(source, sizes or {})  # ``source`` itself when the sizes stay
     if model is not source and not config.reinitialise:
         raise ValueError("a multiplicity network of another size starts from fresh weights: drop --keep-weights")
+    check_data_site(source, train_paths, "training")
+    check_data_site(source, validation_paths, "validation")
     with directory_lock(out_dir, "mubundle refit-multiplicity"):  # one live refit per output directory
         train, train_report = load_count_sample(train_paths, "training", "cpu", out_dir / "quarantine" / "training.parquet")
         validation, validation_report = load_count_sample(
             validation_paths, "validation", "cpu", out_dir / "quarantine" / "validation.parquet"
         )
+        extrapolated = check_data_domain(
+            source, {"training": train.conditions.numpy(), "validation": validation.conditions.numpy()},
+            allow_extrapolation)
         # NLLs over the events that can have muons (the fit's own; below the kinematic zero log P = 0)
         train, validation = above_kinematic_zero(source, train, "training"), above_kinematic_zero(source, validation, "validation")
         before = {"train_nll": multiplicity_nll(source, train), "validation_nll": multiplicity_nll(source, validation)}
@@ -504,6 +593,7 @@ def refit_multiplicity(
             source_model=str(model_dir) if model_dir is not None else "shipped default",
             multiplicity_sizes={name: getattr(model.config, name) for name in MULTIPLICITY_SIZE_FIELDS},
             before=before, training_data=train_report, validation_data=validation_report,
+            extrapolated_events=extrapolated,
         )
         if model.domain is not None:  # the model card says how its multiplicity part was made
             model.domain = dataclasses.replace(model.domain, notes=model.domain.notes + (refit_note(report, config, distill),))
@@ -514,16 +604,20 @@ def refit_multiplicity(
 
 def refit_note(report: dict[str, Any], config: MultiplicityFitConfig, distill: bool) -> str:
     """One line for ``model.json``'s domain notes: how :func:`refit_multiplicity` made the
-    multiplicity part (options, events, best validation figure and the source's)."""
+    multiplicity part (options, events, best validation figure and the source's, events fitted
+    outside the domain)."""
     objective = OBJECTIVE_NAMES[distill]
     start = "fresh weights" if config.reinitialise else "the source's weights"
     sizes = ", ".join(f"{name} {value}" for name, value in report["multiplicity_sizes"].items())
+    outside = report.get("extrapolated_events") or {}
+    extrapolated = ("; " + " and ".join(f"{n} {role}" for role, n in outside.items())
+                    + " events outside this domain (--allow-extrapolation)") if any(outside.values()) else ""
     return (f"multiplicity part {'distilled' if distill else 'refitted'} by mubundle refit-multiplicity from "
             f"{report['source_model']} ({start}; seed {report['chosen_seed']}, lr {config.lr:g}, batch {config.batch_size}, "
             f"patience {config.patience}; {sizes}) on {report['training_data']['events']} training and "
             f"{report['validation_data']['events']} validation events: best validation {objective} "
-            f"{_figure(report['best_validation_nll'])} at epoch {report['best_epoch']} (source's validation NLL "
-            f"{_figure(report['before']['validation_nll'])})")
+            f"{_figure(report[REPORT_KEYS[distill][0]])} at epoch {report['best_epoch']} (source's validation NLL "
+            f"{_figure(report['before']['validation_nll'])}){extrapolated}")
 
 
 def _figure(value: float | None) -> str:
@@ -541,8 +635,10 @@ def refit_from_args(args: "argparse.Namespace") -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     sizes = {name: getattr(args, name) for name in MULTIPLICITY_SIZE_FIELDS if getattr(args, name, None) is not None}
-    report = refit_multiplicity(args.model, args.data, args.validation, args.out, config, sizes, args.distill)
-    keys = ("chosen_seed", "best_epoch", "best_validation_nll", "final_train_nll", "epochs_run", "stopped_early",
-            "skipped_steps", "before", "after")
+    report = refit_multiplicity(args.model, args.data, args.validation, args.out, config, sizes, args.distill,
+                                args.allow_extrapolation)
+    best_key, train_key, _ = REPORT_KEYS[args.distill]
+    keys = ("chosen_seed", "best_epoch", best_key, train_key, "epochs_run", "stopped_early",
+            "skipped_steps", "before", "after", "extrapolated_events")
     print(json.dumps({key: report[key] for key in keys if key in report} | {"out": str(args.out)}))
     return 0
