@@ -18,6 +18,7 @@ from mubundle.data.native import read_metadata, write_shard
 from mubundle.data.sources import read_events
 from mubundle.geometry import slant_from_vertical_depth
 from mubundle.generate import api
+from mubundle.model import shipped
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.config import ModelConfig
 from mubundle.model.transforms import FeatureTransform
@@ -219,7 +220,7 @@ def test_a_reversed_range_is_refused_naming_that_range_only(model_dir, tmp_path,
 
 
 def test_missing_pretrained_model_gives_a_clear_error_saying_how_to_get_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(api, "default_model_path", lambda: tmp_path / "nothing")
+    monkeypatch.setattr(shipped, "default_model_path", lambda: tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="no pretrained model is installed.*mubundle train"):
         mubundle.load()
 

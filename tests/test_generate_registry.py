@@ -11,6 +11,7 @@ from helpers import SMALL_MODEL, make_synthetic_batch
 from mubundle.cli import main
 from mubundle.data.sources import read_events
 from mubundle.generate import api
+from mubundle.model import shipped
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.transforms import FeatureTransform
 
@@ -23,7 +24,7 @@ def pretrained(tmp_path, monkeypatch):
     MuonBundleModel(SMALL_MODEL, FeatureTransform.fit(make_synthetic_batch(200, seed=1))).save(root / "icecube")
     (root / "half").mkdir()
     (root / "half" / "model.json").write_text("{}")  # no weights: not a model
-    monkeypatch.setattr(api, "pretrained_root", lambda: root)
+    monkeypatch.setattr(shipped, "pretrained_root", lambda: root)
     return root
 
 

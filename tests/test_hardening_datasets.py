@@ -170,6 +170,10 @@ def test_rc2_dataset_without_manifest_is_read_with_a_warning(tmp_path, caplog):
         result = read_events(tmp_path / "out")
     assert same_events_up_to_depth_rounding(result.batch, expected)
     assert "no manifest: legacy dataset, completeness unknown" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mubundle.data.dataset"):
+        read_events(tmp_path / "out")  # a command lists its data several times: one warning per directory
+    assert "no manifest" not in caplog.text
 
 
 def test_rc2_a_shard_missing_from_a_manifest_dataset_is_refused(tmp_path):

@@ -132,5 +132,13 @@ def test_an_unreadable_init_model_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="init_from: model directory .*missing does not exist"):
         with_init_model_config(TrainConfig(init_from=str(tmp_path / "missing")))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="cannot read the model config"):
+    with pytest.raises(ValueError, match="init_from: .*empty is not a model directory: missing model.safetensors"):
         with_init_model_config(TrainConfig(init_from=str(tmp_path / "empty")))
+
+
+def test_a_shipped_model_is_named_by_its_name_and_recorded_by_its_directory():
+    from mubundle.model.shipped import shipped_model_path
+
+    config, changes = with_init_model_config(TrainConfig(init_from="icecube"))
+    assert config.init_from == str(shipped_model_path("icecube"))  # what the run's config.yaml records
+    assert changes and config.model.generator_hidden == 96  # the shipped model's own sizes

@@ -142,6 +142,10 @@ def incomplete_message(directory: Path) -> str | None:
     )
 
 
+#: legacy dataset directories already warned about in this process
+_WARNED_LEGACY: set[Path] = set()
+
+
 def dataset_files(directory: Path, found: Sequence[Path]) -> list[Path]:
     """The data files of dataset directory ``directory`` to read (see module docstring).
 
@@ -153,7 +157,8 @@ def dataset_files(directory: Path, found: Sequence[Path]) -> list[Path]:
         raise DatasetIncomplete(message)
     manifest = read_manifest(directory)
     if manifest is None:
-        if found:
+        if found and directory.resolve() not in _WARNED_LEGACY:  # once per directory and process, however often listed
+            _WARNED_LEGACY.add(directory.resolve())
             logger.warning("%s: no manifest: legacy dataset, completeness unknown (reading the %d data file(s) found)",
                            directory, len(found))
         return list(found)

@@ -451,7 +451,7 @@ def calibrate(
     Rejected rows go to ``out_dir/quarantine/calibration.parquet``. CPU.
     """
     from mubundle.errors import OutputRefusedError
-    from mubundle.generate.api import load_model, resolve_model_path
+    from mubundle.model.shipped import resolve_model_path
 
     out_dir = Path(out_dir)
     source_dir = resolve_model_path(None if model_dir is None else str(model_dir))
@@ -460,7 +460,7 @@ def calibrate(
     if out_dir.resolve() == source_dir.resolve():
         raise OutputRefusedError(f"--out {out_dir} is the input model {source_dir}; write the calibrated model to "
                                  "another directory")
-    model = load_model(None if model_dir is None else str(model_dir), device="cpu")
+    model = MuonBundleModel.load(source_dir, device="cpu").eval()
     if muon_energy_classes is None:
         muon_energy_classes = muon_energy_classes_of(model.calibration) if maps is None else 1
     if maps is not None:

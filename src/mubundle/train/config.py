@@ -112,15 +112,20 @@ def with_init_model_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, 
     """``config`` with the multiplicity/generator sizes of its ``init_from`` model directory.
 
     Returns ``(config, changes)``, ``changes = {field: (old, new)}``; the critic fields stay
-    as configured. Without ``init_from`` the config is returned unchanged. An ``init_from``
-    that is not a directory is an :class:`~mubundle.errors.InvalidValueError` naming it.
+    as configured. Without ``init_from`` the config is returned unchanged. ``init_from`` is a model
+    directory or a shipped model's name (e.g. ``icecube``: the returned config holds its directory);
+    anything else is an :class:`~mubundle.errors.InvalidValueError` naming it.
     """
+    from mubundle.model.shipped import resolve_model_path
+
     if not config.init_from:
         return config, {}
-    if not Path(config.init_from).is_dir():
-        what = "is a file, not a model directory" if Path(config.init_from).exists() else "does not exist"
-        raise InvalidValueError(f"init_from: model directory {config.init_from} {what} "
-                                f"(a directory holding model.json and model.safetensors, e.g. RUN/model)")
+    try:
+        directory = resolve_model_path(config.init_from)
+    except FileNotFoundError as error:
+        raise InvalidValueError(f"init_from: {error} (a directory holding model.json and model.safetensors, "
+                                "e.g. RUN/model)") from None
+    config = dataclasses.replace(config, init_from=str(directory))
     changes = differing_model_fields(config.model, read_model_config(config.init_from))
     model = dataclasses.replace(config.model, **{name: new for name, (_, new) in changes.items()})
     return dataclasses.replace(config, model=model), changes

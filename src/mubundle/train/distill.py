@@ -369,7 +369,7 @@ def _distill(
 def _initial_model_dir(init_from: str) -> Path:
     """The model directory of ``init_from`` (a path or a shipped model's name); ``ValueError`` in one
     line naming it when it is not one."""
-    from mubundle.generate.api import resolve_model_path
+    from mubundle.model.shipped import resolve_model_path
 
     try:
         return resolve_model_path(init_from)
@@ -425,7 +425,7 @@ def distill_from_args(args: Any) -> int:
     import json
     import sys
 
-    from mubundle.generate.api import DEFAULT_TEACHER, resolve_model_path
+    from mubundle.model.shipped import DEFAULT_TEACHER, resolve_model_path
 
     config = configio.from_yaml(DistillConfig, args.config) if args.config else DistillConfig()
     overrides = {name: getattr(args, name) for name in ("steps", "batch_size", "device", "seed") if getattr(args, name) is not None}

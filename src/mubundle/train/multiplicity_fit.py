@@ -554,7 +554,7 @@ def refit_multiplicity(
 
     from mubundle.data.atomic import atomic_write_bytes
     from mubundle.errors import InvalidValueError, OutputRefusedError
-    from mubundle.generate.api import load_model, resolve_model_path
+    from mubundle.model.shipped import resolve_model_path
 
     out_dir = Path(out_dir)
     source_dir = resolve_model_path(None if model_dir is None else str(model_dir))
@@ -567,7 +567,7 @@ def refit_multiplicity(
         raise InvalidValueError("--distill fits a new multiplicity network to the model's own (the teacher); "
                                 "--keep-weights would start it at the teacher's weights, where the divergence is "
                                 "already 0 and nothing is fitted: drop --keep-weights")
-    source = load_model(None if model_dir is None else str(model_dir), device="cpu")
+    source = MuonBundleModel.load(source_dir, device="cpu").eval()
     model = with_multiplicity_sizes(source, sizes or {})  # ``source`` itself when the sizes stay
     if model is not source and not config.reinitialise:
         raise ValueError("a multiplicity network of another size starts from fresh weights: drop --keep-weights")
