@@ -124,6 +124,29 @@ def test_nothing_usable_leaves_no_output_and_says_why(model_dir, tmp_path, capsy
     assert not out.exists() and pq.read_table(str(out) + ".rejected.parquet").num_rows == 2
 
 
+@pytest.mark.parametrize("flag", [["--depths", "2.0"], ["--area", "5"], ["--energy-range", "1e4", "1e5"],
+                                  ["--depth-kind", "slant"], ["--generation-gamma", "2"]])
+def test_flux_mode_options_are_refused_with_primaries_not_ignored(model_dir, primaries_file, tmp_path, capsys, flag):
+    path, _ = primaries_file
+    assert generate("--model", model_dir, "--primaries", path, *flag, "--out", tmp_path / "x.parquet") == 2
+    assert f"{flag[0]}: flux-mode options; with --primaries one event is generated per primary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "hdf5", "legacy-parquet"])
+def test_flux_weights_read_back_from_every_format_and_the_settings_are_recorded(model_dir, tmp_path, fmt):
+    out = tmp_path / f"flux.{fmt}"
+    assert generate("--model", model_dir, "--flux", "GST", "--events", 30, "--depths", "2.0", "--energy-range", "1e4", "1e5",
+                    "--format", fmt, "--out", out, "--seed", 4, "--events-per-chunk", 20) == 0
+    weights = read_events(out).batch.weights
+    assert weights is not None and len(weights) == 30 and (weights > 0).all()
+    if fmt == "parquet":  # the native shard layout: snappy, no dictionary, page checksums
+        column = pq.ParquetFile(out).metadata.row_group(0).column(0)
+        assert column.compression == "SNAPPY" and "RLE_DICTIONARY" not in column.encodings
+        config = read_metadata(out)["config"]
+        assert config["seed"] == 4 and config["events_per_chunk"] == 20 and config["model"] == str(model_dir)
+        assert read_metadata(out)["mubundle_version"] == mubundle.__version__
+
+
 def test_flux_mode_writes_weights_in_hz_for_every_primary_and_depth(model_dir, tmp_path, capsys):
     out = tmp_path / "flux.parquet"
     code = generate("--model", model_dir, "--flux", "H3a", "--events", 200, "--energy-range", 1e4, 1e5,
@@ -210,8 +233,9 @@ def test_flux_mode_without_events_is_a_clear_user_error(model_dir, tmp_path, cap
 
 
 @pytest.mark.parametrize("flags, says", [
-    (["--energy-range", "1e6", "1e4"], "energy_range must have LO <= HI, got 1e+06 10000 GeV"),
-    (["--zenith-range", "0.5", "0.2"], "zenith_range must have LO <= HI, got 0.5 0.2 rad"),
+    (["--energy-range", "1e6", "1e4"], "energy_range (--energy-range) must have LO < HI, got 1e+06 10000 GeV"),
+    (["--energy-range", "1e4", "1e4"], "energy_range (--energy-range) must have LO < HI, got 10000 10000 GeV"),
+    (["--zenith-range", "0.5", "0.2"], "zenith_range (--zenith-range) must have LO < HI, got 0.5 0.2 rad"),
 ])
 def test_a_reversed_range_is_refused_naming_that_range_only(model_dir, tmp_path, capsys, flags, says):
     assert generate("--model", model_dir, "--flux", "H3a", "--events", 5, *flags, "--out", tmp_path / "x.parquet") == 2
@@ -244,9 +268,15 @@ def test_shipped_models_are_loaded_by_name_unless_a_directory_has_that_name(mode
         api.load_model("fastest")
 
 
-def test_a_directory_that_is_not_a_model_is_refused_naming_the_missing_file(tmp_path):
+def test_a_directory_that_is_not_a_model_is_refused_naming_the_missing_file(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         api.load_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "icecube").mkdir()  # a data folder that happens to carry a shipped model's name
+    with pytest.raises(FileNotFoundError, match="a folder here named like the shipped model 'icecube' takes its place"):
+        api.load_model("icecube")
+    with pytest.raises(FileNotFoundError, match="model path is empty"):
+        api.load_model("")
 
 
 def test_python_api_samples_physical_units_and_converts_to_awkward(model_dir):

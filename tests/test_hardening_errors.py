@@ -452,6 +452,15 @@ def test_rc5_sample_refuses_non_numeric_arguments(model, value):
         model.sample(**dict(VALID, energy=value), seed=1)
 
 
+def test_rc5_sample_refuses_masked_values_and_a_non_boolean_allow_extrapolation(model):
+    with pytest.raises(ValueError, match=r"energy\[1\] is masked"):
+        model.sample(**dict(VALID, energy=np.ma.array([1e5, 1e6], mask=[0, 1])), seed=1)
+    unmasked = model.sample(**dict(VALID, energy=np.ma.array([1e5, 1e6], mask=[0, 0])), seed=1)
+    assert np.array_equal(unmasked.counts, model.sample(**dict(VALID, energy=[1e5, 1e6]), seed=1).counts)
+    with pytest.raises(TypeError, match="allow_extrapolation must be True or False, got str 'False'"):
+        model.sample(**VALID, seed=1, allow_extrapolation="False")
+
+
 def test_rc5_sample_seed_must_be_an_integer_not_truncated(model):
     with pytest.raises(TypeError, match="seed must be an integer"):
         model.sample(**VALID, seed=1.7)

@@ -178,6 +178,16 @@ def test_generate_refuses_outside_primaries_and_counts_them_when_allowed(domain_
     assert "extrapolated 5 events" in captured.err
 
 
+def test_a_flux_range_beyond_the_domain_is_refused_naming_the_flag(tmp_path, capsys):
+    out = tmp_path / "flux.parquet"
+    args = ["generate", "--no-progress", "--model", "fast", "--flux", "H3a", "--events", "10", "--out", str(out)]
+    assert main([*args, "--energy-range", "1e3", "1e5"]) == 2
+    assert ("--energy-range 1000 100000 GeV reaches outside the domain of model 'fast' (10000-1e+07 GeV)"
+            in capsys.readouterr().err) and not out.exists()
+    assert main([*args, "--zenith-range", "0", "1.5"]) == 2
+    assert "--zenith-range 0 1.5 rad reaches outside the domain of model 'fast'" in capsys.readouterr().err
+
+
 def test_evaluate_refuses_a_reference_outside_the_domain_unless_allowed(domain_model_dir, tmp_path, capsys):
     reference = inside_batch(200, seed=5)
     conditions = reference.conditions.copy()

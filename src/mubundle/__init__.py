@@ -12,12 +12,36 @@ __version__ = "0.6.10"
 
 
 def load(path=None, device="cpu"):
-    """Load a trained muon-bundle model: a model directory, or a shipped model by name (every
-    folder of ``mubundle/pretrained/``: ``"icecube"``, the default when ``path`` is None,
-    ``"fast"``, ``"full"``, ...; docs/pretrained.md).
+    """Load a trained muon-bundle model, ready to sample (eval mode).
+
+    ``path``: a model directory (holding ``model.safetensors`` and ``model.json``, as written by
+    ``mubundle train``), or a shipped model by name: ``"icecube"`` (the default, used when
+    ``path`` is None), ``"km3net-arca"``, ``"fast"``, ``"full"`` (every complete folder of
+    ``mubundle/pretrained/``; docs/pretrained.md). An existing directory of the same name as a
+    shipped model wins over it.
+
+    ``device``: the torch device the model is placed on and samples on: ``"cpu"`` (default),
+    ``"cuda"``, ``"cuda:N"``, ``"mps"`` (or a ``torch.device``). It is checked before any file
+    is read.
 
     Returns a :class:`mubundle.model.bundle.MuonBundleModel` whose ``sample`` method takes
-    physical units (GeV, rad, mass number, km) and returns a :class:`RaggedBatch`.
+    physical units (E0 GeV, zenith rad, mass number A, slant depth km) and returns a
+    :class:`RaggedBatch`.
+
+    Raises:
+        mubundle.errors.InvalidTypeError: ``path`` is not a str, ``os.PathLike`` or None.
+        mubundle.errors.DeviceUnavailableError: this torch cannot use ``device`` (no CUDA
+            support or no GPU visible, ``cuda:N`` beyond the visible GPUs, no MPS, or a device
+            type other than cpu, cuda, mps). A name torch does not parse (e.g. ``"auto"``) is
+            a :class:`mubundle.errors.InvalidValueError`.
+        FileNotFoundError: ``path`` does not exist and is no shipped model's name ("model
+            directory P does not exist (shipped models by name: ...)"); ``path`` is a file ("model
+            path P is a file; ..."); the directory lacks a model file ("P is not a model
+            directory: missing model.json"); or ``path`` is None and no shipped default model is
+            installed (:class:`mubundle.model.shipped.NoPretrainedModelError`, "no pretrained
+            model is installed (looked in ...)").
+        ValueError: ``model.json`` or ``model.safetensors`` cannot be read or do not describe
+            a valid model (the message names the file).
     """
     from mubundle.generate.api import load_model
 

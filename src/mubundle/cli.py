@@ -35,7 +35,8 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert legacy/native/CORSIKA files to native Parquet shards")
     p.add_argument("inputs", nargs="+", help="files, globs or directories (Parquet, HDF5 or CORSIKA DAT files)")
     p.add_argument("--out", required=True, type=Path, help="output dataset directory")
-    p.add_argument("--events-per-shard", type=positive_int, default=100_000)
+    p.add_argument("--events-per-shard", type=positive_int, default=100_000,
+                   help="events per output Parquet shard; the last shard holds the rest (default %(default)s)")
     p.add_argument("--depths", type=_depth_list, default=None, metavar="KM,...",
                    help="CORSIKA inputs: propagate each shower's muons to these slant depths in km of ice "
                         "(one event per shower and depth; 0 = the observation level, the default)")
@@ -282,8 +283,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="end-to-end demo: generate, simulate a reference, evaluate, short training")
-    p.add_argument("--out", type=Path, default=Path("demo_output"))
-    p.add_argument("--seed", type=seed_int, default=1)
+    p.add_argument("--out", type=Path, default=Path("demo_output"),
+                   help="output directory: generated.parquet, reference/, report/ (report.html), train_run/, "
+                        "demo_timings.json (default %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=1,
+                   help="seed of the primaries, the generation, the simulation and the training (default %(default)s)")
     p.set_defaults(run=_run_demo)
 
 

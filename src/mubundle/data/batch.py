@@ -11,8 +11,10 @@ A batch of B events holds
   particle ids of the original pipeline's primaries, or (run, event) of a CORSIKA shower
 
 ``offsets`` (B + 1,) and ``event_index`` (M,) are derived from ``counts``. No per-event
-Python objects exist anywhere: every operation is a vectorised numpy call, and
-:meth:`RaggedBatch.to_torch` shares memory with the numpy arrays.
+Python objects exist anywhere: every operation is a vectorised numpy call.
+:meth:`RaggedBatch.to_torch` gives a :class:`TorchRaggedBatch` of ``conditions``, ``counts``
+and ``flat_muons`` only (no weights, no ids); on the CPU its tensors share memory with the
+numpy arrays, on another device they are copies.
 """
 
 from __future__ import annotations
@@ -28,7 +30,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class RaggedBatch:
-    """Ragged batch of muon bundles (see module docstring for shapes and units)."""
+    """Ragged batch of B muon bundles holding M muons in all.
+
+    ``conditions``: (B, 4) float32, one row per event ``[E0 GeV, zenith rad, mass number A,
+    slant depth km]``.
+    ``counts``: (B,) int64, number of muons of each event (0 allowed).
+    ``flat_muons``: (M, 3) float32 ``[energy GeV, x m, y m]`` (x, y in the plane perpendicular
+    to the shower axis), the muons of all events concatenated in event order, ``M == counts.sum()``.
+    ``weights``: (B,) float64 event weights in Hz (flux-weighted generation or simulation),
+    or None.
+    ``ids``: (B, 2) uint64 source event ids ``(major, minor)`` (the I3 particle ids of the
+    original pipeline's primaries, or (run, event) of a CORSIKA shower), or None.
+
+    Arrays given in another dtype are converted on construction; inconsistent shapes or
+    counts raise ``ValueError`` (:meth:`check`). ``offsets`` (B + 1,) and ``event_index``
+    (M,) are derived from ``counts``.
+    """
 
     conditions: np.ndarray
     counts: np.ndarray
@@ -178,7 +195,12 @@ class RaggedBatch:
 
     # ------------------------------------------------------------------ interop
     def to_torch(self, device: "torch.device | str | None" = None) -> "TorchRaggedBatch":
-        """Torch view; shares memory with the numpy arrays when ``device`` is CPU/None."""
+        """``conditions``, ``counts`` and ``flat_muons`` as a :class:`TorchRaggedBatch` on ``device``.
+
+        ``weights`` and ``ids`` are not carried over. With ``device`` None or CPU the tensors
+        share memory with the numpy arrays; on another device they are copies (sent from
+        pinned memory, without blocking).
+        """
         import torch
 
         conditions = torch.from_numpy(self.conditions)
@@ -192,7 +214,12 @@ class RaggedBatch:
         return TorchRaggedBatch(conditions, counts, flat_muons)
 
     def to_awkward(self):
-        """Awkward array of records ``{energy, zenith, mass, depth, muons: [{energy, x, y}]}``."""
+        """Awkward array of B records ``{energy, zenith, mass, depth, muons: [{energy, x, y}]}``.
+
+        Units as in the batch: event ``energy`` (E0) GeV, ``zenith`` rad, ``mass`` mass number
+        A, ``depth`` slant depth km; muon ``energy`` GeV, ``x``, ``y`` m (float32). With
+        ``weights`` each record also has ``weight`` (float64, Hz); ``ids`` are not included.
+        """
         import awkward as ak
 
         muons = ak.zip(
@@ -229,9 +256,11 @@ class RaggedBatch:
 
 @dataclass(frozen=True)
 class TorchRaggedBatch:
-    """The same ragged batch as torch tensors (on any device).
+    """A ragged batch's ``conditions``, ``counts`` and ``flat_muons`` as torch tensors (on any
+    device); it has no weights and no ids.
 
-    ``conditions`` (B, 4) float32, ``counts`` (B,) int64, ``flat_muons`` (M, 3) float32.
+    ``conditions`` (B, 4) float32 ``[E0 GeV, zenith rad, A, slant depth km]``, ``counts`` (B,)
+    int64, ``flat_muons`` (M, 3) float32 ``[energy GeV, x m, y m]``.
     ``event_index`` is computed on the device with ``repeat_interleave`` and
     ``output_size`` = M so no host sync is needed.
     """

@@ -146,6 +146,11 @@ def _float_ids(values: np.ndarray) -> np.ndarray:
     return clean.astype(np.uint64)
 
 
+#: flux weights [Hz] that ``mubundle generate --flux`` adds to the original layouts (not part of them)
+WEIGHT_COLUMN = "weight"
+WEIGHTS_DATASET = "weights"
+
+
 def decode_parquet_table(
     table: pa.Table, file: str, first_row: int = 0, convention: str = conventions.ORIGINAL, primary_width: int = 4
 ) -> DecodedRows:
@@ -237,7 +242,10 @@ def decode_parquet_table(
     conditions, unit_codes = conventions.to_mubundle_units(raw_conditions, convention)
     flag_codes = (structural == 0) & (unit_codes != 0)
     structural[flag_codes] = unit_codes[flag_codes]
-    batch = RaggedBatch(conditions, counts, np.ascontiguousarray(flat_muons), ids=ids)
+    weights = None
+    if WEIGHT_COLUMN in table.column_names:  # mubundle generate --flux in this layout: flux weights [Hz]
+        weights = table.column(WEIGHT_COLUMN).to_numpy(zero_copy_only=False).astype(np.float64)
+    batch = RaggedBatch(conditions, counts, np.ascontiguousarray(flat_muons), weights=weights, ids=ids)
     raw = None if convention == conventions.MUBUNDLE else raw_conditions
     return DecodedRows(file, batch, structural, first_row + np.arange(n_events, dtype=np.int64), raw)
 
@@ -386,7 +394,13 @@ def decode_hdf5_chunk(
     structural[unit_rows] = unit_codes[unit_rows]
     ids = np.stack([_float_ids(primaries[:, 0]), _float_ids(primaries[:, 1])], axis=1)
     out_counts = np.where(keep_event, within, 0)
-    batch = RaggedBatch(conditions, out_counts, flat_muons, ids=ids)
+    weights = None
+    if WEIGHTS_DATASET in handle:  # mubundle generate --flux in this layout: flux weights [Hz], one per event
+        if handle[WEIGHTS_DATASET].shape != (n_total_events,):
+            raise ValueError(f"dataset '{WEIGHTS_DATASET}' has shape {handle[WEIGHTS_DATASET].shape}, expected "
+                             f"({n_total_events},): one weight per event")
+        weights = np.asarray(handle[WEIGHTS_DATASET][start:stop], dtype=np.float64)
+    batch = RaggedBatch(conditions, out_counts, flat_muons, weights=weights, ids=ids)
     raw = None if convention == conventions.MUBUNDLE else raw_conditions
     return DecodedRows(file, batch, structural, np.arange(start, stop, dtype=np.int64), raw)
 

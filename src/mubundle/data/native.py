@@ -45,9 +45,12 @@ class NativeFormatError(ValueError):
 
 
 def default_metadata(producer: str, config: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """File-level metadata with format version and units filled in."""
+    """File-level metadata with format version, units and the mubundle version that wrote it filled in."""
+    from mubundle import __version__
+
     metadata: dict[str, Any] = {
         "format_version": schema.FORMAT_VERSION,
+        "mubundle_version": __version__,
         "units": {
             "conditions": dict(schema.CONDITION_UNITS),
             "muons": dict(schema.MUON_UNITS),
@@ -93,16 +96,17 @@ def batch_to_table(batch: RaggedBatch, metadata: dict[str, Any] | None = None) -
     return table.replace_schema_metadata({schema.METADATA_KEY: encoded})
 
 
+#: How every native Parquet file is written (shards, ``generate`` output): measured
+#: (benchmarks/io_decode.py), float data gains < 10 % from zstd but decodes ~1.5x slower, and
+#: dictionary encoding never pays off for continuous values -> snappy, no dictionary; page CRCs
+#: turn silent bit rot into a read error that names the file.
+PARQUET_WRITE_OPTIONS: dict[str, Any] = {"compression": "snappy", "use_dictionary": False, "write_page_checksum": True}
+
+
 def write_table_atomic(table: pa.Table, path: str | os.PathLike, row_group_size: int = ROW_GROUP_EVENTS) -> None:
     """Write a Parquet file atomically: temporary file, fsync, rename, fsync the folder."""
     with atomic_output(path) as tmp:
-        # measured (benchmarks/io_decode.py): float data gains <10% from zstd but decodes ~1.5x slower,
-        # and dictionary encoding never pays off for continuous values -> snappy, no dictionary.
-        # Page CRCs turn silent bit rot into a read error that names the file.
-        pq.write_table(
-            table, tmp, row_group_size=row_group_size, compression="snappy", use_dictionary=False,
-            write_page_checksum=True,
-        )
+        pq.write_table(table, tmp, row_group_size=row_group_size, **PARQUET_WRITE_OPTIONS)
 
 
 def write_shard(batch: RaggedBatch, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:

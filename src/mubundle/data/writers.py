@@ -1,9 +1,10 @@
 """Write a RaggedBatch in any supported layout.
 
 - ``parquet``: the native shard format (:mod:`mubundle.data.native`).
-- ``hdf5`` and ``legacy-parquet``: exactly what the original pipeline's writers write
+- ``hdf5`` and ``legacy-parquet``: the layouts of the original pipeline's writers
   (briedel/cr_muons ``utils/data_converters/dump_muonitron_data.py``), so its own reader and
-  normaliser get the right conditions: mass = the primary's rest mass in GeV, depth = the
+  normaliser get the right conditions: mass = the primary's rest mass in GeV (nuclear masses from the
+  ``particle`` package: N14 and Al27 3 and 7 MeV below the original's table, read back as the same A), depth = the
   vertical depth in m below the ice surface (the slant depth converted back through
   Muonitron's spherical overburden, :mod:`mubundle.geometry`), ids ``(major, minor)``.
   HDF5: ``primaries`` (N, 7) ``[major, minor, E, zenith, mass, time = 0, depth]``, ``muons``

@@ -1,6 +1,7 @@
 """Bins of the primary's conditions (E0, A, zenith, depth) in which the metrics are repeated.
 
-Bin edges are chosen from the reference conditions: decades of E0, the distinct mass
+Bin edges are chosen from the reference conditions: E0 in whole decades (two decades per bin when the
+reference spans more than six: the icecube domain gives 1e2-1e4 ... 1e8-1e10 GeV), the distinct mass
 numbers (or five mass-group ranges if A is continuous), quartiles of cos(zenith), and in depth
 either the **vertical depths** the reference records (one bin each; a :class:`DepthBinning`
 of coordinate ``"vertical"``, built by :mod:`mubundle.evaluate.reference_depths` from the

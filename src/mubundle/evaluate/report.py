@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from mubundle import __version__
 from mubundle.data.batch import RaggedBatch
 from mubundle.errors import InvalidValueError, OutputRefusedError, check_integer
 from mubundle.data.remote import redact_paths
@@ -26,6 +27,7 @@ from mubundle.evaluate.binning import SLANT, VARIABLES, DepthBinning, bins_for, 
 from mubundle.evaluate.features import summary_quantities
 from mubundle.evaluate.metrics import METRICS, compare, is_paired
 from mubundle.evaluate.tails import tail_report
+from mubundle.model.shipped import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from mubundle.data.sources import LoadResult
@@ -294,7 +296,8 @@ def evaluate_model(
                 for s in range(seed + 1, seed + seeds)
             }
         info = {
-            "model": str(model_path) if model_path is not None else "pretrained default",
+            "model": str(model_path) if model_path is not None else DEFAULT_MODEL,
+            "mubundle_version": __version__,
             "reference": redact_paths(reference_paths),  # URL credentials never reach the report
             "reference_rejected_rows": loaded.rejected,
             "reference_failed_files": loaded.failed_files,

@@ -39,12 +39,29 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBundleModel":
-    """Load a trained :class:`~mubundle.model.bundle.MuonBundleModel` in eval mode.
+    """Load a trained :class:`~mubundle.model.bundle.MuonBundleModel` in eval mode (``mubundle.load``).
 
-    ``path``: a directory written by ``MuonBundleModel.save``, or a shipped model's name
-    (:func:`shipped_models`: ``"icecube"``, ``"fast"``, ``"full"``, ...); None = the shipped default (``icecube``).
-    ``device``: torch device string (``"cpu"``, ``"cuda"``, ...); one this torch cannot use is a
-    :class:`~mubundle.errors.DeviceUnavailableError`.
+    ``path``: a directory written by ``MuonBundleModel.save`` (``model.safetensors`` and
+    ``model.json``), or a shipped model's name (:func:`shipped_models`: ``"icecube"``,
+    ``"km3net-arca"``, ``"fast"``, ``"full"``); None = the shipped default (``icecube``). An
+    existing directory of the same name as a shipped model wins over it
+    (:func:`resolve_model_path`).
+    ``device``: the torch device the model is placed on: ``"cpu"`` (default), ``"cuda"``,
+    ``"cuda:N"``, ``"mps"`` (or a ``torch.device``); checked before any file is read.
+
+    Raises:
+        InvalidTypeError: ``path`` is not a str, ``os.PathLike`` or None.
+        DeviceUnavailableError: this torch cannot use ``device`` (no CUDA support or no GPU
+            visible, ``cuda:N`` beyond the visible GPUs, no MPS, or another device type); a name
+            torch does not parse (e.g. ``"auto"``) is an :class:`~mubundle.errors.InvalidValueError`.
+        FileNotFoundError: from :func:`resolve_model_path`: ``path`` does not exist and is no
+            shipped model's name ("model directory P does not exist (shipped models by name:
+            ...)"), is a file ("model path P is a file; ..."), or lacks a model file ("P is not
+            a model directory: missing model.json"); with ``path`` None and no default model
+            installed, :class:`NoPretrainedModelError` ("no pretrained model is installed
+            (looked in ...)").
+        ValueError: ``model.json`` or ``model.safetensors`` cannot be read or does not describe
+            a valid model (the message names the file; ``MuonBundleModel.load``).
     """
     from mubundle.model.bundle import MuonBundleModel
     from mubundle.train.device import require_available

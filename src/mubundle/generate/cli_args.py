@@ -11,7 +11,7 @@ from pathlib import Path
 from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE, finite_float, positive_int, seed_int
 from mubundle.data.output_paths import check_output_file, output_format
 from mubundle.executors import add_dask_argument, check_executor_arguments
-from mubundle.generate.api import MODEL_OPTION_HELP
+from mubundle.generate.api import DEFAULT_MODEL, MODEL_OPTION_HELP
 from mubundle.generate.flux import FLUX_MODELS
 from mubundle.generate.output import FORMATS
 from mubundle.generate.run import EVENTS_PER_CHUNK, FluxSettings, GenerationSummary
@@ -24,6 +24,8 @@ _ENERGY_GEV = finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, uni
 _ZENITH_RAD = finite_float(0.0, math.pi / 2, unit="rad")
 _AREA_M2 = finite_float(0.0, min_inclusive=False, unit="m^2")
 _SPECTRAL_INDEX = finite_float(*SPECTRAL_INDEX_RANGE)
+#: options of flux mode that --primaries would ignore (refused with it)
+_FLUX_ONLY_FLAGS = ("--events", "--energy-range", "--zenith-range", "--depths", "--depth-kind", "--area", "--generation-gamma")
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,10 +41,13 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output layout (default: from the suffix of --out: .h5/.hdf5 -> hdf5, else native parquet)")
     parser.add_argument("--overwrite", action="store_true",
                         help="allow --out to replace an existing non-mubundle file or an input file")
-    parser.add_argument("--seed", type=seed_int, default=0)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--seed", type=seed_int, default=0,
+                        help="seed of the sampling (default 0: the same command gives the same events; another seed, "
+                             "an independent sample)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the networks run (default cpu)")
     parser.add_argument("--events-per-chunk", type=positive_int, default=EVENTS_PER_CHUNK,
-                        help="events sampled and written at once (bounds memory)")
+                        help=f"events sampled and written at once (bounds memory; default {EVENTS_PER_CHUNK}); part of "
+                             "what fixes the result, with the model, the primaries and --seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--allow-extrapolation", action="store_true",
                         help="sample primaries outside the model's training domain (refused otherwise); "
@@ -60,13 +65,15 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                       help="observation depths [km]; one event per primary and depth (default: the vertical "
                            "depths the model was trained at, with --depth-kind vertical; "
                            f"{','.join(f'{d:g}' for d in _FLUX_DEFAULTS.depths_km)} for models without them)")
-    flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=_FLUX_DEFAULTS.depth_kind,
+    flux.add_argument("--depth-kind", choices=["slant", "vertical"], default=None,
                       help="--depths are slant depths along the axis, or vertical depths below the surface "
-                           "(converted through the spherical overburden of the model's site, as mubundle simulate)")
-    flux.add_argument("--area", type=_AREA_M2, default=_FLUX_DEFAULTS.area_m2,
-                      help="area [m^2] of the disc perpendicular to the shower axis the weights refer to")
-    flux.add_argument("--generation-gamma", type=_SPECTRAL_INDEX, default=_FLUX_DEFAULTS.generation_gamma,
-                      help="generation spectrum E^-gamma (the weights correct for it)")
+                           "(converted through the spherical overburden of the model's site, as mubundle simulate; "
+                           f"default {_FLUX_DEFAULTS.depth_kind})")
+    flux.add_argument("--area", type=_AREA_M2, default=None,
+                      help=f"area [m^2] of the disc perpendicular to the shower axis the weights refer to "
+                           f"(default {_FLUX_DEFAULTS.area_m2:g})")
+    flux.add_argument("--generation-gamma", type=_SPECTRAL_INDEX, default=None,
+                      help=f"generation spectrum E^-gamma (the weights correct for it; default {_FLUX_DEFAULTS.generation_gamma:g})")
 
 
 def print_summary(summary: GenerationSummary, stream=None) -> None:
@@ -103,6 +110,19 @@ def model_ref(model: Path | None, device: str) -> ModelRef:
     return ModelRef(str(resolved.resolve()), device)
 
 
+def _refuse_ranges_beyond(domain, model: Path | None, ranges: dict) -> None:
+    """Refuse a flux range flag reaching outside the model's domain, naming the flag, its values and the
+    bounds (``ranges``: {flag: (given (LO, HI) or None, domain (low, high), unit)}), before any primary is drawn."""
+    from mubundle.model.domain import ExtrapolationError, model_name_of
+
+    for flag, (given, (low, high), unit) in ranges.items():
+        if given is not None and (given[0] < low * (1 - 1e-6) or given[1] > high * (1 + 1e-6)):
+            raise ExtrapolationError(
+                f"{flag} {given[0]:g} {given[1]:g} {unit} reaches outside the domain of model "
+                f"'{model_name_of(model) if model else DEFAULT_MODEL}' ({low:g}-{high:g} {unit}); "
+                "pass --allow-extrapolation to proceed")
+
+
 def generate_from_args(args: argparse.Namespace) -> int:
     """Run ``mubundle generate``; returns the exit code (1 if no event could be generated)."""
     from mubundle.generate.api import load_model
@@ -113,12 +133,18 @@ def generate_from_args(args: argparse.Namespace) -> int:
     check_executor_arguments(args.dask)
     if args.flux is not None and args.events is None:
         raise ValueError("--flux needs --events N")
-    if args.primaries is not None and args.events is not None:
-        raise ValueError("--events is a flux-mode option; with --primaries one event is generated per primary")
+    flux_only = [flag for flag in _FLUX_ONLY_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if args.primaries is not None and flux_only:
+        raise ValueError(f"{', '.join(flux_only)}: flux-mode options; with --primaries one event is generated per "
+                         "primary, at its own depth")
+    depth_kind = args.depth_kind or _FLUX_DEFAULTS.depth_kind
     output_format(args.out, args.format, FORMATS)  # refused outputs before the model is loaded
     check_output_file(args.out, inputs=args.primaries or (), overwrite=args.overwrite)
     model = load_model(args.model, device=args.device) if args.dask is None else model_ref(args.model, args.device)
-    metadata = {"model": str(args.model) if args.model else "pretrained default", "seed": args.seed}
+    metadata = {"model": str(args.model) if args.model else DEFAULT_MODEL, "seed": args.seed,
+                "events_per_chunk": args.events_per_chunk}
+    if args.primaries is not None:
+        metadata["primaries"] = [str(path) for path in args.primaries]
     domain = (model if args.dask is None else model.load()[0]).domain  # a ModelRef loads once here too
     if domain is not None:  # what the model was trained on, next to the events it made
         metadata.update(model_domain=domain.to_dict(), allow_extrapolation=args.allow_extrapolation)
@@ -129,13 +155,17 @@ def generate_from_args(args: argparse.Namespace) -> int:
         # without --energy-range / --zenith-range: the primaries the model knows (its domain)
         energy_range = args.energy_range or (domain.energy_gev if domain is not None else _FLUX_DEFAULTS.energy_range)
         zenith_range = args.zenith_range or (domain.zenith_rad if domain is not None else _FLUX_DEFAULTS.zenith_range)
+        if domain is not None and not args.allow_extrapolation:
+            _refuse_ranges_beyond(domain, args.model, {"--energy-range": (args.energy_range, domain.energy_gev, "GeV"),
+                                                      "--zenith-range": (args.zenith_range, domain.zenith_rad, "rad")})
         # without --depths: the vertical depths the model was trained at (e.g. 2.9-3.4 km of sea water)
-        trained_depths = domain.vertical_depths_km if domain is not None and args.depth_kind == "vertical" else None
+        trained_depths = domain.vertical_depths_km if domain is not None and depth_kind == "vertical" else None
         depths = args.depths or trained_depths or _FLUX_DEFAULTS.depths_km
         settings = FluxSettings(
             flux_model=args.flux, events=args.events, energy_range=tuple(energy_range),
-            zenith_range=tuple(zenith_range), depths_km=tuple(depths), depth_kind=args.depth_kind,
-            area_m2=args.area, generation_gamma=args.generation_gamma,
+            zenith_range=tuple(zenith_range), depths_km=tuple(depths), depth_kind=depth_kind,
+            area_m2=_FLUX_DEFAULTS.area_m2 if args.area is None else args.area,
+            generation_gamma=_FLUX_DEFAULTS.generation_gamma if args.generation_gamma is None else args.generation_gamma,
         )
         summary = generate_from_flux(model, settings, args.out, **common)
     else:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mubundle.data import conventions, native, writers
+from mubundle.data import conventions, legacy, native, writers
 from mubundle.data.atomic import commit, remove_stale_temporaries, temporary_path
 from mubundle.data.batch import RaggedBatch
 
@@ -57,14 +57,14 @@ class EventFileWriter:
         table = writers.legacy_parquet_table(batch, self.metadata, first_event=self.events_written)
         if batch.weights is not None:  # not part of the legacy layout; kept so flux weights survive
             metadata = table.schema.metadata
-            table = table.append_column("weight", pa.array(batch.weights, type=pa.float64()))
+            table = table.append_column(legacy.WEIGHT_COLUMN, pa.array(batch.weights, type=pa.float64()))
             table = table.replace_schema_metadata(metadata)
         return table
 
     def _write_parquet(self, batch: RaggedBatch) -> None:
         table = self._parquet_table(batch)
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+            self._parquet = pq.ParquetWriter(self._tmp, table.schema, **native.PARQUET_WRITE_OPTIONS)
         self._parquet.write_table(table, row_group_size=native.ROW_GROUP_EVENTS)
 
     def _write_hdf5(self, batch: RaggedBatch) -> None:
@@ -78,14 +78,15 @@ class EventFileWriter:
             self._hdf5.create_dataset("counts", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=True)
             self._hdf5.attrs["mubundle"] = json.dumps(conventions.original_metadata(self.metadata), sort_keys=True)
             if batch.weights is not None:
-                self._hdf5.create_dataset("weights", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=True)
+                self._hdf5.create_dataset(legacy.WEIGHTS_DATASET, shape=(0,), maxshape=(None,), dtype=np.float64,
+                                          chunks=True)
         for name, values in (("primaries", primaries), ("muons", muons), ("counts", counts)):
             dataset = self._hdf5[name]
             start = dataset.shape[0]
             dataset.resize(start + values.shape[0], axis=0)
             dataset[start:] = values
-        if batch.weights is not None and "weights" in self._hdf5:
-            dataset = self._hdf5["weights"]
+        if batch.weights is not None and legacy.WEIGHTS_DATASET in self._hdf5:
+            dataset = self._hdf5[legacy.WEIGHTS_DATASET]
             start = dataset.shape[0]
             dataset.resize(start + len(batch), axis=0)
             dataset[start:] = batch.weights

@@ -272,8 +272,8 @@ class FluxSettings:
         zlow, zhigh = (check_finite_number(f"zenith_range[{i}]", z, 0.0, np.pi / 2, unit="rad")
                        for i, z in enumerate(self.zenith_range))
         for name, (lo, hi), unit in (("energy_range", (low, high), "GeV"), ("zenith_range", (zlow, zhigh), "rad")):
-            if lo > hi:
-                raise InvalidValueError(f"{name} must have LO <= HI, got {lo:g} {hi:g} {unit}")
+            if not lo < hi:  # flux weights are per GeV and per sr: a range of zero width has none
+                raise InvalidValueError(f"{name} (--{name.replace('_', '-')}) must have LO < HI, got {lo:g} {hi:g} {unit}")
         if not self.depths_km:
             raise InvalidValueError("depths_km must hold at least one depth [km]")
         for i, depth in enumerate(self.depths_km):

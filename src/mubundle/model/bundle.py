@@ -103,6 +103,9 @@ class MuonBundleModel(nn.Module):
         events_per_chunk = check_integer("events_per_chunk", events_per_chunk, 1)
         if workers is not None:
             workers = check_integer("workers", workers, 1)
+        if not isinstance(allow_extrapolation, (bool, np.bool_)):  # "False" is a true string: refused, not obeyed
+            raise InvalidTypeError(f"allow_extrapolation must be True or False, got {type(allow_extrapolation).__name__} "
+                                   f"{allow_extrapolation!r}")
         # the float32 conditions once more as float64 columns (a (B, 4) view of a (4, B) array): the
         # domain check and the kinematic zero read whole columns, each contiguous, without a copy
         columns = conditions.T.astype(np.float64).T
@@ -377,6 +380,10 @@ def validated_conditions(**columns: "np.ndarray | float") -> np.ndarray:
     arrays: dict[str, np.ndarray] = {}
     for name, *_ in _CONDITION_BOUNDS:
         value = columns[name]
+        if np.ma.isMaskedArray(value) and np.ma.getmaskarray(value).any():
+            first = int(np.flatnonzero(np.ma.getmaskarray(value))[0])
+            raise InvalidValueError(f"{name}[{first}] is masked: a masked array is sampled only without masked values "
+                                    "(fill them or drop their rows)")
         try:
             array = np.asarray(value)
         except (TypeError, ValueError) as error:  # ragged nested lists

@@ -84,17 +84,23 @@ def resolve_model_path(path: str | Path | None) -> Path:
                 "(see docs/training.md and docs/pretrained.md)"
             )
         return default_model_path()
+    if not str(path).strip():
+        raise FileNotFoundError(f"model path is empty: give a model directory or a shipped model name ({shipped_names()})")
+    name = str(path)
     path = Path(path)
-    if not path.exists() and str(path) in shipped_models():
-        path = shipped_model_path(str(path))
+    if not path.exists() and name in shipped_models():
+        path = shipped_model_path(name)
+    shadowed = (f" (a folder here named like the shipped model '{name}' takes its place: pass "
+                f"{shipped_model_path(name)} or run elsewhere)" if name in shipped_models() and path.exists()
+                and path != shipped_model_path(name) else "")
     if path.exists() and not path.is_dir():
         raise FileNotFoundError(f"model path {path} is a file; a model directory (holding {' and '.join(MODEL_FILES)}) "
-                                f"or a shipped model name ({shipped_names()}) is expected")
+                                f"or a shipped model name ({shipped_names()}) is expected{shadowed}")
     if not path.is_dir():
         raise FileNotFoundError(
             f"model directory {path} does not exist (shipped models by name: {shipped_names()})"
         )
     missing = [name for name in MODEL_FILES if not (path / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{path} is not a model directory: missing {', '.join(missing)}")
+        raise FileNotFoundError(f"{path} is not a model directory: missing {', '.join(missing)}{shadowed}")
     return path

@@ -151,13 +151,18 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     zenith.add_argument("--zenith-range", type=_ZENITH_DEG, nargs=2, metavar=("LO", "HI"),
                         help="zenith range in degrees, uniform in cos(zenith) (default 0 70)")
     parser.add_argument("--depths", type=parse_depths, default=defaults.depths_km, metavar="KM,KM,...",
-                        help="vertical depths in km of the site's medium (km w.e. for rock; 0 = surface); one event per depth")
+                        help="vertical depths in km of the site's medium (km w.e. for rock; 0 = surface); one event per "
+                             f"depth (default {','.join(f'{d:g}' for d in defaults.depths_km)})")
     parser.add_argument("--min-energy", type=_ENERGY, default=defaults.min_energy, metavar="GEV",
-                        help="keep muons above this energy at each depth")
+                        help="keep muons above this energy in GeV at each depth (default %(default)g)")
     parser.add_argument("--interaction-model", default=defaults.interaction_model,
-                        help="chromo hadronic model (SIBYLL-2.3d, SIBYLL-2.1, EPOS-LHC, QGSJet-II-04, ...)")
-    parser.add_argument("--seed", type=seed_int, default=defaults.seed)
-    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (one model instance each)")
+                        help="chromo hadronic model (SIBYLL-2.3d, SIBYLL-2.1, EPOS-LHC, QGSJet-II-04, ...; "
+                             "default %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=defaults.seed,
+                        help="random seed: the dataset is a function of the seed and the configuration, "
+                             "for any --workers (default %(default)s)")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="worker processes, each with its own model instance (default %(default)s)")
     from mubundle.flux import FLUX_MODELS
     from mubundle.sim.site import SITES
 
@@ -179,7 +184,8 @@ def add_given_primaries_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=positive_int, default=None, metavar="K",
                         help="with --primaries: simulate each primary K times in a row (default 1)")
     parser.add_argument("--surface-altitude", type=finite_float(-1000.0, 100_000.0, unit="m"), default=None, metavar="M",
-                        help="observation level (the medium's surface) in m a.s.l. (default: the site's; IceCube 2835)")
+                        help="observation level (the medium's surface) in m a.s.l. (default: the site's surface: "
+                             "icecube 2835; km3net-arca, km3net-orca and rock 0, sea level)")
 
 
 #: ``mubundle simulate`` flags that only sampled primaries use (argparse dest, flag)
