@@ -160,6 +160,9 @@ def test_flux_mode_writes_weights_in_hz_for_every_primary_and_depth(model_dir, t
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert batch.weights[batch.conditions[:, 3] == 1.5].sum() == pytest.approx(summary["rate_hz"])
     assert summary["rate_hz"] == pytest.approx(summary["reference_rate_hz"], rel=0.3)  # 200 events: rough
+    weights = batch.weights[batch.conditions[:, 3] == 1.5]  # one per primary
+    assert summary["rate_se_hz"] == pytest.approx(np.sqrt(len(weights)) * weights.std())  # sqrt(sum w^2 - R^2 / n)
+    assert abs(summary["rate_hz"] - summary["reference_rate_hz"]) < 4 * summary["rate_se_hz"]
     assert read_metadata(out)["config"]["flux_model"] == "H3a"
 
 

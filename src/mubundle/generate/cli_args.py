@@ -92,8 +92,8 @@ def print_summary(summary: GenerationSummary, stream=None) -> None:
         print(f"extrapolated {summary.extrapolated_events} events outside the model's training domain "
               "(--allow-extrapolation)", file=stream)
     if summary.rate_hz is not None:
-        print(f"summed weight (rate per depth) {summary.rate_hz:.6g} Hz; "
-              f"direct integral of the flux {summary.reference_rate_hz:.6g} Hz", file=stream)
+        print(f"summed weight (rate per depth) {summary.rate_hz:.6g} +- {summary.rate_se_hz:.2g} Hz (Monte Carlo "
+              f"error); direct integral of the flux {summary.reference_rate_hz:.6g} Hz", file=stream)
     if not summary.events:
         print(f"generated no event ({sum(summary.rejected.values())} primaries rejected, {len(summary.failed_files)} "
               f"files not read, none usable): no output written to {summary.out}", file=stream)

@@ -8,6 +8,7 @@ events_per_chunk) -- not on the machine or on how long it ran.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -120,6 +121,8 @@ class GenerationSummary:
     failed_files: list[dict[str, str]] = field(default_factory=list)
     quarantine: str | None = None
     rate_hz: float | None = None
+    #: Monte Carlo standard error of ``rate_hz``: sqrt(sum w^2 - rate^2 / n) over the n primaries
+    rate_se_hz: float | None = None
     reference_rate_hz: float | None = None
     #: events whose primary lies outside the model's domain (sampled with --allow-extrapolation)
     extrapolated_events: int = 0
@@ -327,11 +330,11 @@ def generate_from_flux(
     if settings.depth_kind == "vertical":
         config["vertical_depth_site"] = site  # whose spherical overburden converted --depths
     file_metadata = default_metadata("mubundle generate --flux", config=config)
-    rate = 0.0
+    rate = rate_squares = 0.0
     extrapolated = 0
 
     def jobs() -> Iterator[tuple]:
-        nonlocal rate, extrapolated
+        nonlocal rate, rate_squares, extrapolated
         for index, first in enumerate(range(0, settings.events, primaries_per_chunk)):
             n_chunk = min(primaries_per_chunk, settings.events - first)
             # the primaries' stream is kept apart from the model's stream chunk_seed(seed, index)
@@ -341,6 +344,7 @@ def generate_from_flux(
                 seed=primaries_seed, generation_gamma=settings.generation_gamma, normalisation_events=settings.events,
             )
             rate += float(primaries.weight.sum())
+            rate_squares += float(np.square(primaries.weight).sum())
             depths = slant_depths(np.asarray(settings.depths_km), primaries.zenith, settings.depth_kind, site)
             conditions = np.stack(
                 [
@@ -363,6 +367,7 @@ def generate_from_flux(
     report_extrapolation(model, extrapolated, writer.events_written)
     return GenerationSummary(
         out=str(out), format=format, events=writer.events_written, muons=writer.muons_written,
-        seconds=time.perf_counter() - started, rate_hz=rate, reference_rate_hz=reference,
+        seconds=time.perf_counter() - started, rate_hz=rate,
+        rate_se_hz=math.sqrt(max(rate_squares - rate**2 / settings.events, 0.0)), reference_rate_hz=reference,
         extrapolated_events=extrapolated,
     )
