@@ -271,6 +271,14 @@ def test_shipped_models_are_loaded_by_name_unless_a_directory_has_that_name(mode
         api.load_model("fastest")
 
 
+def test_load_takes_the_automatic_device_of_training():
+    from mubundle.train.device import resolve_device
+
+    assert mubundle.load("fast", device="auto").device == resolve_device("auto")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        mubundle.load("fast", device="gpu")
+
+
 def test_a_directory_that_is_not_a_model_is_refused_naming_the_missing_file(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         api.load_model(tmp_path)

@@ -21,8 +21,8 @@ def load(path=None, device="cpu"):
     shipped model wins over it.
 
     ``device``: the torch device the model is placed on and samples on: ``"cpu"`` (default),
-    ``"cuda"``, ``"cuda:N"``, ``"mps"`` (or a ``torch.device``). It is checked before any file
-    is read.
+    ``"cuda"``, ``"cuda:N"``, ``"mps"`` (or a ``torch.device``), or ``"auto"`` (CUDA, else MPS,
+    else CPU). It is checked before any file is read.
 
     Returns a :class:`mubundle.model.bundle.MuonBundleModel` whose ``sample`` method takes
     physical units (E0 GeV, zenith rad, mass number A, slant depth km) and returns a
@@ -32,7 +32,7 @@ def load(path=None, device="cpu"):
         mubundle.errors.InvalidTypeError: ``path`` is not a str, ``os.PathLike`` or None.
         mubundle.errors.DeviceUnavailableError: this torch cannot use ``device`` (no CUDA
             support or no GPU visible, ``cuda:N`` beyond the visible GPUs, no MPS, or a device
-            type other than cpu, cuda, mps). A name torch does not parse (e.g. ``"auto"``) is
+            type other than cpu, cuda, mps). A name torch does not parse (e.g. ``"gpu"``) is
             a :class:`mubundle.errors.InvalidValueError`.
         FileNotFoundError: ``path`` does not exist and is no shipped model's name ("model
             directory P does not exist (shipped models by name: ...)"); ``path`` is a file ("model

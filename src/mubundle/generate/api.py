@@ -47,13 +47,14 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBund
     existing directory of the same name as a shipped model wins over it
     (:func:`resolve_model_path`).
     ``device``: the torch device the model is placed on: ``"cpu"`` (default), ``"cuda"``,
-    ``"cuda:N"``, ``"mps"`` (or a ``torch.device``); checked before any file is read.
+    ``"cuda:N"``, ``"mps"`` (or a ``torch.device``), or ``"auto"`` (CUDA, else MPS, else CPU, as
+    ``train --device auto``); checked before any file is read.
 
     Raises:
         InvalidTypeError: ``path`` is not a str, ``os.PathLike`` or None.
         DeviceUnavailableError: this torch cannot use ``device`` (no CUDA support or no GPU
             visible, ``cuda:N`` beyond the visible GPUs, no MPS, or another device type); a name
-            torch does not parse (e.g. ``"auto"``) is an :class:`~mubundle.errors.InvalidValueError`.
+            torch does not parse (e.g. ``"gpu"``) is an :class:`~mubundle.errors.InvalidValueError`.
         FileNotFoundError: from :func:`resolve_model_path`: ``path`` does not exist and is no
             shipped model's name ("model directory P does not exist (shipped models by name:
             ...)"), is a file ("model path P is a file; ..."), or lacks a model file ("P is not
@@ -64,12 +65,13 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> "MuonBund
             a valid model (the message names the file; ``MuonBundleModel.load``).
     """
     from mubundle.model.bundle import MuonBundleModel
-    from mubundle.train.device import require_available
+    from mubundle.train.device import require_available, resolve_device
 
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise InvalidTypeError(f"path must be a model directory (str or os.PathLike), a shipped model name "
                                f"({_names()}) or None, got {type(path).__name__} {path!r}")
-    device = require_available(device)  # before reading anything: one line, exit code 6, for a missing GPU
+    # before reading anything: one line, exit code 6, for a missing GPU
+    device = resolve_device(device) if device == "auto" else require_available(device)
     model = MuonBundleModel.load(resolve_model_path(path), device=device)
     model.eval()
     return model
