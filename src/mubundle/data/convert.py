@@ -31,13 +31,12 @@ import pyarrow as pa
 from mubundle.data import corsika
 from mubundle.data.atomic import remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
-from mubundle.data.dataset import INCOMPLETE_NAME, MANIFEST_NAME, begin_dataset, finish_dataset
+from mubundle.data.dataset import INCOMPLETE_NAME, MANIFEST_NAME, QUARANTINE_NAME, begin_dataset, finish_dataset
 from mubundle.data.lock import directory_lock
 from mubundle.data.native import ShardWriter, default_metadata, read_metadata
 from mubundle.data.sources import DataFileError, corsika_scan, detect_layout, expand_paths, iter_file_pieces
-from mubundle.data.validate import QuarantineWriter, add_counts
+from mubundle.data.validate import QuarantineWriter, add_counts, counts_text
 
-QUARANTINE_NAME = Path("_quarantine") / "rejected.parquet"
 PRODUCER = "mubundle convert"
 
 
@@ -216,7 +215,7 @@ def nothing_converted_reason(summary: dict[str, Any]) -> str | None:
         reasons.append(f"no input file could be read ({failed} FAILED above)" if read == 0
                        else f"{failed} input file{'' if failed == 1 else 's'} could not be read (FAILED above)")
     if rejected:
-        by_reason = ", ".join(f"{reason}: {n}" for reason, n in summary["rejected"].items())
+        by_reason = counts_text(summary["rejected"])
         reasons.append(f"all {rejected} row{'' if rejected == 1 else 's'} read were rejected ({by_reason}; "
                        f"kept in {summary['quarantine']})")
     elif read:

@@ -42,6 +42,11 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_manifest.json"
 INCOMPLETE_NAME = "_INCOMPLETE.json"
+#: where a command that writes a dataset directory (or an output directory) puts the rows it rejected;
+#: the leading underscore keeps it out of the data when the directory is read back
+QUARANTINE_FOLDER = "_quarantine"
+#: the quarantine file of ``convert`` and ``simulate --primaries`` inside their dataset directory
+QUARANTINE_NAME = Path(QUARANTINE_FOLDER) / "rejected.parquet"
 MANIFEST_FORMAT = "mubundle-dataset"
 MANIFEST_VERSION = 1
 

@@ -197,6 +197,11 @@ def add_counts(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
     return total
 
 
+def counts_text(counts: dict[str, int]) -> str:
+    """Reason counts as the commands print them: ``"non_finite: 1, zenith_out_of_range: 4"``."""
+    return ", ".join(f"{reason}: {n}" for reason, n in counts.items())
+
+
 def _events_with(mask_per_muon: np.ndarray, batch: RaggedBatch) -> np.ndarray:
     """(B,) bool: events having at least one muon where ``mask_per_muon`` is true."""
     if not mask_per_muon.any():

@@ -12,6 +12,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from mubundle.data.validate import counts_text
+
 _STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; line-height: 1.4; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
@@ -327,7 +329,7 @@ def _info_section(metrics: dict[str, Any]) -> str:
         rows.append(("model's tail maps (docs/model.md)", ", ".join(info["model_tail_maps"]) or "none"))
     rejected = info.get("reference_rejected_rows")
     if rejected:
-        rows.append(("reference rows rejected (reason: count)", ", ".join(f"{k}: {v}" for k, v in rejected.items())))
+        rows.append(("reference rows rejected (reason: count)", counts_text(rejected)))
     if info.get("reference_quarantine"):
         rows.append(("rejected reference rows (file, row, reason, raw values)", info["reference_quarantine"]))
     for failed in info.get("reference_failed_files", []):

@@ -23,6 +23,8 @@ from mubundle import __version__
 from mubundle.data.batch import RaggedBatch
 from mubundle.errors import InvalidValueError, OutputRefusedError, check_integer
 from mubundle.data.remote import redact_paths
+from mubundle.data.dataset import QUARANTINE_FOLDER
+from mubundle.data.validate import counts_text
 from mubundle.evaluate.binning import SLANT, VARIABLES, DepthBinning, bins_for, describe_bins
 from mubundle.evaluate.features import summary_quantities
 from mubundle.evaluate.metrics import METRICS, compare, is_paired
@@ -39,14 +41,14 @@ TARGET_MAX_AUC = 0.55
 #: Rejected reference rows, inside the output directory. ``_quarantine`` as ``mubundle convert``'s:
 #: readers skip entries starting with ``_``, so a report directory inside a reference directory
 #: never feeds its rejected rows back in as reference data.
-QUARANTINE_NAME = Path("_quarantine") / "reference.parquet"
+QUARANTINE_NAME = Path(QUARANTINE_FOLDER) / "reference.parquet"
 #: Unreadable files named in the error when no reference event is left (all are on stderr).
 FAILED_FILES_IN_ERROR = 3
 
 
 def rejected_rows_line(rejected: dict[str, int], quarantine: Path | None) -> str:
     """``"4 rows rejected (zenith_out_of_range: 4); rejected rows in OUT/_quarantine/reference.parquet"``."""
-    reasons = ", ".join(f"{reason}: {n}" for reason, n in rejected.items())
+    reasons = counts_text(rejected)
     where = f"; rejected rows in {quarantine}" if quarantine is not None else ""
     return f"{sum(rejected.values())} rows rejected ({reasons}){where}"
 

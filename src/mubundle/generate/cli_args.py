@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE, finite_float, positive_int, seed_int
 from mubundle.data.output_paths import check_output_file, output_format
+from mubundle.data.validate import counts_text
 from mubundle.executors import add_dask_argument, check_executor_arguments
 from mubundle.generate.api import DEFAULT_MODEL, MODEL_OPTION_HELP
 from mubundle.generate.flux import FLUX_MODELS
@@ -83,7 +84,7 @@ def print_summary(summary: GenerationSummary, stream=None) -> None:
         print(f"wrote {summary.events} events ({summary.muons} muons) to {summary.out} "
               f"[{summary.format}] in {summary.seconds:.1f} s", file=stream)
     if summary.rejected:
-        reasons = ", ".join(f"{reason}: {n}" for reason, n in summary.rejected.items())
+        reasons = counts_text(summary.rejected)
         where = f"; rows quarantined in {summary.quarantine}" if summary.quarantine else ""
         print(f"rejected {sum(summary.rejected.values())} primaries ({reasons}){where}", file=stream)
     for failed in summary.failed_files:

@@ -38,7 +38,7 @@ from mubundle.generate.output import FORMATS, EventFileWriter
 from mubundle.model.domain import check_primaries
 from mubundle.generate.tasks import ModelRef, require_model_ref, sample_chunk_job, sample_conditions  # noqa: F401 (sample_conditions: API)
 from mubundle.sim.config import SimConfig
-from mubundle.sim.site import DEFAULT_SITE, SITES, get_site
+from mubundle.sim.site import DEFAULT_SITE, get_site
 
 #: Default number of events sampled (and written) at once.
 EVENTS_PER_CHUNK = 16_384
@@ -234,10 +234,10 @@ def model_site(model: "Sampler | ModelRef") -> str:
     """The site (:data:`mubundle.sim.site.SITES` name) whose overburden converts vertical depths
     for ``model``: the site recorded in its domain when it is one of the simulator's sites,
     otherwise the default (South Pole ice; older models record a free-text South Pole site)."""
+    from mubundle.model.domain import recorded_site
+
     sampler = model.load()[0] if isinstance(model, ModelRef) else model
-    domain = getattr(sampler, "domain", None)
-    site = getattr(domain, "site", None)
-    return site if site in SITES else DEFAULT_SITE
+    return recorded_site(getattr(sampler, "domain", None)) or DEFAULT_SITE
 
 
 _SIM_DEFAULTS = SimConfig()

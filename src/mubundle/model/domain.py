@@ -480,6 +480,20 @@ def quiet_extrapolation() -> Iterator[None]:
         yield
 
 
+def recorded_site(domain: ModelDomain | None) -> str | None:
+    """The observation site (a :data:`mubundle.sim.site.SITES` name) ``domain`` records: its ``site``
+    when it is one, ``icecube`` for the free-text South Pole sites of older records (and of files
+    without a ``site`` key, :data:`mubundle.data.sites.LEGACY_SITE`), None when it records none or
+    another free text (e.g. then a data set's site cannot be checked against it)."""
+    from mubundle.data.sites import LEGACY_SITE
+    from mubundle.sim.site import SITES
+
+    site = None if domain is None else domain.site
+    if site in SITES:
+        return site
+    return LEGACY_SITE if isinstance(site, str) and site.startswith("south-pole") else None
+
+
 def describe(domain: ModelDomain | None) -> str:
     """One line for summaries: the checked ranges of ``domain`` (or that none is recorded)."""
     if domain is None:

@@ -29,9 +29,9 @@ import numpy as np
 
 from mubundle.configio import to_yaml
 from mubundle.data.batch import RaggedBatch
-from mubundle.data.convert import QUARANTINE_NAME
+from mubundle.data.dataset import QUARANTINE_NAME
 from mubundle.data.primaries import PrimaryPiece, PrimaryReadReport, iter_primaries
-from mubundle.data.validate import RejectedRows, write_quarantine
+from mubundle.data.validate import RejectedRows, counts_text, write_quarantine
 from mubundle.sim.config import SimConfig
 
 PRODUCER = "mubundle simulate --primaries"
@@ -88,7 +88,7 @@ def read_given_primaries(paths: list[str | os.PathLike]) -> tuple[np.ndarray, np
     for failed in report.failed_files:
         print(f"mubundle simulate: {failed['path']}: not read: {failed['error']}", file=sys.stderr)
     if report.rejected:
-        counts = ", ".join(f"{reason}: {n}" for reason, n in report.rejected.items())
+        counts = counts_text(report.rejected)
         print(f"mubundle simulate: {report.n_rejected} rows rejected by the reader ({counts})", file=sys.stderr)
     if refusals > MAX_ROW_MESSAGES:
         print(f"mubundle simulate: ... and {refusals - MAX_ROW_MESSAGES} more rows the simulator cannot take", file=sys.stderr)

@@ -45,7 +45,7 @@ from mubundle.data.lock import directory_lock
 from mubundle.data.sources import read_events
 from mubundle.data.validate import write_quarantine
 from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.domain import ExtrapolationError, ExtrapolationWarning, ModelDomain, check_primaries
+from mubundle.model.domain import ExtrapolationError, ExtrapolationWarning, check_primaries, recorded_site
 from mubundle.model.multiplicity import (
     MultiplicityModel,
     log_one_minus_exp,
@@ -121,24 +121,10 @@ def load_count_sample(
     return CountSample.from_batch(batch, device), report
 
 
-def recorded_site(domain: ModelDomain | None) -> str | None:
-    """The observation site (a :data:`mubundle.sim.site.SITES` name) ``domain`` records: its ``site``
-    when it is one, ``icecube`` for the free-text South Pole sites of older records (and of files
-    without a ``site`` key, :data:`mubundle.data.sites.LEGACY_SITE`), None when it records none or
-    another free text (then the data's site is not checked)."""
-    from mubundle.data.sites import LEGACY_SITE
-    from mubundle.sim.site import SITES
-
-    site = None if domain is None else domain.site
-    if site in SITES:
-        return site
-    return LEGACY_SITE if isinstance(site, str) and site.startswith("south-pole") else None
-
-
 def check_data_site(model: MuonBundleModel, paths: Sequence[str | os.PathLike], role: str) -> None:
     """``ValueError`` (one line: the data's site, the model's, the paths) when the files of ``paths``
     (``role`` data: "training", "validation", "calibration") belong to another observation site than
-    the one ``model``'s domain records (:func:`recorded_site`; the files' metadata ``site``,
+    the one ``model``'s domain records (:func:`~mubundle.model.domain.recorded_site`; the files' metadata ``site``,
     :mod:`mubundle.data.sites`), or mix sites. Depths and muons of another site are in another
     medium: a fit on them would not be this model's any more, whatever its domain says."""
     from mubundle.data.sites import site_of_paths
