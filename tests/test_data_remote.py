@@ -277,3 +277,17 @@ def test_redact_removes_userinfo_and_secret_query_values_only():
     assert remote.redact("https://u:p@host:8/a.h5?authz=T&v=2") == "https://host:8/a.h5?authz=***&v=2"
     assert remote.redact("s3://bucket/k.parquet?X-Amz-Signature=abc") == "s3://bucket/k.parquet?X-Amz-Signature=***"
     assert remote.redact("osdf:///ospool/data/a.parquet") == "osdf:///ospool/data/a.parquet"
+
+
+def test_a_url_that_cannot_be_opened_says_why_not_just_file_not_found(http):
+    """fsspec's HTTP filesystem reports every failure as FileNotFoundError; the reason is kept."""
+    base, _ = http
+    assert remote.why_missing(f"{base}/a.parquet") is None
+    assert remote.why_missing(f"{base}/none.parquet") == "file not found (HTTP 404 Not Found)"
+    refused = remote.why_missing(base.replace("://", "://user:wrong@") + "/private/b.h5")
+    assert refused == "refused by the server (HTTP 401 Unauthorized)"
+    unreachable = f"http://user:secret@127.0.0.1:{free_port()}/a.parquet"  # nothing listens there
+    reason = remote.why_missing(unreachable)
+    assert reason.startswith("could not reach the server: ") and "secret" not in reason
+    failed = read_events(unreachable.replace("user:secret@", "")).failed_files
+    assert failed[0]["error"].startswith("could not reach the server")

@@ -121,12 +121,34 @@ def filesystem(url: str) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(original)
 
 
-def exists(path: Path | str) -> bool:
-    """Whether a local path or a URL exists (one metadata request for a URL)."""
+def why_missing(path: Path | str) -> str | None:
+    """None when a local path or a URL can be opened, else why not, in a few words.
+
+    For a URL the filesystem's own reason is kept: fsspec's HTTP filesystem turns every failure
+    of its metadata request into ``FileNotFoundError``, so a host that does not resolve, a refused
+    connection or a refused login would otherwise all read as a missing file. An HTTP status gives
+    ``"file not found (HTTP 404 Not Found)"`` or ``"refused by the server (HTTP 401 Unauthorized)"``,
+    a connection failure ``"could not reach the server: ..."`` (credentials redacted, :func:`scrub`).
+    """
     if not is_url(path):
-        return Path(path).exists()
-    fs, inner = filesystem(path)
-    return bool(fs.exists(inner))
+        return None if Path(path).exists() else "file not found"
+    fs, inner = filesystem(str(path))
+    try:
+        fs.info(inner)
+        return None
+    except FileNotFoundError as error:
+        cause = error.__cause__
+        status = getattr(cause, "status", None)  # aiohttp.ClientResponseError
+        if isinstance(status, int):
+            text = f"HTTP {status}{' ' + cause.message if getattr(cause, 'message', '') else ''}"
+            return f"file not found ({text})" if status in (404, 410) else f"refused by the server ({text})"
+        if isinstance(cause, OSError):  # aiohttp's connection errors are OSErrors
+            return scrub(f"could not reach the server: {_one_line(str(cause))}")
+        return "file not found"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def open_binary(path: Path | str) -> IO[bytes]:
@@ -204,5 +226,5 @@ def network_errors() -> tuple[type[BaseException], ...]:
 
 __all__ = [
     "BLOCK_SIZE", "SCHEME_PACKAGES", "MissingFilesystemError", "is_url", "redact", "redact_paths", "scrub", "register", "as_path",
-    "filesystem", "exists", "open_binary", "opened", "expand_url", "network_errors",
+    "filesystem", "why_missing", "open_binary", "opened", "expand_url", "network_errors",
 ]

@@ -171,8 +171,9 @@ def detect_layout(path: str | os.PathLike, primaries: bool = False) -> str:
     events refuses with a message saying what the file is."""
     path = remote.as_path(path)
     with file_errors(path):
-        if not remote.exists(path):
-            raise DataFileError(path, "file not found")
+        missing = remote.why_missing(path)
+        if missing is not None:
+            raise DataFileError(path, missing)
         if not remote.is_url(path):
             mode = os.stat(path).st_mode
             if stat.S_ISDIR(mode):
