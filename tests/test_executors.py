@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import pytest
 
 from mubundle.cli import main
 from mubundle.data.native import read_metadata, shard_path
+from mubundle.errors import OneLineWarningFormat
 from mubundle.executors import DaskExecutor, ProcessExecutor, SerialExecutor, open_executor
 from mubundle.sim.config import SimConfig
 from mubundle.sim.run import simulate_dataset
@@ -34,6 +36,22 @@ def test_serial_and_process_executors_give_results_unordered_or_in_job_order():
         ordered = list(executor.map(math.factorial, jobs, ordered=True, window=3))
     assert unordered == [None] * 4
     assert ordered == [math.factorial(x) for x in jobs]
+
+
+def formatted_warning(text: str) -> str:
+    """How this process would print a UserWarning with ``text`` (runs in a worker)."""
+    return warnings.formatwarning(text, UserWarning, "/somewhere/module.py", 12)
+
+
+def test_worker_processes_print_warnings_in_the_commands_one_line_format(monkeypatch):
+    monkeypatch.setattr(warnings, "formatwarning", OneLineWarningFormat("mubundle simulate"))
+    with ProcessExecutor(1) as executor:
+        (text,) = executor.map(formatted_warning, ["a cross section is extrapolated"])
+    assert text == "mubundle simulate: warning: a cross section is extrapolated\n"
+    monkeypatch.setattr(warnings, "formatwarning", lambda *args, **kwargs: "closure")  # cannot travel
+    with ProcessExecutor(1) as executor:
+        (text,) = executor.map(formatted_warning, ["x"])
+    assert "/somewhere/module.py:12: UserWarning: x" in text  # Python's own format in the worker
 
 
 def test_unordered_results_come_as_tasks_finish_and_ordered_ones_in_job_order():

@@ -650,3 +650,29 @@ def test_rc1_the_installed_command_prints_one_line_and_no_traceback(tmp_path):
         f"mubundle inspect: error: {tmp_path / ('c' * 300)}: file name too long (most file systems allow 255 bytes per "
         "path component)"
     ]
+
+
+def test_an_output_the_system_refuses_is_named_before_any_work(tmp_path, capsys, monkeypatch):
+    """root cause 1: a refused --out (here: /proc-like, the temporary file cannot be created) is one
+    line naming the path the user gave, not the hidden temporary file, and nothing is generated."""
+    from mubundle.data import atomic
+    from mubundle.generate import output
+
+    out = tmp_path / "x.parquet"
+    real_open = Path.open
+
+    def refuse(self, *args, **kwargs):
+        if self.name.startswith(".x.parquet.tmp-"):
+            raise OSError(errno.ENOENT, "No such file or directory", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(FileNotFoundError) as raised:
+        output.EventFileWriter(out)
+    assert raised.value.filename == str(out)
+    with pytest.raises(FileNotFoundError, match="x.parquet"):
+        with atomic.atomic_output(out):
+            raise AssertionError("the body must not run")
+    assert main(["generate", "--flux", "H3a", "--events", "20", "--out", str(out), "--no-progress"]) == 2
+    assert error_lines(capsys)[-1] == f"mubundle generate: error: {out}: no such file or directory"
+    assert list(tmp_path.iterdir()) == []

@@ -21,9 +21,9 @@ from mubundle.errors import (
     DEBUG_ENV,
     EXIT_BROKEN_PIPE,
     EXIT_NOTHING,
+    OneLineWarningFormat,
     debug_enabled,
     exit_code_and_message,
-    warning_text,
 )
 from mubundle.generate.api import DEFAULT_TEACHER, MODEL_OPTION_HELP
 from mubundle.host_allocator import tune_host_allocator
@@ -328,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mubundle`` console script; returns the exit code.
 
     While it runs, Python warnings print as one line each, ``mubundle COMMAND: warning: MESSAGE``
-    (:func:`_warning_formatter`); programs that ``import mubundle`` keep Python's own format.
+    (:class:`~mubundle.errors.OneLineWarningFormat`, also in the worker processes of
+    ``--workers`` and ``--dask``); programs that ``import mubundle`` keep Python's own format.
     """
     # Before torch is imported: OpenMP's default spin-waiting made 2-thread steps 5-12x slower
     # than 1 thread on a shared 2-core machine (docs/model.md, Speed); passive waiting does not.
@@ -337,12 +338,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # pytest.warns) still gets them; only the text Python prints on stderr changes
     python_format = warnings.formatwarning
     try:
-        warnings.formatwarning = _warning_formatter("mubundle")
+        warnings.formatwarning = OneLineWarningFormat("mubundle")
         try:
             args = build_parser().parse_args(argv)
         except SystemExit as done:  # argparse printed its one line (or --help / --version): its code
             return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
-        warnings.formatwarning = _warning_formatter(f"mubundle {args.command}")
+        warnings.formatwarning = OneLineWarningFormat(f"mubundle {args.command}")
         # keep freed activation buffers for reuse: 20-30 % faster CPU sampling (host_allocator.py)
         tune_host_allocator()
         install_sigterm_handler()  # SIGTERM (batch schedulers) cleans up like Ctrl-C
@@ -403,17 +404,6 @@ def _redirect_stdout_to_devnull() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-
-
-def _warning_formatter(prefix: str) -> Callable[..., str]:
-    """A ``warnings.formatwarning`` giving ``PREFIX: warning: MESSAGE`` as one line, without the file
-    path and source line Python shows (meant for the package's developers, not its users)."""
-
-    def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                       line: str | None = None) -> str:
-        return f"{prefix}: warning: {warning_text(message, category)}\n"
-
-    return format_warning
 
 
 if __name__ == "__main__":  # pragma: no cover

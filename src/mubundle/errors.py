@@ -148,6 +148,25 @@ def warning_text(message: Warning | str, category: type[Warning]) -> str:
     return f"{category.__name__}: {text}"
 
 
+class OneLineWarningFormat:
+    """A ``warnings.formatwarning`` giving ``PREFIX: warning: MESSAGE`` as one line, without the file
+    path and source line Python shows (meant for the package's developers, not its users).
+
+    A class, not a closure, so that it pickles: the executors hand the command's format to their
+    worker processes (:mod:`mubundle.executors`), whose warnings then read like the command's own.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self, message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 line: str | None = None) -> str:
+        return f"{self.prefix}: warning: {warning_text(message, category)}\n"
+
+    def __repr__(self) -> str:
+        return f"OneLineWarningFormat({self.prefix!r})"
+
+
 def _one_line(text: str) -> str:
     """``text`` on one line (multi-line messages of libraries joined with '; ')."""
     return "; ".join(part.strip() for part in str(text).splitlines() if part.strip()) or "(no message)"

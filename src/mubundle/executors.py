@@ -16,7 +16,9 @@ All three keep at most ``window`` jobs submitted but not yet handed back to the 
 the memory held by results is bounded however long the job list is. Results come back
 unordered (as tasks finish) or in job order (``ordered=True``, for a single output file).
 The task function and its jobs must be picklable; on Dask they run in other processes,
-possibly on other machines, which import ``mubundle`` themselves.
+possibly on other machines, which import ``mubundle`` themselves. Their Python warnings are
+formatted as in the submitting process when its ``warnings.formatwarning`` pickles (a command's
+one-line format, :class:`mubundle.errors.OneLineWarningFormat`).
 
 This module imports nothing of the package.
 """
@@ -25,8 +27,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import multiprocessing
+import pickle
 import uuid
+import warnings
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 Job = TypeVar("Job")
@@ -160,6 +165,28 @@ class SerialExecutor(Executor):
         return futures
 
 
+#: Python's own warning format (a process that never changed it passes nothing to its workers).
+_PYTHON_FORMATWARNING = warnings.formatwarning
+
+
+def _in_worker(task: Callable[[Job], Result]) -> Callable[[Job], Result]:
+    """``task`` as it should run in another process: with this process's warning format when
+    that format is not Python's and can be pickled (a closure cannot), else unchanged."""
+    formatter = warnings.formatwarning
+    if formatter is _PYTHON_FORMATWARNING:
+        return task
+    try:
+        pickle.dumps(formatter)
+    except (pickle.PicklingError, AttributeError, TypeError):  # a caller's own closure: Python's format there
+        return task
+    return functools.partial(_run_with_warning_format, formatter, task)
+
+
+def _run_with_warning_format(formatter: Callable[..., str], task: Callable[[Job], Result], job: Job) -> Result:
+    warnings.formatwarning = formatter
+    return task(job)
+
+
 class ProcessExecutor(Executor):
     """``workers`` spawned processes on this machine; each lives for the whole map, so a
     task's per-process cache (a loaded model) is built once per process."""
@@ -178,7 +205,7 @@ class ProcessExecutor(Executor):
         if self._pool is None:
             # spawn: the Fortran interaction models must be initialised fresh in each worker
             self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        return self._pool.submit(task, job)
+        return self._pool.submit(_in_worker(task), job)
 
     def _wait_any(self, futures):
         return concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED).done
@@ -232,7 +259,7 @@ class DaskExecutor(Executor):
 
     def _submit(self, task, job, key):
         # pure=False + a unique key: identical jobs of two runs are two tasks, never a cached result
-        return self.client.submit(task, job, key=f"{key}-{self._token}", pure=False)
+        return self.client.submit(_in_worker(task), job, key=f"{key}-{self._token}", pure=False)
 
     def _wait_any(self, futures):
         from distributed import wait

@@ -20,6 +20,20 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def create_temporary(path: Path) -> Path:
+    """Create ``path``'s empty temporary file (:func:`temporary_path`) and return its name.
+
+    A folder that refuses the file (read-only, full, ``/proc``) fails here, before any work is
+    done, with an ``OSError`` that names ``path``, not the hidden temporary name the user never gave.
+    """
+    tmp = temporary_path(path)
+    try:
+        tmp.open("wb").close()
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror, str(path)) from None
+    return tmp
+
+
 def fsync_directory(directory: Path) -> None:
     """Persist a rename in ``directory`` (a no-op where folders cannot be opened)."""
     try:
@@ -45,7 +59,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it becomes ``path``, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
+    tmp = create_temporary(path)
     try:
         yield tmp
         commit(tmp, path)

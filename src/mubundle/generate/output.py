@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mubundle.data import conventions, legacy, native, writers
-from mubundle.data.atomic import commit, remove_stale_temporaries, temporary_path
+from mubundle.data.atomic import commit, create_temporary, remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
 
 FORMATS = writers.FORMATS
@@ -45,7 +45,7 @@ class EventFileWriter:
         self.muons_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.path.parent, recursive=False, name=self.path.name)  # of killed runs
-        self._tmp = temporary_path(self.path)
+        self._tmp = create_temporary(self.path)  # a refused --out fails now, naming it
         self._parquet: pq.ParquetWriter | None = None
         self._hdf5 = None
         self._closed = False
