@@ -592,3 +592,41 @@ def test_a_distilled_student_and_a_resized_multiplicity_refit_keep_the_tail_maps
     assert build_student(model, DistillConfig()).calibration == model.calibration
     resized = with_multiplicity_sizes(model, {"multiplicity_hidden": model.config.multiplicity_hidden + 4})
     assert resized is not model and resized.calibration == model.calibration
+
+
+def test_calibrate_refuses_maps_that_send_muons_above_their_primarys_energy():
+    """A map fitted on few muons can have a steep outermost segment; extended beyond the data it
+    sent a 450-shower calibration's muons to 2e9 GeV from 1e5 GeV primaries, which every reader rejects."""
+    from mubundle.train.calibration_fit import refuse_muons_above_primary
+
+    conditions = np.array([[1e5, 0.1, 1, 2.0], [1e3, 0.1, 1, 2.0], [1e4, 0.1, 1, 2.0]], dtype=np.float32)
+    batch = RaggedBatch(conditions, np.array([2, 0, 1]), np.ones((3, 3), dtype=np.float32))
+    data = np.array([[2e3, 1.0, 1.0], [5e2, 2.0, 0.0], [1.7e3, 0.0, 3.0]])
+    fine = np.array([[9e4, 1.0, 1.0], [5e2, 2.0, 0.0], [1e4, 0.0, 3.0]])  # at the primary's energy: allowed
+    refuse_muons_above_primary(fine, batch, data)
+    beyond = fine.copy()
+    beyond[2, 0] = 2.3e4  # the third muon belongs to the third event (1e4 GeV), not the 1e5 GeV one
+    with pytest.raises(ValueError, match=r"send 1 of 3 muons above their primary's energy \(a 2.3e\+04 GeV muon of a "
+                                         r"1e\+04 GeV primary; the data's most energetic muon has 2e\+03 GeV\)"):
+        refuse_muons_above_primary(beyond, batch, data)
+
+
+def test_generate_reports_events_with_a_muon_above_their_primarys_energy(tmp_path, capsys):
+    """A model whose map sends muons beyond their primary's energy (one calibrated before the refusal
+    above, or a bad generator) is reported once and counted; the rows are written as sampled."""
+    from mubundle.data.sources import read_events
+
+    events = energy_dependent_events(200, seed=29)
+    model = tiny_model(events)
+    steep = TailMap(upper_x=(0.0, 4.0), upper_y=(0.0, 12.0))  # log10 E tripled: 1 TeV -> 1e9 GeV
+    model.calibration = MuonCalibration(log10_energy=steep, fitted_on="test: a map far beyond its data")
+    model.save(tmp_path / "model")
+    write_shard(events, tmp_path / "primaries.parquet", {})
+    out = tmp_path / "gen.parquet"
+    with pytest.warns(RuntimeWarning, match=r"gave \d+ of 200 events a muon above their primary's energy"):
+        assert main(["generate", "--model", str(tmp_path / "model"), "--primaries", str(tmp_path / "primaries.parquet"),
+                     "--out", str(out), "--no-progress", "--allow-extrapolation"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["unphysical_events"] == read_events(out).rejected["muon_energy_above_primary"] > 0
+    assert f"{summary['unphysical_events']} events have a muon above their primary's energy" in captured.err

@@ -22,6 +22,7 @@ Only POSIX systems have ``fcntl``; elsewhere locking is a no-op.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Iterator
@@ -138,9 +139,33 @@ def acquire(directory: str | os.PathLike, purpose: str) -> DirectoryLock:
 
 @contextlib.contextmanager
 def directory_lock(directory: str | os.PathLike, purpose: str) -> Iterator[DirectoryLock]:
-    """Hold the lock of ``directory`` for the ``with`` block (see :func:`acquire`)."""
+    """Hold the lock of ``directory`` for the ``with`` block (see :func:`acquire`).
+
+    A block that fails in a directory the lock created, having written nothing there, removes
+    the directory again: a refused command leaves no output folder holding only a lock file.
+    """
+    created = not Path(directory).exists()
     lock = acquire(directory, purpose)
     try:
         yield lock
+    except BaseException:
+        if created:
+            _remove_if_only_the_lock(lock)
+        raise
     finally:
         lock.release()
+
+
+def _remove_if_only_the_lock(lock: DirectoryLock) -> None:
+    """Delete ``lock``'s directory when it holds nothing but the lock file, while the lock is held
+    (a process that opens the file meanwhile is refused; one that comes later makes both anew)."""
+    entry = _HELD.get(lock.directory.resolve())
+    if lock.fd is None or entry is None or entry[1] != 1:  # no lock, or a nested holder still works here
+        return
+    try:
+        if os.listdir(lock.directory) != [LOCK_NAME]:
+            return
+        lock.path.unlink()
+        lock.directory.rmdir()
+    except OSError as error:  # the folder stays as it is: harmless, and the command's own error is the news
+        logging.getLogger(__name__).debug("left %s in place: %s", lock.directory, error)

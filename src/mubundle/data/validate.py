@@ -210,6 +210,17 @@ def _events_with(mask_per_muon: np.ndarray, batch: RaggedBatch) -> np.ndarray:
     return hits > 0
 
 
+def above_primary_energy(muon_energy: np.ndarray, primary_energy: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(M,) bool: which muons carry more energy than their event's primary (beyond the rounding
+    margin ``PLAUSIBLE["muon_energy_margin"]``), the reader's ``muon_energy_above_primary``.
+
+    ``muon_energy`` (M,) GeV, the muons of B events in order; ``primary_energy`` (B,) GeV;
+    ``counts`` (B,) muons per event (summing to M). Compared in the muons' precision (float32 in files).
+    """
+    primary = np.repeat(np.asarray(primary_energy, dtype=muon_energy.dtype), counts)
+    return muon_energy > primary * muon_energy.dtype.type(1.0 + PLAUSIBLE["muon_energy_margin"])
+
+
 def row_reasons(decoded: DecodedRows) -> np.ndarray:
     """(B,) int8 reason code of every row (0 = accepted), first failing check wins."""
     batch = decoded.batch
@@ -254,8 +265,7 @@ def row_reasons(decoded: DecodedRows) -> np.ndarray:
             if max(x.max(), y.max(), -x.min(), -y.min()) > limit:
                 far = (np.abs(x) > limit) | (np.abs(y) > limit)
                 mark("muon_position_implausible", _events_with(far, batch))
-            primary = np.repeat(energy, batch.counts)  # (M,) float32: each muon's primary energy
-            above = muons[:, schema.MU_ENERGY] > primary * np.float32(1.0 + PLAUSIBLE["muon_energy_margin"])
+            above = above_primary_energy(muons[:, schema.MU_ENERGY], energy, batch.counts)
             if above.any():
                 mark("muon_energy_above_primary", _events_with(above, batch))
         if batch.weights is not None:

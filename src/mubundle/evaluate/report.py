@@ -261,7 +261,9 @@ def evaluate_model(
     ``seeds`` < 1 or ``max_events`` < 1. Reference primaries
     outside the model's domain (:mod:`mubundle.model.domain`) raise ``ExtrapolationError``
     unless ``allow_extrapolation``; then they are evaluated, one warning is given and their
-    number is ``metrics["info"]["extrapolated_events"]`` (and in the summary).
+    number is ``metrics["info"]["extrapolated_events"]`` (and in the summary). A reference of
+    another observation site than the model's is refused (``ValueError``, before ``out_dir`` is
+    made: :func:`~mubundle.model.domain.check_files_site`).
     """
     from mubundle.data.lock import directory_lock
     from mubundle.data.sources import read_events
@@ -269,7 +271,7 @@ def evaluate_model(
     from mubundle.evaluate.reference_depths import depth_binning
     from mubundle.evaluate.tails import format_tail_table
     from mubundle.generate.api import load_model
-    from mubundle.model.domain import check_primaries, describe, quiet_extrapolation
+    from mubundle.model.domain import check_files_site, check_primaries, describe, quiet_extrapolation
 
     seed = check_integer("seed", seed, 0, 2**64 - 1)
     seeds = check_integer("seeds", seeds, 1)
@@ -279,6 +281,9 @@ def evaluate_model(
         raise InvalidValueError("reference_paths must name at least one file, glob or directory")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise OutputRefusedError(f"--out {out_dir} is a file; evaluate writes a directory (metrics.json, plots, report.html)")
+    model = load_model(model_path, device=device)
+    # a reference of another site is muons of another medium: nothing about this model (before --out is made)
+    check_files_site(model.domain, model.name, reference_paths, "reference data")
     with directory_lock(out_dir, "mubundle evaluate"):  # one live evaluation per output directory
         loaded = read_events(reference_paths, max_events=max_events)
         quarantine = quarantine_reference(loaded, out_dir)
@@ -286,7 +291,6 @@ def evaluate_model(
         if len(reference) == 0:
             raise ValueError(no_reference_events_message(reference_paths, loaded, quarantine))
         reference = RaggedBatch(reference.conditions, reference.counts, reference.flat_muons)  # weights are not compared
-        model = load_model(model_path, device=device)
         c = reference.conditions
         domain_check = check_primaries(model.domain, c, model.name, allow_extrapolation)  # warns once if allowed
         started = time.perf_counter()

@@ -92,6 +92,9 @@ def print_summary(summary: GenerationSummary, stream=None) -> None:
     if summary.extrapolated_events:
         print(f"extrapolated {summary.extrapolated_events} events outside the model's training domain "
               "(--allow-extrapolation)", file=stream)
+    if summary.unphysical_events:
+        print(f"{summary.unphysical_events} events have a muon above their primary's energy (a model defect; "
+              "readers reject them)", file=stream)
     if summary.rate_hz is not None:
         print(f"summed weight (rate per depth) {summary.rate_hz:.6g} +- {summary.rate_se_hz:.2g} Hz (Monte Carlo "
               f"error); direct integral of the flux {summary.reference_rate_hz:.6g} Hz", file=stream)

@@ -23,7 +23,7 @@ from mubundle.data.output_paths import check_output_file, output_format
 from mubundle.data.native import default_metadata
 from mubundle.data.primaries import PrimaryReadReport, iter_primaries
 from mubundle.data.sources import DataFileError, expand_paths, list_pieces
-from mubundle.data.validate import QuarantineWriter
+from mubundle.data.validate import QuarantineWriter, above_primary_energy
 from mubundle.errors import InvalidValueError, check_finite_number, check_integer
 from mubundle.executors import open_executor
 from mubundle.generate.flux import (
@@ -35,7 +35,7 @@ from mubundle.generate.flux import (
     sample_flux_primaries,
 )
 from mubundle.generate.output import FORMATS, EventFileWriter
-from mubundle.model.domain import check_primaries
+from mubundle.model.domain import check_files_site, check_primaries
 from mubundle.generate.tasks import ModelRef, require_model_ref, sample_chunk_job, sample_conditions  # noqa: F401 (sample_conditions: API)
 from mubundle.sim.config import SimConfig
 from mubundle.sim.site import DEFAULT_SITE, get_site
@@ -102,6 +102,28 @@ def report_extrapolation(model: Sampler | ModelRef, extrapolated: int, events: i
                       f"'{getattr(sampler, 'name', 'model')}' (--allow-extrapolation)", ExtrapolationWarning, stacklevel=3)
 
 
+def unphysical_events(batch: RaggedBatch) -> int:
+    """Events of ``batch`` with a muon above their primary's energy (the readers'
+    ``muon_energy_above_primary``, :func:`~mubundle.data.validate.above_primary_energy`)."""
+    above = above_primary_energy(batch.flat_muons[:, 0], batch.conditions[:, 0], batch.counts)
+    if not above.any():
+        return 0
+    event = np.repeat(np.arange(len(batch)), batch.counts)
+    return int(np.unique(event[above]).size)
+
+
+def report_unphysical(model: Sampler | ModelRef, unphysical: int, events: int) -> None:
+    """One warning for a whole run whose model put muons above their primary's energy in ``unphysical`` events."""
+    if unphysical:
+        import warnings
+
+        sampler = model.load()[0] if isinstance(model, ModelRef) else model
+        warnings.warn(f"model '{getattr(sampler, 'name', 'model')}' gave {unphysical} of {events} events a muon above "
+                      "their primary's energy (written as sampled; readers reject these rows as "
+                      "muon_energy_above_primary): the model is wrong there; a calibration map fitted on few muons "
+                      "extends beyond them (refit it with mubundle calibrate on more data)", RuntimeWarning, stacklevel=3)
+
+
 def _progress(total: int | None, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -126,6 +148,8 @@ class GenerationSummary:
     reference_rate_hz: float | None = None
     #: events whose primary lies outside the model's domain (sampled with --allow-extrapolation)
     extrapolated_events: int = 0
+    #: events with a muon above their primary's energy (a model defect; readers reject these rows)
+    unphysical_events: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,7 +193,9 @@ def generate_from_primaries(
     ``out`` must not be a directory, an input or a non-mubundle file unless ``overwrite``
     (:func:`~mubundle.data.output_paths.check_output_file`).
     Primaries outside the model's domain stop the run (``ExtrapolationError``) unless
-    ``allow_extrapolation``; then they are counted in ``extrapolated_events``.
+    ``allow_extrapolation``; then they are counted in ``extrapolated_events``. Files that record
+    another observation site than the model's are refused before anything is written
+    (:func:`~mubundle.model.domain.check_files_site`).
     ``dask``: sample the chunks on this Dask cluster (address or ``local:N``; ``model``
     must then be a :class:`ModelRef`); this process reads the primaries, checks the domain
     and writes ``out``.
@@ -181,10 +207,14 @@ def generate_from_primaries(
     seed = check_integer("seed", seed, 0, 2**64 - 1)
     started = time.perf_counter()
     require_model_ref(model, dask)
+    sampler = model.load()[0] if isinstance(model, ModelRef) else model
+    # depths recorded at another site are in another medium (files of primaries only record none)
+    check_files_site(getattr(sampler, "domain", None), getattr(sampler, "name", "model"), primaries, "primaries",
+                     primaries=True)
     report = PrimaryReadReport()
     file_metadata = default_metadata("mubundle generate", config=metadata or {})
     bar = _progress(count_rows(primaries), "generate", progress)
-    extrapolated = 0
+    extrapolated = unphysical = 0
     with QuarantineWriter(quarantine_path(out)) as quarantine, EventFileWriter(out, format, file_metadata) as writer, bar:
 
         def accepted_pieces() -> Iterator[np.ndarray]:
@@ -202,13 +232,16 @@ def generate_from_primaries(
         with open_executor(dask) as executor:
             for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
                 writer.write(batch)
+                unphysical += unphysical_events(batch)
                 bar.update(len(batch))
     quarantined = quarantine.path if quarantine.rows_written else None
     report_extrapolation(model, extrapolated, writer.events_written)
+    report_unphysical(model, unphysical, writer.events_written)
     return GenerationSummary(
         out=str(out), format=format, events=writer.events_written, muons=writer.muons_written,
         seconds=time.perf_counter() - started, rejected=dict(report.rejected), failed_files=report.failed_files,
         quarantine=None if quarantined is None else str(quarantined), extrapolated_events=extrapolated,
+        unphysical_events=unphysical,
     )
 
 
@@ -331,7 +364,7 @@ def generate_from_flux(
         config["vertical_depth_site"] = site  # whose spherical overburden converted --depths
     file_metadata = default_metadata("mubundle generate --flux", config=config)
     rate = rate_squares = 0.0
-    extrapolated = 0
+    extrapolated = unphysical = 0
 
     def jobs() -> Iterator[tuple]:
         nonlocal rate, rate_squares, extrapolated
@@ -362,12 +395,14 @@ def generate_from_flux(
         with open_executor(dask) as executor:
             for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
                 writer.write(batch)
+                unphysical += unphysical_events(batch)
                 bar.update(len(batch))
     reference = integrated_rate(flux, settings.energy_range, settings.zenith_range, settings.area_m2)
     report_extrapolation(model, extrapolated, writer.events_written)
+    report_unphysical(model, unphysical, writer.events_written)
     return GenerationSummary(
         out=str(out), format=format, events=writer.events_written, muons=writer.muons_written,
         seconds=time.perf_counter() - started, rate_hz=rate,
         rate_se_hz=math.sqrt(max(rate_squares - rate**2 / settings.events, 0.0)), reference_rate_hz=reference,
-        extrapolated_events=extrapolated,
+        extrapolated_events=extrapolated, unphysical_events=unphysical,
     )

@@ -494,6 +494,33 @@ def recorded_site(domain: ModelDomain | None) -> str | None:
     return LEGACY_SITE if isinstance(site, str) and site.startswith("south-pole") else None
 
 
+def check_files_site(domain: ModelDomain | None, model_name: str, paths: Any, role: str, primaries: bool = False) -> None:
+    """``ValueError`` (one line: the files' site, the model's, the paths) when the files of ``paths``
+    (``role``: "training data", "reference data", "primaries", ...) belong to another observation site
+    than the one ``domain`` records (:func:`recorded_site`; the files' metadata ``site``,
+    :mod:`mubundle.data.sites`), or mix sites. Depths and muons of another site are in another
+    medium: a fit on them, or a comparison with them, is not about this model's medium.
+
+    ``primaries``: the files are read for their primaries only; a file that records no site (a
+    Parquet file of primaries, a CORSIKA file) is then not checked (:func:`~mubundle.data.sites.site_of_paths`).
+    """
+    from mubundle.data.sites import site_of_paths
+
+    expected = recorded_site(domain)
+    if expected is None:
+        return
+    paths = [paths] if isinstance(paths, (str, bytes)) or not hasattr(paths, "__iter__") else list(paths)
+    site = site_of_paths(paths, what=f"the {role} mix", primaries=primaries)
+    if site is None or site == expected:
+        return
+    medium = f" ({domain.medium})" if domain is not None and domain.medium else ""
+    raise ValueError(
+        f"{role} {', '.join(map(str, paths))} is of site {site!r}, but model '{model_name}' was trained at site "
+        f"{expected!r}{medium}: depths and muons of another site are in another medium; use data of "
+        f"`mubundle simulate --site {expected}` or a model of site {site!r}"
+    )
+
+
 def describe(domain: ModelDomain | None) -> str:
     """One line for summaries: the checked ranges of ``domain`` (or that none is recorded)."""
     if domain is None:

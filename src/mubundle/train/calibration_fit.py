@@ -34,6 +34,7 @@ import torch
 from mubundle.data.atomic import atomic_write_bytes
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.lock import directory_lock
+from mubundle.data.validate import above_primary_energy
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.calibration import (
     IDENTITY, MuonCalibration, MuonEnergyMaps, MultiplicityMap, PrimaryEnergyMap, QuantileMap, TailMap,
@@ -419,6 +420,28 @@ def fit_calibration(
     return MuonCalibration(fitted_on=described, **fields)
 
 
+def refuse_muons_above_primary(calibrated: np.ndarray, batch: RaggedBatch, data: np.ndarray) -> None:
+    """``ValueError`` when the fitted maps send muons above their primary's energy.
+
+    ``calibrated`` (M, 3) [GeV, m, m]: the generator's muons through the new maps for the events of
+    ``batch`` with muons, in order; ``data`` (M, 3) the events' own muons. A map is extended
+    linearly beyond its outermost knot; fitted on few muons, its last segment can be so steep that
+    the extension passes the primary energy, which no reader accepts (``muon_energy_above_primary``).
+    """
+    with_muons = batch.counts > 0
+    above = above_primary_energy(calibrated[:, 0], batch.conditions[with_muons, 0].astype(np.float64),
+                                 batch.counts[with_muons])
+    if not above.any():
+        return
+    primary = np.repeat(batch.conditions[with_muons, 0].astype(np.float64), batch.counts[with_muons])
+    worst = int(np.argmax(np.where(above, calibrated[:, 0] / primary, 0.0)))
+    raise ValueError(
+        f"the fitted maps send {int(above.sum())} of {len(calibrated)} muons above their primary's energy (a "
+        f"{calibrated[worst, 0]:.3g} GeV muon of a {primary[worst]:.3g} GeV primary; the data's most energetic muon "
+        f"has {data[:, 0].max():.3g} GeV): a map extends its outermost segment beyond the few muons it rests on; "
+        "calibrate on more data (--data) or fit fewer maps (--maps); no model written")
+
+
 def tail_counts(muons: np.ndarray) -> dict[str, int]:
     """Muons above each energy threshold and below / above each radius threshold."""
     log10_energy = np.log10(muons[:, 0])
@@ -489,6 +512,7 @@ def calibrate(
                                             muon_energy_classes, multiplicity)
         calibrated = model.calibration.apply(torch.from_numpy(generated.copy()), torch.from_numpy(log10_e0),
                                              torch.from_numpy(multiplicity)).numpy()
+        refuse_muons_above_primary(calibrated, batch, data)  # before anything is written
         report = {
             "source_model": source, "seed": seed, "maps": list(maps),
             "maps_chosen_by": chosen_by,

@@ -45,7 +45,7 @@ from mubundle.data.lock import directory_lock
 from mubundle.data.sources import read_events
 from mubundle.data.validate import write_quarantine
 from mubundle.model.bundle import MuonBundleModel
-from mubundle.model.domain import ExtrapolationError, ExtrapolationWarning, check_primaries, recorded_site
+from mubundle.model.domain import ExtrapolationError, ExtrapolationWarning, check_files_site, check_primaries
 from mubundle.model.multiplicity import (
     MultiplicityModel,
     log_one_minus_exp,
@@ -122,24 +122,11 @@ def load_count_sample(
 
 
 def check_data_site(model: MuonBundleModel, paths: Sequence[str | os.PathLike], role: str) -> None:
-    """``ValueError`` (one line: the data's site, the model's, the paths) when the files of ``paths``
-    (``role`` data: "training", "validation", "calibration") belong to another observation site than
-    the one ``model``'s domain records (:func:`~mubundle.model.domain.recorded_site`; the files' metadata ``site``,
-    :mod:`mubundle.data.sites`), or mix sites. Depths and muons of another site are in another
-    medium: a fit on them would not be this model's any more, whatever its domain says."""
-    from mubundle.data.sites import site_of_paths
-
-    expected = recorded_site(model.domain)
-    if expected is None:
-        return
-    site = site_of_paths(paths, what=f"the {role} data mixes")
-    if site != expected:
-        medium = f" ({model.domain.medium})" if model.domain.medium else ""
-        raise ValueError(
-            f"{role} data {', '.join(map(str, paths))} is of site {site!r}, but model '{model.name}' was trained at site "
-            f"{expected!r}{medium}: depths and muons of another site are in another medium; use data of "
-            f"`mubundle simulate --site {expected}`"
-        )
+    """``ValueError`` when the ``role`` data ("training", "validation", "calibration") of ``paths``
+    belong to another observation site than ``model``'s, or mix sites
+    (:func:`~mubundle.model.domain.check_files_site`): a fit on them would not be this model's any
+    more, whatever its domain says."""
+    check_files_site(model.domain, model.name, paths, f"{role} data")
 
 
 def check_data_domain(model: MuonBundleModel, conditions: dict[str, np.ndarray], allow_extrapolation: bool) -> dict[str, int]:
