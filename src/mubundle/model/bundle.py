@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+import mubundle
 from mubundle import configio
+from mubundle.data.atomic import atomic_write_bytes
 from mubundle.data.batch import RaggedBatch
 from mubundle.errors import InvalidTypeError, InvalidValueError, check_integer
 from mubundle.model.calibration import MuonCalibration
@@ -286,15 +288,23 @@ class MuonBundleModel(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: "str | Path") -> None:
-        """Write ``model.safetensors`` and ``model.json`` into ``directory`` (created if needed)."""
-        from safetensors.torch import save_file
+        """Write ``model.safetensors`` and ``model.json`` into ``directory`` (created if needed).
+
+        Files and a directory created here follow the process umask like every other mubundle
+        output (0644 / 0755 under umask 022), so a model in a shared group area is readable by
+        the group. ``model.json`` records the release that wrote it (``mubundle_version``).
+        """
+        from safetensors.torch import save as serialize
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        _atomic_write(directory / WEIGHTS_FILE, lambda path: save_file(state, str(path)))
+        # serialized in memory (the same bytes as save_file) and written by Python: safetensors'
+        # save_file creates its file 0600 whatever the umask
+        atomic_write_bytes(directory / WEIGHTS_FILE, serialize(state))
         metadata = {
             "format_version": FORMAT_VERSION,
+            "mubundle_version": mubundle.__version__,
             "config": configio.to_dict(self.config),
             "transform": self.transform.to_dict(),
         }
@@ -302,7 +312,7 @@ class MuonBundleModel(nn.Module):
             metadata["domain"] = self.domain.to_dict()
         if self.calibration is not None:
             metadata["calibration"] = self.calibration.to_dict()
-        _atomic_write(directory / METADATA_FILE, lambda path: path.write_text(json.dumps(metadata, indent=2)))
+        atomic_write_bytes(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode("utf-8"))
 
     @classmethod
     def load(cls, directory: "str | Path", device: "str | torch.device" = "cpu") -> "MuonBundleModel":
@@ -449,14 +459,3 @@ def safetensors_error() -> type[Exception]:
     from safetensors import SafetensorError
 
     return SafetensorError
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write via ``write(tmp_path)``, fsync, then rename over ``path``."""
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -21,8 +21,8 @@ import logging
 import os
 import random
 import re
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -202,11 +202,12 @@ def export_model(model: Any, run_dir: Path, name: str = "model") -> Path:
     """``model.save`` into ``RUN/<name>/`` so the newest weights are usable for generation.
 
     The model is saved into a temporary sibling directory which then replaces the old one;
-    a crash mid-export leaves the previous export intact (or a complete new one).
+    a crash mid-export leaves the previous export intact (or a complete new one). The
+    directory and its files follow the process umask (0755 / 0644 under umask 022).
     """
     run_dir = Path(run_dir)
     target = run_dir / name
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=run_dir))
+    staging = _staging_directory(run_dir, name)
     model.save(staging)
     previous = None
     if target.exists():
@@ -219,3 +220,19 @@ def export_model(model: Any, run_dir: Path, name: str = "model") -> Path:
     if previous is not None:
         shutil.rmtree(previous)
     return target
+
+
+def _staging_directory(run_dir: Path, name: str) -> Path:
+    """Create a new, uniquely named ``RUN/.<name>.<random>`` with the umask's mode.
+
+    ``tempfile.mkdtemp`` would make it 0700, and the rename would carry that onto ``RUN/<name>``,
+    hiding the exported model from the group whatever the umask.
+    """
+    for _ in range(100):
+        staging = run_dir / f".{name}.{secrets.token_hex(4)}"
+        try:
+            staging.mkdir()
+        except FileExistsError:
+            continue
+        return staging
+    raise FileExistsError(f"cannot create a staging directory for {run_dir / name}: 100 names taken")
