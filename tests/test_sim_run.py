@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import replace
 
@@ -63,7 +64,7 @@ def test_simulate_command_writes_readable_shards_with_the_run_config(tmp_path, c
     code = main(["simulate", "--out", str(out), "--showers", "3", "--energy", "1e4", "--depths", "0,1",
                  "--min-energy", "20", "--zenith", "60", "--seed", "2"])
     assert code == 0
-    assert capsys.readouterr().out == ""  # Fortran banners must not leak onto stdout
+    assert json.loads(capsys.readouterr().out)["events"] == 6  # one JSON line: Fortran banners must not leak onto stdout
     shard = out / "0000000-0000999" / "part-00000.parquet"
     batch = read_shard(shard)
     assert len(batch) == 6  # 3 showers x 2 depths

@@ -40,7 +40,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depths", type=_depth_list, default=None, metavar="KM,...",
                    help="CORSIKA inputs: propagate each shower's muons to these slant depths in km of ice "
                         "(one event per shower and depth; 0 = the observation level, the default)")
-    p.add_argument("--seed", type=seed_int, default=0, help="seed of the muon propagation (--depths)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the muon propagation (--depths; default %(default)s)")
     p.set_defaults(run=_run_convert)
 
 
@@ -89,29 +89,44 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="reference air-shower muon simulation (chromo + atmosphere + ice)")
     add_simulate_arguments(p)
     add_dask_argument(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_simulate)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    """Simulate, then print the dataset's summary: one JSON line on stdout, one human line on stderr."""
+    import json
+    import time
+
     from mubundle.executors import check_executor_arguments
     from mubundle.sim.config import config_from_args
-    from mubundle.sim.run import simulate_dataset
+    from mubundle.sim.run import print_simulation_summary, simulate_dataset, simulation_summary
 
     check_executor_arguments(args.dask, args.workers)  # before the output directory is made
-
+    started = time.perf_counter()
     if args.primaries:
         from mubundle.sim.given import simulate_given_primaries
 
         if args.dask is not None:
             raise ValueError("--dask runs sampled primaries only; simulate --primaries with --workers K")
-        simulate_given_primaries(args.primaries, args.out, config_from_args(args), repeat=args.repeat or 1, workers=args.workers)
-        return 0
-    simulate_dataset(config_from_args(args), args.out, workers=args.workers, dask=args.dask)
+        simulate_given_primaries(args.primaries, args.out, config_from_args(args), repeat=args.repeat or 1,
+                                 workers=args.workers, progress=not args.no_progress)
+    else:
+        simulate_dataset(config_from_args(args), args.out, workers=args.workers, dask=args.dask,
+                         progress=not args.no_progress)
+    summary = simulation_summary(args.out, seconds=time.perf_counter() - started)
+    print_simulation_summary(summary)
+    print(json.dumps(summary.to_dict()))
     return 0
 
 
 # --------------------------------------------------------------------------- train
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from mubundle.train.config import DEVICE_CHOICES, TrainConfig
+
+    # flags default to None: a flag given overrides --config / a resumed run's config.yaml, which
+    # override TrainConfig (train/entry.py); the help states TrainConfig's value
+    defaults = TrainConfig()
     p = sub.add_parser("train", help="train (or resume) the multiplicity model and WGAN-GP")
     p.add_argument("--data", nargs="+", required=True, help="training data: files, globs, directories")
     # dest run_dir: "run" is the subcommand dispatch attribute set by set_defaults below;
@@ -120,23 +135,36 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="run directory (resumed if it exists)")
     p.add_argument("--validation", nargs="+", default=None,
                    help="validation data: the multiplicity model's validation NLL, early stopping")
-    p.add_argument("--config", type=Path, help="YAML TrainConfig (CLI flags override it)")
-    p.add_argument("--max-steps", type=non_negative_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--max-muons-per-step", type=positive_int)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--seed", type=seed_int)
+    p.add_argument("--config", type=Path, help="YAML TrainConfig (CLI flags override it; default: TrainConfig's "
+                   "defaults, or the config.yaml of the run being resumed)")
+    p.add_argument("--max-steps", type=non_negative_int, metavar="N",
+                   help=f"generator steps to train to (default: the config's, {defaults.max_steps} in TrainConfig)")
+    p.add_argument("--batch-size", type=positive_int, metavar="B",
+                   help=f"events per step (default: the config's, {defaults.batch_size} in TrainConfig)")
+    p.add_argument("--max-muons-per-step", type=positive_int, metavar="M",
+                   help="muons per micro-batch; a larger step accumulates gradients over several "
+                        f"(default: the config's, {defaults.max_muons_per_step} in TrainConfig)")
+    p.add_argument("--device", choices=DEVICE_CHOICES,
+                   help=f"where training runs; auto: cuda, else mps, else cpu (default: the config's, "
+                        f"{defaults.device} in TrainConfig)")
+    p.add_argument("--seed", type=seed_int,
+                   help=f"initialisation and data order (default: the config's, {defaults.seed} in TrainConfig)")
     p.add_argument("--lr-decay-steps", type=non_negative_int, metavar="K",
-                   help="generator/critic lr decays linearly over the last K steps (docs/training.md)")
-    p.add_argument("--lr-decay-final", type=finite_float(0.0), metavar="F", help="lr factor reached at max-steps (default 0.1)")
+                   help="generator/critic lr decays linearly over the last K steps (docs/training.md; default: the "
+                        f"config's, {defaults.lr_decay_steps} in TrainConfig: constant lr)")
+    p.add_argument("--lr-decay-final", type=finite_float(0.0), metavar="F",
+                   help=f"lr factor reached at max-steps (default: the config's, {defaults.lr_decay_final:g} in TrainConfig)")
     p.add_argument("--init-from", metavar="MODEL",
                    help="fine-tune: start a fresh run from this model directory's transform, multiplicity "
-                        "model and generator, with a fresh critic")
+                        "model and generator, with a fresh critic (default: the config's; none in TrainConfig)")
     p.add_argument("--critic-warmup-steps", type=non_negative_int, metavar="K",
-                   help="the first K steps train the critic only (use with --init-from)")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the networks")
-    p.add_argument("--max-restarts", type=non_negative_int, default=0,
-                   help="supervise: run training in a child process, restart on crash up to K times")
+                   help="the first K steps train the critic only (use with --init-from; default: the config's, "
+                        f"{defaults.critic_warmup_steps} in TrainConfig)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help=f"torch.compile the networks (default: the config's, {'on' if defaults.compile else 'off'} in TrainConfig)")
+    p.add_argument("--max-restarts", type=non_negative_int, default=0, metavar="K",
+                   help="supervise: run training in a child process, restart on crash up to K times "
+                        "(default %(default)s: no supervisor)")
     p.set_defaults(run=_run_train)
 
 
@@ -158,23 +186,27 @@ def _add_refit_multiplicity(sub: argparse._SubParsersAction) -> None:
         "refit-multiplicity",
         help="refit a model's multiplicity part alone, with early stopping on validation events",
     )
-    # defaults (None here) come from MultiplicityFitConfig: seed 0, lr 1e-3, 8192, 2000, 50
+    from mubundle.train.multiplicity_fit import MultiplicityFitConfig
+
+    defaults = MultiplicityFitConfig()  # the flags default to None: MultiplicityFitConfig's values
     _add_model_data_out(p)
     p.add_argument("--validation", nargs="+", required=True, help="validation events (early stopping)")
-    p.add_argument("--seed", type=seed_int, help="initialisation and batch order (default 0)")
-    p.add_argument("--lr", type=finite_float(0.0, min_inclusive=False), help="Adam learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=positive_int, help="events per Adam step (default 8192)")
-    p.add_argument("--max-epochs", type=positive_int, help="default 2000")
-    p.add_argument("--patience", type=non_negative_int, help="stop after this many epochs without a better validation NLL (default 50)")
+    p.add_argument("--seed", type=seed_int, help=f"initialisation and batch order (default {defaults.seed})")
+    p.add_argument("--lr", type=finite_float(0.0, min_inclusive=False), help=f"Adam learning rate (default {defaults.lr:g})")
+    p.add_argument("--batch-size", type=positive_int, help=f"events per Adam step (default {defaults.batch_size})")
+    p.add_argument("--max-epochs", type=positive_int,
+                   help=f"most passes over the training events (default {defaults.max_epochs})")
+    p.add_argument("--patience", type=non_negative_int,
+                   help=f"stop after this many epochs without a better validation NLL (default {defaults.patience})")
     p.add_argument("--restarts", type=positive_int,
-                   help="fits from seeds SEED, SEED+1, ...; keep the lowest validation NLL (default 1)")
+                   help=f"fits from seeds SEED, SEED+1, ...; keep the lowest validation NLL (default {defaults.restarts})")
     p.add_argument("--keep-weights", action="store_true",
                    help="continue from the model's multiplicity weights instead of a fresh seeded start")
     p.add_argument("--distill", action="store_true",
                    help="fit to the model's own multiplicity network (the teacher) on the conditions of --data "
                         "instead of their N: a smaller network (--multiplicity-hidden) that keeps its rates; the "
                         "figures reported are then divergences from the teacher (not with --keep-weights)")
-    for field, what in (("hidden", "hidden width"), ("layers", "hidden layers"), ("components", "mixture components")):
+    for field, what in (("hidden", "hidden units per layer"), ("layers", "hidden layers"), ("components", "mixture components")):
         p.add_argument(f"--multiplicity-{field}", type=positive_int, dest=f"multiplicity_{field}",
                        help=f"refit a multiplicity network with this many {what} (default: the model's)")
     p.add_argument("--allow-extrapolation", action="store_true",
@@ -223,16 +255,24 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _add_distill(sub: argparse._SubParsersAction) -> None:
+    from mubundle.train.distill import DistillConfig
+
+    defaults = DistillConfig()  # the flags default to None: --config's values, else DistillConfig's
     p = sub.add_parser("distill", help="train a smaller, faster student that reproduces a trained model")
     p.add_argument("--teacher", type=Path, help=f"teacher model directory or shipped model name (default: {DEFAULT_TEACHER})")
     p.add_argument("--out", required=True, type=Path, help="run directory (resumed if it holds a run); the student is OUT/model")
-    p.add_argument("--config", type=Path, help="YAML of DistillConfig fields (student sizes, steps, learning rates, ...)")
+    p.add_argument("--config", type=Path, help="YAML of DistillConfig fields (student sizes, steps, learning rates, ...; "
+                   "default: DistillConfig's defaults)")
     p.add_argument("--primaries", nargs="+",
                    help="train on the primaries of these events (default: those of `mubundle simulate` defaults)")
-    p.add_argument("--steps", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int, help="primaries per step")
-    p.add_argument("--device", help="auto, cpu, cuda, mps")
-    p.add_argument("--seed", type=seed_int)
+    p.add_argument("--steps", type=positive_int,
+                   help=f"training steps of the student (default: the config's, {defaults.steps} in DistillConfig)")
+    p.add_argument("--batch-size", type=positive_int,
+                   help=f"primaries per step (default: the config's, {defaults.batch_size} in DistillConfig)")
+    p.add_argument("--device", help=f"auto, cpu, cuda, mps (default: the config's, {defaults.device} in DistillConfig)")
+    p.add_argument("--seed", type=seed_int,
+                   help=f"the student's initialisation and the primaries drawn (default: the config's, {defaults.seed} "
+                        "in DistillConfig)")
     p.set_defaults(run=_run_distill)
 
 
@@ -263,10 +303,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help=MODEL_OPTION_HELP)
     p.add_argument("--reference", nargs="+", required=True, help="reference data: files, globs, directories")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="seed of the model's sampling: the same command gives the same report (default %(default)s)")
     p.add_argument("--seeds", type=positive_int, default=1, metavar="K",
-                   help="also generate with seeds seed+1 .. seed+K-1: every ratio per seed and its mean")
-    p.add_argument("--max-events", type=positive_int, default=None, help="use at most this many reference events")
+                   help="also generate with seeds seed+1 .. seed+K-1: every ratio per seed and its mean "
+                        "(default %(default)s)")
+    p.add_argument("--max-events", type=positive_int, default=None,
+                   help="use at most this many reference events (default: all)")
     p.add_argument("--allow-extrapolation", action="store_true",
                    help="evaluate reference primaries outside the model's training domain (refused otherwise)")
     p.set_defaults(run=_run_evaluate)

@@ -274,7 +274,8 @@ class DaskExecutor(Executor):
 
 def check_executor_arguments(dask: str | None, workers: int = 1) -> None:
     """Refuse ``--dask`` / ``--workers`` combinations that cannot run (``ValueError``, one line), before a
-    command writes anything: both given, or ``local:N`` without a positive N."""
+    command writes anything: both given, ``local:N`` without a positive N, or ``--dask`` without
+    dask.distributed installed (the message :class:`DaskExecutor` would give later)."""
     if dask is None:
         return
     if workers > 1:
@@ -283,6 +284,10 @@ def check_executor_arguments(dask: str | None, workers: int = 1) -> None:
         count = dask.split(":", 1)[1]
         if not count.isdigit() or int(count) < 1:
             raise ValueError(f"--dask local:N needs a positive number of workers, got {dask!r}")
+    try:
+        import distributed  # noqa: F401  (DaskExecutor imports it anyway; an optional extra)
+    except ImportError:
+        raise ValueError("--dask needs dask.distributed: pip install 'mubundle[scale]'") from None
 
 
 def open_executor(dask: str | None = None, workers: int = 1, jobs: int | None = None) -> Executor:

@@ -140,10 +140,13 @@ def simulate_given_primaries(
     config: SimConfig,
     repeat: int = 1,
     workers: int = 1,
+    progress: bool = True,
 ) -> list[Path]:
     """Simulate every usable event row of ``paths`` as a primary, ``repeat`` times each, in order,
     into ``out_dir`` (native shards; resumable). ``config`` gives the physics (depths, minimum
     energy, surface altitude, model, seed); its sampling settings and ``showers`` are replaced.
+    ``progress``: a progress bar (showers) on stderr. ``OUT/_manifest.json`` records showers, seed,
+    muons, the primaries' fingerprint and the rows not simulated (:func:`mubundle.sim.run.simulation_summary`).
     Returns all shard paths. Raises ``ValueError`` when no primary is usable."""
     from tqdm import tqdm
 
@@ -153,7 +156,7 @@ def simulate_given_primaries(
     from mubundle.data.native import shard_path, write_shard
     from mubundle.executors import open_executor
     from mubundle.sim.interactions import model_class
-    from mubundle.sim.run import pending_chunks
+    from mubundle.sim.run import pending_chunks, shard_muons
 
     if repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {repeat}")
@@ -179,7 +182,10 @@ def simulate_given_primaries(
         done = config.showers - sum(_showers_in(config, c) for c in todo)
         if done:
             print(f"mubundle simulate: continuing {out_dir}: {config.n_chunks - len(todo)} of {config.n_chunks} shards already written", file=sys.stderr)
-        bar = tqdm(total=config.showers, initial=done, unit="shower", desc="simulate", file=sys.stderr)
+        pending = set(todo)
+        muons = sum(shard_muons(shard_path(out_dir, c)) for c in range(config.n_chunks) if c not in pending)
+        bar = tqdm(total=config.showers, initial=done, unit="shower", desc="simulate", file=sys.stderr,
+                   disable=not progress)
         step = config.showers_per_chunk
         jobs = [(config, c, energy[c * step:(c + 1) * step], zenith[c * step:(c + 1) * step], mass[c * step:(c + 1) * step])
                 for c in todo]
@@ -187,11 +193,13 @@ def simulate_given_primaries(
             with open_executor(None, workers, jobs=len(jobs)) as executor:
                 for chunk, batch in executor.map(given_chunk_job, jobs, name="simulate-chunk"):
                     write_shard(batch, shard_path(out_dir, chunk), _metadata(config, chunk, print_, sources, repeat))
+                    muons += batch.n_muons
                     bar.update(_showers_in(config, chunk))
         finally:  # worker processes stopped mid-shard (Ctrl-C, SIGTERM) cannot remove their own
             bar.close()
             remove_stale_temporaries(out_dir)
         shards = [shard_path(out_dir, chunk) for chunk in range(config.n_chunks)]
         finish_dataset(out_dir, shards, PRODUCER, quarantine=[] if quarantine is None else [quarantine],
-                       showers=config.showers, seed=config.seed, primaries=print_, not_simulated=len(not_simulated))
+                       showers=config.showers, seed=config.seed, muons=muons, primaries=print_,
+                       not_simulated=len(not_simulated))
     return shards

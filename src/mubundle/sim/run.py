@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -24,10 +26,10 @@ from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV
 from mubundle.configio import to_dict, to_yaml
 from mubundle.data.atomic import remove_stale_temporaries
 from mubundle.data.batch import RaggedBatch
-from mubundle.data.dataset import begin_dataset, finish_dataset
+from mubundle.data.dataset import begin_dataset, finish_dataset, read_manifest
 from mubundle.data.lock import directory_lock
 from mubundle.errors import InvalidTypeError, check_integer
-from mubundle.executors import open_executor
+from mubundle.executors import check_executor_arguments, open_executor
 from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_cascade
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
 from mubundle.sim.earth import CurvedAxes
@@ -260,17 +262,23 @@ def config_differences(existing: "dict | None", requested: dict) -> str:
 
 
 def simulate_dataset(
-    config: SimConfig, out_dir: str | os.PathLike, workers: int = 1, dask: str | None = None
+    config: SimConfig,
+    out_dir: str | os.PathLike,
+    workers: int = 1,
+    dask: str | None = None,
+    progress: bool = True,
 ) -> list[Path]:
     """Simulate (or continue) the dataset ``config`` into ``out_dir``; returns all shard paths.
 
     ``workers`` processes each hold one model instance; or the chunks run as tasks on the
     Dask cluster ``dask`` (scheduler address or ``local:N``, see ``mubundle.executors``).
-    Results depend on neither.
+    Results depend on neither. ``progress``: a progress bar (showers) on stderr.
+    ``OUT/_manifest.json`` records showers, seed and muons (:func:`simulation_summary` reads it).
     """
     if not isinstance(config, SimConfig):
         raise InvalidTypeError(f"config must be a SimConfig, got {type(config).__name__}")
     workers = check_integer("workers", workers, 1)
+    check_executor_arguments(dask, workers)  # a missing dask.distributed fails before any output exists
     model_class(config.interaction_model)  # an unknown model name fails before any output exists
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -279,15 +287,16 @@ def simulate_dataset(
     with directory_lock(out_dir, PRODUCER):
         remove_stale_temporaries(out_dir)
         try:
-            paths = _simulate_into(config, out_dir, workers, dask)
+            paths, muons = _simulate_into(config, out_dir, workers, dask, progress)
         finally:  # worker processes stopped mid-shard (Ctrl-C, SIGTERM) cannot remove their own
             remove_stale_temporaries(out_dir)
-        finish_dataset(out_dir, paths, PRODUCER, showers=config.showers, seed=config.seed)
+        finish_dataset(out_dir, paths, PRODUCER, showers=config.showers, seed=config.seed, muons=muons)
     return paths
 
 
-def _simulate_into(config: SimConfig, out_dir: Path, workers: int, dask: str | None) -> list[Path]:
-    """:func:`simulate_dataset` inside the locked ``out_dir`` (marked incomplete until the manifest)."""
+def _simulate_into(config: SimConfig, out_dir: Path, workers: int, dask: str | None, progress: bool) -> tuple[list[Path], int]:
+    """:func:`simulate_dataset` inside the locked ``out_dir`` (marked incomplete until the manifest);
+    returns all shard paths and the number of muons they hold."""
     from tqdm import tqdm
 
     from mubundle.data.native import shard_path
@@ -304,14 +313,83 @@ def _simulate_into(config: SimConfig, out_dir: Path, workers: int, dask: str | N
     done_showers = config.showers - sum(min(config.showers_per_chunk, config.showers - c * config.showers_per_chunk) for c in todo)
     if done_showers:
         print(f"mubundle simulate: continuing {out_dir}: {config.n_chunks - len(todo)} of {config.n_chunks} shards already written", file=sys.stderr)
-    bar = tqdm(total=config.showers, initial=done_showers, unit="shower", desc="simulate", file=sys.stderr)
+    pending = set(todo)
+    muons = sum(shard_muons(shard_path(out_dir, chunk)) for chunk in range(config.n_chunks) if chunk not in pending)
+    bar = tqdm(total=config.showers, initial=done_showers, unit="shower", desc="simulate", file=sys.stderr,
+               disable=not progress)
     jobs = [(config, chunk) for chunk in todo]
     with open_executor(dask if jobs else None, workers, jobs=len(jobs)) as executor:
         for chunk, batch in executor.map(simulate_chunk_job, jobs, name="simulate-chunk"):
             _, showers, _ = _write_chunk(config, out_dir, chunk, batch)
+            muons += batch.n_muons
             bar.update(showers)
     bar.close()
-    return [shard_path(out_dir, chunk) for chunk in range(config.n_chunks)]
+    return [shard_path(out_dir, chunk) for chunk in range(config.n_chunks)], muons
+
+
+def shard_muons(path: str | os.PathLike) -> int:
+    """Muons in the native shard ``path`` (its ``muons`` column only is read)."""
+    import pyarrow.parquet as pq
+
+    from mubundle.data.native import decode_muons
+    from mubundle.data.schema import MUONS_COLUMN
+
+    offsets, _, _ = decode_muons(pq.read_table(path, columns=[MUONS_COLUMN], use_threads=False).column(MUONS_COLUMN))
+    return int(offsets[-1])
+
+
+@dataclass
+class SimulationSummary:
+    """What a finished ``mubundle simulate`` run holds (the whole dataset, also when it was continued);
+    printed by the CLI as one JSON line."""
+
+    out: str
+    showers: int
+    events: int
+    muons: int
+    shards: int
+    #: wall time of this run [s]
+    seconds: float
+    #: ``--primaries``: rows read but not simulated (reader rejections and rows the simulator
+    #: cannot take); None for sampled primaries
+    not_simulated: int | None = None
+    #: ``--primaries``: the file listing those rows (None when there are none, and for sampled primaries)
+    quarantine: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def simulation_summary(out_dir: str | os.PathLike, seconds: float) -> SimulationSummary:
+    """The :class:`SimulationSummary` of the finished dataset ``out_dir`` (from its ``_manifest.json``,
+    written by :func:`simulate_dataset` or :func:`mubundle.sim.given.simulate_given_primaries`);
+    ``seconds``: the run's wall time [s]. Raises ``ValueError`` when ``out_dir`` holds no manifest."""
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise ValueError(f"{out_dir} holds no finished dataset (no _manifest.json)")
+    quarantine = manifest.get("quarantine") or []
+    return SimulationSummary(
+        out=str(out_dir),
+        showers=int(manifest["showers"]),
+        events=int(manifest["events"]),
+        muons=int(manifest["muons"]),
+        shards=len(manifest["shards"]),
+        seconds=round(float(seconds), 3),
+        not_simulated=manifest.get("not_simulated"),
+        quarantine=str(out_dir / quarantine[0]) if quarantine else None,
+    )
+
+
+def print_simulation_summary(summary: SimulationSummary, stream: TextIO | None = None) -> None:
+    """One human-readable line (to ``stream``, default stderr) about what the dataset holds."""
+    stream = sys.stderr if stream is None else stream
+    shards = f"{summary.shards} shard{'s' if summary.shards != 1 else ''}"
+    line = (f"wrote {summary.events} events ({summary.muons} muons) of {summary.showers} showers to {summary.out} "
+            f"({shards}) in {summary.seconds:.1f} s")
+    if summary.not_simulated:
+        line += f"; {summary.not_simulated} primaries not simulated (rows in {summary.quarantine})"
+    print(line, file=stream)
 
 
 def primary_problems(energy: np.ndarray, zenith: np.ndarray, mass: np.ndarray) -> dict[str, np.ndarray]:
@@ -360,4 +438,5 @@ def simulate_primaries(
     return RaggedBatch.concat(batches)
 
 
-__all__ = ["simulate_dataset", "simulate_primaries", "simulate_showers", "simulate_chunk", "muon_threshold_gev"]
+__all__ = ["simulate_dataset", "simulate_primaries", "simulate_showers", "simulate_chunk", "muon_threshold_gev",
+           "SimulationSummary", "simulation_summary", "print_simulation_summary"]
