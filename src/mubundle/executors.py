@@ -49,6 +49,9 @@ def add_dask_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dask", metavar="ADDRESS", default=None, help=DASK_OPTION_HELP)
 
 
+#: The refusal of ``--dask`` where the optional extra is not installed.
+DASK_MISSING = "--dask needs dask.distributed: pip install 'mubundle[scale]'"
+
 #: Fewest chunks a :class:`DaskExecutor` keeps submitted (see ``DaskExecutor.default_window``).
 DASK_MIN_WINDOW = 64
 
@@ -231,7 +234,7 @@ class DaskExecutor(Executor):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise ValueError("--dask needs dask.distributed: pip install 'mubundle[scale]'") from None
+            raise ValueError(DASK_MISSING) from None
 
         self._cluster = None
         if address.startswith("local:"):
@@ -287,7 +290,7 @@ def check_executor_arguments(dask: str | None, workers: int = 1) -> None:
     try:
         import distributed  # noqa: F401  (DaskExecutor imports it anyway; an optional extra)
     except ImportError:
-        raise ValueError("--dask needs dask.distributed: pip install 'mubundle[scale]'") from None
+        raise ValueError(DASK_MISSING) from None
 
 
 def open_executor(dask: str | None = None, workers: int = 1, jobs: int | None = None) -> Executor:
