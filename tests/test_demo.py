@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+from mubundle.data.native import read_metadata
 from mubundle.demo import DemoConfig, auc_summary, run_demo
 from mubundle.generate.api import load_model, shipped_model_path, shipped_models
 
@@ -18,6 +19,12 @@ def test_demo_writes_generated_reference_report_and_training_run(tmp_path):
     assert (tmp_path / "generated.parquet").exists()
     lines = (tmp_path / "train_run" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 2
+    # the reference records what was simulated, as a `simulate` shard does: evaluate bins it by vertical depth
+    recorded = read_metadata(tmp_path / "reference" / "part-00000.parquet")
+    assert recorded["depths_sorted_km"] == [1.5, 2.0, 2.5] and recorded["site"] == "icecube"
+    assert recorded["config"]["energy_range"] == [1e4, 1e5] and recorded["config"]["seed"] == 3
+    assert recorded["config"]["showers"] == 40
+    assert metrics["binning"]["depth"]["coordinate"].startswith("vertical depth")
 
 
 def test_the_shipped_models_load_sample_and_fit_in_10_mb_together():

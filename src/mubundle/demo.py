@@ -17,12 +17,16 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mubundle.configio import to_dict, to_yaml
 from mubundle.data.dataset import begin_dataset, finish_dataset
 from mubundle.data.native import default_metadata, write_shard
+
+if TYPE_CHECKING:
+    from mubundle.sim.config import SimConfig
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,22 @@ class DemoConfig:
     sim_overrides: dict = field(default_factory=dict)
 
 
+def demo_sim_config(config: DemoConfig, seed: int) -> "SimConfig":
+    """The simulator settings of the demo's reference: its primaries' ranges, depths, number and
+    seed, and ``config.sim_overrides``; recorded in the reference's metadata as a `simulate` run's
+    (so that `evaluate` bins it by the vertical depths it was simulated at)."""
+    from mubundle.sim.config import SimConfig
+
+    return replace(SimConfig(showers=config.primaries, energy_range=config.energy_range,
+                             zenith_range_deg=config.zenith_range_deg, depths_km=tuple(config.depths_km), seed=seed),
+                   **config.sim_overrides)
+
+
 def demo_primaries(config: DemoConfig, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(energy GeV, zenith rad, mass A, slant depth km), each (primaries,), reproducible by seed."""
-    from mubundle.sim.config import SimConfig
     from mubundle.sim.primaries import sample_primaries_at_one_depth
 
-    sim_config = SimConfig(energy_range=config.energy_range, zenith_range_deg=config.zenith_range_deg,
-                           depths_km=tuple(config.depths_km))
-    return sample_primaries_at_one_depth(sim_config, config.primaries, np.random.default_rng(seed))
+    return sample_primaries_at_one_depth(demo_sim_config(config, seed), config.primaries, np.random.default_rng(seed))
 
 
 def auc_summary(entry: dict) -> str:
@@ -66,8 +78,8 @@ def run_demo(out_dir: str | Path, seed: int = 1, config: DemoConfig | None = Non
     from mubundle.data.writers import write_batch
     from mubundle.evaluate.report import evaluate_model
     from mubundle.generate.api import load_model
-    from mubundle.sim.config import SimConfig
-    from mubundle.sim.run import simulate_primaries
+    from mubundle.sim.run import simulate_primaries, site_metadata
+    from mubundle.sim.version import SIMULATOR_VERSION
     from mubundle.train.config import TrainConfig
     from mubundle.train.loop import train
 
@@ -91,13 +103,15 @@ def run_demo(out_dir: str | Path, seed: int = 1, config: DemoConfig | None = Non
          f"-> {out_dir / 'generated.parquet'}")
 
     started = time.perf_counter()
-    sim_config = replace(SimConfig(), **config.sim_overrides)
+    sim_config = demo_sim_config(config, seed)
     reference = simulate_primaries(energy, zenith, mass, depth, seed=seed, config=sim_config)
     timings["simulate_s"] = time.perf_counter() - started
     reference_dir = out_dir / "reference"
     begin_dataset(reference_dir, "mubundle demo", "run `mubundle demo` again")
     write_shard(reference, reference_dir / "part-00000.parquet",
-                default_metadata("mubundle demo simulate", {"seed": seed, "sim": to_dict(sim_config)}))
+                default_metadata("mubundle demo simulate", config=to_dict(sim_config),
+                                 depths_sorted_km=sorted(sim_config.depths_km), **site_metadata(sim_config),
+                                 simulator_version=SIMULATOR_VERSION))
     finish_dataset(reference_dir, [reference_dir / "part-00000.parquet"], "mubundle demo")  # a complete dataset
     _say(f"simulated the same primaries: {reference.n_muons} muons in {timings['simulate_s']:.1f} s "
          f"({timings['simulate_s'] / max(timings['generate_s'], 1e-9):.0f}x the generation time)")
