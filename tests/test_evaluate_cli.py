@@ -53,7 +53,8 @@ def model_dir(tmp_path_factory):
 
 def test_evaluate_writes_metrics_with_floors_plots_and_report_for_reference_files(model_dir, tmp_path, capsys):
     data = tmp_path / "data"
-    write_shard(reference_batch(400, seed=2), data / "a.parquet", {"producer": "test"})
+    write_shard(reference_batch(400, seed=2), data / "a.parquet",
+                {"producer": "test", "config": {"interaction_model": "SIBYLL-2.3d", "energy_range": [1e4, 1e6]}})
     write_batch(reference_batch(300, seed=3), data / "b.h5", format="hdf5")
     (data / "0_broken.parquet").write_bytes(b"PAR1 not really")  # sorted first: read before max-events stops
     out = tmp_path / "report"
@@ -72,6 +73,23 @@ def test_evaluate_writes_metrics_with_floors_plots_and_report_for_reference_file
         assert (out / figure["file"]).stat().st_size > 1000
     assert {"multiplicity.png", "muon_radius.png", "ratios_by_energy.png"} <= {f["file"] for f in metrics["figures"]}
     assert "report.html" in capsys.readouterr().out
+    # slide quality: every PNG at the figures' dpi
+    from PIL import Image
+
+    from mubundle.evaluate.plots import DPI
+
+    assert DPI >= 150
+    for figure in metrics["figures"]:
+        with Image.open(out / figure["file"]) as image:
+            assert round(image.info["dpi"][0]) == DPI, figure["file"]
+    # the header names the version and the reference's recorded settings; the tail table its levels
+    report = (out / "report.html").read_text()
+    assert f"mubundle {metrics['info']['mubundle_version']}" in report
+    assert metrics["info"]["reference_settings"]["interaction_model"] == "SIBYLL-2.3d"
+    assert "interaction model: SIBYLL-2.3d" in report and "primary energy range [GeV]: 10000, 1e+06" in report
+    level = f"{metrics['tails']['confidence_level']:.1%}"
+    assert f"ratio model / reference [{level} interval]" in report and "95.45 %" in report
+    assert "muon.log10_energy_dex</td>" not in report and "W1 of log<sub>10</sub>(E<sub>&mu;</sub> / GeV) [dex]" in report
 
 
 def test_evaluate_without_readable_reference_events_is_a_clear_error(model_dir, tmp_path, capsys):

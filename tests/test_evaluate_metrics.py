@@ -149,7 +149,13 @@ def test_evaluate_samples_writes_metrics_json_and_a_report_that_flags_the_wrong_
     quantities = written["quantities"]
     assert quantities["model"]["mean_multiplicity"] > 1.2 * quantities["reference"]["mean_multiplicity"]
     assert quantities["model"]["p_zero"] == pytest.approx(np.mean(candidate.counts == 0))
+    counts = reference.counts.astype(np.float64)
+    assert quantities["reference_standard_error"]["mean_multiplicity"] == pytest.approx(
+        np.std(counts, ddof=1) / np.sqrt(len(counts)))
     report = (tmp_path / "report.html").read_text()
+    mean_n = f"{quantities['reference']['mean_multiplicity']:.4g} &plusmn; "
+    assert mean_n + f"{quantities['reference_standard_error']['mean_multiplicity']:.2g}" in report
+    assert f"mubundle {written['info']['mubundle_version']}" in report and written["info"]["mubundle_version"]
     assert "statistical floor" in report and "Classifier two-sample test" in report and "Basic quantities" in report
     assert "multiplicity.mean" in report and "ratio" in report
 

@@ -19,7 +19,7 @@ body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f0f0f0; } td.name { text-align: left; }
-.ok { background: #e3f5e1; } .bad { background: #fbe0dc; } .na { background: #eee; color: #777; }
+.ok { background: #e3f5e1; } .bad { background: #fbe0dc; } .warn { background: #fdf0c8; } .na { background: #eee; color: #777; }
 .box { border: 1px solid #bbb; padding: 0.8em 1.2em; background: #fafafa; }
 figure { display: inline-block; margin: 0.5em; width: 46%; vertical-align: top; }
 figure img { width: 100%; } figcaption { font-size: 0.85em; }
@@ -246,18 +246,30 @@ def _rate_cell(rate: dict[str, Any]) -> str:
             f"<small>[{_number(rate['low'], 2)}, {_number(rate['high'], 2)}]</small></td>")
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    return f"[{_number(low, 3)}, {'&infin;' if high is None else _number(high, 3)}]"
+
+
 def _ratio_cell(ratio: dict[str, Any]) -> str:
     if ratio["low"] is None:
         return f"<td class='na'>{html.escape(ratio.get('rule') or 'n/a')}</td>"
     css = "bad" if ratio["flag"] else "ok"
     by_shower = ratio.get("relative_error_by_shower")
+    two_sigma = ratio.get("interval_2sigma")
+    flag_basis = (f"<br>flag: 2&sigma; {_interval(*two_sigma)}" if two_sigma is not None
+                  else f"<br>flag: {html.escape(ratio['rule'])}")
     return (f"<td class='{css}' title='{html.escape(ratio['rule'])}'><b>{_number(ratio['value'], 3)}</b> "
-            f"<small>[{_number(ratio['low'], 3)}, {'&infin;' if ratio['high'] is None else _number(ratio['high'], 3)}]"
+            f"<small>{_interval(ratio['low'], ratio['high'])}{flag_basis}"
             + ("" if by_shower is None else f"<br>&plusmn;{100 * by_shower:.0f} % by shower")
             + "</small></td>")
 
 
-def _tail_rows(label: str, part: dict[str, Any], definitions: dict[str, Any]) -> list[str]:
+#: Readable names of the tail W1 rows (``tails.*.log_w1`` keys).
+_W1_LABELS = {"muon.log10_energy_dex": "W1 of log<sub>10</sub>(E<sub>&mu;</sub> / GeV) [dex]",
+              "muon.log10_radius_dex": "W1 of log<sub>10</sub>(r / m) [dex] (muons with r &gt; 0)"}
+
+
+def _tail_rows(label: str, part: dict[str, Any], definitions: dict[str, Any], target: float = 1.5) -> list[str]:
     rows = [f"<tr><th colspan='5' style='text-align:left'>{html.escape(label)}</th></tr>"]
     for name, entry in part["rates"].items():
         title = definitions.get(name, {}).get("title", name)
@@ -268,10 +280,13 @@ def _tail_rows(label: str, part: dict[str, Any], definitions: dict[str, Any]) ->
         if entry["ratio"] is None:
             cells = f"<td class='na' colspan='3'>{html.escape(entry.get('reason', 'n/a'))}</td>"
         else:
-            css = "ok" if entry["ratio"] <= 1.5 else "bad"
+            # information, not part of the flag: amber (not red) above the distance target
+            css = "ok" if entry["ratio"] <= target else "warn"
             cells = (f"<td>floor {_number(entry['floor'], 3)} dex</td><td>model {_number(entry['model'], 3)} dex</td>"
                      f"<td class='{css}'><b>{_number(entry['ratio'], 3)}</b> (model / floor)</td>")
-        rows.append(f"<tr><td class='name'>W1 of {html.escape(name)}</td><td class='name'>per muon</td>{cells}</tr>")
+        label = _W1_LABELS.get(name, html.escape(name))
+        rows.append(f"<tr><td class='name'>{label}<br><small>{html.escape(name)}</small></td>"
+                    f"<td class='name'>per muon</td>{cells}</tr>")
     return rows
 
 
@@ -280,12 +295,15 @@ def _tails_section(metrics: dict[str, Any]) -> str:
     if tails is None:
         return ""
     definitions = tails["definitions"]
-    rows = _tail_rows("all events", tails["overall"], definitions)
+    target = metrics.get("summary", {}).get("target_max_ratio", 1.5)
+    rows = _tail_rows("all events", tails["overall"], definitions, target)
     for entry in tails["energy_bins"]:
-        rows += _tail_rows(f"E0 {entry['label']} ({entry['n_reference']} reference events)", entry, definitions)
+        rows += _tail_rows(f"E0 {entry['label']} ({entry['n_reference']} reference events)", entry, definitions, target)
     flagged = ", ".join(tails["flagged"]) or "none"
-    header = ("<tr><th>class</th><th>rate of</th><th>reference: k / n, rate [interval]</th>"
-              "<th>model: k / n, rate [interval]</th><th>ratio model / reference [interval]</th></tr>")
+    level = f"{tails['confidence_level']:.1%}"
+    header = (f"<tr><th>class</th><th>rate of</th><th>reference: k / n, rate [{level} interval]</th>"
+              f"<th>model: k / n, rate [{level} interval]</th><th>ratio model / reference [{level} interval]"
+              "<br><small>flag: the interval or rule the flag uses</small></th></tr>")
     return (
         "<h2>Tails: rare classes</h2>"
         "<p>Fractions of events (N &ge; 50, N &ge; 200, bundle energy &gt; 100 TeV) or of muons (muon energy "
@@ -297,6 +315,10 @@ def _tails_section(metrics: dict[str, Any]) -> str:
         "&plusmn; <i>by shower</i> is the ratio's relative standard error with whole showers as the sampling "
         "units (ratio estimator, Cochran 1977; not used by the flag). The W1 rows are the Wasserstein-1 distances of "
         "log10 E<sub>&mu;</sub> and log10 r in dex, with the floor of two reference halves.</p>"
+        f"<p><small>Colours: ratio cells red = flagged, green = not flagged (the line <i>flag:</i> in each "
+        f"cell gives the 2&sigma; (95.45 %) interval or the &plusmn;20 % rule it was judged by); W1 cells "
+        f"are information and never flagged: green = ratio &le; {target:g} (the target of the distance "
+        f"ratios), amber above.</small></p>"
         f"<p>Flagged: {html.escape(flagged)}</p><table>{header}{''.join(rows)}</table>"
     )
 
@@ -311,13 +333,18 @@ def _figures_section(metrics: dict[str, Any]) -> str:
         f"<figcaption>{html.escape(f['caption'])}</figcaption></figure>"
         for f in figures
     )
-    return ("<h2>Plots</h2><p>Distributions are normalised to unit area; the lower panels show "
-            "model / reference with Poisson errors.</p>" + items)
+    return ("<h2>Plots</h2><p>Distributions are normalised to unit area and cover the full range of the "
+            "values (a note in the plot says what is not on the axis, e.g. r = 0 on a logarithmic axis); the lower "
+            "panels show model / reference with Poisson errors between 0.5 and 1.5: filled arrows at the edge are "
+            "ratios off that scale, open orange triangles bins with model entries only, open blue triangles bins "
+            "with reference entries only. Every figure names the model, the reference and the mubundle version.</p>"
+            + items)
 
 
 def _info_section(metrics: dict[str, Any]) -> str:
     info = metrics["info"]
     rows = [
+        ("mubundle version", info.get("mubundle_version", "n/a")),
         ("model", info.get("model", "(samples given directly)")),
         ("reference", ", ".join(info.get("reference", [])) or "(samples given directly)"),
         ("reference events / muons", f"{info['n_reference']} / {info['reference_muons']}"),
@@ -325,6 +352,14 @@ def _info_section(metrics: dict[str, Any]) -> str:
         ("generated with the reference's primaries", "yes" if info.get("paired") else "no (unpaired sample)"),
         ("seed", info.get("seed")),
     ]
+    settings = info.get("reference_settings") or {}
+    if settings:
+        from mubundle.evaluate.report import REFERENCE_SETTINGS
+
+        rows.append(("reference's recorded settings (file metadata)",
+                     "; ".join(f"{REFERENCE_SETTINGS.get(key, key)}: {value}" for key, value in settings.items())))
+    elif "reference_settings" in info:
+        rows.append(("reference's recorded settings", "none recorded in the files' metadata"))
     if "model_tail_maps" in info:
         rows.append(("model's tail maps (docs/model.md)", ", ".join(info["model_tail_maps"]) or "none"))
     rejected = info.get("reference_rejected_rows")
@@ -338,20 +373,46 @@ def _info_section(metrics: dict[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
+def _version_line(metrics: dict[str, Any]) -> str:
+    info = metrics["info"]
+    model = info.get("model", "samples given directly")
+    return (f"<p><b>mubundle {html.escape(str(info.get('mubundle_version', 'n/a')))}</b> &mdash; model "
+            f"<b>{html.escape(str(model))}</b> vs reference <b>{html.escape(', '.join(info.get('reference', [])) or 'sample')}"
+            f"</b> ({info['n_reference']} events)</p>")
+
+
 def _quantities_table(metrics: dict[str, Any]) -> str:
     from mubundle.evaluate.features import SUMMARY_QUANTITIES
 
     quantities = metrics.get("quantities")
     if not quantities:
         return ""
+    def cell(side: str, name: str) -> str:
+        value = quantities[side].get(name)
+        error = (quantities.get(f"{side}_standard_error") or {}).get(name)
+        return f"<td>{_number(value)}" + ("" if value is None or error is None else f" &plusmn; {_number(error, 2)}") + "</td>"
+
+    def difference(name: str) -> str:
+        reference, model = quantities["reference"].get(name), quantities["model"].get(name)
+        errors = [(quantities.get(f"{side}_standard_error") or {}).get(name) for side in ("reference", "model")]
+        if reference is None or model is None or None in errors:
+            return "<td class='na'>&ndash;</td>"
+        combined = (errors[0] ** 2 + errors[1] ** 2) ** 0.5
+        pull = f" ({(model - reference) / combined:+.1f} &sigma;)" if combined > 0 else ""
+        return f"<td>{_number(model - reference, 3)}{pull}</td>"
+
     rows = "".join(
-        f"<tr><td class='name'>{html.escape(label)}</td><td>{_number(quantities['reference'].get(name))}</td>"
-        f"<td>{_number(quantities['model'].get(name))}</td></tr>"
+        f"<tr><td class='name'>{html.escape(label)}</td>{cell('reference', name)}{cell('model', name)}"
+        f"{difference(name)}</tr>"
         for name, label in SUMMARY_QUANTITIES.items()
     )
     return ("<h2>Basic quantities</h2><p>Plain values of all events, for orientation (the "
-            "judgement is in the distances and their floors below).</p>"
-            f"<table><tr><th>quantity</th><th>reference</th><th>model</th></tr>{rows}</table>")
+            "judgement is in the distances and their floors below). Means are given &plusmn; their standard "
+            "error (standard deviation / &radic;n, events or muons taken as independent: the depths of one shower "
+            "and the muons of one bundle are correlated, so the true errors are somewhat larger); "
+            "model &minus; reference in units of the two errors combined.</p>"
+            "<table><tr><th>quantity</th><th>reference</th><th>model</th><th>model &minus; reference</th></tr>"
+            f"{rows}</table>")
 
 
 def _summary_box(metrics: dict[str, Any]) -> str:
@@ -382,7 +443,7 @@ def render_report(metrics: dict[str, Any]) -> str:
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>mubundle evaluation</title>"
         f"<style>{_STYLE}</style></head><body>"
-        f"<h1>Muon-bundle model evaluation</h1>{_info_section(metrics)}{_summary_box(metrics)}"
+        f"<h1>Muon-bundle model evaluation</h1>{_version_line(metrics)}{_info_section(metrics)}{_summary_box(metrics)}"
         f"{_quantities_table(metrics)}<h2>How to read this report</h2>{explanation}"
         f"<h2>Overall comparison</h2>{_overall_table(metrics)}{_classifier_section(metrics)}{_seed_section(metrics)}"
         f"{_bins_section(metrics)}{_tails_section(metrics)}{_calibration_section(metrics)}{_figures_section(metrics)}"

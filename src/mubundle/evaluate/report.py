@@ -107,6 +107,65 @@ def summarise(overall: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def quantity_errors(batch: RaggedBatch) -> dict[str, float | None]:
+    """Standard errors of the means among the summary quantities (``p_zero``, ``mean_multiplicity``,
+    ``mean_log10_muon_energy``, ``mean_bundle_energy_gev``, ``mean_leading_fraction``): sample
+    standard deviation / sqrt(n), events (muons) taken as independent; None below two values."""
+    from mubundle.evaluate.features import event_observables, muon_observables
+
+    events, muons = event_observables(batch), muon_observables(batch)
+    has_muons = events.multiplicity > 0
+
+    def sem(values: np.ndarray) -> float | None:
+        values = np.asarray(values, dtype=np.float64)
+        return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+
+    return {
+        "p_zero": sem((events.multiplicity == 0).astype(np.float64)),
+        "mean_multiplicity": sem(events.multiplicity),
+        "mean_log10_muon_energy": sem(muons.log10_energy),
+        "mean_bundle_energy_gev": sem(events.total_energy[has_muons]),
+        "mean_leading_fraction": sem(events.leading_fraction[has_muons]),
+    }
+
+
+#: Simulation settings shown in the report's header when the reference's files record them
+#: (``config`` of native shards' metadata): key -> label.
+REFERENCE_SETTINGS = {
+    "producer": "written by", "mubundle_version": "mubundle version", "interaction_model": "interaction model",
+    "site": "site", "medium": "medium", "primary": "primaries", "energy_range": "primary energy range [GeV]",
+    "spectral_index": "spectral index", "zenith_range_deg": "zenith range [deg]", "depths_km": "vertical depths [km]",
+    "min_energy": "muon energy threshold [GeV]",
+}
+
+
+def reference_settings(layouts: dict[str, str]) -> dict[str, Any]:
+    """The simulation settings recorded in the metadata of the reference's native shards
+    (:data:`REFERENCE_SETTINGS`; top-level metadata or its ``config``): key -> the value, or
+    ``"mixed: a; b"`` when files differ. Files of other layouts and unreadable metadata are skipped."""
+    from mubundle.data import native
+
+    values: dict[str, list[str]] = {}
+    for path, layout in layouts.items():
+        if layout != "native":
+            continue
+        try:
+            metadata = native.read_metadata(path)
+        except (OSError, ValueError):
+            continue
+        config = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
+        for key in REFERENCE_SETTINGS:
+            value = config.get(key, metadata.get(key))
+            if value is None or value == "" or value == []:
+                continue
+            text = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, list) \
+                else (f"{value:g}" if isinstance(value, float) else str(value))
+            if text not in values.setdefault(key, []):
+                values[key].append(text)
+    return {key: found[0] if len(found) == 1 else "mixed: " + "; ".join(found[:4])
+            for key in REFERENCE_SETTINGS if (found := values.get(key))}
+
+
 def seed_spread(overall_by_seed: dict[int, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """Every metric's ratio for each generation seed, their mean and maximum.
 
@@ -178,7 +237,7 @@ def evaluate_samples(
     unit and bin edges (:func:`~mubundle.evaluate.binning.describe_bins`). Returns the metrics dict.
     """
     from mubundle.evaluate.html import write_report
-    from mubundle.evaluate.plots import bin_ratio_plot, calibration_plot, distribution_plots
+    from mubundle.evaluate.plots import Comparison, bin_ratio_plot, calibration_plot, distribution_plots
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,10 +245,11 @@ def evaluate_samples(
     overall = compare(reference, candidate, seed=seed, classifier=True)
     binned = compare_in_bins(reference, candidate, seed=seed, depth=depth)
     figures = []
+    comparison = Comparison.from_info(info, len(reference))  # the headline of every figure
     if plots:
-        figures = distribution_plots(reference, candidate, out_dir)
+        figures = distribution_plots(reference, candidate, out_dir, comparison)
         for variable, entries in binned.items():
-            figure = bin_ratio_plot(variable, entries, out_dir)
+            figure = bin_ratio_plot(variable, entries, out_dir, TARGET_MAX_RATIO, comparison)
             if figure is not None:
                 figures.append(figure)
     tails = tail_report(reference, candidate, seed=seed)
@@ -206,17 +266,19 @@ def evaluate_samples(
         summary["max_mean_ratio_metric"] = spread["max_mean_ratio_metric"]
     if calibration is not None:
         summary["calibration_ks_ratio"] = calibration["overall"]["ks"]["ratio"]
-        figure = calibration_plot(calibration, out_dir) if plots else None
+        figure = calibration_plot(calibration, out_dir, comparison) if plots else None
         if figure is not None:
             figures.append(figure)
             calibration = dict(calibration, figure=figure.file)
     metrics = {
-        "info": dict(info or {}, n_reference=len(reference), n_candidate=len(candidate),
+        "info": dict({"mubundle_version": __version__, **(info or {})}, n_reference=len(reference), n_candidate=len(candidate),
                      reference_muons=reference.n_muons, candidate_muons=candidate.n_muons,
                      paired=is_paired(reference, candidate), seed=seed,
                      seconds=round(time.perf_counter() - started, 2)),
         "summary": summary,
-        "quantities": {"reference": summary_quantities(reference), "model": summary_quantities(candidate)},
+        "quantities": {"reference": summary_quantities(reference), "model": summary_quantities(candidate),
+                       "reference_standard_error": quantity_errors(reference),
+                       "model_standard_error": quantity_errors(candidate)},
         "overall": overall,
         "binning": describe_bins(reference.conditions, depth),
         "bins": binned,
@@ -313,6 +375,7 @@ def evaluate_model(
             # the tail maps of model.json "calibration" (docs/model.md); [] for a model without
             "model_tail_maps": [] if model.calibration is None else model.calibration.map_names,
             "extrapolated_events": domain_check.n_outside,
+            "reference_settings": reference_settings(loaded.layouts),  # what the files' metadata records
         }
         depth = depth_binning(loaded.layouts, reference.conditions, getattr(model.domain, "overburden_radius_m", None))
         print(f"depth bins: {depth.reason}")
