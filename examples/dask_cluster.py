@@ -9,14 +9,29 @@ It prints the scheduler address (``tcp://HOST:PORT``) and keeps the cluster up u
 Ctrl-C; in another shell: ``mubundle simulate ... --dask tcp://HOST:PORT``. Each batch job is
 one Dask worker process with one thread (the interaction models are process-wide Fortran
 state; docs/scale-out.md). ``--print-job-script`` shows the job description without
-submitting anything.
+submitting anything. Without the batch system's submit command (``condor_submit``,
+``sbatch``) on PATH it stops at once with one line naming it (exit code 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 import time
 from typing import Any
+
+#: The command each batch system submits its jobs with (what dask-jobqueue runs), and where it is found.
+SUBMIT_COMMANDS = {"htcondor": ("condor_submit", "an HTCondor submit node"), "slurm": ("sbatch", "a SLURM login node")}
+
+
+def missing_submit_command(kind: str) -> str | None:
+    """One line saying that ``kind``'s submit command is not on PATH, or None when it is."""
+    command, where = SUBMIT_COMMANDS[kind]
+    if shutil.which(command) is not None:
+        return None
+    return (f"{command} not found on PATH: run this on {where} "
+            "(--print-job-script shows the job description without submitting)")
 
 
 def make_cluster(
@@ -67,6 +82,10 @@ def main() -> None:
     parser.add_argument("--scheduler-host", help="address the workers connect to (default: this host)")
     parser.add_argument("--print-job-script", action="store_true", help="print the job description, submit nothing")
     args = parser.parse_args()
+    problem = None if args.print_job_script else missing_submit_command(args.kind)
+    if problem:  # before the scheduler starts: dask-jobqueue would fail in the background, with no workers
+        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     cluster = make_cluster(args.kind, args.memory, args.disk, args.python, args.queue, args.account,
                            args.walltime, args.scheduler_host)
     if args.print_job_script:

@@ -196,5 +196,5 @@ def test_generate_command_takes_dask_and_refuses_it_with_workers_conflicts(clust
 
 def test_dask_executor_reports_an_unreachable_scheduler_in_one_line():
     pytest.importorskip("distributed")
-    with pytest.raises(ValueError, match="cannot connect to the Dask scheduler at tcp://127.0.0.1:9"):
+    with pytest.raises(ConnectionError, match="cannot connect to the Dask scheduler at tcp://127.0.0.1:9"):
         DaskExecutor("tcp://127.0.0.1:9", timeout_s=1.0)

@@ -77,3 +77,27 @@ def test_htcondor_bindings_accept_the_job_description(htcondor_job):
 def test_an_unknown_batch_system_is_refused():
     with pytest.raises(ValueError, match="htcondor or slurm"):
         example().make_cluster("pbs")
+
+
+def test_without_the_submit_command_the_script_stops_before_starting_a_scheduler(monkeypatch, capsys):
+    module = example()
+    monkeypatch.setattr(module.shutil, "which", lambda command: None)  # no sbatch, no condor_submit here
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was started")
+
+    monkeypatch.setattr(module, "make_cluster", no_cluster)
+    monkeypatch.setattr("sys.argv", ["dask_cluster.py", "slurm", "--jobs", "1", "--queue", "normal", "--account", "myproject"])
+    with pytest.raises(SystemExit) as stopped:
+        module.main()
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dask_cluster.py: error: sbatch not found on PATH")
+
+
+def test_print_job_script_needs_no_submit_command(monkeypatch, capsys):
+    module = example()
+    monkeypatch.setattr(module.shutil, "which", lambda command: None)
+    monkeypatch.setattr("sys.argv", ["dask_cluster.py", "htcondor", "--print-job-script", "--scheduler-host", "127.0.0.1"])
+    module.main()
+    assert capsys.readouterr().out.startswith("#!/usr/bin/env condor_submit")

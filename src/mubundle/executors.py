@@ -20,6 +20,10 @@ possibly on other machines, which import ``mubundle`` themselves. Their Python w
 formatted as in the submitting process when its ``warnings.formatwarning`` pickles (a command's
 one-line format, :class:`mubundle.errors.OneLineWarningFormat`).
 
+A Dask scheduler that cannot be reached, or is lost while chunks run, is a
+:class:`DaskConnectionError` (a ``ConnectionError``: an environment failure, not a bad argument)
+with one line naming the scheduler; a scheduler without workers is waited for, with one warning.
+
 This module imports nothing of the package.
 """
 
@@ -28,8 +32,10 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import functools
+import logging
 import multiprocessing
 import pickle
+import socket
 import uuid
 import warnings
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -54,6 +60,17 @@ DASK_MISSING = "--dask needs dask.distributed: pip install 'mubundle[scale]'"
 
 #: Fewest chunks a :class:`DaskExecutor` keeps submitted (see ``DaskExecutor.default_window``).
 DASK_MIN_WINDOW = 64
+
+#: The refusal of a ``--dask`` value that is neither an address nor ``local:N``.
+DASK_ADDRESS_FORMS = "--dask takes a scheduler address (tcp://host:8786) or local:N"
+
+
+class DaskConnectionError(ConnectionError):
+    """The Dask scheduler cannot be reached, or the connection to it was lost mid-run.
+
+    An ``OSError``: the environment failed, not an argument (``mubundle`` exits with its
+    filesystem/environment code). The message is one line naming the scheduler's address.
+    """
 
 
 class Executor:
@@ -120,11 +137,15 @@ class Executor:
                     next_out += 1
                     yield result
         finally:
-            for future in pending:
-                future.cancel()
+            self._cancel(list(pending))
 
     def _submit(self, task: Callable[[Job], Result], job: Job, key: str) -> Any:
         raise NotImplementedError
+
+    def _cancel(self, futures: list[Any]) -> None:
+        """Cancel the futures still pending when ``map`` stops early."""
+        for future in futures:
+            future.cancel()
 
     def _wait_any(self, futures: list[Any]) -> Iterable[Any]:
         raise NotImplementedError
@@ -219,6 +240,13 @@ class ProcessExecutor(Executor):
             self._pool = None
 
 
+#: What to do after a lost scheduler, when the caller does not say (``lost_hint``).
+LOST_HINT = "start the cluster again and run the same command again"
+
+#: The reason distributed gives the futures it cancels when the client loses its scheduler.
+_CONNECTION_LOST = "scheduler-connection-lost"
+
+
 class DaskExecutor(Executor):
     """Tasks on a ``dask.distributed`` cluster.
 
@@ -227,15 +255,31 @@ class DaskExecutor(Executor):
     while running a task is replaced and its task re-run by the scheduler (up to
     ``distributed.scheduler.allowed-failures`` times, default 3); since a chunk's content
     depends only on its job, the re-run result is the same. ``timeout_s``: how long to try
-    to reach the scheduler [s].
+    to reach the scheduler [s] (a refused connection fails at once). ``lost_hint``: what the
+    user should do when the scheduler is lost mid-run, the end of that
+    :class:`DaskConnectionError`'s message (the finished shards are kept, the output was not written).
+
+    A cluster without workers is waited for, as an adaptive cluster or queued batch jobs start
+    them later: when no task has finished for ``WORKER_CHECK_S`` seconds and the scheduler has
+    no worker, one ``UserWarning`` says so. While the executor is open in a program that has
+    configured no logging (no handler on the root logger, as in the ``mubundle`` command), the
+    ``distributed.client`` logger's records about a lost scheduler (reconnection attempts and
+    their tracebacks) are dropped: the :class:`DaskConnectionError` reports the loss in one line.
     """
 
-    def __init__(self, address: str, timeout_s: float = 30.0) -> None:
+    #: Seconds without a finished task after which the executor checks that the cluster has workers.
+    WORKER_CHECK_S = 5.0
+
+    def __init__(self, address: str, timeout_s: float = 30.0, lost_hint: str = LOST_HINT) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             raise ValueError(DASK_MISSING) from None
 
+        self.address = address
+        self.lost_hint = lost_hint
+        self._lost = False
+        self._warned_no_workers = False
         self._cluster = None
         if address.startswith("local:"):
             count = address.split(":", 1)[1]
@@ -244,15 +288,19 @@ class DaskExecutor(Executor):
             )
             self.client = Client(self._cluster)
         else:
+            # distributed retries a refused connection until timeout_s; the probe refuses at once
+            check_scheduler_reachable(address, timeout_s)
             try:
                 self.client = Client(address, timeout=timeout_s)
             except OSError as error:
-                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise ValueError(f"cannot connect to the Dask scheduler at {address}: {reason}") from None
+                raise DaskConnectionError(f"cannot connect to the Dask scheduler at {address}: {_reason(error)}") from None
         self.description = f"dask {address}"
         self._token = uuid.uuid4().hex[:8]
+        self._log_filter = _ConnectionLossFilter.install(self)
 
     def slots(self) -> int:
+        if self.connection_lost():  # asking a lost scheduler would retry for the connect timeout (30 s)
+            raise DaskConnectionError(f"lost the connection to the Dask scheduler at {self.address}")
         return max(1, sum(self.client.nthreads().values()))
 
     def default_window(self) -> int:
@@ -260,25 +308,154 @@ class DaskExecutor(Executor):
         # the tasks it sees waiting, so a window sized to the workers present would keep it small
         return max(DASK_MIN_WINDOW, 2 * self.slots())
 
+    def map(self, task, jobs, ordered=False, window=None, name="task"):
+        """:meth:`Executor.map`; a scheduler lost on the way raises :class:`DaskConnectionError`."""
+        finished = 0
+        try:
+            for result in super().map(task, jobs, ordered=ordered, window=window, name=name):
+                finished += 1
+                yield result
+        except Exception as error:
+            if not self.connection_lost(error):
+                raise  # a task's own exception, or a bug: as it is
+            self._lost = True
+            raise DaskConnectionError(
+                f"lost the connection to the Dask scheduler at {self.address} "
+                f"({finished} {'chunk' if finished == 1 else 'chunks'} of this run had finished); {self.lost_hint}"
+            ) from error
+
+    def connection_lost(self, error: BaseException | None = None) -> bool:
+        """True once the client has lost its scheduler (it is reconnecting or gave up), or when
+        ``error`` is the cancellation distributed gives the futures of a lost scheduler."""
+        if self._lost or self.client.status != "running":
+            return True
+        groups = getattr(error, "error_groups", None) or [error]  # FuturesCancelledError / FutureCancelledError
+        return any(getattr(group, "reason", None) == _CONNECTION_LOST for group in groups)
+
     def _submit(self, task, job, key):
         # pure=False + a unique key: identical jobs of two runs are two tasks, never a cached result
         return self.client.submit(_in_worker(task), job, key=f"{key}-{self._token}", pure=False)
 
+    def _cancel(self, futures):
+        if futures and not self.connection_lost():  # a lost scheduler has nothing left to cancel
+            self.client.cancel(futures)
+
     def _wait_any(self, futures):
+        from distributed import TimeoutError as DaskTimeoutError
         from distributed import wait
 
-        return wait(futures, return_when="FIRST_COMPLETED").done
+        while True:
+            try:
+                return wait(futures, timeout=self.WORKER_CHECK_S, return_when="FIRST_COMPLETED").done
+            except DaskTimeoutError:  # nothing finished yet: normal, unless there is nothing to run it
+                self._warn_without_workers()
+
+    def _warn_without_workers(self) -> None:
+        if self._warned_no_workers or self.client.nthreads():
+            return
+        self._warned_no_workers = True
+        warnings.warn(f"the Dask scheduler at {self.address} has no workers yet; waiting for them (Ctrl-C to stop)",
+                      UserWarning, stacklevel=2)
 
     def close(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        from distributed import TimeoutError as DaskTimeoutError
+
+        try:
+            if self.connection_lost():
+                try:  # the client may still be retrying its scheduler: give it a short while
+                    self.client.close(timeout=5)
+                except DaskTimeoutError:
+                    pass  # the scheduler is gone (map raised DaskConnectionError): nothing left to release there
+            else:
+                self.client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+        finally:
+            _ConnectionLossFilter.remove(self._log_filter)
+
+
+class _ConnectionLossFilter(logging.Filter):
+    """Drops the ``distributed.client`` records of one :class:`DaskExecutor` that has lost its
+    scheduler (reconnection attempts, "Failed to reconnect ...", the tracebacks of its closing)."""
+
+    LOGGER = "distributed.client"
+
+    def __init__(self, executor: DaskExecutor) -> None:
+        super().__init__()
+        self.executor = executor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # "connecting": the client is retrying its lost scheduler; a normal close ("closing") keeps its records
+        return not (self.executor._lost or self.executor.client.status == "connecting")
+
+    @classmethod
+    def install(cls, executor: DaskExecutor) -> "_ConnectionLossFilter | None":
+        """The filter, added to the logger; None where the program configured logging itself
+        (a handler on the root logger): it sees distributed's records as it chose to."""
+        if logging.getLogger().handlers:
+            return None
+        log_filter = cls(executor)
+        logging.getLogger(cls.LOGGER).addFilter(log_filter)
+        return log_filter
+
+    @classmethod
+    def remove(cls, log_filter: "_ConnectionLossFilter | None") -> None:
+        if log_filter is not None:
+            logging.getLogger(cls.LOGGER).removeFilter(log_filter)
+
+
+def _reason(error: OSError) -> str:
+    """'Connection refused', 'timed out', 'Name or service not known': the one-line reason of a
+    network ``error``."""
+    if error.strerror:
+        return error.strerror
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _scheduler_endpoint(address: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a scheduler address (``tcp://host:8786``, ``host:8786``, ``tls://...``);
+    ``ValueError`` naming the accepted forms otherwise."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)  # an unknown scheme
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        raise ValueError(f"{DASK_ADDRESS_FORMS}, got {address!r}") from None
+    if not host:
+        raise ValueError(f"{DASK_ADDRESS_FORMS}, got {address!r}")
+    return scheme, host, int(port)
+
+
+def check_scheduler_reachable(dask: str | None, timeout_s: float = 30.0) -> None:
+    """Open (and close) one TCP connection to the scheduler at ``dask``, so that a refused
+    connection, an unknown host or an unreachable network fails at once, before a command
+    writes anything: :class:`DaskConnectionError` naming the address. ``None``, ``local:N`` and
+    schemes not over TCP (``inproc://``, ``ucx://``) pass; the client's own connection decides."""
+    if dask is None or dask.startswith("local:"):
+        return
+    if dask.split("://", 1)[0] in ("inproc", "ucx"):
+        return
+    _, host, port = _scheduler_endpoint(dask)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as error:
+        raise DaskConnectionError(
+            f"cannot connect to the Dask scheduler at {dask}: {_reason(error)} "
+            "(is the scheduler running, and is the address right?)"
+        ) from None
 
 
 def check_executor_arguments(dask: str | None, workers: int = 1) -> None:
     """Refuse ``--dask`` / ``--workers`` combinations that cannot run (``ValueError``, one line), before a
-    command writes anything: both given, ``local:N`` without a positive N, or ``--dask`` without
-    dask.distributed installed (the message :class:`DaskExecutor` would give later)."""
+    command writes anything: both given, ``local:N`` without a positive N, an address that is
+    neither ``tcp://host:port`` (or another scheme distributed knows) nor ``local:N``, or ``--dask``
+    without dask.distributed installed (the message :class:`DaskExecutor` would give later).
+    Nothing is connected to (:func:`check_scheduler_reachable` does that)."""
     if dask is None:
         return
     if workers > 1:
@@ -291,25 +468,29 @@ def check_executor_arguments(dask: str | None, workers: int = 1) -> None:
         import distributed  # noqa: F401  (DaskExecutor imports it anyway; an optional extra)
     except ImportError:
         raise ValueError(DASK_MISSING) from None
+    if not dask.startswith("local:") and dask.split("://", 1)[0] != "inproc":
+        _scheduler_endpoint(dask)
 
 
-def open_executor(dask: str | None = None, workers: int = 1, jobs: int | None = None) -> Executor:
+def open_executor(dask: str | None = None, workers: int = 1, jobs: int | None = None,
+                  lost_hint: str = LOST_HINT) -> Executor:
     """The executor for ``--dask`` / ``--workers``.
 
-    ``dask`` (an address or ``local:N``) selects :class:`DaskExecutor`; otherwise
-    ``workers`` > 1 gives :class:`ProcessExecutor` (capped at ``jobs`` when the number of
-    jobs is known; one job runs in this process) and 1 :class:`SerialExecutor`.
+    ``dask`` (an address or ``local:N``) selects :class:`DaskExecutor` (``lost_hint``: what to do
+    if its scheduler is lost mid-run); otherwise ``workers`` > 1 gives :class:`ProcessExecutor`
+    (capped at ``jobs`` when the number of jobs is known; one job runs in this process) and 1
+    :class:`SerialExecutor`.
     """
     check_executor_arguments(dask, workers)
     if dask is not None:
-        return DaskExecutor(dask)
+        return DaskExecutor(dask, lost_hint=lost_hint)
     if jobs is not None:
         workers = min(workers, jobs)
     return ProcessExecutor(workers) if workers > 1 else SerialExecutor()
 
 
 __all__ = [
-    "Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "open_executor", "check_executor_arguments",
-    "add_dask_argument",
-    "DASK_OPTION_HELP",
+    "Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "DaskConnectionError", "open_executor",
+    "check_executor_arguments", "check_scheduler_reachable", "add_dask_argument",
+    "DASK_OPTION_HELP", "DASK_ADDRESS_FORMS",
 ]

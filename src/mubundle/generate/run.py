@@ -215,7 +215,10 @@ def generate_from_primaries(
     file_metadata = default_metadata("mubundle generate", config=metadata or {})
     bar = _progress(count_rows(primaries), "generate", progress)
     extrapolated = unphysical = 0
-    with QuarantineWriter(quarantine_path(out)) as quarantine, EventFileWriter(out, format, file_metadata) as writer, bar:
+    # the executor first: an unreachable scheduler fails before an output file is begun
+    lost_hint = f"{out} was not written: start the cluster again and run the same command again"
+    with open_executor(dask, lost_hint=lost_hint) as executor, QuarantineWriter(quarantine_path(out)) as quarantine, \
+            EventFileWriter(out, format, file_metadata) as writer, bar:
 
         def accepted_pieces() -> Iterator[np.ndarray]:
             for piece in iter_primaries(primaries, report):
@@ -229,11 +232,10 @@ def generate_from_primaries(
                 extrapolated += check_domain(model, conditions, allow_extrapolation)
                 yield model, conditions, chunk_seed(seed, index), events_per_chunk, None
 
-        with open_executor(dask) as executor:
-            for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
-                writer.write(batch)
-                unphysical += unphysical_events(batch)
-                bar.update(len(batch))
+        for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
+            writer.write(batch)
+            unphysical += unphysical_events(batch)
+            bar.update(len(batch))
     quarantined = quarantine.path if quarantine.rows_written else None
     report_extrapolation(model, extrapolated, writer.events_written)
     report_unphysical(model, unphysical, writer.events_written)
@@ -391,12 +393,14 @@ def generate_from_flux(
             extrapolated += check_domain(model, conditions, allow_extrapolation)
             yield model, conditions, chunk_seed(seed, index), events_per_chunk, np.repeat(primaries.weight, n_depths)
 
-    with EventFileWriter(out, format, file_metadata) as writer, _progress(settings.events * n_depths, "generate", progress) as bar:
-        with open_executor(dask) as executor:
-            for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
-                writer.write(batch)
-                unphysical += unphysical_events(batch)
-                bar.update(len(batch))
+    # the executor first: an unreachable scheduler fails before an output file is begun
+    lost_hint = f"{out} was not written: start the cluster again and run the same command again"
+    with open_executor(dask, lost_hint=lost_hint) as executor, EventFileWriter(out, format, file_metadata) as writer, \
+            _progress(settings.events * n_depths, "generate", progress) as bar:
+        for batch in executor.map(sample_chunk_job, jobs(), ordered=True, name="generate-chunk"):
+            writer.write(batch)
+            unphysical += unphysical_events(batch)
+            bar.update(len(batch))
     reference = integrated_rate(flux, settings.energy_range, settings.zenith_range, settings.area_m2)
     report_extrapolation(model, extrapolated, writer.events_written)
     report_unphysical(model, unphysical, writer.events_written)

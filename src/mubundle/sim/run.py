@@ -29,7 +29,7 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.data.dataset import begin_dataset, finish_dataset, read_manifest
 from mubundle.data.lock import directory_lock
 from mubundle.errors import InvalidTypeError, check_integer
-from mubundle.executors import check_executor_arguments, open_executor
+from mubundle.executors import check_executor_arguments, check_scheduler_reachable, open_executor
 from mubundle.sim.cascade import AIR_A_GEV_CM2_PER_G, AIR_B_CM2_PER_G, run_cascade
 from mubundle.sim.config import MAX_ZENITH_DEG, SimConfig
 from mubundle.sim.earth import CurvedAxes
@@ -283,6 +283,7 @@ def simulate_dataset(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} exists and is not a directory; choose a directory for the dataset")
+    check_scheduler_reachable(dask)  # a refused or unknown scheduler fails before any output exists
     # one writer per directory; the lock dies with its process, so a killed run resumes as is
     with directory_lock(out_dir, PRODUCER):
         remove_stale_temporaries(out_dir)
@@ -318,7 +319,8 @@ def _simulate_into(config: SimConfig, out_dir: Path, workers: int, dask: str | N
     bar = tqdm(total=config.showers, initial=done_showers, unit="shower", desc="simulate", file=sys.stderr,
                disable=not progress)
     jobs = [(config, chunk) for chunk in todo]
-    with open_executor(dask if jobs else None, workers, jobs=len(jobs)) as executor:
+    lost_hint = f"the shards finished so far are kept in {out_dir}: start the cluster again and run the same command to continue"
+    with open_executor(dask if jobs else None, workers, jobs=len(jobs), lost_hint=lost_hint) as executor:
         for chunk, batch in executor.map(simulate_chunk_job, jobs, name="simulate-chunk"):
             _, showers, _ = _write_chunk(config, out_dir, chunk, batch)
             muons += batch.n_muons
