@@ -22,12 +22,11 @@ other accuracy benchmarks do: enough to run, not to test a model).
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import numpy as np
 
+from mubundle.benchmark_cli import integer, make_parser, model_fields, print_json, run, seed_int
 from mubundle.data.batch import RaggedBatch
 from mubundle.evaluate.metrics import shower_ids
 
@@ -109,17 +108,17 @@ def compare(reference: RaggedBatch, generated: RaggedBatch, n_bootstrap: int, se
 def main() -> None:
     from generate_throughput import add_reference_arguments, reference_and_model  # benchmarks/ is sys.path[0]
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     add_reference_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the model's bundles and of the bootstrap")
-    parser.add_argument("--bootstrap", type=int, default=200, help="shower resamplings for the errors")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the model's bundles and of the bootstrap")
+    parser.add_argument("--bootstrap", type=integer(2), default=200, help="shower resamplings for the errors")
     args = parser.parse_args()
     started = time.perf_counter()
     reference, rejected, failed, model = reference_and_model(args)
     c = reference.conditions
     generated = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=args.seed, allow_extrapolation=True)
     result = {
-        "model": args.model or "shipped default",
+        **model_fields(model, args.model),
         "reference": args.data or f"{args.sim_events} simulated events",
         "events": len(reference),
         "seed": args.seed,
@@ -130,8 +129,8 @@ def main() -> None:
         **compare(reference, generated, args.bootstrap, args.seed),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    print(json.dumps(result, indent=1))
+    print_json(result)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

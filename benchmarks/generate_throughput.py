@@ -65,8 +65,6 @@ single runs several times slower). Run: ``python benchmarks/generate_throughput.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
@@ -80,6 +78,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from mubundle.benchmark_cli import (  # noqa: E402
+    finite_float, make_parser, model_fields, non_negative_int, positive_int, print_json, require_events, run,
+)
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402  (what torch.utils.flop_counter builds on)
 
 
@@ -158,12 +160,17 @@ def weighted_mean(values: np.ndarray, weights: np.ndarray) -> tuple[float, float
 
 
 def add_reference_arguments(parser) -> None:
-    """The options of the accuracy benchmarks (generator_bias, multiplicity_moments) that
-    :func:`reference_and_model` reads: --data, --sim-events, --model, --threads."""
-    parser.add_argument("--data", nargs="+", default=None, help="reference events (files, globs, directories)")
-    parser.add_argument("--sim-events", type=int, default=400, help="without --data: simulate this many events")
-    parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-    parser.add_argument("--threads", type=int, default=2)
+    """The options of the accuracy benchmarks (generator_bias, multiplicity_moments,
+    energy_by_multiplicity) that :func:`reference_and_model` reads: --data, --sim-events, --model,
+    --threads."""
+    from mubundle.model.shipped import DEFAULT_MODEL
+
+    parser.add_argument("--data", nargs="+", default=None,
+                        help="reference events (files, globs, directories); without it --sim-events events are simulated")
+    parser.add_argument("--sim-events", type=positive_int, default=400, help="without --data: simulate this many events")
+    parser.add_argument("--model", default=None,
+                        help=f"model directory or shipped model name (default: the shipped default, {DEFAULT_MODEL})")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
 
 
 def reference_events(data: "list[str] | None", sim_events: int):
@@ -174,7 +181,8 @@ def reference_events(data: "list[str] | None", sim_events: int):
         from mubundle.data.sources import read_events
 
         loaded = read_events(data)
-        return loaded.batch, loaded.rejected, loaded.failed_files
+        require_events(len(loaded.batch), loaded.failed_files, loaded.rejected, data)  # nothing read: exit 2
+        return loaded.batch, dict(loaded.rejected), list(loaded.failed_files)
     from mubundle.sim.run import simulate_primaries
 
     primaries = benchmark_primaries(sim_events, seed=7)
@@ -187,8 +195,9 @@ def reference_and_model(args):
     from mubundle.generate.api import load_model
 
     torch.set_num_threads(args.threads)
+    model = load_model(args.model)  # a bad --model fails before the reference is read or simulated
     reference, rejected, failed = reference_events(args.data, args.sim_events)
-    return reference, rejected, failed, load_model(args.model)
+    return reference, rejected, failed, model
 
 
 def load_benchmark_model(path: str | None = None):
@@ -197,7 +206,7 @@ def load_benchmark_model(path: str | None = None):
     from mubundle.generate.api import has_default_model, load_model
 
     if path is not None:
-        return load_model(path), f"model directory {path}"
+        return load_model(path), f"--model {path} (a model directory or shipped name)"
     if has_default_model():
         return load_model(None), "pretrained default"
     from mubundle.data.batch import RaggedBatch
@@ -467,39 +476,60 @@ def measure_generation(
     return generation, gemm
 
 
+#: the options of the --flux mode, which the plain mode (the simulate defaults) has no use for
+FLUX_OPTIONS = ("energy_range", "zenith_range_deg", "depths", "generation_gamma", "site")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="sampling worker threads (default: --threads, at most 4; 1: intra-op threads only)")
-    parser.add_argument("--sim-events", type=int, default=200,
-                        help="showers (the same primaries) for each of the two simulator configurations")
-    parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda (the simulator always runs on the CPU)")
-    parser.add_argument("--default-allocator", action="store_true", help="skip the host-allocator tuning of the CLI")
-    flux = parser.add_argument_group("flux-weighted primaries over a domain (default: the simulate defaults, unweighted)")
-    flux.add_argument("--flux", default=None, help="crflux model (e.g. H3a): draw weighted primaries as generate --flux")
-    flux.add_argument("--energy-range", nargs=2, type=float, default=NEW_DOMAIN["energy_range"], metavar=("LO", "HI"),
-                      help="GeV (default: the new domain, 3e2 1e9)")
-    flux.add_argument("--zenith-range-deg", nargs=2, type=float, default=NEW_DOMAIN["zenith_range_deg"],
-                      metavar=("LO", "HI"), help="deg, uniform in cos (default 0 85)")
+    from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV, SPECTRAL_INDEX_RANGE
+    from mubundle.model.shipped import DEFAULT_MODEL
     from mubundle.sim.config import parse_depths
 
-    flux.add_argument("--depths", type=parse_depths,
-                      default=NEW_DOMAIN["depths_km"], metavar="KM,...", help="vertical depths (default 1.4,...,2.6)")
-    flux.add_argument("--generation-gamma", type=float, default=NEW_DOMAIN["generation_gamma"],
+    parser = make_parser(__doc__)
+    parser.add_argument("--events", type=positive_int, default=20_000, help="primaries sampled per timed run")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads and simulator processes")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed runs; the best is reported")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="sampling worker threads (default: --threads, at most 4; 1: intra-op threads only)")
+    parser.add_argument("--sim-events", type=non_negative_int, default=200,
+                        help="showers (the same primaries) for each of the two simulator configurations (0: no simulator)")
+    parser.add_argument("--model", default=None,
+                        help=f"model directory or shipped name (default: the shipped default, {DEFAULT_MODEL}, if installed, "
+                             "else an untrained model)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (the simulator always runs on the CPU)")
+    parser.add_argument("--default-allocator", action="store_true", help="skip the host-allocator tuning of the CLI")
+    flux = parser.add_argument_group("flux-weighted primaries over a domain (without --flux: the simulate defaults, "
+                                     "unweighted; the other options of this group need --flux)")
+    flux.add_argument("--flux", default=None, help="crflux model (e.g. H3a): draw weighted primaries as generate --flux")
+    energy = finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, unit="GeV")
+    flux.add_argument("--energy-range", nargs=2, type=energy, default=None, metavar=("LO", "HI"),
+                      help="primary energy range [GeV] (default: the new domain, 3e2 1e9)")
+    flux.add_argument("--zenith-range-deg", nargs=2, type=finite_float(0.0, 90.0, unit="deg"), default=None,
+                      metavar=("LO", "HI"), help="zenith range [deg], uniform in cos (default 0 85)")
+    flux.add_argument("--depths", type=parse_depths, default=None, metavar="KM,...",
+                      help="vertical depths [km] (default 1.4,1.7,2.0,2.3,2.6)")
+    flux.add_argument("--generation-gamma", type=finite_float(*SPECTRAL_INDEX_RANGE), default=None,
                       help="generation spectrum E^-G (default 1.3)")
     flux.add_argument("--allow-extrapolation", action="store_true",
                       help="sample primaries outside the model's domain (speed only: e.g. the fast model over the new domain)")
-    flux.add_argument("--site", default=NEW_DOMAIN["site"], help="site whose overburden converts the depths (default icecube)")
+    flux.add_argument("--site", default=None, help="site whose overburden converts the depths (default icecube)")
     args = parser.parse_args(argv)
+    given = [name for name in FLUX_OPTIONS if getattr(args, name) is not None]
+    if args.flux is None and given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        parser.error(f"{options} need --flux (without it the primaries are the simulate defaults)")
+    for name in FLUX_OPTIONS:
+        if getattr(args, name) is None:
+            setattr(args, name, NEW_DOMAIN["depths_km" if name == "depths" else name])
+    if args.energy_range[0] >= args.energy_range[1] or args.zenith_range_deg[0] >= args.zenith_range_deg[1]:
+        parser.error(f"--energy-range / --zenith-range-deg need LO < HI, got {list(args.energy_range)} / "
+                     f"{list(args.zenith_range_deg)}")
     from mubundle.host_allocator import tune_host_allocator
+    from mubundle.train.device import require_available
 
+    device = require_available(args.device)  # no CUDA: one line, exit 6
     allocator = "glibc defaults (--default-allocator)" if args.default_allocator else tune_host_allocator()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     weights = flux_sample = None
     if args.flux is None:
         primaries = benchmark_primaries(args.events, seed=0)
@@ -538,7 +568,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "host_allocator": allocator,
                     "load_average": os.getloadavg()},
-        "model": model_description,
+        **model_fields(model, args.model),
+        "model_description": model_description,
         "primaries": domain,
         "generation": generation,
         "gemm_bound": gemm,
@@ -552,9 +583,9 @@ def main(argv: list[str] | None = None) -> dict:
         result["generation_flux_sample"] = flux_generation
         result["gemm_bound_flux_sample"] = flux_gemm
         result["speedup_vs_simulator_flux_weighted"] = speedup.get("one_shower_per_event", {}).get("flux_weighted_same_cores")
-    print(json.dumps(result))
+    print_json(result, indent=None)
     return result
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

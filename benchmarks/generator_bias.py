@@ -13,7 +13,7 @@ N (the reference multiplicity), E0, A, cos(zenith) and slant depth it prints:
 - ``radius_median_ratio``: median muon radius generated / reference.
 
 One JSON object on stdout. Run: ``python benchmarks/generator_bias.py --data VAL...``
-(default model: the shipped default, `fast`; ~2 s for 11 000 events and 4 seeds on 2 cores). Without
+(default model: the shipped default, `icecube`; ~2 s for 11 000 events and 4 seeds on 2 cores). Without
 ``--data`` (as in ``make bench``) it first simulates ``--sim-events`` reference events
 (``mubundle simulate`` physics at the primaries of ``generate_throughput.py``, ~0.07 s per
 event): enough to run, too few for the rare bins; the figures in docs/pretrained.md use the
@@ -22,13 +22,12 @@ validation shards.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import numpy as np
 import torch
 
+from mubundle.benchmark_cli import make_parser, model_fields, positive_int, print_json, run
 from mubundle.evaluate.binning import VARIABLES, bins_for
 
 #: reference-multiplicity bins [low, high)
@@ -64,9 +63,9 @@ def bin_entry(label: str, mask: np.ndarray, reference: np.ndarray, generated: np
 def main() -> None:
     from generate_throughput import add_reference_arguments, reference_and_model  # benchmarks/ is sys.path[0]
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     add_reference_arguments(parser)
-    parser.add_argument("--seeds", type=int, default=4, help="generation seeds per reference event")
+    parser.add_argument("--seeds", type=positive_int, default=4, help="generation seeds per reference event")
     args = parser.parse_args()
     started = time.perf_counter()
     reference, rejected, failed, model = reference_and_model(args)
@@ -86,7 +85,7 @@ def main() -> None:
     muon_counts = reference.counts[event_of_muon]
     figures = lambda label, mask: bin_entry(label, mask, ref_log_e, generated, ref_radius, generated_radius)  # noqa: E731
     result: dict[str, object] = {
-        "model": args.model or "shipped default",
+        **model_fields(model, args.model),
         "reference": args.data or f"{args.sim_events} simulated events",
         "events": len(reference),
         "muons": int(reference.n_muons),
@@ -102,8 +101,8 @@ def main() -> None:
     for variable in VARIABLES:
         result[variable] = [figures(b.label, b.mask(muon_conditions)) for b in bins_for(variable, reference.conditions)]
     result["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(result, indent=1))
+    print_json(result)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

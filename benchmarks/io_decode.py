@@ -13,8 +13,6 @@ Prints one JSON object. Usage: ``python benchmarks/io_decode.py [--events N] [--
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import tempfile
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from mubundle.benchmark_cli import finite_float, make_parser, positive_int, print_json, run
 from mubundle.data import native, sources
 from mubundle.data.batch import RaggedBatch
 from mubundle.data.writers import write_batch
@@ -62,10 +61,11 @@ def best_time(function, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--mean-muons", type=float, default=25.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = make_parser(__doc__)
+    parser.add_argument("--events", type=positive_int, default=200_000, help="events of the synthetic dataset")
+    parser.add_argument("--mean-muons", type=finite_float(0.0, 1e4, min_inclusive=False), default=25.0,
+                        help="mean muons per event (geometric multiplicities)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed decodes; the best is reported")
     args = parser.parse_args()
 
     if hasattr(os, "sched_setaffinity"):
@@ -101,8 +101,8 @@ def main() -> None:
             results[f"{name}_file_mb"] = path.stat().st_size / 1e6
     results["target_native_muons_per_s"] = 1e7
     results["meets_target"] = results["native_read_shard_muons_per_s"] >= 1e7
-    print(json.dumps(results, indent=2))
+    print_json(results, indent=2)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

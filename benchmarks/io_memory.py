@@ -4,6 +4,8 @@ Writes two native datasets (``--events`` and 10x as many events, same shard size
 streams one full epoch of each through :class:`~mubundle.data.reader.EventStream` in a fresh
 subprocess and reports that process's peak RSS (``ru_maxrss``) and its RSS right after the
 imports. Flat memory = the peak does not grow with the dataset.
+The synthetic muons lie below their primary's energy (log10 E_mu uniform in 0 .. min(4,
+log10 E0)), so the reader rejects none of them; the rows it rejects anyway are reported per run.
 Prints one JSON object. Usage: ``python benchmarks/io_memory.py [--events N]``.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -19,6 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mubundle.benchmark_cli import finite_float, make_parser, positive_int, print_json, run
+from mubundle.errors import InvalidValueError
 
 
 def child(data_dir: str, batch_size: int, buffer_events: int) -> None:
@@ -35,7 +41,8 @@ def child(data_dir: str, batch_size: int, buffer_events: int) -> None:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"baseline_rss_mb": baseline, "peak_rss_mb": peak, "events": events, "muons": muons,
-                      "seconds": seconds, "failed_files": len(stream.report["failed_files"])}))
+                      "seconds": seconds, "failed_files": len(stream.report["failed_files"]),
+                      "rejected_rows": dict(stream.report["rejected"])}))
 
 
 def write_dataset(out_dir: Path, n_events: int, mean_muons: float, events_per_shard: int) -> None:
@@ -50,17 +57,20 @@ def write_dataset(out_dir: Path, n_events: int, mean_muons: float, events_per_sh
             conditions = np.stack([10 ** rng.uniform(3, 8, n), rng.uniform(0, 1.5, n),
                                    rng.choice([1.0, 4.0, 56.0], n), rng.uniform(1.4, 2.8, n)], 1)
             m = int(counts.sum())
-            muons = np.stack([10 ** rng.uniform(0, 4, m), rng.normal(0, 20, m), rng.normal(0, 20, m)], 1)
+            # log10 E_mu uniform in 0 .. min(4, log10 E0): no muon above its primary (a rejected row)
+            top = np.minimum(4.0, np.log10(np.repeat(conditions[:, 0], counts)))
+            muons = np.stack([10 ** (rng.uniform(0, 1, m) * top), rng.normal(0, 20, m), rng.normal(0, 20, m)], 1)
             writer.write(RaggedBatch(conditions, counts, muons))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=150_000, help="events of the small dataset (large = 10x)")
-    parser.add_argument("--mean-muons", type=float, default=10.0)
-    parser.add_argument("--events-per-shard", type=int, default=30_000)
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--shuffle-buffer-events", type=int, default=65_536)
+    parser = make_parser(__doc__)
+    parser.add_argument("--events", type=positive_int, default=150_000, help="events of the small dataset (large = 10x)")
+    parser.add_argument("--mean-muons", type=finite_float(0.0, 1e4, min_inclusive=False), default=10.0,
+                        help="mean muons per event (geometric multiplicities)")
+    parser.add_argument("--events-per-shard", type=positive_int, default=30_000, help="events per shard file")
+    parser.add_argument("--batch-size", type=positive_int, default=4096, help="events per batch of the stream")
+    parser.add_argument("--shuffle-buffer-events", type=positive_int, default=65_536, help="shuffle buffer of the stream [events]")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -76,18 +86,22 @@ def main() -> None:
             write_dataset(data_dir, args.events * scale, args.mean_muons, args.events_per_shard)
             size_mb = sum(p.stat().st_size for p in data_dir.rglob("*.parquet")) / 1e6
             done = subprocess.run(
-                [sys.executable, __file__, "--child", str(data_dir), "--batch-size", str(args.batch_size),
+                [sys.executable, os.path.abspath(__file__), "--child", str(data_dir), "--batch-size", str(args.batch_size),
                  "--shuffle-buffer-events", str(args.shuffle_buffer_events)],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True, check=False,
             )
-            run = json.loads(done.stdout)
-            run.update({"scale": scale, "dataset_mb": size_mb})
-            runs.append(run)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
+                raise InvalidValueError(f"the reader subprocess on {scale}x ({args.events * scale} events) failed "
+                                        f"(exit {done.returncode}): {last}")
+            measured = json.loads(done.stdout)
+            measured.update({"scale": scale, "dataset_mb": size_mb})
+            runs.append(measured)
     results["runs"] = runs
     results["peak_rss_ratio_10x_over_1x"] = runs[1]["peak_rss_mb"] / runs[0]["peak_rss_mb"]
     results["streaming_growth_mb_10x_minus_1x"] = runs[1]["peak_rss_mb"] - runs[0]["peak_rss_mb"]
-    print(json.dumps(results, indent=2))
+    print_json(results, indent=2)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,13 +22,12 @@ shipped names; ~10 s per 100 000 events and PIT seed on 2 cores). Prints ONE JSO
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import numpy as np
 import torch
 
+from mubundle.benchmark_cli import integer, make_parser, positive_int, print_json, require_events, run, seed_int
 from mubundle.data.sources import read_events
 from mubundle.evaluate.calibration import ks_distance_from_uniform, randomised_pit, uniform_ks_floor
 from mubundle.evaluate.metrics import shower_ids
@@ -70,19 +69,20 @@ def pit_spread(model, conditions: np.ndarray, counts: np.ndarray, seeds: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--models", nargs=2, required=True, metavar=("A", "B"), help="model directories or shipped names")
     parser.add_argument("--data", nargs="+", required=True, help="reference events: files, globs, directories")
-    parser.add_argument("--bootstrap", type=int, default=200, help="shower resamplings for the errors")
-    parser.add_argument("--pit-seeds", type=int, default=10, help="seeds of the PIT's randomisation per model")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the resamplings")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--bootstrap", type=integer(2), default=200, help="shower resamplings for the errors")
+    parser.add_argument("--pit-seeds", type=positive_int, default=10, help="seeds of the PIT's randomisation per model")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the resamplings")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     models = [load_model(name, device="cpu") for name in args.models]
     loaded = read_events(args.data)
+    require_events(len(loaded.batch), loaded.failed_files, loaded.rejected, args.data)  # nothing read: exit 2
     conditions = np.ascontiguousarray(loaded.batch.conditions, dtype=np.float32)
     counts = np.asarray(loaded.batch.counts, dtype=np.int64)
     difference = log_probabilities(models[1], conditions, counts) - log_probabilities(models[0], conditions, counts)
@@ -97,8 +97,10 @@ def main() -> None:
         chosen = (log_energy >= low) & (log_energy < low + 1)
         if chosen.any():
             decades[f"1e{low:g}-1e{low + 1:g} GeV"] = paired_difference(difference[chosen], showers[chosen], draws)
-    print(json.dumps({
-        "benchmark": "multiplicity_compare",
+    from mubundle import __version__
+
+    print_json({
+        "benchmark": "multiplicity_compare", "mubundle_version": __version__, "model_paths": {"A": args.models[0], "B": args.models[1]},
         "models": {"A": models[0].name, "B": models[1].name},
         "events": int(len(counts)), "showers": n_showers,
         "rejected_rows": dict(loaded.rejected), "failed_files": list(loaded.failed_files),
@@ -109,8 +111,8 @@ def main() -> None:
                 "B": pit_spread(models[1], conditions, counts, args.pit_seeds)},
         "bootstrap": f"{args.bootstrap} resamplings of whole showers",
         "seconds": round(time.perf_counter() - start, 1),
-    }, indent=1))
+    })
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

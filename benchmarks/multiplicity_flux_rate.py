@@ -23,14 +23,14 @@ Run: ``python benchmarks/multiplicity_flux_rate.py --data SHARDS... [--model ice
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import numpy as np
 import torch
 
+from mubundle.benchmark_cli import integer, make_parser, model_fields, print_json, require_events, run, seed_int
 from mubundle.data.sources import read_events
+from mubundle.errors import InvalidValueError
 from mubundle.evaluate.metrics import shower_ids
 from mubundle.generate.api import load_model
 from mubundle.model.threshold import MuonThreshold
@@ -58,19 +58,23 @@ def model_mean(model, conditions: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    from mubundle.model.shipped import DEFAULT_MODEL
+
+    parser = make_parser(__doc__)
     parser.add_argument("--data", nargs="+", required=True, help="flux-weighted shards of mubundle simulate --flux")
-    parser.add_argument("--model", default=None, help="model directory or shipped name (default: the shipped default)")
+    parser.add_argument("--model", default=None,
+                        help=f"model directory or shipped name (default: the shipped default, {DEFAULT_MODEL})")
     parser.add_argument("--medium", default="ice", help="medium of the bound for a model that records none")
-    parser.add_argument("--bootstrap", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=integer(2), default=200, help="resamplings of whole showers for the errors")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the resamplings")
     args = parser.parse_args()
     start = time.perf_counter()
     model = load_model(args.model)
     loaded = read_events(args.data)
     batch = loaded.batch
+    require_events(len(batch), loaded.failed_files, loaded.rejected, args.data)  # nothing read: exit 2
     if batch.weights is None:
-        raise SystemExit("multiplicity_flux_rate: the data has no weight column (simulate it with --flux)")
+        raise InvalidValueError(f"{' '.join(args.data)}: the data has no weight column (simulate it with --flux)")
     conditions = batch.conditions.astype(np.float32)
     counts, weights = batch.counts.astype(np.float64), batch.weights
     threshold = model.muon_threshold or MuonThreshold(args.medium, 1.0, 0.05)
@@ -100,9 +104,9 @@ def main() -> None:
     energy_edges = np.arange(np.floor(2 * log_energy.min()), np.floor(2 * log_energy.max()) + 0.5) / 2 if len(batch) else []
     energy_bins = {f"{lo:g}-{lo + 0.5:g}": summary((log_energy >= lo) & (log_energy < lo + 0.5)) for lo in energy_edges}
     mass_bins = {f"{a:g}": summary(conditions[:, 2] == a) for a in np.unique(conditions[:, 2])}
-    print(json.dumps({
+    print_json({
         "benchmark": "multiplicity_flux_rate",
-        "model": model.name, "muon_threshold": None if model.muon_threshold is None else model.muon_threshold.to_dict(),
+        **model_fields(model, args.model), "muon_threshold": None if model.muon_threshold is None else model.muon_threshold.to_dict(),
         "data_events": len(batch), "rejected_rows": dict(loaded.rejected), "failed_files": list(loaded.failed_files),
         "unit": "rates as fractions of the simulator's flux-weighted total (sum w N)",
         "bins_of_energy_per_nucleon_over_bound": bins,
@@ -111,8 +115,8 @@ def main() -> None:
         "below_bound_fraction_bare_network": float((weights * bare)[x < 1].sum() / (weights * bare).sum()),
         "bootstrap": f"{args.bootstrap} resamplings of whole showers",
         "seconds": round(time.perf_counter() - start, 1),
-    }, indent=1))
+    })
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

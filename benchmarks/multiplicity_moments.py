@@ -20,7 +20,7 @@ each resampling recomputes both sides over the same events (paired): the error o
 difference, without the part that comes from which primaries happen to be in the sample.
 
 One JSON object on stdout. Run: ``python benchmarks/multiplicity_moments.py --data TEST...``
-(default model: the shipped default, `fast`; ~2 s for 22 000 events). Without ``--data`` (as in ``make
+(default model: the shipped default, `icecube`; ~2 s for 22 000 events). Without ``--data`` (as in ``make
 bench``) it first simulates ``--sim-events`` reference events (``mubundle simulate`` physics at
 the primaries of ``generate_throughput.py``): enough to run, not to test the model; the
 figures in docs/pretrained.md use the test shards.
@@ -28,13 +28,12 @@ figures in docs/pretrained.md use the test shards.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import numpy as np
 import torch
 
+from mubundle.benchmark_cli import integer, make_parser, model_fields, print_json, run, seed_int
 from mubundle.evaluate.binning import VARIABLES, bins_for
 from mubundle.evaluate.metrics import shower_ids
 
@@ -105,10 +104,11 @@ def shower_resample_weights(showers: np.ndarray, n_resamples: int, rng: np.rando
 def main() -> None:
     from generate_throughput import add_reference_arguments, reference_and_model  # benchmarks/ is sys.path[0]
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     add_reference_arguments(parser)
-    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamplings for the standard errors")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--bootstrap", type=integer(2), default=200,
+                        help="bootstrap resamplings of whole showers for the standard errors")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the bootstrap")
     args = parser.parse_args()
     started = time.perf_counter()
     reference, rejected, failed, model = reference_and_model(args)
@@ -128,7 +128,7 @@ def main() -> None:
         return bin_entry(label, counts[mask], mean[mask], variance[mask], p_zero[mask], weights)
 
     result: dict[str, object] = {
-        "model": args.model or "shipped default",
+        **model_fields(model, args.model),
         "reference": args.data or f"{args.sim_events} simulated events",
         "events": len(reference),
         "showers": int(np.unique(showers).size),
@@ -140,8 +140,8 @@ def main() -> None:
     for variable in VARIABLES:
         result[variable] = [figures(b.label, b.mask(reference.conditions)) for b in bins_for(variable, reference.conditions)]
     result["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(result, indent=1))
+    print_json(result)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

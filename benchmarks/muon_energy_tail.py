@@ -16,13 +16,13 @@ Run: ``python benchmarks/muon_energy_tail.py --model km3net-arca --data SHARDS..
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import numpy as np
 import torch
 
+from mubundle.argtypes import MAX_PRIMARY_ENERGY_GEV
+from mubundle.benchmark_cli import finite_float, make_parser, model_fields, print_json, require_events, run, seed_int
 from mubundle.data.sources import read_events
 from mubundle.generate.api import load_model
 
@@ -43,18 +43,24 @@ def tail_table(reference_log10_e: np.ndarray, model_log10_e: np.ndarray, thresho
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from mubundle.model.shipped import DEFAULT_MODEL
+
+    parser = make_parser(__doc__)
     parser.add_argument("--data", nargs="+", required=True, help="shards (or directories) of a dataset")
-    parser.add_argument("--model", default=None, help="model directory or shipped name (default: the default model)")
-    parser.add_argument("--min-e0", type=float, default=0.0, help="only primaries of at least this energy [GeV]")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS, help="log10 of muon energies [GeV]")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=None,
+                        help=f"model directory or shipped name (default: the shipped default, {DEFAULT_MODEL})")
+    parser.add_argument("--min-e0", type=finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, unit="GeV"), default=0.0,
+                        help="only primaries of at least this energy [GeV]")
+    parser.add_argument("--thresholds", type=finite_float(-3.0, 12.0), nargs="+", default=THRESHOLDS,
+                        help="muon energy thresholds, log10(E / GeV)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the generated muons")
     args = parser.parse_args()
 
     start = time.perf_counter()
     model = load_model(args.model)
     loaded = read_events(args.data)
     batch = loaded.batch
+    require_events(len(batch), loaded.failed_files, loaded.rejected, args.data)  # nothing read: exit 2
     selected = (batch.counts > 0) & (batch.conditions[:, 0] >= args.min_e0)
     per_muon = np.repeat(selected, batch.counts)
     reference = np.log10(batch.flat_muons[per_muon, 0].astype(np.float64))
@@ -65,12 +71,13 @@ def main() -> None:
     ).numpy()
     model_log10_e = np.log10(generated[:, 0].astype(np.float64))
     report = {
-        "model": args.model or "default",
+        **model_fields(model, args.model),
         "min_e0_gev": args.min_e0,
         "events": int(selected.sum()),
         "muons": int(per_muon.sum()),
         "model_muons": len(model_log10_e),
-        "rejected_rows": loaded.rejected,
+        "rejected_rows": dict(loaded.rejected),
+        "failed_files": list(loaded.failed_files),
         "tail": tail_table(reference, model_log10_e, args.thresholds),
         "quantiles": {
             str(q): {"reference": float(np.quantile(reference, q)), "model": float(np.quantile(model_log10_e, q))}
@@ -79,8 +86,8 @@ def main() -> None:
         "seed": args.seed,
         "seconds": round(time.perf_counter() - start, 2),
     }
-    print(json.dumps(report, indent=1))
+    print_json(report)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -59,8 +59,6 @@ Usage: python benchmarks/muon_origins.py --corsika ../shared/data/corsika/panama
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from collections.abc import Iterator
@@ -72,6 +70,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vs_corsika  # noqa: E402  (the CORSIKA reader and primary ids of the comparison benchmark)
+
+from mubundle.benchmark_cli import (  # noqa: E402
+    NothingToReport, finite_float, input_file, integer, make_parser, positive_int, print_json, run, seed_int,
+)
 
 
 #: CORSIKA ids of the EHISTORY mothers of generation < 30 muons that are kaon-decay muons, and of
@@ -461,13 +463,16 @@ def our_origins(energy: np.ndarray, mass: np.ndarray, cut_gev: float, level_m: f
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corsika", nargs="+", required=True, help="CORSIKA particle files (vertical showers, MUADDI)")
-    parser.add_argument("--decade", type=int, default=7, help="log10 of the decade's lower E0 edge")
-    parser.add_argument("--max-showers", type=int, default=None, help="first N showers of the decade only")
-    parser.add_argument("--repeat", type=int, default=2, help="simulations per CORSIKA primary")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kstar-charged-kaon", type=float, default=None, metavar="F",
+    from mubundle import __version__
+
+    parser = make_parser(__doc__)
+    parser.add_argument("--corsika", nargs="+", required=True, type=input_file,
+                        help="CORSIKA particle files (vertical showers, MUADDI)")
+    parser.add_argument("--decade", type=integer(0, 11), default=7, help="log10(E0 / GeV) of the decade's lower edge")
+    parser.add_argument("--max-showers", type=positive_int, default=None, help="first N showers of the decade only (default: all)")
+    parser.add_argument("--repeat", type=positive_int, default=2, help="simulations per CORSIKA primary")
+    parser.add_argument("--seed", type=seed_int, default=0, help="first seed of the simulations")
+    parser.add_argument("--kstar-charged-kaon", type=finite_float(0.0, 1.0), default=None, metavar="F",
                         help="test only: K*+- -> K+- pi0 with probability F in this run (SIBYLL: 1/3)")
     args = parser.parse_args(argv)
     # also checks the showers are vertical and share a level and cut
@@ -475,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     energy, primary, origins = data["energy"], data["primary"], data["per_shower"]
     chosen = np.flatnonzero((energy >= 10.0**args.decade) & (energy < 10.0 ** (args.decade + 1)))[: args.max_showers]
     if chosen.size == 0:
-        raise SystemExit(f"muon_origins: no CORSIKA shower in decade 1e{args.decade}")
+        raise NothingToReport(f"no CORSIKA shower in decade 1e{args.decade} of {' '.join(args.corsika)}")
     theirs = {key: sum(origins[i][key] for i in chosen) for key in ("pion", "kaon", "charm")}
     by_mother = {key: sum(origins[i]["kaon_by_mother"][key] for i in chosen) for key in origins[0]["kaon_by_mother"]}
     by_grandmother = {kind: {key: sum(origins[i][kind][key] for i in chosen) for key in origins[0][kind]}
@@ -499,8 +504,8 @@ def main(argv: list[str] | None = None) -> None:
         ours = our_origins(energy[chosen], mass, data["cut_gev"], data["level_m"], args.repeat, args.seed)
     cpu = time.process_time() - start
     by = ours["by_parent"]
-    print(json.dumps({
-        "benchmark": "muon_origins", "decade": f"1e{args.decade}-1e{args.decade + 1}", "showers": int(chosen.size),
+    print_json({
+        "benchmark": "muon_origins", "mubundle_version": __version__, "decade": f"1e{args.decade}-1e{args.decade + 1}", "showers": int(chosen.size),
         "repeat": args.repeat, "corsika": theirs, "ours": by, "ours_total": ours["total"],
         "ratio_pion": round(by["pion"] / theirs["pion"], 4) if theirs["pion"] else None,
         "ratio_kaon": round((by["kaon"] + by["kaon_K0L"]) / theirs["kaon"], 4) if theirs["kaon"] else None,
@@ -532,8 +537,8 @@ def main(argv: list[str] | None = None) -> None:
         "sibyll_kstar_decays": kstar_decays,
         "sibyll_kstar_made": sibyll_kstar_made(air),
         "cpu_s": round(cpu, 1),
-    }), flush=True)
+    }, indent=None)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -18,12 +18,14 @@ decades plotted, the lines skipped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from mubundle.benchmark_cli import output_file, print_json, run
+from mubundle.errors import InvalidValueError
 
 #: targets of the simulator issue: fluctuation within +-15 %, quantiles within +-10 %
 FLUCTUATION_BAND = 0.15
@@ -124,22 +126,25 @@ def plot(results: dict[str, dict], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="+", help="files of vs_corsika.py JSON lines")
-    parser.add_argument("--out", default="vs_corsika.png", help="figure to write (.png or .pdf)")
+    from mubundle.benchmark_cli import input_file, make_parser
+
+    parser = make_parser(__doc__)
+    parser.add_argument("results", nargs="+", type=input_file, help="files of vs_corsika.py JSON lines")
+    parser.add_argument("--out", type=output_file, default="vs_corsika.png",
+                        help="figure to write (.png or .pdf; its folder must exist)")
     args = parser.parse_args(argv)
     results, skipped = read_results(args.results)
     for message in skipped:
-        print(f"plot_vs_corsika: skipped {message}", file=sys.stderr)
+        print(f"plot_vs_corsika: warning: skipped {message}", file=sys.stderr)
     if not results:
-        raise SystemExit(f"plot_vs_corsika: no vs_corsika result in {', '.join(args.results)} ({len(skipped)} lines skipped)")
+        raise InvalidValueError(f"no vs_corsika result in {', '.join(args.results)} ({len(skipped)} lines skipped)")
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".pdf"):
-        raise SystemExit(f"plot_vs_corsika: --out must end in .png or .pdf, got {out}")
+        raise InvalidValueError(f"--out must end in .png or .pdf, got {out}")
     plot(results, out)
-    print(json.dumps({"benchmark": "plot_vs_corsika", "out": str(out), "decades": sorted(results, key=decade_centre),
-                      "skipped_lines": len(skipped)}))
+    print_json({"benchmark": "plot_vs_corsika", "out": str(out), "decades": sorted(results, key=decade_centre),
+                "skipped_lines": len(skipped)}, indent=None)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

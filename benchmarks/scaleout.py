@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import socket
 import sys
@@ -205,14 +204,16 @@ def reading(args: argparse.Namespace, work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--showers", type=int, default=48)
-    parser.add_argument("--showers-per-chunk", type=int, default=4)
-    parser.add_argument("--events", type=int, default=60_000, help="generated events (flux mode, one depth)")
-    parser.add_argument("--events-per-chunk", type=int, default=5000)
-    parser.add_argument("--read-events", type=int, default=200_000, help="events in the file read back")
-    parser.add_argument("--repeats", type=int, default=3, help="reads per target (best kept)")
-    parser.add_argument("--skip-scaling", action="store_true")
+    from mubundle.benchmark_cli import make_parser, positive_int
+
+    parser = make_parser(__doc__)
+    parser.add_argument("--showers", type=positive_int, default=48, help="simulated showers per executor")
+    parser.add_argument("--showers-per-chunk", type=positive_int, default=4, help="showers per simulate task")
+    parser.add_argument("--events", type=positive_int, default=60_000, help="generated events (flux mode, one depth)")
+    parser.add_argument("--events-per-chunk", type=positive_int, default=5000, help="events per generate task")
+    parser.add_argument("--read-events", type=positive_int, default=200_000, help="events in the file read back")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="reads per target (best kept)")
+    parser.add_argument("--skip-scaling", action="store_true", help="only the read figures (part 2)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -221,8 +222,14 @@ def main() -> None:
             result.update(scaling(args, work))
         result["read"] = reading(args, work)
         result["load_average_end"] = os.getloadavg()
-    print(json.dumps(result, indent=1))
+    from mubundle import __version__
+    from mubundle.benchmark_cli import print_json
+
+    result["mubundle_version"] = __version__
+    print_json(result)
 
 
 if __name__ == "__main__":
-    main()
+    from mubundle.benchmark_cli import run
+
+    run(main)

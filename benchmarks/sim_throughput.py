@@ -21,8 +21,6 @@ the CPU microseconds per collision: the collision count is what the cost follows
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import tempfile
 import time
@@ -30,6 +28,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from mubundle.benchmark_cli import finite_float, make_parser, positive_float, positive_int, print_json, run, seed_int
 from mubundle.data.native import read_shard
 from mubundle.sim.config import SimConfig
 from mubundle.sim.run import simulate_dataset
@@ -85,20 +84,26 @@ def per_decade(energies: list[float], showers: list[int], depth_km: float, min_e
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--showers", type=int, default=480)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    from mubundle.argtypes import MAX_DEPTH_KM, MAX_PRIMARY_ENERGY_GEV
+
+    parser = make_parser(__doc__)
+    parser.add_argument("--showers", type=positive_int, default=480, help="showers of the dataset run")
+    parser.add_argument("--workers", type=positive_int, default=2, help="simulate worker processes (1: in this process)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="simulation seed")
     parser.add_argument("--per-decade", action="store_true", help="CPU cost per shower per decade of E0 (one core)")
-    parser.add_argument("--energies", type=float, nargs="+", default=[1e5, 1e6, 1e7, 1e8, 1e9])
-    parser.add_argument("--showers-per-energy", type=int, nargs="+", default=[40, 10, 4, 2, 2])
-    parser.add_argument("--depth-km", type=float, default=1.5)
-    parser.add_argument("--min-energy", type=float, default=SimConfig().min_energy)
+    parser.add_argument("--energies", type=finite_float(0.0, MAX_PRIMARY_ENERGY_GEV, min_inclusive=False, unit="GeV"),
+                        nargs="+", default=[1e5, 1e6, 1e7, 1e8, 1e9], help="--per-decade: primary energies [GeV]")
+    parser.add_argument("--showers-per-energy", type=positive_int, nargs="+", default=[40, 10, 4, 2, 2],
+                        help="--per-decade: showers at each energy")
+    parser.add_argument("--depth-km", type=finite_float(0.0, MAX_DEPTH_KM, unit="km"), default=1.5,
+                        help="--per-decade: vertical depth [km]")
+    parser.add_argument("--min-energy", type=positive_float, default=SimConfig().min_energy,
+                        help="--per-decade: muon energy cut at the depth [GeV]")
     args = parser.parse_args()
     if args.per_decade:
         if len(args.energies) != len(args.showers_per_energy):
             parser.error("--energies and --showers-per-energy need the same number of values")
-        print(json.dumps(per_decade(args.energies, args.showers_per_energy, args.depth_km, args.min_energy, args.seed)))
+        print_json(per_decade(args.energies, args.showers_per_energy, args.depth_km, args.min_energy, args.seed), indent=None)
         return
     # small chunks so that both workers stay busy on a short benchmark
     config = replace(SimConfig(showers=args.showers, seed=args.seed), showers_per_chunk=max(1, args.showers // (4 * args.workers)))
@@ -112,6 +117,11 @@ def main() -> None:
         muons = sum(read_shard(p).n_muons for p in paths)
     showers_per_s = args.showers / wall
     child_cpu = (cpu_end.children_user + cpu_end.children_system) - (cpu_start.children_user + cpu_start.children_system)
+    # --workers 1 simulates in this process (no child): its own CPU time is the workers' then
+    own_cpu = (cpu_end.user + cpu_end.system) - (cpu_start.user + cpu_start.system)
+    cpu = own_cpu if args.workers == 1 else child_cpu
+    cpu_source = ("this process (--workers 1 simulates in-process)" if args.workers == 1
+                  else "the worker processes (children; this process's own CPU time excluded)")
     events_per_s = events / wall
     standard_showers = -(-STANDARD_EVENTS // len(config.depths_km))
     result = {
@@ -121,9 +131,11 @@ def main() -> None:
         "workers": args.workers,
         "cpu_count": os.cpu_count(),
         "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_s_measured_on": cpu_source,
         "child_cpu_s": child_cpu,
         # what the workers would reach with their cores to themselves (the machine is shared)
-        "showers_per_cpu_s": args.showers / child_cpu if child_cpu > 0 else None,
+        "showers_per_cpu_s": args.showers / cpu if cpu > 0 else None,
         "events": events,
         "muons": muons,
         "showers_per_s": showers_per_s,
@@ -133,8 +145,8 @@ def main() -> None:
         "extrapolated_note": "linear extrapolation of this short run (includes worker start-up); the energy mix makes short runs noisy",
         "target_hours": 3.0,
     }
-    print(json.dumps(result))
+    print_json(result, indent=None)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import os
 import platform
 import statistics
@@ -38,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mubundle.benchmark_cli import make_parser, positive_float, print_json, run
+from mubundle.errors import InvalidValueError
 
 POLL_SECONDS = 0.1
 
@@ -78,7 +82,7 @@ def run_dir_of(train_args: list[str]) -> Path:
     for flag in ("--run", "--run-dir"):
         if flag in train_args:
             return Path(train_args[train_args.index(flag) + 1])
-    raise SystemExit("train_recipe_speed: the train arguments need --run DIR")
+    raise InvalidValueError("the train arguments need --run DIR")
 
 
 def device_name(train_args: list[str]) -> str:
@@ -109,7 +113,9 @@ def measure(train_args: list[str], time_limit: float | None = None) -> dict[str,
     seen: dict[int, float] = {}
     records: list[dict[str, Any]] = []
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "mubundle", "train", *train_args])
+    # the child's stdout is kept apart (its tail goes into the JSON): this script's stdout is its JSON alone
+    child_stdout = tempfile.TemporaryFile(mode="w+")
+    child = subprocess.Popen([sys.executable, "-m", "mubundle", "train", *train_args], stdout=child_stdout)
     stopped = False
     while True:
         done = child.poll() is not None
@@ -124,6 +130,9 @@ def measure(train_args: list[str], time_limit: float | None = None) -> dict[str,
             break
         time.sleep(POLL_SECONDS)
     wall = time.perf_counter() - start
+    child_stdout.seek(0)
+    stdout_tail = child_stdout.read().strip().splitlines()[-3:]
+    child_stdout.close()
     result: dict[str, Any] = {
         "command": short_command(train_args),
         "device": device_name(train_args),
@@ -132,6 +141,7 @@ def measure(train_args: list[str], time_limit: float | None = None) -> dict[str,
         "wall_s": round(wall, 2),
         "resumed_from_step": start_step,
         "records": len(records),
+        "child_stdout_tail": stdout_tail,
     }
     if len(records) < 2:
         result["error"] = "fewer than two metrics records: no rate"
@@ -160,19 +170,25 @@ def measure(train_args: list[str], time_limit: float | None = None) -> dict[str,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     usage="%(prog)s -- TRAIN_ARGS... (the arguments of `mubundle train`)")
-    parser.add_argument("--time-limit", type=float, metavar="S",
-                        help="stop the command after S seconds and report the rates until then")
+    parser = make_parser(__doc__)
+    parser.usage = "%(prog)s [--time-limit S] -- TRAIN_ARGS... (the arguments of `mubundle train`)"
+    parser.add_argument("--time-limit", type=positive_float, metavar="S",
+                        help="stop the command after S seconds [s] and report the rates until then (default: no limit)")
     parser.add_argument("train_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if not train_args:
         parser.error("give the arguments of `mubundle train` after --")
     result = measure(train_args, args.time_limit)
-    print(json.dumps(result))
-    return 0 if (result["exit_code"] == 0 or result["stopped_at_time_limit"]) and "error" not in result else 1
+    print_json(result, indent=None)
+    if "error" in result:
+        print(f"train_recipe_speed: error: {result['error']} (mubundle train exit {result['exit_code']})", file=sys.stderr)
+        return 1
+    if not (result["exit_code"] == 0 or result["stopped_at_time_limit"]):
+        print(f"train_recipe_speed: error: mubundle train failed with exit {result['exit_code']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

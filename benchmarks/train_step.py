@@ -14,10 +14,8 @@ Usage: python benchmarks/train_step.py [--events 8192] [--steps 3] [--threads 2]
 
 from __future__ import annotations
 
-import argparse
-import platform
-import json
 import os
+import platform
 import time
 
 # Shared 2-core machine: with OpenMP's default spin-waiting, a thread descheduled by another
@@ -29,7 +27,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mubundle.data.batch import RaggedBatch
+from mubundle.benchmark_cli import make_parser, positive_int, print_json, run  # noqa: E402
+from mubundle.data.batch import RaggedBatch  # noqa: E402
 from mubundle.model.bundle import MuonBundleModel
 from mubundle.model.critic import BundleCritic
 from mubundle.model.transforms import FeatureTransform
@@ -69,15 +68,21 @@ def _synchronize(device: torch.device) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=8192)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up step)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-muons-per-step", type=int, default=None)
-    parser.add_argument("--device", default="cpu", help="cpu | cuda (CUDA: synchronised timings)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the set networks (CUDA only)")
+    from mubundle import __version__
+    from mubundle.train.device import require_available
+
+    parser = make_parser(__doc__)
+    parser.add_argument("--events", type=positive_int, default=8192, help="events per step (B)")
+    parser.add_argument("--steps", type=positive_int, default=3, help="timed steps (after one warm-up step)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    parser.add_argument("--max-muons-per-step", type=positive_int, default=None,
+                        help="muon budget of a step (default: TrainConfig's)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (CUDA: synchronised timings)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the set networks (CUDA only: refused on CPU)")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = require_available(args.device)  # no CUDA: one line, exit 6
+    if args.bf16 and device.type != "cuda":
+        parser.error(f"--bf16 applies on CUDA only (bf16 autocast is not used on {device.type}); drop it or use --device cuda")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = TrainConfig(batch_size=args.events, bf16=args.bf16)
@@ -100,10 +105,11 @@ def main() -> None:
         muons += result.n_muons
         applied &= result.applied
     total = sum(durations)
-    print(
-        json.dumps(
+    print_json(
             {
                 "benchmark": "train_step",
+                "mubundle_version": __version__,
+                "model": "untrained, default ModelConfig",
                 "device": str(device),
                 "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
                 "torch": torch.__version__,
@@ -124,9 +130,8 @@ def main() -> None:
                 "all_applied": applied,
             },
             indent=2,
-        )
     )
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,4 +1,5 @@
-"""Validate the reference simulator against the checks of issue 3; prints a table and JSON.
+"""Validate the reference simulator against the checks of issue 3; prints ONE JSON object on
+stdout, and tables and progress lines on stderr.
 
 1. Mean number of muons above 1 TeV at the surface vs the Elbert formula (PHYSICS.md) for
    p and Fe at 1e5, 1e6, 1e7 GeV, vertical and 60 deg (target: ratio within 0.65-1.35).
@@ -26,7 +27,9 @@ Usage: python benchmarks/validate_simulator.py [--scale 1.0] [--seed 0]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from mubundle.benchmark_cli import finite_float, json_safe, make_parser, positive_float, positive_int, print_json, run, seed_int
 from mubundle.sim import propagate_muons
 from mubundle.sim.config import SimConfig
 from mubundle.sim.run import simulate_primaries
@@ -71,12 +75,24 @@ def elbert_table(scale: float, seed: int) -> list[dict]:
                     "stat_error": counts.std(ddof=1) / np.sqrt(n), "elbert": expected, "ratio": ratio,
                     "ratio_error": counts.std(ddof=1) / np.sqrt(n) / expected,
                     "within_35_percent": bool(abs(ratio - 1.0) <= 0.35),
-                    "variance_over_poisson": counts.var(ddof=1) / counts.mean() if counts.mean() > 0 else float("nan"),
+                    **_variance_over_poisson(counts),
                     "seconds": time.perf_counter() - start,
                 })
                 print(f"{rows[-1]['primary']:>5} {energy:8.0e} {zenith_deg:5.0f}  {n:4d}  {counts.mean():8.3f} +- {rows[-1]['stat_error']:.3f}"
-                      f"  {expected:8.3f}  {ratio:6.3f} +- {rows[-1]['ratio_error']:.3f}  {rows[-1]['variance_over_poisson']:6.2f}  {rows[-1]['seconds']:6.1f}s", flush=True)
+                      f"  {expected:8.3f}  {ratio:6.3f} +- {rows[-1]['ratio_error']:.3f}  {_text(rows[-1]['variance_over_poisson'])}  "
+                      f"{rows[-1]['seconds']:6.1f}s", flush=True)
     return rows
+
+
+def _variance_over_poisson(counts: np.ndarray) -> dict:
+    """``variance_over_poisson`` of a sample of multiplicities; None with a reason where it has none."""
+    if counts.mean() > 0:
+        return {"variance_over_poisson": float(counts.var(ddof=1) / counts.mean())}
+    return {"variance_over_poisson": None, "variance_over_poisson_reason": "no muon in any shower (more showers: --scale)"}
+
+
+def _text(value: float | None) -> str:
+    return "   n/a" if value is None else f"{value:6.2f}"
 
 
 def propagation_checks(seed: int) -> dict:
@@ -105,8 +121,9 @@ def fluctuation_check(scale: float, seed: int) -> dict:
         batch = simulate_primaries(np.full(n, 1e6), np.zeros(n), np.full(n, mass), np.full(n, 1.5), seed=seed + 7 + int(mass))
         counts = batch.counts.astype(np.float64)
         out[name] = {"showers": n, "mean": counts.mean(), "variance": counts.var(ddof=1),
-                     "variance_over_poisson": counts.var(ddof=1) / counts.mean() if counts.mean() > 0 else float("nan")}
-        print(f"fluctuations {name} 1e6 GeV, 1.5 km vertical: mean {counts.mean():.2f}, var/mean {out[name]['variance_over_poisson']:.2f} ({n} showers)", flush=True)
+                     **_variance_over_poisson(counts)}
+        print(f"fluctuations {name} 1e6 GeV, 1.5 km vertical: mean {counts.mean():.2f}, "
+              f"var/mean {_text(out[name]['variance_over_poisson']).strip()} ({n} showers)", flush=True)
     return out
 
 
@@ -416,20 +433,49 @@ def geometry_checks() -> dict:
     return out
 
 
+#: the sections of --sections, in the order of the module docstring
+SECTIONS = ("elbert", "propagation", "fluctuations", "anchors", "anchors-water", "geometry")
+
+
+def parse_sections(text: str) -> set[str]:
+    """argparse type of --sections: comma-separated names of :data:`SECTIONS`, at least one."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SECTIONS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"must be comma-separated names of {', '.join(SECTIONS)}, got {text!r}")
+    return set(names)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply all shower counts")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sections", default="elbert,propagation,fluctuations,anchors,geometry",
-                        help="comma-separated: elbert, propagation, fluctuations, anchors, anchors-water, geometry")
-    parser.add_argument("--anchor-showers", type=int, default=20000, help="showers per flux-weighted anchor simulation")
-    parser.add_argument("--anchor-gamma", type=float, default=2.0, help="generation spectrum E^-G of the anchor simulations")
+    from mubundle.argtypes import SPECTRAL_INDEX_RANGE
+
+    parser = make_parser(__doc__)
+    parser.add_argument("--scale", type=positive_float, default=1.0, help="multiply the Elbert/fluctuation shower counts")
+    parser.add_argument("--seed", type=seed_int, default=0, help="first seed of the simulations")
+    parser.add_argument("--sections", type=parse_sections, default="elbert,propagation,fluctuations,anchors,geometry",
+                        help=f"comma-separated: {', '.join(SECTIONS)}")
+    parser.add_argument("--anchor-showers", type=positive_int, default=20000, help="showers per flux-weighted anchor simulation")
+    parser.add_argument("--anchor-gamma", type=finite_float(*SPECTRAL_INDEX_RANGE), default=2.0,
+                        help="generation spectrum E^-G of the anchor simulations")
     parser.add_argument("--anchor-no-inclined", action="store_true", help="skip the 60 deg run of the anchors")
-    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here (default: stdout only)")
     args = parser.parse_args()
-    sections = set(args.sections.split(","))
+    # the tables and progress lines go to stderr: stdout carries the JSON alone
+    with contextlib.redirect_stdout(sys.stderr):
+        result = validate(args, args.sections)
+    print_json(result, indent=None)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(json_safe(result), indent=1, allow_nan=False))
+
+
+def validate(args: argparse.Namespace, sections: set[str]) -> dict:
+    """The figures of the chosen ``sections`` (their tables printed as they come)."""
+    from mubundle import __version__
+
     start = time.perf_counter()
-    result = {"benchmark": "validate_simulator", "interaction_model": SimConfig().interaction_model, "sections": sorted(sections)}
+    result = {"benchmark": "validate_simulator", "mubundle_version": __version__, "interaction_model": SimConfig().interaction_model,
+              "sections": sorted(sections)}
     if "elbert" in sections:
         print("primary   E0[GeV] zen[deg] showers  N_mu(>1TeV) sim        Elbert   ratio          var/mean  time")
         rows = elbert_table(args.scale, args.seed)
@@ -451,11 +497,8 @@ def main() -> None:
             result[section] = depth_anchors(site, args.anchor_showers, args.anchor_gamma, args.seed, not args.anchor_no_inclined)
             print(f"{section}:", json.dumps(result[section]), flush=True)
     result["seconds"] = time.perf_counter() - start
-    print(json.dumps(result))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

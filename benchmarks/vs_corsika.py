@@ -1,4 +1,5 @@
-"""The reference simulator against real CORSIKA showers, per decade of primary energy; prints JSON.
+"""The reference simulator against real CORSIKA showers, per decade of primary energy; prints JSON
+Lines on stdout: one JSON object per line, one line per decade with showers (docs/simulator.md).
 
 Reads CORSIKA 7 particle files directly with ``corsikaio`` (muons are particle ids 5 and 6
 with a positive particle description; 75/76 are additional-information records; momenta
@@ -40,14 +41,15 @@ Usage: python benchmarks/vs_corsika.py --corsika ../shared/data/corsika/panama/D
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import numpy as np
+
+from mubundle.benchmark_cli import NothingToReport, input_file, make_parser, positive_int, print_json_line, run, seed_int
+from mubundle.errors import InvalidValueError
 
 MUON_IDS = (5, 6)
 MUON_MASS_GEV = 0.1056583755
@@ -63,25 +65,32 @@ def read_corsika(paths: list[str], per_shower: Callable[[np.ndarray], object] | 
 
     energy, primary, first_m, muons, levels, cuts, extra = [], [], [], [], set(), set(), []
     for path in paths:
-        with CorsikaParticleFile(path) as corsika:
-            levels.add(float(corsika.run_header["observation_height"][0]) / 100.0)
-            cuts.add(float(corsika.run_header["energy_cutoff_muons"]))
-            for event in corsika:
-                header = event.header
-                if abs(float(header["zenith"])) > 1e-6:
-                    raise ValueError(f"{path}: shower {int(header['event_number'])} is not vertical (zenith {float(header['zenith'])} rad)")
-                particles = event.particles
-                description = particles["particle_description"]
-                kind = np.trunc(description / 1000.0).astype(np.int64)
-                is_muon = (description > 0) & np.isin(kind, MUON_IDS)
-                p = particles[is_muon]
-                momentum2 = p["px"].astype(np.float64) ** 2 + p["py"] ** 2 + p["pz"] ** 2
-                muons.append(np.column_stack([np.sqrt(momentum2 + MUON_MASS_GEV**2), p["x"] / 100.0, p["y"] / 100.0]))
-                energy.append(float(header["total_energy"]))
-                primary.append(int(header["particle_id"]))
-                first_m.append(abs(float(header["first_interaction_height"])) / 100.0)
-                if per_shower is not None:
-                    extra.append(per_shower(particles))
+        try:
+            with CorsikaParticleFile(path) as corsika:
+                levels.add(float(corsika.run_header["observation_height"][0]) / 100.0)
+                cuts.add(float(corsika.run_header["energy_cutoff_muons"]))
+                for event in corsika:
+                    header = event.header
+                    if abs(float(header["zenith"])) > 1e-6:
+                        raise ValueError(f"{path}: shower {int(header['event_number'])} is not vertical (zenith {float(header['zenith'])} rad)")
+                    particles = event.particles
+                    description = particles["particle_description"]
+                    kind = np.trunc(description / 1000.0).astype(np.int64)
+                    is_muon = (description > 0) & np.isin(kind, MUON_IDS)
+                    p = particles[is_muon]
+                    momentum2 = p["px"].astype(np.float64) ** 2 + p["py"] ** 2 + p["pz"] ** 2
+                    muons.append(np.column_stack([np.sqrt(momentum2 + MUON_MASS_GEV**2), p["x"] / 100.0, p["y"] / 100.0]))
+                    energy.append(float(header["total_energy"]))
+                    primary.append(int(header["particle_id"]))
+                    first_m.append(abs(float(header["first_interaction_height"])) / 100.0)
+                    if per_shower is not None:
+                        extra.append(per_shower(particles))
+        except (OSError, ValueError, KeyError, EOFError) as error:  # a file that is no CORSIKA particle file
+            if isinstance(error, OSError) and error.errno is not None:
+                raise  # what the system refused (permission, ...): its own code and line
+            if isinstance(error, ValueError) and str(path) in str(error):
+                raise  # this reader's own message, which names the file
+            raise InvalidValueError(f"{path}: not a readable CORSIKA particle file ({type(error).__name__}: {error})") from error
     if len(levels) != 1 or len(cuts) != 1:
         raise ValueError(f"files mix observation levels {sorted(levels)} m or muon cuts {sorted(cuts)} GeV")
     return {"energy": np.array(energy), "primary": np.array(primary), "first_interaction_m": np.array(first_m), "muons": muons,
@@ -200,6 +209,8 @@ def compare_decade(energy, mass, corsika_muons, config, repeat: int, seed: int) 
         "radius_quantiles_m": _ratio_quantiles(np.concatenate(radii), [np.hypot(m[:, 1], m[:, 2]) for m in corsika_muons]),
         "cpu_s": round(cpu, 1),
         "cpu_s_per_shower": round(cpu / (n * repeat), 4),
+        "cpu_s_timing": "process CPU time of the K runs of this decade, after one warm-up simulation "
+                        "(interaction-model start-up excluded)",
     }
     if not (sum_corsika > 0 and sum_ours > 0):
         row["note"] = f"no muons above the cut ({sum_corsika:g} CORSIKA, {sum_ours:g} ours): ratios undefined"
@@ -233,13 +244,21 @@ def _nulls_for_undefined(value):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corsika", nargs="+", required=True, help="CORSIKA particle files (vertical showers)")
-    parser.add_argument("--repeat", type=int, default=2, help="K: simulations per CORSIKA primary")
-    parser.add_argument("--decades", type=int, nargs="+", default=[5, 6, 7, 8], help="log10 of each decade's lower E0 edge")
-    parser.add_argument("--max-showers", type=int, default=None, help="first N showers of each decade only")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--primary-ids", type=int, nargs="+", default=None,
+    from mubundle import __version__
+    from mubundle.benchmark_cli import integer
+
+    parser = make_parser(__doc__, epilog="Output: JSON Lines (one JSON object per line, one line per decade that has "
+                                         "CORSIKA showers); a decade without showers is named on stderr. Exit 1 when "
+                                         "no decade has any.")
+    parser.add_argument("--corsika", nargs="+", required=True, type=input_file,
+                        help="CORSIKA particle files (vertical showers)")
+    parser.add_argument("--repeat", type=positive_int, default=2, help="K: simulations per CORSIKA primary (>= 2 for fluctuations)")
+    parser.add_argument("--decades", type=integer(0, 11), nargs="+", default=[5, 6, 7, 8],
+                        help="log10(E0 / GeV) of each decade's lower edge")
+    parser.add_argument("--max-showers", type=positive_int, default=None,
+                        help="first N showers of each decade only (default: all)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="first seed of the K simulations")
+    parser.add_argument("--primary-ids", type=positive_int, nargs="+", default=None,
                         help="CORSIKA primary ids to keep (14 = proton, 1206 = C12, 2814 = Si28; default all)")
     args = parser.parse_args(argv)
     from mubundle.sim.config import SimConfig
@@ -247,6 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     data = read_corsika(args.corsika)
     config = replace(SimConfig(), surface_altitude_m=data["level_m"], min_energy=data["cut_gev"])
     mass = np.array([mass_of_corsika_id(p) for p in data["primary"]])
+    from mubundle.sim.run import simulate_primaries
+
+    # one warm-up simulation: the interaction model's start-up is not charged to the first decade
+    simulate_primaries(np.array([1e4]), np.zeros(1), np.ones(1), np.zeros(1), seed=0, config=config)
+    printed = 0
     for decade in args.decades:
         in_decade = (data["energy"] >= 10.0**decade) & (data["energy"] < 10.0 ** (decade + 1))
         if args.primary_ids is not None:
@@ -255,16 +279,23 @@ def main(argv: list[str] | None = None) -> None:
         if args.max_showers is not None:
             chosen = chosen[: args.max_showers]
         if chosen.size == 0:
-            print(f"vs_corsika: no CORSIKA shower in decade 1e{decade}", file=sys.stderr)
+            print(f"vs_corsika: warning: no CORSIKA shower in decade 1e{decade}", file=sys.stderr)
             continue
         row = compare_decade(data["energy"][chosen], mass[chosen], [data["muons"][i] for i in chosen], config, args.repeat, args.seed)
         protons = chosen[data["primary"][chosen] == 14]
         row["corsika_first_interaction"] = _nulls_for_undefined(first_interaction_ratio(
             data["energy"][protons], data["first_interaction_m"][protons], config.interaction_model))
         ids, counts = np.unique(data["primary"][chosen], return_counts=True)
-        print(json.dumps({"benchmark": "vs_corsika", "decade": f"1e{decade}-1e{decade + 1}", "surface_altitude_m": config.surface_altitude_m,
-                          "min_energy_gev": config.min_energy, "primaries": {str(i): int(c) for i, c in zip(ids, counts)}, **row}), flush=True)
+        print_json_line({"benchmark": "vs_corsika", "mubundle_version": __version__, "decade": f"1e{decade}-1e{decade + 1}",
+                         "surface_altitude_m": config.surface_altitude_m, "min_energy_gev": config.min_energy,
+                         "primaries": {str(i): int(c) for i, c in zip(ids, counts)}, **row})
+        printed += 1
+    if not printed:
+        kept = "" if args.primary_ids is None else f" with primary ids {args.primary_ids}"
+        raise NothingToReport(f"no CORSIKA shower{kept} in decades {args.decades} of {len(args.corsika)} file(s) "
+                              f"(their E0: {data['energy'].min():.3g}-{data['energy'].max():.3g} GeV)"
+                              if data["energy"].size else f"no CORSIKA shower in {' '.join(args.corsika)}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

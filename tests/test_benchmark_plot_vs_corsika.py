@@ -44,9 +44,9 @@ def test_the_figure_is_written_and_other_lines_are_named_and_counted(tmp_path, c
 def test_no_result_or_another_format_is_refused_with_a_message(tmp_path):
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps({"benchmark": "sim_throughput"}) + "\n")
-    with pytest.raises(SystemExit, match="no vs_corsika result in .*other.jsonl"):
+    with pytest.raises(ValueError, match="no vs_corsika result in .*other.jsonl"):
         plotter.main([str(other), "--out", str(tmp_path / "figure.png")])
     results = tmp_path / "results.jsonl"
     results.write_text(json.dumps(result("1e5-1e6", 1.0)) + "\n")
-    with pytest.raises(SystemExit, match="must end in .png or .pdf"):
+    with pytest.raises(ValueError, match="must end in .png or .pdf"):
         plotter.main([str(results), "--out", str(tmp_path / "figure.svg")])
