@@ -18,7 +18,7 @@ import pytest
 
 from mubundle.cli import main
 from mubundle.data.native import shard_path
-from mubundle.errors import EXIT_FILESYSTEM, EXIT_USAGE, exit_code_and_message
+from mubundle.errors import EXIT_DISTRIBUTED, EXIT_USAGE, exit_code_and_message
 from mubundle.executors import (
     DASK_ADDRESS_FORMS, DaskConnectionError, DaskExecutor, SerialExecutor, check_executor_arguments,
 )
@@ -59,7 +59,7 @@ def test_a_refused_scheduler_fails_at_once_and_leaves_no_output(tmp_path, capsys
     assert time.perf_counter() - started < 5  # not distributed's 30 s of retries
     assert not (tmp_path / "sim").exists()  # no _INCOMPLETE.json, no sim_config.yaml
 
-    assert main(["simulate", "--showers", "2", "--out", str(tmp_path / "cli"), "--dask", address]) == EXIT_FILESYSTEM
+    assert main(["simulate", "--showers", "2", "--out", str(tmp_path / "cli"), "--dask", address]) == EXIT_DISTRIBUTED
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot connect to the Dask scheduler at {address}" in err
     assert not (tmp_path / "cli").exists()
@@ -175,7 +175,7 @@ def test_losing_the_scheduler_mid_run_is_one_line_and_the_finished_shards_are_ke
         client_log.removeHandler(seen)
     assert time.perf_counter() - started < 60  # not stuck reconnecting
     code, message = exit_code_and_message(lost.value)
-    assert code == EXIT_FILESYSTEM
+    assert code == EXIT_DISTRIBUTED
     assert message == (f"lost the connection to the Dask scheduler at {address} (1 chunk of this run had finished); "
                        f"the shards finished so far are kept in {out}: start the cluster again and run the same command "
                        "to continue")
@@ -199,7 +199,7 @@ def test_a_lost_scheduler_during_generate_says_the_output_was_not_written(tmp_pa
     monkeypatch.setattr(generate_run, "open_executor", lambda dask, lost_hint: LosesItsScheduler(lost_hint))
     out = tmp_path / "g.parquet"
     assert main(["generate", "--flux", "H3a", "--events", "10", "--depths", "1.5", "--out", str(out), "--no-progress",
-                 "--dask", "tcp://127.0.0.1:8786"]) == EXIT_FILESYSTEM
+                 "--dask", "tcp://127.0.0.1:8786"]) == EXIT_DISTRIBUTED
     assert capsys.readouterr().err == (
         "mubundle generate: error: lost the connection to the Dask scheduler at tcp://x:1; "
         f"{out} was not written: start the cluster again and run the same command again\n")

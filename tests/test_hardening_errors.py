@@ -296,7 +296,7 @@ def test_rc1_a_bug_is_one_line_with_exit_70_and_ctrl_c_is_130(tmp_path, capsys, 
 def test_rc1_exit_codes_are_the_documented_ones():
     codes = {name: getattr(errors, name) for name in dir(errors) if name.startswith("EXIT_")}
     assert codes == {"EXIT_OK": 0, "EXIT_NOTHING": 1, "EXIT_USAGE": 2, "EXIT_DIVERGED": 3, "EXIT_OUTPUT": 4,
-                     "EXIT_FILESYSTEM": 5, "EXIT_DEVICE": 6, "EXIT_INTERNAL": 70, "EXIT_INTERRUPTED": 130,
+                     "EXIT_FILESYSTEM": 5, "EXIT_DEVICE": 6, "EXIT_DISTRIBUTED": 7, "EXIT_INTERNAL": 70, "EXIT_INTERRUPTED": 130,
                      "EXIT_BROKEN_PIPE": 141, "EXIT_TERMINATED": 143}
     docs = (Path(__file__).resolve().parents[1] / "docs" / "data_format.md").read_text()
     section = docs[docs.index("## Errors and exit codes"):]

@@ -36,6 +36,11 @@ EXIT_OUTPUT = 4
 EXIT_FILESYSTEM = 5
 #: the requested device (``--device cuda`` / ``mps``) is not available to this torch.
 EXIT_DEVICE = 6
+#: a distributed run could not form or keep its connections: a torchrun rank lost the others (one
+#: failed) or MASTER_PORT is in use; a Dask scheduler (``--dask``) is unreachable or was lost
+#: mid-run. An environment failure that the same command, run again, resumes from (the
+#: supervisor retries it).
+EXIT_DISTRIBUTED = 7
 #: an unexpected internal error (a bug): please report it with the ``--debug`` output.
 EXIT_INTERNAL = 70
 #: interrupted by Ctrl-C (SIGINT), 128 + 2 as in the shell.
@@ -76,6 +81,12 @@ class DeviceUnavailableError(UserError, ValueError):
     """The requested torch device is not available (exit 6)."""
 
     exit_code = EXIT_DEVICE
+
+
+class DistributedRunError(UserError, RuntimeError):
+    """A distributed run lost contact with its other processes or could not form its group (exit 7)."""
+
+    exit_code = EXIT_DISTRIBUTED
 
 
 def debug_enabled(flag: bool = False) -> bool:
@@ -120,6 +131,8 @@ def exit_code_and_message(error: BaseException) -> tuple[int, str]:
         return 128 + int(getattr(error, "signum", EXIT_INTERRUPTED - 128)), "interrupted"
     if isinstance(error, UserError):
         return error.exit_code, _one_line(str(error))
+    if _is_dask_connection_error(error):  # a ConnectionError, but the scheduler failed, not this machine's OS
+        return EXIT_DISTRIBUTED, _one_line(str(error))
     if isinstance(error, FileNotFoundError):
         if error.filename is not None:
             return EXIT_USAGE, f"{error.filename}: no such file or directory"
@@ -134,6 +147,12 @@ def exit_code_and_message(error: BaseException) -> tuple[int, str]:
     return EXIT_INTERNAL, _one_line(
         f"internal error {name}: {error} (a bug: rerun with --debug and report the traceback)"
     )
+
+
+def _is_dask_connection_error(error: BaseException) -> bool:
+    from mubundle.executors import DaskConnectionError  # imports nothing of the package
+
+    return isinstance(error, DaskConnectionError)
 
 
 def warning_text(message: Warning | str, category: type[Warning]) -> str:

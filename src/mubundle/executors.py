@@ -68,8 +68,9 @@ DASK_ADDRESS_FORMS = "--dask takes a scheduler address (tcp://host:8786) or loca
 class DaskConnectionError(ConnectionError):
     """The Dask scheduler cannot be reached, or the connection to it was lost mid-run.
 
-    An ``OSError``: the environment failed, not an argument (``mubundle`` exits with its
-    filesystem/environment code). The message is one line naming the scheduler's address.
+    An ``OSError``: the environment failed, not an argument (``mubundle`` exits with the code of
+    a failed distributed run, 7, as for a lost torchrun rank). The message is one line naming the
+    scheduler's address.
     """
 
 

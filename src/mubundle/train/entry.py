@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -32,6 +33,7 @@ from typing import Any
 
 from mubundle.configio import from_yaml, to_yaml
 from mubundle.data.lock import directory_lock
+from mubundle.errors import InvalidValueError
 from mubundle.train.checkpoint import list_checkpoints
 from mubundle.train.config import TrainConfig, with_init_model_config
 from mubundle.train.supervisor import EXIT_DIVERGED, supervise
@@ -60,26 +62,29 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {field: getattr(args, flag) for flag, field in CLI_OVERRIDES.items() if getattr(args, flag, None) is not None}
 
 
-def resolve_config(run_dir: Path, config_file: Path | None, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+def resolve_config(run_dir: Path, config_file: Path | None, overrides: dict[str, Any],
+                   report: bool = True) -> tuple[TrainConfig, dict[str, Any]]:
     """The run's TrainConfig and the changes ``overrides`` made to a resumed run's config.
 
     Returns ``(config, changes)`` with ``changes = {field: [old, new]}`` (empty for new runs).
     A run to resume (``RUN/config.yaml`` and a checkpoint) keeps its config.yaml over
     ``--config`` (a warning says so); in a directory without a checkpoint ``--config`` (or else
     the config.yaml a refused or killed first start left) is the base of a new run.
+    ``report=False`` resolves the same config without those warnings and log lines (the ranks
+    other than 0 of a torchrun job: one copy of each is enough).
     """
     run_config = Path(run_dir) / CONFIG_NAME
     resuming = run_config.exists() and bool(list_checkpoints(Path(run_dir)))
     if resuming:
         base = from_yaml(TrainConfig, run_config)
-        if config_file is not None:
+        if config_file is not None and report:
             warnings.warn(f"{run_config} exists: resuming the run with it; --config {config_file} is ignored",
                           stacklevel=2)
     elif config_file is not None:
         if not Path(config_file).exists():
             raise FileNotFoundError(f"config file {config_file} does not exist")
         base = from_yaml(TrainConfig, Path(config_file))
-        if run_config.exists():
+        if run_config.exists() and report:
             warnings.warn(f"{run_dir} has no checkpoint: starting it as a new run with --config {config_file} "
                           f"(its config.yaml is replaced)", stacklevel=2)
     elif run_config.exists():
@@ -92,7 +97,7 @@ def resolve_config(run_dir: Path, config_file: Path | None, overrides: dict[str,
         changes = {k: [getattr(base, k), v] for k, v in overrides.items() if getattr(base, k) != v}
     else:
         config, adopted = with_init_model_config(config)
-        for name, (old, new) in adopted.items():
+        for name, (old, new) in adopted.items() if report else ():
             logger.info("--init-from %s: model.%s = %r (was %r)", config.init_from, name, new, old)
     return config, changes
 
@@ -131,8 +136,19 @@ def child_arguments(args: argparse.Namespace) -> list[str]:
 def train_from_args(args: argparse.Namespace) -> int:
     """Run ``mubundle train`` (see ``mubundle train --help``); returns the exit code."""
     run_dir = Path(args.run_dir)
-    config, changes = resolve_config(run_dir, args.config, cli_overrides(args))
+    # torchrun's RANK, read without importing torch (the supervising parent stays light; the
+    # loop checks the variable): the warnings about the config are rank 0's alone
+    config, changes = resolve_config(run_dir, args.config, cli_overrides(args),
+                                     report=os.environ.get("RANK", "0").strip() in ("", "0"))
     if getattr(args, "max_restarts", 0) and args.max_restarts > 0:
+        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):
+            # one supervisor per rank would fight over the run directory's lock and restart its
+            # own rank alone, while a restart needs the whole process group (docs/training.md, DDP)
+            raise InvalidValueError(
+                "--max-restarts supervises a single-process run; under torchrun (WORLD_SIZE "
+                f"{os.environ['WORLD_SIZE'].strip()}) drop it and run the same torchrun command again after a "
+                "failure: it resumes from the last checkpoint"
+            )
         # the supervisor holds the run directory's lock and hands it to each attempt
         with directory_lock(run_dir, "mubundle train --max-restarts") as lock:
             result = supervise(

@@ -27,6 +27,7 @@ import logging.handlers
 import math
 import os
 import random
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -319,8 +320,13 @@ def describe_data_change(saved: list[list[Any]] | None, pieces: Sequence[Piece])
     first file added, removed or changed (pieces, rows) and how many of each."""
     if saved is None:  # checkpoints of older versions hold only a hash of the listing
         return "the files, or their row groups, are not those of the checkpoint (which predates the per-file record)"
+    return _describe_listing_change(saved, data_files(pieces))
+
+
+def _describe_listing_change(saved: list[list[Any]], listing: list[list[Any]]) -> str:
+    """The first file added, removed or changed from :func:`data_files` ``saved`` to ``listing``, and how many."""
     before = {path: (n_pieces, n_rows) for path, n_pieces, n_rows in saved}
-    now = {path: (n_pieces, n_rows) for path, n_pieces, n_rows in data_files(pieces)}
+    now = {path: (n_pieces, n_rows) for path, n_pieces, n_rows in listing}
     added = [path for path in now if path not in before]
     removed = [path for path in before if path not in now]
     changed = [path for path in now if path in before and now[path] != before[path]]
@@ -358,6 +364,39 @@ def _check_resume_settings(checkpoint: dict[str, Any], path: Path, config: Train
             f"cannot resume {path.parent.parent} from {path.name}: {listed} (a resumed run keeps its seed, "
             f"shuffle_buffer_events and model sizes; train another --run directory to change them)"
         )
+
+
+def _check_resume_world_size(checkpoint: dict[str, Any], path: Path, context: distributed.DistContext) -> None:
+    """Refuse to resume with another number of processes than the checkpoint's (its per-rank
+    data cursors and RNG states are those of its ranks), naming the number to use."""
+    saved = int(checkpoint["world_size"])
+    if saved == context.world_size:
+        return
+    how = "torchrun --nproc_per_node 1, or no torchrun" if saved == 1 else f"torchrun --nproc_per_node {saved}"
+    raise InvalidValueError(
+        f"cannot resume {path.parent.parent} from {path.name}: it was written by {saved} process(es) but this run "
+        f"has {context.world_size} (an exact resume needs the same number: {how}; or train another --run directory)"
+    )
+
+
+def _check_same_data_on_every_rank(parts: Components) -> None:
+    """Refuse, on every rank alike, a distributed run whose ranks list different data files
+    (a shard missing on one node of a dataset without manifest), naming the ranks and the first
+    file that differs, before any step (two all-gathers; the listings only when they differ)."""
+    context = parts.context
+    fingerprints = distributed.all_gather(parts.stream.fingerprint, context)
+    if len(set(fingerprints)) <= 1:
+        return
+    listings = distributed.all_gather(data_files(parts.stream.pieces), context)
+    differing = [rank for rank, fingerprint in enumerate(fingerprints) if fingerprint != fingerprints[0]]
+    first = differing[0]
+    ranks = ", ".join(str(rank) for rank in differing)
+    raise InvalidValueError(
+        f"the processes see different --data files: rank{'s' if len(differing) > 1 else ''} {ranks} "
+        f"{'differ' if len(differing) > 1 else 'differs'} from rank 0; on rank {first}: "
+        f"{_describe_listing_change(listings[0], listings[first])} (every process must read the same files: "
+        f"a shared file system or identical copies on every node)"
+    )
 
 
 def _check_resume_data(parts: Components, checkpoint: dict[str, Any], path: Path) -> None:
@@ -605,7 +644,8 @@ def _train_locked(
 
     distributed.init_distributed(context, device)
     try:
-        return _train(data_paths, run_dir, config, context, device, validation_paths, accept)
+        with distributed.backend_failures_reported(context):
+            return _train(data_paths, run_dir, config, context, device, validation_paths, accept)
     finally:
         distributed.shutdown_distributed(context)
         run_log.close()
@@ -632,6 +672,7 @@ def _train(
     initial: MuonBundleModel | None = None
     if checkpoint is not None:
         _check_resume_settings(checkpoint, resume_path, config)
+        _check_resume_world_size(checkpoint, resume_path, context)
         transform = FeatureTransform.from_dict(checkpoint["transform"])
         domain = read_domain(checkpoint, resume_path)  # None in checkpoints of older versions
     elif config.init_from:
@@ -643,6 +684,7 @@ def _train(
     parts = _build(data_paths, run_dir, config, transform, device, context)
     parts.model.domain = domain  # exported with the model (model.json "domain")
     progress = Progress()
+    _check_same_data_on_every_rank(parts)
     if checkpoint is not None:
         _check_resume_data(parts, checkpoint, resume_path)
         _restore(parts, checkpoint, progress, restore_guard=True)
@@ -673,6 +715,7 @@ def _train(
             logger.info("fine-tuning %s: transform, multiplicity model and generator loaded, fresh critic", config.init_from)
         _write_checkpoint(parts, progress, run_dir, is_best=False)  # the rollback target of the first steps
     resumed_from = progress.step
+    last_checkpoint_step = progress.step  # the step a rerun would resume from
 
     metrics = MetricsLog(run_dir / METRICS_NAME) if context.is_main else None
     board = TensorBoardLog(run_dir, progress.step) if context.is_main else None
@@ -704,6 +747,7 @@ def _train(
             action = parts.guard.observe(step, applied, result.bad, result.saturated_fraction)
             if action is GuardAction.ROLLBACK:
                 _rollback(parts, progress, run_dir, metrics, board)
+                last_checkpoint_step = progress.step
                 board = TensorBoardLog(run_dir, progress.step) if context.is_main else None
                 bar.n = progress.step
                 bar.refresh()
@@ -740,7 +784,12 @@ def _train(
                 if is_best:
                     progress.best_score, progress.best_step = progress.score_ema, step
                 _write_checkpoint(parts, progress, run_dir, is_best)
+                last_checkpoint_step = progress.step
                 checkpoint_due = False
+    except KeyboardInterrupt as stop:  # SIGTERM (mubundle.signals.Terminated) or Ctrl-C: say so in train.log
+        name = signal.Signals(int(getattr(stop, "signum", signal.SIGINT))).name
+        logger.warning("stopped by %s at step %d (last checkpoint step %d)", name, progress.step, last_checkpoint_step)
+        raise
     finally:
         bar.close()
         if board is not None:

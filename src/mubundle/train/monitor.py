@@ -96,10 +96,12 @@ class TensorBoardLog:
         self.writer = SummaryWriter(str(Path(run_dir) / TENSORBOARD_DIR), purge_step=resume_step + 1)
 
     def scalars(self, record: dict[str, Any]) -> None:
+        """Every number of a metrics record as ``train/NAME``; flags (``applied``,
+        ``multiplicity_frozen``) as 0/1, so that a step chart shows when they change."""
         step = int(record["step"])
         for name, value in record.items():
-            if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(f"train/{name}", value, step)
+            if name != "step" and isinstance(value, (int, float)):
+                self.writer.add_scalar(f"train/{name}", int(value) if isinstance(value, bool) else value, step)
 
     def feature_histograms(self, step: int, real: dict[str, np.ndarray], generated: dict[str, np.ndarray]) -> None:
         """Histograms of the same features for real and generated events (names as keys)."""
