@@ -13,7 +13,7 @@ import pytest
 from mubundle.cli import build_parser, main
 from mubundle.configio import from_yaml, to_yaml
 from mubundle.train.config import TrainConfig
-from mubundle.train.entry import child_arguments, resolve_config
+from mubundle.train.entry import child_arguments, cli_overrides, resolve_config
 from test_train_loop import tiny_config, write_dataset
 
 
@@ -80,6 +80,12 @@ def test_supervised_child_arguments_drop_max_restarts(tmp_path):
     with_validation = build_parser().parse_args(["train", "--data", "a", "--validation", "v1", "v2", "--run", "r",
                                                   "--max-restarts", "1"])
     assert child_arguments(with_validation) == ["train", "--data", "a", "--run", "r", "--validation", "v1", "v2"]
+    # a config that turns compilation on can be overridden: --no-compile reaches the child and the config
+    no_compile = build_parser().parse_args(["train", "--data", "a", "--run", "r", "--no-compile", "--max-restarts", "1"])
+    assert child_arguments(no_compile)[-1] == "--no-compile" and cli_overrides(no_compile) == {"compile": False}
+    assert "compile" not in cli_overrides(build_parser().parse_args(["train", "--data", "a", "--run", "r"]))
+    with pytest.raises(SystemExit):  # distill takes the devices train takes
+        build_parser().parse_args(["distill", "--out", "o", "--device", "tpu"])
 
 
 def test_cli_passes_validation_data_to_the_loop(tmp_path):

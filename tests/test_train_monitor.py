@@ -42,7 +42,7 @@ def test_bundle_features_are_log_energy_radius_and_multiplicity():
     flat_muons = np.array([[100.0, 3.0, 4.0], [1000.0, 0.0, 0.0], [10.0, -6.0, 8.0]], dtype=np.float32)
     features = bundle_features(counts, flat_muons)
     assert np.allclose(features["log10_energy"], [2.0, 3.0, 1.0])
-    assert np.allclose(features["radius"], [5.0, 0.0, 10.0])
+    assert np.allclose(features["log10_radius"], [np.log10(5.0), 1.0])  # the muon on the axis has no logarithm
     assert np.array_equal(features["multiplicity"], [0.0, 2.0, 1.0])
 
 

@@ -160,8 +160,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--critic-warmup-steps", type=non_negative_int, metavar="K",
                    help="the first K steps train the critic only (use with --init-from; default: the config's, "
                         f"{defaults.critic_warmup_steps} in TrainConfig)")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help=f"torch.compile the networks (default: the config's, {'on' if defaults.compile else 'off'} in TrainConfig)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the networks, or not (default: the config's, "
+                        f"{'on' if defaults.compile else 'off'} in TrainConfig)")
     p.add_argument("--max-restarts", type=non_negative_int, default=0, metavar="K",
                    help="supervise: run training in a child process, restart on crash up to K times "
                         "(default %(default)s: no supervisor)")
@@ -255,6 +256,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 
 def _add_distill(sub: argparse._SubParsersAction) -> None:
+    from mubundle.train.config import DEVICE_CHOICES
     from mubundle.train.distill import DistillConfig
 
     defaults = DistillConfig()  # the flags default to None: --config's values, else DistillConfig's
@@ -269,7 +271,9 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
                    help=f"training steps of the student (default: the config's, {defaults.steps} in DistillConfig)")
     p.add_argument("--batch-size", type=positive_int,
                    help=f"primaries per step (default: the config's, {defaults.batch_size} in DistillConfig)")
-    p.add_argument("--device", help=f"auto, cpu, cuda, mps (default: the config's, {defaults.device} in DistillConfig)")
+    p.add_argument("--device", choices=DEVICE_CHOICES,
+                   help=f"where the student trains; auto: cuda, else mps, else cpu (default: the config's, "
+                        f"{defaults.device} in DistillConfig)")
     p.add_argument("--seed", type=seed_int,
                    help=f"the student's initialisation and the primaries drawn (default: the config's, {defaults.seed} "
                         "in DistillConfig)")

@@ -126,8 +126,8 @@ def child_arguments(args: argparse.Namespace) -> list[str]:
         child += ["--config", str(args.config)]
     for flag in CLI_OVERRIDES:
         value = getattr(args, flag, None)
-        if flag == "compile":
-            child += ["--compile"] if value else []
+        if flag == "compile" and value is not None:
+            child += ["--compile" if value else "--no-compile"]
         elif value is not None:
             child += [f"--{flag.replace('_', '-')}", str(value)]
     return child

@@ -118,12 +118,14 @@ class TensorBoardLog:
 
 
 def bundle_features(counts: np.ndarray, flat_muons: np.ndarray) -> dict[str, np.ndarray]:
-    """Histogrammed features of a batch: ``log10_energy`` (per muon, GeV), ``radius`` (m), ``multiplicity``."""
+    """Histogrammed features of a batch: ``log10_energy`` (per muon, log10 of GeV), ``log10_radius``
+    (per muon, log10 of m: radii span 0.1-300 m; a muon on the axis, r = 0, has no logarithm and is
+    left out, as a muon without energy is), ``multiplicity`` (per event)."""
     energy = flat_muons[:, 0].astype(np.float64)
-    positive = energy > 0
+    radius = np.hypot(flat_muons[:, 1], flat_muons[:, 2]).astype(np.float64)
     return {
-        "log10_energy": np.log10(energy[positive]),
-        "radius": np.hypot(flat_muons[:, 1], flat_muons[:, 2]).astype(np.float64),
+        "log10_energy": np.log10(energy[energy > 0]),
+        "log10_radius": np.log10(radius[radius > 0]),
         "multiplicity": counts.astype(np.float64),
     }
 
