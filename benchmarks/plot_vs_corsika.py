@@ -74,6 +74,12 @@ def _value(x: object) -> float:
     return np.nan if x is None else float(x)
 
 
+def _above_zero(ratio: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """(2, D) lower and upper error bars of ratios of positive quantities: the lower one stops at 0
+    (symmetric standard errors of a ratio resting on a few muons would reach below it)."""
+    return np.array([np.minimum(error, np.where(np.isfinite(ratio), ratio, 0.0)), error])
+
+
 def plot(results: dict[str, dict], out: Path) -> None:
     """Write the four-panel figure of ``results`` (decade label -> vs_corsika record) to ``out``."""
     import matplotlib
@@ -89,16 +95,23 @@ def plot(results: dict[str, dict], out: Path) -> None:
     ratio = np.array([_value(results[d]["n_mu_sum"].get("ratio")) for d in decades])
     error = np.array([_value(results[d]["n_mu_sum"].get("ratio_se")) for d in decades])
     tolerance = np.array([_value(results[d]["n_mu_sum"].get("tolerance")) for d in decades])
-    for x, band in zip(centre, tolerance):
-        sums.fill_between([x - 0.45, x + 0.45], 1.0 - band, 1.0 + band, color="tab:green", alpha=0.2, linewidth=0)
-    sums.errorbar(centre, ratio, yerr=error, fmt="o", color="black", capsize=3)
+    for x, band in zip(centre, tolerance):  # a ratio of counts is >= 0: band and error bars stop there
+        sums.fill_between([x - 0.45, x + 0.45], max(0.0, 1.0 - band), 1.0 + band, color="tab:green", alpha=0.2,
+                          linewidth=0)
+    sums.errorbar(centre, ratio, yerr=_above_zero(ratio, error), fmt="o", color="black", capsize=3)
+    for x, d, value, err in zip(centre, decades, ratio, error):  # how much each point rests on
+        counted = results[d]["n_mu_sum"].get("corsika")
+        if counted is not None and np.isfinite(value):
+            sums.annotate(f"{counted:.0f} μ, {results[d].get('showers', '?')} sh.", (x, value + (err if np.isfinite(err) else 0.0)),
+                          textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7, color="dimgrey")
+    sums.set_ylim(bottom=0.0)
     sums.set_ylabel(r"$\sum N_\mu$ ours / CORSIKA")
-    sums.set_title("muon number (band: target, ±5 % or 2 s.e. of CORSIKA)", fontsize=10)
+    sums.set_title("muon number (band: ±5 % or 2 s.e.; labels: CORSIKA μ, showers)", fontsize=10)
 
     ratio = np.array([_value(results[d]["rel_fluct"].get("ratio")) for d in decades])
     error = np.array([_value(results[d]["rel_fluct"].get("ratio_se_bootstrap")) for d in decades])
     fluctuation.axhspan(1.0 - FLUCTUATION_BAND, 1.0 + FLUCTUATION_BAND, color="tab:green", alpha=0.2, linewidth=0)
-    fluctuation.errorbar(centre, ratio, yerr=error, fmt="o", color="black", capsize=3)
+    fluctuation.errorbar(centre, ratio, yerr=_above_zero(ratio, error), fmt="o", color="black", capsize=3)
     fluctuation.set_ylabel(r"$\sigma(N_\mu)/N_\mu$ ours / CORSIKA")
     fluctuation.set_title(f"fluctuation at fixed E0 (band: ±{FLUCTUATION_BAND:.0%})", fontsize=10)
 
@@ -108,7 +121,8 @@ def plot(results: dict[str, dict], out: Path) -> None:
         for k, (q, offset) in enumerate(zip(quantiles, QUANTILE_OFFSETS)):
             ratio = np.array([_value((results[d][key].get("ratio") or [None] * 4)[k]) for d in decades])
             error = np.array([_value((results[d][key].get("ratio_se") or [None] * 4)[k]) for d in decades])
-            axis.errorbar(centre + offset, ratio, yerr=error, fmt="os^D"[k], capsize=2, markersize=4, label=f"{q} %")
+            axis.errorbar(centre + offset, ratio, yerr=_above_zero(ratio, error), fmt="os^D"[k], capsize=2, markersize=4,
+                          label=f"{q} %")
         axis.set_ylabel("quantile ours / CORSIKA")
         axis.set_title(f"{name} quantiles (band: ±{QUANTILE_BAND:.0%})", fontsize=10)
         axis.set_xlabel(r"$\log_{10}(E_0$ / GeV)")
