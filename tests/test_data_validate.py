@@ -120,6 +120,16 @@ def test_zenith_of_exactly_pi_over_two_and_zero_are_accepted():
     assert len(accepted) == 2 and len(rejected) == 0
 
 
+def test_surface_muons_kilometres_from_the_axis_are_accepted_and_a_garbage_position_is_not():
+    """`simulate --depths 0` puts GeV muons of inclined iron showers 12-16 km from the axis: such
+    simulated events were rejected by the former 10 km bound; no muon lies beyond 1000 km."""
+    conditions = np.array([[1e6, 1.05, 56, 0.0]] * 3, np.float32)
+    muons = np.array([[2.0, 15_900.0, -3_000.0], [1.1, -11_700.0, 400.0], [3.0, 2e6, 0.0]], np.float32)
+    batch = RaggedBatch(conditions, [1, 1, 1], muons)
+    accepted, rejected = validate(DecodedRows("mem", batch, np.zeros(3, np.int8), np.arange(3)))
+    assert len(accepted) == 2 and rejected.counts_by_reason() == {"muon_position_implausible": 1}
+
+
 def test_the_first_failing_check_names_the_reason():
     conditions = np.array([[np.nan, 5.0, 0.1, -1.0], [-1.0, 5.0, 0.1, -1.0], [1.0, 5.0, 0.1, -1.0]], np.float32)
     batch = RaggedBatch(conditions, [0, 0, 0], np.zeros((0, 3)))

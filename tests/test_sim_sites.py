@@ -185,3 +185,40 @@ def test_constant_loss_coefficients_reproduce_the_tabulated_muon_range(medium, t
     if medium is STANDARD_ROCK:  # the textbook a = 2e-3, b = 4e-6 was 11-13 % long: the test sees that
         old = np.log((2e-3 + 4e-6 * TABLE_ENERGY_GEV[1:]) / (2e-3 + 4e-6 * TABLE_ENERGY_GEV[0])) / 4e-6
         assert np.min(old / (table[1:] - table[0]) - 1.0) > 0.1
+
+
+def test_lateral_drift_below_rock_follows_the_path_length_not_the_metres_water_equivalent(monkeypatch):
+    """Depths of the rock site are m w.e.; the muons' slopes are per metre of path: 1 m w.e. of standard
+    rock is 1 / 2.65 m. The same showers with rock of density 1 (depth = path) drift 2.65 times farther."""
+    import dataclasses
+
+    import numpy as np
+
+    from mubundle.sim import site as site_module
+    from mubundle.sim.config import SimConfig
+    from mubundle.sim.run import simulate_showers
+
+    assert site_module.ICE.length_per_depth == site_module.SEA_WATER.length_per_depth == 1.0
+    assert site_module.STANDARD_ROCK.length_per_depth == pytest.approx(1 / 2.65)
+    config = SimConfig(site="rock", min_energy=20.0)
+    energy, zenith, mass = np.full(3, 3e5), np.zeros(3), np.ones(3)
+    depths = np.tile([1.0, 2.0], (3, 1))
+
+    def positions() -> np.ndarray:
+        batch = simulate_showers(energy, zenith, mass, depths, config, np.random.SeedSequence(4))
+        return batch.flat_muons[:, 1:].astype(np.float64)
+
+    def with_density(density: float) -> np.ndarray:  # the same medium but for its density: path = depth / density
+        medium = dataclasses.replace(site_module.STANDARD_ROCK, density_gcm3=density)
+        monkeypatch.setitem(site_module.SITES, "rock", dataclasses.replace(rock_site, medium=medium))
+        return positions()
+
+    rock_site = site_module.SITES["rock"]
+    rock = positions()
+    one, half = with_density(1.0), with_density(0.5)  # 1 and 2 m of path per m w.e.
+    assert rock.shape == one.shape == half.shape and rock.shape[0] > 10
+    # x = ground x + slope * depth * k: from k = 1 and k = 2 the rock's own k follows muon by muon
+    moved = np.abs(half - one) > 1e-3
+    assert moved.sum() > 10  # the drift below the surface follows the path length
+    k_rock = 1.0 - (one - rock)[moved] / (half - one)[moved]
+    assert np.allclose(k_rock, 1 / 2.65, rtol=1e-3)  # was 1: the drift in m w.e. taken as metres

@@ -97,10 +97,14 @@ REASON_CODE: dict[str, int] = {reason: code for code, reason in enumerate(REASON
 #:   0.9315 GeV = 55.92) and rejects 1.5 or a mass in GeV (e.g. proton 0.938 -> below 1).
 #: - slant depth [km]: <= 12 742 km, the Earth's mean diameter (2 x 6371 km, IUGG mean
 #:   radius): the longest straight path through the Earth.
-#: - muon |x|, |y| [m]: <= 1e4 m. Bundles deep underground have radii of metres to a few
-#:   hundred metres: `mubundle simulate --showers 100 --seed 1` (defaults: 1e4..1e7 GeV,
-#:   0..70 deg, 1.5/2/2.5 km) gives a median offset of 6.0 m, 99 % within 46 m, largest 141 m.
-#:   10 km is ~70 times that and catches mm or cm stored as m.
+#: - muon |x|, |y| [m]: <= 1e6 m, farther than any muon can be from its shower's axis: the
+#:   longest path through the atmosphere (from 30 km altitude at 90 deg, sqrt(2 R h) = 620 km).
+#:   Bundles deep underground have radii of metres to a few hundred metres (`mubundle simulate
+#:   --showers 100 --seed 1`: median offset 6.0 m, 99 % within 46 m, largest 141 m), but at the
+#:   surface GeV muons of inclined showers lie kilometres away (`simulate --depths 0`: Fe 1e6 GeV at
+#:   60 deg, 1-4 GeV muons at 11.7-15.9 km; the geomagnetic radius of a 1 GeV muon is ~66 km), so a
+#:   bound of 10 km rejected simulated surface events. Catches garbage (1e30) and unit slips of
+#:   large factors, not cm stored as m.
 #: - muon energy <= primary energy (energy conservation), with a float32 margin of 1e-5.
 PLAUSIBLE: dict[str, float] = {
     "energy_min_gev": 1.0,
@@ -108,7 +112,7 @@ PLAUSIBLE: dict[str, float] = {
     "mass_max": 60.0,
     "mass_integer_tolerance": 0.1,
     "depth_max_km": 12_742.0,
-    "muon_position_max_m": 1e4,
+    "muon_position_max_m": 1e6,
     "muon_energy_margin": 1e-5,
 }
 

@@ -112,8 +112,9 @@ def simulate_showers(
         muon_energy = propagate_in_ice(muon_energy, target - travelled, ice_rng, config.ice_v_cut, medium.a_per_m, medium.b_per_m)
         travelled = target
         kept = muon_energy > config.min_energy
-        x = ground.x[order] + ground.slope_x[order] * target
-        y = ground.y[order] + ground.slope_y[order] * target
+        path = target * medium.length_per_depth  # the slopes are per metre of path, not of m w.e.
+        x = ground.x[order] + ground.slope_x[order] * path
+        y = ground.y[order] + ground.slope_y[order] * path
         counts[:, j] = np.bincount(muon_shower[kept], minlength=n_showers)
         per_depth_muons.append((muon_shower[kept], np.column_stack([muon_energy[kept], x[kept], y[kept]])))
     # shower-major event order: sort all kept muons by (shower, depth index)

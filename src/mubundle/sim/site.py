@@ -86,6 +86,12 @@ class Medium:
         """b in 1/m of depth unit."""
         return self.b_cm2_per_g * self.gcm2_per_km / 1000.0
 
+    @property
+    def length_per_depth(self) -> float:
+        """Metres of path per metre of depth unit: 1 for ice and sea water (depths are lengths),
+        1 / 2.65 for standard rock (depths in m w.e.: 1 m w.e. = 100 g/cm^2 = 0.377 m of rock)."""
+        return self.gcm2_per_km / (self.density_gcm3 * 1.0e5)
+
 
 ICE = Medium("ice", 0.917, 0.24 / 91.7, 3.3e-4 / 91.7, "km of ice", 0.917e5)
 #: KM3NeT Jpp JGeaneWater (Klimushin, Bugaev, Sokalski 2001), 30 GeV - 35.3 TeV, per m.w.e. / 100
@@ -118,8 +124,7 @@ class Site:
         so a depth d in units of k metres of length each is the slant of d * k through a
         sphere of radius r, divided by k = that of d through a sphere of radius r / k. For ice
         and sea water k = 1; for km w.e. of rock k = 1 / 2.65 (the sphere is 2.65x larger in m w.e.)."""
-        metres_of_length_per_metre_of_depth = self.medium.gcm2_per_km / (self.medium.density_gcm3 * 1e5)
-        return self.overburden_radius_m / metres_of_length_per_metre_of_depth
+        return self.overburden_radius_m / self.medium.length_per_depth
 
     def slant_km(self, vertical_km: "np.ndarray | float", cos_zenith: "np.ndarray | float") -> np.ndarray:
         """Slant depth (km of the site's depth unit) to the vertical depth ``vertical_km`` seen at
