@@ -21,6 +21,7 @@ is written.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.data.dataset import INCOMPLETE_NAME, MANIFEST_NAME, QUARANTINE_NAME, begin_dataset, finish_dataset
 from mubundle.data.lock import directory_lock
 from mubundle.data.native import ShardWriter, default_metadata, read_metadata
+from mubundle.data.sites import file_metadata, metadata_site, site_of_paths
 from mubundle.data.sources import DataFileError, corsika_scan, detect_layout, expand_paths, iter_file_pieces
 from mubundle.data.validate import QuarantineWriter, add_counts, counts_text
 
@@ -101,19 +103,82 @@ def clear_previous_output(out_dir: Path) -> list[Path]:
     return removed
 
 
-def _corsika_runs(files: Sequence[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """(the inputs that are CORSIKA files by their signature, run headers of those that scan ({path: scan}));
+def no_particle_output(found: corsika.CorsikaScan) -> str | None:
+    """One line when a CORSIKA file has no particle output (no muon and no other particle record:
+    only Cherenkov bunches of id 0, or no record at all): its showers' muon number is unknown,
+    not 0, so :func:`convert` refuses it as FAILED. None when it has particle records (a shower
+    without muons among them is N = 0)."""
+    records = found.records
+    if records["muons"] or records["muon_information"] or records["other_particles"] or records["history"]:
+        return None
+    return f"no particle output: {found.note()}; the muon number is unknown, not 0 (run CORSIKA with particle output)"
+
+
+def _corsika_runs(files: Sequence[str]) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, str]]:
+    """(the inputs that are CORSIKA files by their signature, run headers of those that scan ({path: scan}),
+    the refused ones without particle output ({path: reason}, :func:`no_particle_output}));
     a file that fails its scan (truncated, ...) is reported later by the reader."""
     corsika_files: list[str] = []
     runs: dict[str, dict[str, Any]] = {}
+    refused: dict[str, str] = {}
     for path in files:
         try:
             if detect_layout(path) == corsika.LAYOUT:
                 corsika_files.append(path)
-                runs[path] = corsika_scan(path).to_dict()
+                found = corsika_scan(path)
+                reason = no_particle_output(found)
+                if reason is None:
+                    runs[path] = found.to_dict()
+                else:
+                    refused[path] = reason
         except DataFileError:
             continue
-    return corsika_files, runs
+    return corsika_files, runs, refused
+
+
+#: Metadata of the site the events belong to, carried when the inputs agree (files without them
+#: are of the legacy site, which :func:`convert` has checked to be the same).
+SITE_KEYS = ("site", "medium", "depth_unit")
+#: Metadata of the flux the events' weights follow, carried when every input records the same.
+FLUX_KEYS = ("flux", "area_m2")
+
+
+def carried_metadata(files: Sequence[str]) -> tuple[dict[str, Any], str | None]:
+    """(the site and flux metadata of the inputs that the output carries, one line naming the flux
+    keys dropped because the inputs disagree, or None). The inputs' sites must already agree
+    (:func:`convert` checks them); files whose layout is unknown are left to the reader."""
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    for path in files:
+        try:
+            layout = detect_layout(path)
+        except DataFileError:
+            continue  # reported as FAILED by the reader
+        try:
+            recorded.append((path, file_metadata(path, layout)))
+        except (ValueError, OSError) as error:
+            logging.getLogger(__name__).warning("%s: metadata unreadable (%s); its site and flux are not carried",
+                                                path, error)
+            recorded.append((path, {}))
+    carried: dict[str, Any] = {}
+    site = next((metadata_site(m) for _, m in recorded if metadata_site(m)), None)
+    if site is not None:
+        carried["site"] = site
+        for key in SITE_KEYS[1:]:
+            values = {json.dumps(m[key]): m[key] for _, m in recorded if m.get(key) is not None}
+            if len(values) == 1:
+                carried[key] = next(iter(values.values()))
+    first_file: dict[str, str] = {}
+    for path, metadata in recorded:
+        first_file.setdefault(json.dumps([metadata.get(key) for key in FLUX_KEYS]), path)
+    if len(first_file) == 1:
+        carried.update({key: value for key, value in zip(FLUX_KEYS, json.loads(next(iter(first_file))))
+                        if value is not None})
+        return carried, None
+    if not first_file:
+        return carried, None
+    listing = "; ".join(f"{', '.join(f'{k}={v}' for k, v in zip(FLUX_KEYS, json.loads(values)))} (e.g. {path})"
+                        for values, path in first_file.items())
+    return carried, f"flux and area_m2 dropped from the metadata: the inputs record different ones: {listing}"
 
 
 def convert(
@@ -136,6 +201,8 @@ def convert(
         raise ValueError(f"--events-per-shard must be positive, got {events_per_shard}")
     files = [str(p) for p in expand_paths(inputs)]
     refuse_overlap([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs), files, out_dir)
+    # depths and muons of two sites are in two media: one dataset holds one site's events
+    site_of_paths(files, "the inputs of one conversion mix", advice="convert each site's files into its own --out")
     with directory_lock(out_dir, PRODUCER):
         remove_stale_temporaries(out_dir)
         begin_dataset(out_dir, PRODUCER, f"run `mubundle convert` again with the same inputs and --out {out_dir}")
@@ -157,7 +224,7 @@ def _convert_files(
 ) -> dict[str, Any]:
     """The conversion itself (``out_dir`` locked and marked incomplete by :func:`convert`)."""
     extra: dict[str, Any] = {}
-    corsika_files, runs = _corsika_runs(files)
+    corsika_files, runs, refused = _corsika_runs(files)
     if depth_propagation is not None and not corsika_files:
         raise ValueError("--depths applies to CORSIKA particle files only, and none of the inputs is one")
     if runs:
@@ -165,16 +232,18 @@ def _convert_files(
         extra["depth_propagation"] = getattr(depth_propagation, "config", None) if depth_propagation else {
             "depths_km": [0.0], "depth": "observation level (no propagation)"
         }
+    carried, dropped = carried_metadata(files)
     metadata = default_metadata(
-        producer=PRODUCER, config={"inputs": files, "events_per_shard": int(events_per_shard)}, **extra
+        producer=PRODUCER, config={"inputs": files, "events_per_shard": int(events_per_shard)}, **carried, **extra
     )
-    failed: list[dict[str, str]] = []
+    failed: list[dict[str, str]] = [{"path": path, "error": reason} for path, reason in refused.items()]
+    readable = [path for path in files if path not in refused]
     rejected: dict[str, int] = {}
     layouts: dict[str, set[str]] = {}
     zero_muon_events = 0
     with QuarantineWriter(out_dir / QUARANTINE_NAME) as quarantine:
         with ShardWriter(out_dir, metadata, events_per_shard) as writer:
-            for piece, accepted, bad_rows in iter_file_pieces(files, failed):
+            for piece, accepted, bad_rows in iter_file_pieces(readable, failed):
                 layouts.setdefault(piece.layout, set()).add(piece.path)
                 if piece.layout == corsika.LAYOUT and depth_propagation is not None:
                     accepted = depth_propagation(accepted)
@@ -195,6 +264,8 @@ def _convert_files(
         "quarantine": None if quarantine_path is None else str(quarantine_path),
         "out_dir": str(out_dir),
         "depth_propagation": extra.get("depth_propagation"),
+        "site": carried.get("site"),
+        "dropped_metadata": dropped,
     }
 
 
@@ -241,5 +312,7 @@ def print_convert_summary(summary: dict[str, Any], stream: TextIO | None = None)
         print(f"  rejected rows (quarantine: {summary['quarantine']}):", file=out)
         for reason, n in summary["rejected"].items():
             print(f"    {reason:<26} {n}", file=out)
+    if summary.get("dropped_metadata"):
+        print(f"  {summary['dropped_metadata']}", file=out)
     for failure in summary["failed_files"]:
         print(f"  FAILED {failure['path']}: {failure['error']}", file=out)

@@ -18,32 +18,66 @@ from collections.abc import Iterable
 LEGACY_SITE = "icecube"
 
 
-def site_of(path: str | os.PathLike, layout: str, unrecorded: str | None = LEGACY_SITE) -> str | None:
-    """Site name of one file: the native metadata's ``site`` (or ``config.site``), else ``unrecorded``
-    (:data:`LEGACY_SITE`; None where a file without the key belongs to no site, e.g. primaries only)."""
-    if layout == "legacy-parquet" or layout == "legacy-hdf5":  # the original pipeline's: South Pole ice
-        return LEGACY_SITE
-    if layout != "native":
-        return unrecorded
-    from mubundle.data.native import read_metadata
+#: Layouts of the original pipeline: their files count as :data:`LEGACY_SITE` unless the
+#: ``mubundle`` metadata of our legacy writers records another site.
+LEGACY_LAYOUTS = ("legacy-parquet", "legacy-hdf5")
 
-    try:
+
+def file_metadata(path: str | os.PathLike, layout: str) -> dict:
+    """The mubundle metadata of a native file, or of a legacy file (its ``mubundle`` JSON, written by
+    :mod:`mubundle.data.writers`; {} for the original pipeline's files and other layouts).
+    Raises ``ValueError`` / ``OSError`` when it cannot be read."""
+    if layout == "native":
+        from mubundle.data.native import read_metadata
+
         metadata = read_metadata(path)
+        return metadata if isinstance(metadata, dict) else {}
+    if layout not in LEGACY_LAYOUTS:
+        return {}
+    from mubundle.data import legacy, remote
+
+    with remote.opened(remote.as_path(path)) as source:
+        if layout == "legacy-hdf5":
+            import h5py
+
+            with h5py.File(source, "r") as handle:
+                return legacy.hdf5_metadata(handle)
+        import pyarrow.parquet as pq
+
+        return legacy.parquet_metadata(pq.read_schema(source).metadata)
+
+
+def metadata_site(metadata: dict) -> str | None:
+    """The ``site`` (or ``config.site``) a file's metadata records, None when none."""
+    config = metadata.get("config")
+    site = metadata.get("site") or (config.get("site") if isinstance(config, dict) else None)
+    return str(site) if site else None
+
+
+def site_of(path: str | os.PathLike, layout: str, unrecorded: str | None = LEGACY_SITE) -> str | None:
+    """Site name of one file: the native or legacy metadata's ``site`` (or ``config.site``), else
+    ``unrecorded`` (:data:`LEGACY_SITE`; None where a file without the key belongs to no site, e.g.
+    primaries only). A legacy file without the key is :data:`LEGACY_SITE` (the original pipeline's:
+    South Pole ice)."""
+    if layout in LEGACY_LAYOUTS:
+        unrecorded = LEGACY_SITE
+    elif layout != "native":
+        return unrecorded
+    try:
+        metadata = file_metadata(path, layout)
     except (ValueError, OSError) as error:  # unreadable metadata: the rows are still validated when read
         logging.getLogger(__name__).warning("%s: metadata unreadable (%s); counted as site %s", path, error, unrecorded)
         return unrecorded
-    if not isinstance(metadata, dict):
-        return unrecorded
-    site = metadata.get("site") or (metadata.get("config") or {}).get("site")
-    return str(site) if site else unrecorded
+    return metadata_site(metadata) or unrecorded
 
 
 def require_one_site(files: Iterable[tuple[str, str]], what: str = "the training data mixes",
-                     unrecorded: str | None = LEGACY_SITE) -> str | None:
+                     unrecorded: str | None = LEGACY_SITE,
+                     advice: str = "train on one site's files (see `mubundle simulate --site`)") -> str | None:
     """The one site of ``files`` ((path, layout) pairs); ValueError naming each site and a file of it
     when they differ (``what`` starts the message). Files without a recorded site count as
     ``unrecorded`` (:func:`site_of`; None: they are left out). Returns ``unrecorded`` when no file
-    has a site."""
+    has a site. ``advice`` ends the message."""
     first_file: dict[str, str] = {}
     for path, layout in files:
         site = site_of(path, layout, unrecorded)
@@ -53,13 +87,13 @@ def require_one_site(files: Iterable[tuple[str, str]], what: str = "the training
         listing = "; ".join(f"{site} (e.g. {path})" for site, path in sorted(first_file.items()))
         raise ValueError(
             f"{what} observation sites: {listing}. Depths and muons of different sites "
-            "are in different media; train on one site's files (see `mubundle simulate --site`)"
+            f"are in different media; {advice}"
         )
     return next(iter(first_file), unrecorded)
 
 
 def site_of_paths(paths: Iterable[str | os.PathLike], what: str = "the training data mixes",
-                  primaries: bool = False) -> str | None:
+                  primaries: bool = False, **advice: str) -> str | None:
     """The one site of the files behind ``paths`` (files, globs, directories; unreadable files are
     left to the readers to report); ValueError as :func:`require_one_site` when they differ.
 
@@ -75,7 +109,8 @@ def site_of_paths(paths: Iterable[str | os.PathLike], what: str = "the training 
             files.append((str(path), detect_layout(path, primaries=primaries)))
         except DataFileError:
             continue
-    return require_one_site(files, what, None if primaries else LEGACY_SITE)
+    return require_one_site(files, what, None if primaries else LEGACY_SITE, **advice)
 
 
-__all__ = ["LEGACY_SITE", "require_one_site", "site_of", "site_of_paths"]
+__all__ = ["LEGACY_LAYOUTS", "LEGACY_SITE", "file_metadata", "metadata_site", "require_one_site", "site_of",
+           "site_of_paths"]

@@ -212,7 +212,7 @@ def generate_from_primaries(
     check_files_site(getattr(sampler, "domain", None), getattr(sampler, "name", "model"), primaries, "primaries",
                      primaries=True)
     report = PrimaryReadReport()
-    file_metadata = default_metadata("mubundle generate", config=metadata or {})
+    file_metadata = default_metadata("mubundle generate", config=metadata or {}, **site_fields(sampler))
     bar = _progress(count_rows(primaries), "generate", progress)
     extrapolated = unphysical = 0
     # the executor first: an unreachable scheduler fails before an output file is begun
@@ -273,6 +273,21 @@ def model_site(model: "Sampler | ModelRef") -> str:
 
     sampler = model.load()[0] if isinstance(model, ModelRef) else model
     return recorded_site(getattr(sampler, "domain", None)) or DEFAULT_SITE
+
+
+def site_fields(model: "Sampler | ModelRef") -> dict[str, str]:
+    """Top-level metadata of ``model``'s recorded site (the keys of ``mubundle simulate``'s
+    :func:`~mubundle.sim.run.site_metadata`: ``site``, ``medium``, ``depth_unit``), so that
+    :func:`mubundle.data.sites.site_of` reads the output as of that site; {} when the model
+    records no site of the simulator (then the file counts as the legacy site, as before)."""
+    from mubundle.model.domain import recorded_site
+
+    sampler = model.load()[0] if isinstance(model, ModelRef) else model
+    name = recorded_site(getattr(sampler, "domain", None))
+    if name is None:
+        return {}
+    site = get_site(name)
+    return {"site": site.name, "medium": site.medium.name, "depth_unit": site.medium.depth_unit}
 
 
 _SIM_DEFAULTS = SimConfig()
@@ -364,7 +379,7 @@ def generate_from_flux(
     site = model_site(model) if settings.depth_kind == "vertical" else DEFAULT_SITE
     if settings.depth_kind == "vertical":
         config["vertical_depth_site"] = site  # whose spherical overburden converted --depths
-    file_metadata = default_metadata("mubundle generate --flux", config=config)
+    file_metadata = default_metadata("mubundle generate --flux", config=config, **site_fields(model))
     rate = rate_squares = 0.0
     extrapolated = unphysical = 0
 
