@@ -7,33 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from helpers import make_synthetic_batch
 from mubundle.cli import main
-from mubundle.data.batch import RaggedBatch
 from mubundle.data.convert import convert
 from mubundle.data.native import read_metadata, write_shard
 from mubundle.data.sites import site_of, site_of_paths
 from mubundle.data.sources import detect_layout, read_events
 from mubundle.data.writers import write_batch
+from test_site_checks import arca_events
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corsika"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared CORSIKA files not available")
-
-
-def arca_events(n: int, seed: int) -> RaggedBatch:
-    """Events inside km3net-arca's domain (E0 1e4-1e6 GeV, zenith <= 6 deg, slant depth 3-3.3 km)."""
-    batch = make_synthetic_batch(n, seed=seed)
-    rng = np.random.default_rng(seed)
-    conditions = batch.conditions.copy()
-    conditions[:, 0] = 10 ** rng.uniform(4, 6, n)
-    conditions[:, 1] = rng.uniform(0, 0.1, n)
-    conditions[:, 3] = rng.uniform(3.0, 3.3, n)
-    muons = batch.flat_muons.copy()
-    muons[:, 0] = np.minimum(muons[:, 0], np.repeat(conditions[:, 0], batch.counts) / 2)
-    return RaggedBatch(conditions.astype(batch.conditions.dtype), batch.counts, muons)
 
 
 def site_keys(metadata: dict) -> dict:
