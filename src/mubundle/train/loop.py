@@ -391,6 +391,9 @@ def _check_same_data_on_every_rank(parts: Components) -> None:
     differing = [rank for rank, fingerprint in enumerate(fingerprints) if fingerprint != fingerprints[0]]
     first = differing[0]
     ranks = ", ".join(str(rank) for rank in differing)
+    # every rank refuses alike; all leave the last collective before any tears the group down
+    # (a rank still finishing the gather when a peer closed its sockets aborted in gloo under load)
+    distributed.barrier(parts.context)
     raise InvalidValueError(
         f"the processes see different --data files: rank{'s' if len(differing) > 1 else ''} {ranks} "
         f"{'differ' if len(differing) > 1 else 'differs'} from rank 0; on rank {first}: "
