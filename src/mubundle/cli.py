@@ -429,10 +429,13 @@ def _report_failure(args: argparse.Namespace, error: BaseException) -> int:
 def _command_prefix(command: str) -> str:
     """``mubundle COMMAND``, with ``(rank R)`` in a distributed run (torchrun's WORLD_SIZE > 1), whose
     N processes print into one terminal: the lines then say which process has the problem."""
-    rank, world_size = os.environ.get("RANK", "").strip(), os.environ.get("WORLD_SIZE", "1").strip()
-    if rank and world_size.isdigit() and int(world_size) > 1:
-        return f"mubundle {command} (rank {rank})"
-    return f"mubundle {command}"
+    from mubundle.train.dist_env import context_from_env
+
+    try:
+        context = context_from_env()
+    except ValueError:  # a malformed RANK / WORLD_SIZE: the command's own error says so
+        return f"mubundle {command}"
+    return f"mubundle {command} (rank {context.rank})" if context.enabled else f"mubundle {command}"
 
 
 def _stdout_reader_gone() -> bool:

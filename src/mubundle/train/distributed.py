@@ -29,13 +29,13 @@ import re
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import torch
 import torch.distributed as dist
 
 from mubundle.errors import DistributedRunError
+from mubundle.train.dist_env import DistContext, context_from_env  # noqa: F401 (the loop's names)
 
 #: torch's own distributed errors (torch 2.13: DistError and its subclasses DistBackendError,
 #: DistNetworkError, DistStoreError; all RuntimeErrors)
@@ -46,35 +46,6 @@ _DIST_ERRORS: tuple[type[BaseException], ...] = tuple(
 #: (``[.../third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error ...``), c10d names itself
 _BACKEND_MESSAGE = re.compile(r"/gloo/|\bc10d\b|ProcessGroup(Gloo|NCCL)")
 _PORT_IN_USE = re.compile(r"EADDRINUSE|address already in use", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class DistContext:
-    """Where this process sits in the job (rank 0 of 1 when not distributed)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        """True on the process that writes checkpoints, metrics and logs."""
-        return self.rank == 0
-
-
-def context_from_env(environ: dict[str, str] | None = None) -> DistContext:
-    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK (defaults: single process)."""
-    environ = os.environ if environ is None else environ
-    world_size = int(environ.get("WORLD_SIZE", "1"))
-    rank = int(environ.get("RANK", "0"))
-    local_rank = int(environ.get("LOCAL_RANK", str(rank)))
-    if not 0 <= rank < world_size:
-        raise ValueError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world_size})")
-    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
 def backend_for(device: torch.device) -> str:

@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -36,6 +35,7 @@ from mubundle.data.lock import directory_lock
 from mubundle.errors import InvalidValueError
 from mubundle.train.checkpoint import list_checkpoints
 from mubundle.train.config import TrainConfig, with_init_model_config
+from mubundle.train.dist_env import context_from_env
 from mubundle.train.supervisor import EXIT_DIVERGED, supervise
 
 logger = logging.getLogger("mubundle.train")
@@ -136,18 +136,16 @@ def child_arguments(args: argparse.Namespace) -> list[str]:
 def train_from_args(args: argparse.Namespace) -> int:
     """Run ``mubundle train`` (see ``mubundle train --help``); returns the exit code."""
     run_dir = Path(args.run_dir)
-    # torchrun's RANK, read without importing torch (the supervising parent stays light; the
-    # loop checks the variable): the warnings about the config are rank 0's alone
-    config, changes = resolve_config(run_dir, args.config, cli_overrides(args),
-                                     report=os.environ.get("RANK", "0").strip() in ("", "0"))
+    context = context_from_env()  # torchrun's environment, read without torch: the parent stays light
+    # the warnings about the config are rank 0's alone
+    config, changes = resolve_config(run_dir, args.config, cli_overrides(args), report=context.is_main)
     if getattr(args, "max_restarts", 0) and args.max_restarts > 0:
-        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):
+        if context.enabled:
             # one supervisor per rank would fight over the run directory's lock and restart its
             # own rank alone, while a restart needs the whole process group (docs/training.md, DDP)
             raise InvalidValueError(
-                "--max-restarts supervises a single-process run; under torchrun (WORLD_SIZE "
-                f"{os.environ['WORLD_SIZE'].strip()}) drop it and run the same torchrun command again after a "
-                "failure: it resumes from the last checkpoint"
+                f"--max-restarts supervises a single-process run; under torchrun (WORLD_SIZE {context.world_size}) "
+                "drop it and run the same torchrun command again after a failure: it resumes from the last checkpoint"
             )
         # the supervisor holds the run directory's lock and hands it to each attempt
         with directory_lock(run_dir, "mubundle train --max-restarts") as lock:
@@ -157,11 +155,10 @@ def train_from_args(args: argparse.Namespace) -> int:
             )
         return result.exit_code
     # torch is imported only here, below the supervisor branch: the supervising parent stays light
-    from mubundle.train.distributed import context_from_env
     from mubundle.train.guard import TrainingDiverged
     from mubundle.train.loop import train
 
-    is_main = context_from_env().is_main
+    is_main = context.is_main
     # rank 0 (or the single process) locks the run directory; the loop calls write_run_config
     # once every check that can refuse the run has passed, before it writes anything itself
     with directory_lock(run_dir, "mubundle train") if is_main else contextlib.nullcontext():
