@@ -276,8 +276,8 @@ def model_site(model: "Sampler | ModelRef") -> str:
 
 
 def site_fields(model: "Sampler | ModelRef") -> dict[str, str]:
-    """Top-level metadata of ``model``'s recorded site (the keys of ``mubundle simulate``'s
-    :func:`~mubundle.sim.run.site_metadata`: ``site``, ``medium``, ``depth_unit``), so that
+    """Top-level metadata of ``model``'s recorded site (:meth:`~mubundle.sim.site.Site.metadata`,
+    as ``mubundle simulate`` writes it: ``site``, ``medium``, ``depth_unit``), so that
     :func:`mubundle.data.sites.site_of` reads the output as of that site; {} when the model
     records no site of the simulator (then the file counts as the legacy site, as before)."""
     from mubundle.model.domain import recorded_site
@@ -286,8 +286,7 @@ def site_fields(model: "Sampler | ModelRef") -> dict[str, str]:
     name = recorded_site(getattr(sampler, "domain", None))
     if name is None:
         return {}
-    site = get_site(name)
-    return {"site": site.name, "medium": site.medium.name, "depth_unit": site.medium.depth_unit}
+    return get_site(name).metadata()
 
 
 _SIM_DEFAULTS = SimConfig()

@@ -184,11 +184,8 @@ def chunk_metadata(config: SimConfig, chunk: int) -> dict:
 def site_metadata(config: SimConfig) -> dict:
     """Shard metadata of the site: ``site`` (its name; training refuses a set mixing sites),
     its medium, depth unit, surface altitude and flux settings."""
-    site = config.site_spec
     return {
-        "site": site.name,
-        "medium": site.medium.name,
-        "depth_unit": site.medium.depth_unit,
+        **config.site_spec.metadata(),
         "surface_altitude_m": config.altitude_m,
         "flux": config.flux,
         "area_m2": config.area_m2 if config.flux else None,

@@ -117,6 +117,11 @@ class Site:
     overburden_radius_m: float
     description: str
 
+    def metadata(self) -> dict[str, str]:
+        """The keys a data file records of its site: ``site`` (the name; :mod:`mubundle.data.sites`
+        reads it), ``medium`` and ``depth_unit`` (what its depths are km of)."""
+        return {"site": self.name, "medium": self.medium.name, "depth_unit": self.medium.depth_unit}
+
     @property
     def depth_unit_radius_m(self) -> float:
         """Radius of the overburden sphere in metres *of the depth unit* (m of medium; m w.e.
