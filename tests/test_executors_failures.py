@@ -20,7 +20,8 @@ from mubundle.cli import main
 from mubundle.data.native import shard_path
 from mubundle.errors import EXIT_DISTRIBUTED, EXIT_USAGE, exit_code_and_message
 from mubundle.executors import (
-    DASK_ADDRESS_FORMS, DaskConnectionError, DaskExecutor, SerialExecutor, check_executor_arguments,
+    DASK_ADDRESS_FORMS, SCHEMES_NOT_OVER_TCP, DaskConnectionError, DaskExecutor, SerialExecutor,
+    check_executor_arguments, check_scheduler_reachable,
 )
 from mubundle.sim.config import SimConfig
 from mubundle.sim.run import simulate_dataset
@@ -48,6 +49,30 @@ def test_a_dask_value_that_is_no_address_is_refused_naming_the_accepted_forms(tm
     err = capsys.readouterr().err
     assert err == f"mubundle simulate: error: {DASK_ADDRESS_FORMS}, got {address!r}\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("address", ["inproc://10.0.0.1/1234/1", "ucx://10.0.0.2:8786", "ucxx://10.0.0.2:8786"])
+def test_an_address_not_over_tcp_is_neither_parsed_nor_probed_by_either_check(address, monkeypatch):
+    pytest.importorskip("distributed")
+    from distributed.comm.registry import backends
+
+    monkeypatch.setitem(backends, "ucxx", object())  # the scheme distributed-ucxx registers when installed
+
+    def tcp_probe(*args, **kwargs):
+        raise AssertionError(f"{address} was probed by a TCP connection")
+
+    monkeypatch.setattr(socket, "create_connection", tcp_probe)
+    check_executor_arguments(address)
+    check_scheduler_reachable(address, timeout_s=1.0)
+
+
+def test_every_transport_distributed_knows_is_over_tcp_or_left_to_the_client():
+    pytest.importorskip("distributed")
+    from distributed.comm.registry import backends
+    from distributed.comm.tcp import BaseTCPBackend  # tcp, tls, ws, wss: host:port over a TCP socket
+
+    not_over_tcp = {scheme for scheme, backend in backends.items() if not isinstance(backend, BaseTCPBackend)}
+    assert not_over_tcp <= SCHEMES_NOT_OVER_TCP
 
 
 def test_a_refused_scheduler_fails_at_once_and_leaves_no_output(tmp_path, capsys):

@@ -307,6 +307,21 @@ def test_rc1_exit_codes_are_the_documented_ones():
     assert set(NOT_RETRIED_EXIT_CODES) == {2, 3, 4, 5, 6, 130, 143}
 
 
+def test_rc1_an_exception_carrying_its_own_exit_code_ends_the_command_with_it_and_its_line():
+    """errors.py names no exception of another module: a CommandError subclass brings its exit code,
+    which wins over the built-in class it also derives from (this ConnectionError exits 7, not 5)."""
+    from mubundle.executors import DaskConnectionError
+
+    class ClusterGone(errors.CommandError, ConnectionError):
+        exit_code = errors.EXIT_DISTRIBUTED
+
+    for error_class in (ClusterGone, DaskConnectionError):
+        error = error_class("cannot connect to the Dask scheduler at tcp://x:1: Connection refused\n(is it running?)")
+        assert isinstance(error, ConnectionError) and error_class.exit_code == errors.EXIT_DISTRIBUTED
+        assert errors.exit_code_and_message(error) == (
+            errors.EXIT_DISTRIBUTED, "cannot connect to the Dask scheduler at tcp://x:1: Connection refused; (is it running?)")
+
+
 def test_rc1_stdout_closed_by_its_reader_stops_quietly_with_exit_141(tmp_path, events_file):
     import subprocess
     import sys

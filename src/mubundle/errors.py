@@ -7,9 +7,11 @@ valid, and a documented non-zero exit code (docs/data_format.md, "Errors and exi
 ``--debug`` or ``MUBUNDLE_DEBUG=1`` adds the Python traceback for bug reports.
 
 This module imports nothing of the package, so every layer (data ... evaluate) may raise
-these errors. :class:`UserError` subclasses also derive from ``ValueError`` where the
-package's functions documented ``ValueError`` before, so existing ``except ValueError``
-callers keep working.
+these errors. An exception ends a command with its own exit code when it derives from
+:class:`CommandError` and sets ``exit_code`` (:class:`UserError` and its subclasses here,
+``mubundle.executors.DaskConnectionError``). :class:`UserError` subclasses also derive from
+``ValueError`` where the package's functions documented ``ValueError`` before, so existing
+``except ValueError`` callers keep working.
 """
 
 from __future__ import annotations
@@ -57,10 +59,18 @@ EXIT_TERMINATED = 143
 DEBUG_ENV = "MUBUNDLE_DEBUG"
 
 
-class UserError(Exception):
+class CommandError(Exception):
+    """An exception that ends a ``mubundle`` command with its own ``exit_code``; its message is the
+    one line the command prints. A subclass sets ``exit_code`` and may also derive from the built-in
+    exception its callers catch (``ValueError``, ``ConnectionError``, ...)."""
+
+    exit_code: int = EXIT_INTERNAL
+
+
+class UserError(CommandError):
     """A failure the user can fix; its message is the one line the command prints."""
 
-    exit_code: int = EXIT_USAGE
+    exit_code = EXIT_USAGE
 
 
 class InvalidValueError(UserError, ValueError):
@@ -124,15 +134,14 @@ def describe_os_error(error: OSError) -> str:
 def exit_code_and_message(error: BaseException) -> tuple[int, str]:
     """The exit code and the one-line message for an exception that ended a command.
 
-    User errors (:class:`UserError`, ``ValueError``, ``OSError``) get their documented code;
-    anything else is a bug (:data:`EXIT_INTERNAL`).
+    A :class:`CommandError` gets its own ``exit_code`` (before the built-in classes it may also
+    derive from: a lost Dask scheduler is a ``ConnectionError`` but exits 7, not 5); ``ValueError``
+    and ``OSError`` get their documented code; anything else is a bug (:data:`EXIT_INTERNAL`).
     """
     if isinstance(error, KeyboardInterrupt):  # 128 + the signal: 130 Ctrl-C, 143 SIGTERM
         return 128 + int(getattr(error, "signum", EXIT_INTERRUPTED - 128)), "interrupted"
-    if isinstance(error, UserError):
+    if isinstance(error, CommandError):
         return error.exit_code, _one_line(str(error))
-    if _is_dask_connection_error(error):  # a ConnectionError, but the scheduler failed, not this machine's OS
-        return EXIT_DISTRIBUTED, _one_line(str(error))
     if isinstance(error, FileNotFoundError):
         if error.filename is not None:
             return EXIT_USAGE, f"{error.filename}: no such file or directory"
@@ -147,12 +156,6 @@ def exit_code_and_message(error: BaseException) -> tuple[int, str]:
     return EXIT_INTERNAL, _one_line(
         f"internal error {name}: {error} (a bug: rerun with --debug and report the traceback)"
     )
-
-
-def _is_dask_connection_error(error: BaseException) -> bool:
-    from mubundle.executors import DaskConnectionError  # imports nothing of the package
-
-    return isinstance(error, DaskConnectionError)
 
 
 def warning_text(message: Warning | str, category: type[Warning]) -> str:

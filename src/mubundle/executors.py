@@ -24,7 +24,8 @@ A Dask scheduler that cannot be reached, or is lost while chunks run, is a
 :class:`DaskConnectionError` (a ``ConnectionError``: an environment failure, not a bad argument)
 with one line naming the scheduler; a scheduler without workers is waited for, with one warning.
 
-This module imports nothing of the package.
+This module imports nothing of the package but :mod:`mubundle.errors` (which imports only the
+standard library).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import socket
 import uuid
 import warnings
 from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from mubundle.errors import EXIT_DISTRIBUTED, CommandError
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -65,13 +68,21 @@ DASK_MIN_WINDOW = 64
 DASK_ADDRESS_FORMS = "--dask takes a scheduler address (tcp://host:8786) or local:N"
 
 
-class DaskConnectionError(ConnectionError):
+#: Schemes of distributed's transports that are not TCP sockets (inproc: within this process;
+#: ucx, ucxx: UCX over InfiniBand, NVLink, ..., distributed-ucxx): their addresses are neither
+#: parsed as host:port nor probed by a TCP connection here; the client's own connection decides.
+SCHEMES_NOT_OVER_TCP = frozenset({"inproc", "ucx", "ucxx"})
+
+
+class DaskConnectionError(CommandError, ConnectionError):
     """The Dask scheduler cannot be reached, or the connection to it was lost mid-run.
 
     An ``OSError``: the environment failed, not an argument (``mubundle`` exits with the code of
     a failed distributed run, 7, as for a lost torchrun rank). The message is one line naming the
     scheduler's address.
     """
+
+    exit_code = EXIT_DISTRIBUTED
 
 
 class Executor:
@@ -414,33 +425,37 @@ def _reason(error: OSError) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _scheduler_endpoint(address: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of a scheduler address (``tcp://host:8786``, ``host:8786``, ``tls://...``);
-    ``ValueError`` naming the accepted forms otherwise."""
+def _scheduler_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of a scheduler address over TCP (``tcp://host:8786``, ``host:8786``, ``tls://...``);
+    None for a scheme in :data:`SCHEMES_NOT_OVER_TCP`; ``ValueError`` naming the accepted forms for
+    an unknown scheme or a TCP address without host and port."""
     from distributed.comm.addressing import parse_address, parse_host_port
     from distributed.comm.registry import get_backend
 
     try:
         scheme, location = parse_address(address)
         get_backend(scheme)  # an unknown scheme
+        if scheme in SCHEMES_NOT_OVER_TCP:
+            return None
         host, port = parse_host_port(location)
     except (ValueError, TypeError):
         raise ValueError(f"{DASK_ADDRESS_FORMS}, got {address!r}") from None
     if not host:
         raise ValueError(f"{DASK_ADDRESS_FORMS}, got {address!r}")
-    return scheme, host, int(port)
+    return host, int(port)
 
 
 def check_scheduler_reachable(dask: str | None, timeout_s: float = 30.0) -> None:
     """Open (and close) one TCP connection to the scheduler at ``dask``, so that a refused
     connection, an unknown host or an unreachable network fails at once, before a command
     writes anything: :class:`DaskConnectionError` naming the address. ``None``, ``local:N`` and
-    schemes not over TCP (``inproc://``, ``ucx://``) pass; the client's own connection decides."""
+    schemes not over TCP (:data:`SCHEMES_NOT_OVER_TCP`) pass; the client's own connection decides."""
     if dask is None or dask.startswith("local:"):
         return
-    if dask.split("://", 1)[0] in ("inproc", "ucx"):
+    endpoint = _scheduler_endpoint(dask)
+    if endpoint is None:
         return
-    _, host, port = _scheduler_endpoint(dask)
+    host, port = endpoint
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             pass
@@ -454,8 +469,9 @@ def check_scheduler_reachable(dask: str | None, timeout_s: float = 30.0) -> None
 def check_executor_arguments(dask: str | None, workers: int = 1) -> None:
     """Refuse ``--dask`` / ``--workers`` combinations that cannot run (``ValueError``, one line), before a
     command writes anything: both given, ``local:N`` without a positive N, an address that is
-    neither ``tcp://host:port`` (or another scheme distributed knows) nor ``local:N``, or ``--dask``
-    without dask.distributed installed (the message :class:`DaskExecutor` would give later).
+    neither ``tcp://host:port`` (or another scheme distributed knows; one of
+    :data:`SCHEMES_NOT_OVER_TCP` is not parsed further) nor ``local:N``, or ``--dask`` without
+    dask.distributed installed (the message :class:`DaskExecutor` would give later).
     Nothing is connected to (:func:`check_scheduler_reachable` does that)."""
     if dask is None:
         return
@@ -469,7 +485,7 @@ def check_executor_arguments(dask: str | None, workers: int = 1) -> None:
         import distributed  # noqa: F401  (DaskExecutor imports it anyway; an optional extra)
     except ImportError:
         raise ValueError(DASK_MISSING) from None
-    if not dask.startswith("local:") and dask.split("://", 1)[0] != "inproc":
+    if not dask.startswith("local:"):
         _scheduler_endpoint(dask)
 
 
@@ -493,5 +509,5 @@ def open_executor(dask: str | None = None, workers: int = 1, jobs: int | None = 
 __all__ = [
     "Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "DaskConnectionError", "open_executor",
     "check_executor_arguments", "check_scheduler_reachable", "add_dask_argument",
-    "DASK_OPTION_HELP", "DASK_ADDRESS_FORMS",
+    "DASK_OPTION_HELP", "DASK_ADDRESS_FORMS", "SCHEMES_NOT_OVER_TCP",
 ]
