@@ -90,6 +90,50 @@ def test_convert_refuses_inputs_of_two_sites_in_one_line_before_writing(shards, 
     assert not out.exists()
 
 
+def test_convert_detects_each_inputs_layout_and_reads_its_metadata_once_before_reading_it(tmp_path, monkeypatch):
+    """The site check, the CORSIKA run headers and the carried metadata share one pass over the
+    inputs (for a URL every open is a request); an unreadable input is still reported as FAILED."""
+    from collections import Counter
+
+    from corsika_writer import corsika_bytes, muon_rows
+    from helpers import make_synthetic_batch
+    from mubundle.data import convert as convert_module, sites, sources
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_shard(make_synthetic_batch(5, seed=1), inputs / "a.parquet", {"site": "icecube", "flux": "H3a"})
+    write_batch(make_synthetic_batch(5, seed=2), inputs / "b.h5", "hdf5", {})
+    (inputs / "DAT000001").write_bytes(corsika_bytes([dict(code=14, energy=1e6, zenith=0.1,
+                                                           particles=muon_rows([2e3], [0], [0]))]))
+    (inputs / "junk.parquet").write_bytes(b"not a data file")
+    calls: dict[str, Counter] = {"detect_layout": Counter(), "file_metadata": Counter()}
+
+    def counted(name, function):
+        def wrapper(path, *args, **kwargs):
+            calls[name][Path(path).name] += 1
+            return function(path, *args, **kwargs)
+        return wrapper
+
+    for module, name in ((sources, "detect_layout"), (convert_module, "detect_layout"),
+                         (sites, "file_metadata"), (convert_module, "file_metadata")):
+        if hasattr(module, name):  # a module that imported the name holds its own reference
+            monkeypatch.setattr(module, name, counted(name, getattr(module, name)))
+    before_reading: dict[str, dict[str, int]] = {}
+    read = convert_module.iter_file_pieces
+
+    def reading(paths, failed):
+        before_reading.update({name: dict(counter) for name, counter in calls.items()})
+        return read(paths, failed)
+
+    monkeypatch.setattr(convert_module, "iter_file_pieces", reading)
+    summary = convert([inputs], tmp_path / "o")
+    names = ["DAT000001", "a.parquet", "b.h5", "junk.parquet"]
+    assert before_reading == {"detect_layout": dict.fromkeys(names, 1),
+                              "file_metadata": dict.fromkeys(names[:3], 1)}
+    assert summary["events"] == 11 and summary["site"] == "icecube" and "corsika" in read_metadata(summary["shards"][0])
+    assert [Path(f["path"]).name for f in summary["failed_files"]] == ["junk.parquet"]
+
+
 # 3. legacy files written by mubundle keep the site they record
 
 @pytest.mark.parametrize("format", ["hdf5", "legacy-parquet"])

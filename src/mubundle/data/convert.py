@@ -35,8 +35,8 @@ from mubundle.data.batch import RaggedBatch
 from mubundle.data.dataset import INCOMPLETE_NAME, MANIFEST_NAME, QUARANTINE_NAME, begin_dataset, finish_dataset
 from mubundle.data.lock import directory_lock
 from mubundle.data.native import ShardWriter, default_metadata, read_metadata
-from mubundle.data.sites import file_metadata, metadata_site, site_of_paths
-from mubundle.data.sources import DataFileError, corsika_scan, detect_layout, expand_paths, iter_file_pieces
+from mubundle.data.sites import InputFile, inspect_files, metadata_site, require_one_site
+from mubundle.data.sources import DataFileError, corsika_scan, expand_paths, iter_file_pieces
 from mubundle.data.validate import QuarantineWriter, add_counts, counts_text
 
 PRODUCER = "mubundle convert"
@@ -114,25 +114,23 @@ def no_particle_output(found: corsika.CorsikaScan) -> str | None:
     return f"no particle output: {found.note()}; the muon number is unknown, not 0 (run CORSIKA with particle output)"
 
 
-def _corsika_runs(files: Sequence[str]) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, str]]:
-    """(the inputs that are CORSIKA files by their signature, run headers of those that scan ({path: scan}),
-    the refused ones without particle output ({path: reason}, :func:`no_particle_output}));
+def _corsika_runs(inputs: Sequence[InputFile]) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, str]]:
+    """(the ``inputs`` that are CORSIKA files by their signature, run headers of those that scan
+    ({path: scan}), the refused ones without particle output ({path: reason}, :func:`no_particle_output`));
     a file that fails its scan (truncated, ...) is reported later by the reader."""
-    corsika_files: list[str] = []
+    corsika_files = [file.path for file in inputs if file.layout == corsika.LAYOUT]
     runs: dict[str, dict[str, Any]] = {}
     refused: dict[str, str] = {}
-    for path in files:
+    for path in corsika_files:
         try:
-            if detect_layout(path) == corsika.LAYOUT:
-                corsika_files.append(path)
-                found = corsika_scan(path)
-                reason = no_particle_output(found)
-                if reason is None:
-                    runs[path] = found.to_dict()
-                else:
-                    refused[path] = reason
+            found = corsika_scan(path)
         except DataFileError:
             continue
+        reason = no_particle_output(found)
+        if reason is None:
+            runs[path] = found.to_dict()
+        else:
+            refused[path] = reason
     return corsika_files, runs, refused
 
 
@@ -143,22 +141,16 @@ SITE_KEYS = ("site", "medium", "depth_unit")
 FLUX_KEYS = ("flux", "area_m2")
 
 
-def carried_metadata(files: Sequence[str]) -> tuple[dict[str, Any], str | None]:
-    """(the site and flux metadata of the inputs that the output carries, one line naming the flux
+def carried_metadata(inputs: Sequence[InputFile]) -> tuple[dict[str, Any], str | None]:
+    """(the site and flux metadata of the ``inputs`` that the output carries, one line naming the flux
     keys dropped because the inputs disagree, or None). The inputs' sites must already agree
-    (:func:`convert` checks them); files whose layout is unknown are left to the reader."""
-    recorded: list[tuple[str, dict[str, Any]]] = []
-    for path in files:
-        try:
-            layout = detect_layout(path)
-        except DataFileError:
-            continue  # reported as FAILED by the reader
-        try:
-            recorded.append((path, file_metadata(path, layout)))
-        except (ValueError, OSError) as error:
+    (:func:`convert` checks them); files whose layout is unknown are not among ``inputs``
+    (:func:`~mubundle.data.sites.inspect_files`): the reader reports them."""
+    for file in inputs:
+        if file.unreadable is not None:
             logging.getLogger(__name__).warning("%s: metadata unreadable (%s); its site and flux are not carried",
-                                                path, error)
-            recorded.append((path, {}))
+                                                file.path, file.unreadable)
+    recorded = [(file.path, file.metadata) for file in inputs]
     carried: dict[str, Any] = {}
     site = next((metadata_site(m) for _, m in recorded if metadata_site(m)), None)
     if site is not None:
@@ -201,13 +193,15 @@ def convert(
         raise ValueError(f"--events-per-shard must be positive, got {events_per_shard}")
     files = [str(p) for p in expand_paths(inputs)]
     refuse_overlap([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs), files, out_dir)
+    inspected = inspect_files(files)  # each input's layout and metadata, read once for every use below
     # depths and muons of two sites are in two media: one dataset holds one site's events
-    site_of_paths(files, "the inputs of one conversion mix", advice="convert each site's files into its own --out")
+    require_one_site(inspected, "the inputs of one conversion mix",
+                     advice="convert each site's files into its own --out")
     with directory_lock(out_dir, PRODUCER):
         remove_stale_temporaries(out_dir)
         begin_dataset(out_dir, PRODUCER, f"run `mubundle convert` again with the same inputs and --out {out_dir}")
         clear_previous_output(out_dir)
-        summary = _convert_files(files, out_dir, events_per_shard, depth_propagation)
+        summary = _convert_files(files, inspected, out_dir, events_per_shard, depth_propagation)
         finish_dataset(
             out_dir, summary["shards"], PRODUCER,
             quarantine=[] if summary["quarantine"] is None else [summary["quarantine"]],
@@ -218,13 +212,15 @@ def convert(
 
 def _convert_files(
     files: list[str],
+    inspected: list[InputFile],
     out_dir: Path,
     events_per_shard: int,
     depth_propagation: Callable[[RaggedBatch], RaggedBatch] | None,
 ) -> dict[str, Any]:
-    """The conversion itself (``out_dir`` locked and marked incomplete by :func:`convert`)."""
+    """The conversion itself of ``files`` (``inspected``: those with a layout; ``out_dir`` locked and
+    marked incomplete by :func:`convert`)."""
     extra: dict[str, Any] = {}
-    corsika_files, runs, refused = _corsika_runs(files)
+    corsika_files, runs, refused = _corsika_runs(inspected)
     if depth_propagation is not None and not corsika_files:
         raise ValueError("--depths applies to CORSIKA particle files only, and none of the inputs is one")
     if runs:
@@ -232,7 +228,7 @@ def _convert_files(
         extra["depth_propagation"] = getattr(depth_propagation, "config", None) if depth_propagation else {
             "depths_km": [0.0], "depth": "observation level (no propagation)"
         }
-    carried, dropped = carried_metadata(files)
+    carried, dropped = carried_metadata(inspected)
     metadata = default_metadata(
         producer=PRODUCER, config={"inputs": files, "events_per_shard": int(events_per_shard)}, **carried, **extra
     )

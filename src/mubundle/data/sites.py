@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 #: Site of files that carry no ``site`` key (older native shards, legacy IceCube files).
 LEGACY_SITE = "icecube"
@@ -54,35 +56,76 @@ def metadata_site(metadata: dict) -> str | None:
     return str(site) if site else None
 
 
+@dataclass(frozen=True)
+class InputFile:
+    """One data file as inspected before its events are read: ``path`` (a local path or URL),
+    ``layout`` (:func:`~mubundle.data.sources.detect_layout`), ``metadata`` (:func:`file_metadata`;
+    {} for layouts without any, and when it cannot be read) and ``unreadable`` (why not, else None)."""
+
+    path: str
+    layout: str
+    metadata: dict[str, Any]
+    unreadable: str | None = None
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, layout: str) -> "InputFile":
+        """``path`` of ``layout`` with its metadata read (never raises for an unreadable one)."""
+        try:
+            return cls(str(path), layout, file_metadata(path, layout))
+        except (ValueError, OSError) as error:  # the rows are still validated when read
+            return cls(str(path), layout, {}, str(error))
+
+    def site(self, unrecorded: str | None = LEGACY_SITE) -> str | None:
+        """Site name of the file: its metadata's ``site`` (or ``config.site``), else ``unrecorded``
+        (:data:`LEGACY_SITE`; None where a file without the key belongs to no site, e.g. primaries
+        only). A legacy file without the key is :data:`LEGACY_SITE` (the original pipeline's:
+        South Pole ice)."""
+        if self.layout in LEGACY_LAYOUTS:
+            unrecorded = LEGACY_SITE
+        elif self.layout != "native":
+            return unrecorded
+        if self.unreadable is not None:
+            logging.getLogger(__name__).warning("%s: metadata unreadable (%s); counted as site %s",
+                                                self.path, self.unreadable, unrecorded)
+            return unrecorded
+        return metadata_site(self.metadata) or unrecorded
+
+
+def inspect_files(files: Iterable[str | os.PathLike], primaries: bool = False) -> list[InputFile]:
+    """Each of ``files`` (expanded: :func:`~mubundle.data.sources.expand_paths`) with its layout and
+    metadata, each read once (for a URL, every read is a request). Files without a layout (missing,
+    unknown signature, ...) are left out: the readers report them. ``primaries``: files of primaries
+    only are kept too (:func:`~mubundle.data.sources.detect_layout`)."""
+    from mubundle.data.sources import DataFileError, detect_layout
+
+    inspected = []
+    for path in files:
+        try:
+            layout = detect_layout(path, primaries=primaries)
+        except DataFileError:
+            continue
+        inspected.append(InputFile.read(path, layout))
+    return inspected
+
+
 def site_of(path: str | os.PathLike, layout: str, unrecorded: str | None = LEGACY_SITE) -> str | None:
-    """Site name of one file: the native or legacy metadata's ``site`` (or ``config.site``), else
-    ``unrecorded`` (:data:`LEGACY_SITE`; None where a file without the key belongs to no site, e.g.
-    primaries only). A legacy file without the key is :data:`LEGACY_SITE` (the original pipeline's:
-    South Pole ice)."""
-    if layout in LEGACY_LAYOUTS:
-        unrecorded = LEGACY_SITE
-    elif layout != "native":
-        return unrecorded
-    try:
-        metadata = file_metadata(path, layout)
-    except (ValueError, OSError) as error:  # unreadable metadata: the rows are still validated when read
-        logging.getLogger(__name__).warning("%s: metadata unreadable (%s); counted as site %s", path, error, unrecorded)
-        return unrecorded
-    return metadata_site(metadata) or unrecorded
+    """Site name of one file of ``layout`` (:meth:`InputFile.site`)."""
+    return InputFile.read(path, layout).site(unrecorded)
 
 
-def require_one_site(files: Iterable[tuple[str, str]], what: str = "the training data mixes",
+def require_one_site(files: Iterable[InputFile | tuple[str, str]], what: str = "the training data mixes",
                      unrecorded: str | None = LEGACY_SITE,
                      advice: str = "train on one site's files (see `mubundle simulate --site`)") -> str | None:
-    """The one site of ``files`` ((path, layout) pairs); ValueError naming each site and a file of it
-    when they differ (``what`` starts the message). Files without a recorded site count as
-    ``unrecorded`` (:func:`site_of`; None: they are left out). Returns ``unrecorded`` when no file
-    has a site. ``advice`` ends the message."""
+    """The one site of ``files`` (inspected files, :func:`inspect_files`, or (path, layout) pairs whose
+    metadata is read here); ValueError naming each site and a file of it when they differ (``what``
+    starts the message). Files without a recorded site count as ``unrecorded`` (:meth:`InputFile.site`;
+    None: they are left out). Returns ``unrecorded`` when no file has a site. ``advice`` ends the message."""
     first_file: dict[str, str] = {}
-    for path, layout in files:
-        site = site_of(path, layout, unrecorded)
+    for file in files:
+        inspected = file if isinstance(file, InputFile) else InputFile.read(*file)
+        site = inspected.site(unrecorded)
         if site is not None:
-            first_file.setdefault(site, str(path))
+            first_file.setdefault(site, inspected.path)
     if len(first_file) > 1:
         listing = "; ".join(f"{site} (e.g. {path})" for site, path in sorted(first_file.items()))
         raise ValueError(
@@ -101,16 +144,11 @@ def site_of_paths(paths: Iterable[str | os.PathLike], what: str = "the training 
     also reads Parquet files of primaries and CORSIKA files; a file that records no site then
     counts for none (None when no file records one), since a list of primaries is of no site.
     """
-    from mubundle.data.sources import DataFileError, detect_layout, expand_paths
+    from mubundle.data.sources import expand_paths
 
-    files = []
-    for path in expand_paths(list(paths)):
-        try:
-            files.append((str(path), detect_layout(path, primaries=primaries)))
-        except DataFileError:
-            continue
+    files = inspect_files(expand_paths(list(paths)), primaries)
     return require_one_site(files, what, None if primaries else LEGACY_SITE, **advice)
 
 
-__all__ = ["LEGACY_LAYOUTS", "LEGACY_SITE", "file_metadata", "metadata_site", "require_one_site", "site_of",
-           "site_of_paths"]
+__all__ = ["LEGACY_LAYOUTS", "LEGACY_SITE", "InputFile", "file_metadata", "inspect_files", "metadata_site",
+           "require_one_site", "site_of", "site_of_paths"]
