@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from helpers import make_synthetic_batch, same_events_up_to_depth_rounding
 
 from mubundle.data import legacy
@@ -173,3 +176,58 @@ def test_legacy_parquet_with_many_row_groups_keeps_row_numbers(tmp_path):
     assert list(result.rejected_rows.rows) == [33] and result.rejected == {"mass_no_nucleus": 1}
     assert result.rejected_rows.raw.conditions[0, 2] == np.float32(2.3)  # quarantined as stored (GeV)
     assert len(result.batch) == 49
+
+
+def _simulated_events(site: str, depths_km: tuple[float, ...], showers: int = 40):
+    """Events as `mubundle simulate --site SITE --depths ...` writes them: one event per shower and
+    depth at the slant depth of each vertical depth (the site's overburden), with its shard metadata."""
+    from mubundle.sim.config import SimConfig
+    from mubundle.sim.run import chunk_metadata, slant_depths_km
+
+    config = SimConfig(showers=showers, depths_km=depths_km, site=site)
+    rng = np.random.default_rng(7)
+    zenith = np.arccos(rng.uniform(np.cos(np.radians(70.0)), 1.0, showers))
+    slant = slant_depths_km(config, zenith)
+    muons = make_synthetic_batch(slant.size, seed=8)
+    conditions = muons.conditions.copy()
+    conditions[:, 1] = np.repeat(zenith, len(depths_km))
+    conditions[:, 3] = slant.reshape(-1)
+    return RaggedBatch(conditions, muons.counts, muons.flat_muons), chunk_metadata(config, 0), config.site_spec
+
+
+@pytest.mark.parametrize("format", ["legacy-parquet", "hdf5"])
+@pytest.mark.parametrize(("site", "depths_km", "metre_unit"),
+                         [("icecube", (1.5, 2.0, 2.5), "m of ice"), ("km3net-arca", (3.0, 3.3), "m of sea water")])
+def test_legacy_file_of_simulated_events_states_its_depths_in_the_columns_vertical_metres_and_reads_back_the_same(
+        tmp_path, format, site, depths_km, metre_unit):
+    """The depth metadata of a legacy file agrees with its depth column (vertical m, the original
+    convention): no km unit or km depth list next to it; read back, the events and the site
+    (site, medium, depth unit in km as simulate writes it) are those the writer was given."""
+    from mubundle.data import conventions
+    from mubundle.data.sites import file_metadata, site_of
+
+    batch, metadata, site_spec = _simulated_events(site, depths_km)
+    path = tmp_path / ("events.h5" if format == "hdf5" else "events.parquet")
+    write_batch(batch, path, format, metadata)
+    if format == "hdf5":
+        with h5py.File(path, "r") as handle:
+            stored, column_m = json.loads(handle.attrs[legacy.METADATA_KEY]), handle["primaries"][:, 6]
+    else:
+        stored = json.loads(pq.read_schema(path).metadata[legacy.METADATA_KEY.encode()])
+        column_m = np.array([row[3] for row in pq.read_table(path).column(legacy.PRIMARY_COLUMN).to_pylist()])
+
+    assert stored["legacy_units"] == "original" and stored["units"]["conditions"]["depth"].startswith(metre_unit)
+    assert stored["depth_unit"] == metre_unit and (stored["site"], stored["medium"]) == (site, site_spec.medium.name)
+    assert not [key for key in stored if key.endswith("_km")]  # config.depths_km: the command's own settings
+    assert stored["depths_sorted_m"] == [depth * 1000.0 for depth in depths_km]
+    nearest = np.min(np.abs(column_m[:, None] - np.array(stored["depths_sorted_m"])[None, :]), axis=1)
+    assert nearest.max() < 0.01  # m: every event lies at one of the recorded vertical depths
+
+    layout = detect_layout(path)
+    result = read_events(path)
+    expected, _ = conventions.to_mubundle_units(conventions.to_original_units(batch.conditions), conventions.ORIGINAL)
+    assert result.batch.conditions.tobytes() == expected.tobytes()  # the float32 vertical metres, bit for bit
+    assert same_events_up_to_depth_rounding(result.batch, batch) and not result.rejected
+    recorded = file_metadata(path, layout)
+    assert {key: recorded[key] for key in ("site", "medium", "depth_unit")} == site_spec.metadata()
+    assert site_of(path, layout) == site

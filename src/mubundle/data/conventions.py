@@ -20,6 +20,7 @@ no row fits is refused with one line naming the column and its range.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,14 @@ ORIGINAL_CONDITION_UNITS: dict[str, str] = {
     "mass": "GeV (rest mass of the primary nucleus)",
     "depth": "m (vertical depth below the ice surface, Muonitron Tracks key)",
 }
+#: Metadata keys of a file's site depths (:meth:`mubundle.sim.site.Site.metadata`, ``mubundle simulate``):
+#: what one unit of ``depth`` is ("km of ice", "km of sea water", "km w.e."), and the vertical depths
+#: simulated; a legacy file states them in metres (:func:`original_metadata`).
+DEPTH_UNIT_KEY = "depth_unit"
+DEPTHS_SORTED_KM_KEY = "depths_sorted_km"
+DEPTHS_SORTED_M_KEY = "depths_sorted_m"
+_KM_UNIT = re.compile(r"km( .*)?")
+_M_UNIT = re.compile(r"m( .*)?")
 #: Plausible vertical depths (m) in the original convention: the ice surface down to 20 km
 #: (no muon of a cosmic-ray shower reaches a vertical depth of 20 km of ice).
 MAX_VERTICAL_DEPTH_M = 20_000.0
@@ -149,10 +158,36 @@ def to_original_units(conditions: np.ndarray) -> np.ndarray:
 
 
 def original_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """``metadata`` for a legacy file written in the original convention (units and ``legacy_units`` set)."""
+    """``metadata`` for a legacy file written in the original convention (units and ``legacy_units`` set).
+
+    The site's depth keys are restated in the file's depth column's terms, vertical metres of the
+    medium: ``depth_unit`` "km of ice" -> "m of ice" ("km w.e." -> "m w.e."), ``depths_sorted_km``
+    -> ``depths_sorted_m`` (the vertical depths the column holds). A km unit next to a metre column
+    would tell a reader of the file the wrong scale; :func:`imported_metadata` restores the km unit
+    when mubundle reads the file back. ``config`` (the producing command's settings) is kept as is.
+    """
     result = dict(metadata or {})
     units = dict(result.get("units") or {})
     units["conditions"] = dict(ORIGINAL_CONDITION_UNITS)
+    depth_unit = result.get(DEPTH_UNIT_KEY)
+    if isinstance(depth_unit, str) and _KM_UNIT.fullmatch(depth_unit):
+        result[DEPTH_UNIT_KEY] = "m" + depth_unit[2:]
+        units["conditions"]["depth"] = (f"{result[DEPTH_UNIT_KEY]} (vertical depth below the surface of the medium, "
+                                        "Muonitron Tracks key)")
+    if isinstance(result.get(DEPTHS_SORTED_KM_KEY), (list, tuple)):
+        result[DEPTHS_SORTED_M_KEY] = [float(depth) * 1000.0 for depth in result.pop(DEPTHS_SORTED_KM_KEY)]
     result["units"] = units
     result[LEGACY_UNITS_KEY] = ORIGINAL
     return result
+
+
+def imported_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The ``mubundle`` metadata of a legacy file with its site's ``depth_unit`` in mubundle's km
+    ("m of ice" -> "km of ice"), the unit of the events' depth once read (slant km of the medium),
+    so that the site keys carried into native shards are those ``mubundle simulate`` writes.
+    Other keys are left as the file states them; files without a metre unit are returned unchanged."""
+    depth_unit = metadata.get(DEPTH_UNIT_KEY)
+    if metadata.get(LEGACY_UNITS_KEY) != ORIGINAL or not (isinstance(depth_unit, str)
+                                                          and _M_UNIT.fullmatch(depth_unit)):
+        return metadata
+    return {**metadata, DEPTH_UNIT_KEY: "k" + depth_unit}

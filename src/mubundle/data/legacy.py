@@ -75,7 +75,8 @@ def _leaf_values(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _file_metadata(raw: bytes | str | None) -> dict:
-    """The JSON ``mubundle`` metadata of a legacy file ({} when absent or unreadable)."""
+    """The JSON ``mubundle`` metadata of a legacy file ({} when absent or unreadable), its site's
+    ``depth_unit`` in km as the events are read (:func:`mubundle.data.conventions.imported_metadata`)."""
     import json
 
     if raw is None:
@@ -84,7 +85,7 @@ def _file_metadata(raw: bytes | str | None) -> dict:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return {}
-    return value if isinstance(value, dict) else {}
+    return conventions.imported_metadata(value) if isinstance(value, dict) else {}
 
 
 def parquet_metadata(schema_metadata: dict | None) -> dict:

@@ -14,7 +14,9 @@
   ``[E, zenith, mass, depth]``, ``muons`` list<list<float32>> ``[E, x, y]``, in this order.
   Ids are the batch's own (``RaggedBatch.ids``) or, without them, ``event // 1_000_000`` and
   ``event % 1_000_000`` (exact in float32). Both carry the ``mubundle`` metadata with
-  ``legacy_units = "original"`` so mubundle reads them back in the right convention.
+  ``legacy_units = "original"`` so mubundle reads them back in the right convention, and the
+  site's depth keys in the depth column's vertical metres (``depth_unit`` "m of ice",
+  ``depths_sorted_m``; :func:`mubundle.data.conventions.original_metadata`).
 
 All writers are atomic (temporary file, fsync, rename).
 """
