@@ -26,7 +26,8 @@ test: $(STAMP)
 
 # the benchmarks that need no input; the others read datasets or CORSIKA files given on their command
 # line (model_flux_intensity, multiplicity_compare, multiplicity_flux_rate, muon_energy_tail, muon_origins,
-# vs_corsika, plot_vs_corsika, train_recipe_speed; commands in docs/pretrained.md, docs/simulator.md, docs/training.md)
+# vs_corsika, plot_vs_corsika, train_recipe_speed, target_power; commands in docs/pretrained.md, docs/simulator.md,
+# docs/training.md, docs/evaluation.md)
 SELF_CONTAINED_BENCHMARKS := io_decode io_memory train_step generate_throughput sim_throughput scaleout \
 	validate_simulator generator_bias multiplicity_moments energy_by_multiplicity
 

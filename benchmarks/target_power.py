@@ -1,0 +1,250 @@
+"""How often a perfect generator meets the fidelity targets: the simulator against itself.
+
+``mubundle evaluate``'s targets (docs/evaluation.md) are statements about two finite samples:
+every distance ratio <= 1.5, the per-muon W1 of log10 E and of log10 r <= 1.5 x floor, the
+classifier AUC <= 0.55 and no flagged tail class (overall and per E0 bin: within +-20 % with
+>= 100 reference counts, else 1 inside the 2-sigma Poisson interval). On a small reference they
+fail by chance even for a generator that *is* the simulator. This script measures how often.
+
+The showers of ``--data`` (one or more datasets of ``mubundle simulate``, sampled primaries,
+one site and physics) are simulated a second time with another seed (``--twin-seed``): the
+same primaries and depths, new air showers and new losses underground: the **twin**, a perfect
+generator's output, paired with the data event for event as ``evaluate`` pairs a model's
+events with its reference. The showers are then cut into disjoint sets of ``--showers`` whole
+showers each, in a random order (``--seed``), and every set is compared with its twin by
+evaluate's own functions (reference = the set, candidate = its twin): each set is an
+independent trial. Per ``--showers`` it prints what each target gave per set and, over the
+sets, the fraction that met each target and all of them with the 68.3 % Clopper-Pearson
+interval, which metrics and tail classes failed how often, and the spread of the rates of the
+tail classes between the sets (measured and as if the counts were Poisson).
+
+Not measured: the multiplicity calibration (PIT KS), which needs a model's P(N | conditions).
+
+One JSON object on stdout. Run: ``python benchmarks/target_power.py --data SETS --showers 5000
+25000 --workers 2`` (each size needs at least one set's worth of showers; the twin costs as
+much CPU as the data did).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from scipy import stats
+
+from mubundle.benchmark_cli import (
+    NothingToReport, integer, make_parser, positive_int, print_json, refuse_unless, require_events, run, seed_int,
+)
+from mubundle.data.batch import RaggedBatch
+from mubundle.evaluate.metrics import compare, is_paired, shower_ids
+from mubundle.evaluate.report import TARGET_MAX_AUC, TARGET_MAX_RATIO, summarise
+from mubundle.evaluate.tails import TAIL_CLASSES, class_counts, tail_report
+from mubundle.sim.config import SimConfig
+
+#: the central confidence level of the pass-rate intervals (one Gaussian sigma)
+CONFIDENCE_LEVEL = 0.683
+#: the SimConfig fields that decide a shower's physics: the data files must agree on them
+PHYSICS_FIELDS = ("site", "depths_km", "interaction_model", "min_energy", "ice_v_cut", "surface_altitude_m")
+
+
+def simulation_config(paths: list[str]) -> SimConfig:
+    """The simulate configuration recorded in the data files (native shards of ``mubundle
+    simulate``), refused when a file records none or files differ in :data:`PHYSICS_FIELDS`."""
+    from mubundle.configio import from_dict
+    from mubundle.data.native import read_metadata
+
+    configs = {}
+    for path in paths:
+        recorded = read_metadata(path).get("config")
+        refuse_unless(isinstance(recorded, dict) and "depths_km" in recorded,
+                      f"{path} records no simulate configuration: the twin needs showers of `mubundle simulate`")
+        configs[path] = recorded
+    first_path, first = next(iter(configs.items()))
+    for path, recorded in configs.items():
+        differing = [name for name in PHYSICS_FIELDS if recorded.get(name) != first.get(name)]
+        refuse_unless(not differing, f"{path} differs from {first_path} in {', '.join(differing)}: one site and physics only")
+    return from_dict(SimConfig, first, where=first_path)
+
+
+def shower_rows(batch: RaggedBatch, n_depths: int) -> np.ndarray:
+    """(S, D, 4) conditions of the data's showers: the events must come as whole showers, D
+    consecutive rows of one primary at ascending depths (as simulate writes them)."""
+    conditions = batch.conditions
+    refuse_unless(len(conditions) % n_depths == 0,
+                  f"{len(conditions)} events are not whole showers of {n_depths} depths (rows rejected on reading?)")
+    showers = conditions.reshape(-1, n_depths, 4)
+    primary_differs = np.any(showers[:, :, :3] != showers[:, :1, :3], axis=(1, 2))
+    depth_falls = np.any(np.diff(showers[:, :, 3], axis=1) <= 0, axis=1) if n_depths > 1 else np.zeros(len(showers), bool)
+    broken = np.flatnonzero(primary_differs | depth_falls)
+    refuse_unless(broken.size == 0, f"the events are not whole showers of {n_depths} depths from event "
+                                    f"{broken[:1].tolist() and int(broken[0]) * n_depths} on (rows rejected on reading?)")
+    return showers
+
+
+def twin_of(batch: RaggedBatch, config: SimConfig, seed: int, workers: int) -> RaggedBatch:
+    """The showers of ``batch`` simulated again (same primaries and depths, seed ``seed``), event for
+    event in ``batch``'s order: a perfect generator's sample paired with ``batch``. Parts of
+    ``config.showers_per_chunk`` showers, part k seeded by ``SeedSequence([seed, 0x7717, k])``
+    (never a stream of simulate's own chunks); the result does not depend on ``workers``."""
+    from mubundle.sim.run import simulate_showers
+
+    showers = shower_rows(batch, len(config.depths_km))
+    group = config.showers_per_chunk
+    parts = []
+    for part, start in enumerate(range(0, len(showers), group)):
+        rows = showers[start:start + group]
+        energy, zenith, mass = (rows[:, 0, column].astype(np.float64) for column in range(3))
+        parts.append((energy, zenith, mass, rows[:, :, 3].astype(np.float64), config,
+                      np.random.SeedSequence([seed, 0x7717, part])))
+    if workers == 1:
+        twin = RaggedBatch.concat([simulate_showers(*part) for part in parts])
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            twin = RaggedBatch.concat([future.result() for future in [pool.submit(simulate_showers, *part) for part in parts]])
+    if not is_paired(batch, twin):
+        raise RuntimeError("the twin's conditions differ from the data's (a bug of this script)")
+    return twin
+
+
+def cut_into_sets(conditions: np.ndarray, showers_per_set: int, seed: int) -> list[np.ndarray]:
+    """Sorted event indices of ``len(showers) // showers_per_set`` disjoint sets of whole
+    showers, the showers taken in a random order (``seed``); showers left over are not used."""
+    showers = shower_ids(conditions)
+    n_showers = int(showers.max()) + 1 if showers.size else 0
+    order = np.random.default_rng(seed).permutation(n_showers)
+    set_of_shower = np.full(n_showers, -1, dtype=np.int64)
+    n_sets = n_showers // showers_per_set
+    set_of_shower[order[: n_sets * showers_per_set]] = np.arange(n_sets * showers_per_set) // showers_per_set
+    set_of_event = set_of_shower[showers]
+    return [np.flatnonzero(set_of_event == k) for k in range(n_sets)]
+
+
+def pass_rate(passed: int, trials: int) -> dict:
+    """The fraction ``passed / trials`` with its Clopper-Pearson interval at :data:`CONFIDENCE_LEVEL`."""
+    interval = stats.binomtest(passed, trials).proportion_ci(CONFIDENCE_LEVEL, method="exact")
+    return {"passed": passed, "trials": trials, "fraction": round(passed / trials, 3),
+            "interval": [round(float(interval.low), 3), round(float(interval.high), 3)]}
+
+
+def compare_pair(reference: RaggedBatch, candidate: RaggedBatch, seed: int) -> dict:
+    """What each target of evaluate gave for ``candidate`` against ``reference``."""
+    overall = compare(reference, candidate, seed=seed, classifier=True)
+    summary = summarise(overall)
+    tails = tail_report(reference, candidate, seed=seed)
+    log_w1 = {name: entry["ratio"] for name, entry in tails["overall"]["log_w1"].items()}
+    auc = summary["classifier_auc"]
+    met = {
+        "distance_ratios": not summary["metrics_above_target"] and not summary["metrics_unavailable"],
+        "log_w1": all(ratio is not None and ratio <= TARGET_MAX_RATIO for ratio in log_w1.values()),
+        "auc": auc is not None and auc <= TARGET_MAX_AUC,
+        "tails": not tails["flagged"],
+    }
+    met["all"] = all(met.values())
+    return {
+        "events": len(reference),
+        "max_ratio": round(summary["max_ratio"], 3) if summary["max_ratio"] is not None else None,
+        "max_ratio_metric": summary["max_ratio_metric"],
+        "metrics_above_target": {name: round(overall[name]["ratio"], 3) for name in summary["metrics_above_target"]},
+        "log_w1_ratio": {name: round(ratio, 3) if ratio is not None else None for name, ratio in log_w1.items()},
+        "auc": round(auc, 4) if auc is not None else None,
+        "tails_flagged": tails["flagged"],
+        "met": met,
+    }
+
+
+def rate_spread(batch: RaggedBatch, sets: list[np.ndarray]) -> dict:
+    """Per tail class over the sets: the mean count and the relative standard deviation of the
+    rate, measured and as it would be if the counts were Poisson (1 / sqrt(mean count); muons
+    of one shower come together, so the measured spread is larger)."""
+    rates: dict[str, list[float]] = {tail.name: [] for tail in TAIL_CLASSES}
+    counts: dict[str, list[int]] = {tail.name: [] for tail in TAIL_CLASSES}
+    for indices in sets:
+        for name, (count, total) in class_counts(batch.take(indices)).items():
+            rates[name].append(count / total if total else float("nan"))
+            counts[name].append(int(count))
+    result = {}
+    for name, values in rates.items():
+        values_array = np.asarray(values)
+        mean, mean_count = float(np.mean(values_array)), float(np.mean(counts[name]))
+        result[name] = {"mean_count": round(mean_count, 1),
+                        "relative_std": round(float(np.std(values_array, ddof=1) / mean), 3) if mean > 0 and len(values) > 1 else None,
+                        "relative_std_if_poisson": round(mean_count ** -0.5, 3) if mean_count > 0 else None}
+    return result
+
+
+def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, seed: int) -> dict:
+    """The trials of the module docstring for sets of ``showers_per_set`` showers."""
+    sets = cut_into_sets(batch.conditions, showers_per_set, seed)
+    if not sets:
+        raise NothingToReport(f"--showers {showers_per_set}: the data hold {int(shower_ids(batch.conditions).max()) + 1} "
+                              f"showers, fewer than one set's worth")
+    trials = []
+    for k, indices in enumerate(sets):
+        started = time.perf_counter()
+        entry = compare_pair(batch.take(indices), twin.take(indices), seed)
+        trials.append({"set": k, **entry, "seconds": round(time.perf_counter() - started, 1)})
+    above = Counter(name for trial in trials for name in trial["metrics_above_target"])
+    above.update(name for trial in trials for name, ratio in trial["log_w1_ratio"].items()
+                 if ratio is None or ratio > TARGET_MAX_RATIO)
+    flagged = Counter(label for trial in trials for label in trial["tails_flagged"])
+    return {
+        "showers_per_set": showers_per_set,
+        "sets": len(sets),
+        "events_per_set": round(float(np.mean([len(s) for s in sets])), 1),
+        "pass_rate": {criterion: pass_rate(sum(trial["met"][criterion] for trial in trials), len(trials))
+                      for criterion in ("distance_ratios", "log_w1", "auc", "tails", "all")},
+        "metrics_above_target": dict(above.most_common()),
+        "tail_classes_flagged": dict(flagged.most_common()),
+        "mean_tail_flags_per_set": round(sum(flagged.values()) / len(trials), 2),
+        "reference_rate_spread": rate_spread(batch, sets) if len(sets) > 1 else None,
+        "trials": trials,
+    }
+
+
+def main() -> None:
+    from mubundle.data.sources import read_events
+
+    parser = make_parser(__doc__)
+    parser.add_argument("--data", nargs="+", required=True,
+                        help="datasets of `mubundle simulate` (sampled primaries; files, globs, directories), one site")
+    parser.add_argument("--showers", nargs="+", type=integer(20), required=True,
+                        help="showers per set (one or more sizes; each needs one set's worth of showers)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the order of the showers and of evaluate's splits")
+    parser.add_argument("--twin-seed", type=seed_int, default=1, help="seed of the second simulation of the showers")
+    parser.add_argument("--workers", type=positive_int, default=1, help="processes simulating the twin")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    loaded = read_events(args.data)
+    require_events(len(loaded.batch), loaded.failed_files, loaded.rejected, args.data)
+    if loaded.rejected or loaded.failed_files:
+        problem = loaded.rejected or loaded.failed_files[0]
+        refuse_unless(False, f"rows or files of {' '.join(args.data)} were rejected ({problem}): "
+                             "the twin needs every event of every shower")
+    batch = loaded.batch
+    config = simulation_config(list(loaded.layouts))
+    twin_started = time.perf_counter()
+    twin = twin_of(batch, config, args.twin_seed, args.workers)
+    twin_seconds = time.perf_counter() - twin_started
+    result = {
+        "data": args.data,
+        "events": len(batch),
+        "showers": len(batch) // len(config.depths_km),
+        "muons": [batch.n_muons, twin.n_muons],
+        "site": config.site,
+        "depths_km": list(config.depths_km),
+        "seed": args.seed,
+        "twin_seed": args.twin_seed,
+        "twin_seconds": round(twin_seconds, 1),
+        "targets": {"distance_ratio": TARGET_MAX_RATIO, "log_w1_ratio": TARGET_MAX_RATIO, "auc": TARGET_MAX_AUC,
+                    "tails": "no flagged class overall or per E0 bin (evaluate's rule)"},
+        "not_measured": "multiplicity calibration (PIT KS): it needs a model's P(N | conditions)",
+        "sizes": [power_at_size(batch, twin, size, args.seed) for size in sorted(set(args.showers))],
+    }
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    print_json(result)
+
+
+if __name__ == "__main__":
+    run(main)
