@@ -38,7 +38,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from mubundle.data.batch import RaggedBatch
-from mubundle.data.sites import require_one_site
+from mubundle.data.sites import InputFile, require_one_site
 from mubundle.data.sources import DataFileError, Piece, expand_paths, list_pieces, read_piece
 from mubundle.data.validate import RejectedRows, add_counts, write_quarantine
 
@@ -85,13 +85,18 @@ class EventStream:
         self._failed_files: list[dict[str, str]] = []
         self._quarantine_files: list[str] = []
         self.pieces: list[Piece] = []
+        listed: list[InputFile] = []  # files with pieces, their metadata read once for the site
         for path in expand_paths(paths):
             try:
-                self.pieces.extend(list_pieces(path))
+                pieces = list_pieces(path)
             except DataFileError as error:
                 self._record_failure(str(path), error.reason)
+                continue
+            self.pieces.extend(pieces)
+            if pieces:
+                listed.append(InputFile.read(pieces[0].path, pieces[0].layout))
         # one observation site per training set (data/sites.py); raises naming the sites
-        self.site = require_one_site(dict.fromkeys((p.path, p.layout) for p in self.pieces))
+        self.site = require_one_site(listed)
         self.fingerprint = self._fingerprint()
 
         # cursor

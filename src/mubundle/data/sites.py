@@ -14,7 +14,10 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mubundle.data.sources import DataFileError
 
 #: Site of files that carry no ``site`` key (older native shards, legacy IceCube files).
 LEGACY_SITE = "icecube"
@@ -91,10 +94,12 @@ class InputFile:
         return metadata_site(self.metadata) or unrecorded
 
 
-def inspect_files(files: Iterable[str | os.PathLike], primaries: bool = False) -> list[InputFile]:
+def inspect_files(files: Iterable[str | os.PathLike], primaries: bool = False,
+                  skipped: list[DataFileError] | None = None) -> list[InputFile]:
     """Each of ``files`` (expanded: :func:`~mubundle.data.sources.expand_paths`) with its layout and
     metadata, each read once (for a URL, every read is a request). Files without a layout (missing,
-    unknown signature, ...) are left out: the readers report them. ``primaries``: files of primaries
+    unknown signature, ...) are left out: the readers report them; ``skipped`` (a list) receives the
+    :class:`~mubundle.data.sources.DataFileError` saying why. ``primaries``: files of primaries
     only are kept too (:func:`~mubundle.data.sources.detect_layout`)."""
     from mubundle.data.sources import DataFileError, detect_layout
 
@@ -102,7 +107,9 @@ def inspect_files(files: Iterable[str | os.PathLike], primaries: bool = False) -
     for path in files:
         try:
             layout = detect_layout(path, primaries=primaries)
-        except DataFileError:
+        except DataFileError as error:
+            if skipped is not None:
+                skipped.append(error)
             continue
         inspected.append(InputFile.read(path, layout))
     return inspected
@@ -113,19 +120,18 @@ def site_of(path: str | os.PathLike, layout: str, unrecorded: str | None = LEGAC
     return InputFile.read(path, layout).site(unrecorded)
 
 
-def require_one_site(files: Iterable[InputFile | tuple[str, str]], what: str = "the training data mixes",
+def require_one_site(files: Iterable[InputFile], what: str = "the training data mixes",
                      unrecorded: str | None = LEGACY_SITE,
                      advice: str = "train on one site's files (see `mubundle simulate --site`)") -> str | None:
-    """The one site of ``files`` (inspected files, :func:`inspect_files`, or (path, layout) pairs whose
-    metadata is read here); ValueError naming each site and a file of it when they differ (``what``
-    starts the message). Files without a recorded site count as ``unrecorded`` (:meth:`InputFile.site`;
-    None: they are left out). Returns ``unrecorded`` when no file has a site. ``advice`` ends the message."""
+    """The one site of ``files`` (:func:`inspect_files`); ValueError naming each site and a file of it
+    when they differ (``what`` starts the message). Files without a recorded site count as
+    ``unrecorded`` (:meth:`InputFile.site`; None: they are left out). Returns ``unrecorded`` when no
+    file has a site. ``advice`` ends the message."""
     first_file: dict[str, str] = {}
     for file in files:
-        inspected = file if isinstance(file, InputFile) else InputFile.read(*file)
-        site = inspected.site(unrecorded)
+        site = file.site(unrecorded)
         if site is not None:
-            first_file.setdefault(site, inspected.path)
+            first_file.setdefault(site, file.path)
     if len(first_file) > 1:
         listing = "; ".join(f"{site} (e.g. {path})" for site, path in sorted(first_file.items()))
         raise ValueError(

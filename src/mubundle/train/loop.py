@@ -143,27 +143,20 @@ def training_provenance(data_paths: Sequence[str | os.PathLike]) -> dict[str, An
     and ``generated`` (:func:`mubundle.model.domain.generation_ranges` of all files, None unless
     every file is a sampled ``mubundle simulate`` shard) and ``file_configs`` (every file's
     ``config``, empty unless every file is native). Data of more than one site is refused
-    here with one line naming the sites (:func:`mubundle.data.sites.require_one_site`)."""
-    from mubundle.data.native import read_metadata
-    from mubundle.data.sites import require_one_site
-    from mubundle.data.sources import DataFileError, detect_layout, expand_paths
+    here with one line naming the sites (:func:`mubundle.data.sites.require_one_site`). Each file's
+    layout and metadata are read once (:func:`mubundle.data.sites.inspect_files`)."""
+    from mubundle.data.sites import inspect_files, require_one_site
+    from mubundle.data.sources import DataFileError, expand_paths
 
-    files: list[tuple[str, str]] = []
-    metadata: list[dict[str, Any]] = []
-    for path in expand_paths(data_paths):
-        try:
-            layout = detect_layout(path)
-        except (DataFileError, OSError, ValueError) as error:  # unreadable files are reported by the readers
-            logger.info("model domain: layout of %s unknown (%s)", path, error)
-            continue
-        files.append((str(path), layout))
-        if layout == "native":
-            try:
-                entry = read_metadata(path)
-            except (OSError, ValueError) as error:  # the ranges of the events still hold
-                logger.info("model domain: no metadata in %s (%s)", path, error)
-                entry = {}
-            metadata.append(entry if isinstance(entry, dict) else {})
+    skipped: list[DataFileError] = []
+    files = inspect_files(expand_paths(data_paths), skipped=skipped)
+    for error in skipped:  # unreadable files are reported by the readers
+        logger.info("model domain: layout of %s unknown (%s)", error.path, error)
+    native = [file for file in files if file.layout == "native"]
+    for file in native:
+        if file.unreadable is not None:  # the ranges of the events still hold
+            logger.info("model domain: no metadata in %s (%s)", file.path, file.unreadable)
+    metadata = [file.metadata for file in native]
     site = require_one_site(files)
     file_config: dict[str, Any] = dict((metadata[0].get("config") or {}) if metadata else {})
     if metadata and (metadata[0].get("site") or file_config.get("site")):
