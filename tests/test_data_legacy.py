@@ -225,7 +225,8 @@ def test_legacy_file_of_simulated_events_states_its_depths_in_the_columns_vertic
 
     layout = detect_layout(path)
     result = read_events(path)
-    expected, _ = conventions.to_mubundle_units(conventions.to_original_units(batch.conditions), conventions.ORIGINAL)
+    original = conventions.to_original_units(batch.conditions, site)  # through the site's own overburden
+    expected, _ = conventions.to_mubundle_units(original, conventions.ORIGINAL, site)
     assert result.batch.conditions.tobytes() == expected.tobytes()  # the float32 vertical metres, bit for bit
     assert same_events_up_to_depth_rounding(result.batch, batch) and not result.rejected
     recorded = file_metadata(path, layout)

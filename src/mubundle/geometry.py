@@ -21,6 +21,9 @@ import numpy as np
 
 #: Radius of the ice surface used by MuonGun's Muonitron (m).
 MUONITRON_SURFACE_RADIUS_M = 6_374_134.0
+#: CORSIKA's earth radius (m) for the CURVED option (Heck et al., CORSIKA user's guide,
+#: "CURVED": R_earth = 6371.315 km): the sea surface of the sites at sea level.
+EARTH_RADIUS_M = 6_371_315.0
 
 
 def slant_from_vertical_depth(

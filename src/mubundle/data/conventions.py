@@ -6,7 +6,9 @@ Two conventions exist for the same legacy columns ``mass`` and ``depth``:
               ``I3Particle.mass``, the primary's rest mass in GeV, and the key of MuonGun
               Muonitron's ``Tracks`` map, the vertical depth below the ice surface in metres.
               Imported as A (nearest nucleus, :mod:`mubundle.data.nuclei`) and slant depth in
-              km of ice (Muonitron's spherical overburden, :mod:`mubundle.geometry`).
+              km of the site's medium (Muonitron's spherical overburden, :mod:`mubundle.geometry`,
+              with the sphere of the file's recorded ``site``: :data:`OVERBURDEN_RADIUS_M`; a file
+              without one is IceCube's, Muonitron's own ice sphere).
 ``mubundle``  mass number A and slant depth in km: the native schema, and the legacy files
               written by mubundle before it wrote the original units (their ``mubundle``
               metadata says ``units.conditions = {mass: "A", depth: "km"}``).
@@ -27,6 +29,7 @@ import numpy as np
 
 from mubundle import geometry
 from mubundle.data import nuclei, schema
+from mubundle.data.sites import LEGACY_SITE
 from mubundle.data.validate import REASON_CODE
 
 ORIGINAL = "original"
@@ -56,6 +59,30 @@ _M_UNIT = re.compile(r"m( .*)?")
 #: Plausible vertical depths (m) in the original convention: the ice surface down to 20 km
 #: (no muon of a cosmic-ray shower reaches a vertical depth of 20 km of ice).
 MAX_VERTICAL_DEPTH_M = 20_000.0
+#: Radius of each site's spherical overburden in metres *of the site's depth unit* (m of ice, m of sea
+#: water, m w.e. for standard rock): the sphere through which ``mubundle simulate --site NAME`` turns
+#: vertical depths into slant depths. These are ``Site.depth_unit_radius_m`` of
+#: :data:`mubundle.sim.site.SITES`, restated because ``data`` imports no later stage;
+#: ``tests/test_legacy_site_depths.py`` holds the two equal.
+OVERBURDEN_RADIUS_M: dict[str, float] = {
+    "icecube": geometry.MUONITRON_SURFACE_RADIUS_M,  # Muonitron's ice surface
+    "km3net-arca": geometry.EARTH_RADIUS_M,  # the sea surface
+    "km3net-orca": geometry.EARTH_RADIUS_M,
+    "rock": geometry.EARTH_RADIUS_M * 2.65,  # the earth's radius in m w.e. of standard rock (2.65 g/cm^3)
+}
+
+
+def overburden_radius_m(site: str | None) -> float:
+    """Radius (m of the depth unit) of the overburden sphere of ``site``, the site a legacy file
+    records (:func:`mubundle.data.sites.metadata_site`); None, a file without one, is
+    :data:`~mubundle.data.sites.LEGACY_SITE` (the original pipeline's Muonitron ice). Raises
+    ``ValueError`` (one line) for a site whose overburden is not known."""
+    name = LEGACY_SITE if site is None else site
+    try:
+        return OVERBURDEN_RADIUS_M[name]
+    except KeyError:
+        raise ValueError(f"unknown site {name!r}: the vertical depths of its legacy files cannot be converted to "
+                         f"slant depths (known sites: {', '.join(OVERBURDEN_RADIUS_M)})") from None
 
 
 def convention_from_metadata(metadata: dict[str, Any] | None) -> str | None:
@@ -114,8 +141,13 @@ def detect_convention(mass: np.ndarray, depth: np.ndarray, mass_column: str, dep
     return convention
 
 
-def to_mubundle_units(conditions: np.ndarray, convention: str) -> tuple[np.ndarray, np.ndarray]:
+def to_mubundle_units(
+    conditions: np.ndarray, convention: str, site: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Conditions ``(B, 4) [E GeV, zenith rad, mass, depth]`` in ``convention`` -> mubundle units.
+
+    ``site``: the file's recorded site, whose overburden turns vertical m into slant km
+    (:func:`overburden_radius_m`: None = IceCube; ``ValueError`` for an unknown one).
 
     Returns ``(converted (B, 4) float32, structural (B,) int8)``; ``structural`` holds
     ``mass_no_nucleus`` / ``vertical_depth_out_of_range`` for rows whose value cannot be
@@ -127,6 +159,7 @@ def to_mubundle_units(conditions: np.ndarray, convention: str) -> tuple[np.ndarr
         return conditions, codes
     if convention != ORIGINAL:
         raise ValueError(f"unknown unit convention {convention!r}")
+    radius_m = overburden_radius_m(site)
     converted = np.array(conditions, dtype=np.float32, copy=True)
     mass = conditions[:, schema.MASS].astype(np.float64)
     mass_number, matched = nuclei.mass_number_from_rest_mass(mass)
@@ -140,20 +173,26 @@ def to_mubundle_units(conditions: np.ndarray, convention: str) -> tuple[np.ndarr
         zenith_ok = (zenith >= 0) & (zenith <= np.float32(np.pi / 2))
         in_range = (depth >= 0) & (depth <= MAX_VERTICAL_DEPTH_M)
         codes[(codes == 0) & zenith_ok & np.isfinite(depth) & ~in_range] = REASON_CODE["vertical_depth_out_of_range"]
-        slant_m = geometry.slant_from_vertical_depth(np.where(zenith_ok, zenith, 0.0), np.where(in_range, depth, np.nan))
+        slant_m = geometry.slant_from_vertical_depth(
+            np.where(zenith_ok, zenith, 0.0), np.where(in_range, depth, np.nan), radius_m
+        )
     converted[:, schema.DEPTH] = np.where(zenith_ok, slant_m / 1000.0, depth / 1000.0)
     return converted, codes
 
 
-def to_original_units(conditions: np.ndarray) -> np.ndarray:
+def to_original_units(conditions: np.ndarray, site: str | None = None) -> np.ndarray:
     """mubundle conditions ``(B, 4)`` -> the original convention (rest mass GeV, vertical depth m), float32.
 
-    Raises ``ValueError`` for a mass that is not a whole mass number (no nucleus has it).
+    The vertical depth (m of the site's depth unit) is below the surface of ``site``'s overburden
+    (:func:`overburden_radius_m`: the batch's recorded site; None = IceCube, Muonitron's ice).
+    Raises ``ValueError`` for a mass that is not a whole mass number (no nucleus has it) and
+    for an unknown site.
     """
+    radius_m = overburden_radius_m(site)
     original = np.array(conditions, dtype=np.float32, copy=True)
     original[:, schema.MASS] = nuclei.rest_mass_gev(conditions[:, schema.MASS])
     slant_m = conditions[:, schema.DEPTH].astype(np.float64) * 1000.0
-    original[:, schema.DEPTH] = geometry.vertical_from_slant_depth(conditions[:, schema.ZENITH], slant_m)
+    original[:, schema.DEPTH] = geometry.vertical_from_slant_depth(conditions[:, schema.ZENITH], slant_m, radius_m)
     return original
 
 

@@ -13,7 +13,8 @@ briedel/cr_muons ``utils/data_converters/dump_muonitron_data.py`` and ``convert_
    ``muons`` = rows of the 6 values of 2. (placeholder rows included), no id columns.
 
 ``mass`` and ``depth`` are read in the file's unit convention (:mod:`mubundle.data.conventions`:
-rest mass GeV and vertical depth m for the original writers) and converted to A and slant km;
+rest mass GeV and vertical depth m for the original writers) and converted to A and slant km,
+through the overburden of the site the file's ``mubundle`` metadata records (none: IceCube);
 event ids ``(major, minor)`` are kept in ``RaggedBatch.ids``.
 
 Both decoders are vectorised over Arrow offsets / numpy slices and return
@@ -33,6 +34,7 @@ import pyarrow as pa
 
 from mubundle.data import conventions
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.sites import metadata_site
 from mubundle.data.validate import REASON_CODE, DecodedRows
 
 PRIMARY_COLUMN = "primary"
@@ -93,13 +95,21 @@ def parquet_metadata(schema_metadata: dict | None) -> dict:
     return _file_metadata((schema_metadata or {}).get(METADATA_KEY.encode()))
 
 
+def _require_known_site(metadata: dict, convention: str) -> None:
+    """Raise ``ValueError`` (one line) when a file in the original convention records a site whose
+    overburden, which converts its vertical depths, is unknown (a file without a site is IceCube's)."""
+    if convention == conventions.ORIGINAL:
+        conventions.overburden_radius_m(metadata_site(metadata))
+
+
 def scan_parquet(parquet_file) -> tuple[int, str]:
     """``(primary width 4 or 7, unit convention)`` of a legacy Parquet file.
 
     Reads only the ``primary`` column, row group by row group. The width is the list length
     most rows have (4: dump_muonitron_data.py, 7: convert_to_parquet.py); the convention
     comes from the file's metadata, else from all mass and depth values
-    (:func:`mubundle.data.conventions.detect_convention`, which raises ``ValueError``).
+    (:func:`mubundle.data.conventions.detect_convention`, which raises ``ValueError``). A file in
+    the original convention recording a site of unknown overburden raises ``ValueError`` too.
     """
     lengths = np.zeros(8, dtype=np.int64)
     values: dict[int, list[np.ndarray]] = {4: [], 7: []}
@@ -117,14 +127,18 @@ def scan_parquet(parquet_file) -> tuple[int, str]:
             mass_depth[rows] = leaf[gather]
             values[width].append(mass_depth)
     width = 7 if lengths[7] > lengths[4] else 4
-    declared = conventions.convention_from_metadata(parquet_metadata(parquet_file.schema_arrow.metadata))
+    metadata = parquet_metadata(parquet_file.schema_arrow.metadata)
+    declared = conventions.convention_from_metadata(metadata)
     if declared is not None:
+        _require_known_site(metadata, declared)
         return width, declared
     mass_depth = np.concatenate(values[width]) if values[width] else np.zeros((0, 2))
     mass_index, depth_index = _CONDITION_COLUMNS[width][2], _CONDITION_COLUMNS[width][3]
-    return width, conventions.detect_convention(
+    convention = conventions.detect_convention(
         mass_depth[:, 0], mass_depth[:, 1], f"primary[{mass_index}]", f"primary[{depth_index}]"
     )
+    _require_known_site(metadata, convention)
+    return width, convention
 
 
 def _ids_from_columns(table: pa.Table, n_events: int) -> np.ndarray | None:
@@ -159,8 +173,9 @@ def decode_parquet_table(
 
     ``primary_width`` 4 (dump_muonitron_data.py: muons of 3 values) or 7 (convert_to_parquet.py:
     muons of 6 values incl. ids, HDF5 placeholder rows); ``convention`` of mass and depth
-    (see :func:`scan_parquet`). Values are converted to mubundle's units; the stored ones are
-    kept in ``raw_conditions`` for the quarantine.
+    (see :func:`scan_parquet`). Values are converted to mubundle's units, depths through the
+    overburden of the site recorded in the table's ``mubundle`` schema metadata (none: IceCube);
+    the stored ones are kept in ``raw_conditions`` for the quarantine.
     """
     for name in (PRIMARY_COLUMN, MUONS_COLUMN):
         if name not in table.column_names:
@@ -240,7 +255,8 @@ def decode_parquet_table(
     keep_muon = np.repeat(keep_event, raw_counts)
     flat_muons = rows if keep_muon.all() else rows[keep_muon]
     counts = np.where(keep_event, raw_counts, 0)
-    conditions, unit_codes = conventions.to_mubundle_units(raw_conditions, convention)
+    site = metadata_site(parquet_metadata(table.schema.metadata)) if convention == conventions.ORIGINAL else None
+    conditions, unit_codes = conventions.to_mubundle_units(raw_conditions, convention, site)
     flag_codes = (structural == 0) & (unit_codes != 0)
     structural[flag_codes] = unit_codes[flag_codes]
     weights = None
@@ -309,9 +325,12 @@ def hdf5_metadata(handle) -> dict:
 
 def scan_hdf5(handle, chunk_events: int) -> str:
     """Unit convention of a legacy HDF5 file: its metadata, else all mass and depth values
-    (read ``chunk_events`` rows at a time); raises ``ValueError`` when none fits."""
-    declared = conventions.convention_from_metadata(hdf5_metadata(handle))
+    (read ``chunk_events`` rows at a time); raises ``ValueError`` when none fits, or when a file in
+    the original convention records a site of unknown overburden."""
+    metadata = hdf5_metadata(handle)
+    declared = conventions.convention_from_metadata(metadata)
     if declared is not None:
+        _require_known_site(metadata, declared)
         return declared
     n_events, _ = hdf5_shapes(handle)
     parts = []
@@ -319,9 +338,11 @@ def scan_hdf5(handle, chunk_events: int) -> str:
         rows = np.asarray(handle["primaries"][lo : lo + chunk_events], dtype=np.float64)
         parts.append(rows[:, [H5_PRIMARY_MASS, H5_PRIMARY_DEPTH]])
     values = np.concatenate(parts) if parts else np.zeros((0, 2))
-    return conventions.detect_convention(
+    convention = conventions.detect_convention(
         values[:, 0], values[:, 1], f"primaries[:, {H5_PRIMARY_MASS}]", f"primaries[:, {H5_PRIMARY_DEPTH}]"
     )
+    _require_known_site(metadata, convention)
+    return convention
 
 
 def hdf5_chunk_muon_starts(handle, chunk_events: int) -> np.ndarray:
@@ -344,7 +365,8 @@ def decode_hdf5_chunk(
 ) -> DecodedRows:
     """Decode events ``start:stop`` of an open legacy HDF5 file whose muon rows begin at
     ``muon_first_row`` (see :func:`hdf5_chunk_muon_starts`); reads only those rows.
-    Mass and depth are read in ``convention`` (:func:`scan_hdf5`) and converted."""
+    Mass and depth are read in ``convention`` (:func:`scan_hdf5`) and converted, depths through the
+    overburden of the site the file's metadata records (none: IceCube)."""
     n_total_events, n_muon_rows = hdf5_shapes(handle)
     primaries = np.asarray(handle["primaries"][start:stop], dtype=np.float32)
     counts = hdf5_counts(handle, start, stop)
@@ -390,7 +412,8 @@ def decode_hdf5_chunk(
     muon_columns = slice(H5_MUON_ENERGY, H5_MUON_Y + 1)
     flat_muons = rows[:, muon_columns] if keep_row.all() else rows[keep_row, muon_columns]
     raw_conditions = primaries[:, [H5_PRIMARY_ENERGY, H5_PRIMARY_ZENITH, H5_PRIMARY_MASS, H5_PRIMARY_DEPTH]]
-    conditions, unit_codes = conventions.to_mubundle_units(raw_conditions, convention)
+    site = metadata_site(hdf5_metadata(handle)) if convention == conventions.ORIGINAL else None
+    conditions, unit_codes = conventions.to_mubundle_units(raw_conditions, convention, site)
     unit_rows = (structural == 0) & (unit_codes != 0)
     structural[unit_rows] = unit_codes[unit_rows]
     ids = np.stack([_float_ids(primaries[:, 0]), _float_ids(primaries[:, 1])], axis=1)

@@ -5,8 +5,10 @@
   (briedel/cr_muons ``utils/data_converters/dump_muonitron_data.py``), so its own reader and
   normaliser get the right conditions: mass = the primary's rest mass in GeV (nuclear masses from the
   ``particle`` package: N14 and Al27 3 and 7 MeV below the original's table, read back as the same A), depth = the
-  vertical depth in m below the ice surface (the slant depth converted back through
-  Muonitron's spherical overburden, :mod:`mubundle.geometry`), ids ``(major, minor)``.
+  vertical depth in m below the surface of the medium (the slant depth converted back through
+  Muonitron's spherical overburden, :mod:`mubundle.geometry`, with the sphere of the site the
+  ``metadata`` records: :func:`mubundle.data.conventions.overburden_radius_m`; no site: IceCube's
+  ice, as the original pipeline's files), ids ``(major, minor)``.
   HDF5: ``primaries`` (N, 7) ``[major, minor, E, zenith, mass, time = 0, depth]``, ``muons``
   (M, 6) ``[major, minor, E, x, y, time = 0]``, ``counts`` int32, and an event without muons
   written as one row ``[major, minor, 0, 0, 0, 0]`` with count 1 (the original's placeholder).
@@ -33,6 +35,7 @@ import pyarrow as pa
 from mubundle.data.atomic import atomic_output
 from mubundle.data import conventions, legacy, native
 from mubundle.data.batch import RaggedBatch
+from mubundle.data.sites import metadata_site
 
 FORMATS = ("parquet", "hdf5", "legacy-parquet")
 _ID_BASE = 1_000_000
@@ -51,9 +54,10 @@ def batch_ids(batch: RaggedBatch, first_event: int = 0) -> tuple[np.ndarray, np.
 
 
 def legacy_parquet_table(batch: RaggedBatch, metadata: dict[str, Any] | None = None, first_event: int = 0) -> pa.Table:
-    """Arrow table in the original Parquet layout and units (see module docstring)."""
+    """Arrow table in the original Parquet layout and units (see module docstring); depths converted
+    through the overburden of the site ``metadata`` records (``ValueError`` for an unknown site)."""
     n_events, n_muons = len(batch), batch.n_muons
-    original = conventions.to_original_units(batch.conditions)
+    original = conventions.to_original_units(batch.conditions, metadata_site(metadata or {}))
     primary = pa.ListArray.from_arrays(
         pa.array(np.arange(0, 4 * n_events + 1, 4, dtype=np.int32)),
         pa.array(original.reshape(-1), type=pa.float32()),
@@ -76,15 +80,18 @@ def legacy_parquet_table(batch: RaggedBatch, metadata: dict[str, Any] | None = N
     return table.replace_schema_metadata({legacy.METADATA_KEY.encode(): encoded})
 
 
-def _hdf5_arrays(batch: RaggedBatch, first_event: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _hdf5_arrays(
+    batch: RaggedBatch, first_event: int = 0, metadata: dict[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(primaries (N,7), muons (M',6), counts (N,) int32) in the original units, with one
-    ``[major, minor, 0, 0, 0, 0]`` row per muon-less event."""
+    ``[major, minor, 0, 0, 0, 0]`` row per muon-less event; depths converted through the
+    overburden of the site ``metadata`` records (none: IceCube; ``ValueError`` for an unknown one)."""
     n_events = len(batch)
     major, minor = batch_ids(batch, first_event)
     primaries = np.zeros((n_events, 7), dtype=np.float32)
     primaries[:, 0], primaries[:, 1] = major, minor
     columns = [legacy.H5_PRIMARY_ENERGY, legacy.H5_PRIMARY_ZENITH, legacy.H5_PRIMARY_MASS, legacy.H5_PRIMARY_DEPTH]
-    primaries[:, columns] = conventions.to_original_units(batch.conditions)
+    primaries[:, columns] = conventions.to_original_units(batch.conditions, metadata_site(metadata or {}))
     rows_per_event = np.maximum(batch.counts, 1)
     muons = np.zeros((int(rows_per_event.sum()), 6), dtype=np.float32)
     row_event = np.repeat(np.arange(n_events), rows_per_event)
@@ -98,7 +105,7 @@ def write_hdf5(batch: RaggedBatch, path: str | os.PathLike, metadata: dict[str, 
     """Legacy HDF5 layout (see module docstring); ``metadata`` as JSON in the file attribute ``mubundle``."""
     import h5py
 
-    primaries, muons, counts = _hdf5_arrays(batch)
+    primaries, muons, counts = _hdf5_arrays(batch, metadata=metadata)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.create_dataset("primaries", data=primaries)

@@ -70,7 +70,7 @@ class EventFileWriter:
     def _write_hdf5(self, batch: RaggedBatch) -> None:
         import h5py
 
-        primaries, muons, counts = writers._hdf5_arrays(batch, first_event=self.events_written)
+        primaries, muons, counts = writers._hdf5_arrays(batch, first_event=self.events_written, metadata=self.metadata)
         if self._hdf5 is None:
             self._hdf5 = h5py.File(self._tmp, "w")
             self._hdf5.create_dataset("primaries", shape=(0, 7), maxshape=(None, 7), dtype=np.float32, chunks=True)

@@ -52,11 +52,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mubundle.geometry import MUONITRON_SURFACE_RADIUS_M, slant_from_vertical_depth_cos, vertical_from_slant_depth
-
-#: CORSIKA's earth radius (m) for the CURVED option (Heck et al., CORSIKA user's guide,
-#: "CURVED": R_earth = 6371.315 km).
-EARTH_RADIUS_M = 6371315.0
+from mubundle.geometry import (
+    EARTH_RADIUS_M,
+    MUONITRON_SURFACE_RADIUS_M,
+    slant_from_vertical_depth_cos,
+    vertical_from_slant_depth,
+)
 #: Muonitron's radius of the spherical ice overburden (m): MuonGun, Muonitron.cxx
 #: (``Muonitron::GetOverburden``; PHYSICS.md), = earth radius + the ice surface.
 MUONITRON_RADIUS_M = MUONITRON_SURFACE_RADIUS_M
