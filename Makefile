@@ -29,7 +29,7 @@ test: $(STAMP)
 # vs_corsika, plot_vs_corsika, train_recipe_speed, target_power; commands in docs/pretrained.md, docs/simulator.md,
 # docs/training.md, docs/evaluation.md)
 SELF_CONTAINED_BENCHMARKS := io_decode io_memory train_step generate_throughput sim_throughput scaleout \
-	validate_simulator generator_bias multiplicity_moments energy_by_multiplicity
+	validate_simulator generator_bias multiplicity_moments energy_by_multiplicity sampling_ops
 
 bench: $(STAMP)
 	for b in $(SELF_CONTAINED_BENCHMARKS); do echo "== $$b"; $(PY) benchmarks/$$b.py || exit 1; done
