@@ -224,13 +224,17 @@ def main() -> None:
                              "the twin needs every event of every shower")
     batch = loaded.batch
     config = simulation_config(list(loaded.layouts))
+    n_showers = len(batch) // len(config.depths_km)
+    too_large = [size for size in args.showers if size > n_showers]
+    if too_large:  # before the twin, which costs as much as the data did
+        raise NothingToReport(f"--showers {too_large[0]}: the data hold {n_showers} showers, fewer than one set's worth")
     twin_started = time.perf_counter()
     twin = twin_of(batch, config, args.twin_seed, args.workers)
     twin_seconds = time.perf_counter() - twin_started
     result = {
         "data": args.data,
         "events": len(batch),
-        "showers": len(batch) // len(config.depths_km),
+        "showers": n_showers,
         "muons": [batch.n_muons, twin.n_muons],
         "site": config.site,
         "depths_km": list(config.depths_km),

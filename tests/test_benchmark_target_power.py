@@ -83,3 +83,16 @@ def test_data_without_a_simulate_configuration_is_refused_in_one_line(dataset, t
     assert run.returncode == 2 and run.stdout == ""
     lines = run.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("target_power: error: ") and "bare.parquet" in lines[0], run.stderr
+
+
+def test_a_set_larger_than_the_data_is_refused_before_the_twin_is_simulated(dataset, monkeypatch):
+    out, _ = dataset
+    benchmark = load_benchmark("target_power")
+
+    def no_twin(*args, **kwargs):
+        raise AssertionError("the twin was simulated")
+
+    monkeypatch.setattr(benchmark, "twin_of", no_twin)
+    monkeypatch.setattr(sys, "argv", ["target_power.py", "--data", str(out), "--showers", "20", str(SHOWERS + 1)])
+    with pytest.raises(benchmark.NothingToReport, match=f"--showers {SHOWERS + 1}: the data hold {SHOWERS} showers"):
+        benchmark.main()
