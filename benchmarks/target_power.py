@@ -16,7 +16,10 @@ evaluate's own functions (reference = the set, candidate = its twin): each set i
 independent trial. Per ``--showers`` it prints what each target gave per set and, over the
 sets, the fraction that met each target and all of them with the 68.3 % Clopper-Pearson
 interval, which metrics and tail classes failed how often, and the spread of the rates of the
-tail classes between the sets (measured and as if the counts were Poisson).
+tail classes between the sets (measured and as if the counts were Poisson). As a check of the
+errors by shower that evaluate reports beside its Poisson intervals, it also counts the tail
+classes (overall and per E0 bin) whose ratio lies more than 2 errors by shower from 1: about
+4.6 % of them if those errors are right.
 
 Not measured: the multiplicity calibration (PIT KS), which needs a model's P(N | conditions).
 
@@ -142,6 +145,7 @@ def compare_pair(reference: RaggedBatch, candidate: RaggedBatch, seed: int) -> d
         "tails": not tails["flagged"],
     }
     met["all"] = all(met.values())
+    tested, beyond = tail_tests_by_shower(tails)
     return {
         "events": len(reference),
         "max_ratio": round(summary["max_ratio"], 3) if summary["max_ratio"] is not None else None,
@@ -150,8 +154,29 @@ def compare_pair(reference: RaggedBatch, candidate: RaggedBatch, seed: int) -> d
         "log_w1_ratio": {name: round(ratio, 3) if ratio is not None else None for name, ratio in log_w1.items()},
         "auc": round(auc, 4) if auc is not None else None,
         "tails_flagged": tails["flagged"],
+        "tail_tests_by_shower": tested,
+        "tails_beyond_2_sigma_by_shower": beyond,
         "met": met,
     }
+
+
+def tail_tests_by_shower(tails: dict) -> tuple[int, list[str]]:
+    """(the tail classes, overall and per E0 bin, whose ratio has an error by shower, those whose
+    ratio lies more than 2 such errors from 1): evaluate's flag with the Poisson errors replaced by
+    the errors by shower (docs/evaluation.md, "Tails"); not a target, a check of those errors."""
+    places = [("all events", tails["overall"]["rates"])]
+    places += [(entry["label"], entry["rates"]) for entry in tails["energy_bins"]]
+    tested, beyond = 0, []
+    for label, rates in places:
+        for name, entry in rates.items():
+            ratio = entry["ratio"]
+            error = ratio.get("relative_error_by_shower")
+            if ratio.get("value") is None or not error:
+                continue
+            tested += 1
+            if abs(ratio["value"] - 1.0) > 2.0 * error:
+                beyond.append(f"{label}: {name}")
+    return tested, beyond
 
 
 def rate_spread(batch: RaggedBatch, sets: list[np.ndarray]) -> dict:
@@ -189,6 +214,8 @@ def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, s
     above.update(name for trial in trials for name, ratio in trial["log_w1_ratio"].items()
                  if ratio is None or ratio > TARGET_MAX_RATIO)
     flagged = Counter(label for trial in trials for label in trial["tails_flagged"])
+    tested = sum(trial["tail_tests_by_shower"] for trial in trials)
+    beyond = sum(len(trial["tails_beyond_2_sigma_by_shower"]) for trial in trials)
     return {
         "showers_per_set": showers_per_set,
         "sets": len(sets),
@@ -198,6 +225,9 @@ def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, s
         "metrics_above_target": dict(above.most_common()),
         "tail_classes_flagged": dict(flagged.most_common()),
         "mean_tail_flags_per_set": round(sum(flagged.values()) / len(trials), 2),
+        "tail_tests_by_shower": {"tests": tested, "beyond_2_sigma": beyond,
+                                 "fraction": round(beyond / tested, 3) if tested else None,
+                                 "expected_if_gaussian": 0.046},
         "reference_rate_spread": rate_spread(batch, sets) if len(sets) > 1 else None,
         "trials": trials,
     }

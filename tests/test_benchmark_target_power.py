@@ -73,6 +73,21 @@ def test_the_script_prints_one_json_object_with_a_trial_per_set(dataset):
         low, high = size["pass_rate"]["all"]["interval"]
         assert 0.0 <= low <= size["pass_rate"]["all"]["fraction"] <= high <= 1.0
         assert set(size["reference_rate_spread"]) >= {"muons.radius_gt_75m", "muons.energy_gt_10tev"}
+        checks = size["tail_tests_by_shower"]
+        assert checks["tests"] == sum(trial["tail_tests_by_shower"] for trial in size["trials"]) > 0
+        assert checks["beyond_2_sigma"] == sum(len(trial["tails_beyond_2_sigma_by_shower"]) for trial in size["trials"])
+
+
+def test_a_tail_ratio_is_beyond_two_errors_by_shower_only_when_it_is():
+    benchmark = load_benchmark("target_power")
+
+    def rates(value, error):
+        return {"muons.energy_gt_10tev": {"ratio": {"value": value, "relative_error_by_shower": error}},
+                "muons.radius_gt_75m": {"ratio": {"value": None, "relative_error_by_shower": None}}}
+
+    tails = {"overall": {"rates": rates(1.25, 0.1)}, "energy_bins": [{"label": "1e4-1e6 GeV", "rates": rates(1.35, 0.1)},
+                                                                      {"label": "1e6-1e8 GeV", "rates": rates(0.7, 0.2)}]}
+    assert benchmark.tail_tests_by_shower(tails) == (3, ["1e4-1e6 GeV: muons.energy_gt_10tev"])
 
 
 def test_data_without_a_simulate_configuration_is_refused_in_one_line(dataset, tmp_path):
