@@ -85,7 +85,7 @@ def test_a_tail_ratio_is_beyond_two_errors_by_shower_only_when_it_is():
         return {"muons.energy_gt_10tev": {"ratio": {"value": value, "relative_error_by_shower": error}},
                 "muons.radius_gt_75m": {"ratio": {"value": None, "relative_error_by_shower": None}}}
 
-    tails = {"overall": {"rates": rates(1.25, 0.1)}, "energy_bins": [{"label": "1e4-1e6 GeV", "rates": rates(1.35, 0.1)},
+    tails = {"overall": {"rates": rates(1.15, 0.1)}, "energy_bins": [{"label": "1e4-1e6 GeV", "rates": rates(1.35, 0.1)},
                                                                       {"label": "1e6-1e8 GeV", "rates": rates(0.7, 0.2)}]}
     assert benchmark.tail_tests_by_shower(tails) == (3, ["1e4-1e6 GeV: muons.energy_gt_10tev"])
 
