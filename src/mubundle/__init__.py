@@ -8,7 +8,7 @@ plane perpendicular to the shower axis) as a correlated bundle.
 from mubundle.data.batch import RaggedBatch
 from mubundle.host_allocator import tune_host_allocator
 
-__version__ = "0.6.11"
+__version__ = "0.6.12"
 
 
 def load(path=None, device="cpu"):
