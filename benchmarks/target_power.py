@@ -54,15 +54,23 @@ PHYSICS_FIELDS = ("site", "depths_km", "interaction_model", "min_energy", "ice_v
 
 def simulation_config(paths: list[str]) -> SimConfig:
     """The simulate configuration recorded in the data files (native shards of ``mubundle
-    simulate``), refused when a file records none or files differ in :data:`PHYSICS_FIELDS`."""
+    simulate``), refused when a file records none, was made by a simulator version whose showers
+    this one does not reproduce, or files differ in :data:`PHYSICS_FIELDS`."""
     from mubundle.configio import from_dict
     from mubundle.data.native import read_metadata
 
+    from mubundle.sim.version import SIMULATOR_VERSION, UNVERSIONED, continues
+
     configs = {}
     for path in paths:
-        recorded = read_metadata(path).get("config")
+        metadata = read_metadata(path)
+        recorded = metadata.get("config")
         refuse_unless(isinstance(recorded, dict) and "depths_km" in recorded,
                       f"{path} records no simulate configuration: the twin needs showers of `mubundle simulate`")
+        version = metadata.get("simulator_version", UNVERSIONED)
+        refuse_unless(continues(version, str(recorded.get("site"))),
+                      f"{path} was simulated by simulator version {version}: this version ({SIMULATOR_VERSION}) "
+                      "would make its twin with other physics")
         configs[path] = recorded
     first_path, first = next(iter(configs.items()))
     for path, recorded in configs.items():
@@ -81,8 +89,9 @@ def shower_rows(batch: RaggedBatch, n_depths: int) -> np.ndarray:
     primary_differs = np.any(showers[:, :, :3] != showers[:, :1, :3], axis=(1, 2))
     depth_falls = np.any(np.diff(showers[:, :, 3], axis=1) <= 0, axis=1) if n_depths > 1 else np.zeros(len(showers), bool)
     broken = np.flatnonzero(primary_differs | depth_falls)
-    refuse_unless(broken.size == 0, f"the events are not whole showers of {n_depths} depths from event "
-                                    f"{broken[:1].tolist() and int(broken[0]) * n_depths} on (rows rejected on reading?)")
+    if broken.size:
+        refuse_unless(False, f"the events are not whole showers of {n_depths} depths from event {int(broken[0]) * n_depths} "
+                             "on (rows rejected on reading?)")
     return showers
 
 

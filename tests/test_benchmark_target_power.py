@@ -111,3 +111,16 @@ def test_a_set_larger_than_the_data_is_refused_before_the_twin_is_simulated(data
     monkeypatch.setattr(sys, "argv", ["target_power.py", "--data", str(out), "--showers", "20", str(SHOWERS + 1)])
     with pytest.raises(benchmark.NothingToReport, match=f"--showers {SHOWERS + 1}: the data hold {SHOWERS} showers"):
         benchmark.main()
+
+
+def test_shards_of_a_simulator_whose_showers_this_one_does_not_reproduce_are_refused(dataset, tmp_path):
+    from mubundle.data.native import read_metadata
+
+    out, _ = dataset
+    shard = sorted(out.rglob("part-*.parquet"))[0]
+    metadata = dict(read_metadata(shard), simulator_version=4)  # version 5 changed every site's showers
+    write_shard(read_events([shard]).batch, tmp_path / "old.parquet", metadata)
+    benchmark = load_benchmark("target_power")
+    with pytest.raises(ValueError, match="old.parquet was simulated by simulator version 4"):
+        benchmark.simulation_config([str(tmp_path / "old.parquet")])
+    assert benchmark.simulation_config([str(shard)]).depths_km == (1.5, 2.0)
