@@ -21,6 +21,10 @@ errors by shower that evaluate reports beside its Poisson intervals, it also cou
 classes (overall and per E0 bin) whose ratio lies more than 2 errors by shower from 1: about
 4.6 % of them if those errors are right.
 
+With ``--model M`` the model is sampled at the data's primaries (``--seed``, paired as
+``evaluate`` pairs it) and judged on every set by the same targets, beside the twin: its pass
+rates against the perfect generator's on the same sets.
+
 Not measured: the multiplicity calibration (PIT KS), which needs a model's P(N | conditions).
 
 One JSON object on stdout. Run: ``python benchmarks/target_power.py --data SETS --showers 5000
@@ -38,7 +42,8 @@ import numpy as np
 from scipy import stats
 
 from mubundle.benchmark_cli import (
-    NothingToReport, integer, make_parser, positive_int, print_json, refuse_unless, require_events, run, seed_int,
+    NothingToReport, integer, make_parser, model_fields, positive_int, print_json, refuse_unless, require_events, run,
+    seed_int,
 )
 from mubundle.data.batch import RaggedBatch
 from mubundle.evaluate.metrics import compare, is_paired, shower_ids
@@ -208,8 +213,11 @@ def rate_spread(batch: RaggedBatch, sets: list[np.ndarray]) -> dict:
     return result
 
 
-def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, seed: int) -> dict:
-    """The trials of the module docstring for sets of ``showers_per_set`` showers."""
+def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, seed: int,
+                  model_sample: RaggedBatch | None = None) -> dict:
+    """The trials of the module docstring for sets of ``showers_per_set`` showers; with
+    ``model_sample`` (a model's events at ``batch``'s conditions, in its order) the same targets
+    for the model on every set (``trials[k]["model"]``, ``model_pass_rate``)."""
     sets = cut_into_sets(batch.conditions, showers_per_set, seed)
     if not sets:
         raise NothingToReport(f"--showers {showers_per_set}: the data hold {int(shower_ids(batch.conditions).max()) + 1} "
@@ -218,6 +226,8 @@ def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, s
     for k, indices in enumerate(sets):
         started = time.perf_counter()
         entry = compare_pair(batch.take(indices), twin.take(indices), seed)
+        if model_sample is not None:
+            entry["model"] = compare_pair(batch.take(indices), model_sample.take(indices), seed)
         trials.append({"set": k, **entry, "seconds": round(time.perf_counter() - started, 1)})
     above = Counter(name for trial in trials for name in trial["metrics_above_target"])
     above.update(name for trial in trials for name, ratio in trial["log_w1_ratio"].items()
@@ -238,6 +248,12 @@ def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, s
                                  "fraction": round(beyond / tested, 3) if tested else None,
                                  "expected_if_gaussian": 0.046},
         "reference_rate_spread": rate_spread(batch, sets) if len(sets) > 1 else None,
+        **({"model_pass_rate": {criterion: pass_rate(sum(trial["model"]["met"][criterion] for trial in trials), len(trials))
+                                for criterion in ("distance_ratios", "log_w1", "auc", "tails", "all")},
+            "model_metrics_above_target": dict(Counter(name for trial in trials
+                                                       for name in trial["model"]["metrics_above_target"]).most_common()),
+            "model_mean_tail_flags_per_set": round(sum(len(trial["model"]["tails_flagged"]) for trial in trials) / len(trials), 2)}
+           if model_sample is not None else {}),
         "trials": trials,
     }
 
@@ -253,8 +269,15 @@ def main() -> None:
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the order of the showers and of evaluate's splits")
     parser.add_argument("--twin-seed", type=seed_int, default=1, help="seed of the second simulation of the showers")
     parser.add_argument("--workers", type=positive_int, default=1, help="processes simulating the twin")
+    parser.add_argument("--model", default=None,
+                        help="also a model (directory or shipped name) sampled at the data's primaries, judged as the twin is")
     args = parser.parse_args()
     started = time.perf_counter()
+    model = None
+    if args.model is not None:
+        from mubundle.generate.api import load_model
+
+        model = load_model(args.model)  # a bad --model fails before anything is read or simulated
     loaded = read_events(args.data)
     require_events(len(loaded.batch), loaded.failed_files, loaded.rejected, args.data)
     if loaded.rejected or loaded.failed_files:
@@ -270,6 +293,12 @@ def main() -> None:
     twin_started = time.perf_counter()
     twin = twin_of(batch, config, args.twin_seed, args.workers)
     twin_seconds = time.perf_counter() - twin_started
+    model_sample, model_fields_ = None, {}
+    if model is not None:
+        c = batch.conditions
+        outside = model.domain.check_conditions(c).n_outside if model.domain is not None else 0
+        model_sample = model.sample(c[:, 0], c[:, 1], c[:, 2], c[:, 3], seed=args.seed, allow_extrapolation=True)
+        model_fields_ = {**model_fields(model, args.model), "extrapolated_events": int(outside)}
     result = {
         "data": args.data,
         "events": len(batch),
@@ -283,7 +312,8 @@ def main() -> None:
         "targets": {"distance_ratio": TARGET_MAX_RATIO, "log_w1_ratio": TARGET_MAX_RATIO, "auc": TARGET_MAX_AUC,
                     "tails": "no flagged class overall or per E0 bin (evaluate's rule)"},
         "not_measured": "multiplicity calibration (PIT KS): it needs a model's P(N | conditions)",
-        "sizes": [power_at_size(batch, twin, size, args.seed) for size in sorted(set(args.showers))],
+        **model_fields_,
+        "sizes": [power_at_size(batch, twin, size, args.seed, model_sample) for size in sorted(set(args.showers))],
     }
     result["seconds"] = round(time.perf_counter() - started, 1)
     print_json(result)

@@ -124,3 +124,20 @@ def test_shards_of_a_simulator_whose_showers_this_one_does_not_reproduce_are_ref
     with pytest.raises(ValueError, match="old.parquet was simulated by simulator version 4"):
         benchmark.simulation_config([str(tmp_path / "old.parquet")])
     assert benchmark.simulation_config([str(shard)]).depths_km == (1.5, 2.0)
+
+
+def test_a_model_is_judged_on_every_set_beside_the_twin(dataset, tmp_path):
+    from test_evaluate_cli import small_model_and_own_sample
+
+    out, _ = dataset
+    model, _ = small_model_and_own_sample(300, seed=7, sample_seed=3)
+    model.save(tmp_path / "model")
+    run = subprocess.run([sys.executable, str(SCRIPT), "--data", str(out), "--showers", "30", "--model", str(tmp_path / "model")],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    size = result["sizes"][0]
+    assert result["model_path"] == str(tmp_path / "model") and result["extrapolated_events"] >= 0
+    assert size["model_pass_rate"]["all"]["trials"] == size["sets"] == 2
+    for trial in size["trials"]:
+        assert trial["model"]["events"] == trial["events"] and set(trial["model"]["met"]) == set(trial["met"])
