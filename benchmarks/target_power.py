@@ -145,6 +145,11 @@ def pass_rate(passed: int, trials: int) -> dict:
             "interval": [round(float(interval.low), 3), round(float(interval.high), 3)]}
 
 
+def pass_rates(met: list[dict[str, bool]]) -> dict[str, dict]:
+    """:func:`pass_rate` of every target of :func:`compare_pair` (its ``met``) over the trials."""
+    return {criterion: pass_rate(sum(trial[criterion] for trial in met), len(met)) for criterion in met[0]}
+
+
 def compare_pair(reference: RaggedBatch, candidate: RaggedBatch, seed: int) -> dict:
     """What each target of evaluate gave for ``candidate`` against ``reference``."""
     overall = compare(reference, candidate, seed=seed, classifier=True)
@@ -218,16 +223,14 @@ def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, s
     """The trials of the module docstring for sets of ``showers_per_set`` showers; with
     ``model_sample`` (a model's events at ``batch``'s conditions, in its order) the same targets
     for the model on every set (``trials[k]["model"]``, ``model_pass_rate``)."""
-    sets = cut_into_sets(batch.conditions, showers_per_set, seed)
-    if not sets:
-        raise NothingToReport(f"--showers {showers_per_set}: the data hold {int(shower_ids(batch.conditions).max()) + 1} "
-                              f"showers, fewer than one set's worth")
+    sets = cut_into_sets(batch.conditions, showers_per_set, seed)  # main refused sizes above the data's showers
     trials = []
     for k, indices in enumerate(sets):
         started = time.perf_counter()
-        entry = compare_pair(batch.take(indices), twin.take(indices), seed)
+        reference = batch.take(indices)
+        entry = compare_pair(reference, twin.take(indices), seed)
         if model_sample is not None:
-            entry["model"] = compare_pair(batch.take(indices), model_sample.take(indices), seed)
+            entry["model"] = compare_pair(reference, model_sample.take(indices), seed)
         trials.append({"set": k, **entry, "seconds": round(time.perf_counter() - started, 1)})
     above = Counter(name for trial in trials for name in trial["metrics_above_target"])
     above.update(name for trial in trials for name, ratio in trial["log_w1_ratio"].items()
@@ -239,8 +242,7 @@ def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, s
         "showers_per_set": showers_per_set,
         "sets": len(sets),
         "events_per_set": round(float(np.mean([len(s) for s in sets])), 1),
-        "pass_rate": {criterion: pass_rate(sum(trial["met"][criterion] for trial in trials), len(trials))
-                      for criterion in ("distance_ratios", "log_w1", "auc", "tails", "all")},
+        "pass_rate": pass_rates([trial["met"] for trial in trials]),
         "metrics_above_target": dict(above.most_common()),
         "tail_classes_flagged": dict(flagged.most_common()),
         "mean_tail_flags_per_set": round(sum(flagged.values()) / len(trials), 2),
@@ -248,8 +250,7 @@ def power_at_size(batch: RaggedBatch, twin: RaggedBatch, showers_per_set: int, s
                                  "fraction": round(beyond / tested, 3) if tested else None,
                                  "expected_if_gaussian": 0.046},
         "reference_rate_spread": rate_spread(batch, sets) if len(sets) > 1 else None,
-        **({"model_pass_rate": {criterion: pass_rate(sum(trial["model"]["met"][criterion] for trial in trials), len(trials))
-                                for criterion in ("distance_ratios", "log_w1", "auc", "tails", "all")},
+        **({"model_pass_rate": pass_rates([trial["model"]["met"] for trial in trials]),
             "model_metrics_above_target": dict(Counter(name for trial in trials
                                                        for name in trial["model"]["metrics_above_target"]).most_common()),
             "model_mean_tail_flags_per_set": round(sum(len(trial["model"]["tails_flagged"]) for trial in trials) / len(trials), 2)}
